@@ -1,0 +1,131 @@
+//! Rings and processes: sizes, creation, destruction, and the registry's view of them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ai_os_kernel::syscalls::open_flags::*;
+use ai_os_kernel::syscalls::{
+    AsyncSyscallExecutor, DEFAULT_CQ_SIZE, DEFAULT_SQ_SIZE, IoUringError, IoUringHandler, OpResult, Syscall,
+    SyscallHandlerRegistry, SyscallOpType as Op, SyscallResult,
+};
+use futures::executor::block_on;
+
+use super::{entry, manager, nop, rooted};
+use crate::support::{MakeBackend, run_op};
+
+pub fn ring_sizes(make: MakeBackend) {
+    let m = manager(make);
+    let ring = m.create_ring(1, None, None).unwrap();
+    assert_eq!((ring.sq_capacity(), ring.cq_capacity()), (DEFAULT_SQ_SIZE, DEFAULT_CQ_SIZE));
+    assert_eq!((DEFAULT_SQ_SIZE, DEFAULT_CQ_SIZE), (256, 512));
+    assert_eq!(ring.pid(), 1);
+    let ring = m.create_ring(2, Some(512), Some(1024)).unwrap();
+    assert_eq!((ring.sq_capacity(), ring.cq_capacity()), (512, 1024));
+    let ring = m.create_ring(3, Some(2048), None).unwrap();
+    assert_eq!(ring.cq_capacity(), 2048, "the CQ grows to the SQ when not given");
+    m.create_ring(4, Some(1), Some(1)).unwrap();
+    m.create_ring(5, Some(65536), Some(65536)).unwrap();
+    for (sq, cq) in [
+        (Some(0), None),
+        (None, Some(0)),
+        (Some(65537), None),
+        (Some(8), Some(4)),
+        (Some(usize::MAX), Some(usize::MAX)),
+    ] {
+        let err = m.create_ring(10, sq, cq).unwrap_err();
+        assert!(matches!(err, IoUringError::InvalidConfig(_)), "sizes {sq:?}/{cq:?}: {err}");
+    }
+    assert!(matches!(m.create_ring(1, None, None), Err(IoUringError::InvalidConfig(_))), "a second ring for pid 1");
+    assert_eq!(m.stats().active_rings, 5);
+}
+
+/// Submitting to a pid without a ring creates one with the default sizes.
+pub fn submit_creates_ring(make: MakeBackend) {
+    let m = manager(make);
+    assert!(matches!(m.ring(9), Err(IoUringError::NoRing { pid: 9 })));
+    let seq = m.submit(9, nop(9)).unwrap();
+    assert_eq!(seq, 1, "sequence numbers start at 1");
+    let ring = m.ring(9).unwrap();
+    assert_eq!((ring.sq_capacity(), ring.cq_capacity()), (256, 512));
+    m.wait_completion(9, seq).unwrap();
+    assert_eq!(m.stats().active_rings, 1);
+}
+
+/// An entry must be submitted to its own pid.
+pub fn pid_mismatch_refused(make: MakeBackend) {
+    let m = manager(make);
+    assert!(matches!(m.submit(1, nop(2)), Err(IoUringError::InvalidConfig(_))));
+    assert!(matches!(m.submit_batch(1, vec![nop(1), nop(2)]), Err(IoUringError::InvalidConfig(_))));
+    assert!(matches!(m.submit_async(1, nop(2)), Err(IoUringError::InvalidConfig(_))));
+    assert_eq!(m.stats().total_submissions, 0);
+}
+
+/// Destroying a ring closes the process's kernel descriptors and forgets its policy.
+pub fn destroy_closes_descriptors(make: MakeBackend) {
+    let m = manager(make);
+    let dir = rooted(&m, 1);
+    let unique = dir.path().join("unique-name-for-fd-check");
+    std::fs::write(&unique, b"x").unwrap();
+    for _ in 0..3 {
+        assert!(run_op(&m, 1, Op::open("unique-name-for-fd-check", O_RDONLY)).status.is_success());
+    }
+    assert_eq!(kernel_fds_to(&unique), 3);
+    m.destroy_ring(1).unwrap();
+    assert_eq!(kernel_fds_to(&unique), 0, "destroy_ring left kernel descriptors open");
+    assert!(m.processes().get(1).is_none());
+    // A new ring for the pid starts with nothing: no descriptors, deny-all.
+    let done = run_op(&m, 1, Op::Read { fd: 3, size: 1 });
+    assert_eq!(done.errno(), Some(ai_os_kernel::syscalls::errno::EBADF));
+    let done = run_op(&m, 1, Op::open("unique-name-for-fd-check", O_RDONLY));
+    assert_eq!(done.errno(), Some(ai_os_kernel::syscalls::errno::EACCES));
+}
+
+/// How many of this process's kernel descriptors point at `path`.
+fn kernel_fds_to(path: &std::path::Path) -> usize {
+    let real = std::fs::canonicalize(path).unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| *target == real)
+        .count()
+}
+
+/// The registry's `IoUringHandler` and the rings share one process table.
+pub fn registry_and_handler_share_descriptors(make: MakeBackend) {
+    let m = Arc::new(manager(make));
+    let dir = rooted(&m, 4);
+    std::fs::write(dir.path().join("f"), b"shared").unwrap();
+    let mut registry = SyscallHandlerRegistry::new();
+    registry.register(Box::new(IoUringHandler::new(m.clone(), true)));
+    let registry = Arc::new(registry);
+    let exec = AsyncSyscallExecutor::new(registry.clone());
+
+    let opened = block_on(exec.execute(4, Syscall::Io(Op::open("f", O_RDWR))));
+    let SyscallResult::Done(done) = opened else { panic!("{opened:?}") };
+    let OpResult::Fd(fd) = done.result else { panic!("{:?}", done.status) };
+    // Opened through the registry, read through a ring.
+    assert_eq!(run_op(&m, 4, Op::ReadAt { fd, offset: 0, size: 6 }).result, OpResult::Bytes(b"shared".to_vec()));
+    // Non-blocking handler: the completion goes to the CQ.
+    let handler = IoUringHandler::new(m.clone(), false);
+    let mut nb = SyscallHandlerRegistry::new();
+    nb.register(Box::new(handler));
+    let r = block_on(nb.dispatch(4, &Syscall::Io(Op::WriteAt { fd, offset: 0, data: b"SH".to_vec() })));
+    let SyscallResult::Submitted(seq) = r else { panic!("{r:?}") };
+    assert_eq!(m.wait_completion(4, seq).unwrap().result, OpResult::Count(2));
+    assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"SHared");
+
+    assert_eq!(block_on(exec.execute(4, Syscall::GetPid)), SyscallResult::Value(4));
+    let start = Instant::now();
+    assert_eq!(block_on(exec.execute(4, Syscall::Sleep(Duration::from_millis(20)))), SyscallResult::Value(0));
+    assert!(start.elapsed() >= Duration::from_millis(20));
+    let bare = SyscallHandlerRegistry::new();
+    assert!(matches!(block_on(bare.dispatch(4, &Syscall::Io(Op::Nop))), SyscallResult::Error(_)));
+    // Errors of the manager come back as errors, not panics.
+    let bad = block_on(
+        IoUringHandler::new(m.clone(), true)
+            .manager()
+            .submit_async(4, entry(5, Op::Nop, 0))
+            .map_or_else(|e| async move { e.to_string() }, |_| unreachable!()),
+    );
+    assert!(bad.contains("pid 5"), "{bad}");
+}

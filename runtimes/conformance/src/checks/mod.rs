@@ -1,0 +1,46 @@
+//! The checks, by topic. Each takes the backend factory and panics on a failure.
+
+mod asynch;
+mod delivery;
+mod files;
+mod lifecycle;
+mod sandbox;
+
+pub use asynch::*;
+pub use delivery::*;
+pub use files::*;
+pub use lifecycle::*;
+pub use sandbox::*;
+
+use std::sync::Arc;
+
+use ai_os_kernel::Pid;
+use ai_os_kernel::sandbox::Policy;
+use ai_os_kernel::syscalls::{IoUringManager, SyscallOpType, SyscallSubmissionEntry};
+
+use crate::support::{Gate, Held, MakeBackend};
+
+fn manager(make: MakeBackend) -> IoUringManager {
+    IoUringManager::with_backend(make())
+}
+
+/// A manager whose operations wait at a closed gate, `window` in flight at most.
+fn held(make: MakeBackend, window: usize) -> (IoUringManager, Arc<Gate>) {
+    let gate = Arc::new(Gate::default());
+    (IoUringManager::with_backend(Held::new(make(), gate.clone(), window)), gate)
+}
+
+fn entry(pid: Pid, op: SyscallOpType, user_data: u64) -> SyscallSubmissionEntry {
+    SyscallSubmissionEntry::new(pid, op, user_data)
+}
+
+fn nop(pid: Pid) -> SyscallSubmissionEntry {
+    entry(pid, SyscallOpType::Nop, 0)
+}
+
+/// A temp dir as the read-write root of `pid`.
+fn rooted(m: &IoUringManager, pid: Pid) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    m.set_policy(pid, Policy::rooted(dir.path()).read_write()).expect("policy");
+    dir
+}

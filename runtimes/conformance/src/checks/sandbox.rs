@@ -1,0 +1,185 @@
+//! The sandbox: default deny, rooted resolution, escapes, read-only, limits.
+
+use std::os::unix::fs::symlink;
+use std::time::Duration;
+
+use ai_os_kernel::sandbox::Policy;
+use ai_os_kernel::syscalls::open_flags::*;
+use ai_os_kernel::syscalls::{IoUringError, OpResult, SyscallCompletionStatus, SyscallOpType as Op, errno};
+
+use super::{entry, held, manager, rooted};
+use crate::support::{MakeBackend, run_op};
+
+fn denied(done: &ai_os_kernel::syscalls::SyscallCompletionEntry) -> bool {
+    done.errno() == Some(errno::EACCES) && matches!(done.status, SyscallCompletionStatus::Error(_))
+}
+
+/// Without a policy a process may touch nothing.
+pub fn default_policy_denies(make: MakeBackend) {
+    let m = manager(make);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    std::fs::write(&path, b"secret").unwrap();
+    let done = run_op(&m, 1, Op::open(path.to_str().unwrap(), O_RDONLY));
+    assert!(denied(&done), "{:?}", done.status);
+    let made = dir.path().join("new");
+    assert!(denied(&run_op(&m, 1, Op::open(made.to_str().unwrap(), O_WRONLY | O_CREAT))));
+    assert!(!made.exists());
+    assert!(denied(&run_op(&m, 1, Op::Socket { domain: libc::AF_INET, ty: libc::SOCK_STREAM, protocol: 0 })));
+    assert!(run_op(&m, 1, Op::Nop).status.is_success(), "Nop needs no permission");
+}
+
+/// `/x` and `x` both name `root/x`; `..` inside the root is fine.
+pub fn rooted_paths_resolve_beneath(make: MakeBackend) {
+    let m = manager(make);
+    let dir = rooted(&m, 1);
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"A").unwrap();
+    symlink("a.txt", dir.path().join("link")).unwrap();
+    for path in ["/a.txt", "a.txt", "sub/../a.txt", "/sub/../a.txt", "./a.txt", "link", "//a.txt"] {
+        let done = run_op(&m, 1, Op::open(path, O_RDONLY));
+        let OpResult::Fd(fd) = done.result else { panic!("open {path}: {:?}", done.status) };
+        assert_eq!(run_op(&m, 1, Op::Read { fd, size: 8 }).result, OpResult::Bytes(b"A".to_vec()), "{path}");
+        run_op(&m, 1, Op::Close { fd });
+    }
+    // The root itself is a directory: reading it is the kernel's EISDIR.
+    let done = run_op(&m, 1, Op::open("/", O_RDONLY | O_DIRECTORY));
+    let OpResult::Fd(fd) = done.result else { panic!("open /: {:?}", done.status) };
+    assert_eq!(run_op(&m, 1, Op::Read { fd, size: 8 }).errno(), Some(libc::EISDIR));
+}
+
+/// `..`, absolute and relative symlinks out of the root, and magic links are refused.
+pub fn rooted_escapes_refused(make: MakeBackend) {
+    let m = manager(make);
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"S").unwrap();
+    let dir = rooted(&m, 1);
+    let root = dir.path();
+    symlink(outside.path().join("secret"), root.join("abs")).unwrap();
+    symlink(outside.path(), root.join("absdir")).unwrap();
+    let depth = root.components().count();
+    let up = "../".repeat(depth);
+    let rel_target = format!("{up}{}", outside.path().join("secret").to_str().unwrap().trim_start_matches('/'));
+    symlink(&rel_target, root.join("rel")).unwrap();
+    for path in [
+        "..".to_string(),
+        "../secret".into(),
+        "/../secret".into(),
+        format!("{up}etc/passwd"),
+        "abs".into(),
+        "absdir/secret".into(),
+        "rel".into(),
+        "/proc/self/root/etc/passwd".into(),
+    ] {
+        let done = run_op(&m, 1, Op::open(path.as_str(), O_RDONLY));
+        assert!(
+            denied(&done) || done.errno() == Some(libc::ENOENT) && path.starts_with("/proc"),
+            "open {path:?}: {:?}",
+            done.status
+        );
+    }
+    // Writes through an escaping link create nothing outside.
+    let done = run_op(&m, 1, Op::open("absdir/created", O_WRONLY | O_CREAT));
+    assert!(denied(&done), "{:?}", done.status);
+    assert!(!outside.path().join("created").exists());
+    // A root containing /proc: magic links are refused even there.
+    m.set_policy(2, Policy::rooted("/proc")).unwrap();
+    for path in ["self/root/etc/passwd", "self/cwd", "self/exe", "self/fd/0"] {
+        let done = run_op(&m, 2, Op::open(path, O_RDONLY));
+        assert!(done.status.is_error(), "open /proc/{path} succeeded");
+        assert!(
+            matches!(done.errno(), Some(e) if e == libc::ELOOP || e == errno::EACCES || e == libc::ENOENT),
+            "open /proc/{path}: {:?}",
+            done.status
+        );
+    }
+    // NUL bytes and over-long paths are the kernel's errors, not panics.
+    assert_eq!(run_op(&m, 1, Op::open("a\0b", O_RDONLY)).errno(), Some(errno::EINVAL));
+    let long = "x/".repeat(3000);
+    assert_eq!(run_op(&m, 1, Op::open(long.as_str(), O_RDONLY)).errno(), Some(libc::ENAMETOOLONG));
+    assert_eq!(run_op(&m, 1, Op::open("", O_RDONLY)).errno(), Some(libc::ENOENT));
+}
+
+/// A read-only policy refuses every flag that writes, and nothing changes on disk.
+pub fn read_only_refuses_writes(make: MakeBackend) {
+    let m = manager(make);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"keep").unwrap();
+    m.set_policy(1, Policy::rooted(dir.path())).unwrap();
+    for flags in
+        [O_WRONLY, O_RDWR, O_RDONLY | O_CREAT, O_RDONLY | O_TRUNC, O_RDONLY | O_APPEND, O_WRONLY | O_CREAT | O_TRUNC]
+    {
+        let done = run_op(&m, 1, Op::open("f", flags));
+        assert!(denied(&done), "flags {flags:#x}: {:?}", done.status);
+        let done = run_op(&m, 1, Op::open("new", flags));
+        assert!(denied(&done), "flags {flags:#x}: {:?}", done.status);
+    }
+    assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"keep");
+    assert!(!dir.path().join("new").exists());
+    assert!(run_op(&m, 1, Op::open("f", O_RDONLY)).status.is_success());
+    // Flags that are no access mode at all, or unknown bits, are EINVAL.
+    assert_eq!(run_op(&m, 1, Op::open("f", 3)).errno(), Some(errno::EINVAL));
+    assert_eq!(run_op(&m, 1, Op::open("f", 0x4000_0000)).errno(), Some(errno::EINVAL));
+    assert_eq!(run_op(&m, 1, Op::open("f", libc::O_PATH as u32)).errno(), Some(errno::EINVAL));
+}
+
+/// Descriptor, size and outstanding-operation limits.
+pub fn policy_limits(make: MakeBackend) {
+    let m = manager(make);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), vec![1u8; 64]).unwrap();
+    m.set_policy(1, Policy::rooted(dir.path()).max_open_fds(2).max_io_bytes(16)).unwrap();
+    let a = run_op(&m, 1, Op::open("f", O_RDONLY));
+    let b = run_op(&m, 1, Op::open("f", O_RDONLY));
+    let c = run_op(&m, 1, Op::open("f", O_RDONLY));
+    assert!(a.status.is_success() && b.status.is_success());
+    assert_eq!(c.errno(), Some(errno::EMFILE), "{:?}", c.status);
+    assert_eq!(m.processes().get(1).unwrap().open_descriptors(), 2);
+    let OpResult::Fd(fd) = a.result else { unreachable!() };
+    assert_eq!(run_op(&m, 1, Op::Read { fd, size: 16 }).result, OpResult::Bytes(vec![1; 16]));
+    assert!(denied(&run_op(&m, 1, Op::Read { fd, size: 17 })));
+    assert!(denied(&run_op(&m, 1, Op::WriteAt { fd, offset: 0, data: vec![0; 17] })));
+    // Absurd sizes and offsets are refused before any allocation.
+    assert_eq!(run_op(&m, 1, Op::Read { fd, size: usize::MAX }).errno(), Some(errno::EINVAL));
+    assert_eq!(run_op(&m, 1, Op::ReadAt { fd, offset: u64::MAX, size: 1 }).errno(), Some(errno::EINVAL));
+    assert_eq!(run_op(&m, 1, Op::WriteAt { fd, offset: 1 << 63, data: vec![1] }).errno(), Some(errno::EINVAL));
+
+    let (m, gate) = held(make, 1);
+    m.set_policy(5, Policy::default().max_outstanding(2)).unwrap();
+    m.submit(5, entry(5, Op::Nop, 0)).unwrap();
+    m.submit(5, entry(5, Op::Nop, 0)).unwrap();
+    assert_eq!(
+        m.submit(5, entry(5, Op::Nop, 0)).unwrap_err(),
+        IoUringError::CompletionQueueFull { pid: 5, capacity: 2 }
+    );
+    gate.open();
+    let mut n = 0;
+    crate::support::eventually(Duration::from_secs(30), "two completions", || {
+        n += m.reap_completions(5, None).unwrap().len();
+        n == 2
+    });
+}
+
+/// An unrestricted policy opens any path the host can.
+pub fn unrestricted_policy(make: MakeBackend) {
+    let m = manager(make);
+    m.set_policy(1, Policy::unrestricted()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("host-file");
+    let done = run_op(&m, 1, Op::open(path.to_str().unwrap(), O_WRONLY | O_CREAT));
+    let OpResult::Fd(fd) = done.result else { panic!("{:?}", done.status) };
+    assert_eq!(run_op(&m, 1, Op::Write { fd, data: b"hi".to_vec() }).result, OpResult::Count(2));
+    assert_eq!(std::fs::read(&path).unwrap(), b"hi");
+    // Policies change for operations submitted afterwards.
+    m.set_policy(1, Policy::default()).unwrap();
+    assert!(denied(&run_op(&m, 1, Op::open(path.to_str().unwrap(), O_RDONLY))));
+}
+
+/// A rooted policy whose root cannot be opened is refused with a clear error.
+pub fn bad_policy_root_refused(make: MakeBackend) {
+    let m = manager(make);
+    let err = m.set_policy(1, Policy::rooted("/definitely/not/here")).unwrap_err();
+    assert!(matches!(&err, IoUringError::InvalidConfig(msg) if msg.contains("/definitely/not/here")), "{err}");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    assert!(m.set_policy(1, Policy::rooted(file.path())).is_err(), "a file is no root");
+}

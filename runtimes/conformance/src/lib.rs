@@ -1,0 +1,70 @@
+//! The conformance suite: every delivery rule and every operation, checked on any
+//! [`Backend`](ai_os_kernel::backend::Backend).
+//!
+//! Written once and run by the main crate's tests and by each `runtimes/<name>` crate under its
+//! own executor. [`conformance_tests!`] expands to one `#[test]` per check:
+//!
+//! ```text
+//! ai_os_kernel_conformance::conformance_tests!(
+//!     make: || std::sync::Arc::new(ai_os_kernel::backend::BlockingBackend::new()),
+//!     block_on: |f| futures::executor::block_on(f),
+//! );
+//! ```
+//!
+//! Every check runs on a thread of its own and fails if it takes longer than
+//! [`support::CHECK_LIMIT`]: a hang is a failure, not a stuck CI.
+
+pub mod checks;
+pub mod support;
+
+/// Expands to one `#[test]` per check of the suite, on backends made by `make` (a `fn() ->
+/// Arc<dyn Backend>`), with the async checks driven by `block_on` (a `fn(BoxFuture)`).
+#[macro_export]
+macro_rules! conformance_tests {
+    (make: $make:expr, block_on: $block_on:expr $(,)?) => {
+        $crate::__sync_checks!($make;
+            ring_sizes, submit_creates_ring, pid_mismatch_refused, nop_roundtrip,
+            exactly_once, future_owns_completion, dropped_future_is_discarded, detach_hands_to_cq,
+            wait_takes_out_of_order, backpressure_sq_full, backpressure_cq_full,
+            batch_all_or_nothing, wait_fails_fast, wait_timeout, destroy_wakes_everyone,
+            cancel_ops, fairness_under_flood, stats_consistent_under_concurrency,
+            file_ops_roundtrip, short_read_and_eof, open_create_mode, fds_are_per_process,
+            lseek_whence, concurrent_read_at, dropped_open_closes_fd, panic_in_op_is_eio,
+            default_policy_denies, rooted_paths_resolve_beneath, rooted_escapes_refused,
+            read_only_refuses_writes, policy_limits, unrestricted_policy, bad_policy_root_refused,
+            destroy_closes_descriptors, registry_and_handler_share_descriptors,
+        );
+        $crate::__async_checks!($make, $block_on;
+            futures_resolve, stream_delivers_then_ends, woken_from_another_thread,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __sync_checks {
+    ($make:expr; $($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let make: $crate::support::MakeBackend = $make;
+            $crate::support::within($crate::support::CHECK_LIMIT, stringify!($name), move || {
+                $crate::checks::$name(make)
+            });
+        }
+    )*};
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __async_checks {
+    ($make:expr, $block_on:expr; $($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let make: $crate::support::MakeBackend = $make;
+            let block_on: $crate::support::BlockOn = $block_on;
+            $crate::support::within($crate::support::CHECK_LIMIT, stringify!($name), move || {
+                block_on(Box::pin($crate::checks::$name(make)))
+            });
+        }
+    )*};
+}

@@ -1,0 +1,173 @@
+//! Test support: bounded waits, temp dirs, and backend wrappers that hold or slow operations.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use ai_os_kernel::Pid;
+use ai_os_kernel::backend::{Backend, Capabilities, OpOutcome, Operation, Task};
+use ai_os_kernel::syscalls::{IoUringManager, SyscallCompletionEntry, SyscallOpType, SyscallSubmissionEntry};
+
+/// How a backend under test is made.
+pub type MakeBackend = fn() -> Arc<dyn Backend>;
+
+/// The longest any single check may take before it counts as a hang.
+pub const CHECK_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `f` on its own thread and fails if it has not finished within `limit`: a hang is a bug.
+pub fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => {
+            let _ = worker.join();
+            v
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the worker sends before it ends"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: still running after {limit:?} (hang)"),
+    }
+}
+
+/// Polls `cond` until it holds, failing after `limit`.
+pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < end, "{what}: not true after {limit:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Submits `op` for `pid` and waits (bounded) for its completion.
+pub fn run_op(m: &IoUringManager, pid: Pid, op: SyscallOpType) -> SyscallCompletionEntry {
+    let seq = m.submit(pid, SyscallSubmissionEntry::new(pid, op, 0)).expect("submit");
+    m.wait_completion_timeout(pid, seq, Duration::from_secs(30)).expect("completion")
+}
+
+/// A gate that holds operations until opened.
+#[derive(Default)]
+pub struct Gate {
+    opened: AtomicBool,
+    waiters: Mutex<Vec<Waker>>,
+    /// Operations that reached the gate.
+    pub arrived: AtomicUsize,
+}
+
+impl Gate {
+    /// Lets every held and future operation through.
+    pub fn open(&self) {
+        self.opened.store(true, Ordering::SeqCst);
+        for w in self.waiters.lock().unwrap().drain(..) {
+            w.wake();
+        }
+    }
+
+    fn wait(&self) -> impl Future<Output = ()> + '_ {
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        std::future::poll_fn(move |cx: &mut Context<'_>| {
+            if self.opened.load(Ordering::SeqCst) {
+                return Poll::Ready(());
+            }
+            self.waiters.lock().unwrap().push(cx.waker().clone());
+            if self.opened.load(Ordering::SeqCst) { Poll::Ready(()) } else { Poll::Pending }
+        })
+    }
+}
+
+/// Wraps a backend: every operation waits at a [`Gate`] (without holding a thread) and may be
+/// slowed; the in-flight window is set by the test.
+pub struct Held {
+    inner: Arc<dyn Backend>,
+    gate: Arc<Gate>,
+    window: usize,
+    delay: Duration,
+    /// Wait at the gate holding the thread, so the operation cannot be interrupted there.
+    uninterruptible: bool,
+}
+
+impl Held {
+    /// Holds every operation of `inner` at `gate`, `window` in flight at most.
+    pub fn new(inner: Arc<dyn Backend>, gate: Arc<Gate>, window: usize) -> Arc<Self> {
+        Arc::new(Held { inner, gate, window, delay: Duration::ZERO, uninterruptible: false })
+    }
+
+    /// Like [`Held::new`], but operations wait at the gate holding their thread: cancellation
+    /// cannot stop them there, so they run once the gate opens.
+    pub fn uninterruptible(inner: Arc<dyn Backend>, gate: Arc<Gate>, window: usize) -> Arc<Self> {
+        Arc::new(Held { inner, gate, window, delay: Duration::ZERO, uninterruptible: true })
+    }
+
+    /// Lets operations through at once, each taking `delay` (a sleeping pool thread).
+    pub fn slow(inner: Arc<dyn Backend>, window: usize, delay: Duration) -> Arc<Self> {
+        let gate = Arc::new(Gate::default());
+        gate.open();
+        Arc::new(Held { inner, gate, window, delay, uninterruptible: false })
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for Held {
+    fn name(&self) -> &'static str {
+        "held"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(self.window)
+    }
+
+    async fn execute(&self, op: Operation) -> OpOutcome {
+        if self.uninterruptible {
+            self.gate.arrived.fetch_add(1, Ordering::SeqCst);
+            while !self.gate.opened.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        } else {
+            self.gate.wait().await;
+        }
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay);
+        }
+        self.inner.execute(op).await
+    }
+
+    fn spawn(&self, task: Task) {
+        self.inner.spawn(task)
+    }
+}
+
+/// Wraps a backend and panics inside every `Read` of size 13.
+pub struct Panicky {
+    /// The backend that does the real work.
+    pub inner: Arc<dyn Backend>,
+}
+
+#[async_trait::async_trait]
+impl Backend for Panicky {
+    fn name(&self) -> &'static str {
+        "panicky"
+    }
+
+    async fn execute(&self, op: Operation) -> OpOutcome {
+        if matches!(op.op(), SyscallOpType::Read { size: 13, .. }) {
+            panic!("injected panic inside an operation");
+        }
+        self.inner.execute(op).await
+    }
+
+    fn spawn(&self, task: Task) {
+        self.inner.spawn(task)
+    }
+}
+
+/// A boxed future, for the async checks.
+pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How the runtime under test blocks on a future.
+pub type BlockOn = fn(BoxFuture);

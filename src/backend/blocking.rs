@@ -1,0 +1,95 @@
+//! [`BlockingBackend`]: a bounded pool of threads running blocking system calls.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::thread;
+
+use async_task::Runnable;
+use crossbeam_channel::{Receiver, Sender};
+
+use super::{Backend, Capabilities, OpOutcome, Operation, Task, file_ops};
+
+/// Runs operations on a fixed pool of threads with ordinary blocking system calls. It needs no
+/// async runtime and works everywhere.
+///
+/// The pool has [`BlockingBackend::default_threads`] threads unless given a size; they start
+/// with the backend and exit once it and every task it still runs are gone. A panic inside an
+/// operation is caught: the operation completes with `EIO` and the thread goes on.
+#[derive(Debug, Clone)]
+pub struct BlockingBackend {
+    queue: Sender<Runnable>,
+    threads: usize,
+}
+
+impl BlockingBackend {
+    /// A pool of [`default_threads`](Self::default_threads) threads.
+    pub fn new() -> Self {
+        Self::with_threads(Self::default_threads())
+    }
+
+    /// A pool of `n` threads (at least one: `0` is taken as `1`).
+    pub fn with_threads(n: usize) -> Self {
+        let threads = n.max(1);
+        let (queue, jobs) = crossbeam_channel::unbounded();
+        for i in 0..threads {
+            let jobs = jobs.clone();
+            let spawned = thread::Builder::new().name(format!("ai-os-kernel-blocking-{i}")).spawn(move || work(jobs));
+            if let Err(e) = spawned {
+                // Fewer threads still serve. With none at all, the queue disconnects and every
+                // operation completes with EIO rather than waiting forever.
+                tracing::error!(error = %e, "could not start blocking pool thread {i}");
+            }
+        }
+        BlockingBackend { queue, threads }
+    }
+
+    /// Four threads per available core, at least 4 and at most 256: enough to keep the disk busy
+    /// while some threads wait in `fsync`.
+    pub fn default_threads() -> usize {
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        (cores * 4).clamp(4, 256)
+    }
+
+    /// The pool's size.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
+impl Default for BlockingBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn work(jobs: Receiver<Runnable>) {
+    for job in jobs {
+        if catch_unwind(AssertUnwindSafe(|| job.run())).is_err() {
+            tracing::error!("an operation panicked on the blocking pool; it completed with EIO");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for BlockingBackend {
+    fn name(&self) -> &'static str {
+        "blocking"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // Twice the threads: a worker that finishes finds its next operation already queued.
+        Capabilities::new(self.threads * 2)
+    }
+
+    async fn execute(&self, op: Operation) -> OpOutcome {
+        file_ops::execute_sync(op)
+    }
+
+    fn spawn(&self, task: Task) {
+        let queue = self.queue.clone();
+        // A send fails only once every worker is gone; the dropped task then completes its
+        // operation with EIO.
+        let (runnable, handle) = async_task::spawn(task, move |job| drop(queue.send(job)));
+        runnable.schedule();
+        handle.detach();
+    }
+}

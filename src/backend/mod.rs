@@ -1,0 +1,146 @@
+//! Backends: how operations execute.
+//!
+//! The core (rings, futures, streams, delivery rules) never names a runtime; it hands batches of
+//! [`Submission`]s to a [`Backend`] and is told of each outcome. Which backends exist depends on
+//! cargo features:
+//!
+//! | backend | feature | files | sockets |
+//! |---|---|---|---|
+//! | [`BlockingBackend`] | `blocking` (default) | bounded thread pool | (network issue) |
+//!
+//! [`IoUringManager::new`](crate::syscalls::IoUringManager::new) picks the best one compiled in;
+//! the environment variable `AI_OS_KERNEL_BACKEND` forces one (see [`from_env`]).
+//!
+//! # Writing a backend
+//!
+//! Implement [`Backend::name`], [`Backend::execute`] (run one operation, return its outcome)
+//! and [`Backend::spawn`] (drive a future to completion somewhere: a thread pool, a runtime).
+//! The provided [`Backend::submit`] then runs each submission as its own task, races it against
+//! cancellation, and completes it. A backend that can do better with a whole batch (io_uring
+//! submits it with one system call) overrides `submit`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use ai_os_kernel::backend::{Backend, BlockingBackend, OpOutcome, Operation, Task};
+//! use ai_os_kernel::syscalls::{IoUringManager, OpResult, SyscallOpType, SyscallSubmissionEntry};
+//!
+//! /// Runs everything on the blocking pool, but answers `Nop` itself.
+//! struct Counting { inner: BlockingBackend }
+//!
+//! #[async_trait::async_trait]
+//! impl Backend for Counting {
+//!     fn name(&self) -> &'static str { "counting" }
+//!     async fn execute(&self, op: Operation) -> OpOutcome {
+//!         match op.op() {
+//!             SyscallOpType::Nop => Ok(OpResult::None),
+//!             _ => self.inner.execute(op).await,
+//!         }
+//!     }
+//!     fn spawn(&self, task: Task) { self.inner.spawn(task) }
+//! }
+//!
+//! let manager = IoUringManager::with_backend(Arc::new(Counting { inner: BlockingBackend::new() }));
+//! let seq = manager.submit(1, SyscallSubmissionEntry::new(1, SyscallOpType::Nop, 7)).unwrap();
+//! let done = manager.wait_completion(1, seq).unwrap();
+//! assert!(done.status.is_success());
+//! assert_eq!(manager.stats().backend, "counting");
+//! ```
+
+#[cfg(feature = "blocking")]
+mod blocking;
+pub mod file_ops;
+mod operation;
+mod select;
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+pub use operation::{Completer, Operation, Submission};
+pub use select::{BACKEND_ENV, available, by_name, from_env};
+
+#[cfg(feature = "blocking")]
+pub use blocking::BlockingBackend;
+
+pub use crate::syscalls::iouring::cancel::CancelToken;
+pub use crate::syscalls::iouring::error::{OpError, errno};
+use crate::syscalls::iouring::op::OpResult;
+
+/// What executing one operation produced.
+pub type OpOutcome = Result<OpResult, OpError>;
+
+/// A future a backend drives to completion ([`Backend::spawn`]).
+pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// What a backend can do, for the executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// How many operations (those that wait on a peer excepted) the backend should be given at
+    /// once; the rest wait in their rings' SQs, where the executor can be fair across processes.
+    pub max_in_flight: usize,
+    /// Whether [`Backend::submit`] takes a whole batch at once (one system call).
+    pub batch_submit: bool,
+}
+
+impl Capabilities {
+    /// Capabilities with the given in-flight window.
+    pub fn new(max_in_flight: usize) -> Self {
+        Capabilities { max_in_flight, batch_submit: false }
+    }
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities::new(64)
+    }
+}
+
+/// Executes operations for the manager. See the [module docs](self) for how to write one.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// A short name, shown in [`IoUringStats::backend`](crate::syscalls::IoUringStats).
+    fn name(&self) -> &'static str;
+
+    /// What the backend can do.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    /// Executes one operation against its process's descriptors and returns the outcome.
+    ///
+    /// Dropping the returned future must stop the operation (that is how cancellation reaches a
+    /// waiting socket operation); an operation that cannot be stopped midway should run to its
+    /// end inside one poll.
+    async fn execute(&self, op: Operation) -> OpOutcome;
+
+    /// Drives `task` to completion on the backend's threads or runtime.
+    fn spawn(&self, task: Task);
+
+    /// Starts a batch. The default runs each submission with [`run`] as a task of its own.
+    fn submit(self: Arc<Self>, batch: Vec<Submission>) {
+        for sub in batch {
+            self.spawn(Box::pin(run(self.clone(), sub)));
+        }
+    }
+}
+
+/// Runs one submission on `backend`: skips it if already cancelled, races
+/// [`Backend::execute`] against cancellation, and completes it. A result that arrives in the
+/// same poll as the cancellation wins, so a descriptor it created is never lost.
+pub async fn run<B: Backend + ?Sized>(backend: Arc<B>, sub: Submission) {
+    let (op, completer) = sub.into_parts();
+    if op.is_cancelled() {
+        return completer.complete(Err(OpError::cancelled()));
+    }
+    let cancel = op.cancel_token().clone();
+    let mut exec = backend.execute(op);
+    let outcome = poll_fn(|cx| match exec.as_mut().poll(cx) {
+        Poll::Ready(out) => Poll::Ready(out),
+        Poll::Pending => cancel.poll_cancelled(cx).map(|()| Err(OpError::cancelled())),
+    })
+    .await;
+    drop(exec);
+    completer.complete(outcome);
+}

@@ -1,0 +1,140 @@
+//! What a backend receives: an [`Operation`] to run and, with it, the duty to report its outcome
+//! exactly once ([`Submission`]).
+
+use std::sync::Arc;
+
+use crate::Pid;
+use crate::process::Process;
+use crate::syscalls::iouring::cancel::CancelToken;
+use crate::syscalls::iouring::error::{OpError, errno};
+use crate::syscalls::iouring::executor::Shared;
+use crate::syscalls::iouring::op::SyscallOpType;
+use crate::syscalls::iouring::ring::{Dispatched, SyscallCompletionRing};
+
+use super::OpOutcome;
+
+/// One operation to execute, with the process it runs for.
+///
+/// Descriptors in the op are the process's virtual numbers: resolve them with
+/// [`Process::descriptor`], install new kernel descriptors with [`Process::install`], and open
+/// paths only through the process's [`Sandbox`](crate::sandbox::Sandbox). The manager has already
+/// checked sizes, flags and addresses against the policy.
+#[derive(Debug)]
+pub struct Operation {
+    op: SyscallOpType,
+    process: Arc<Process>,
+    cancel: Arc<CancelToken>,
+}
+
+impl Operation {
+    /// The process this operation runs for.
+    pub fn pid(&self) -> Pid {
+        self.process.pid()
+    }
+
+    /// The operation.
+    pub fn op(&self) -> &SyscallOpType {
+        &self.op
+    }
+
+    /// The operation, by value (to move its buffers into the kernel's care).
+    pub fn into_op(self) -> SyscallOpType {
+        self.op
+    }
+
+    /// The process: its descriptors and sandbox.
+    pub fn process(&self) -> &Arc<Process> {
+        &self.process
+    }
+
+    /// The cancellation signal.
+    pub fn cancel_token(&self) -> &Arc<CancelToken> {
+        &self.cancel
+    }
+
+    /// Whether cancellation was requested.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}
+
+/// An [`Operation`] together with the duty to complete it.
+///
+/// [`complete`](Self::complete) delivers the outcome to the ring. A submission dropped without
+/// completing (a backend bug, a panic inside an operation, a runtime shut down) completes with
+/// `EIO` instead, so no accepted operation is ever lost.
+#[derive(Debug)]
+pub struct Submission {
+    op: Operation,
+    completer: Completer,
+}
+
+/// The completing half of a [`Submission`].
+pub struct Completer {
+    ring: Arc<SyscallCompletionRing>,
+    seq: u64,
+    counted: bool,
+    executor: Arc<Shared>,
+    done: bool,
+}
+
+impl std::fmt::Debug for Completer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completer").field("pid", &self.ring.pid()).field("seq", &self.seq).finish()
+    }
+}
+
+impl Submission {
+    pub(crate) fn new(ring: &Arc<SyscallCompletionRing>, d: Dispatched, counted: bool, executor: Arc<Shared>) -> Self {
+        Submission {
+            op: Operation { op: d.op, process: ring.process().clone(), cancel: d.cancel },
+            completer: Completer { ring: ring.clone(), seq: d.seq, counted, executor, done: false },
+        }
+    }
+
+    /// The operation.
+    pub fn operation(&self) -> &Operation {
+        &self.op
+    }
+
+    /// The operation's sequence number in its ring.
+    pub fn seq(&self) -> u64 {
+        self.completer.seq
+    }
+
+    /// Splits into the operation and the completer, to run the one and then call the other.
+    pub fn into_parts(self) -> (Operation, Completer) {
+        (self.op, self.completer)
+    }
+
+    /// Completes without running (for a backend that can tell at once).
+    pub fn complete(self, outcome: OpOutcome) {
+        self.completer.complete(outcome);
+    }
+}
+
+impl Completer {
+    /// Delivers the outcome to the operation's owner and frees its place in the executor.
+    pub fn complete(mut self, outcome: OpOutcome) {
+        self.finish(outcome);
+    }
+
+    /// The operation's sequence number in its ring.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn finish(&mut self, outcome: OpOutcome) {
+        self.done = true;
+        self.ring.complete(self.seq, outcome);
+        self.executor.release(self.counted);
+    }
+}
+
+impl Drop for Completer {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(Err(OpError::new(errno::EIO, "the backend dropped the operation without completing it")));
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! io_uring-style batched, asynchronous, sandboxed file and network I/O for the virtual
+//! processes of an agent OS kernel, or any host running many isolated tenants.
+//!
+//! # The model
+//!
+//! Each virtual process (a [`Pid`], not an OS process) has a
+//! [`SyscallCompletionRing`](syscalls::SyscallCompletionRing): a submission queue (SQ) of
+//! operations not yet started and a completion queue (CQ) of results not yet taken. Callers
+//! submit syscall-like operations ([`SyscallOpType`](syscalls::SyscallOpType): read, write,
+//! open, pread, fsync, ...) to an [`IoUringManager`](syscalls::IoUringManager) and collect
+//! completions in any of three ways:
+//!
+//! - `.await` the [`CompletionFuture`](syscalls::CompletionFuture) of
+//!   [`submit_async`](syscalls::IoUringManager::submit_async), which owns its completion;
+//! - consume the ring's [`CompletionStream`](syscalls::CompletionStream);
+//! - poll with [`submit`](syscalls::IoUringManager::submit),
+//!   [`reap_completions`](syscalls::IoUringManager::reap_completions) and
+//!   [`wait_completion`](syscalls::IoUringManager::wait_completion).
+//!
+//! Execution is a pluggable [`Backend`](backend::Backend) (a blocking thread pool by default);
+//! the [`IoUringExecutor`](syscalls::IoUringExecutor) feeds it from the rings round-robin, so no
+//! process can starve another. Every process has its own descriptor table (virtual fds from 3)
+//! and a [`Policy`](sandbox::Policy) that decides which paths and addresses it may touch;
+//! without one it may touch nothing.
+//!
+//! # Delivery rules
+//!
+//! 1. Every accepted submission completes exactly once.
+//! 2. A future owns its completion; dropping it unfinished cancels the operation and discards
+//!    the completion (counted in [`IoUringStats::discarded`](syscalls::IoUringStats)).
+//! 3. `wait_completion(seq)` takes that one completion wherever it stands in the CQ.
+//! 4. Nothing is dropped: a full ring refuses new submissions at once
+//!    ([`SubmissionQueueFull`](syscalls::IoUringError::SubmissionQueueFull),
+//!    [`CompletionQueueFull`](syscalls::IoUringError::CompletionQueueFull)).
+//! 5. Waiting for a seq never issued, already taken, or of a destroyed ring fails at once.
+//! 6. Futures and streams store a `Waker`, so they work under tokio, smol or
+//!    `futures::executor::block_on` alike.
+//!
+//! # Example
+//!
+//! ```
+//! use ai_os_kernel::sandbox::Policy;
+//! use ai_os_kernel::syscalls::{
+//!     IoUringManager, OpResult, SyscallOpType, SyscallSubmissionEntry, open_flags::*,
+//! };
+//!
+//! let dir = std::env::temp_dir().join(format!("ai-os-kernel-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let manager = IoUringManager::new();
+//! let pid = 7;
+//! manager.set_policy(pid, Policy::rooted(&dir).read_write()).unwrap();
+//!
+//! // Open beneath the root, then write and read back with the polling API.
+//! let open = SyscallOpType::open("/notes.txt", O_RDWR | O_CREAT | O_TRUNC);
+//! let seq = manager.submit(pid, SyscallSubmissionEntry::new(pid, open, 1)).unwrap();
+//! let OpResult::Fd(fd) = manager.wait_completion(pid, seq).unwrap().result else { panic!() };
+//!
+//! let write = SyscallOpType::WriteAt { fd, offset: 0, data: b"hello".to_vec() };
+//! let read = SyscallOpType::ReadAt { fd, offset: 0, size: 64 };
+//! let w = manager.submit(pid, SyscallSubmissionEntry::new(pid, write, 2)).unwrap();
+//! assert_eq!(manager.wait_completion(pid, w).unwrap().result, OpResult::Count(5));
+//!
+//! // Or await a future, under any executor.
+//! let fut = manager.submit_async(pid, SyscallSubmissionEntry::new(pid, read, 3)).unwrap();
+//! let done = futures::executor::block_on(fut);
+//! assert_eq!(done.result, OpResult::Bytes(b"hello".to_vec()));
+//!
+//! // Escapes are refused with EACCES.
+//! let escape = SyscallOpType::open("../../etc/passwd", O_RDONLY);
+//! let seq = manager.submit(pid, SyscallSubmissionEntry::new(pid, escape, 4)).unwrap();
+//! let refused = manager.wait_completion(pid, seq).unwrap();
+//! assert_eq!(refused.errno(), Some(ai_os_kernel::syscalls::errno::EACCES));
+//!
+//! manager.destroy_ring(pid).unwrap();
+//! std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `blocking` | yes | [`BlockingBackend`](backend::BlockingBackend), a bounded thread pool |
+
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod process;
+pub mod sandbox;
+pub mod syscalls;
+
+/// A virtual process id: a tenant of the host, not an OS process.
+pub type Pid = u32;

@@ -1,0 +1,111 @@
+//! A process's descriptor table: virtual numbers from 3 up, each naming a kernel descriptor the
+//! caller never sees.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+use crate::syscalls::iouring::error::{OpError, errno};
+
+/// What a descriptor refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DescriptorKind {
+    /// A file or directory.
+    File,
+    /// A socket.
+    Socket,
+}
+
+/// An open kernel descriptor behind a virtual fd. Operations hold an `Arc` of it while they run,
+/// so a concurrent `Close` removes the number at once but the kernel descriptor closes only when
+/// the last running operation is done with it: the number can never be reused under it.
+#[derive(Debug)]
+pub struct Descriptor {
+    fd: OwnedFd,
+    kind: DescriptorKind,
+}
+
+impl Descriptor {
+    /// Wraps a kernel descriptor.
+    pub fn new(fd: OwnedFd, kind: DescriptorKind) -> Self {
+        Descriptor { fd, kind }
+    }
+
+    /// What it refers to.
+    pub fn kind(&self) -> DescriptorKind {
+        self.kind
+    }
+}
+
+impl AsFd for Descriptor {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// The first virtual descriptor number (0, 1 and 2 are never handed out).
+pub const FIRST_FD: i32 = 3;
+
+#[derive(Debug, Default)]
+pub(crate) struct FdTable {
+    slots: Vec<Option<Arc<Descriptor>>>,
+    open: usize,
+    /// Lowest slot that may be free.
+    hint: usize,
+    closed: bool,
+}
+
+impl FdTable {
+    pub(crate) fn get(&self, fd: i32) -> Result<Arc<Descriptor>, OpError> {
+        slot_of(fd).and_then(|i| self.slots.get(i)).and_then(|s| s.clone()).ok_or_else(|| bad_fd(fd))
+    }
+
+    /// Installs at the lowest free number, as POSIX does.
+    pub(crate) fn insert(&mut self, d: Descriptor, limit: usize) -> Result<i32, OpError> {
+        if self.closed {
+            return Err(OpError::new(errno::EBADF, "the process's descriptor table is closed (ring destroyed)"));
+        }
+        if self.open >= limit {
+            return Err(OpError::new(errno::EMFILE, format!("the policy allows at most {limit} open descriptors")));
+        }
+        let i = (self.hint..self.slots.len()).find(|&i| self.slots[i].is_none()).unwrap_or(self.slots.len());
+        if i == self.slots.len() {
+            self.slots.push(None);
+        }
+        self.slots[i] = Some(Arc::new(d));
+        self.open += 1;
+        self.hint = i + 1;
+        Ok(i as i32 + FIRST_FD)
+    }
+
+    pub(crate) fn remove(&mut self, fd: i32) -> Result<Arc<Descriptor>, OpError> {
+        let i = slot_of(fd).filter(|&i| i < self.slots.len()).ok_or_else(|| bad_fd(fd))?;
+        let d = self.slots[i].take().ok_or_else(|| bad_fd(fd))?;
+        self.open -= 1;
+        self.hint = self.hint.min(i);
+        while matches!(self.slots.last(), Some(None)) {
+            self.slots.pop();
+        }
+        Ok(d)
+    }
+
+    /// Closes everything and refuses new descriptors.
+    pub(crate) fn close_all(&mut self) -> usize {
+        self.closed = true;
+        let n = self.open;
+        self.slots = Vec::new();
+        self.open = 0;
+        n
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.open
+    }
+}
+
+fn slot_of(fd: i32) -> Option<usize> {
+    fd.checked_sub(FIRST_FD).and_then(|i| usize::try_from(i).ok())
+}
+
+fn bad_fd(fd: i32) -> OpError {
+    OpError::new(errno::EBADF, format!("descriptor {fd} is not open in this process"))
+}

@@ -1,0 +1,121 @@
+//! Virtual processes: each [`Pid`] has its own descriptor table and sandbox, shared by everything
+//! in the crate (rings, the handler registry, the `AsyncSyscallExecutor`), so a descriptor opened
+//! one way is usable the other.
+
+mod fd;
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, RwLock};
+
+pub use fd::{Descriptor, DescriptorKind, FIRST_FD};
+
+use crate::Pid;
+use crate::sandbox::{Policy, Sandbox};
+use crate::syscalls::iouring::error::OpError;
+use fd::FdTable;
+
+/// One virtual process: its descriptors and its sandbox.
+#[derive(Debug)]
+pub struct Process {
+    pid: Pid,
+    sandbox: RwLock<Arc<Sandbox>>,
+    fds: Mutex<FdTable>,
+}
+
+impl Process {
+    fn new(pid: Pid, sandbox: Arc<Sandbox>) -> Self {
+        Process { pid, sandbox: RwLock::new(sandbox), fds: Mutex::new(FdTable::default()) }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The sandbox in force now.
+    pub fn sandbox(&self) -> Arc<Sandbox> {
+        self.sandbox.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_sandbox(&self, sandbox: Arc<Sandbox>) {
+        *self.sandbox.write().unwrap_or_else(|e| e.into_inner()) = sandbox;
+    }
+
+    fn fds(&self) -> std::sync::MutexGuard<'_, FdTable> {
+        self.fds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The descriptor behind virtual `fd`, or `EBADF`.
+    pub fn descriptor(&self, fd: i32) -> Result<Arc<Descriptor>, OpError> {
+        self.fds().get(fd)
+    }
+
+    /// Installs a kernel descriptor and returns its virtual number; `EMFILE` past the policy's
+    /// limit (the descriptor is closed then).
+    pub fn install(&self, fd: OwnedFd, kind: DescriptorKind) -> Result<i32, OpError> {
+        let limit = self.sandbox().policy().open_fd_limit();
+        self.fds().insert(Descriptor::new(fd, kind), limit)
+    }
+
+    /// Removes virtual `fd`; the kernel descriptor closes once no running operation uses it.
+    pub fn close(&self, fd: i32) -> Result<(), OpError> {
+        self.fds().remove(fd).map(drop)
+    }
+
+    /// How many descriptors are open.
+    pub fn open_descriptors(&self) -> usize {
+        self.fds().len()
+    }
+
+    /// Closes every descriptor and refuses new ones; returns how many were open.
+    pub(crate) fn close_all(&self) -> usize {
+        self.fds().close_all()
+    }
+}
+
+/// Every live process, by pid.
+#[derive(Debug, Default)]
+pub struct ProcessTable {
+    procs: RwLock<HashMap<Pid, Arc<Process>>>,
+}
+
+impl ProcessTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The process `pid`, if it exists.
+    pub fn get(&self, pid: Pid) -> Option<Arc<Process>> {
+        self.procs.read().unwrap_or_else(|e| e.into_inner()).get(&pid).cloned()
+    }
+
+    /// The process `pid`, created with a deny-all sandbox if new.
+    pub fn get_or_create(&self, pid: Pid) -> Arc<Process> {
+        if let Some(p) = self.get(pid) {
+            return p;
+        }
+        let mut procs = self.procs.write().unwrap_or_else(|e| e.into_inner());
+        procs.entry(pid).or_insert_with(|| Arc::new(Process::new(pid, Arc::new(deny_all())))).clone()
+    }
+
+    /// Sets the policy of `pid` (creating the process if new). Fails if a rooted policy's root
+    /// cannot be opened.
+    pub fn set_policy(&self, pid: Pid, policy: Policy) -> std::io::Result<()> {
+        let sandbox = Arc::new(Sandbox::new(policy)?);
+        self.get_or_create(pid).set_sandbox(sandbox);
+        Ok(())
+    }
+
+    /// Removes `pid`, closing its descriptors.
+    pub fn remove(&self, pid: Pid) -> Option<Arc<Process>> {
+        let p = self.procs.write().unwrap_or_else(|e| e.into_inner()).remove(&pid)?;
+        p.close_all();
+        Some(p)
+    }
+}
+
+fn deny_all() -> Sandbox {
+    Sandbox::new(Policy::default()).expect("a policy without a root needs no file system")
+}

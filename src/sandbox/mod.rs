@@ -1,0 +1,309 @@
+//! The per-process sandbox: which paths and addresses a process may touch, and its limits.
+//!
+//! A [`Policy`] is plain data set with [`IoUringManager::set_policy`]; the manager compiles it
+//! into a [`Sandbox`] (opening the root directory once) that every backend consults. Every
+//! refusal completes the operation with `EACCES`, never a panic.
+//!
+//! [`IoUringManager::set_policy`]: crate::syscalls::IoUringManager::set_policy
+
+mod net;
+mod path;
+
+use std::fmt;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+pub use ipnet::IpNet;
+pub use net::PortRange;
+
+use crate::syscalls::iouring::error::{OpError, errno};
+use crate::syscalls::iouring::op::SyscallOpType;
+use net::NetRule;
+
+/// The largest read or write the crate will attempt, whatever the policy: Linux's own limit for
+/// one `read(2)` (`MAX_RW_COUNT`). Larger sizes are `EINVAL`, so no allocation is tried.
+pub const MAX_IO_SIZE: usize = 0x7fff_f000;
+
+/// What a virtual process may do.
+///
+/// `Policy::default()` denies all file and network access. Build from one of the constructors
+/// and refine with the builder methods:
+///
+/// ```
+/// use ai_os_kernel::sandbox::Policy;
+/// use std::net::{IpAddr, Ipv4Addr};
+///
+/// let p = Policy::rooted("/tmp")            // files beneath /tmp, read-only
+///     .read_write()                         // ... and writable
+///     .allow_connect(IpAddr::V4(Ipv4Addr::LOCALHOST), 8000..=8999)
+///     .max_open_fds(64)
+///     .max_io_bytes(1 << 20);
+/// assert!(p.is_writable());
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Policy {
+    files: FileAccess,
+    writable: bool,
+    connect: Vec<NetRule>,
+    bind: Vec<NetRule>,
+    listen: bool,
+    max_open_fds: usize,
+    max_outstanding: usize,
+    max_io_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FileAccess {
+    Denied,
+    Anywhere,
+    Beneath(PathBuf),
+}
+
+/// Default for [`Policy::max_open_fds`].
+pub const DEFAULT_MAX_OPEN_FDS: usize = 1024;
+/// Default for [`Policy::max_io_bytes`]: 64 MiB per read or write.
+pub const DEFAULT_MAX_IO_BYTES: usize = 64 << 20;
+
+impl Default for Policy {
+    /// Denies every file and network operation (`EACCES`).
+    fn default() -> Self {
+        Policy {
+            files: FileAccess::Denied,
+            writable: false,
+            connect: Vec::new(),
+            bind: Vec::new(),
+            listen: false,
+            max_open_fds: DEFAULT_MAX_OPEN_FDS,
+            max_outstanding: usize::MAX,
+            max_io_bytes: DEFAULT_MAX_IO_BYTES,
+        }
+    }
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("files", &self.files)
+            .field("writable", &self.writable)
+            .field("connect", &self.connect)
+            .field("bind", &self.bind)
+            .field("listen", &self.listen)
+            .field("max_open_fds", &self.max_open_fds)
+            .field("max_outstanding", &self.max_outstanding)
+            .field("max_io_bytes", &self.max_io_bytes)
+            .finish()
+    }
+}
+
+impl Policy {
+    /// For trusted callers: any path (relative paths resolve against the host's working
+    /// directory), read-write, any address, listening allowed. The size and descriptor limits
+    /// keep their defaults.
+    pub fn unrestricted() -> Self {
+        Policy {
+            files: FileAccess::Anywhere,
+            writable: true,
+            connect: NetRule::any().to_vec(),
+            bind: NetRule::any().to_vec(),
+            listen: true,
+            ..Policy::default()
+        }
+    }
+
+    /// Files beneath `dir` only, read-only; no network. `/x` and `x` both name `dir/x`; `..`,
+    /// absolute symlinks and `/proc` magic links cannot leave `dir`.
+    pub fn rooted(dir: impl Into<PathBuf>) -> Self {
+        Policy { files: FileAccess::Beneath(dir.into()), ..Policy::default() }
+    }
+
+    /// Allows writing: `O_WRONLY`, `O_RDWR`, `O_CREAT`, `O_TRUNC`, `O_APPEND`.
+    pub fn read_write(mut self) -> Self {
+        self.writable = true;
+        self
+    }
+
+    /// Allows connecting (and sending datagrams) to addresses in `net` on `ports`.
+    pub fn allow_connect(mut self, net: impl Into<IpNet>, ports: impl Into<PortRange>) -> Self {
+        self.connect.push(NetRule { net: net.into(), ports: ports.into() });
+        self
+    }
+
+    /// Allows binding to addresses in `net` on `ports` (include port 0 for an ephemeral port).
+    pub fn allow_bind(mut self, net: impl Into<IpNet>, ports: impl Into<PortRange>) -> Self {
+        self.bind.push(NetRule { net: net.into(), ports: ports.into() });
+        self
+    }
+
+    /// Allows `Listen` (and so `Accept`) on sockets the process was allowed to bind.
+    pub fn allow_listen(mut self) -> Self {
+        self.listen = true;
+        self
+    }
+
+    /// At most `n` descriptors open at once; one more `Open`, `Socket` or `Accept` fails with
+    /// `EMFILE`.
+    pub fn max_open_fds(mut self, n: usize) -> Self {
+        self.max_open_fds = n;
+        self
+    }
+
+    /// At most `n` operations outstanding at once, below the ring's own capacity; beyond it
+    /// `submit` fails with `CompletionQueueFull`, as for a full ring.
+    pub fn max_outstanding(mut self, n: usize) -> Self {
+        self.max_outstanding = n;
+        self
+    }
+
+    /// At most `n` bytes per read or write; more is refused with `EACCES`.
+    pub fn max_io_bytes(mut self, n: usize) -> Self {
+        self.max_io_bytes = n;
+        self
+    }
+
+    /// The root directory, for a rooted policy.
+    pub fn root(&self) -> Option<&Path> {
+        match &self.files {
+            FileAccess::Beneath(dir) => Some(dir),
+            _ => None,
+        }
+    }
+
+    /// Whether writes are allowed.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The descriptor limit.
+    pub fn open_fd_limit(&self) -> usize {
+        self.max_open_fds
+    }
+
+    /// The outstanding-operation limit.
+    pub fn outstanding_limit(&self) -> usize {
+        self.max_outstanding
+    }
+
+    /// The per-operation byte limit.
+    pub fn io_byte_limit(&self) -> usize {
+        self.max_io_bytes
+    }
+
+    /// Checks everything about `op` that does not need the file system: sizes, offsets, open
+    /// flags, addresses. Path resolution happens when the file is opened, beneath the root.
+    pub(crate) fn check(&self, op: &SyscallOpType) -> Result<(), OpError> {
+        let len = op.io_len();
+        if len > MAX_IO_SIZE {
+            return Err(OpError::new(
+                errno::EINVAL,
+                format!("{}: size {len} exceeds the largest single transfer ({MAX_IO_SIZE} bytes)", op.name()),
+            ));
+        }
+        if len > self.max_io_bytes {
+            return Err(OpError::new(
+                errno::EACCES,
+                format!("{}: size {len} exceeds the policy's limit of {} bytes", op.name(), self.max_io_bytes),
+            ));
+        }
+        match op {
+            SyscallOpType::ReadAt { offset, .. } | SyscallOpType::WriteAt { offset, .. }
+                if *offset > i64::MAX as u64 =>
+            {
+                Err(OpError::new(errno::EINVAL, format!("{}: offset {offset} is past i64::MAX", op.name())))
+            }
+            SyscallOpType::Lseek { whence, .. } if !(0..=4).contains(whence) => Err(OpError::new(
+                errno::EINVAL,
+                format!("lseek: whence {whence} is not SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA or SEEK_HOLE"),
+            )),
+            SyscallOpType::Open { path, flags, .. } => self.check_open(path, *flags),
+            SyscallOpType::Socket { .. } if self.connect.is_empty() && self.bind.is_empty() => {
+                Err(OpError::new(errno::EACCES, "socket: the policy allows no network access"))
+            }
+            SyscallOpType::Connect { addr, .. } | SyscallOpType::SendTo { addr, .. }
+                if !net::admits(&self.connect, addr) =>
+            {
+                Err(OpError::new(errno::EACCES, format!("{}: the policy does not allow {addr}", op.name())))
+            }
+            SyscallOpType::Bind { addr, .. } if !net::admits(&self.bind, addr) => {
+                Err(OpError::new(errno::EACCES, format!("bind: the policy does not allow binding {addr}")))
+            }
+            SyscallOpType::Listen { .. } if !self.listen => {
+                Err(OpError::new(errno::EACCES, "listen: the policy does not allow listening"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_open(&self, path: &str, flags: u32) -> Result<(), OpError> {
+        use rustix::fs::OFlags;
+        if matches!(self.files, FileAccess::Denied) {
+            return Err(OpError::new(errno::EACCES, format!("open {path:?}: the policy allows no file access")));
+        }
+        let Some(oflags) = OFlags::from_bits(flags) else {
+            return Err(OpError::new(errno::EINVAL, format!("open {path:?}: unknown flag bits {flags:#x}")));
+        };
+        if oflags.contains(OFlags::PATH) {
+            return Err(OpError::new(errno::EINVAL, format!("open {path:?}: O_PATH descriptors are not supported")));
+        }
+        let access = oflags & OFlags::RWMODE;
+        if access == OFlags::RWMODE {
+            return Err(OpError::new(
+                errno::EINVAL,
+                format!("open {path:?}: access mode 3 is not O_RDONLY, O_WRONLY or O_RDWR"),
+            ));
+        }
+        let writes =
+            !access.is_empty() || oflags.intersects(OFlags::CREATE | OFlags::TRUNC | OFlags::APPEND | OFlags::TMPFILE);
+        if writes && !self.writable {
+            return Err(OpError::new(errno::EACCES, format!("open {path:?}: the policy is read-only")));
+        }
+        if path.is_empty() {
+            return Err(OpError::new(rustix::io::Errno::NOENT.raw_os_error(), "open: empty path"));
+        }
+        Ok(())
+    }
+}
+
+/// A [`Policy`] made ready for use: its root directory is open, so later renames of the root's
+/// path cannot redirect the process.
+#[derive(Debug)]
+pub struct Sandbox {
+    policy: Policy,
+    root: Option<OwnedFd>,
+}
+
+impl Sandbox {
+    /// Compiles `policy`, opening its root directory. Fails if the root cannot be opened.
+    pub fn new(policy: Policy) -> Result<Self, std::io::Error> {
+        let root = match &policy.files {
+            FileAccess::Beneath(dir) => Some(path::open_root(dir)?),
+            _ => None,
+        };
+        Ok(Sandbox { policy, root })
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Opens `path` as the policy allows (flags already checked by the manager). The kernel
+    /// descriptor is always close-on-exec.
+    pub fn open(&self, path: &str, flags: u32, mode: u32) -> Result<OwnedFd, OpError> {
+        match (&self.policy.files, &self.root) {
+            (FileAccess::Anywhere, _) => path::open_anywhere(path, flags, mode),
+            (FileAccess::Beneath(_), Some(root)) => path::open_beneath(root, path, flags, mode),
+            _ => Err(OpError::new(errno::EACCES, format!("open {path:?}: the policy allows no file access"))),
+        }
+    }
+
+    /// For backends that open through the kernel themselves (io_uring's `OPENAT2`): the
+    /// directory descriptor paths resolve against, if the policy is rooted.
+    pub fn root_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.root.as_ref().map(|fd| fd.as_fd())
+    }
+
+    pub(crate) fn check(&self, op: &SyscallOpType) -> Result<(), OpError> {
+        self.policy.check(op)
+    }
+}

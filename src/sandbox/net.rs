@@ -1,0 +1,95 @@
+//! Network rules: which addresses and ports a process may connect to or bind.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::{RangeFull, RangeInclusive};
+
+use ipnet::IpNet;
+
+/// An inclusive range of ports. Built from a single port (`8080`), a range (`1024..=65535`) or
+/// `..` (every port, 0 included, so binding an ephemeral port is allowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    first: u16,
+    last: u16,
+}
+
+impl PortRange {
+    /// Every port, 0 to 65535.
+    pub const ALL: PortRange = PortRange { first: 0, last: u16::MAX };
+
+    /// Whether `port` is in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl From<u16> for PortRange {
+    fn from(port: u16) -> Self {
+        PortRange { first: port, last: port }
+    }
+}
+
+impl From<RangeInclusive<u16>> for PortRange {
+    fn from(r: RangeInclusive<u16>) -> Self {
+        PortRange { first: *r.start(), last: *r.end() }
+    }
+}
+
+impl From<RangeFull> for PortRange {
+    fn from(_: RangeFull) -> Self {
+        PortRange::ALL
+    }
+}
+
+/// One allowed network and port range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NetRule {
+    pub(crate) net: IpNet,
+    pub(crate) ports: PortRange,
+}
+
+impl NetRule {
+    pub(crate) fn any() -> [NetRule; 2] {
+        [
+            NetRule { net: "0.0.0.0/0".parse().expect("literal"), ports: PortRange::ALL },
+            NetRule { net: "::/0".parse().expect("literal"), ports: PortRange::ALL },
+        ]
+    }
+}
+
+/// Whether any rule admits `addr`. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is checked as
+/// the IPv4 address it reaches, so a v6 socket cannot slip past an IPv4 rule.
+pub(crate) fn admits(rules: &[NetRule], addr: &SocketAddr) -> bool {
+    let ip = match addr.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    rules.iter().any(|r| r.net.contains(&ip) && r.ports.contains(addr.port()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(net: &str, ports: impl Into<PortRange>) -> NetRule {
+        NetRule { net: net.parse().unwrap(), ports: ports.into() }
+    }
+
+    #[test]
+    fn rules_match_prefix_and_ports() {
+        let rules = [rule("127.0.0.0/8", 1000..=2000), rule("::1/128", 443)];
+        assert!(admits(&rules, &"127.1.2.3:1500".parse().unwrap()));
+        assert!(!admits(&rules, &"127.1.2.3:999".parse().unwrap()));
+        assert!(!admits(&rules, &"128.0.0.1:1500".parse().unwrap()));
+        assert!(admits(&rules, &"[::1]:443".parse().unwrap()));
+        assert!(!admits(&rules, &"[::1]:444".parse().unwrap()));
+    }
+
+    #[test]
+    fn v4_mapped_v6_is_checked_as_v4() {
+        let v6_only = [rule("::/0", ..)];
+        assert!(!admits(&v6_only, &"[::ffff:10.0.0.1]:80".parse().unwrap()));
+        let v4 = [rule("10.0.0.0/8", ..)];
+        assert!(admits(&v4, &"[::ffff:10.0.0.1]:80".parse().unwrap()));
+    }
+}

@@ -1,0 +1,82 @@
+//! Completions: what a finished operation reports.
+
+use super::error::{OpError, errno};
+use super::op::OpResult;
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyscallCompletionStatus {
+    /// It ran and succeeded; the result is in [`SyscallCompletionEntry::result`].
+    Success,
+    /// It failed or was refused; the text says what and why, [`SyscallCompletionEntry::errno`]
+    /// gives the number.
+    Error(String),
+    /// It was cancelled before it could finish (by `cancel`, a dropped future, or
+    /// `destroy_ring`).
+    Cancelled,
+}
+
+impl SyscallCompletionStatus {
+    /// Whether the operation succeeded.
+    pub fn is_success(&self) -> bool {
+        matches!(self, SyscallCompletionStatus::Success)
+    }
+    /// Whether the operation failed.
+    pub fn is_error(&self) -> bool {
+        matches!(self, SyscallCompletionStatus::Error(_))
+    }
+    /// Whether the operation was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, SyscallCompletionStatus::Cancelled)
+    }
+}
+
+/// The completion of one operation: its sequence number, how it ended, what it produced, and
+/// the submitter's `user_data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyscallCompletionEntry {
+    /// The sequence number `submit` returned.
+    pub seq: u64,
+    /// How the operation ended.
+    pub status: SyscallCompletionStatus,
+    /// What it produced ([`OpResult::None`] unless it succeeded).
+    pub result: OpResult,
+    /// The value given to [`SyscallSubmissionEntry::new`](super::SyscallSubmissionEntry::new).
+    pub user_data: u64,
+    errno: i32,
+}
+
+impl SyscallCompletionEntry {
+    /// A completion from an operation's outcome. `ECANCELED` becomes `Cancelled`.
+    pub fn from_outcome(seq: u64, user_data: u64, outcome: Result<OpResult, OpError>) -> Self {
+        match outcome {
+            Ok(result) => {
+                SyscallCompletionEntry { seq, status: SyscallCompletionStatus::Success, result, user_data, errno: 0 }
+            }
+            Err(e) if e.is_cancelled() => Self::cancelled(seq, user_data),
+            Err(e) => SyscallCompletionEntry {
+                seq,
+                status: SyscallCompletionStatus::Error(e.message().to_owned()),
+                result: OpResult::None,
+                user_data,
+                errno: e.errno(),
+            },
+        }
+    }
+
+    /// A `Cancelled` completion.
+    pub fn cancelled(seq: u64, user_data: u64) -> Self {
+        SyscallCompletionEntry {
+            seq,
+            status: SyscallCompletionStatus::Cancelled,
+            result: OpResult::None,
+            user_data,
+            errno: errno::ECANCELED,
+        }
+    }
+
+    /// The `errno` of a failed operation (`ECANCELED` for a cancelled one); `None` on success.
+    pub fn errno(&self) -> Option<i32> {
+        (self.errno != 0).then_some(self.errno)
+    }
+}

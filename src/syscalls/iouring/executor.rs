@@ -1,0 +1,130 @@
+//! [`IoUringExecutor`]: moves operations from the rings' submission queues into the backend,
+//! fairly.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::ring::SyscallCompletionRing;
+use crate::backend::{Backend, Submission};
+
+/// The most operations one ring may hand the backend per turn, so one process flooding its ring
+/// waits its turn behind every other ready ring.
+const QUANTUM: usize = 32;
+
+/// Drains the rings' submission queues into the backend, round-robin across processes.
+///
+/// The backend gets at most [`Capabilities::max_in_flight`](crate::backend::Capabilities)
+/// operations at once (operations that wait on a peer, such as `Accept` or `Recv`, do not
+/// count); the rest wait in their rings' SQs. Whenever room frees, the next ready ring in turn
+/// hands over at most 32 operations, so a process that floods its ring delays another process
+/// by at most one turn of each busy ring, never by its whole backlog.
+///
+/// There is no executor thread: the caller that submits, and the thread that completes an
+/// operation, each move the next operations along, so an idle manager costs nothing.
+#[derive(Clone)]
+pub struct IoUringExecutor {
+    inner: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    backend: Arc<dyn Backend>,
+    window: usize,
+    sched: Mutex<Sched>,
+}
+
+#[derive(Default)]
+struct Sched {
+    ready: VecDeque<Arc<SyscallCompletionRing>>,
+    in_flight: usize,
+}
+
+impl std::fmt::Debug for IoUringExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IoUringExecutor")
+            .field("backend", &self.inner.backend.name())
+            .field("window", &self.inner.window)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+impl IoUringExecutor {
+    /// An executor feeding `backend`.
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        let window = backend.capabilities().max_in_flight.max(1);
+        IoUringExecutor { inner: Arc::new(Shared { backend, window, sched: Mutex::new(Sched::default()) }) }
+    }
+
+    /// The backend operations run on.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// Operations handed to the backend and not yet completed (those that wait on a peer
+    /// excepted).
+    pub fn in_flight(&self) -> usize {
+        self.inner.lock().in_flight
+    }
+
+    /// Rings with queued operations waiting for room in the backend.
+    pub fn ready_rings(&self) -> usize {
+        self.inner.lock().ready.len()
+    }
+
+    /// Puts `ring` in line (if it is not already) and moves what fits to the backend.
+    pub(crate) fn schedule(&self, ring: &Arc<SyscallCompletionRing>) {
+        let mut s = self.inner.lock();
+        if !ring.scheduled.swap(true, Ordering::Relaxed) {
+            s.ready.push_back(ring.clone());
+        }
+        let batch = self.inner.fill(&mut s);
+        drop(s);
+        self.inner.start(batch);
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Sched> {
+        self.sched.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes operations from the ready rings in turn while the window has room.
+    fn fill(self: &Arc<Self>, s: &mut Sched) -> Vec<Submission> {
+        let mut batch = Vec::new();
+        let mut taken = Vec::new();
+        while s.in_flight < self.window {
+            let Some(ring) = s.ready.pop_front() else { break };
+            let room = (self.window - s.in_flight).min(QUANTUM);
+            let (counted, more) = ring.dispatch(room, &mut taken);
+            s.in_flight += counted;
+            batch.extend(taken.drain(..).map(|(d, counts)| Submission::new(&ring, d, counts, self.clone())));
+            if more {
+                s.ready.push_back(ring);
+            } else {
+                ring.scheduled.store(false, Ordering::Relaxed);
+            }
+        }
+        batch
+    }
+
+    fn start(&self, batch: Vec<Submission>) {
+        if !batch.is_empty() {
+            self.backend.clone().submit(batch);
+        }
+    }
+
+    /// An operation left the backend: its room goes to the next ring in line.
+    pub(crate) fn release(self: &Arc<Self>, counted: bool) {
+        let mut s = self.lock();
+        if counted {
+            s.in_flight -= 1;
+        }
+        if s.ready.is_empty() {
+            return;
+        }
+        let batch = self.fill(&mut s);
+        drop(s);
+        self.start(batch);
+    }
+}

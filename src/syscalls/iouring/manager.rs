@@ -1,0 +1,242 @@
+//! [`IoUringManager`]: the one entry point, by pid.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use super::completion::SyscallCompletionEntry;
+use super::error::{IoUringError, Result};
+use super::executor::IoUringExecutor;
+use super::future::CompletionFuture;
+use super::ring::{DEFAULT_CQ_SIZE, DEFAULT_SQ_SIZE, SyscallCompletionRing};
+use super::stats::{Counters, IoUringStats};
+use super::stream::CompletionStream;
+use super::submission::SyscallSubmissionEntry;
+use crate::Pid;
+use crate::backend::{self, Backend};
+use crate::process::ProcessTable;
+use crate::sandbox::Policy;
+
+/// Creates rings for virtual processes, accepts their submissions, and hands back their
+/// completions.
+///
+/// Cheap to clone (all clones share the same rings, processes and backend), `Send + Sync`, and
+/// every method takes `&self`. See the [crate docs](crate) for the three ways to collect
+/// completions and the delivery rules.
+#[derive(Clone)]
+pub struct IoUringManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rings: RwLock<HashMap<Pid, Arc<SyscallCompletionRing>>>,
+    processes: Arc<ProcessTable>,
+    executor: IoUringExecutor,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for IoUringManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IoUringManager").field("stats", &self.stats()).finish()
+    }
+}
+
+impl Default for IoUringManager {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IoUringManager {
+    /// A manager on the best backend compiled in, or the one `AI_OS_KERNEL_BACKEND` names (see
+    /// [`backend::from_env`]).
+    ///
+    /// # Panics
+    ///
+    /// If `AI_OS_KERNEL_BACKEND` names a backend that is unknown or not compiled in, or no
+    /// backend is compiled in at all; the message names the choices. Use
+    /// [`try_new`](Self::try_new) to get that as an error.
+    pub fn new() -> Self {
+        Self::try_new().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`new`](Self::new), but a bad backend choice is an [`IoUringError::InvalidConfig`].
+    pub fn try_new() -> Result<Self> {
+        Ok(Self::with_backend(backend::from_env()?))
+    }
+
+    /// A manager on `backend`.
+    pub fn with_backend(backend: Arc<dyn Backend>) -> Self {
+        IoUringManager {
+            inner: Arc::new(Inner {
+                rings: RwLock::default(),
+                processes: Arc::new(ProcessTable::new()),
+                executor: IoUringExecutor::new(backend),
+                counters: Arc::default(),
+            }),
+        }
+    }
+
+    /// Creates the ring of `pid` with `sq_size` (default 256) and `cq_size` (default 512, or
+    /// `sq_size` if larger) entries. Sizes must be in `1..=65536` with `cq_size >= sq_size`.
+    /// A pid that already has a ring is refused.
+    pub fn create_ring(
+        &self,
+        pid: Pid,
+        sq_size: Option<usize>,
+        cq_size: Option<usize>,
+    ) -> Result<Arc<SyscallCompletionRing>> {
+        let sq = sq_size.unwrap_or(DEFAULT_SQ_SIZE);
+        let cq = cq_size.unwrap_or(DEFAULT_CQ_SIZE.max(sq));
+        let mut rings = self.inner.rings.write().unwrap_or_else(|e| e.into_inner());
+        if rings.contains_key(&pid) {
+            return Err(IoUringError::InvalidConfig(format!("pid {pid} already has a ring; destroy it first")));
+        }
+        let ring = self.new_ring(pid, sq, cq)?;
+        rings.insert(pid, ring.clone());
+        Ok(ring)
+    }
+
+    fn new_ring(&self, pid: Pid, sq: usize, cq: usize) -> Result<Arc<SyscallCompletionRing>> {
+        let process = self.inner.processes.get_or_create(pid);
+        let ring = SyscallCompletionRing::new(pid, sq, cq, process, self.inner.counters.clone())?;
+        Ok(Arc::new(ring))
+    }
+
+    /// The ring of `pid`.
+    pub fn ring(&self, pid: Pid) -> Result<Arc<SyscallCompletionRing>> {
+        let rings = self.inner.rings.read().unwrap_or_else(|e| e.into_inner());
+        rings.get(&pid).cloned().ok_or(IoUringError::NoRing { pid })
+    }
+
+    /// The ring of `pid`, created with default sizes if it has none.
+    fn ring_or_create(&self, pid: Pid) -> Result<Arc<SyscallCompletionRing>> {
+        if let Ok(ring) = self.ring(pid) {
+            return Ok(ring);
+        }
+        let mut rings = self.inner.rings.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(ring) = rings.get(&pid) {
+            return Ok(ring.clone());
+        }
+        let ring = self.new_ring(pid, DEFAULT_SQ_SIZE, DEFAULT_CQ_SIZE)?;
+        rings.insert(pid, ring.clone());
+        Ok(ring)
+    }
+
+    /// Sets the sandbox of `pid` (a process without one denies everything). Takes effect for
+    /// operations submitted from now on. A rooted policy whose root cannot be opened is refused.
+    pub fn set_policy(&self, pid: Pid, policy: Policy) -> Result<()> {
+        let root = policy.root().map(|r| r.display().to_string());
+        self.inner.processes.set_policy(pid, policy).map_err(|e| {
+            IoUringError::InvalidConfig(format!("policy root {:?} of pid {pid}: {e}", root.unwrap_or_default()))
+        })
+    }
+
+    /// Submits one operation; its completion goes to the ring's CQ. Returns its sequence number.
+    /// A pid without a ring gets one with default sizes.
+    pub fn submit(&self, pid: Pid, entry: SyscallSubmissionEntry) -> Result<u64> {
+        check_pid(pid, &entry)?;
+        let ring = self.ring_or_create(pid)?;
+        let (seq, queued) = ring.submit(std::iter::once((entry.op, entry.user_data)), false)?;
+        if queued {
+            self.inner.executor.schedule(&ring);
+        }
+        Ok(seq)
+    }
+
+    /// Submits a batch, all or nothing: if it does not fit, nothing is enqueued. Completions go
+    /// to the CQ. Returns the sequence numbers, in order.
+    pub fn submit_batch(&self, pid: Pid, entries: Vec<SyscallSubmissionEntry>) -> Result<Vec<u64>> {
+        entries.iter().try_for_each(|e| check_pid(pid, e))?;
+        let n = entries.len() as u64;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let ring = self.ring_or_create(pid)?;
+        let (first, queued) = ring.submit(entries.into_iter().map(|e| (e.op, e.user_data)), false)?;
+        if queued {
+            self.inner.executor.schedule(&ring);
+        }
+        Ok((first..first + n).collect())
+    }
+
+    /// Submits one operation and returns a future that owns its completion.
+    pub fn submit_async(&self, pid: Pid, entry: SyscallSubmissionEntry) -> Result<CompletionFuture> {
+        check_pid(pid, &entry)?;
+        let ring = self.ring_or_create(pid)?;
+        let (seq, queued) = ring.submit(std::iter::once((entry.op, entry.user_data)), true)?;
+        if queued {
+            self.inner.executor.schedule(&ring);
+        }
+        Ok(CompletionFuture::new(ring, seq))
+    }
+
+    /// Takes up to `max` (default: all) completions from the CQ, in completion order, without
+    /// blocking.
+    pub fn reap_completions(&self, pid: Pid, max: Option<usize>) -> Result<Vec<SyscallCompletionEntry>> {
+        Ok(self.ring(pid)?.reap(max.unwrap_or(usize::MAX)))
+    }
+
+    /// Blocks until operation `seq` completes and takes its completion, wherever it stands in the
+    /// CQ. Fails at once for a seq never issued, already taken, or owned by a future.
+    pub fn wait_completion(&self, pid: Pid, seq: u64) -> Result<SyscallCompletionEntry> {
+        self.ring(pid)?.wait(seq, None)
+    }
+
+    /// [`wait_completion`](Self::wait_completion) giving up after `timeout` with
+    /// [`IoUringError::Timeout`]; the operation stays outstanding.
+    pub fn wait_completion_timeout(&self, pid: Pid, seq: u64, timeout: Duration) -> Result<SyscallCompletionEntry> {
+        self.ring(pid)?.wait(seq, Instant::now().checked_add(timeout))
+    }
+
+    /// The CQ of `pid` as a `Stream`; it ends when the ring is destroyed.
+    pub fn completions(&self, pid: Pid) -> Result<CompletionStream> {
+        Ok(self.ring(pid)?.completions())
+    }
+
+    /// Cancels `seq`: it completes with status `Cancelled` unless it already finished (then this
+    /// is `Ok` and changes nothing) or can no longer be stopped (then it completes as it ran).
+    pub fn cancel(&self, pid: Pid, seq: u64) -> Result<()> {
+        self.ring(pid)?.cancel(seq)
+    }
+
+    /// Ends the process's I/O: cancels its queued and running operations, closes its descriptors,
+    /// forgets its policy (a new ring starts deny-all again), and wakes every waiter: blocked
+    /// `wait_completion` calls return [`IoUringError::RingDestroyed`], futures resolve
+    /// `Cancelled`, streams end.
+    pub fn destroy_ring(&self, pid: Pid) -> Result<()> {
+        let ring = {
+            let mut rings = self.inner.rings.write().unwrap_or_else(|e| e.into_inner());
+            rings.remove(&pid).ok_or(IoUringError::NoRing { pid })?
+        };
+        ring.destroy();
+        self.inner.processes.remove(pid);
+        Ok(())
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> IoUringStats {
+        let active = self.inner.rings.read().unwrap_or_else(|e| e.into_inner()).len();
+        self.inner.counters.snapshot(active, self.inner.executor.backend().name())
+    }
+
+    /// The process table shared by everything this manager runs.
+    pub fn processes(&self) -> &Arc<ProcessTable> {
+        &self.inner.processes
+    }
+
+    /// The executor feeding the backend.
+    pub fn executor(&self) -> &IoUringExecutor {
+        &self.inner.executor
+    }
+}
+
+fn check_pid(pid: Pid, entry: &SyscallSubmissionEntry) -> Result<()> {
+    if entry.pid != pid {
+        return Err(IoUringError::InvalidConfig(format!(
+            "an entry of pid {} was submitted to the ring of pid {pid}",
+            entry.pid
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! The operations a process can submit, and what they produce.
+
+use std::net::SocketAddr;
+
+/// One syscall-like operation, as a process submits it.
+///
+/// File descriptors (`fd`, `sockfd`) are the *virtual* descriptors of the submitting process:
+/// they start at 3, are private to that process, and never equal the kernel's own numbers.
+/// Flags and modes use the Linux values (see [`open_flags`](super::open_flags)).
+///
+/// Operations that are in flight at the same time run concurrently, as in io_uring without
+/// `IOSQE_IO_LINK`: to order two operations on one descriptor (a `Write` then a `Lseek`, say),
+/// wait for the first to complete before submitting the second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)] // each variant's docs describe its fields
+#[non_exhaustive]
+pub enum SyscallOpType {
+    /// Reads up to `size` bytes at the descriptor's current position. Result: [`OpResult::Bytes`]
+    /// (empty at end of file).
+    Read { fd: i32, size: usize },
+    /// Writes `data` at the descriptor's current position. Result: [`OpResult::Count`], which may
+    /// be short.
+    Write { fd: i32, data: Vec<u8> },
+    /// Opens `path` (resolved by the process's [`Policy`](crate::sandbox::Policy)) with Linux
+    /// `O_*` `flags`; `mode` applies when a file is created. Result: [`OpResult::Fd`].
+    Open { path: String, flags: u32, mode: u32 },
+    /// Closes a descriptor. Result: [`OpResult::None`].
+    Close { fd: i32 },
+    /// Flushes a file's data and metadata to its device. Result: [`OpResult::None`].
+    Fsync { fd: i32 },
+    /// Moves the descriptor's position; `whence` is `SEEK_SET` (0), `SEEK_CUR` (1), `SEEK_END`
+    /// (2), `SEEK_DATA` (3) or `SEEK_HOLE` (4). Result: [`OpResult::Offset`].
+    Lseek { fd: i32, offset: i64, whence: i32 },
+    /// Reads up to `size` bytes at `offset` without moving the position (`pread`).
+    /// Result: [`OpResult::Bytes`].
+    ReadAt { fd: i32, offset: u64, size: usize },
+    /// Writes `data` at `offset` without moving the position (`pwrite`).
+    /// Result: [`OpResult::Count`].
+    WriteAt { fd: i32, offset: u64, data: Vec<u8> },
+    /// Creates a socket (`AF_INET`/`AF_INET6`, `SOCK_STREAM`/`SOCK_DGRAM`). Result:
+    /// [`OpResult::Fd`].
+    Socket { domain: i32, ty: i32, protocol: i32 },
+    /// Binds a socket to a local address. Result: [`OpResult::None`].
+    Bind { sockfd: i32, addr: SocketAddr },
+    /// Marks a bound stream socket as accepting connections. Result: [`OpResult::None`].
+    Listen { sockfd: i32, backlog: i32 },
+    /// Waits for and accepts one connection. Result: [`OpResult::Accepted`].
+    Accept { sockfd: i32 },
+    /// Connects a socket to `addr`. Result: [`OpResult::None`].
+    Connect { sockfd: i32, addr: SocketAddr },
+    /// Sends `data` on a connected socket. Result: [`OpResult::Count`], which may be short.
+    Send { sockfd: i32, data: Vec<u8>, flags: u32 },
+    /// Receives up to `size` bytes. Result: [`OpResult::Bytes`] (empty when the peer closed).
+    Recv { sockfd: i32, size: usize, flags: u32 },
+    /// Sends one datagram to `addr`. Result: [`OpResult::Count`].
+    SendTo { sockfd: i32, data: Vec<u8>, addr: SocketAddr, flags: u32 },
+    /// Receives one datagram of up to `size` bytes. Result: [`OpResult::Datagram`].
+    RecvFrom { sockfd: i32, size: usize, flags: u32 },
+    /// The local address of a socket (`getsockname`). Result: [`OpResult::Addr`].
+    LocalAddr { sockfd: i32 },
+    /// Does nothing; completes with [`OpResult::None`]. Measures the ring itself.
+    Nop,
+}
+
+impl SyscallOpType {
+    /// `Open` with the default creation mode `0o644`.
+    pub fn open(path: impl Into<String>, flags: u32) -> Self {
+        SyscallOpType::Open { path: path.into(), flags, mode: 0o644 }
+    }
+
+    /// The operation's name, as used in error messages (`"read"`, `"open"`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            SyscallOpType::Read { .. } => "read",
+            SyscallOpType::Write { .. } => "write",
+            SyscallOpType::Open { .. } => "open",
+            SyscallOpType::Close { .. } => "close",
+            SyscallOpType::Fsync { .. } => "fsync",
+            SyscallOpType::Lseek { .. } => "lseek",
+            SyscallOpType::ReadAt { .. } => "pread",
+            SyscallOpType::WriteAt { .. } => "pwrite",
+            SyscallOpType::Socket { .. } => "socket",
+            SyscallOpType::Bind { .. } => "bind",
+            SyscallOpType::Listen { .. } => "listen",
+            SyscallOpType::Accept { .. } => "accept",
+            SyscallOpType::Connect { .. } => "connect",
+            SyscallOpType::Send { .. } => "send",
+            SyscallOpType::Recv { .. } => "recv",
+            SyscallOpType::SendTo { .. } => "sendto",
+            SyscallOpType::RecvFrom { .. } => "recvfrom",
+            SyscallOpType::LocalAddr { .. } => "getsockname",
+            SyscallOpType::Nop => "nop",
+        }
+    }
+
+    /// The descriptor the operation acts on, if any.
+    pub fn fd(&self) -> Option<i32> {
+        match *self {
+            SyscallOpType::Read { fd, .. }
+            | SyscallOpType::Write { fd, .. }
+            | SyscallOpType::Close { fd }
+            | SyscallOpType::Fsync { fd }
+            | SyscallOpType::Lseek { fd, .. }
+            | SyscallOpType::ReadAt { fd, .. }
+            | SyscallOpType::WriteAt { fd, .. } => Some(fd),
+            SyscallOpType::Bind { sockfd, .. }
+            | SyscallOpType::Listen { sockfd, .. }
+            | SyscallOpType::Accept { sockfd }
+            | SyscallOpType::Connect { sockfd, .. }
+            | SyscallOpType::Send { sockfd, .. }
+            | SyscallOpType::Recv { sockfd, .. }
+            | SyscallOpType::SendTo { sockfd, .. }
+            | SyscallOpType::RecvFrom { sockfd, .. }
+            | SyscallOpType::LocalAddr { sockfd } => Some(sockfd),
+            SyscallOpType::Open { .. } | SyscallOpType::Socket { .. } | SyscallOpType::Nop => None,
+        }
+    }
+
+    /// Whether the operation may wait on a peer for an unbounded time (accept, connect, send,
+    /// receive). Such operations do not occupy the executor's in-flight window, so a listener
+    /// nobody connects to cannot starve file I/O.
+    pub fn may_wait_on_peer(&self) -> bool {
+        matches!(
+            self,
+            SyscallOpType::Accept { .. }
+                | SyscallOpType::Connect { .. }
+                | SyscallOpType::Send { .. }
+                | SyscallOpType::Recv { .. }
+                | SyscallOpType::SendTo { .. }
+                | SyscallOpType::RecvFrom { .. }
+        )
+    }
+
+    /// The number of bytes the operation asks to move, for the size limits.
+    pub(crate) fn io_len(&self) -> usize {
+        match self {
+            SyscallOpType::Read { size, .. }
+            | SyscallOpType::ReadAt { size, .. }
+            | SyscallOpType::Recv { size, .. }
+            | SyscallOpType::RecvFrom { size, .. } => *size,
+            SyscallOpType::Write { data, .. }
+            | SyscallOpType::WriteAt { data, .. }
+            | SyscallOpType::Send { data, .. }
+            | SyscallOpType::SendTo { data, .. } => data.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// What a successful operation produced.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[allow(missing_docs)] // each variant's docs describe its fields
+pub enum OpResult {
+    /// Nothing: `Close`, `Fsync`, `Bind`, `Listen`, `Connect`, `Nop`, and every failed or
+    /// cancelled operation.
+    #[default]
+    None,
+    /// A new virtual descriptor: `Open`, `Socket`.
+    Fd(i32),
+    /// Bytes read: `Read`, `ReadAt`, `Recv`. Empty at end of file or when the peer closed.
+    Bytes(Vec<u8>),
+    /// Bytes written: `Write`, `WriteAt`, `Send`, `SendTo`. May be less than asked (short write).
+    Count(usize),
+    /// The new position: `Lseek`.
+    Offset(u64),
+    /// A new connection: `Accept`.
+    Accepted { fd: i32, peer: SocketAddr },
+    /// One datagram and its sender: `RecvFrom`.
+    Datagram { data: Vec<u8>, from: SocketAddr },
+    /// A socket address: `LocalAddr`.
+    Addr(SocketAddr),
+}
+
+impl OpResult {
+    /// The new descriptor this result hands to its owner, if any (closed for it when the result is
+    /// discarded, so a dropped future leaks nothing).
+    pub(crate) fn new_fd(&self) -> Option<i32> {
+        match *self {
+            OpResult::Fd(fd) | OpResult::Accepted { fd, .. } => Some(fd),
+            _ => None,
+        }
+    }
+}
+
+/// Linux `open(2)` flags, so callers need no `libc` to build an [`SyscallOpType::Open`].
+pub mod open_flags {
+    use rustix::fs::OFlags;
+
+    /// Open for reading only.
+    pub const O_RDONLY: u32 = OFlags::RDONLY.bits();
+    /// Open for writing only.
+    pub const O_WRONLY: u32 = OFlags::WRONLY.bits();
+    /// Open for reading and writing.
+    pub const O_RDWR: u32 = OFlags::RDWR.bits();
+    /// Create the file if it does not exist (mode from the op, `0o644` by default).
+    pub const O_CREAT: u32 = OFlags::CREATE.bits();
+    /// With `O_CREAT`, fail with `EEXIST` if the file exists.
+    pub const O_EXCL: u32 = OFlags::EXCL.bits();
+    /// Truncate the file to zero length.
+    pub const O_TRUNC: u32 = OFlags::TRUNC.bits();
+    /// Every write appends.
+    pub const O_APPEND: u32 = OFlags::APPEND.bits();
+    /// Fail unless the path is a directory.
+    pub const O_DIRECTORY: u32 = OFlags::DIRECTORY.bits();
+    /// Do not follow a symlink in the last component.
+    pub const O_NOFOLLOW: u32 = OFlags::NOFOLLOW.bits();
+    /// Close the kernel descriptor on exec (always set by this crate anyway).
+    pub const O_CLOEXEC: u32 = OFlags::CLOEXEC.bits();
+    /// Synchronous writes.
+    pub const O_SYNC: u32 = OFlags::SYNC.bits();
+    /// Synchronous data writes.
+    pub const O_DSYNC: u32 = OFlags::DSYNC.bits();
+    /// Non-blocking mode.
+    pub const O_NONBLOCK: u32 = OFlags::NONBLOCK.bits();
+}

@@ -1,0 +1,666 @@
+//! The per-process ring: its submission queue, its completion queue, and the delivery state of
+//! every outstanding operation.
+//!
+//! Each operation has one slot from submission until someone takes its completion. A slot has
+//! an owner (the CQ, a future, or nobody once its future was dropped) and a phase (queued,
+//! running, done). Every path that ends a slot counts it once in the manager's counters, so each
+//! accepted operation is counted exactly once, taken or discarded.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use super::cancel::CancelToken;
+use super::completion::SyscallCompletionEntry;
+use super::error::{IoUringError, OpError, Result};
+use super::op::{OpResult, SyscallOpType};
+use super::stats::Counters;
+use super::stream::CompletionStream;
+use crate::Pid;
+use crate::process::Process;
+
+/// Default submission queue size.
+pub const DEFAULT_SQ_SIZE: usize = 256;
+/// Default completion queue size: the most operations a ring may have outstanding.
+pub const DEFAULT_CQ_SIZE: usize = 512;
+/// The largest ring this crate accepts (its own limit, not the kernel's).
+pub const MAX_RING_SIZE: usize = 65536;
+
+/// A process's completion ring.
+///
+/// Made by [`IoUringManager::create_ring`](super::IoUringManager::create_ring) (or on the first
+/// submission to a pid); most calls go through the manager by pid. A ring admits at most
+/// `sq_capacity` queued operations and at most `cq_capacity` outstanding ones (queued, running,
+/// or completed and not yet taken): beyond that, submissions are refused at once, so no
+/// completion is ever dropped.
+pub struct SyscallCompletionRing {
+    pid: Pid,
+    sq_capacity: usize,
+    cq_capacity: usize,
+    process: Arc<Process>,
+    counters: Arc<Counters>,
+    state: Mutex<RingState>,
+    /// Signalled when a CQ-owned completion arrives or the ring is destroyed.
+    arrived: Condvar,
+    /// Whether the executor's ready list holds this ring; changed only under the executor's lock.
+    pub(crate) scheduled: AtomicBool,
+}
+
+impl std::fmt::Debug for SyscallCompletionRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyscallCompletionRing")
+            .field("pid", &self.pid)
+            .field("sq_capacity", &self.sq_capacity)
+            .field("cq_capacity", &self.cq_capacity)
+            .field("outstanding", &self.outstanding())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct RingState {
+    /// The next sequence number; 0 is never issued.
+    next_seq: u64,
+    /// Queued operations, oldest first; their ops live in their slots.
+    sq: VecDeque<u64>,
+    slots: HashMap<u64, Slot>,
+    /// CQ-owned completions in completion order. Entries taken out of order by
+    /// `wait_completion` stay behind as stale numbers until passed over or compacted.
+    cq: VecDeque<u64>,
+    cq_stale: usize,
+    destroyed: bool,
+    stream_wakers: Vec<Waker>,
+    blocked_waiters: usize,
+}
+
+struct Slot {
+    user_data: u64,
+    owner: Owner,
+    phase: Phase,
+}
+
+enum Owner {
+    Queue,
+    Future(Option<Waker>),
+    /// The future was dropped: the completion is discarded when it arrives.
+    Nobody,
+}
+
+enum Phase {
+    Queued(SyscallOpType),
+    Running(Arc<CancelToken>),
+    Done(SyscallCompletionEntry),
+}
+
+/// What to do once the ring's lock is released.
+#[derive(Default)]
+#[must_use]
+struct AfterUnlock {
+    wakers: Vec<Waker>,
+    notify_waiters: bool,
+    close_fds: Vec<i32>,
+}
+
+/// An operation taken from the SQ for execution.
+pub(crate) struct Dispatched {
+    pub(crate) seq: u64,
+    pub(crate) op: SyscallOpType,
+    pub(crate) cancel: Arc<CancelToken>,
+}
+
+impl SyscallCompletionRing {
+    pub(crate) fn new(
+        pid: Pid,
+        sq_capacity: usize,
+        cq_capacity: usize,
+        process: Arc<Process>,
+        counters: Arc<Counters>,
+    ) -> Result<Self> {
+        validate_sizes(sq_capacity, cq_capacity)?;
+        Ok(SyscallCompletionRing {
+            pid,
+            sq_capacity,
+            cq_capacity,
+            process,
+            counters,
+            state: Mutex::new(RingState { next_seq: 1, ..RingState::default() }),
+            arrived: Condvar::new(),
+            scheduled: AtomicBool::new(false),
+        })
+    }
+
+    /// The process this ring belongs to.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The most operations that may be queued, not yet started.
+    pub fn sq_capacity(&self) -> usize {
+        self.sq_capacity
+    }
+
+    /// The most operations that may be outstanding.
+    pub fn cq_capacity(&self) -> usize {
+        self.cq_capacity
+    }
+
+    /// Operations accepted and not yet taken (queued, running, or completed).
+    pub fn outstanding(&self) -> usize {
+        self.lock().slots.len()
+    }
+
+    /// Completions waiting in the CQ.
+    pub fn ready(&self) -> usize {
+        let s = self.lock();
+        s.cq.len() - s.cq_stale
+    }
+
+    /// Whether the ring was destroyed.
+    pub fn is_destroyed(&self) -> bool {
+        self.lock().destroyed
+    }
+
+    /// A stream of this ring's CQ completions (the same as
+    /// [`IoUringManager::completions`](super::IoUringManager::completions)); it ends when the
+    /// ring is destroyed.
+    pub fn completions(self: &Arc<Self>) -> CompletionStream {
+        CompletionStream::new(self.clone())
+    }
+
+    pub(crate) fn process(&self) -> &Arc<Process> {
+        &self.process
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RingState> {
+        // No code path panics while holding the lock, but a poisoned ring must still deliver.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn finish(&self, after: AfterUnlock) {
+        for w in after.wakers {
+            w.wake();
+        }
+        if after.notify_waiters {
+            self.arrived.notify_all();
+        }
+        for fd in after.close_fds {
+            let _ = self.process.close(fd);
+        }
+    }
+
+    /// Accepts `ops` as one all-or-nothing batch; returns the first of their consecutive
+    /// sequence numbers and whether any was queued for the executor. Operations the sandbox
+    /// refuses complete at once with their error.
+    pub(crate) fn submit(
+        &self,
+        ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
+        to_future: bool,
+    ) -> Result<(u64, bool)> {
+        let n = ops.len();
+        let pid = self.pid;
+        let fits = self.sq_capacity.min(self.cq_capacity);
+        if n > fits {
+            return Err(IoUringError::BatchTooLarge { pid, len: n, capacity: fits });
+        }
+        let sandbox = self.process.sandbox();
+        let limit = self.cq_capacity.min(sandbox.policy().outstanding_limit());
+        let mut s = self.lock();
+        if s.destroyed {
+            return Err(IoUringError::RingDestroyed { pid });
+        }
+        if s.slots.len() + n > limit {
+            return Err(IoUringError::CompletionQueueFull { pid, capacity: limit });
+        }
+        if s.sq.len() + n > self.sq_capacity {
+            return Err(IoUringError::SubmissionQueueFull { pid, capacity: self.sq_capacity });
+        }
+        let first = s.next_seq;
+        let mut queued = false;
+        let mut after = AfterUnlock::default();
+        for (op, user_data) in ops {
+            let seq = s.next_seq;
+            s.next_seq += 1;
+            let owner = if to_future { Owner::Future(None) } else { Owner::Queue };
+            match sandbox.check(&op) {
+                Ok(()) => {
+                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Queued(op) });
+                    s.sq.push_back(seq);
+                    queued = true;
+                }
+                Err(e) => {
+                    let entry = SyscallCompletionEntry::from_outcome(seq, user_data, Err(e));
+                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Done(entry) });
+                    if !to_future {
+                        s.push_cq(seq, &mut after);
+                    }
+                }
+            }
+        }
+        self.counters.submitted(n);
+        drop(s);
+        self.finish(after);
+        Ok((first, queued))
+    }
+
+    /// Moves up to `max` queued operations to running. Operations that may wait on a peer do not
+    /// count against `max`. Returns how many counted and whether more remain queued.
+    pub(crate) fn dispatch(&self, max: usize, out: &mut Vec<(Dispatched, bool)>) -> (usize, bool) {
+        let mut s = self.lock();
+        let mut counted = 0;
+        while counted < max {
+            let Some(seq) = s.sq.pop_front() else { break };
+            let Some(slot) = s.slots.get_mut(&seq) else { continue };
+            let cancel = Arc::new(CancelToken::default());
+            let Phase::Queued(op) = std::mem::replace(&mut slot.phase, Phase::Running(cancel.clone())) else {
+                unreachable!("only queued operations are in the SQ");
+            };
+            let counts = !op.may_wait_on_peer();
+            counted += usize::from(counts);
+            out.push((Dispatched { seq, op, cancel }, counts));
+        }
+        (counted, !s.sq.is_empty())
+    }
+
+    /// Delivers the outcome of a running operation to its owner.
+    pub(crate) fn complete(&self, seq: u64, outcome: std::result::Result<OpResult, OpError>) {
+        let mut s = self.lock();
+        let mut after = AfterUnlock::default();
+        match s.slots.get(&seq) {
+            Some(Slot { phase: Phase::Running(_), user_data, .. }) => {
+                let entry = SyscallCompletionEntry::from_outcome(seq, *user_data, outcome);
+                s.deliver(seq, entry, &self.counters, &mut after);
+            }
+            // Already ended (destroyed ring, cancelled future): nobody will see this outcome,
+            // so a descriptor it created must not outlive it.
+            _ => after.close_fds.extend(outcome.ok().and_then(|r| r.new_fd())),
+        }
+        drop(s);
+        self.finish(after);
+    }
+
+    /// A future polls for its completion.
+    pub(crate) fn poll_owned(&self, seq: u64, cx: &mut Context<'_>) -> Poll<SyscallCompletionEntry> {
+        let mut s = self.lock();
+        let Some(slot) = s.slots.get_mut(&seq) else {
+            // Unreachable through the public API: a future's slot lives until the future takes it.
+            return Poll::Ready(SyscallCompletionEntry::cancelled(seq, 0));
+        };
+        if matches!(slot.phase, Phase::Done(_)) {
+            let Some(Slot { phase: Phase::Done(entry), .. }) = s.slots.remove(&seq) else { unreachable!() };
+            self.counters.retired(1, false);
+            return Poll::Ready(entry);
+        }
+        match &mut slot.owner {
+            Owner::Future(Some(w)) if w.will_wake(cx.waker()) => {}
+            owner => *owner = Owner::Future(Some(cx.waker().clone())),
+        }
+        Poll::Pending
+    }
+
+    /// A future was dropped before completing: its completion will be discarded, and the
+    /// operation is cancelled if it can still be stopped.
+    pub(crate) fn abandon(&self, seq: u64) {
+        let mut s = self.lock();
+        let mut after = AfterUnlock::default();
+        let Some(slot) = s.slots.get_mut(&seq) else { return };
+        match &slot.phase {
+            Phase::Running(cancel) => {
+                cancel.cancel();
+                slot.owner = Owner::Nobody;
+            }
+            Phase::Queued(_) => {
+                s.sq.retain(|&q| q != seq);
+                s.slots.remove(&seq);
+                self.counters.retired(1, true);
+            }
+            Phase::Done(_) => {
+                if let Some(Slot { phase: Phase::Done(e), .. }) = s.slots.remove(&seq) {
+                    after.close_fds.extend(e.result.new_fd());
+                }
+                self.counters.retired(1, true);
+            }
+        }
+        drop(s);
+        self.finish(after);
+    }
+
+    /// Hands a future's completion to the CQ instead.
+    pub(crate) fn detach(&self, seq: u64) {
+        let mut s = self.lock();
+        let mut after = AfterUnlock::default();
+        let Some(slot) = s.slots.get_mut(&seq) else { return };
+        slot.owner = Owner::Queue;
+        if matches!(slot.phase, Phase::Done(_)) {
+            s.push_cq(seq, &mut after);
+        }
+        drop(s);
+        self.finish(after);
+    }
+
+    /// Cancels `seq`: a queued operation completes as `Cancelled` at once; a running one is
+    /// asked to stop; a finished one is left as it is.
+    pub(crate) fn cancel(&self, seq: u64) -> Result<()> {
+        let mut s = self.lock();
+        let mut after = AfterUnlock::default();
+        match s.slots.get(&seq).map(|slot| (&slot.phase, slot.user_data)) {
+            None if seq > 0 && seq < s.next_seq => {} // finished and taken
+            None => return Err(IoUringError::UnknownSeq { pid: self.pid, seq }),
+            Some((Phase::Done(_), _)) => {}
+            Some((Phase::Running(cancel), _)) => cancel.cancel(),
+            Some((Phase::Queued(_), user_data)) => {
+                s.sq.retain(|&q| q != seq);
+                s.deliver(seq, SyscallCompletionEntry::cancelled(seq, user_data), &self.counters, &mut after);
+            }
+        }
+        drop(s);
+        self.finish(after);
+        Ok(())
+    }
+
+    /// Takes up to `max` CQ completions, oldest first.
+    pub(crate) fn reap(&self, max: usize) -> Vec<SyscallCompletionEntry> {
+        let mut s = self.lock();
+        let mut out = Vec::with_capacity(max.min(s.cq.len()));
+        while out.len() < max {
+            let Some(entry) = s.pop_cq() else { break };
+            out.push(entry);
+        }
+        self.counters.retired(out.len(), false);
+        out
+    }
+
+    /// A stream polls for the next CQ completion; `None` once the ring is destroyed.
+    pub(crate) fn poll_cq(&self, cx: &mut Context<'_>) -> Poll<Option<SyscallCompletionEntry>> {
+        let mut s = self.lock();
+        if let Some(entry) = s.pop_cq() {
+            self.counters.retired(1, false);
+            return Poll::Ready(Some(entry));
+        }
+        if s.destroyed {
+            return Poll::Ready(None);
+        }
+        if !s.stream_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            s.stream_wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Blocks until `seq` completes and takes it, wherever it stands in the CQ.
+    pub(crate) fn wait(&self, seq: u64, deadline: Option<Instant>) -> Result<SyscallCompletionEntry> {
+        let pid = self.pid;
+        let mut s = self.lock();
+        loop {
+            match s.slots.get(&seq) {
+                None if s.destroyed => return Err(IoUringError::RingDestroyed { pid }),
+                None | Some(Slot { owner: Owner::Future(_) | Owner::Nobody, .. }) => {
+                    return Err(IoUringError::UnknownSeq { pid, seq });
+                }
+                Some(Slot { phase: Phase::Done(_), .. }) => {
+                    let Some(Slot { phase: Phase::Done(entry), .. }) = s.slots.remove(&seq) else { unreachable!() };
+                    s.cq_stale += 1;
+                    s.compact_cq();
+                    self.counters.retired(1, false);
+                    return Ok(entry);
+                }
+                Some(_) => {}
+            }
+            s.blocked_waiters += 1;
+            s = match deadline {
+                None => self.arrived.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        s.blocked_waiters -= 1;
+                        return Err(IoUringError::Timeout { pid, seq });
+                    }
+                    self.arrived.wait_timeout(s, left).unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+            s.blocked_waiters -= 1;
+        }
+    }
+
+    /// Ends the ring: queued operations are cancelled, running ones asked to stop, futures
+    /// resolve `Cancelled`, CQ completions nobody took are discarded, every waiter wakes.
+    pub(crate) fn destroy(&self) {
+        let mut s = self.lock();
+        if s.destroyed {
+            return;
+        }
+        s.destroyed = true;
+        s.sq.clear();
+        s.cq.clear();
+        s.cq_stale = 0;
+        let mut after = AfterUnlock { notify_waiters: true, ..AfterUnlock::default() };
+        let mut discarded = 0;
+        s.slots.retain(|&seq, slot| {
+            if let Phase::Running(cancel) = &slot.phase {
+                cancel.cancel();
+            }
+            match &mut slot.owner {
+                Owner::Future(waker) => {
+                    if !matches!(slot.phase, Phase::Done(_)) {
+                        slot.phase = Phase::Done(SyscallCompletionEntry::cancelled(seq, slot.user_data));
+                        after.wakers.extend(waker.take());
+                    }
+                    true
+                }
+                Owner::Queue | Owner::Nobody => {
+                    discarded += 1;
+                    false
+                }
+            }
+        });
+        self.counters.retired(discarded, true);
+        after.wakers.append(&mut s.stream_wakers);
+        drop(s);
+        self.finish(after);
+    }
+}
+
+impl RingState {
+    /// Ends a running or queued slot with `entry`, for its owner.
+    fn deliver(&mut self, seq: u64, entry: SyscallCompletionEntry, counters: &Counters, after: &mut AfterUnlock) {
+        let Some(slot) = self.slots.get_mut(&seq) else { return };
+        match &mut slot.owner {
+            Owner::Nobody => {
+                self.slots.remove(&seq);
+                after.close_fds.extend(entry.result.new_fd());
+                counters.retired(1, true);
+            }
+            Owner::Future(waker) => {
+                after.wakers.extend(waker.take());
+                slot.phase = Phase::Done(entry);
+            }
+            Owner::Queue => {
+                slot.phase = Phase::Done(entry);
+                self.push_cq(seq, after);
+            }
+        }
+    }
+
+    fn push_cq(&mut self, seq: u64, after: &mut AfterUnlock) {
+        self.cq.push_back(seq);
+        after.wakers.append(&mut self.stream_wakers);
+        after.notify_waiters |= self.blocked_waiters > 0;
+    }
+
+    fn pop_cq(&mut self) -> Option<SyscallCompletionEntry> {
+        while let Some(seq) = self.cq.pop_front() {
+            match self.slots.remove(&seq) {
+                Some(Slot { phase: Phase::Done(entry), .. }) => return Some(entry),
+                Some(other) => {
+                    // Not possible: only done slots enter the CQ. Put it back untouched.
+                    self.slots.insert(seq, other);
+                }
+                None => self.cq_stale -= 1,
+            }
+        }
+        None
+    }
+
+    /// Drops stale CQ numbers once they are most of the queue, so a caller that only ever uses
+    /// `wait_completion` does not grow the CQ without bound.
+    fn compact_cq(&mut self) {
+        if self.cq_stale > 32 && self.cq_stale * 2 > self.cq.len() {
+            let slots = &self.slots;
+            self.cq.retain(|seq| slots.contains_key(seq));
+            self.cq_stale = 0;
+        }
+    }
+}
+
+/// Checks ring sizes: each in `1..=65536`, and the CQ at least as large as the SQ.
+pub(crate) fn validate_sizes(sq: usize, cq: usize) -> Result<()> {
+    let ok = |n: usize| (1..=MAX_RING_SIZE).contains(&n);
+    if !ok(sq) || !ok(cq) {
+        return Err(IoUringError::InvalidConfig(format!(
+            "ring sizes must be in 1..={MAX_RING_SIZE}; got sq {sq}, cq {cq}"
+        )));
+    }
+    if cq < sq {
+        return Err(IoUringError::InvalidConfig(format!(
+            "the completion queue ({cq}) must be at least as large as the submission queue ({sq})"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::ProcessTable;
+    use std::task::Wake;
+
+    fn ring(sq: usize, cq: usize) -> (Arc<SyscallCompletionRing>, Arc<Counters>) {
+        let counters = Arc::new(Counters::default());
+        let process = ProcessTable::new().get_or_create(1);
+        (Arc::new(SyscallCompletionRing::new(1, sq, cq, process, counters.clone()).unwrap()), counters)
+    }
+
+    fn nops(n: usize) -> impl ExactSizeIterator<Item = (SyscallOpType, u64)> {
+        (0..n).map(|i| (SyscallOpType::Nop, i as u64))
+    }
+
+    fn run_all(r: &SyscallCompletionRing) -> Vec<u64> {
+        let mut out = Vec::new();
+        r.dispatch(usize::MAX, &mut out);
+        out.into_iter().map(|(d, _)| d.seq).collect()
+    }
+
+    struct Flag(std::sync::atomic::AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn iouring_sizes_are_validated() {
+        assert!(validate_sizes(1, 1).is_ok());
+        assert!(validate_sizes(MAX_RING_SIZE, MAX_RING_SIZE).is_ok());
+        for (sq, cq) in [(0, 1), (1, 0), (MAX_RING_SIZE + 1, MAX_RING_SIZE + 1), (4, 2)] {
+            assert!(validate_sizes(sq, cq).is_err(), "{sq}/{cq}");
+        }
+    }
+
+    #[test]
+    fn iouring_state_machine_delivers_each_once() {
+        let (r, counters) = ring(8, 8);
+        let (first, queued) = r.submit(nops(3), false).unwrap();
+        assert!(queued);
+        let seqs = run_all(&r);
+        assert_eq!(seqs, vec![first, first + 1, first + 2]);
+        for &s in seqs.iter().rev() {
+            r.complete(s, Ok(OpResult::None));
+        }
+        // A duplicate completion from a confused backend changes nothing.
+        r.complete(first, Ok(OpResult::Count(9)));
+        let got: Vec<u64> = r.reap(usize::MAX).iter().map(|e| e.seq).collect();
+        assert_eq!(got, vec![first + 2, first + 1, first], "completion order, each once");
+        let snap = counters.snapshot(1, "test");
+        assert_eq!((snap.total_submissions, snap.total_completions, snap.pending), (3, 3, 0));
+    }
+
+    #[test]
+    fn iouring_waits_out_of_order_compact_the_cq() {
+        let (r, counters) = ring(64, 64);
+        for _ in 0..100 {
+            let (seq, _) = r.submit(nops(40), false).unwrap();
+            for s in run_all(&r) {
+                r.complete(s, Ok(OpResult::None));
+            }
+            for s in (seq..seq + 40).rev() {
+                assert_eq!(r.wait(s, None).unwrap().seq, s);
+            }
+        }
+        let s = r.lock();
+        assert!(s.cq.len() <= 64, "stale CQ numbers grew to {}", s.cq.len());
+        drop(s);
+        assert_eq!(counters.snapshot(1, "t").pending, 0);
+    }
+
+    #[test]
+    fn iouring_abandoned_then_completed_is_discarded_and_fd_closed() {
+        let (r, counters) = ring(8, 8);
+        let tmp = std::env::temp_dir();
+        let fd = rustix::fs::open(
+            &tmp,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        let vfd = r.process().install(fd, crate::process::DescriptorKind::File).unwrap();
+        let (seq, _) = r.submit(nops(1), true).unwrap();
+        run_all(&r);
+        r.abandon(seq);
+        r.complete(seq, Ok(OpResult::Fd(vfd)));
+        assert_eq!(r.process().open_descriptors(), 0, "the discarded result's descriptor was closed");
+        let snap = counters.snapshot(1, "t");
+        assert_eq!((snap.pending, snap.discarded), (0, 1));
+        assert_eq!(r.outstanding(), 0);
+    }
+
+    #[test]
+    fn iouring_future_is_woken_and_takes_its_entry() {
+        let (r, _) = ring(8, 8);
+        let (seq, _) = r.submit(nops(1), true).unwrap();
+        let flag = Arc::new(Flag(false.into()));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(r.poll_owned(seq, &mut cx).is_pending());
+        run_all(&r);
+        r.complete(seq, Ok(OpResult::Count(1)));
+        assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst), "completion woke the future");
+        let Poll::Ready(e) = r.poll_owned(seq, &mut cx) else { panic!("not ready") };
+        assert_eq!(e.result, OpResult::Count(1));
+        assert_eq!(r.ready(), 0, "a future's completion never reaches the CQ");
+    }
+
+    #[test]
+    fn iouring_destroy_with_running_ops_then_late_completions() {
+        let (r, counters) = ring(8, 8);
+        let (fut_seq, _) = r.submit(nops(1), true).unwrap();
+        let (cq_seq, _) = r.submit(nops(2), false).unwrap();
+        let running = {
+            let mut out = Vec::new();
+            r.dispatch(2, &mut out);
+            out
+        };
+        assert_eq!(running.len(), 2);
+        r.destroy();
+        assert!(running.iter().all(|(d, _)| d.cancel.is_cancelled()), "running ops were asked to stop");
+        for (d, _) in &running {
+            r.complete(d.seq, Ok(OpResult::None));
+        }
+        assert!(matches!(r.wait(cq_seq, None), Err(IoUringError::RingDestroyed { .. })));
+        let waker = Waker::from(Arc::new(Flag(false.into())));
+        let Poll::Ready(e) = r.poll_owned(fut_seq, &mut Context::from_waker(&waker)) else { panic!() };
+        assert!(e.status.is_cancelled());
+        assert!(matches!(r.submit(nops(1), false), Err(IoUringError::RingDestroyed { .. })));
+        let snap = counters.snapshot(0, "t");
+        assert_eq!((snap.total_submissions, snap.total_completions, snap.discarded), (3, 3, 2));
+    }
+}

@@ -1,0 +1,38 @@
+//! [`CompletionStream`]: a ring's CQ as a `Stream`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+
+use super::completion::SyscallCompletionEntry;
+use super::ring::SyscallCompletionRing;
+
+/// The completions of a ring's CQ, in completion order: everything submitted with `submit`,
+/// `submit_batch`, or a detached future. It shares the CQ with `reap_completions` and
+/// `wait_completion` (each completion goes to whichever takes it first) and ends once the ring is
+/// destroyed. Works under any executor.
+#[derive(Debug, Clone)]
+pub struct CompletionStream {
+    ring: Arc<SyscallCompletionRing>,
+}
+
+impl CompletionStream {
+    pub(crate) fn new(ring: Arc<SyscallCompletionRing>) -> Self {
+        CompletionStream { ring }
+    }
+
+    /// The ring this stream drains.
+    pub fn ring(&self) -> &Arc<SyscallCompletionRing> {
+        &self.ring
+    }
+}
+
+impl Stream for CompletionStream {
+    type Item = SyscallCompletionEntry;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SyscallCompletionEntry>> {
+        self.ring.poll_cq(cx)
+    }
+}

@@ -1,0 +1,12 @@
+//! System calls of virtual processes: the general registry and executor, and the io_uring-style
+//! rings for batched I/O.
+
+pub mod iouring;
+mod registry;
+
+pub use iouring::{
+    CompletionFuture, CompletionStream, DEFAULT_CQ_SIZE, DEFAULT_SQ_SIZE, IoUringError, IoUringExecutor,
+    IoUringHandler, IoUringManager, IoUringStats, OpError, OpResult, SyscallCompletionEntry, SyscallCompletionRing,
+    SyscallCompletionStatus, SyscallOpType, SyscallSubmissionEntry, errno, open_flags,
+};
+pub use registry::{AsyncSyscallExecutor, Syscall, SyscallHandler, SyscallHandlerRegistry, SyscallResult};
