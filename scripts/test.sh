@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-cargo test --locked 2>&1 | tee -a "$log"
+cargo test --locked --all-features 2>&1 | tee -a "$log"
 for dir in runtimes/*/; do
   name=$(sed -n 's/^name = "\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n 1)
   [ "$name" = "ai-os-kernel-conformance" ] && continue

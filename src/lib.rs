@@ -79,7 +79,12 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `blocking` | yes | [`BlockingBackend`](backend::BlockingBackend), a bounded thread pool |
+//! | `blocking` | yes | `BlockingBackend`: a bounded thread pool, no runtime needed |
+//! | `tokio` | no | `TokioBackend`: a tokio runtime (yours or its own) |
+//! | `smol` | no | `SmolBackend`: smol's executor and blocking pool |
+//!
+//! [`IoUringManager::new`](syscalls::IoUringManager::new) picks the best one compiled in (tokio,
+//! then smol, then blocking); `AI_OS_KERNEL_BACKEND=tokio|smol|blocking` forces one.
 
 #![warn(missing_docs)]
 

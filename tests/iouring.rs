@@ -1,17 +1,28 @@
-//! Integration tests: the conformance suite on the default backend, plus what is specific to this
-//! build (`cargo test --test iouring`).
+//! Integration tests: the conformance suite on every backend compiled into this build
+//! (`cargo test --test iouring`; `--all-features` for all of them).
 
-use std::sync::Arc;
-
-use ai_os_kernel::backend::{Backend, BlockingBackend};
-
-fn blocking() -> Arc<dyn Backend> {
-    Arc::new(BlockingBackend::with_threads(4))
+#[cfg(feature = "blocking")]
+mod blocking_backend {
+    fn make() -> std::sync::Arc<dyn ai_os_kernel::backend::Backend> {
+        std::sync::Arc::new(ai_os_kernel::backend::BlockingBackend::with_threads(4))
+    }
+    ai_os_kernel_conformance::conformance_tests!(make: make, block_on: |f| futures::executor::block_on(f));
 }
 
-mod blocking_backend {
-    ai_os_kernel_conformance::conformance_tests!(
-        make: super::blocking,
-        block_on: |f| futures::executor::block_on(f),
-    );
+#[cfg(feature = "tokio")]
+mod tokio_backend {
+    fn make() -> std::sync::Arc<dyn ai_os_kernel::backend::Backend> {
+        std::sync::Arc::new(ai_os_kernel::backend::TokioBackend::new().expect("tokio runtime"))
+    }
+    ai_os_kernel_conformance::conformance_tests!(make: make, block_on: |f| {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(f)
+    });
+}
+
+#[cfg(feature = "smol")]
+mod smol_backend {
+    fn make() -> std::sync::Arc<dyn ai_os_kernel::backend::Backend> {
+        std::sync::Arc::new(ai_os_kernel::backend::SmolBackend::new())
+    }
+    ai_os_kernel_conformance::conformance_tests!(make: make, block_on: |f| smol::block_on(f));
 }

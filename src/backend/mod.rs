@@ -6,7 +6,9 @@
 //!
 //! | backend | feature | files | sockets |
 //! |---|---|---|---|
-//! | [`BlockingBackend`] | `blocking` (default) | bounded thread pool | (network issue) |
+//! | `BlockingBackend` | `blocking` (default) | bounded thread pool | (network issue) |
+//! | `TokioBackend` | `tokio` | `spawn_blocking` | (network issue) |
+//! | `SmolBackend` | `smol` | `blocking::unblock` | (network issue) |
 //!
 //! [`IoUringManager::new`](crate::syscalls::IoUringManager::new) picks the best one compiled in;
 //! the environment variable `AI_OS_KERNEL_BACKEND` forces one (see [`from_env`]).
@@ -51,6 +53,10 @@ mod blocking;
 pub mod file_ops;
 mod operation;
 mod select;
+#[cfg(feature = "smol")]
+mod smol;
+#[cfg(feature = "tokio")]
+mod tokio;
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -60,6 +66,10 @@ use std::task::Poll;
 pub use operation::{Completer, Operation, Submission};
 pub use select::{BACKEND_ENV, available, by_name, from_env};
 
+#[cfg(feature = "smol")]
+pub use self::smol::SmolBackend;
+#[cfg(feature = "tokio")]
+pub use self::tokio::TokioBackend;
 #[cfg(feature = "blocking")]
 pub use blocking::BlockingBackend;
 
@@ -110,9 +120,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Executes one operation against its process's descriptors and returns the outcome.
     ///
-    /// Dropping the returned future must stop the operation (that is how cancellation reaches a
-    /// waiting socket operation); an operation that cannot be stopped midway should run to its
-    /// end inside one poll.
+    /// For an operation that waits on a peer, dropping the returned future must stop it: that
+    /// is how [`run`] cancels it. Other operations are awaited to their end; one that can stop
+    /// early on its own should watch [`Operation::cancel_token`] and return
+    /// [`OpError::cancelled`].
     async fn execute(&self, op: Operation) -> OpOutcome;
 
     /// Drives `task` to completion on the backend's threads or runtime.
@@ -126,19 +137,27 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
-/// Runs one submission on `backend`: skips it if already cancelled, races
-/// [`Backend::execute`] against cancellation, and completes it. A result that arrives in the
-/// same poll as the cancellation wins, so a descriptor it created is never lost.
+/// Runs one submission on `backend`: skips it if already cancelled, awaits
+/// [`Backend::execute`], and completes it.
+///
+/// Only an operation that waits on a peer (accept, connect, send, receive) is interrupted by a
+/// cancellation: its future is dropped, which stops the wait. Any other operation runs to its
+/// end and reports what really happened, as io_uring does for work already started: dropping
+/// its future would not stop a system call already running on another thread, and would lose a
+/// descriptor it opened. A result that arrives in the same poll as the cancellation wins.
 pub async fn run<B: Backend + ?Sized>(backend: Arc<B>, sub: Submission) {
     let (op, completer) = sub.into_parts();
     if op.is_cancelled() {
         return completer.complete(Err(OpError::cancelled()));
     }
-    let cancel = op.cancel_token().clone();
+    let cancel = op.op().may_wait_on_peer().then(|| op.cancel_token().clone());
     let mut exec = backend.execute(op);
     let outcome = poll_fn(|cx| match exec.as_mut().poll(cx) {
         Poll::Ready(out) => Poll::Ready(out),
-        Poll::Pending => cancel.poll_cancelled(cx).map(|()| Err(OpError::cancelled())),
+        Poll::Pending => match &cancel {
+            Some(cancel) => cancel.poll_cancelled(cx).map(|()| Err(OpError::cancelled())),
+            None => Poll::Pending,
+        },
     })
     .await;
     drop(exec);

@@ -11,6 +11,10 @@ pub const BACKEND_ENV: &str = "AI_OS_KERNEL_BACKEND";
 /// The backends compiled into this build, best first.
 pub fn available() -> &'static [&'static str] {
     &[
+        #[cfg(feature = "tokio")]
+        "tokio",
+        #[cfg(feature = "smol")]
+        "smol",
         #[cfg(feature = "blocking")]
         "blocking",
     ]
@@ -50,8 +54,14 @@ pub fn by_name(name: &str) -> Result<Arc<dyn Backend>, IoUringError> {
     match name {
         #[cfg(feature = "blocking")]
         "blocking" => Ok(Arc::new(super::BlockingBackend::new())),
+        #[cfg(feature = "tokio")]
+        "tokio" => super::TokioBackend::new()
+            .map(|b| Arc::new(b) as Arc<dyn Backend>)
+            .map_err(|e| IoUringError::Backend(format!("cannot start a tokio runtime: {e}"))),
+        #[cfg(feature = "smol")]
+        "smol" => Ok(Arc::new(super::SmolBackend::new())),
         _ => Err(IoUringError::InvalidConfig(format!(
-            "{BACKEND_ENV}={name:?} is not a backend compiled into this build; choose one of {:?}",
+            "backend {name:?} is not compiled into this build; choose one of {:?} (known: uring, tokio, smol, blocking)",
             available()
         ))),
     }

@@ -8,7 +8,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use ai_os_kernel::Pid;
-use ai_os_kernel::backend::{Backend, Capabilities, OpOutcome, Operation, Task};
+use ai_os_kernel::backend::{Backend, CancelToken, Capabilities, OpError, OpOutcome, Operation, Task};
 use ai_os_kernel::syscalls::{IoUringManager, SyscallCompletionEntry, SyscallOpType, SyscallSubmissionEntry};
 
 /// How a backend under test is made.
@@ -69,26 +69,32 @@ impl Gate {
         }
     }
 
-    fn wait(&self) -> impl Future<Output = ()> + '_ {
+    /// Waits until the gate opens (`Ok`) or, when given a token, the operation is cancelled
+    /// (`Err`).
+    fn wait<'a>(&'a self, cancel: Option<&'a CancelToken>) -> impl Future<Output = Result<(), ()>> + 'a {
         self.arrived.fetch_add(1, Ordering::SeqCst);
         std::future::poll_fn(move |cx: &mut Context<'_>| {
             if self.opened.load(Ordering::SeqCst) {
-                return Poll::Ready(());
+                return Poll::Ready(Ok(()));
+            }
+            if cancel.is_some_and(|c| c.poll_cancelled(cx).is_ready()) {
+                return Poll::Ready(Err(()));
             }
             self.waiters.lock().unwrap().push(cx.waker().clone());
-            if self.opened.load(Ordering::SeqCst) { Poll::Ready(()) } else { Poll::Pending }
+            if self.opened.load(Ordering::SeqCst) { Poll::Ready(Ok(())) } else { Poll::Pending }
         })
     }
 }
 
-/// Wraps a backend: every operation waits at a [`Gate`] (without holding a thread) and may be
-/// slowed; the in-flight window is set by the test.
+/// Wraps a backend: every operation waits at a [`Gate`] (without holding a thread; a
+/// cancellation stops it there unless the wrapper is uninterruptible) and may be slowed; the
+/// in-flight window is set by the test.
 pub struct Held {
     inner: Arc<dyn Backend>,
     gate: Arc<Gate>,
     window: usize,
     delay: Duration,
-    /// Wait at the gate holding the thread, so the operation cannot be interrupted there.
+    /// Ignore cancellation at the gate, so the operation runs once the gate opens.
     uninterruptible: bool,
 }
 
@@ -98,13 +104,13 @@ impl Held {
         Arc::new(Held { inner, gate, window, delay: Duration::ZERO, uninterruptible: false })
     }
 
-    /// Like [`Held::new`], but operations wait at the gate holding their thread: cancellation
-    /// cannot stop them there, so they run once the gate opens.
+    /// Like [`Held::new`], but cancellation cannot stop operations at the gate: they run once it
+    /// opens, whatever happened to their futures meanwhile.
     pub fn uninterruptible(inner: Arc<dyn Backend>, gate: Arc<Gate>, window: usize) -> Arc<Self> {
         Arc::new(Held { inner, gate, window, delay: Duration::ZERO, uninterruptible: true })
     }
 
-    /// Lets operations through at once, each taking `delay` (a sleeping pool thread).
+    /// Lets operations through at once, each taking `delay` longer.
     pub fn slow(inner: Arc<dyn Backend>, window: usize, delay: Duration) -> Arc<Self> {
         let gate = Arc::new(Gate::default());
         gate.open();
@@ -123,16 +129,12 @@ impl Backend for Held {
     }
 
     async fn execute(&self, op: Operation) -> OpOutcome {
-        if self.uninterruptible {
-            self.gate.arrived.fetch_add(1, Ordering::SeqCst);
-            while !self.gate.opened.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        } else {
-            self.gate.wait().await;
+        let cancel = (!self.uninterruptible).then(|| op.cancel_token().clone());
+        if self.gate.wait(cancel.as_deref()).await.is_err() {
+            return Err(OpError::cancelled());
         }
         if !self.delay.is_zero() {
-            std::thread::sleep(self.delay);
+            futures_timer::Delay::new(self.delay).await;
         }
         self.inner.execute(op).await
     }

@@ -1,0 +1,38 @@
+//! [`SmolBackend`]: operations on smol's executor and blocking pool.
+
+use super::{Backend, Capabilities, OpOutcome, Operation, Task, file_ops};
+
+/// Runs operations the smol way: file operations on the `blocking` crate's thread pool
+/// (`unblock`), tasks on smol's global executor, which runs on threads of its own: the caller
+/// need not run smol (its thread count follows `SMOL_THREADS`, default 1).
+#[derive(Debug, Clone, Default)]
+pub struct SmolBackend {
+    _private: (),
+}
+
+impl SmolBackend {
+    /// The smol backend.
+    pub fn new() -> Self {
+        SmolBackend { _private: () }
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for SmolBackend {
+    fn name(&self) -> &'static str {
+        "smol"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // The blocking pool grows to 500 threads (BLOCKING_MAX_THREADS); keep well below it.
+        Capabilities::new(256)
+    }
+
+    async fn execute(&self, op: Operation) -> OpOutcome {
+        smol::unblock(move || file_ops::execute_sync(op)).await
+    }
+
+    fn spawn(&self, task: Task) {
+        smol::spawn(task).detach();
+    }
+}

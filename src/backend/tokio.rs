@@ -1,0 +1,84 @@
+//! [`TokioBackend`]: operations on a tokio runtime.
+
+use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
+
+use super::{Backend, Capabilities, OpOutcome, Operation, Task, file_ops};
+use crate::syscalls::iouring::error::{OpError, errno};
+
+/// Runs operations on a tokio runtime: file operations on its blocking pool (`spawn_blocking`,
+/// as `tokio::fs` does), tasks on its workers.
+///
+/// Which runtime:
+/// - [`TokioBackend::with_handle`]: the runtime you give;
+/// - [`TokioBackend::new`]: the current runtime if called inside a multi-thread one, otherwise a
+///   small runtime of its own (two workers), shut down when the backend is dropped. A
+///   current-thread runtime is not borrowed: it only makes progress while its owner polls it,
+///   and a blocking `wait_completion` from inside it would then wait forever.
+#[derive(Debug)]
+pub struct TokioBackend {
+    handle: Handle,
+    owned: Option<Runtime>,
+}
+
+impl TokioBackend {
+    /// On the current multi-thread runtime, or on a runtime of its own (see above).
+    pub fn new() -> std::io::Result<Self> {
+        match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => Ok(Self::with_handle(h)),
+            _ => Self::owned(),
+        }
+    }
+
+    /// On the runtime behind `handle`, which must outlive the operations.
+    pub fn with_handle(handle: Handle) -> Self {
+        TokioBackend { handle, owned: None }
+    }
+
+    /// On a runtime of its own with two worker threads.
+    pub fn owned() -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ai-os-kernel-tokio")
+            .enable_all()
+            .build()?;
+        Ok(TokioBackend { handle: rt.handle().clone(), owned: Some(rt) })
+    }
+
+    /// The runtime's handle.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Drop for TokioBackend {
+    fn drop(&mut self) {
+        // The last reference may go away on one of the runtime's own threads, where a blocking
+        // shutdown would panic.
+        if let Some(rt) = self.owned.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for TokioBackend {
+    fn name(&self) -> &'static str {
+        "tokio"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // tokio's blocking pool grows to 512 threads; keep well below it.
+        Capabilities::new(256)
+    }
+
+    async fn execute(&self, op: Operation) -> OpOutcome {
+        self.handle
+            .spawn_blocking(move || file_ops::execute_sync(op))
+            .await
+            .unwrap_or_else(|e| Err(OpError::new(errno::EIO, format!("the operation's blocking task failed: {e}"))))
+    }
+
+    fn spawn(&self, task: Task) {
+        drop(self.handle.spawn(task));
+    }
+}
