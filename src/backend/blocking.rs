@@ -6,10 +6,13 @@ use std::thread;
 use async_task::Runnable;
 use crossbeam_channel::{Receiver, Sender};
 
-use super::{Backend, Capabilities, OpOutcome, Operation, Task, file_ops};
+use super::reactor::AsyncIo;
+use super::{Backend, Capabilities, OpOutcome, Operation, Task, file_ops, net_ops};
 
-/// Runs operations on a fixed pool of threads with ordinary blocking system calls. It needs no
-/// async runtime and works everywhere.
+/// Runs file operations on a fixed pool of threads with ordinary blocking system calls. Socket
+/// operations use non-blocking sockets parked on async-io's reactor while they wait, so an
+/// `Accept` nobody answers or a `Recv` on a silent peer holds no pool thread. It needs no async
+/// runtime.
 ///
 /// The pool has [`BlockingBackend::default_threads`] threads unless given a size; they start
 /// with the backend and exit once it and every task it still runs are gone. A panic inside an
@@ -81,7 +84,7 @@ impl Backend for BlockingBackend {
     }
 
     async fn execute(&self, op: Operation) -> OpOutcome {
-        file_ops::execute_sync(op)
+        if op.op().is_network() { net_ops::execute(op, &AsyncIo).await } else { file_ops::execute_sync(op) }
     }
 
     fn spawn(&self, task: Task) {

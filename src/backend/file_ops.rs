@@ -10,8 +10,8 @@ use crate::process::DescriptorKind;
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
 
-/// Executes a file operation (or `Nop`) with blocking system calls. Network operations are
-/// refused with `ENOSYS`: they need a readiness poller, which is the backend's business.
+/// Executes a file operation (or `Nop`) with blocking system calls. Socket operations are
+/// refused with `EINVAL`: they wait on a reactor, see [`net_ops`](super::net_ops).
 pub fn execute_sync(op: Operation) -> OpOutcome {
     let process = op.process();
     match op.op() {
@@ -47,10 +47,9 @@ pub fn execute_sync(op: Operation) -> OpOutcome {
             let pos = seek_from(*offset, *whence)?;
             Ok(OpResult::Offset(rustix::fs::seek(&*d, pos)?))
         }
-        other => Err(OpError::new(
-            errno::ENOSYS,
-            format!("{}: network operations are not available on this backend yet", other.name()),
-        )),
+        other => {
+            Err(OpError::new(errno::EINVAL, format!("{} is a socket operation, not a file operation", other.name())))
+        }
     }
 }
 

@@ -6,9 +6,9 @@
 //!
 //! | backend | feature | files | sockets |
 //! |---|---|---|---|
-//! | `BlockingBackend` | `blocking` (default) | bounded thread pool | (network issue) |
-//! | `TokioBackend` | `tokio` | `spawn_blocking` | (network issue) |
-//! | `SmolBackend` | `smol` | `blocking::unblock` | (network issue) |
+//! | `BlockingBackend` | `blocking` (default) | bounded thread pool | non-blocking, parked on async-io's reactor |
+//! | `TokioBackend` | `tokio` | `spawn_blocking` | `tokio::io::unix::AsyncFd` |
+//! | `SmolBackend` | `smol` | `blocking::unblock` | `async_io::Async` |
 //!
 //! [`IoUringManager::new`](crate::syscalls::IoUringManager::new) picks the best one compiled in;
 //! the environment variable `AI_OS_KERNEL_BACKEND` forces one (see [`from_env`]).
@@ -51,7 +51,10 @@
 #[cfg(feature = "blocking")]
 mod blocking;
 pub mod file_ops;
+pub mod net_ops;
 mod operation;
+#[cfg(any(feature = "blocking", feature = "smol"))]
+mod reactor;
 mod select;
 #[cfg(feature = "smol")]
 mod smol;

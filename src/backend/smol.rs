@@ -1,9 +1,10 @@
 //! [`SmolBackend`]: operations on smol's executor and blocking pool.
 
-use super::{Backend, Capabilities, OpOutcome, Operation, Task, file_ops};
+use super::reactor::AsyncIo;
+use super::{Backend, Capabilities, OpOutcome, Operation, Task, file_ops, net_ops};
 
 /// Runs operations the smol way: file operations on the `blocking` crate's thread pool
-/// (`unblock`), tasks on smol's global executor, which runs on threads of its own: the caller
+/// (`unblock`), sockets on `async_io::Async`, tasks on smol's global executor, which runs on threads of its own: the caller
 /// need not run smol (its thread count follows `SMOL_THREADS`, default 1).
 #[derive(Debug, Clone, Default)]
 pub struct SmolBackend {
@@ -29,7 +30,11 @@ impl Backend for SmolBackend {
     }
 
     async fn execute(&self, op: Operation) -> OpOutcome {
-        smol::unblock(move || file_ops::execute_sync(op)).await
+        if op.op().is_network() {
+            net_ops::execute(op, &AsyncIo).await
+        } else {
+            smol::unblock(move || file_ops::execute_sync(op)).await
+        }
     }
 
     fn spawn(&self, task: Task) {

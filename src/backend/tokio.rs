@@ -1,12 +1,21 @@
 //! [`TokioBackend`]: operations on a tokio runtime.
 
+use std::future::Future;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use rustix::io::Errno;
+use tokio::io::unix::AsyncFd;
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
+use super::net_ops::{Interest, Readiness};
 use super::{Backend, Capabilities, OpOutcome, Operation, Task, file_ops};
+use crate::process::Descriptor;
 use crate::syscalls::iouring::error::{OpError, errno};
 
 /// Runs operations on a tokio runtime: file operations on its blocking pool (`spawn_blocking`,
-/// as `tokio::fs` does), tasks on its workers.
+/// as `tokio::fs` does), sockets on its reactor (`AsyncFd`), tasks on its workers.
 ///
 /// Which runtime:
 /// - [`TokioBackend::with_handle`]: the runtime you give;
@@ -72,6 +81,9 @@ impl Backend for TokioBackend {
     }
 
     async fn execute(&self, op: Operation) -> OpOutcome {
+        if op.op().is_network() {
+            return super::net_ops::execute(op, self).await;
+        }
         self.handle
             .spawn_blocking(move || file_ops::execute_sync(op))
             .await
@@ -80,5 +92,38 @@ impl Backend for TokioBackend {
 
     fn spawn(&self, task: Task) {
         drop(self.handle.spawn(task));
+    }
+}
+
+impl Readiness for TokioBackend {
+    fn retry<T: Send>(
+        &self,
+        d: &Descriptor,
+        interest: Interest,
+        mut attempt: impl FnMut() -> Result<T, Errno> + Send,
+    ) -> impl Future<Output = Result<T, OpError>> + Send {
+        let registered = d.registration(|fd| {
+            // The registration belongs to this backend's runtime, whichever thread asks.
+            let _in_runtime = self.handle.enter();
+            let both = tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE;
+            // SAFETY: `fd` is an `Arc<OwnedFd>` moved into the `AsyncFd`: it keeps the descriptor
+            // open, and `as_raw_fd` returns the same number, for as long as the `AsyncFd` lives.
+            // The registration is stored in the `Descriptor` next to the same `Arc` and dropped
+            // before it (field order), and no code here closes or replaces the descriptor.
+            let register = || unsafe { AsyncFd::register_with_interest(fd, both) };
+            // tokio panics when the runtime was built without IO; make that a clear error.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(register)) {
+                Ok(done) => done.map_err(|e| e.into_parts().1),
+                Err(_) => Err(io::Error::other("the tokio runtime has IO disabled: build it with enable_io()")),
+            }
+        });
+        async move {
+            let source: &AsyncFd<Arc<OwnedFd>> = registered?;
+            let interest = match interest {
+                Interest::Read => tokio::io::Interest::READABLE,
+                Interest::Write => tokio::io::Interest::WRITABLE,
+            };
+            source.async_io(interest, |_| attempt().map_err(io::Error::from)).await.map_err(OpError::from)
+        }
     }
 }

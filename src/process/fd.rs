@@ -1,8 +1,9 @@
 //! A process's descriptor table: virtual numbers from 3 up, each naming a kernel descriptor the
 //! caller never sees.
 
+use std::any::Any;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::syscalls::iouring::error::{OpError, errno};
 
@@ -18,21 +19,48 @@ pub enum DescriptorKind {
 /// An open kernel descriptor behind a virtual fd. Operations hold an `Arc` of it while they run,
 /// so a concurrent `Close` removes the number at once but the kernel descriptor closes only when
 /// the last running operation is done with it: the number can never be reused under it.
-#[derive(Debug)]
 pub struct Descriptor {
-    fd: OwnedFd,
+    /// A backend's readiness registration (a reactor's handle on the socket), made on first
+    /// use. Declared before `fd` so it is dropped, and deregistered, before the descriptor
+    /// closes.
+    registration: OnceLock<Result<Box<dyn Any + Send + Sync>, OpError>>,
+    fd: Arc<OwnedFd>,
     kind: DescriptorKind,
+}
+
+impl std::fmt::Debug for Descriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Descriptor").field("fd", &self.fd).field("kind", &self.kind).finish()
+    }
 }
 
 impl Descriptor {
     /// Wraps a kernel descriptor.
     pub fn new(fd: OwnedFd, kind: DescriptorKind) -> Self {
-        Descriptor { fd, kind }
+        Descriptor { registration: OnceLock::new(), fd: Arc::new(fd), kind }
     }
 
     /// What it refers to.
     pub fn kind(&self) -> DescriptorKind {
         self.kind
+    }
+
+    /// The backend's readiness registration of this descriptor, made by `register` (given a
+    /// shared handle on the kernel descriptor) the first time any operation needs it. Only one
+    /// registration is ever made, however many operations race to make it.
+    pub fn registration<R: Any + Send + Sync>(
+        &self,
+        register: impl FnOnce(Arc<OwnedFd>) -> std::io::Result<R>,
+    ) -> Result<&R, OpError> {
+        let made = self.registration.get_or_init(|| {
+            register(self.fd.clone()).map(|r| Box::new(r) as Box<dyn Any + Send + Sync>).map_err(OpError::from)
+        });
+        match made {
+            Ok(r) => r.downcast_ref::<R>().ok_or_else(|| {
+                OpError::new(errno::EINVAL, "the descriptor is registered with another backend's reactor")
+            }),
+            Err(e) => Err(e.clone()),
+        }
     }
 }
 

@@ -21,7 +21,8 @@ fn owned() -> Arc<dyn Backend> {
 /// A backend borrowing a runtime shared by every test.
 fn shared() -> Arc<dyn Backend> {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    let rt = RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap());
+    let rt =
+        RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap());
     Arc::new(TokioBackend::with_handle(rt.handle().clone()))
 }
 
@@ -52,4 +53,27 @@ fn new_borrows_a_current_multi_thread_runtime_only() {
 fn default_manager_is_tokio() {
     assert_eq!(ai_os_kernel::backend::available(), ["tokio"]);
     assert_eq!(ai_os_kernel::syscalls::IoUringManager::new().stats().backend, "tokio");
+}
+
+#[test]
+fn runtime_without_io_is_a_clear_error() {
+    use ai_os_kernel::sandbox::Policy;
+    use ai_os_kernel::syscalls::{IoUringManager, SyscallOpType, SyscallSubmissionEntry};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    let m = IoUringManager::with_backend(Arc::new(TokioBackend::with_handle(rt.handle().clone())));
+    m.set_policy(1, Policy::unrestricted()).unwrap();
+    let socket = SyscallOpType::Socket { domain: 2, ty: 1, protocol: 0 };
+    let seq = m.submit(1, SyscallSubmissionEntry::new(1, socket, 0)).unwrap();
+    let fd = match m.wait_completion(1, seq).unwrap().result {
+        ai_os_kernel::syscalls::OpResult::Fd(fd) => fd,
+        other => panic!("{other:?}"),
+    };
+    let recv = SyscallOpType::Recv { sockfd: fd, size: 1, flags: 0 };
+    let seq = m.submit(1, SyscallSubmissionEntry::new(1, recv, 0)).unwrap();
+    let done = m.wait_completion(1, seq).unwrap();
+    assert!(
+        matches!(&done.status, ai_os_kernel::syscalls::SyscallCompletionStatus::Error(msg) if msg.contains("enable_io")),
+        "{:?}",
+        done.status
+    );
 }

@@ -116,6 +116,17 @@ impl SyscallOpType {
         }
     }
 
+    /// Whether the operation acts on sockets (run on a reactor rather than a blocking pool).
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self,
+            SyscallOpType::Socket { .. }
+                | SyscallOpType::Bind { .. }
+                | SyscallOpType::Listen { .. }
+                | SyscallOpType::LocalAddr { .. }
+        ) || self.may_wait_on_peer()
+    }
+
     /// Whether the operation may wait on a peer for an unbounded time (accept, connect, send,
     /// receive). Such operations do not occupy the executor's in-flight window, so a listener
     /// nobody connects to cannot starve file I/O.

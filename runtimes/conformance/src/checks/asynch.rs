@@ -55,3 +55,71 @@ pub async fn woken_from_another_thread(make: MakeBackend) {
     assert_eq!(stream.next().await.unwrap().seq, seq);
     opener.join().unwrap();
 }
+
+/// Awaited one after another, each operation's result as a `Result`.
+async fn op(m: &ai_os_kernel::syscalls::IoUringManager, pid: u32, op: SyscallOpType) -> OpResult {
+    let name = op.name();
+    let done = m.submit_async(pid, entry(pid, op, 0)).unwrap().await;
+    assert!(done.status.is_success(), "{name}: {:?}", done.status);
+    done.result
+}
+
+/// Echo over 8 connections at once, every step an awaited future: the shape of a real server.
+/// (It caught a busy loop once: a socket registered with tokio before it connected.)
+pub async fn async_echo_concurrent(make: MakeBackend) {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    let m = manager(make);
+    m.set_policy(1, super::net::loopback_policy()).unwrap();
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let OpResult::Fd(l) =
+        op(&m, 1, SyscallOpType::Socket { domain: libc::AF_INET, ty: libc::SOCK_STREAM, protocol: 0 }).await
+    else {
+        panic!()
+    };
+    op(&m, 1, SyscallOpType::Bind { sockfd: l, addr: SocketAddr::new(ip, 0) }).await;
+    op(&m, 1, SyscallOpType::Listen { sockfd: l, backlog: 64 }).await;
+    let OpResult::Addr(addr) = op(&m, 1, SyscallOpType::LocalAddr { sockfd: l }).await else { panic!() };
+    let session = |id: u8| {
+        let m = &m;
+        async move {
+            let OpResult::Fd(c) =
+                op(m, 1, SyscallOpType::Socket { domain: libc::AF_INET, ty: libc::SOCK_STREAM, protocol: 0 }).await
+            else {
+                panic!()
+            };
+            op(m, 1, SyscallOpType::Connect { sockfd: c, addr }).await;
+            let OpResult::Accepted { fd: s, .. } = op(m, 1, SyscallOpType::Accept { sockfd: l }).await else {
+                panic!()
+            };
+            for round in 0..50u8 {
+                let msg = vec![id ^ round; 64];
+                assert_eq!(
+                    op(m, 1, SyscallOpType::Send { sockfd: c, data: msg.clone(), flags: 0 }).await,
+                    OpResult::Count(64)
+                );
+                let mut got = Vec::new();
+                while got.len() < 64 {
+                    let OpResult::Bytes(b) =
+                        op(m, 1, SyscallOpType::Recv { sockfd: s, size: 64 - got.len(), flags: 0 }).await
+                    else {
+                        panic!()
+                    };
+                    got.extend(b);
+                }
+                assert_eq!(op(m, 1, SyscallOpType::Send { sockfd: s, data: got, flags: 0 }).await, OpResult::Count(64));
+                let mut back = Vec::new();
+                while back.len() < 64 {
+                    let OpResult::Bytes(b) =
+                        op(m, 1, SyscallOpType::Recv { sockfd: c, size: 64 - back.len(), flags: 0 }).await
+                    else {
+                        panic!()
+                    };
+                    back.extend(b);
+                }
+                assert_eq!(back, msg);
+            }
+        }
+    };
+    futures::future::join_all((0..8).map(session)).await;
+    assert_eq!(m.stats().pending, 0);
+}

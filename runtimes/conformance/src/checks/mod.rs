@@ -4,12 +4,14 @@ mod asynch;
 mod delivery;
 mod files;
 mod lifecycle;
+mod net;
 mod sandbox;
 
 pub use asynch::*;
 pub use delivery::*;
 pub use files::*;
 pub use lifecycle::*;
+pub use net::*;
 pub use sandbox::*;
 
 use std::sync::Arc;

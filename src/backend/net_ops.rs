@@ -1,0 +1,162 @@
+//! Socket operations on non-blocking sockets. Each backend supplies the [`Readiness`] that waits
+//! for a socket to become ready (async-io's reactor, tokio's `AsyncFd`); the system calls are
+//! the same for all.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use rustix::buffer::spare_capacity;
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, Protocol, RecvFlags, SendFlags, SocketFlags, SocketType};
+
+use super::{OpOutcome, Operation};
+use crate::process::{Descriptor, DescriptorKind};
+use crate::syscalls::iouring::error::{OpError, errno};
+use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
+
+/// Which readiness an attempt waits for after `EAGAIN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Readable (or a connection to accept).
+    Read,
+    /// Writable (or a connection established).
+    Write,
+}
+
+/// How a backend waits for a socket.
+pub trait Readiness: Send + Sync {
+    /// Calls `attempt` until it returns anything but `EAGAIN`, waiting for `interest` on `d`
+    /// between tries. Dropping the future stops waiting.
+    fn retry<T: Send>(
+        &self,
+        d: &Descriptor,
+        interest: Interest,
+        attempt: impl FnMut() -> Result<T, Errno> + Send,
+    ) -> impl Future<Output = Result<T, OpError>> + Send;
+}
+
+/// Executes a socket operation (see [`SyscallOpType::is_network`]); other operations are
+/// refused with `EINVAL`.
+pub async fn execute<R: Readiness>(op: Operation, ready: &R) -> OpOutcome {
+    let process = op.process();
+    let socket = |fd: i32| -> Result<_, OpError> {
+        let d = process.descriptor(fd)?;
+        if d.kind() != DescriptorKind::Socket {
+            return Err(OpError::new(errno::ENOTSOCK, format!("descriptor {fd} is not a socket")));
+        }
+        Ok(d)
+    };
+    match op.op() {
+        SyscallOpType::Socket { domain, ty, protocol } => {
+            let fd = open_socket(*domain, *ty, *protocol)?;
+            Ok(OpResult::Fd(process.install(fd, DescriptorKind::Socket)?))
+        }
+        SyscallOpType::Bind { sockfd, addr } => {
+            rustix::net::bind(&*socket(*sockfd)?, addr)?;
+            Ok(OpResult::None)
+        }
+        SyscallOpType::Listen { sockfd, backlog } => {
+            rustix::net::listen(&*socket(*sockfd)?, *backlog)?;
+            Ok(OpResult::None)
+        }
+        SyscallOpType::LocalAddr { sockfd } => {
+            Ok(OpResult::Addr(inet(rustix::net::getsockname(&*socket(*sockfd)?)?.try_into().ok())?))
+        }
+        SyscallOpType::Accept { sockfd } => {
+            let d = socket(*sockfd)?;
+            let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+            let (fd, peer) = ready.retry(&d, Interest::Read, || rustix::net::acceptfrom_with(&*d, flags)).await?;
+            let peer = inet(peer.and_then(|p| p.try_into().ok()))?;
+            // The new connection is installed in the same poll that accepted it, so no
+            // cancellation can come between and lose it.
+            Ok(OpResult::Accepted { fd: process.install(fd, DescriptorKind::Socket)?, peer })
+        }
+        SyscallOpType::Connect { sockfd, addr } => {
+            let d = socket(*sockfd)?;
+            // Started before the socket is registered with a reactor: registered while still
+            // unconnected, tokio would record the hang-up an idle socket reports and keep it
+            // for good.
+            match rustix::net::connect(&*d, addr) {
+                Err(Errno::INPROGRESS) => {}
+                other => return Ok(other.map(|()| OpResult::None)?),
+            }
+            ready
+                .retry(&d, Interest::Write, || {
+                    // Writable: the handshake ended, one way or the other.
+                    rustix::net::sockopt::socket_error(&*d)??;
+                    match rustix::net::getpeername(&*d) {
+                        Err(Errno::NOTCONN) => Err(Errno::AGAIN),
+                        other => other.map(drop),
+                    }
+                })
+                .await?;
+            Ok(OpResult::None)
+        }
+        SyscallOpType::Send { sockfd, data, flags } => {
+            let d = socket(*sockfd)?;
+            let flags = send_flags(*flags);
+            Ok(OpResult::Count(ready.retry(&d, Interest::Write, || rustix::net::send(&*d, data, flags)).await?))
+        }
+        SyscallOpType::SendTo { sockfd, data, addr, flags } => {
+            let d = socket(*sockfd)?;
+            let flags = send_flags(*flags);
+            let n = ready.retry(&d, Interest::Write, || rustix::net::sendto(&*d, data, flags, addr)).await?;
+            Ok(OpResult::Count(n))
+        }
+        SyscallOpType::Recv { sockfd, size, flags } => {
+            let d = socket(*sockfd)?;
+            let flags = RecvFlags::from_bits_retain(*flags) & !RecvFlags::TRUNC;
+            let mut buf = Vec::with_capacity(*size);
+            if *size > 0 {
+                ready
+                    .retry(&d, Interest::Read, || rustix::net::recv(&*d, spare_capacity(&mut buf), flags).map(drop))
+                    .await?;
+            }
+            Ok(OpResult::Bytes(buf))
+        }
+        SyscallOpType::RecvFrom { sockfd, size, flags } => {
+            let d = socket(*sockfd)?;
+            let flags = RecvFlags::from_bits_retain(*flags) & !RecvFlags::TRUNC;
+            let mut buf = Vec::with_capacity((*size).max(1));
+            let from = ready
+                .retry(&d, Interest::Read, || {
+                    rustix::net::recvfrom(&*d, spare_capacity(&mut buf), flags).map(|(_, _, from)| from)
+                })
+                .await?;
+            buf.truncate(*size);
+            Ok(OpResult::Datagram { data: buf, from: inet(from.and_then(|f| f.try_into().ok()))? })
+        }
+        other => Err(OpError::new(errno::EINVAL, format!("{} is not a socket operation", other.name()))),
+    }
+}
+
+/// A non-blocking, close-on-exec IPv4 or IPv6 stream or datagram socket.
+fn open_socket(domain: i32, ty: i32, protocol: i32) -> Result<std::os::fd::OwnedFd, OpError> {
+    let family = match domain {
+        d if d == i32::from(AddressFamily::INET.as_raw()) => AddressFamily::INET,
+        d if d == i32::from(AddressFamily::INET6.as_raw()) => AddressFamily::INET6,
+        d => {
+            return Err(OpError::new(errno::EAFNOSUPPORT, format!("socket: domain {d} is not AF_INET or AF_INET6")));
+        }
+    };
+    // The caller's SOCK_NONBLOCK/SOCK_CLOEXEC bits are ignored: sockets are always both.
+    let base = ty & !(SocketFlags::NONBLOCK.bits() as i32 | SocketFlags::CLOEXEC.bits() as i32);
+    let kind = match u32::try_from(base) {
+        Ok(t) if t == SocketType::STREAM.as_raw() => SocketType::STREAM,
+        Ok(t) if t == SocketType::DGRAM.as_raw() => SocketType::DGRAM,
+        _ => return Err(OpError::new(errno::EINVAL, format!("socket: type {ty} is not SOCK_STREAM or SOCK_DGRAM"))),
+    };
+    let protocol = u32::try_from(protocol)
+        .map_err(|_| OpError::new(errno::EINVAL, format!("socket: protocol {protocol} is negative")))?;
+    let protocol = std::num::NonZeroU32::new(protocol).map(Protocol::from_raw);
+    Ok(rustix::net::socket_with(family, kind, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC, protocol)?)
+}
+
+/// Never raise SIGPIPE in the host: a closed peer is an `EPIPE` completion.
+fn send_flags(flags: u32) -> SendFlags {
+    SendFlags::from_bits_retain(flags) | SendFlags::NOSIGNAL
+}
+
+fn inet(addr: Option<SocketAddr>) -> Result<SocketAddr, OpError> {
+    addr.ok_or_else(|| OpError::new(errno::EAFNOSUPPORT, "the socket's address is not IPv4 or IPv6"))
+}
