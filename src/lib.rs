@@ -17,7 +17,8 @@
 //!   [`reap_completions`](syscalls::IoUringManager::reap_completions) and
 //!   [`wait_completion`](syscalls::IoUringManager::wait_completion).
 //!
-//! Execution is a pluggable [`Backend`](backend::Backend) (a blocking thread pool by default);
+//! Execution is a pluggable [`Backend`](backend::Backend) (the kernel's io_uring where allowed,
+//! else a blocking thread pool, tokio or smol);
 //! the [`IoUringExecutor`](syscalls::IoUringExecutor) feeds it from the rings round-robin, so no
 //! process can starve another. Every process has its own descriptor table (virtual fds from 3)
 //! and a [`Policy`](sandbox::Policy) that decides which paths and addresses it may touch;
@@ -79,12 +80,14 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
+//! | `uring` | yes (Linux) | `UringBackend`: the kernel's io_uring, falling back to the pool |
 //! | `blocking` | yes | `BlockingBackend`: a bounded thread pool, no runtime needed |
 //! | `tokio` | no | `TokioBackend`: a tokio runtime (yours or its own) |
 //! | `smol` | no | `SmolBackend`: smol's executor and blocking pool |
 //!
-//! [`IoUringManager::new`](syscalls::IoUringManager::new) picks the best one compiled in (tokio,
-//! then smol, then blocking); `AI_OS_KERNEL_BACKEND=tokio|smol|blocking` forces one.
+//! [`IoUringManager::new`](syscalls::IoUringManager::new) picks the best one compiled in and usable
+//! here (uring where the kernel allows it, then tokio, smol, blocking);
+//! `AI_OS_KERNEL_BACKEND=uring|tokio|smol|blocking` forces one.
 
 #![warn(missing_docs)]
 

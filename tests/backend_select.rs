@@ -18,14 +18,25 @@ fn child_reports_backend() {
                 assert!(msg.contains(name), "the error names the choices: {msg}");
             }
         }
+        ("unavailable", Err(IoUringError::Backend(msg))) => assert!(msg.contains("io_uring"), "{msg}"),
         (name, Ok(m)) => assert_eq!(m.stats().backend, name),
         (expect, Err(e)) => panic!("expected {expect}, got error {e}"),
     }
 }
 
+/// Whether a backend can start here (io_uring may be disabled on this kernel).
+fn usable(name: &str) -> bool {
+    backend::by_name(name).is_ok()
+}
+
 fn child(value: Option<&str>, expect: &str) {
+    child_with(value, expect, &[]);
+}
+
+fn child_with(value: Option<&str>, expect: &str, env: &[(&str, &str)]) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", "child_reports_backend", "--test-threads", "1"]).env(EXPECT, expect);
+    cmd.envs(env.iter().copied());
     match value {
         Some(v) => cmd.env(backend::BACKEND_ENV, v),
         None => cmd.env_remove(backend::BACKEND_ENV),
@@ -43,8 +54,9 @@ fn child(value: Option<&str>, expect: &str) {
 #[test]
 fn env_var_forces_each_compiled_backend() {
     for name in backend::available() {
-        child(Some(name), name);
-        child(Some(&format!("  {name} ")), name);
+        let expect = if usable(name) { name } else { "unavailable" };
+        child(Some(name), expect);
+        child(Some(&format!("  {name} ")), expect);
     }
 }
 
@@ -60,7 +72,20 @@ fn unknown_or_missing_backend_is_an_error_not_a_fallback() {
 
 #[test]
 fn unset_picks_the_best_compiled_in() {
-    let best = backend::available().first().copied().unwrap_or("error");
+    let best = backend::available().iter().copied().find(|n| usable(n)).unwrap_or("error");
     child(None, best);
     child(Some(""), best);
+}
+
+/// Where io_uring setup fails (disabled by sysctl, filtered by seccomp, too old), the manager
+/// falls back to the next backend; forcing uring there is a clear error.
+#[cfg(all(feature = "uring", target_os = "linux"))]
+#[test]
+fn failed_io_uring_setup_falls_back() {
+    use ai_os_kernel::backend::uring::SETUP_FAILURE_ENV;
+    let next = backend::available().iter().copied().find(|n| *n != "uring").unwrap();
+    for errno in ["EPERM", "ENOSYS", "ENOMEM"] {
+        child_with(None, next, &[(SETUP_FAILURE_ENV, errno)]);
+        child_with(Some("uring"), "unavailable", &[(SETUP_FAILURE_ENV, errno)]);
+    }
 }

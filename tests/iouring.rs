@@ -1,6 +1,22 @@
 //! Integration tests: the conformance suite on every backend compiled into this build
 //! (`cargo test --test iouring`; `--all-features` for all of them).
 
+#[cfg(all(feature = "uring", target_os = "linux"))]
+mod uring_backend {
+    /// The real io_uring where the kernel allows it; where it does not (the crate must pass
+    /// there too), the fallback the manager would pick, said out loud.
+    fn make() -> std::sync::Arc<dyn ai_os_kernel::backend::Backend> {
+        match ai_os_kernel::backend::UringBackend::new() {
+            Ok(uring) => std::sync::Arc::new(uring),
+            Err(e) => {
+                eprintln!("io_uring unavailable ({e}): these checks run on the blocking fallback");
+                std::sync::Arc::new(ai_os_kernel::backend::BlockingBackend::new())
+            }
+        }
+    }
+    ai_os_kernel_conformance::conformance_tests!(make: make, block_on: |f| futures::executor::block_on(f));
+}
+
 #[cfg(feature = "blocking")]
 mod blocking_backend {
     fn make() -> std::sync::Arc<dyn ai_os_kernel::backend::Backend> {

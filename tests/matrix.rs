@@ -84,6 +84,10 @@ macro_rules! matrix {
 }
 
 matrix! {
+    uring: match ai_os_kernel::backend::UringBackend::new() {
+        Ok(b) => Arc::new(b),
+        Err(_) => Arc::new(ai_os_kernel::backend::BlockingBackend::new()),
+    }, "uring";
     blocking: Arc::new(ai_os_kernel::backend::BlockingBackend::new()), "blocking";
     tokio_backend: Arc::new(ai_os_kernel::backend::TokioBackend::new().unwrap()), "tokio";
     smol_backend: Arc::new(ai_os_kernel::backend::SmolBackend::new()), "smol";

@@ -6,6 +6,7 @@
 //!
 //! | backend | feature | files | sockets |
 //! |---|---|---|---|
+//! | `UringBackend` | `uring` (default, Linux) | kernel io_uring, one `io_uring_enter` per batch | on its fallback pool (for now) |
 //! | `BlockingBackend` | `blocking` (default) | bounded thread pool | non-blocking, parked on async-io's reactor |
 //! | `TokioBackend` | `tokio` | `spawn_blocking` | `tokio::io::unix::AsyncFd` |
 //! | `SmolBackend` | `smol` | `blocking::unblock` | `async_io::Async` |
@@ -60,6 +61,8 @@ mod select;
 mod smol;
 #[cfg(feature = "tokio")]
 mod tokio;
+#[cfg(all(feature = "uring", target_os = "linux"))]
+pub mod uring;
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -75,6 +78,8 @@ pub use self::smol::SmolBackend;
 pub use self::tokio::TokioBackend;
 #[cfg(feature = "blocking")]
 pub use blocking::BlockingBackend;
+#[cfg(all(feature = "uring", target_os = "linux"))]
+pub use uring::UringBackend;
 
 pub use crate::syscalls::iouring::cancel::CancelToken;
 pub use crate::syscalls::iouring::error::{OpError, errno};

@@ -11,6 +11,8 @@ pub const BACKEND_ENV: &str = "AI_OS_KERNEL_BACKEND";
 /// The backends compiled into this build, best first.
 pub fn available() -> &'static [&'static str] {
     &[
+        #[cfg(all(feature = "uring", target_os = "linux"))]
+        "uring",
         #[cfg(feature = "tokio")]
         "tokio",
         #[cfg(feature = "smol")]
@@ -54,6 +56,10 @@ pub fn by_name(name: &str) -> Result<Arc<dyn Backend>, IoUringError> {
     match name {
         #[cfg(feature = "blocking")]
         "blocking" => Ok(Arc::new(super::BlockingBackend::new())),
+        #[cfg(all(feature = "uring", target_os = "linux"))]
+        "uring" => super::UringBackend::new()
+            .map(|b| Arc::new(b) as Arc<dyn Backend>)
+            .map_err(|e| IoUringError::Backend(format!("io_uring is unavailable here: {e}"))),
         #[cfg(feature = "tokio")]
         "tokio" => super::TokioBackend::new()
             .map(|b| Arc::new(b) as Arc<dyn Backend>)

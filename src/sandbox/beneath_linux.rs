@@ -11,7 +11,7 @@ use super::{kernel_flags, with_path};
 use crate::syscalls::iouring::error::{OpError, errno};
 
 /// How every rooted open resolves, also for backends that submit `OPENAT2` themselves.
-pub const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+pub(crate) const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
 
 /// The path relative to the root: `/x` and `x` name the same file, `/` the root itself.
 pub(crate) fn relative(path: &str) -> &str {

@@ -306,4 +306,21 @@ impl Sandbox {
     pub(crate) fn check(&self, op: &SyscallOpType) -> Result<(), OpError> {
         self.policy.check(op)
     }
+
+    /// Where a backend that opens through the kernel itself starts resolving `path`: the
+    /// directory descriptor (`AT_FDCWD` when unrestricted), the path to give it, and the
+    /// `RESOLVE_*` bits of `openat2`.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn open_at<'p>(&self, path: &'p str) -> Result<(i32, &'p str, u64), OpError> {
+        use std::os::fd::AsRawFd;
+        match (&self.policy.files, &self.root) {
+            (FileAccess::Anywhere, _) => Ok((rustix::fs::CWD.as_raw_fd(), path, 0)),
+            (FileAccess::Beneath(_), Some(root)) => Ok((root.as_raw_fd(), path::relative(path), path::RESOLVE.bits())),
+            _ => Err(OpError::new(errno::EACCES, format!("open {path:?}: the policy allows no file access"))),
+        }
+    }
 }
+
+#[cfg(target_os = "linux")]
+pub(crate) use path::escape_error;
+pub(crate) use path::kernel_flags;

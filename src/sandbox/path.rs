@@ -15,6 +15,8 @@ mod beneath;
 mod beneath;
 
 pub(crate) use beneath::open_beneath;
+#[cfg(target_os = "linux")]
+pub(crate) use beneath::{RESOLVE, escape_error, relative};
 
 pub(crate) fn open_root(dir: &Path) -> std::io::Result<OwnedFd> {
     Ok(rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)

@@ -29,7 +29,7 @@ macro_rules! conformance_tests {
             batch_all_or_nothing, wait_fails_fast, wait_timeout, destroy_wakes_everyone,
             cancel_ops, fairness_under_flood, stats_consistent_under_concurrency,
             file_ops_roundtrip, short_read_and_eof, open_create_mode, fds_are_per_process,
-            lseek_whence, concurrent_read_at, dropped_open_closes_fd, panic_in_op_is_eio,
+            lseek_whence, concurrent_read_at, dropped_open_closes_fd, panic_in_op_is_eio, drop_storm,
             default_policy_denies, rooted_paths_resolve_beneath, rooted_escapes_refused,
             read_only_refuses_writes, policy_limits, unrestricted_policy, bad_policy_root_refused,
             destroy_closes_descriptors, registry_and_handler_share_descriptors,

@@ -184,3 +184,48 @@ pub fn panic_in_op_is_eio(make: MakeBackend) {
     }
     eventually(T, "retired", || m.stats().pending == 0);
 }
+
+/// Thousands of futures dropped mid-flight: every buffer and descriptor is given back, nothing
+/// stays pending, the kernel holds no descriptor of ours.
+pub fn drop_storm(make: MakeBackend) {
+    let m = manager(make);
+    let dir = rooted(&m, 1);
+    let name = "drop-storm-unique-file";
+    std::fs::write(dir.path().join(name), vec![5u8; 1 << 20]).unwrap();
+    let fd = open(&m, 1, name, O_RDONLY);
+    let process = m.processes().get(1).unwrap();
+    let baseline = (process.open_descriptors(), kernel_fds(&dir.path().join(name)));
+    let mut dropped = 0u64;
+    for round in 0..20u64 {
+        let futs: Vec<_> = (0..250u64)
+            .map(|i| {
+                let op = if i % 3 == 0 {
+                    Op::open(name, O_RDONLY)
+                } else {
+                    Op::ReadAt { fd, offset: ((round * 250 + i) * 4096) % (1 << 20), size: 4096 }
+                };
+                m.submit_async(1, entry(1, op, i)).unwrap()
+            })
+            .collect();
+        // Some finish before the drop, most are dropped in flight.
+        if round % 2 == 0 {
+            std::thread::yield_now();
+        }
+        dropped += futs.len() as u64;
+        drop(futs);
+    }
+    eventually(T, "storm retired", || m.stats().pending == 0);
+    assert_eq!(m.stats().discarded, dropped);
+    assert_eq!((process.open_descriptors(), kernel_fds(&dir.path().join(name))), baseline, "descriptors leaked");
+    // Still serving.
+    assert_eq!(run_op(&m, 1, Op::ReadAt { fd, offset: 0, size: 2 }).result, OpResult::Bytes(vec![5, 5]));
+}
+
+fn kernel_fds(path: &std::path::Path) -> usize {
+    let real = std::fs::canonicalize(path).unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|t| *t == real)
+        .count()
+}

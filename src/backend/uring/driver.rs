@@ -1,0 +1,231 @@
+//! The io_uring instance: the submission side (any thread, under a lock), the in-flight table,
+//! and the reaper thread that takes completions.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use io_uring::{IoUring, Probe, opcode, squeue};
+use slab::Slab;
+
+use super::prepare::{self, Prepared};
+use crate::backend::{Completer, OpOutcome, Operation};
+use crate::process::Process;
+use crate::syscalls::iouring::error::{OpError, errno};
+
+/// `user_data` of the NOP that wakes the reaper to shut down.
+const WAKE: u64 = u64::MAX;
+/// `user_data` of cancellation requests (their completions carry nothing to deliver).
+const CANCEL: u64 = u64::MAX - 1;
+
+/// Who gets an operation's outcome.
+pub(super) enum Finish {
+    /// The executor's completer (the batch path).
+    Completer(Completer),
+    /// A waiting `execute` future.
+    Channel(futures_channel::oneshot::Sender<OpOutcome>),
+}
+
+impl Finish {
+    fn finish(self, outcome: OpOutcome) {
+        match self {
+            Finish::Completer(c) => c.complete(outcome),
+            Finish::Channel(tx) => drop(tx.send(outcome)),
+        }
+    }
+}
+
+/// An operation the kernel holds: everything it points into lives here until its completion.
+struct InFlight {
+    user_data: u64,
+    prepared: Prepared,
+    process: Arc<Process>,
+    finish: Finish,
+}
+
+pub(super) struct Driver {
+    ring: IoUring,
+    /// Serialises access to the submission queue (the kernel's ring memory).
+    sq: Mutex<()>,
+    in_flight: Mutex<Slab<InFlight>>,
+    /// High half of every `user_data`, so a late cancel never hits a reused slot.
+    generation: AtomicU32,
+    supported: Vec<bool>,
+    shutting_down: AtomicBool,
+}
+
+impl Driver {
+    pub(super) fn start(entries: u32) -> io::Result<Arc<Self>> {
+        let ring = IoUring::new(entries)?;
+        if !ring.params().is_feature_nodrop() {
+            // Without NODROP a burst of completions could be lost: use another backend.
+            return Err(io::Error::from_raw_os_error(rustix::io::Errno::NOSYS.raw_os_error()));
+        }
+        let mut probe = Probe::new();
+        let supported = match ring.submitter().register_probe(&mut probe) {
+            Ok(()) => (0..=u8::MAX).map(|code| probe.is_supported(code)).collect(),
+            // No probe (before 5.6): only NOP is taken for granted.
+            Err(_) => (0..=u8::MAX).map(|code| code == opcode::Nop::CODE).collect(),
+        };
+        let driver = Arc::new(Driver {
+            ring,
+            sq: Mutex::new(()),
+            in_flight: Mutex::new(Slab::new()),
+            generation: AtomicU32::new(0),
+            supported,
+            shutting_down: AtomicBool::new(false),
+        });
+        let reaper = driver.clone();
+        std::thread::Builder::new().name("ai-os-kernel-uring-reaper".into()).spawn(move || reaper.reap())?;
+        Ok(driver)
+    }
+
+    pub(super) fn supports(&self, code: u8) -> bool {
+        self.supported[usize::from(code)]
+    }
+
+    pub(super) fn in_flight(&self) -> usize {
+        self.table().len()
+    }
+
+    fn table(&self) -> MutexGuard<'_, Slab<InFlight>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands a batch to the kernel with one `io_uring_enter`. An operation that cannot even be
+    /// prepared (a bad descriptor, say) completes at once with its error.
+    pub(super) fn submit(self: &Arc<Self>, ops: Vec<(Operation, Finish)>) {
+        let mut sqes = Vec::with_capacity(ops.len());
+        let mut refused = Vec::new();
+        let mut cancels = Vec::with_capacity(ops.len());
+        {
+            let mut table = self.table();
+            let generation = u64::from(self.generation.fetch_add(1, Ordering::Relaxed)) << 32;
+            for (op, finish) in ops {
+                let process = op.process().clone();
+                let cancel = op.cancel_token().clone();
+                match prepare::prepare(op) {
+                    Ok((prepared, sqe)) => {
+                        let slot = table.vacant_entry();
+                        let user_data = generation | slot.key() as u64;
+                        slot.insert(InFlight { user_data, prepared, process, finish });
+                        sqes.push(sqe.user_data(user_data));
+                        cancels.push((cancel, user_data));
+                    }
+                    Err(e) => refused.push((finish, e)),
+                }
+            }
+        }
+        self.push(&sqes);
+        for (cancel, user_data) in cancels {
+            let driver = Arc::downgrade(self);
+            cancel.on_cancel(move || cancel_in_kernel(&driver, user_data));
+        }
+        // Completed outside the table's lock: completing may submit the next batch.
+        for (finish, e) in refused {
+            finish.finish(Err(e));
+        }
+    }
+
+    /// Pushes entries and enters the kernel once (more often only if the queue fills up).
+    fn push(&self, sqes: &[squeue::Entry]) {
+        if sqes.is_empty() {
+            return;
+        }
+        let _sq = self.sq.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the `sq` lock is held, so no other `SubmissionQueue` of this ring exists.
+        let mut sq = unsafe { self.ring.submission_shared() };
+        for sqe in sqes {
+            // SAFETY: every pointer in `sqe` refers to memory owned by its `InFlight` entry in the
+            // table (heap buffers, a boxed `open_how`, a `CString`), or to a descriptor kept open
+            // by an `Arc` there; entries leave the table only when the kernel reports the
+            // operation complete, so the memory outlives the kernel's use of it.
+            while unsafe { sq.push(sqe) }.is_err() {
+                sq.sync();
+                self.enter(&mut sq);
+            }
+        }
+        sq.sync();
+        self.enter(&mut sq);
+    }
+
+    fn enter(&self, sq: &mut io_uring::SubmissionQueue<'_>) {
+        loop {
+            match self.ring.submitter().submit() {
+                Ok(_) => break,
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INTR.raw_os_error()) => continue,
+                // EBUSY/EAGAIN: completions must be reaped first; the reaper's own enter
+                // submits what is left.
+                Err(e) => {
+                    tracing::debug!(error = %e, "io_uring_enter deferred to the reaper");
+                    break;
+                }
+            }
+        }
+        sq.sync();
+    }
+
+    /// Asks the kernel to cancel `user_data` (harmless if it already completed).
+    fn cancel(&self, user_data: u64) {
+        let sqe = opcode::AsyncCancel::new(user_data).build().user_data(CANCEL);
+        self.push(&[sqe]);
+    }
+
+    pub(super) fn shut_down(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        self.push(&[opcode::Nop::new().build().user_data(WAKE)]);
+    }
+
+    /// The reaper: waits for completions and delivers them, until shut down with nothing left.
+    fn reap(self: Arc<Self>) {
+        let mut done = Vec::new();
+        loop {
+            match self.ring.submitter().submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INTR.raw_os_error()) => continue,
+                Err(e) => tracing::debug!(error = %e, "io_uring_enter while reaping"),
+            }
+            {
+                // SAFETY: only this thread ever takes the completion queue.
+                let cq = unsafe { self.ring.completion_shared() };
+                done.extend(cq.map(|cqe| (cqe.user_data(), cqe.result())));
+            }
+            let mut finished = Vec::with_capacity(done.len());
+            {
+                let mut table = self.table();
+                for (user_data, result) in done.drain(..) {
+                    let key = (user_data & u64::from(u32::MAX)) as usize;
+                    if user_data < CANCEL && table.get(key).is_some_and(|f| f.user_data == user_data) {
+                        finished.push((table.remove(key), result));
+                    }
+                }
+            }
+            for (op, result) in finished {
+                let outcome = prepare::finish(op.prepared, &op.process, result);
+                op.finish.finish(outcome);
+            }
+            if self.shutting_down.load(Ordering::Acquire) && self.table().is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+fn cancel_in_kernel(driver: &Weak<Driver>, user_data: u64) {
+    if let Some(driver) = driver.upgrade() {
+        driver.cancel(user_data);
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Only the reaper's exit drops the driver, and it exits with nothing in flight.
+        let left = self.table().len();
+        if left > 0 {
+            tracing::error!(left, "io_uring dropped with operations in flight");
+        }
+        for (_, op) in std::mem::take(&mut *self.table()) {
+            op.finish.finish(Err(OpError::new(errno::EIO, "io_uring shut down")));
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! [`UringBackend`]: the kernel's io_uring, for real.
+//!
+//! A batch from the executor becomes one `io_uring_enter`; a reaper thread waits for
+//! completions and delivers them in bulk. Every buffer, path and descriptor an operation hands
+//! the kernel is owned by the in-flight table until its completion arrives, whatever happened to
+//! the future that asked. What the kernel cannot do here (opcodes it lacks, sockets for now)
+//! runs on a fallback [`BlockingBackend`]; `Lseek` and `Close` are not io_uring operations and
+//! run inline, at submission.
+
+mod driver;
+mod prepare;
+
+use std::io;
+use std::sync::Arc;
+
+use super::{Backend, BlockingBackend, Capabilities, OpOutcome, Operation, Submission, Task, file_ops};
+use crate::syscalls::iouring::error::{OpError, errno};
+use crate::syscalls::iouring::op::SyscallOpType;
+use driver::{Driver, Finish};
+
+/// The submission queue size: also the executor's in-flight window.
+const ENTRIES: u32 = 256;
+
+/// The environment variable that makes io_uring setup fail with the given errno (`EPERM`,
+/// `ENOSYS`, `ENOMEM` or a number), as a disabled or filtered kernel would: a test hook for the
+/// fallback path.
+pub const SETUP_FAILURE_ENV: &str = "AI_OS_KERNEL_URING_SETUP_ERRNO";
+
+/// Executes operations with the kernel's io_uring (Linux 5.6 and later).
+pub struct UringBackend {
+    driver: Arc<Driver>,
+    fallback: Arc<BlockingBackend>,
+}
+
+impl std::fmt::Debug for UringBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UringBackend").field("in_flight", &self.in_flight()).finish()
+    }
+}
+
+/// What the kernel offers this crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// The io_uring opcodes the crate uses, by name, and whether the kernel supports each.
+    pub opcodes: Vec<(&'static str, bool)>,
+}
+
+impl UringBackend {
+    /// Sets up an io_uring instance. Fails as the kernel does where io_uring is disabled
+    /// (`kernel.io_uring_disabled`, a container's seccomp profile: `EPERM`), missing (`ENOSYS`),
+    /// or out of locked memory (`ENOMEM`); [`IoUringManager::new`] then falls back.
+    ///
+    /// [`IoUringManager::new`]: crate::syscalls::IoUringManager::new
+    pub fn new() -> io::Result<Self> {
+        if let Ok(forced) = std::env::var(SETUP_FAILURE_ENV) {
+            return Err(forced_failure(&forced));
+        }
+        Ok(UringBackend { driver: Driver::start(ENTRIES)?, fallback: Arc::new(BlockingBackend::new()) })
+    }
+
+    /// The opcodes this crate uses and whether the kernel supports them.
+    pub fn probe(&self) -> Probe {
+        Probe { opcodes: prepare::OPCODES.iter().map(|&(name, code)| (name, self.driver.supports(code))).collect() }
+    }
+
+    /// Operations handed to the kernel and not yet completed.
+    pub fn in_flight(&self) -> usize {
+        self.driver.in_flight()
+    }
+
+    /// Whether the kernel runs `op` here (else it runs inline or on the fallback).
+    fn in_kernel(&self, op: &SyscallOpType) -> bool {
+        prepare::opcode_of(op).is_some_and(|code| self.driver.supports(code))
+    }
+}
+
+fn forced_failure(value: &str) -> io::Error {
+    let errno = match value.trim() {
+        "EPERM" => rustix::io::Errno::PERM.raw_os_error(),
+        "ENOSYS" => rustix::io::Errno::NOSYS.raw_os_error(),
+        "ENOMEM" => rustix::io::Errno::NOMEM.raw_os_error(),
+        other => other.parse().unwrap_or(rustix::io::Errno::PERM.raw_os_error()),
+    };
+    io::Error::from_raw_os_error(errno)
+}
+
+#[async_trait::async_trait]
+impl Backend for UringBackend {
+    fn name(&self) -> &'static str {
+        "uring"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { max_in_flight: ENTRIES as usize, batch_submit: true }
+    }
+
+    async fn execute(&self, op: Operation) -> OpOutcome {
+        if !self.in_kernel(op.op()) {
+            return match op.op() {
+                SyscallOpType::Lseek { .. } | SyscallOpType::Close { .. } => file_ops::execute_sync(op),
+                _ => self.fallback.execute(op).await,
+            };
+        }
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.driver.submit(vec![(op, Finish::Channel(tx))]);
+        rx.await.unwrap_or_else(|_| Err(OpError::new(errno::EIO, "io_uring completion lost")))
+    }
+
+    fn spawn(&self, task: Task) {
+        self.fallback.spawn(task)
+    }
+
+    fn submit(self: Arc<Self>, batch: Vec<Submission>) {
+        let mut kernel = Vec::with_capacity(batch.len());
+        let mut elsewhere = Vec::new();
+        for sub in batch {
+            let op = sub.operation().op();
+            if self.in_kernel(op) {
+                let (op, done) = sub.into_parts();
+                kernel.push((op, Finish::Completer(done)));
+            } else if matches!(op, SyscallOpType::Lseek { .. } | SyscallOpType::Close { .. }) {
+                let (op, done) = sub.into_parts();
+                done.complete(file_ops::execute_sync(op));
+            } else {
+                elsewhere.push(sub);
+            }
+        }
+        if !elsewhere.is_empty() {
+            self.fallback.clone().submit(elsewhere);
+        }
+        if !kernel.is_empty() {
+            self.driver.submit(kernel);
+        }
+    }
+}
+
+impl Drop for UringBackend {
+    fn drop(&mut self) {
+        self.driver.shut_down();
+    }
+}
