@@ -1,0 +1,432 @@
+//! Every workload on every backend compiled in, and on the anchors, in one run:
+//! `cargo bench --bench anchors [-- --quick] [-- --json]` (`--all-features` for tokio and smol).
+//!
+//! Workloads: `nop-b1`, `nop-b32`, `read4k-qd1`, `read4k-qd64`, `write4k`, `echo-c1`, `echo-c16`,
+//! `fanout`. Implementations: this crate's backends (`uring`, `tokio`, `smol`, `blocking`) and the
+//! anchors (`raw-io-uring`, `std`, `tokio-fs`, `tokio-epoll`). Ratios are to the best anchor of
+//! the same workload in the same run; latencies are per operation where an operation is waited
+//! for alone (`-b1`, `-qd1`, `-c1`).
+
+use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ai_os_kernel::backend::{self, Backend};
+use ai_os_kernel::sandbox::{IpNet, Policy};
+use ai_os_kernel::syscalls::open_flags::*;
+use ai_os_kernel::syscalls::{IoUringManager, OpResult, SyscallOpType as Op, SyscallSubmissionEntry as Entry};
+
+const FILE_SIZE: u64 = 64 << 20;
+const ANCHORS: [&str; 4] = ["raw-io-uring", "std", "tokio-fs", "tokio-epoll"];
+
+struct Cell {
+    workload: &'static str,
+    imp: String,
+    ops: u64,
+    secs: f64,
+    lat_ns: Vec<u64>,
+    note: Option<String>,
+}
+
+impl Cell {
+    fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.secs
+    }
+    fn pct(&self, p: f64) -> Option<u64> {
+        if self.lat_ns.is_empty() {
+            return None;
+        }
+        let mut v = self.lat_ns.clone();
+        v.sort_unstable();
+        Some(v[((v.len() - 1) as f64 * p) as usize])
+    }
+}
+
+/// Runs `iter` (which returns the operations it did) until `budget` is spent.
+fn timed(workload: &'static str, imp: &str, budget: Duration, latency: bool, mut iter: impl FnMut() -> u64) -> Cell {
+    for _ in 0..3 {
+        iter(); // warm up
+    }
+    let (mut ops, mut lat_ns) = (0, Vec::new());
+    let start = Instant::now();
+    while start.elapsed() < budget {
+        let t = Instant::now();
+        ops += iter();
+        if latency {
+            lat_ns.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    Cell { workload, imp: imp.to_owned(), ops, secs: start.elapsed().as_secs_f64(), lat_ns, note: None }
+}
+
+fn entry(pid: u32, op: Op) -> Entry {
+    Entry::new(pid, op, 0)
+}
+
+fn wait_all(m: &IoUringManager, pid: u32, seqs: &[u64]) {
+    for &s in seqs {
+        let done = m.wait_completion(pid, s).expect("completion");
+        assert!(done.status.is_success(), "{:?}", done.status);
+    }
+}
+
+/// A cheap, repeatable stream of aligned offsets in the file.
+struct Offsets(u64);
+impl Offsets {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % (FILE_SIZE / 4096)) * 4096
+    }
+}
+
+fn nop(m: &IoUringManager, batch: usize) -> impl FnMut() -> u64 + '_ {
+    move || {
+        let seqs = m.submit_batch(1, (0..batch).map(|_| entry(1, Op::Nop)).collect()).unwrap();
+        wait_all(m, 1, &seqs);
+        batch as u64
+    }
+}
+
+fn read4k<'a>(m: &'a IoUringManager, fd: i32, qd: usize) -> impl FnMut() -> u64 + 'a {
+    let mut off = Offsets(0x9e3779b97f4a7c15);
+    move || {
+        let batch = (0..qd).map(|_| entry(2, Op::ReadAt { fd, offset: off.next(), size: 4096 })).collect();
+        wait_all(m, 2, &m.submit_batch(2, batch).unwrap());
+        qd as u64
+    }
+}
+
+fn write4k<'a>(m: &'a IoUringManager, fd: i32) -> impl FnMut() -> u64 + 'a {
+    let mut pos = 0u64;
+    move || {
+        let batch = (0..32)
+            .map(|i| entry(3, Op::WriteAt { fd, offset: (pos + i) * 4096 % FILE_SIZE, data: vec![7; 4096] }))
+            .collect();
+        pos += 32;
+        wait_all(m, 3, &m.submit_batch(3, batch).unwrap());
+        32
+    }
+}
+
+/// Loopback echo through the manager: `conns` connections, one 64-byte round trip on each per
+/// iteration, all awaited together.
+fn echo_setup(m: &IoUringManager, conns: usize) -> Vec<(i32, i32)> {
+    let net: IpNet = "127.0.0.0/8".parse().unwrap();
+    m.set_policy(4, Policy::default().allow_bind(net, ..).allow_listen().allow_connect(net, ..)).unwrap();
+    let run = |op: Op| {
+        let s = m.submit(4, entry(4, op)).unwrap();
+        m.wait_completion(4, s).unwrap().result
+    };
+    let socket = || match run(Op::Socket { domain: 2, ty: 1, protocol: 0 }) {
+        OpResult::Fd(fd) => fd,
+        other => panic!("{other:?}"),
+    };
+    let l = socket();
+    run(Op::Bind { sockfd: l, addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0) });
+    run(Op::Listen { sockfd: l, backlog: 128 });
+    let OpResult::Addr(addr) = run(Op::LocalAddr { sockfd: l }) else { panic!() };
+    (0..conns)
+        .map(|_| {
+            let c = socket();
+            let accept = m.submit(4, entry(4, Op::Accept { sockfd: l })).unwrap();
+            run(Op::Connect { sockfd: c, addr });
+            let OpResult::Accepted { fd: s, .. } = m.wait_completion(4, accept).unwrap().result else { panic!() };
+            (s, c)
+        })
+        .collect()
+}
+
+async fn op(m: &IoUringManager, o: Op) -> OpResult {
+    m.submit_async(4, entry(4, o)).unwrap().await.result
+}
+
+async fn recv_exact(m: &IoUringManager, fd: i32, n: usize) {
+    let mut got = 0;
+    while got < n {
+        let OpResult::Bytes(b) = op(m, Op::Recv { sockfd: fd, size: n - got, flags: 0 }).await else { panic!() };
+        assert!(!b.is_empty());
+        got += b.len();
+    }
+}
+
+fn echo<'a>(m: &'a IoUringManager, pairs: &'a [(i32, i32)]) -> impl FnMut() -> u64 + 'a {
+    move || {
+        futures::executor::block_on(futures::future::join_all(pairs.iter().map(|&(s, c)| async move {
+            op(m, Op::Send { sockfd: c, data: vec![1; 64], flags: 0 }).await;
+            recv_exact(m, s, 64).await;
+            op(m, Op::Send { sockfd: s, data: vec![2; 64], flags: 0 }).await;
+            recv_exact(m, c, 64).await;
+        })));
+        pairs.len() as u64
+    }
+}
+
+/// 1,000 processes, 64 NOPs each, submitted together; returns the run and the slowest process's
+/// finish time over the median one's.
+fn fanout(m: &IoUringManager, imp: &str, budget: Duration) -> Cell {
+    const PROCS: u32 = 1000;
+    let rings: Vec<_> = (100..100 + PROCS).map(|pid| m.create_ring(pid, Some(64), Some(64)).unwrap()).collect();
+    let mut ratio = 0.0;
+    let mut cell = timed("fanout", imp, budget, false, || {
+        let start = Instant::now();
+        for pid in 100..100 + PROCS {
+            m.submit_batch(pid, (0..64).map(|_| entry(pid, Op::Nop)).collect()).unwrap();
+        }
+        let mut finish = vec![None; PROCS as usize];
+        let mut left = PROCS as usize;
+        while left > 0 {
+            for (i, ring) in rings.iter().enumerate() {
+                if finish[i].is_none() && ring.ready() == 64 {
+                    finish[i] = Some(start.elapsed());
+                    left -= 1;
+                }
+            }
+        }
+        for pid in 100..100 + PROCS {
+            assert_eq!(m.reap_completions(pid, None).unwrap().len(), 64);
+        }
+        let mut f: Vec<Duration> = finish.into_iter().map(Option::unwrap).collect();
+        f.sort();
+        ratio = f[f.len() - 1].as_secs_f64() / f[f.len() / 2].as_secs_f64();
+        u64::from(PROCS) * 64
+    });
+    cell.note = Some(format!("slowest_over_median={ratio:.2}"));
+    cell
+}
+
+fn backend_cells(
+    name: &str,
+    b: Arc<dyn Backend>,
+    file: &std::path::Path,
+    budget: Duration,
+    cells: &mut Vec<Cell>,
+    bar: &indicatif::ProgressBar,
+) {
+    let m = IoUringManager::with_backend(b);
+    for pid in 1..=4 {
+        m.create_ring(pid, Some(256), Some(512)).unwrap();
+    }
+    let dir = file.parent().unwrap();
+    m.set_policy(2, Policy::rooted(dir)).unwrap();
+    m.set_policy(3, Policy::rooted(dir).read_write()).unwrap();
+    let open = |pid, path: &str, flags| {
+        let s = m.submit(pid, entry(pid, Op::open(path, flags))).unwrap();
+        match m.wait_completion(pid, s).unwrap().result {
+            OpResult::Fd(fd) => fd,
+            other => panic!("{other:?}"),
+        }
+    };
+    let rfd = open(2, "data", O_RDONLY);
+    let wfd = open(3, "scratch", O_WRONLY | O_CREAT | O_TRUNC);
+    let mut push = |c: Cell| {
+        bar.inc(1);
+        cells.push(c);
+    };
+    push(timed("nop-b1", name, budget, true, nop(&m, 1)));
+    push(timed("nop-b32", name, budget, false, nop(&m, 32)));
+    push(timed("read4k-qd1", name, budget, true, read4k(&m, rfd, 1)));
+    push(timed("read4k-qd64", name, budget, false, read4k(&m, rfd, 64)));
+    let mut w = timed("write4k", name, budget, false, write4k(&m, wfd));
+    let t = Instant::now();
+    let s = m.submit(3, entry(3, Op::Fsync { fd: wfd })).unwrap();
+    m.wait_completion(3, s).unwrap();
+    w.secs += t.elapsed().as_secs_f64();
+    push(w);
+    let pairs = echo_setup(&m, 16);
+    push(timed("echo-c1", name, budget, true, echo(&m, &pairs[..1])));
+    push(timed("echo-c16", name, budget, false, echo(&m, &pairs)));
+    push(fanout(&m, name, budget));
+}
+
+fn raw_uring_cells(file: &std::fs::File, budget: Duration, cells: &mut Vec<Cell>) {
+    use io_uring::{IoUring, opcode, types};
+    use std::os::fd::AsRawFd;
+    let Ok(mut ring) = IoUring::new(256) else { return };
+    for batch in [1usize, 32] {
+        let name = if batch == 1 { "nop-b1" } else { "nop-b32" };
+        cells.push(timed(name, "raw-io-uring", budget, batch == 1, || {
+            for _ in 0..batch {
+                // SAFETY: a NOP points to no memory.
+                unsafe { ring.submission().push(&opcode::Nop::new().build()).unwrap() };
+            }
+            ring.submit_and_wait(batch).unwrap();
+            ring.completion().count() as u64
+        }));
+    }
+    let mut bufs = vec![vec![0u8; 4096]; 64];
+    let fd = types::Fd(file.as_raw_fd());
+    let mut off = Offsets(0x9e3779b97f4a7c15);
+    for qd in [1usize, 64] {
+        let name = if qd == 1 { "read4k-qd1" } else { "read4k-qd64" };
+        cells.push(timed(name, "raw-io-uring", budget, qd == 1, || {
+            for buf in bufs.iter_mut().take(qd) {
+                let sqe = opcode::Read::new(fd, buf.as_mut_ptr(), 4096).offset(off.next()).build();
+                // SAFETY: the buffers outlive the submit_and_wait below, which waits for all.
+                unsafe { ring.submission().push(&sqe).unwrap() };
+            }
+            ring.submit_and_wait(qd).unwrap();
+            let n = ring.completion().inspect(|c| assert_eq!(c.result(), 4096)).count();
+            n as u64
+        }));
+    }
+}
+
+fn std_cells(file: &std::fs::File, dir: &std::path::Path, budget: Duration, cells: &mut Vec<Cell>) {
+    let mut buf = vec![0u8; 4096];
+    for (name, qd) in [("read4k-qd1", 1u64), ("read4k-qd64", 64)] {
+        let mut off = Offsets(0x9e3779b97f4a7c15);
+        cells.push(timed(name, "std", budget, qd == 1, || {
+            for _ in 0..qd {
+                assert_eq!(file.read_at(&mut buf, off.next()).unwrap(), 4096);
+            }
+            qd
+        }));
+    }
+    let out = std::fs::File::create(dir.join("std-scratch")).unwrap();
+    let mut pos = 0u64;
+    let mut c = timed("write4k", "std", budget, false, || {
+        for _ in 0..32 {
+            out.write_all_at(&[7; 4096], pos * 4096 % FILE_SIZE).unwrap();
+            pos += 1;
+        }
+        32
+    });
+    let t = Instant::now();
+    out.sync_all().unwrap();
+    c.secs += t.elapsed().as_secs_f64();
+    cells.push(c);
+}
+
+fn tokio_cells(file: &std::path::Path, budget: Duration, cells: &mut Vec<Cell>) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let file = Arc::new(std::fs::File::open(file).unwrap());
+    for (name, qd) in [("read4k-qd1", 1usize), ("read4k-qd64", 64)] {
+        let mut off = Offsets(0x9e3779b97f4a7c15);
+        cells.push(timed(name, "tokio-fs", budget, qd == 1, || {
+            let reads = (0..qd).map(|_| {
+                let (f, o) = (file.clone(), off.next());
+                rt.spawn_blocking(move || {
+                    let mut buf = vec![0u8; 4096];
+                    f.read_at(&mut buf, o).unwrap()
+                })
+            });
+            rt.block_on(futures::future::join_all(reads)).len() as u64
+        }));
+    }
+    // Plain tokio echo over epoll.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pairs = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut pairs = Vec::new();
+        for _ in 0..16 {
+            let c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            c.set_nodelay(true).unwrap();
+            s.set_nodelay(true).unwrap();
+            pairs.push((s, c));
+        }
+        pairs
+    });
+    let pairs: Vec<_> = pairs.into_iter().map(|p| Arc::new(tokio::sync::Mutex::new(p))).collect();
+    for (name, n) in [("echo-c1", 1usize), ("echo-c16", 16)] {
+        cells.push(timed(name, "tokio-epoll", budget, n == 1, || {
+            let trips = pairs[..n].iter().cloned().map(|p| {
+                rt.spawn(async move {
+                    let mut p = p.lock().await;
+                    let (s, c) = &mut *p;
+                    let mut buf = [0u8; 64];
+                    c.write_all(&[1; 64]).await.unwrap();
+                    s.read_exact(&mut buf).await.unwrap();
+                    s.write_all(&buf).await.unwrap();
+                    c.read_exact(&mut buf).await.unwrap();
+                })
+            });
+            rt.block_on(futures::future::join_all(trips)).len() as u64
+        }));
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let json = args.iter().any(|a| a == "--json");
+    let budget = if quick { Duration::from_millis(200) } else { Duration::from_secs(1) };
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let data: Vec<u8> = (0..FILE_SIZE).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    drop(data);
+    let file = std::fs::File::open(&path).unwrap(); // page-cached: just written
+
+    let backends: Vec<&str> = backend::available().to_vec();
+    let total = backends.len() as u64 * 8 + 10;
+    let bar = if std::io::stderr().is_terminal() && !json {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut cells = Vec::new();
+    raw_uring_cells(&file, budget, &mut cells);
+    std_cells(&file, dir.path(), budget, &mut cells);
+    tokio_cells(&path, budget, &mut cells);
+    bar.inc(10);
+    for name in backends {
+        match backend::by_name(name) {
+            Ok(b) => backend_cells(name, b, &path, budget, &mut cells, &bar),
+            Err(e) => eprintln!("{name}: skipped ({e})"),
+        }
+    }
+    bar.finish_and_clear();
+
+    let order = ["nop-b1", "nop-b32", "read4k-qd1", "read4k-qd64", "write4k", "echo-c1", "echo-c16", "fanout"];
+    cells.sort_by_key(|c| (order.iter().position(|w| *w == c.workload), ANCHORS.contains(&c.imp.as_str())));
+    if json {
+        for c in &cells {
+            let p = |v: Option<u64>| v.map_or("null".to_owned(), |n| n.to_string());
+            let note = c.note.as_ref().map_or(String::new(), |n| {
+                let (k, v) = n.split_once('=').unwrap();
+                format!(",\"{k}\":{v}")
+            });
+            println!(
+                "{{\"workload\":\"{}\",\"impl\":\"{}\",\"ops\":{},\"secs\":{:.6},\"ops_per_sec\":{:.1},\"p50_ns\":{},\"p99_ns\":{}{note}}}",
+                c.workload,
+                c.imp,
+                c.ops,
+                c.secs,
+                c.ops_per_sec(),
+                p(c.pct(0.5)),
+                p(c.pct(0.99))
+            );
+        }
+        return;
+    }
+    println!(
+        "{:<12} {:<13} {:>12} {:>10} {:>10} {:>16}  note",
+        "workload", "impl", "ops/s", "p50", "p99", "vs best anchor"
+    );
+    for c in &cells {
+        let best = cells
+            .iter()
+            .filter(|a| a.workload == c.workload && ANCHORS.contains(&a.imp.as_str()))
+            .map(Cell::ops_per_sec)
+            .fold(0.0, f64::max);
+        let ratio = if best > 0.0 { format!("{:.2}x", c.ops_per_sec() / best) } else { "-".into() };
+        let us = |v: Option<u64>| v.map_or("-".to_owned(), |n| format!("{:.1}us", n as f64 / 1000.0));
+        println!(
+            "{:<12} {:<13} {:>12.0} {:>10} {:>10} {:>16}  {}",
+            c.workload,
+            c.imp,
+            c.ops_per_sec(),
+            us(c.pct(0.5)),
+            us(c.pct(0.99)),
+            ratio,
+            c.note.as_deref().unwrap_or("")
+        );
+    }
+}
