@@ -310,7 +310,7 @@ impl Sandbox {
     /// Where a backend that opens through the kernel itself starts resolving `path`: the
     /// directory descriptor (`AT_FDCWD` when unrestricted), the path to give it, and the
     /// `RESOLVE_*` bits of `openat2`.
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", feature = "uring"))]
     pub(crate) fn open_at<'p>(&self, path: &'p str) -> Result<(i32, &'p str, u64), OpError> {
         use std::os::fd::AsRawFd;
         match (&self.policy.files, &self.root) {
@@ -321,6 +321,5 @@ impl Sandbox {
     }
 }
 
-#[cfg(target_os = "linux")]
-pub(crate) use path::escape_error;
-pub(crate) use path::kernel_flags;
+#[cfg(all(target_os = "linux", feature = "uring"))]
+pub(crate) use path::{escape_error, kernel_flags};

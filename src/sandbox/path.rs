@@ -15,7 +15,7 @@ mod beneath;
 mod beneath;
 
 pub(crate) use beneath::open_beneath;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "uring"))]
 pub(crate) use beneath::{RESOLVE, escape_error, relative};
 
 pub(crate) fn open_root(dir: &Path) -> std::io::Result<OwnedFd> {

@@ -173,3 +173,13 @@ pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// How the runtime under test blocks on a future.
 pub type BlockOn = fn(BoxFuture);
+
+/// How many of this process's kernel descriptors point at `path`.
+pub fn kernel_fds_to(path: &std::path::Path) -> usize {
+    let real = std::fs::canonicalize(path).unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| *target == real)
+        .count()
+}

@@ -135,13 +135,22 @@ impl IoUringManager {
     /// Submits one operation; its completion goes to the ring's CQ. Returns its sequence number.
     /// A pid without a ring gets one with default sizes.
     pub fn submit(&self, pid: Pid, entry: SyscallSubmissionEntry) -> Result<u64> {
+        self.submit_one(pid, entry, false).map(|(_, seq)| seq)
+    }
+
+    fn submit_one(
+        &self,
+        pid: Pid,
+        entry: SyscallSubmissionEntry,
+        to_future: bool,
+    ) -> Result<(Arc<SyscallCompletionRing>, u64)> {
         check_pid(pid, &entry)?;
         let ring = self.ring_or_create(pid)?;
-        let (seq, queued) = ring.submit(std::iter::once((entry.op, entry.user_data)), false)?;
+        let (seq, queued) = ring.submit(std::iter::once((entry.op, entry.user_data)), to_future)?;
         if queued {
             self.inner.executor.schedule(&ring);
         }
-        Ok(seq)
+        Ok((ring, seq))
     }
 
     /// Submits a batch, all or nothing: if it does not fit, nothing is enqueued. Completions go
@@ -162,12 +171,7 @@ impl IoUringManager {
 
     /// Submits one operation and returns a future that owns its completion.
     pub fn submit_async(&self, pid: Pid, entry: SyscallSubmissionEntry) -> Result<CompletionFuture> {
-        check_pid(pid, &entry)?;
-        let ring = self.ring_or_create(pid)?;
-        let (seq, queued) = ring.submit(std::iter::once((entry.op, entry.user_data)), true)?;
-        if queued {
-            self.inner.executor.schedule(&ring);
-        }
+        let (ring, seq) = self.submit_one(pid, entry, true)?;
         Ok(CompletionFuture::new(ring, seq))
     }
 

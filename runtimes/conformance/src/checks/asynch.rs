@@ -64,6 +64,20 @@ async fn op(m: &ai_os_kernel::syscalls::IoUringManager, pid: u32, op: SyscallOpT
     done.result
 }
 
+/// Receives exactly `n` bytes on `fd` of pid 1, awaiting each `Recv`.
+async fn recv_exact(m: &ai_os_kernel::syscalls::IoUringManager, fd: i32, n: usize) -> Vec<u8> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let OpResult::Bytes(b) = op(m, 1, SyscallOpType::Recv { sockfd: fd, size: n - got.len(), flags: 0 }).await
+        else {
+            panic!("recv gave no bytes")
+        };
+        assert!(!b.is_empty(), "peer closed early");
+        got.extend(b);
+    }
+    got
+}
+
 /// Echo over 8 connections at once, every step an awaited future: the shape of a real server.
 /// (It caught a busy loop once: a socket registered with tokio before it connected.)
 pub async fn async_echo_concurrent(make: MakeBackend) {
@@ -97,25 +111,9 @@ pub async fn async_echo_concurrent(make: MakeBackend) {
                     op(m, 1, SyscallOpType::Send { sockfd: c, data: msg.clone(), flags: 0 }).await,
                     OpResult::Count(64)
                 );
-                let mut got = Vec::new();
-                while got.len() < 64 {
-                    let OpResult::Bytes(b) =
-                        op(m, 1, SyscallOpType::Recv { sockfd: s, size: 64 - got.len(), flags: 0 }).await
-                    else {
-                        panic!()
-                    };
-                    got.extend(b);
-                }
+                let got = recv_exact(m, s, 64).await;
                 assert_eq!(op(m, 1, SyscallOpType::Send { sockfd: s, data: got, flags: 0 }).await, OpResult::Count(64));
-                let mut back = Vec::new();
-                while back.len() < 64 {
-                    let OpResult::Bytes(b) =
-                        op(m, 1, SyscallOpType::Recv { sockfd: c, size: 64 - back.len(), flags: 0 }).await
-                    else {
-                        panic!()
-                    };
-                    back.extend(b);
-                }
+                let back = recv_exact(m, c, 64).await;
                 assert_eq!(back, msg);
             }
         }

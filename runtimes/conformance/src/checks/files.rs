@@ -8,7 +8,7 @@ use ai_os_kernel::syscalls::open_flags::*;
 use ai_os_kernel::syscalls::{IoUringManager, OpResult, SyscallOpType as Op, errno};
 
 use super::{entry, manager, rooted};
-use crate::support::{Gate, Held, MakeBackend, Panicky, eventually, run_op};
+use crate::support::{Gate, Held, MakeBackend, Panicky, eventually, kernel_fds_to, run_op};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -194,7 +194,7 @@ pub fn drop_storm(make: MakeBackend) {
     std::fs::write(dir.path().join(name), vec![5u8; 1 << 20]).unwrap();
     let fd = open(&m, 1, name, O_RDONLY);
     let process = m.processes().get(1).unwrap();
-    let baseline = (process.open_descriptors(), kernel_fds(&dir.path().join(name)));
+    let baseline = (process.open_descriptors(), kernel_fds_to(&dir.path().join(name)));
     let mut dropped = 0u64;
     for round in 0..20u64 {
         let futs: Vec<_> = (0..250u64)
@@ -216,16 +216,7 @@ pub fn drop_storm(make: MakeBackend) {
     }
     eventually(T, "storm retired", || m.stats().pending == 0);
     assert_eq!(m.stats().discarded, dropped);
-    assert_eq!((process.open_descriptors(), kernel_fds(&dir.path().join(name))), baseline, "descriptors leaked");
+    assert_eq!((process.open_descriptors(), kernel_fds_to(&dir.path().join(name))), baseline, "descriptors leaked");
     // Still serving.
     assert_eq!(run_op(&m, 1, Op::ReadAt { fd, offset: 0, size: 2 }).result, OpResult::Bytes(vec![5, 5]));
-}
-
-fn kernel_fds(path: &std::path::Path) -> usize {
-    let real = std::fs::canonicalize(path).unwrap();
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|t| *t == real)
-        .count()
 }

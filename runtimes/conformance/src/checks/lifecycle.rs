@@ -11,7 +11,7 @@ use ai_os_kernel::syscalls::{
 use futures::executor::block_on;
 
 use super::{entry, manager, nop, rooted};
-use crate::support::{MakeBackend, run_op};
+use crate::support::{MakeBackend, kernel_fds_to, run_op};
 
 pub fn ring_sizes(make: MakeBackend) {
     let m = manager(make);
@@ -78,16 +78,6 @@ pub fn destroy_closes_descriptors(make: MakeBackend) {
     assert_eq!(done.errno(), Some(ai_os_kernel::syscalls::errno::EBADF));
     let done = run_op(&m, 1, Op::open("unique-name-for-fd-check", O_RDONLY));
     assert_eq!(done.errno(), Some(ai_os_kernel::syscalls::errno::EACCES));
-}
-
-/// How many of this process's kernel descriptors point at `path`.
-fn kernel_fds_to(path: &std::path::Path) -> usize {
-    let real = std::fs::canonicalize(path).unwrap();
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| *target == real)
-        .count()
 }
 
 /// The registry's `IoUringHandler` and the rings share one process table.
