@@ -127,7 +127,31 @@ impl Completer {
     fn finish(&mut self, outcome: OpOutcome) {
         self.done = true;
         self.ring.complete(self.seq, outcome);
-        self.executor.release(self.counted);
+        self.executor.release(usize::from(self.counted));
+    }
+
+    /// Completes many operations at once: one lock of each ring and of the executor per run of
+    /// operations that share them, instead of one per operation. For backends that reap
+    /// completions in bulk.
+    pub fn complete_all(batch: Vec<(Completer, OpOutcome)>) {
+        let mut batch = batch.into_iter().peekable();
+        while let Some((mut first, outcome)) = batch.next() {
+            first.done = true;
+            let (ring, executor) = (first.ring.clone(), first.executor.clone());
+            let mut counted = usize::from(first.counted);
+            let mut run = vec![(first.seq, outcome)];
+            while let Some((next, _)) = batch.peek() {
+                if !Arc::ptr_eq(&next.ring, &ring) || !Arc::ptr_eq(&next.executor, &executor) {
+                    break;
+                }
+                let (mut next, outcome) = batch.next().expect("peeked");
+                next.done = true;
+                counted += usize::from(next.counted);
+                run.push((next.seq, outcome));
+            }
+            ring.complete_many(run.into_iter());
+            executor.release(counted);
+        }
     }
 }
 

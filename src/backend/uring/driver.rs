@@ -200,10 +200,15 @@ impl Driver {
                     }
                 }
             }
+            let mut batch = Vec::with_capacity(finished.len());
             for (op, result) in finished {
                 let outcome = prepare::finish(op.prepared, &op.process, result);
-                op.finish.finish(outcome);
+                match op.finish {
+                    Finish::Completer(c) => batch.push((c, outcome)),
+                    other => other.finish(outcome),
+                }
             }
+            Completer::complete_all(batch);
             if self.shutting_down.load(Ordering::Acquire) && self.table().is_empty() {
                 return;
             }

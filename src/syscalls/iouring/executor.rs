@@ -114,12 +114,11 @@ impl Shared {
         }
     }
 
-    /// An operation left the backend: its room goes to the next ring in line.
-    pub(crate) fn release(self: &Arc<Self>, counted: bool) {
+    /// Operations left the backend (`counted` of them in the window): their room goes to the
+    /// next rings in line.
+    pub(crate) fn release(self: &Arc<Self>, counted: usize) {
         let mut s = self.lock();
-        if counted {
-            s.in_flight -= 1;
-        }
+        s.in_flight -= counted;
         if s.ready.is_empty() {
             return;
         }

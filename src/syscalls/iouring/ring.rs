@@ -265,16 +265,23 @@ impl SyscallCompletionRing {
 
     /// Delivers the outcome of a running operation to its owner.
     pub(crate) fn complete(&self, seq: u64, outcome: std::result::Result<OpResult, OpError>) {
+        self.complete_many(std::iter::once((seq, outcome)));
+    }
+
+    /// Delivers many outcomes under one lock, waking each waiter once.
+    pub(crate) fn complete_many(&self, outcomes: impl Iterator<Item = (u64, std::result::Result<OpResult, OpError>)>) {
         let mut s = self.lock();
         let mut after = AfterUnlock::default();
-        match s.slots.get(&seq) {
-            Some(Slot { phase: Phase::Running(_), user_data, .. }) => {
-                let entry = SyscallCompletionEntry::from_outcome(seq, *user_data, outcome);
-                s.deliver(seq, entry, &self.counters, &mut after);
+        for (seq, outcome) in outcomes {
+            match s.slots.get(&seq) {
+                Some(Slot { phase: Phase::Running(_), user_data, .. }) => {
+                    let entry = SyscallCompletionEntry::from_outcome(seq, *user_data, outcome);
+                    s.deliver(seq, entry, &self.counters, &mut after);
+                }
+                // Already ended (destroyed ring, cancelled future): nobody will see this outcome,
+                // so a descriptor it created must not outlive it.
+                _ => after.close_fds.extend(outcome.ok().and_then(|r| r.new_fd())),
             }
-            // Already ended (destroyed ring, cancelled future): nobody will see this outcome,
-            // so a descriptor it created must not outlive it.
-            _ => after.close_fds.extend(outcome.ok().and_then(|r| r.new_fd())),
         }
         drop(s);
         self.finish(after);
