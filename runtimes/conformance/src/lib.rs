@@ -31,7 +31,7 @@ macro_rules! conformance_tests {
             file_ops_roundtrip, short_read_and_eof, open_create_mode, fds_are_per_process,
             lseek_whence, concurrent_read_at, dropped_open_closes_fd, panic_in_op_is_eio, drop_storm,
             default_policy_denies, rooted_paths_resolve_beneath, rooted_escapes_refused,
-            read_only_refuses_writes, policy_limits, unrestricted_policy, bad_policy_root_refused,
+            read_only_refuses_writes, policy_limits, unrestricted_policy, bad_policy_root_refused, hostile_paths_table,
             destroy_closes_descriptors, registry_and_handler_share_descriptors,
             tcp_echo_many_connections, tcp_echo_ipv6, udp_ping_pong, connection_refused, peer_reset,
             partial_sends_and_large_messages, parked_waits_hold_no_thread,

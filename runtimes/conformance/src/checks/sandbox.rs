@@ -183,3 +183,132 @@ pub fn bad_policy_root_refused(make: MakeBackend) {
     let file = tempfile::NamedTempFile::new().unwrap();
     assert!(m.set_policy(1, Policy::rooted(file.path())).is_err(), "a file is no root");
 }
+
+/// At least 50 hostile paths and tricks against a rooted policy, each ending in a clear errno,
+/// with nothing outside the root read, created or changed (checked on disk).
+pub fn hostile_paths_table(make: MakeBackend) {
+    let m = manager(make);
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    std::fs::write(&secret, b"S").unwrap();
+    let dir = rooted(&m, 1);
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("d/e")).unwrap();
+    std::fs::write(root.join("f"), b"F").unwrap();
+    symlink(&secret, root.join("abs")).unwrap();
+    symlink(outside.path(), root.join("absdir")).unwrap();
+    symlink("/", root.join("slash")).unwrap();
+    symlink("/proc/self/root", root.join("procroot")).unwrap();
+    symlink("/proc/self/cwd", root.join("proccwd")).unwrap();
+    let up = "../".repeat(root.components().count() + 2);
+    symlink(format!("{up}{}", secret.to_str().unwrap().trim_start_matches('/')), root.join("rel")).unwrap();
+    symlink("../..", root.join("d/up2")).unwrap();
+    symlink("loop2", root.join("loop1")).unwrap();
+    symlink("loop1", root.join("loop2")).unwrap();
+    symlink("self", root.join("self")).unwrap();
+    symlink("abs", root.join("chain")).unwrap();
+    symlink("d/e/../../abs", root.join("chain2")).unwrap();
+    std::fs::write(root.join("ro"), b"R").unwrap();
+
+    const A: i32 = errno::EACCES;
+    const L: i32 = libc::ELOOP;
+    const I: i32 = errno::EINVAL;
+    const N: i32 = libc::ENOENT;
+    const E: i32 = libc::EISDIR;
+    let long_name = "n".repeat(300);
+    let long_path = "a/".repeat(2100);
+    let mut cases: Vec<(String, u32, &[i32])> = vec![
+        ("..".into(), O_RDONLY, &[A]),
+        ("../".into(), O_RDONLY, &[A]),
+        ("/..".into(), O_RDONLY, &[A]),
+        ("./..".into(), O_RDONLY, &[A]),
+        ("d/../..".into(), O_RDONLY, &[A]),
+        ("d/e/../../..".into(), O_RDONLY, &[A]),
+        ("d/./e/./../../../f".into(), O_RDONLY, &[A]),
+        (format!("{up}etc/passwd"), O_RDONLY, &[A]),
+        (format!("/{up}etc/shadow"), O_RDONLY, &[A]),
+        (format!("d/{up}tmp"), O_RDONLY | O_DIRECTORY, &[A]),
+        ("abs".into(), O_RDONLY, &[A]),
+        ("/abs".into(), O_RDONLY, &[A]),
+        ("absdir/secret".into(), O_RDONLY, &[A]),
+        ("absdir/new".into(), O_WRONLY | O_CREAT, &[A]),
+        ("absdir".into(), O_RDONLY | O_DIRECTORY, &[A]),
+        ("slash/etc/passwd".into(), O_RDONLY, &[A]),
+        ("slash".into(), O_RDONLY | O_DIRECTORY, &[A]),
+        ("rel".into(), O_RDONLY, &[A]),
+        ("rel".into(), O_WRONLY | O_TRUNC, &[A]),
+        ("d/up2/secret".into(), O_RDONLY, &[A]),
+        ("d/up2".into(), O_RDONLY | O_DIRECTORY, &[A]),
+        ("chain".into(), O_RDONLY, &[A]),
+        ("chain2".into(), O_RDONLY, &[A]),
+        ("procroot/etc/passwd".into(), O_RDONLY, &[A, L]),
+        ("proccwd".into(), O_RDONLY | O_DIRECTORY, &[A, L]),
+        ("/proc/self/root/etc/passwd".into(), O_RDONLY, &[N]),
+        ("/proc/self/fd/0".into(), O_RDONLY, &[N]),
+        ("loop1".into(), O_RDONLY, &[L]),
+        ("loop2/x".into(), O_RDONLY, &[L]),
+        ("self".into(), O_RDONLY, &[L]),
+        ("abs".into(), O_RDONLY | O_NOFOLLOW, &[L, A]),
+        ("f\0../../etc/passwd".into(), O_RDONLY, &[I]),
+        ("\0".into(), O_RDONLY, &[I]),
+        (long_name.clone(), O_RDONLY, &[libc::ENAMETOOLONG]),
+        (format!("d/{long_name}"), O_WRONLY | O_CREAT, &[libc::ENAMETOOLONG]),
+        (long_path, O_RDONLY, &[libc::ENAMETOOLONG]),
+        ("d".into(), O_WRONLY, &[E]),
+        ("d".into(), O_RDWR, &[E]),
+        ("/".into(), O_WRONLY, &[E]),
+        ("d/e".into(), O_RDWR | O_TRUNC, &[E]),
+        ("f".into(), O_RDONLY | O_DIRECTORY, &[libc::ENOTDIR]),
+        ("f/x".into(), O_RDONLY, &[libc::ENOTDIR]),
+        ("f".into(), libc::O_PATH as u32, &[I]),
+        ("f".into(), O_RDONLY | libc::O_PATH as u32, &[I]),
+        ("f".into(), 3, &[I]),
+        ("f".into(), 0x8000_0000, &[I]),
+        ("missing".into(), O_RDONLY, &[N]),
+        ("".into(), O_RDONLY, &[N]),
+        ("d/e/missing/deeper".into(), O_RDONLY, &[N]),
+        ("f".into(), O_WRONLY | O_CREAT | O_EXCL, &[libc::EEXIST]),
+    ];
+    // Read-only pid 2 on the same root: every writing flag is refused, even on harmless paths.
+    m.set_policy(2, Policy::rooted(root)).unwrap();
+    let ro: Vec<(String, u32)> = vec![
+        ("ro".into(), O_WRONLY),
+        ("ro".into(), O_RDWR),
+        ("ro".into(), O_RDONLY | O_TRUNC),
+        ("ro".into(), O_WRONLY | O_CREAT | O_TRUNC),
+        ("ro".into(), O_RDONLY | O_APPEND),
+        ("ro-new".into(), O_RDONLY | O_CREAT),
+        ("d/ro-new".into(), O_WRONLY | O_CREAT | O_EXCL),
+        ("/".into(), O_RDONLY | libc::O_TMPFILE as u32),
+    ];
+    let mut tried = 0;
+    for (path, flags, expect) in cases.drain(..) {
+        let done = run_op(&m, 1, Op::open(path.as_str(), flags));
+        let got = done.errno();
+        assert!(
+            got.is_some_and(|g| expect.contains(&g)),
+            "open {path:?} flags {flags:#x}: expected one of {expect:?}, got {:?}",
+            done.status
+        );
+        tried += 1;
+    }
+    for (path, flags) in ro {
+        let done = run_op(&m, 2, Op::open(path.as_str(), flags));
+        assert!(denied(&done), "read-only open {path:?} flags {flags:#x}: {:?}", done.status);
+        tried += 1;
+    }
+    // A symlink swapped between two opens: the second open sees the new target and refuses.
+    symlink("f", root.join("swap")).unwrap();
+    assert!(run_op(&m, 1, Op::open("swap", O_RDONLY)).status.is_success());
+    std::fs::remove_file(root.join("swap")).unwrap();
+    symlink(&secret, root.join("swap")).unwrap();
+    assert!(denied(&run_op(&m, 1, Op::open("swap", O_RDONLY))));
+    tried += 2;
+    assert!(tried >= 50, "{tried} hostile paths");
+    // Nothing outside changed; nothing was made where it should not be.
+    assert_eq!(std::fs::read(&secret).unwrap(), b"S");
+    let outside_now: Vec<_> = std::fs::read_dir(outside.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(outside_now, vec![std::ffi::OsString::from("secret")]);
+    assert_eq!(std::fs::read(root.join("ro")).unwrap(), b"R");
+    assert!(!root.join("ro-new").exists() && !root.join("d/ro-new").exists());
+}
