@@ -194,7 +194,17 @@ fn fanout(m: &IoUringManager, imp: &str, budget: Duration) -> Cell {
         ratio = f[f.len() - 1].as_secs_f64() / f[f.len() / 2].as_secs_f64();
         u64::from(PROCS) * 64
     });
-    cell.note = Some(format!("slowest_over_median={ratio:.2}"));
+    let st = m.stats_for(100).unwrap();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    cell.note = Some(format!(
+        "slowest_over_median={ratio:.2}  pid 100 p50/p99 us: queued {:.0}/{:.0} running {:.0}/{:.0} waiting {:.0}/{:.0}",
+        us(st.queued.p50),
+        us(st.queued.p99),
+        us(st.running.p50),
+        us(st.running.p99),
+        us(st.waiting.p50),
+        us(st.waiting.p99)
+    ));
     cell
 }
 
@@ -409,7 +419,8 @@ fn main() {
         for c in &cells {
             let p = |v: Option<u64>| v.map_or("null".to_owned(), |n| n.to_string());
             let note = c.note.as_ref().map_or(String::new(), |n| {
-                let (k, v) = n.split_once('=').unwrap();
+                let (k, rest) = n.split_once('=').unwrap();
+                let v = rest.split_whitespace().next().unwrap();
                 format!(",\"{k}\":{v}")
             });
             println!(

@@ -6,7 +6,7 @@ mod registry;
 
 pub use iouring::{
     CompletionFuture, CompletionStream, DEFAULT_CQ_SIZE, DEFAULT_SQ_SIZE, IoUringError, IoUringExecutor,
-    IoUringHandler, IoUringManager, IoUringStats, OpError, OpResult, SyscallCompletionEntry, SyscallCompletionRing,
-    SyscallCompletionStatus, SyscallOpType, SyscallSubmissionEntry, errno, open_flags,
+    IoUringHandler, IoUringManager, IoUringStats, OpError, OpResult, Percentiles, ProcessStats, SyscallCompletionEntry,
+    SyscallCompletionRing, SyscallCompletionStatus, SyscallOpType, SyscallSubmissionEntry, errno, open_flags,
 };
 pub use registry::{AsyncSyscallExecutor, Syscall, SyscallHandler, SyscallHandlerRegistry, SyscallResult};

@@ -32,7 +32,7 @@ macro_rules! conformance_tests {
             lseek_whence, concurrent_read_at, dropped_open_closes_fd, panic_in_op_is_eio, drop_storm,
             default_policy_denies, rooted_paths_resolve_beneath, rooted_escapes_refused,
             read_only_refuses_writes, policy_limits, unrestricted_policy, bad_policy_root_refused, hostile_paths_table,
-            destroy_closes_descriptors, registry_and_handler_share_descriptors,
+            destroy_closes_descriptors, registry_and_handler_share_descriptors, stats_for_counts_and_latencies,
             tcp_echo_many_connections, tcp_echo_ipv6, udp_ping_pong, connection_refused, peer_reset,
             partial_sends_and_large_messages, parked_waits_hold_no_thread,
             cancelled_accept_stops_and_leaks_nothing, network_policy_enforced, bad_socket_ops,

@@ -8,6 +8,7 @@ use super::completion::SyscallCompletionEntry;
 use super::error::{IoUringError, Result};
 use super::executor::IoUringExecutor;
 use super::future::CompletionFuture;
+use super::metrics::ProcessStats;
 use super::ring::{DEFAULT_CQ_SIZE, DEFAULT_SQ_SIZE, SyscallCompletionRing};
 use super::stats::{Counters, IoUringStats};
 use super::stream::CompletionStream;
@@ -222,6 +223,13 @@ impl IoUringManager {
     pub fn stats(&self) -> IoUringStats {
         let active = self.inner.rings.read().unwrap_or_else(|e| e.into_inner()).len();
         self.inner.counters.snapshot(active, self.inner.executor.backend().name())
+    }
+
+    /// One process's counters (submitted, completed, failed, cancelled, in flight) and where its
+    /// operations spent their time (queued → started → completed → taken, p50/p99), for its
+    /// current ring.
+    pub fn stats_for(&self, pid: Pid) -> Result<ProcessStats> {
+        Ok(self.ring(pid)?.stats())
     }
 
     /// The process table shared by everything this manager runs.

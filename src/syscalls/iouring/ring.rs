@@ -15,6 +15,7 @@ use std::time::Instant;
 use super::cancel::CancelToken;
 use super::completion::SyscallCompletionEntry;
 use super::error::{IoUringError, OpError, Result};
+use super::metrics::{Metrics, ProcessStats, Stage};
 use super::op::{OpResult, SyscallOpType};
 use super::stats::Counters;
 use super::stream::CompletionStream;
@@ -73,12 +74,21 @@ struct RingState {
     destroyed: bool,
     stream_wakers: Vec<Waker>,
     blocked_waiters: usize,
+    metrics: Metrics,
 }
 
 struct Slot {
     user_data: u64,
     owner: Owner,
     phase: Phase,
+    /// When it was submitted, started, and completed (the later ones set as it gets there).
+    times: [Instant; 3],
+}
+
+impl Slot {
+    fn new(user_data: u64, owner: Owner, phase: Phase, now: Instant) -> Self {
+        Slot { user_data, owner, phase, times: [now; 3] }
+    }
 }
 
 enum Owner {
@@ -157,6 +167,12 @@ impl SyscallCompletionRing {
         s.cq.len() - s.cq_stale
     }
 
+    /// This ring's counters and latency split.
+    pub fn stats(&self) -> ProcessStats {
+        let s = self.lock();
+        s.metrics.snapshot(self.pid, s.slots.len() as u64)
+    }
+
     /// Whether the ring was destroyed.
     pub fn is_destroyed(&self) -> bool {
         self.lock().destroyed
@@ -219,19 +235,23 @@ impl SyscallCompletionRing {
         let first = s.next_seq;
         let mut queued = false;
         let mut after = AfterUnlock::default();
+        let now = Instant::now();
+        s.metrics.submitted += n as u64;
         for (op, user_data) in ops {
             let seq = s.next_seq;
             s.next_seq += 1;
             let owner = if to_future { Owner::Future(None) } else { Owner::Queue };
             match sandbox.check(&op) {
                 Ok(()) => {
-                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Queued(op) });
+                    s.slots.insert(seq, Slot::new(user_data, owner, Phase::Queued(op), now));
                     s.sq.push_back(seq);
                     queued = true;
                 }
                 Err(e) => {
                     let entry = SyscallCompletionEntry::from_outcome(seq, user_data, Err(e));
-                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Done(entry) });
+                    s.metrics.completed += 1;
+                    s.metrics.failed += 1;
+                    s.slots.insert(seq, Slot::new(user_data, owner, Phase::Done(entry), now));
                     if !to_future {
                         s.push_cq(seq, &mut after);
                     }
@@ -249,13 +269,17 @@ impl SyscallCompletionRing {
     pub(crate) fn dispatch(&self, max: usize, out: &mut Vec<(Dispatched, bool)>) -> (usize, bool) {
         let mut s = self.lock();
         let mut counted = 0;
+        let now = Instant::now();
         while counted < max {
             let Some(seq) = s.sq.pop_front() else { break };
-            let Some(slot) = s.slots.get_mut(&seq) else { continue };
+            let RingState { slots, metrics, .. } = &mut *s;
+            let Some(slot) = slots.get_mut(&seq) else { continue };
             let cancel = Arc::new(CancelToken::default());
             let Phase::Queued(op) = std::mem::replace(&mut slot.phase, Phase::Running(cancel.clone())) else {
                 unreachable!("only queued operations are in the SQ");
             };
+            slot.times[1] = now;
+            metrics.record(Stage::Queued, now.saturating_duration_since(slot.times[0]));
             let counts = !op.may_wait_on_peer();
             counted += usize::from(counts);
             out.push((Dispatched { seq, op, cancel }, counts));
@@ -272,11 +296,12 @@ impl SyscallCompletionRing {
     pub(crate) fn complete_many(&self, outcomes: impl Iterator<Item = (u64, std::result::Result<OpResult, OpError>)>) {
         let mut s = self.lock();
         let mut after = AfterUnlock::default();
+        let now = Instant::now();
         for (seq, outcome) in outcomes {
             match s.slots.get(&seq) {
                 Some(Slot { phase: Phase::Running(_), user_data, .. }) => {
                     let entry = SyscallCompletionEntry::from_outcome(seq, *user_data, outcome);
-                    s.deliver(seq, entry, &self.counters, &mut after);
+                    s.deliver(seq, entry, now, &self.counters, &mut after);
                 }
                 // Already ended (destroyed ring, cancelled future): nobody will see this outcome,
                 // so a descriptor it created must not outlive it.
@@ -295,7 +320,8 @@ impl SyscallCompletionRing {
             return Poll::Ready(SyscallCompletionEntry::cancelled(seq, 0));
         };
         if matches!(slot.phase, Phase::Done(_)) {
-            let Some(Slot { phase: Phase::Done(entry), .. }) = s.slots.remove(&seq) else { unreachable!() };
+            let Some(Slot { phase: Phase::Done(entry), times, .. }) = s.slots.remove(&seq) else { unreachable!() };
+            s.metrics.record(Stage::Waiting, Instant::now().saturating_duration_since(times[2]));
             self.counters.retired(1, false);
             return Poll::Ready(entry);
         }
@@ -358,7 +384,8 @@ impl SyscallCompletionRing {
             Some((Phase::Running(cancel), _)) => cancel.cancel(),
             Some((Phase::Queued(_), user_data)) => {
                 s.sq.retain(|&q| q != seq);
-                s.deliver(seq, SyscallCompletionEntry::cancelled(seq, user_data), &self.counters, &mut after);
+                let now = Instant::now();
+                s.deliver(seq, SyscallCompletionEntry::cancelled(seq, user_data), now, &self.counters, &mut after);
             }
         }
         drop(s);
@@ -370,8 +397,9 @@ impl SyscallCompletionRing {
     pub(crate) fn reap(&self, max: usize) -> Vec<SyscallCompletionEntry> {
         let mut s = self.lock();
         let mut out = Vec::with_capacity(max.min(s.cq.len()));
+        let now = Instant::now();
         while out.len() < max {
-            let Some(entry) = s.pop_cq() else { break };
+            let Some(entry) = s.pop_cq(now) else { break };
             out.push(entry);
         }
         self.counters.retired(out.len(), false);
@@ -381,7 +409,7 @@ impl SyscallCompletionRing {
     /// A stream polls for the next CQ completion; `None` once the ring is destroyed.
     pub(crate) fn poll_cq(&self, cx: &mut Context<'_>) -> Poll<Option<SyscallCompletionEntry>> {
         let mut s = self.lock();
-        if let Some(entry) = s.pop_cq() {
+        if let Some(entry) = s.pop_cq(Instant::now()) {
             self.counters.retired(1, false);
             return Poll::Ready(Some(entry));
         }
@@ -405,7 +433,10 @@ impl SyscallCompletionRing {
                     return Err(IoUringError::UnknownSeq { pid, seq });
                 }
                 Some(Slot { phase: Phase::Done(_), .. }) => {
-                    let Some(Slot { phase: Phase::Done(entry), .. }) = s.slots.remove(&seq) else { unreachable!() };
+                    let Some(Slot { phase: Phase::Done(entry), times, .. }) = s.slots.remove(&seq) else {
+                        unreachable!()
+                    };
+                    s.metrics.record(Stage::Waiting, Instant::now().saturating_duration_since(times[2]));
                     s.cq_stale += 1;
                     s.compact_cq();
                     self.counters.retired(1, false);
@@ -442,6 +473,7 @@ impl SyscallCompletionRing {
         s.cq_stale = 0;
         let mut after = AfterUnlock { notify_waiters: true, ..AfterUnlock::default() };
         let mut discarded = 0;
+        let mut forced = 0;
         s.slots.retain(|&seq, slot| {
             if let Phase::Running(cancel) = &slot.phase {
                 cancel.cancel();
@@ -449,6 +481,7 @@ impl SyscallCompletionRing {
             match &mut slot.owner {
                 Owner::Future(waker) => {
                     if !matches!(slot.phase, Phase::Done(_)) {
+                        forced += 1;
                         slot.phase = Phase::Done(SyscallCompletionEntry::cancelled(seq, slot.user_data));
                         after.wakers.extend(waker.take());
                     }
@@ -461,6 +494,8 @@ impl SyscallCompletionRing {
             }
         });
         self.counters.retired(discarded, true);
+        s.metrics.completed += forced;
+        s.metrics.cancelled += forced;
         after.wakers.append(&mut s.stream_wakers);
         drop(s);
         self.finish(after);
@@ -469,8 +504,20 @@ impl SyscallCompletionRing {
 
 impl RingState {
     /// Ends a running or queued slot with `entry`, for its owner.
-    fn deliver(&mut self, seq: u64, entry: SyscallCompletionEntry, counters: &Counters, after: &mut AfterUnlock) {
+    fn deliver(
+        &mut self,
+        seq: u64,
+        entry: SyscallCompletionEntry,
+        now: Instant,
+        counters: &Counters,
+        after: &mut AfterUnlock,
+    ) {
         let Some(slot) = self.slots.get_mut(&seq) else { return };
+        slot.times[2] = now;
+        self.metrics.record(Stage::Running, now.saturating_duration_since(slot.times[1]));
+        self.metrics.completed += 1;
+        self.metrics.failed += u64::from(entry.status.is_error());
+        self.metrics.cancelled += u64::from(entry.status.is_cancelled());
         match &mut slot.owner {
             Owner::Nobody => {
                 self.slots.remove(&seq);
@@ -494,10 +541,13 @@ impl RingState {
         after.notify_waiters |= self.blocked_waiters > 0;
     }
 
-    fn pop_cq(&mut self) -> Option<SyscallCompletionEntry> {
+    fn pop_cq(&mut self, now: Instant) -> Option<SyscallCompletionEntry> {
         while let Some(seq) = self.cq.pop_front() {
             match self.slots.remove(&seq) {
-                Some(Slot { phase: Phase::Done(entry), .. }) => return Some(entry),
+                Some(Slot { phase: Phase::Done(entry), times, .. }) => {
+                    self.metrics.record(Stage::Waiting, now.saturating_duration_since(times[2]));
+                    return Some(entry);
+                }
                 Some(other) => {
                     // Not possible: only done slots enter the CQ. Put it back untouched.
                     self.slots.insert(seq, other);

@@ -119,3 +119,33 @@ pub fn registry_and_handler_share_descriptors(make: MakeBackend) {
     );
     assert!(bad.contains("pid 5"), "{bad}");
 }
+
+/// `stats_for(pid)`: the process's own counters and where its operations spent their time.
+pub fn stats_for_counts_and_latencies(make: MakeBackend) {
+    let (m, gate) = super::held(make, 1);
+    assert!(matches!(m.stats_for(1), Err(IoUringError::NoRing { pid: 1 })));
+    let held_seq = m.submit(1, entry(1, Op::Nop, 0)).unwrap();
+    let queued = m.submit(1, entry(1, Op::Nop, 0)).unwrap();
+    let refused = m.submit(1, entry(1, Op::open("/etc/passwd", O_RDONLY), 0)).unwrap();
+    m.cancel(1, queued).unwrap();
+    let mid = m.stats_for(1).unwrap();
+    assert_eq!((mid.submitted, mid.completed, mid.failed, mid.cancelled, mid.in_flight), (3, 2, 1, 1, 3));
+    std::thread::sleep(Duration::from_millis(50));
+    gate.open();
+    let more = m.submit_batch(1, (0..10).map(|_| nop(1)).collect()).unwrap();
+    for s in [held_seq, queued, refused].into_iter().chain(more) {
+        m.wait_completion_timeout(1, s, Duration::from_secs(30)).unwrap();
+    }
+    let st = m.stats_for(1).unwrap();
+    assert_eq!(st.pid, 1);
+    assert_eq!((st.submitted, st.completed, st.failed, st.cancelled, st.in_flight), (13, 13, 1, 1, 0));
+    assert_eq!(st.queued.samples, 11, "every dispatched operation measured in the queue");
+    assert_eq!(st.running.samples, 12, "every operation that ran or was cancelled queued");
+    assert_eq!(st.waiting.samples, 13, "every taken completion");
+    assert!(st.running.p99 >= Duration::from_millis(50), "the held operation ran >= 50 ms: {:?}", st.running);
+    assert!(st.running.p50 <= st.running.p99 && st.waiting.p50 <= st.waiting.p99);
+    // Another process's figures are its own.
+    m.submit(2, nop(2)).map(|s| m.wait_completion(2, s).unwrap()).unwrap();
+    assert_eq!(m.stats_for(2).unwrap().submitted, 1);
+    assert_eq!(m.stats_for(1).unwrap().submitted, 13);
+}
