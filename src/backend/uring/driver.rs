@@ -47,6 +47,8 @@ pub(super) struct Driver {
     ring: IoUring,
     /// Serialises access to the submission queue (the kernel's ring memory).
     sq: Mutex<()>,
+    /// Serialises taking completions: the reaper, or a submitter that finds some ready.
+    cq: Mutex<()>,
     in_flight: Mutex<Slab<InFlight>>,
     /// High half of every `user_data`, so a late cancel never hits a reused slot.
     generation: AtomicU32,
@@ -70,6 +72,7 @@ impl Driver {
         let driver = Arc::new(Driver {
             ring,
             sq: Mutex::new(()),
+            cq: Mutex::new(()),
             in_flight: Mutex::new(Slab::new()),
             generation: AtomicU32::new(0),
             supported,
@@ -117,6 +120,12 @@ impl Driver {
             }
         }
         self.push(&sqes);
+        // Operations the kernel finished inside that enter (NOPs, page-cached reads) are
+        // delivered here and now, sparing the reaper's wake-up and the waiter's. Skipped if
+        // someone is already taking completions: they will deliver these too.
+        if let Ok(cq) = self.cq.try_lock() {
+            self.deliver_ready(&cq);
+        }
         for (cancel, user_data) in cancels {
             let driver = Arc::downgrade(self);
             cancel.on_cancel(move || cancel_in_kernel(&driver, user_data));
@@ -178,7 +187,6 @@ impl Driver {
 
     /// The reaper: waits for completions and delivers them, until shut down with nothing left.
     fn reap(self: Arc<Self>) {
-        let mut done = Vec::new();
         loop {
             match self.ring.submitter().submit_and_wait(1) {
                 Ok(_) => {}
@@ -186,33 +194,43 @@ impl Driver {
                 Err(e) => tracing::debug!(error = %e, "io_uring_enter while reaping"),
             }
             {
-                // SAFETY: only this thread ever takes the completion queue.
-                let cq = unsafe { self.ring.completion_shared() };
-                done.extend(cq.map(|cqe| (cqe.user_data(), cqe.result())));
+                let cq = self.cq.lock().unwrap_or_else(|e| e.into_inner());
+                self.deliver_ready(&cq);
             }
-            let mut finished = Vec::with_capacity(done.len());
-            {
-                let mut table = self.table();
-                for (user_data, result) in done.drain(..) {
-                    let key = (user_data & u64::from(u32::MAX)) as usize;
-                    if user_data < CANCEL && table.get(key).is_some_and(|f| f.user_data == user_data) {
-                        finished.push((table.remove(key), result));
-                    }
-                }
-            }
-            let mut batch = Vec::with_capacity(finished.len());
-            for (op, result) in finished {
-                let outcome = prepare::finish(op.prepared, &op.process, result);
-                match op.finish {
-                    Finish::Completer(c) => batch.push((c, outcome)),
-                    other => other.finish(outcome),
-                }
-            }
-            Completer::complete_all(batch);
             if self.shutting_down.load(Ordering::Acquire) && self.table().is_empty() {
                 return;
             }
         }
+    }
+
+    /// Takes every completion ready now and delivers it. The `cq` guard proves the caller is
+    /// the only one taking completions.
+    fn deliver_ready(&self, _cq: &MutexGuard<'_, ()>) {
+        // SAFETY: the `cq` lock is held, so no other `CompletionQueue` of this ring exists.
+        let done: Vec<(u64, i32)> =
+            unsafe { self.ring.completion_shared() }.map(|c| (c.user_data(), c.result())).collect();
+        if done.is_empty() {
+            return;
+        }
+        let mut finished = Vec::with_capacity(done.len());
+        {
+            let mut table = self.table();
+            for (user_data, result) in done {
+                let key = (user_data & u64::from(u32::MAX)) as usize;
+                if user_data < CANCEL && table.get(key).is_some_and(|f| f.user_data == user_data) {
+                    finished.push((table.remove(key), result));
+                }
+            }
+        }
+        let mut batch = Vec::with_capacity(finished.len());
+        for (op, result) in finished {
+            let outcome = prepare::finish(op.prepared, &op.process, result);
+            match op.finish {
+                Finish::Completer(c) => batch.push((c, outcome)),
+                other => other.finish(outcome),
+            }
+        }
+        Completer::complete_all(batch);
     }
 }
 
