@@ -6,7 +6,9 @@
 //! running, done). Every path that ends a slot counts it once in the manager's counters, so each
 //! accepted operation is counted exactly once, taken or discarded.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -66,7 +68,8 @@ struct RingState {
     next_seq: u64,
     /// Queued operations, oldest first; their ops live in their slots.
     sq: VecDeque<u64>,
-    slots: HashMap<u64, Slot>,
+    /// Keyed by seq; Fx hashing, as the keys are the ring's own counters, not attacker-chosen.
+    slots: FxHashMap<u64, Slot>,
     /// CQ-owned completions in completion order. Entries taken out of order by
     /// `wait_completion` stay behind as stale numbers until passed over or compacted.
     cq: VecDeque<u64>,
