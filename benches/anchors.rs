@@ -378,6 +378,25 @@ fn idle_rings() -> f64 {
     per_ring
 }
 
+/// What `stats_for`'s latency tracking costs on `nop-b32`: on and off alternated five times,
+/// medians compared.
+fn tracking_cost(name: &str, budget: Duration) -> Option<f64> {
+    let m = IoUringManager::with_backend(backend::by_name(name).ok()?);
+    m.create_ring(1, Some(256), Some(512)).unwrap();
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        for (tracking, out) in [(true, &mut on), (false, &mut off)] {
+            m.set_latency_tracking(tracking);
+            out.push(timed("nop-b32", name, budget / 2, false, nop(&m, 32)).ops_per_sec());
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Some(median(&mut off) / median(&mut on) - 1.0)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -437,6 +456,11 @@ fn main() {
         return;
     }
     println!("idle rings: {idle:.0} bytes of resident memory per ring of default sizes (10,000 rings)");
+    if let Some(name) = backend::available().first()
+        && let Some(cost) = tracking_cost(name, budget)
+    {
+        println!("latency tracking on nop-b32 ({name}): {:+.1}% time per operation with it on", cost * 100.0);
+    }
     println!(
         "{:<12} {:<13} {:>12} {:>10} {:>10} {:>16}  note",
         "workload", "impl", "ops/s", "p50", "p99", "vs best anchor"

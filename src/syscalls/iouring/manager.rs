@@ -232,6 +232,12 @@ impl IoUringManager {
         Ok(self.ring(pid)?.stats())
     }
 
+    /// Turns the latency split of [`stats_for`](Self::stats_for) on (the default) or off; the
+    /// counters are kept either way. Off, no clock is read on the submit/complete path.
+    pub fn set_latency_tracking(&self, on: bool) {
+        self.inner.counters.set_timing(on);
+    }
+
     /// The process table shared by everything this manager runs.
     pub fn processes(&self) -> &Arc<ProcessTable> {
         &self.inner.processes

@@ -28,7 +28,8 @@ pub struct ProcessStats {
     pub queued: Percentiles,
     /// Started → completed: time in the backend.
     pub running: Percentiles,
-    /// Completed → taken: time until the caller collected the completion.
+    /// Completed → taken: time until the caller collected the completion (for completions taken
+    /// one at a time, by `wait_completion` or a future, one in eight is measured).
     pub waiting: Percentiles,
 }
 

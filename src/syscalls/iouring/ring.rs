@@ -49,6 +49,8 @@ pub struct SyscallCompletionRing {
     arrived: Condvar,
     /// Whether the executor's ready list holds this ring; changed only under the executor's lock.
     pub(crate) scheduled: AtomicBool,
+    /// Stands in for timestamps while latency tracking is off.
+    created: Instant,
 }
 
 impl std::fmt::Debug for SyscallCompletionRing {
@@ -141,6 +143,7 @@ impl SyscallCompletionRing {
             state: Mutex::new(RingState { next_seq: 1, ..RingState::default() }),
             arrived: Condvar::new(),
             scheduled: AtomicBool::new(false),
+            created: Instant::now(),
         })
     }
 
@@ -192,6 +195,18 @@ impl SyscallCompletionRing {
         &self.process
     }
 
+    /// The time, if latency tracking is on.
+    fn now(&self) -> Option<Instant> {
+        self.counters.timing().then(Instant::now)
+    }
+
+    /// The time for an operation taken on its own (by `wait_completion` or its future), where
+    /// a clock read per operation would cost more than the rest of the bookkeeping: one in
+    /// eight is measured, which keeps the percentiles and most of the speed.
+    fn sampled_now(&self, seq: u64) -> Option<Instant> {
+        if seq % 8 == 0 { self.now() } else { None }
+    }
+
     fn lock(&self) -> MutexGuard<'_, RingState> {
         // No code path panics while holding the lock, but a poisoned ring must still deliver.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -238,7 +253,8 @@ impl SyscallCompletionRing {
         let first = s.next_seq;
         let mut queued = false;
         let mut after = AfterUnlock::default();
-        let now = Instant::now();
+        let now = self.now();
+        let stamp = now.unwrap_or(self.created);
         s.metrics.submitted += n as u64;
         for (op, user_data) in ops {
             let seq = s.next_seq;
@@ -246,7 +262,7 @@ impl SyscallCompletionRing {
             let owner = if to_future { Owner::Future(None) } else { Owner::Queue };
             match sandbox.check(&op) {
                 Ok(()) => {
-                    s.slots.insert(seq, Slot::new(user_data, owner, Phase::Queued(op), now));
+                    s.slots.insert(seq, Slot::new(user_data, owner, Phase::Queued(op), stamp));
                     s.sq.push_back(seq);
                     queued = true;
                 }
@@ -254,7 +270,7 @@ impl SyscallCompletionRing {
                     let entry = SyscallCompletionEntry::from_outcome(seq, user_data, Err(e));
                     s.metrics.completed += 1;
                     s.metrics.failed += 1;
-                    s.slots.insert(seq, Slot::new(user_data, owner, Phase::Done(entry), now));
+                    s.slots.insert(seq, Slot::new(user_data, owner, Phase::Done(entry), stamp));
                     if !to_future {
                         s.push_cq(seq, &mut after);
                     }
@@ -272,7 +288,7 @@ impl SyscallCompletionRing {
     pub(crate) fn dispatch(&self, max: usize, out: &mut Vec<(Dispatched, bool)>) -> (usize, bool) {
         let mut s = self.lock();
         let mut counted = 0;
-        let now = Instant::now();
+        let now = self.now();
         while counted < max {
             let Some(seq) = s.sq.pop_front() else { break };
             let RingState { slots, metrics, .. } = &mut *s;
@@ -281,8 +297,10 @@ impl SyscallCompletionRing {
             let Phase::Queued(op) = std::mem::replace(&mut slot.phase, Phase::Running(cancel.clone())) else {
                 unreachable!("only queued operations are in the SQ");
             };
-            slot.times[1] = now;
-            metrics.record(Stage::Queued, now.saturating_duration_since(slot.times[0]));
+            if let Some(now) = now {
+                slot.times[1] = now;
+                metrics.record(Stage::Queued, now.saturating_duration_since(slot.times[0]));
+            }
             let counts = !op.may_wait_on_peer();
             counted += usize::from(counts);
             out.push((Dispatched { seq, op, cancel }, counts));
@@ -299,7 +317,7 @@ impl SyscallCompletionRing {
     pub(crate) fn complete_many(&self, outcomes: impl Iterator<Item = (u64, std::result::Result<OpResult, OpError>)>) {
         let mut s = self.lock();
         let mut after = AfterUnlock::default();
-        let now = Instant::now();
+        let now = self.now();
         for (seq, outcome) in outcomes {
             match s.slots.get(&seq) {
                 Some(Slot { phase: Phase::Running(_), user_data, .. }) => {
@@ -324,7 +342,9 @@ impl SyscallCompletionRing {
         };
         if matches!(slot.phase, Phase::Done(_)) {
             let Some(Slot { phase: Phase::Done(entry), times, .. }) = s.slots.remove(&seq) else { unreachable!() };
-            s.metrics.record(Stage::Waiting, Instant::now().saturating_duration_since(times[2]));
+            if let Some(now) = self.sampled_now(seq) {
+                s.metrics.record(Stage::Waiting, now.saturating_duration_since(times[2]));
+            }
             self.counters.retired(1, false);
             return Poll::Ready(entry);
         }
@@ -387,7 +407,7 @@ impl SyscallCompletionRing {
             Some((Phase::Running(cancel), _)) => cancel.cancel(),
             Some((Phase::Queued(_), user_data)) => {
                 s.sq.retain(|&q| q != seq);
-                let now = Instant::now();
+                let now = self.now();
                 s.deliver(seq, SyscallCompletionEntry::cancelled(seq, user_data), now, &self.counters, &mut after);
             }
         }
@@ -400,7 +420,7 @@ impl SyscallCompletionRing {
     pub(crate) fn reap(&self, max: usize) -> Vec<SyscallCompletionEntry> {
         let mut s = self.lock();
         let mut out = Vec::with_capacity(max.min(s.cq.len()));
-        let now = Instant::now();
+        let now = self.now();
         while out.len() < max {
             let Some(entry) = s.pop_cq(now) else { break };
             out.push(entry);
@@ -412,7 +432,7 @@ impl SyscallCompletionRing {
     /// A stream polls for the next CQ completion; `None` once the ring is destroyed.
     pub(crate) fn poll_cq(&self, cx: &mut Context<'_>) -> Poll<Option<SyscallCompletionEntry>> {
         let mut s = self.lock();
-        if let Some(entry) = s.pop_cq(Instant::now()) {
+        if let Some(entry) = s.pop_cq(self.now()) {
             self.counters.retired(1, false);
             return Poll::Ready(Some(entry));
         }
@@ -439,7 +459,9 @@ impl SyscallCompletionRing {
                     let Some(Slot { phase: Phase::Done(entry), times, .. }) = s.slots.remove(&seq) else {
                         unreachable!()
                     };
-                    s.metrics.record(Stage::Waiting, Instant::now().saturating_duration_since(times[2]));
+                    if let Some(now) = self.sampled_now(seq) {
+                        s.metrics.record(Stage::Waiting, now.saturating_duration_since(times[2]));
+                    }
                     s.cq_stale += 1;
                     s.compact_cq();
                     self.counters.retired(1, false);
@@ -511,13 +533,15 @@ impl RingState {
         &mut self,
         seq: u64,
         entry: SyscallCompletionEntry,
-        now: Instant,
+        now: Option<Instant>,
         counters: &Counters,
         after: &mut AfterUnlock,
     ) {
         let Some(slot) = self.slots.get_mut(&seq) else { return };
-        slot.times[2] = now;
-        self.metrics.record(Stage::Running, now.saturating_duration_since(slot.times[1]));
+        if let Some(now) = now {
+            slot.times[2] = now;
+            self.metrics.record(Stage::Running, now.saturating_duration_since(slot.times[1]));
+        }
         self.metrics.completed += 1;
         self.metrics.failed += u64::from(entry.status.is_error());
         self.metrics.cancelled += u64::from(entry.status.is_cancelled());
@@ -544,11 +568,13 @@ impl RingState {
         after.notify_waiters |= self.blocked_waiters > 0;
     }
 
-    fn pop_cq(&mut self, now: Instant) -> Option<SyscallCompletionEntry> {
+    fn pop_cq(&mut self, now: Option<Instant>) -> Option<SyscallCompletionEntry> {
         while let Some(seq) = self.cq.pop_front() {
             match self.slots.remove(&seq) {
                 Some(Slot { phase: Phase::Done(entry), times, .. }) => {
-                    self.metrics.record(Stage::Waiting, now.saturating_duration_since(times[2]));
+                    if let Some(now) = now {
+                        self.metrics.record(Stage::Waiting, now.saturating_duration_since(times[2]));
+                    }
                     return Some(entry);
                 }
                 Some(other) => {

@@ -1,6 +1,6 @@
 //! Counters behind [`IoUringStats`].
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// A snapshot of the manager's counters.
 ///
@@ -30,9 +30,19 @@ pub(crate) struct Counters {
     submissions: AtomicU64,
     completions: AtomicU64,
     discarded: AtomicU64,
+    untimed: AtomicBool,
 }
 
 impl Counters {
+    /// Whether latency tracking is on.
+    pub(crate) fn timing(&self) -> bool {
+        !self.untimed.load(Relaxed)
+    }
+
+    pub(crate) fn set_timing(&self, on: bool) {
+        self.untimed.store(!on, Relaxed);
+    }
+
     pub(crate) fn submitted(&self, n: usize) {
         self.submissions.fetch_add(n as u64, Relaxed);
     }
