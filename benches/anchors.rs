@@ -397,10 +397,44 @@ fn tracking_cost(name: &str, budget: Duration) -> Option<f64> {
     Some(median(&mut off) / median(&mut on) - 1.0)
 }
 
+/// Throughput per workload and implementation as horizontal bars on a log scale, one group per
+/// workload, anchors in grey.
+fn plot(cells: &[Cell], path: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let row = 18;
+    let height = 40 + cells.len() as u32 * row as u32 + 20 * 8;
+    let root = SVGBackend::new(path, (900, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let text = ("sans-serif", 13).into_font();
+    root.draw(&Text::new("ops/s (log scale) per workload and implementation, one run", (10, 10), text.clone()))?;
+    let max = cells.iter().map(Cell::ops_per_sec).fold(1.0, f64::max).log10().ceil();
+    let (x0, x1) = (260i32, 880i32);
+    let mut y = 40i32;
+    let mut last = "";
+    for c in cells {
+        if c.workload != last {
+            y += 10;
+            root.draw(&Text::new(c.workload.to_string(), (10, y), text.clone()))?;
+            last = c.workload;
+        }
+        let anchor = ANCHORS.contains(&c.imp.as_str());
+        let len = (c.ops_per_sec().max(1.0).log10() / max * f64::from(x1 - x0)) as i32;
+        let color = if anchor { RGBColor(160, 160, 160) } else { RGBColor(40, 110, 200) };
+        root.draw(&Rectangle::new([(x0, y), (x0 + len, y + row - 4)], color.filled()))?;
+        root.draw(&Text::new(c.imp.clone(), (130, y), text.clone()))?;
+        let label = format!("{:.0}", c.ops_per_sec());
+        root.draw(&Text::new(label, (x0 + len.min(x1 - x0 - 80) + 4, y), text.clone()))?;
+        y += row;
+    }
+    root.present()?;
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let json = args.iter().any(|a| a == "--json");
+    let plot_to = args.iter().position(|a| a == "--plot").and_then(|i| args.get(i + 1)).cloned();
     let budget = if quick { Duration::from_millis(200) } else { Duration::from_secs(1) };
     // First, before anything else has warmed the allocator.
     let idle = idle_rings();
@@ -434,6 +468,12 @@ fn main() {
 
     let order = ["nop-b1", "nop-b32", "read4k-qd1", "read4k-qd64", "write4k", "echo-c1", "echo-c16", "fanout"];
     cells.sort_by_key(|c| (order.iter().position(|w| *w == c.workload), ANCHORS.contains(&c.imp.as_str())));
+    if let Some(path) = &plot_to {
+        match plot(&cells, path) {
+            Ok(()) => eprintln!("plot written to {path}"),
+            Err(e) => eprintln!("plot not written: {e}"),
+        }
+    }
     if json {
         for c in &cells {
             let p = |v: Option<u64>| v.map_or("null".to_owned(), |n| n.to_string());
