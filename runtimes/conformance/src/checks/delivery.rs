@@ -1,7 +1,6 @@
 //! The six delivery rules.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ai_os_kernel::syscalls::{IoUringError, OpResult, SyscallCompletionStatus, SyscallOpType};
@@ -9,7 +8,7 @@ use futures::StreamExt;
 use futures::executor::block_on;
 
 use super::{entry, held, manager, nop};
-use crate::support::{Held, MakeBackend, eventually, run_op};
+use crate::support::{Held, MakeBackend, eventually};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -327,10 +326,4 @@ pub fn stats_consistent_under_concurrency(make: MakeBackend) {
     assert_eq!(st.total_submissions, 4 * 550 + 200);
     assert_eq!(st.total_submissions, st.total_completions + st.pending);
     assert_eq!(st.pending, 0);
-    let _ = Arc::new(());
-}
-
-/// Used by [`nop_roundtrip`]-style checks elsewhere.
-pub fn run_nop(m: &ai_os_kernel::syscalls::IoUringManager, pid: u32) -> bool {
-    run_op(m, pid, SyscallOpType::Nop).status.is_success()
 }
