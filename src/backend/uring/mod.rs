@@ -38,6 +38,13 @@ impl std::fmt::Debug for UringBackend {
     }
 }
 
+/// Where an operation runs.
+enum Route {
+    Kernel,
+    Inline,
+    Fallback,
+}
+
 /// What the kernel offers this crate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
@@ -68,9 +75,13 @@ impl UringBackend {
         self.driver.in_flight()
     }
 
-    /// Whether the kernel runs `op` here (else it runs inline or on the fallback).
-    fn in_kernel(&self, op: &SyscallOpType) -> bool {
-        prepare::opcode_of(op).is_some_and(|code| self.driver.supports(code))
+    /// Where `op` runs: in the kernel, inline (not io_uring operations), or on the fallback.
+    fn route(&self, op: &SyscallOpType) -> Route {
+        match op {
+            _ if prepare::opcode_of(op).is_some_and(|code| self.driver.supports(code)) => Route::Kernel,
+            SyscallOpType::Lseek { .. } | SyscallOpType::Close { .. } => Route::Inline,
+            _ => Route::Fallback,
+        }
     }
 }
 
@@ -95,11 +106,10 @@ impl Backend for UringBackend {
     }
 
     async fn execute(&self, op: Operation) -> OpOutcome {
-        if !self.in_kernel(op.op()) {
-            return match op.op() {
-                SyscallOpType::Lseek { .. } | SyscallOpType::Close { .. } => file_ops::execute_sync(op),
-                _ => self.fallback.execute(op).await,
-            };
+        match self.route(op.op()) {
+            Route::Inline => return file_ops::execute_sync(op),
+            Route::Fallback => return self.fallback.execute(op).await,
+            Route::Kernel => {}
         }
         let (tx, rx) = futures_channel::oneshot::channel();
         self.driver.submit(vec![(op, Finish::Channel(tx))]);
@@ -114,15 +124,16 @@ impl Backend for UringBackend {
         let mut kernel = Vec::with_capacity(batch.len());
         let mut elsewhere = Vec::new();
         for sub in batch {
-            let op = sub.operation().op();
-            if self.in_kernel(op) {
-                let (op, done) = sub.into_parts();
-                kernel.push((op, Finish::Completer(done)));
-            } else if matches!(op, SyscallOpType::Lseek { .. } | SyscallOpType::Close { .. }) {
-                let (op, done) = sub.into_parts();
-                done.complete(file_ops::execute_sync(op));
-            } else {
-                elsewhere.push(sub);
+            match self.route(sub.operation().op()) {
+                Route::Kernel => {
+                    let (op, done) = sub.into_parts();
+                    kernel.push((op, Finish::Completer(done)));
+                }
+                Route::Inline => {
+                    let (op, done) = sub.into_parts();
+                    done.complete(file_ops::execute_sync(op));
+                }
+                Route::Fallback => elsewhere.push(sub),
             }
         }
         if !elsewhere.is_empty() {

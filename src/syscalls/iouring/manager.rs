@@ -146,12 +146,23 @@ impl IoUringManager {
         to_future: bool,
     ) -> Result<(Arc<SyscallCompletionRing>, u64)> {
         check_pid(pid, &entry)?;
+        self.enqueue(pid, std::iter::once(entry), to_future)
+    }
+
+    /// Accepts entries (pids already checked) into the ring of `pid` and puts it in line for
+    /// the executor; returns the ring and the first sequence number.
+    fn enqueue(
+        &self,
+        pid: Pid,
+        entries: impl ExactSizeIterator<Item = SyscallSubmissionEntry>,
+        to_future: bool,
+    ) -> Result<(Arc<SyscallCompletionRing>, u64)> {
         let ring = self.ring_or_create(pid)?;
-        let (seq, queued) = ring.submit(std::iter::once((entry.op, entry.user_data)), to_future)?;
+        let (first, queued) = ring.submit(entries.map(|e| (e.op, e.user_data)), to_future)?;
         if queued {
             self.inner.executor.schedule(&ring);
         }
-        Ok((ring, seq))
+        Ok((ring, first))
     }
 
     /// Submits a batch, all or nothing: if it does not fit, nothing is enqueued. Completions go
@@ -162,11 +173,7 @@ impl IoUringManager {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let ring = self.ring_or_create(pid)?;
-        let (first, queued) = ring.submit(entries.into_iter().map(|e| (e.op, e.user_data)), false)?;
-        if queued {
-            self.inner.executor.schedule(&ring);
-        }
+        let (_, first) = self.enqueue(pid, entries.into_iter(), false)?;
         Ok((first..first + n).collect())
     }
 

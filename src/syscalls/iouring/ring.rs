@@ -341,10 +341,7 @@ impl SyscallCompletionRing {
             return Poll::Ready(SyscallCompletionEntry::cancelled(seq, 0));
         };
         if matches!(slot.phase, Phase::Done(_)) {
-            let Some(Slot { phase: Phase::Done(entry), times, .. }) = s.slots.remove(&seq) else { unreachable!() };
-            if let Some(now) = self.sampled_now(seq) {
-                s.metrics.record(Stage::Waiting, now.saturating_duration_since(times[2]));
-            }
+            let entry = s.take_done(seq, self.sampled_now(seq));
             self.counters.retired(1, false);
             return Poll::Ready(entry);
         }
@@ -456,12 +453,7 @@ impl SyscallCompletionRing {
                     return Err(IoUringError::UnknownSeq { pid, seq });
                 }
                 Some(Slot { phase: Phase::Done(_), .. }) => {
-                    let Some(Slot { phase: Phase::Done(entry), times, .. }) = s.slots.remove(&seq) else {
-                        unreachable!()
-                    };
-                    if let Some(now) = self.sampled_now(seq) {
-                        s.metrics.record(Stage::Waiting, now.saturating_duration_since(times[2]));
-                    }
+                    let entry = s.take_done(seq, self.sampled_now(seq));
                     s.cq_stale += 1;
                     s.compact_cq();
                     self.counters.retired(1, false);
@@ -570,21 +562,26 @@ impl RingState {
 
     fn pop_cq(&mut self, now: Option<Instant>) -> Option<SyscallCompletionEntry> {
         while let Some(seq) = self.cq.pop_front() {
-            match self.slots.remove(&seq) {
-                Some(Slot { phase: Phase::Done(entry), times, .. }) => {
-                    if let Some(now) = now {
-                        self.metrics.record(Stage::Waiting, now.saturating_duration_since(times[2]));
-                    }
-                    return Some(entry);
-                }
-                Some(other) => {
-                    // Not possible: only done slots enter the CQ. Put it back untouched.
-                    self.slots.insert(seq, other);
-                }
+            match self.slots.get(&seq) {
+                Some(Slot { phase: Phase::Done(_), .. }) => return Some(self.take_done(seq, now)),
+                // Not possible: only done slots enter the CQ. Left untouched.
+                Some(_) => {}
                 None => self.cq_stale -= 1,
             }
         }
         None
+    }
+
+    /// Removes a done slot and returns its completion, measuring how long it waited when `now`
+    /// is given. Every way of taking a completion ends here.
+    fn take_done(&mut self, seq: u64, now: Option<Instant>) -> SyscallCompletionEntry {
+        let Some(Slot { phase: Phase::Done(entry), times, .. }) = self.slots.remove(&seq) else {
+            unreachable!("take_done is only called on a done slot");
+        };
+        if let Some(now) = now {
+            self.metrics.record(Stage::Waiting, now.saturating_duration_since(times[2]));
+        }
+        entry
     }
 
     /// Drops stale CQ numbers once they are most of the queue, so a caller that only ever uses
