@@ -94,6 +94,7 @@
 pub mod backend;
 pub mod process;
 pub mod sandbox;
+mod sync;
 pub mod syscalls;
 
 /// A virtual process id: a tenant of the host, not an OS process.

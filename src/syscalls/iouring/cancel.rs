@@ -1,10 +1,12 @@
 //! The cancellation signal shared by a running operation and whoever may cancel it.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-use atomic_waker::AtomicWaker;
+use crate::sync::{AtomicBool, AtomicWaker, Mutex};
+
+/// A hook run on cancellation.
+type Hook = Box<dyn Fn() + Send + Sync>;
 
 /// Set once by `cancel`, a dropped future or `destroy_ring`; read by the backend running the
 /// operation. A backend that can stop an operation midway (a socket wait, an io_uring request)
@@ -13,7 +15,26 @@ use atomic_waker::AtomicWaker;
 pub struct CancelToken {
     cancelled: AtomicBool,
     waker: AtomicWaker,
-    hook: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// The hook, and whether it ran. A lock, not a `OnceLock` beside the flag: registering a
+    /// hook and cancelling each write one place and read the other, and only a common lock
+    /// guarantees that one of the two sides sees the other's write (the loom tests check it).
+    hook: Mutex<HookState>,
+}
+
+#[derive(Default)]
+struct HookState {
+    hook: Option<Hook>,
+    ran: bool,
+}
+
+impl HookState {
+    /// Runs the hook unless it already ran.
+    fn run_once(&mut self) {
+        if let Some(hook) = self.hook.as_ref().filter(|_| !self.ran) {
+            self.ran = true;
+            hook();
+        }
+    }
 }
 
 impl std::fmt::Debug for CancelToken {
@@ -38,25 +59,23 @@ impl CancelToken {
         if self.is_cancelled() { Poll::Ready(()) } else { Poll::Pending }
     }
 
-    /// Calls `hook` when cancellation is requested (at once if it already was): how a backend
-    /// that cannot poll, such as io_uring's, learns to cancel. Only the first hook is kept; it may
-    /// run twice when the two race, so it must be harmless to repeat.
+    /// Calls `hook` once when cancellation is requested (at once if it already was): how a
+    /// backend that cannot poll, such as io_uring's, learns to cancel. Only the first hook is
+    /// kept, and it runs at most once however registration and cancellation race. It runs under
+    /// the token's lock, so it must not touch the token.
     pub fn on_cancel(&self, hook: impl Fn() + Send + Sync + 'static) {
-        let _ = self.hook.set(Box::new(hook));
-        if self.is_cancelled() {
-            self.run_hook();
+        let mut state = crate::sync::lock(&self.hook);
+        if state.hook.is_none() {
+            state.hook = Some(Box::new(hook));
         }
-    }
-
-    fn run_hook(&self) {
-        if let Some(hook) = self.hook.get() {
-            hook();
+        if self.is_cancelled() {
+            state.run_once();
         }
     }
 
     pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::Release);
         self.waker.wake();
-        self.run_hook();
+        crate::sync::lock(&self.hook).run_once();
     }
 }

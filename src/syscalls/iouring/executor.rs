@@ -2,11 +2,12 @@
 //! fairly.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::ring::SyscallCompletionRing;
 use crate::backend::{Backend, Submission};
+use crate::sync::{Mutex, MutexGuard};
 
 /// The most operations one ring may hand the backend per turn, so one process flooding its ring
 /// waits its turn behind every other ready ring.
@@ -86,7 +87,7 @@ impl IoUringExecutor {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Sched> {
-        self.sched.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.sched)
     }
 
     /// Takes operations from the ready rings in turn while the window has room.

@@ -7,6 +7,8 @@ pub(crate) mod error;
 pub(crate) mod executor;
 mod future;
 mod handler;
+#[cfg(all(test, ai_os_kernel_loom))]
+mod loom_tests;
 mod manager;
 mod metrics;
 pub(crate) mod op;

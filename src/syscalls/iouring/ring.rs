@@ -9,8 +9,7 @@
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -23,6 +22,7 @@ use super::stats::Counters;
 use super::stream::CompletionStream;
 use crate::Pid;
 use crate::process::Process;
+use crate::sync::{AtomicBool, Condvar, Mutex, MutexGuard};
 
 /// Default submission queue size.
 pub const DEFAULT_SQ_SIZE: usize = 256;
@@ -208,8 +208,7 @@ impl SyscallCompletionRing {
     }
 
     fn lock(&self) -> MutexGuard<'_, RingState> {
-        // No code path panics while holding the lock, but a poisoned ring must still deliver.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     fn finish(&self, after: AfterUnlock) {

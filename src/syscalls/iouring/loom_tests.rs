@@ -1,0 +1,302 @@
+//! Model checks of the delivery state machine with loom: every interleaving of the threads
+//! below (up to the preemption bound in `scripts/loom.sh`) is run, and a lost wake-up shows as
+//! a deadlock, a double delivery or a leak as a failed assertion.
+//!
+//! Run with `bash scripts/loom.sh` (the crate rebuilt with `--cfg ai_os_kernel_loom`, which
+//! swaps `crate::sync` for loom's primitives).
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use loom::thread;
+
+use super::cancel::CancelToken;
+use super::error::IoUringError;
+use super::executor::IoUringExecutor;
+use super::future::CompletionFuture;
+use super::op::{OpResult, SyscallOpType};
+use super::ring::SyscallCompletionRing;
+use super::stats::Counters;
+use crate::backend::{Backend, OpOutcome, Operation, Submission, Task};
+use crate::process::{DescriptorKind, ProcessTable};
+
+fn ring(pid: crate::Pid) -> (Arc<SyscallCompletionRing>, Arc<Counters>) {
+    let counters = Arc::new(Counters::default());
+    let process = ProcessTable::new().get_or_create(pid);
+    (Arc::new(SyscallCompletionRing::new(pid, 4, 4, process, counters.clone()).unwrap()), counters)
+}
+
+fn nops(n: usize) -> impl ExactSizeIterator<Item = (SyscallOpType, u64)> {
+    (0..n).map(|i| (SyscallOpType::Nop, i as u64))
+}
+
+/// Moves every queued operation to running, as the executor does.
+fn start_all(r: &SyscallCompletionRing) -> Vec<u64> {
+    let mut out = Vec::new();
+    r.dispatch(usize::MAX, &mut out);
+    out.into_iter().map(|(d, _)| d.seq).collect()
+}
+
+/// Every accepted operation was counted as completed once, and nothing is left.
+fn all_retired(r: &SyscallCompletionRing, counters: &Counters) {
+    let snap = counters.snapshot(1, "loom");
+    assert_eq!(snap.total_submissions, snap.total_completions, "{snap:?}");
+    assert_eq!(snap.pending, 0);
+    assert_eq!(r.outstanding(), 0, "a slot outlived its completion");
+}
+
+/// A real kernel descriptor installed in the ring's process, standing for one an `Open` made.
+fn new_descriptor(r: &SyscallCompletionRing) -> i32 {
+    let dir = rustix::fs::open(
+        std::env::temp_dir(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    r.process().install(dir, DescriptorKind::File).unwrap()
+}
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.check(f);
+}
+
+/// A completion racing the future's first poll: the future is woken or finds it done.
+#[test]
+fn loom_future_poll_races_completion() {
+    model(|| {
+        let (r, counters) = ring(1);
+        let (seq, _) = r.submit(nops(1), true).unwrap();
+        assert_eq!(start_all(&r), vec![seq]);
+        let completer = {
+            let r = r.clone();
+            thread::spawn(move || r.complete(seq, Ok(OpResult::Count(7))))
+        };
+        let entry = loom::future::block_on(CompletionFuture::new(r.clone(), seq));
+        assert_eq!(entry.result, OpResult::Count(7));
+        completer.join().unwrap();
+        all_retired(&r, &counters);
+    });
+}
+
+/// `cancel` racing the executor (dispatch, then completion): exactly one completion reaches
+/// the CQ, `Cancelled` only if the operation never started.
+#[test]
+fn loom_cancel_races_dispatch_and_completion() {
+    model(|| {
+        let (r, counters) = ring(1);
+        let (seq, _) = r.submit(nops(1), false).unwrap();
+        let runner = {
+            let r = r.clone();
+            thread::spawn(move || {
+                let started = start_all(&r);
+                for &s in &started {
+                    r.complete(s, Ok(OpResult::None));
+                }
+                !started.is_empty()
+            })
+        };
+        r.cancel(seq).unwrap();
+        let started = runner.join().unwrap();
+        let got = r.reap(usize::MAX);
+        assert_eq!(got.len(), 1, "exactly one completion");
+        assert_eq!(got[0].status.is_cancelled(), !started, "cancelled iff it never ran");
+        assert!(matches!(r.cancel(seq), Ok(())), "cancelling a finished op changes nothing");
+        all_retired(&r, &counters);
+    });
+}
+
+/// A future dropped while its `Open` completes: the completion is discarded once and the
+/// descriptor it created is closed, whichever came first.
+#[test]
+fn loom_dropped_future_races_completion_closes_descriptor() {
+    model(|| {
+        let (r, counters) = ring(1);
+        let (seq, _) = r.submit(nops(1), true).unwrap();
+        start_all(&r);
+        let fd = new_descriptor(&r);
+        let future = CompletionFuture::new(r.clone(), seq);
+        let completer = {
+            let r = r.clone();
+            thread::spawn(move || r.complete(seq, Ok(OpResult::Fd(fd))))
+        };
+        drop(future);
+        completer.join().unwrap();
+        assert_eq!(r.process().open_descriptors(), 0, "the discarded descriptor was closed");
+        assert_eq!(counters.snapshot(1, "loom").discarded, 1);
+        all_retired(&r, &counters);
+    });
+}
+
+/// `wait_completion` on one operation while two complete: it wakes for its own, whichever
+/// order they land in, and leaves the other in the CQ.
+#[test]
+fn loom_wait_races_completions() {
+    model(|| {
+        let (r, counters) = ring(1);
+        let (first, _) = r.submit(nops(2), false).unwrap();
+        start_all(&r);
+        let completer = {
+            let r = r.clone();
+            thread::spawn(move || {
+                r.complete(first + 1, Ok(OpResult::None));
+                r.complete(first, Ok(OpResult::Count(3)));
+            })
+        };
+        assert_eq!(r.wait(first, None).unwrap().result, OpResult::Count(3));
+        completer.join().unwrap();
+        assert_eq!(r.reap(usize::MAX).iter().map(|e| e.seq).collect::<Vec<_>>(), vec![first + 1]);
+        all_retired(&r, &counters);
+    });
+}
+
+/// `wait_completion` racing a completion and `destroy_ring`: it returns the entry or
+/// `RingDestroyed`, never hangs; everything is counted once.
+#[test]
+fn loom_wait_races_completion_and_destroy() {
+    model(|| {
+        let (r, counters) = ring(1);
+        let (seq, _) = r.submit(nops(1), false).unwrap();
+        start_all(&r);
+        let completer = {
+            let r = r.clone();
+            thread::spawn(move || r.complete(seq, Ok(OpResult::None)))
+        };
+        let destroyer = {
+            let r = r.clone();
+            thread::spawn(move || r.destroy())
+        };
+        match r.wait(seq, None) {
+            Ok(entry) => assert_eq!(entry.seq, seq),
+            Err(e) => assert!(matches!(e, IoUringError::RingDestroyed { .. }), "{e}"),
+        }
+        completer.join().unwrap();
+        destroyer.join().unwrap();
+        all_retired(&r, &counters);
+    });
+}
+
+/// A stream waiting on the CQ while a completion and `destroy_ring` race: it yields the entry
+/// or ends, never hangs.
+#[test]
+fn loom_stream_races_completion_and_destroy() {
+    model(|| {
+        let (r, counters) = ring(1);
+        let (seq, _) = r.submit(nops(1), false).unwrap();
+        start_all(&r);
+        let completer = {
+            let r = r.clone();
+            thread::spawn(move || r.complete(seq, Ok(OpResult::None)))
+        };
+        let destroyer = {
+            let r = r.clone();
+            thread::spawn(move || r.destroy())
+        };
+        let next = loom::future::block_on(poll_fn(|cx| r.poll_cq(cx)));
+        if let Some(entry) = next {
+            assert_eq!(entry.seq, seq);
+        }
+        completer.join().unwrap();
+        destroyer.join().unwrap();
+        all_retired(&r, &counters);
+    });
+}
+
+/// A future whose ring is destroyed while its operation completes resolves exactly once,
+/// with the real outcome or `Cancelled`.
+#[test]
+fn loom_future_races_destroy() {
+    model(|| {
+        let (r, counters) = ring(1);
+        let (seq, _) = r.submit(nops(1), true).unwrap();
+        start_all(&r);
+        let completer = {
+            let r = r.clone();
+            thread::spawn(move || r.complete(seq, Ok(OpResult::Count(1))))
+        };
+        let destroyer = {
+            let r = r.clone();
+            thread::spawn(move || r.destroy())
+        };
+        let entry = loom::future::block_on(CompletionFuture::new(r.clone(), seq));
+        assert!(entry.result == OpResult::Count(1) || entry.status.is_cancelled(), "{entry:?}");
+        completer.join().unwrap();
+        destroyer.join().unwrap();
+        all_retired(&r, &counters);
+    });
+}
+
+/// Registering a cancellation hook (io_uring's `ASYNC_CANCEL`) while the operation is
+/// cancelled: the hook runs exactly once, never zero times.
+#[test]
+fn loom_cancel_hook_runs_exactly_once() {
+    model(|| {
+        let token = Arc::new(CancelToken::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let canceller = {
+            let token = token.clone();
+            thread::spawn(move || token.cancel())
+        };
+        let counted = runs.clone();
+        token.on_cancel(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        canceller.join().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    });
+}
+
+/// Completes every operation inside `submit`, on the thread that moved it along.
+struct Inline;
+
+#[async_trait::async_trait]
+impl Backend for Inline {
+    fn name(&self) -> &'static str {
+        "inline"
+    }
+    fn capabilities(&self) -> crate::backend::Capabilities {
+        crate::backend::Capabilities::new(1)
+    }
+    async fn execute(&self, _op: Operation) -> OpOutcome {
+        Ok(OpResult::None)
+    }
+    fn spawn(&self, _task: Task) {
+        unreachable!("submit completes inline")
+    }
+    fn submit(self: Arc<Self>, batch: Vec<Submission>) {
+        for sub in batch {
+            sub.complete(Ok(OpResult::None));
+        }
+    }
+}
+
+/// Two processes scheduling at once through an executor with room for one operation: the
+/// room freed by one completion is handed on, so both operations run and nothing is stranded
+/// in an SQ.
+#[test]
+fn loom_executor_hands_room_on() {
+    model(|| {
+        let executor = IoUringExecutor::new(Arc::new(Inline));
+        let (a, ca) = ring(1);
+        let (b, cb) = ring(2);
+        let submit = |r: Arc<SyscallCompletionRing>, executor: IoUringExecutor| {
+            thread::spawn(move || {
+                let (seq, _) = r.submit(nops(1), false).unwrap();
+                executor.schedule(&r);
+                seq
+            })
+        };
+        let ta = submit(a.clone(), executor.clone());
+        let tb = submit(b.clone(), executor.clone());
+        let (sa, sb) = (ta.join().unwrap(), tb.join().unwrap());
+        assert_eq!(a.wait(sa, None).unwrap().seq, sa);
+        assert_eq!(b.wait(sb, None).unwrap().seq, sb);
+        assert_eq!((executor.in_flight(), executor.ready_rings()), (0, 0));
+        all_retired(&a, &ca);
+        all_retired(&b, &cb);
+    });
+}
