@@ -56,6 +56,23 @@ impl Operation {
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
     }
+
+    /// Caps the bytes this operation moves at `max`: a write sends only the first `max` bytes of
+    /// its data, a read or receive asks for at most `max`. For a backend that must split large
+    /// transfers, or a test wrapper that injects the short reads and writes the kernel may give.
+    /// It can only shrink what the policy already allowed; other operations are unchanged.
+    pub fn limit_transfer(&mut self, max: usize) {
+        use SyscallOpType as Op;
+        match &mut self.op {
+            Op::Write { data, .. } | Op::WriteAt { data, .. } | Op::Send { data, .. } | Op::SendTo { data, .. } => {
+                data.truncate(max)
+            }
+            Op::Read { size, .. } | Op::ReadAt { size, .. } | Op::Recv { size, .. } | Op::RecvFrom { size, .. } => {
+                *size = (*size).min(max)
+            }
+            _ => {}
+        }
+    }
 }
 
 /// An [`Operation`] together with the duty to complete it.

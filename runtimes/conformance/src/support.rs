@@ -183,3 +183,75 @@ pub fn kernel_fds_to(path: &std::path::Path) -> usize {
         .filter(|target| *target == real)
         .count()
 }
+
+/// What [`Faulty`] does to one operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Nothing: the operation runs as it would.
+    None,
+    /// The operation fails with this errno without running (`EIO`, `EINTR`, `EAGAIN`, ...).
+    Errno(i32),
+    /// The operation moves at most this many bytes, as a short read or write of the kernel.
+    Short(usize),
+    /// The operation runs this much later (without holding a thread).
+    Delay(Duration),
+    /// The operation panics inside the backend.
+    Panic,
+}
+
+/// Wraps a backend and injects the fault that `plan` picks for each operation: errors, `EINTR`,
+/// `EAGAIN`, short transfers, delays and panics. The manager must turn each into a completion
+/// (an error, or the short count the kernel would have reported) and keep serving.
+pub struct Faulty {
+    inner: Arc<dyn Backend>,
+    plan: fn(&Operation) -> Fault,
+    /// Faults injected so far, by kind: errno, short, delay, panic.
+    pub injected: [AtomicUsize; 4],
+}
+
+impl Faulty {
+    /// Injects `plan`'s faults into `inner`'s operations.
+    pub fn new(inner: Arc<dyn Backend>, plan: fn(&Operation) -> Fault) -> Arc<Self> {
+        Arc::new(Faulty { inner, plan, injected: Default::default() })
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for Faulty {
+    fn name(&self) -> &'static str {
+        "faulty"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn execute(&self, mut op: Operation) -> OpOutcome {
+        let fault = (self.plan)(&op);
+        let count = |kind: usize| self.injected[kind].fetch_add(1, Ordering::SeqCst);
+        match fault {
+            Fault::None => {}
+            Fault::Errno(errno) => {
+                count(0);
+                return Err(OpError::new(errno, "injected fault"));
+            }
+            Fault::Short(max) => {
+                count(1);
+                op.limit_transfer(max);
+            }
+            Fault::Delay(d) => {
+                count(2);
+                futures_timer::Delay::new(d).await;
+            }
+            Fault::Panic => {
+                count(3);
+                panic!("injected panic inside {}", op.op().name());
+            }
+        }
+        self.inner.execute(op).await
+    }
+
+    fn spawn(&self, task: Task) {
+        self.inner.spawn(task)
+    }
+}

@@ -141,4 +141,10 @@ pub mod errno {
     pub const EAFNOSUPPORT: i32 = Errno::AFNOSUPPORT.raw_os_error();
     /// Value too large (an offset past `i64::MAX`).
     pub const EOVERFLOW: i32 = Errno::OVERFLOW.raw_os_error();
+    /// Interrupted system call.
+    pub const EINTR: i32 = Errno::INTR.raw_os_error();
+    /// Try again: the resource is temporarily unavailable.
+    pub const EAGAIN: i32 = Errno::AGAIN.raw_os_error();
+    /// No space left on the device.
+    pub const ENOSPC: i32 = Errno::NOSPC.raw_os_error();
 }
