@@ -15,6 +15,7 @@
 //! [`support::CHECK_LIMIT`]: a hang is a failure, not a stuck CI.
 
 pub mod checks;
+pub mod fuzz;
 pub mod support;
 
 /// Expands to one `#[test]` per check of the suite, on backends made by `make` (a `fn() ->

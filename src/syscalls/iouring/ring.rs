@@ -381,6 +381,12 @@ impl SyscallCompletionRing {
     /// Hands a future's completion to the CQ instead.
     pub(crate) fn detach(&self, seq: u64) {
         let mut s = self.lock();
+        if s.destroyed {
+            // Nobody can take from a destroyed ring's CQ: the completion is discarded, as
+            // destroying the ring did with every other one bound for the CQ.
+            drop(s);
+            return self.abandon(seq);
+        }
         let mut after = AfterUnlock::default();
         let Some(slot) = s.slots.get_mut(&seq) else { return };
         slot.owner = Owner::Queue;
@@ -703,6 +709,19 @@ mod tests {
         let snap = counters.snapshot(1, "t");
         assert_eq!((snap.pending, snap.discarded), (0, 1));
         assert_eq!(r.outstanding(), 0);
+    }
+
+    #[test]
+    fn iouring_detach_after_destroy_is_discarded_not_stranded() {
+        // Found by the op-sequence fuzz target: a future detached after its ring was destroyed
+        // put its completion in a CQ nobody could reach, pending forever.
+        let (r, counters) = ring(8, 8);
+        let (seq, _) = r.submit(nops(1), true).unwrap();
+        r.destroy();
+        r.detach(seq);
+        assert_eq!(r.outstanding(), 0);
+        let snap = counters.snapshot(0, "t");
+        assert_eq!((snap.total_submissions, snap.total_completions, snap.pending, snap.discarded), (1, 1, 0, 1));
     }
 
     #[test]

@@ -1,0 +1,260 @@
+//! The bodies of the fuzz targets (`fuzz/`), kept here so that the main crate's tests replay
+//! them on a fixed set of inputs (`tests/fuzz_replay.rs`) on every build, while `cargo fuzz`
+//! explores further.
+//!
+//! - [`path_case`]: one `Open` of a hostile path with hostile flags against a rooted, read-write
+//!   policy. Whatever happens, a descriptor it yields points beneath the root, and nothing
+//!   outside the root changes.
+//! - [`op_sequence_case`]: a sequence of manager calls (rings of any size, submits, batches,
+//!   futures polled, dropped or detached, cancels, reaps, waits, destroys, policies) with bad
+//!   descriptors, offsets, whences and sizes among the operations. No call panics or hangs, and
+//!   once every ring is destroyed, every accepted operation was completed exactly once and no
+//!   descriptor is left open.
+
+use std::future::Future as _;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use ai_os_kernel::backend::Backend;
+use ai_os_kernel::sandbox::Policy;
+use ai_os_kernel::syscalls::open_flags::*;
+use ai_os_kernel::syscalls::{CompletionFuture, IoUringManager, OpResult, SyscallOpType as Op, SyscallSubmissionEntry};
+
+/// How long one completion may take before the case counts as a hang.
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Fragments that fuzz bytes at or above `0xE0` stand for, so that short inputs reach the
+/// interesting paths: escapes, magic links, loops, long and odd names.
+const TOKENS: &[&str] = &[
+    "../",
+    "/",
+    "up/",
+    "abs/",
+    "/proc/self/root/",
+    "/proc/self/fd/",
+    "/proc/self/cwd/",
+    "loop/",
+    "..",
+    "secret",
+    "inside",
+    "\0",
+    "sub/",
+    "//",
+    "./",
+    "dirlink/",
+    "chain/",
+    "dangling",
+    ".",
+    "inside/",
+    "/dev/null",
+    "sub/../../",
+];
+
+/// The root a path case runs beneath, and the outside it must not touch.
+struct PathWorld {
+    _outer: tempfile::TempDir,
+    outer: PathBuf,
+    root: PathBuf,
+    outside_before: Vec<(String, Vec<u8>)>,
+    m: IoUringManager,
+}
+
+fn listing(outer: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(outer)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() != "root")
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let content = std::fs::read(e.path()).unwrap_or_default();
+            (name, content)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn path_world() -> &'static PathWorld {
+    static WORLD: OnceLock<PathWorld> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let outer = std::fs::canonicalize(tmp.path()).unwrap();
+        let root = outer.join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(outer.join("secret"), b"outside").unwrap();
+        std::fs::write(root.join("inside"), b"inside").unwrap();
+        let link = |target: &Path, name: &str| std::os::unix::fs::symlink(target, root.join(name)).unwrap();
+        link(Path::new("../"), "up");
+        link(&outer, "abs");
+        link(Path::new("loop"), "loop");
+        link(Path::new("sub"), "dirlink");
+        link(Path::new("up/secret"), "chain");
+        link(Path::new("nowhere"), "dangling");
+        let m = IoUringManager::new();
+        m.set_policy(1, Policy::rooted(&root).read_write()).unwrap();
+        let outside_before = listing(&outer);
+        PathWorld { _outer: tmp, outer, root, outside_before, m }
+    })
+}
+
+/// Splits fuzz bytes into flags and a path (see [`TOKENS`]).
+fn decode_path(data: &[u8]) -> (u32, String) {
+    const FLAGS: &[u32] = &[
+        O_RDONLY,
+        O_WRONLY | O_CREAT,
+        O_RDWR | O_CREAT | O_TRUNC,
+        O_WRONLY | O_APPEND,
+        libc::O_PATH as u32,
+        O_RDONLY | O_DIRECTORY,
+        O_WRONLY | O_CREAT | O_EXCL,
+        O_RDWR | O_NOFOLLOW,
+    ];
+    let Some((&pick, rest)) = data.split_first() else { return (O_RDONLY, String::new()) };
+    let (flags, rest) = match FLAGS.get(usize::from(pick) % (FLAGS.len() + 1)) {
+        Some(&f) => (f, rest),
+        None if rest.len() >= 4 => (u32::from_le_bytes(rest[..4].try_into().unwrap()), &rest[4..]),
+        None => (O_RDONLY, rest),
+    };
+    let mut path = String::new();
+    for &b in rest {
+        match b {
+            0xE0.. => path.push_str(TOKENS[usize::from(b - 0xE0) % TOKENS.len()]),
+            0xC0.. => path.push_str(&"x".repeat(usize::from(b - 0xC0) * 16)),
+            _ => path.push(char::from(b)),
+        }
+    }
+    (flags, path)
+}
+
+/// Opens the path fuzz bytes describe, beneath the root; checks that a descriptor it gets points
+/// beneath the root and that nothing outside changed.
+pub fn path_case(data: &[u8]) {
+    let w = path_world();
+    let (flags, path) = decode_path(data);
+    let seq = w.m.submit(1, SyscallSubmissionEntry::new(1, Op::Open { path: path.clone(), flags, mode: 0o600 }, 0));
+    let seq = seq.unwrap_or_else(|e| panic!("{path:?}: submit refused: {e}"));
+    let done = w.m.wait_completion_timeout(1, seq, LIMIT).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    match done.result {
+        OpResult::Fd(fd) => {
+            let process = w.m.processes().get(1).unwrap();
+            let raw = process.descriptor(fd).unwrap().as_fd().as_raw_fd();
+            let real = std::fs::read_link(format!("/proc/self/fd/{raw}")).unwrap();
+            assert!(real.starts_with(&w.root), "{path:?} (flags {flags:#o}) opened {real:?}, outside the root");
+            let close = w.m.submit(1, SyscallSubmissionEntry::new(1, Op::Close { fd }, 0)).unwrap();
+            assert!(w.m.wait_completion_timeout(1, close, LIMIT).unwrap().status.is_success());
+        }
+        _ => assert!(done.errno().is_some_and(|e| e > 0), "{path:?}: neither a descriptor nor an errno: {done:?}"),
+    }
+    assert_eq!(listing(&w.outer), w.outside_before, "{path:?} (flags {flags:#o}) changed something outside the root");
+}
+
+/// The backend op sequences run on (the one `IoUringManager::new()` picks, so
+/// `AI_OS_KERNEL_BACKEND` chooses), shared by every case: a pool per case would be slow.
+fn shared_backend() -> Arc<dyn Backend> {
+    static BACKEND: OnceLock<Arc<dyn Backend>> = OnceLock::new();
+    BACKEND.get_or_init(|| ai_os_kernel::backend::from_env().expect("AI_OS_KERNEL_BACKEND")).clone()
+}
+
+fn files_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), vec![7u8; 8192]).unwrap();
+        dir
+    })
+    .path()
+}
+
+/// An operation from two fuzz bytes, bad arguments included.
+fn decode_op(k: u8, arg: u8) -> Op {
+    let fd = i32::from(arg % 8) - 1; // -1 ..= 6: unknown, negative, and the ones opens return
+    match k % 16 {
+        0 => Op::Nop,
+        1 => Op::open("f", O_RDONLY),
+        2 => Op::open("f", O_RDWR),
+        3 => Op::ReadAt { fd, offset: u64::from(arg) * 512, size: 4096 },
+        4 => Op::ReadAt { fd, offset: u64::MAX - u64::from(arg), size: 1 },
+        5 => Op::Read { fd, size: if arg.is_multiple_of(2) { 0 } else { usize::MAX } },
+        6 => Op::WriteAt { fd, offset: u64::from(arg), data: vec![arg; 64] },
+        7 => Op::Write { fd, data: Vec::new() },
+        8 => Op::Lseek { fd, offset: i64::from(arg as i8) * 1000, whence: i32::from(arg % 7) - 1 },
+        9 => Op::Lseek { fd, offset: i64::MIN, whence: 1 },
+        10 => Op::Close { fd },
+        11 => Op::Fsync { fd },
+        12 => Op::open("../f", O_RDONLY),
+        13 => Op::Recv { sockfd: fd, size: 16, flags: 0 },
+        14 => Op::Connect { sockfd: fd, addr: ([127, 0, 0, 1], u16::from(arg)).into() },
+        _ => Op::Socket { domain: i32::from(arg), ty: i32::from(arg >> 4), protocol: 0 },
+    }
+}
+
+/// Runs the manager calls fuzz bytes describe, three bytes a call, then checks that everything
+/// accepted was completed exactly once and nothing is left open.
+pub fn op_sequence_case(data: &[u8]) {
+    let m = IoUringManager::with_backend(shared_backend());
+    let policy = |pick: u8| match pick % 3 {
+        0 => Policy::rooted(files_dir()).read_write(),
+        1 => Policy::rooted(files_dir()).max_outstanding(3).max_open_fds(2).max_io_bytes(100),
+        _ => Policy::default(),
+    };
+    let mut futures: Vec<CompletionFuture> = Vec::new();
+    let mut last_seq = [0u64; 4];
+    let waker = futures::task::noop_waker();
+    for call in data.chunks(3) {
+        let [what, a, b] = [call[0], *call.get(1).unwrap_or(&0), *call.get(2).unwrap_or(&0)];
+        let pid = u32::from(a % 3) + 1;
+        let entry = |k: u8, arg: u8| SyscallSubmissionEntry::new(pid, decode_op(k, arg), u64::from(arg));
+        match what % 13 {
+            0 => drop(m.create_ring(pid, Some(usize::from(b % 9)), Some(usize::from(b / 9 % 17)))),
+            1 => drop(m.set_policy(pid, policy(b))),
+            2 => {
+                if let Ok(seq) = m.submit(pid, entry(b, a)) {
+                    last_seq[pid as usize] = seq;
+                }
+            }
+            3 => {
+                let n = usize::from(b % 6);
+                if let Ok(seqs) = m.submit_batch(pid, (0..n).map(|i| entry(b.wrapping_add(i as u8), a)).collect()) {
+                    assert_eq!(seqs.len(), n, "a batch is accepted whole");
+                    last_seq[pid as usize] = seqs.last().copied().unwrap_or(last_seq[pid as usize]);
+                }
+            }
+            4 => futures.extend(m.submit_async(pid, entry(b, a)).ok()),
+            5 if !futures.is_empty() => {
+                let i = usize::from(b) % futures.len();
+                if let Poll::Ready(done) = std::pin::Pin::new(&mut futures[i]).poll(&mut Context::from_waker(&waker)) {
+                    assert_eq!(done.seq, futures[i].seq());
+                    drop(futures.swap_remove(i));
+                }
+            }
+            6 if !futures.is_empty() => drop(futures.swap_remove(usize::from(b) % futures.len())),
+            7 if !futures.is_empty() => drop(futures.swap_remove(usize::from(b) % futures.len()).detach()),
+            8 => drop(m.cancel(pid, last_seq[pid as usize].wrapping_sub(u64::from(b % 4)))),
+            9 => drop(m.reap_completions(pid, Some(usize::from(b % 5)))),
+            10 => {
+                let seq = last_seq[pid as usize].wrapping_sub(u64::from(b % 4));
+                drop(m.wait_completion_timeout(pid, seq, Duration::from_millis(u64::from(b % 20))));
+            }
+            11 => drop(m.destroy_ring(pid)),
+            _ => drop(m.stats_for(pid)),
+        }
+    }
+    drop(futures);
+    for pid in 1..=3 {
+        let _ = m.destroy_ring(pid);
+    }
+    // An operation still running when its ring was destroyed may finish a moment later; a
+    // descriptor it opened is closed then.
+    let open = |pid| m.processes().get(pid).map_or(0, |p| p.open_descriptors());
+    let state = || (m.stats().pending, m.executor().in_flight(), [open(1), open(2), open(3)]);
+    let end = std::time::Instant::now() + LIMIT;
+    while state() != (0, 0, [0; 3]) {
+        assert!(std::time::Instant::now() < end, "left behind (pending, in flight, open fds): {:?}", state());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let stats = m.stats();
+    assert_eq!(stats.total_submissions, stats.total_completions, "{stats:?}");
+}
