@@ -25,9 +25,12 @@ fn uring() {
     match backend::UringBackend::new() {
         Ok(b) => {
             println!("io_uring: available");
-            for (name, ok) in b.probe().opcodes {
+            let probe = b.probe();
+            for (name, ok) in probe.opcodes {
                 println!("  IORING_OP_{name:<13} {}", if ok { "supported" } else { "missing (runs on the fallback)" });
             }
+            let sockets = if probe.sockets_in_kernel { "in the kernel" } else { "on the fallback pool" };
+            println!("sockets: {sockets}");
         }
         Err(e) => println!("io_uring: unavailable: {e}"),
     }

@@ -153,7 +153,7 @@ fn open_socket(domain: i32, ty: i32, protocol: i32) -> Result<std::os::fd::Owned
 }
 
 /// Never raise SIGPIPE in the host: a closed peer is an `EPIPE` completion.
-fn send_flags(flags: u32) -> SendFlags {
+pub(crate) fn send_flags(flags: u32) -> SendFlags {
     SendFlags::from_bits_retain(flags) | SendFlags::NOSIGNAL
 }
 

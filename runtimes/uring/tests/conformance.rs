@@ -29,7 +29,87 @@ fn probe_reports_the_opcodes_used() {
     let Ok(b) = UringBackend::new() else { return };
     let probe = b.probe();
     let names: Vec<_> = probe.opcodes.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["NOP", "READ", "WRITE", "FSYNC", "OPENAT2", "ASYNC_CANCEL"]);
+    assert_eq!(
+        names,
+        [
+            "NOP",
+            "READ",
+            "WRITE",
+            "FSYNC",
+            "OPENAT2",
+            "ASYNC_CANCEL",
+            "ACCEPT",
+            "CONNECT",
+            "SEND",
+            "RECV",
+            "SENDMSG",
+            "RECVMSG"
+        ]
+    );
     assert!(probe.opcodes.iter().any(|(n, ok)| *n == "NOP" && *ok));
     assert_eq!(b.in_flight(), 0);
+}
+
+/// Parked accepts and receives are held by the kernel (its in-flight table), not by a fallback
+/// thread; cancelling them takes them out of the kernel and leaks no descriptor.
+#[test]
+fn parked_socket_requests_wait_in_the_kernel() {
+    use std::time::Duration;
+
+    use ai_os_kernel::sandbox::Policy;
+    use ai_os_kernel::syscalls::{IoUringManager, OpResult, SyscallOpType as Op, SyscallSubmissionEntry};
+    use ai_os_kernel_conformance::support::{eventually, run_op, within};
+
+    let Ok(b) = UringBackend::new() else { return };
+    if !b.probe().sockets_in_kernel {
+        eprintln!("this kernel does not wait on non-blocking sockets: they run on the fallback");
+        return;
+    }
+    within(Duration::from_secs(60), "parked socket requests", move || {
+        let b = Arc::new(b);
+        let m = IoUringManager::with_backend(b.clone());
+        let loopback: ai_os_kernel::sandbox::IpNet = "127.0.0.0/8".parse().unwrap();
+        m.set_policy(
+            1,
+            Policy::default().allow_bind(loopback, 0..=65535).allow_listen().allow_connect(loopback, 0..=65535),
+        )
+        .unwrap();
+        let fd = |done: ai_os_kernel::syscalls::SyscallCompletionEntry| match done.result {
+            OpResult::Fd(fd) => fd,
+            other => panic!("{other:?}"),
+        };
+        let listener = fd(run_op(&m, 1, Op::Socket { domain: 2, ty: 1, protocol: 0 }));
+        assert!(run_op(&m, 1, Op::Bind { sockfd: listener, addr: "127.0.0.1:0".parse().unwrap() }).status.is_success());
+        assert!(run_op(&m, 1, Op::Listen { sockfd: listener, backlog: 64 }).status.is_success());
+        let OpResult::Addr(addr) = run_op(&m, 1, Op::LocalAddr { sockfd: listener }).result else { panic!() };
+        let client = fd(run_op(&m, 1, Op::Socket { domain: 2, ty: 1, protocol: 0 }));
+        assert!(run_op(&m, 1, Op::Connect { sockfd: client, addr }).status.is_success());
+        let OpResult::Accepted { fd: server, .. } = run_op(&m, 1, Op::Accept { sockfd: listener }).result else {
+            panic!()
+        };
+        let descriptors = m.processes().get(1).unwrap().open_descriptors();
+
+        let parked: Vec<_> = (0..40)
+            .map(|i| {
+                let op = if i % 2 == 0 {
+                    Op::Accept { sockfd: listener }
+                } else {
+                    Op::Recv { sockfd: server, size: 64, flags: 0 }
+                };
+                m.submit_async(1, SyscallSubmissionEntry::new(1, op, i)).unwrap()
+            })
+            .collect();
+        eventually(Duration::from_secs(10), "40 requests in the kernel", || b.in_flight() == 40);
+        drop(parked);
+        eventually(Duration::from_secs(10), "cancelled out of the kernel", || {
+            b.in_flight() == 0 && m.stats().pending == 0
+        });
+        assert_eq!(m.processes().get(1).unwrap().open_descriptors(), descriptors, "no descriptor leaked");
+
+        // The connection still works after its cancelled receives.
+        let sent = run_op(&m, 1, Op::Send { sockfd: client, data: b"ping".to_vec(), flags: 0 });
+        assert_eq!(sent.result, OpResult::Count(4));
+        let got = run_op(&m, 1, Op::Recv { sockfd: server, size: 64, flags: 0 });
+        assert_eq!(got.result, OpResult::Bytes(b"ping".to_vec()));
+    });
 }

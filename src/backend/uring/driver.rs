@@ -5,8 +5,9 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use io_uring::{IoUring, Probe, opcode, squeue};
+use io_uring::{IoUring, Probe, opcode, squeue, types};
 use slab::Slab;
+use std::os::fd::AsRawFd;
 
 use super::prepare::{self, Prepared};
 use crate::backend::{Completer, OpOutcome, Operation};
@@ -53,22 +54,25 @@ pub(super) struct Driver {
     /// High half of every `user_data`, so a late cancel never hits a reused slot.
     generation: AtomicU32,
     supported: Vec<bool>,
+    /// Whether the kernel waits on a non-blocking socket itself (see [`kernel_waits_on_sockets`]).
+    sockets_wait: bool,
     shutting_down: AtomicBool,
 }
 
 impl Driver {
     pub(super) fn start(entries: u32) -> io::Result<Arc<Self>> {
-        let ring = IoUring::new(entries)?;
+        let mut ring = IoUring::new(entries)?;
         if !ring.params().is_feature_nodrop() {
             // Without NODROP a burst of completions could be lost: use another backend.
             return Err(io::Error::from_raw_os_error(rustix::io::Errno::NOSYS.raw_os_error()));
         }
         let mut probe = Probe::new();
-        let supported = match ring.submitter().register_probe(&mut probe) {
+        let supported: Vec<bool> = match ring.submitter().register_probe(&mut probe) {
             Ok(()) => (0..=u8::MAX).map(|code| probe.is_supported(code)).collect(),
             // No probe (before 5.6): only NOP is taken for granted.
             Err(_) => (0..=u8::MAX).map(|code| code == opcode::Nop::CODE).collect(),
         };
+        let sockets_wait = supported[usize::from(opcode::Recv::CODE)] && kernel_waits_on_sockets(&mut ring);
         let driver = Arc::new(Driver {
             ring,
             sq: Mutex::new(()),
@@ -76,6 +80,7 @@ impl Driver {
             in_flight: Mutex::new(Slab::new()),
             generation: AtomicU32::new(0),
             supported,
+            sockets_wait,
             shutting_down: AtomicBool::new(false),
         });
         let reaper = driver.clone();
@@ -85,6 +90,11 @@ impl Driver {
 
     pub(super) fn supports(&self, code: u8) -> bool {
         self.supported[usize::from(code)]
+    }
+
+    /// Whether socket requests may go to the kernel.
+    pub(super) fn sockets_wait(&self) -> bool {
+        self.sockets_wait
     }
 
     pub(super) fn in_flight(&self) -> usize {
@@ -231,6 +241,55 @@ impl Driver {
             }
         }
         Completer::complete_all(batch);
+    }
+}
+
+/// Whether the kernel waits on a non-blocking socket itself, polling internally as Linux does for
+/// socket requests, rather than failing them with `EAGAIN` as it does reads of `O_NONBLOCK`
+/// files. This crate's sockets are non-blocking (the other backends' readiness loops need it),
+/// so only then can socket requests go to the kernel. Asked once, before the reaper starts: a
+/// `RECV` on an empty socket pair either fails at once or waits, and is then cancelled.
+fn kernel_waits_on_sockets(ring: &mut IoUring) -> bool {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    const PROBE: u64 = 0;
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let Ok((socket, peer)) = rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, flags, None) else {
+        return false;
+    };
+    // Boxed and leaked if the request cannot be seen through to its completion, so that the
+    // kernel never writes into freed memory.
+    let mut buf = Box::new(0u8);
+    let recv = opcode::Recv::new(types::Fd(socket.as_raw_fd()), &mut *buf, 1).build().user_data(PROBE);
+    // SAFETY: `buf` and `socket` stay alive until the request's completion has been seen below
+    // (or are leaked).
+    if unsafe { ring.submission().push(&recv) }.is_err() || ring.submit().is_err() {
+        std::mem::forget((buf, socket, peer));
+        return false;
+    }
+    let mut waits = None;
+    let mut cancel_sent = false;
+    loop {
+        for cqe in ring.completion() {
+            if cqe.user_data() == PROBE {
+                waits = Some(cqe.result() == -rustix::io::Errno::CANCELED.raw_os_error());
+            }
+        }
+        if let Some(waits) = waits {
+            return waits;
+        }
+        if !cancel_sent {
+            let cancel = opcode::AsyncCancel::new(PROBE).build().user_data(CANCEL);
+            // SAFETY: a cancel request points at no memory.
+            cancel_sent = unsafe { ring.submission().push(&cancel) }.is_ok();
+        }
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INTR.raw_os_error()) => {}
+            Err(_) => {
+                std::mem::forget((buf, socket, peer));
+                return false;
+            }
+        }
     }
 }
 

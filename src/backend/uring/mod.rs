@@ -3,17 +3,25 @@
 //! A batch from the executor becomes one `io_uring_enter`; a reaper thread waits for
 //! completions and delivers them in bulk. Every buffer, path and descriptor an operation hands
 //! the kernel is owned by the in-flight table until its completion arrives, whatever happened to
-//! the future that asked. What the kernel cannot do here (opcodes it lacks, sockets for now)
-//! runs on a fallback [`BlockingBackend`]; `Lseek` and `Close` are not io_uring operations and
-//! run inline, at submission.
+//! the future that asked. Sockets wait in the kernel too (`ACCEPT`, `CONNECT`, `SEND`, `RECV`,
+//! `SENDMSG`, `RECVMSG`): a parked accept or receive holds no thread. What the kernel cannot do
+//! here (opcodes it lacks; socket requests where it would not wait on a non-blocking socket)
+//! runs on a fallback [`BlockingBackend`]; `Lseek`, `Close` and the calls that only set a socket
+//! up (`Socket`, `Bind`, `Listen`, `LocalAddr`) are not waits and run inline, at submission.
 
 mod driver;
+mod net;
 mod prepare;
 
 use std::io;
 use std::sync::Arc;
 
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+
+use super::net_ops::{self, Interest, Readiness};
 use super::{Backend, BlockingBackend, Capabilities, OpOutcome, Operation, Submission, Task, file_ops};
+use crate::process::Descriptor;
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::SyscallOpType;
 use driver::{Driver, Finish};
@@ -50,6 +58,9 @@ enum Route {
 pub struct Probe {
     /// The io_uring opcodes the crate uses, by name, and whether the kernel supports each.
     pub opcodes: Vec<(&'static str, bool)>,
+    /// Whether socket requests (accept, connect, send, receive) run in the kernel: only where it
+    /// waits on this crate's non-blocking sockets itself; elsewhere they run on the fallback.
+    pub sockets_in_kernel: bool,
 }
 
 impl UringBackend {
@@ -67,7 +78,10 @@ impl UringBackend {
 
     /// The opcodes this crate uses and whether the kernel supports them.
     pub fn probe(&self) -> Probe {
-        Probe { opcodes: prepare::OPCODES.iter().map(|&(name, code)| (name, self.driver.supports(code))).collect() }
+        Probe {
+            opcodes: prepare::OPCODES.iter().map(|&(name, code)| (name, self.driver.supports(code))).collect(),
+            sockets_in_kernel: self.driver.sockets_wait(),
+        }
     }
 
     /// Operations handed to the kernel and not yet completed.
@@ -77,11 +91,45 @@ impl UringBackend {
 
     /// Where `op` runs: in the kernel, inline (not io_uring operations), or on the fallback.
     fn route(&self, op: &SyscallOpType) -> Route {
+        let in_kernel =
+            |code| self.driver.supports(code) && (!prepare::is_socket_request(op) || self.driver.sockets_wait());
         match op {
-            _ if prepare::opcode_of(op).is_some_and(|code| self.driver.supports(code)) => Route::Kernel,
-            SyscallOpType::Lseek { .. } | SyscallOpType::Close { .. } => Route::Inline,
+            _ if prepare::opcode_of(op).is_some_and(in_kernel) => Route::Kernel,
+            SyscallOpType::Lseek { .. }
+            | SyscallOpType::Close { .. }
+            | SyscallOpType::Socket { .. }
+            | SyscallOpType::Bind { .. }
+            | SyscallOpType::Listen { .. }
+            | SyscallOpType::LocalAddr { .. } => Route::Inline,
             _ => Route::Fallback,
         }
+    }
+}
+
+/// Runs an operation that never waits (`Lseek`, `Close`, and the socket calls that only set a
+/// socket up) on the calling thread.
+fn inline(op: Operation) -> OpOutcome {
+    if !op.op().is_network() {
+        return file_ops::execute_sync(op);
+    }
+    let mut run = std::pin::pin!(net_ops::execute(op, &NoWait));
+    match run.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(outcome) => outcome,
+        Poll::Pending => Err(OpError::new(errno::EIO, "a socket call that never waits had to wait")),
+    }
+}
+
+/// Readiness for calls that never wait: one attempt, its outcome as it is.
+struct NoWait;
+
+impl Readiness for NoWait {
+    fn retry<T: Send>(
+        &self,
+        _d: &Descriptor,
+        _interest: Interest,
+        mut attempt: impl FnMut() -> Result<T, rustix::io::Errno> + Send,
+    ) -> impl Future<Output = Result<T, OpError>> + Send {
+        std::future::ready(attempt().map_err(OpError::from))
     }
 }
 
@@ -107,7 +155,7 @@ impl Backend for UringBackend {
 
     async fn execute(&self, op: Operation) -> OpOutcome {
         match self.route(op.op()) {
-            Route::Inline => return file_ops::execute_sync(op),
+            Route::Inline => return inline(op),
             Route::Fallback => return self.fallback.execute(op).await,
             Route::Kernel => {}
         }
@@ -131,7 +179,7 @@ impl Backend for UringBackend {
                 }
                 Route::Inline => {
                     let (op, done) = sub.into_parts();
-                    done.complete(file_ops::execute_sync(op));
+                    done.complete(inline(op));
                 }
                 Route::Fallback => elsewhere.push(sub),
             }

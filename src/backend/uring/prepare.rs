@@ -14,6 +14,8 @@ use crate::sandbox::Sandbox;
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
 
+use super::net::{self, NetKind};
+
 /// The opcodes the crate uses, by name.
 pub(super) const OPCODES: &[(&str, u8)] = &[
     ("NOP", opcode::Nop::CODE),
@@ -22,6 +24,12 @@ pub(super) const OPCODES: &[(&str, u8)] = &[
     ("FSYNC", opcode::Fsync::CODE),
     ("OPENAT2", opcode::OpenAt2::CODE),
     ("ASYNC_CANCEL", opcode::AsyncCancel::CODE),
+    ("ACCEPT", opcode::Accept::CODE),
+    ("CONNECT", opcode::Connect::CODE),
+    ("SEND", opcode::Send::CODE),
+    ("RECV", opcode::Recv::CODE),
+    ("SENDMSG", opcode::SendMsg::CODE),
+    ("RECVMSG", opcode::RecvMsg::CODE),
 ];
 
 /// The opcode that runs `op` in the kernel, if any.
@@ -32,8 +40,14 @@ pub(super) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
         SyscallOpType::Write { .. } | SyscallOpType::WriteAt { .. } => opcode::Write::CODE,
         SyscallOpType::Fsync { .. } => opcode::Fsync::CODE,
         SyscallOpType::Open { .. } => opcode::OpenAt2::CODE,
-        _ => None?,
+        other => net::opcode_of(other)?,
     })
+}
+
+/// Whether `op` is a socket operation that waits on a peer (those the kernel may run only where
+/// it waits on non-blocking sockets itself).
+pub(super) fn is_socket_request(op: &SyscallOpType) -> bool {
+    net::opcode_of(op).is_some()
 }
 
 /// What an in-flight operation owns: the memory its entry points into, and the descriptors it
@@ -50,6 +64,7 @@ enum Kind {
     Write { _data: Vec<u8> },
     Fsync,
     Open { _path: CString, _how: Box<types::OpenHow>, name: String, rooted: bool },
+    Net(NetKind),
 }
 
 /// The "current position" offset for `READ`/`WRITE`.
@@ -85,6 +100,18 @@ pub(super) fn prepare(op: Operation) -> Result<(Prepared, squeue::Entry), OpErro
             let sqe = opcode::OpenAt2::new(types::Fd(dir), c_path.as_ptr(), &*how).build();
             let kind = Kind::Open { _path: c_path, _how: how, name: path, rooted: resolve != 0 };
             (kind, sqe, None, Some(sandbox))
+        }
+        SyscallOpType::Recv { sockfd, size: 0, .. } => {
+            // Nothing to wait for: answered at once, as the other backends do.
+            let d = process.descriptor(sockfd)?;
+            if d.kind() != DescriptorKind::Socket {
+                return Err(OpError::new(errno::ENOTSOCK, format!("descriptor {sockfd} is not a socket")));
+            }
+            (Kind::Net(NetKind::Recv(Vec::new())), opcode::Nop::new().build(), None, None)
+        }
+        other if net::opcode_of(&other).is_some() => {
+            let (kind, sqe, d) = net::prepare(&process, other)?;
+            (Kind::Net(kind), sqe, Some(d), None)
         }
         other => {
             return Err(OpError::new(errno::EINVAL, format!("{} is not an io_uring operation here", other.name())));
@@ -132,5 +159,6 @@ pub(super) fn finish(prepared: Prepared, process: &Process, result: i32) -> OpOu
             let fd = unsafe { OwnedFd::from_raw_fd(result) };
             OpResult::Fd(process.install(fd, DescriptorKind::File)?)
         }
+        Kind::Net(kind) => net::finish(kind, process, result)?,
     })
 }

@@ -1,0 +1,204 @@
+//! Socket operations as io_uring requests: `ACCEPT`, `CONNECT`, `SEND`, `RECV`, and `SENDMSG` /
+//! `RECVMSG` for datagrams with an address. The kernel waits for the socket itself (it polls
+//! internally), so a parked accept or receive costs an entry in the in-flight table, no thread.
+//!
+//! Every address, header and buffer an entry points into is boxed here and owned by the
+//! in-flight table until the completion arrives, as for files.
+
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+
+use io_uring::{opcode, squeue, types};
+use rustix::net::addr::{SocketAddrLen, SocketAddrStorage};
+use rustix::net::{RecvFlags, SocketAddrAny};
+
+use crate::backend::net_ops;
+use crate::process::{Descriptor, DescriptorKind, Process};
+use crate::syscalls::iouring::error::{OpError, errno};
+use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
+
+/// What a socket request owns while the kernel holds it.
+pub(super) enum NetKind {
+    Accept(Box<AddrOut>),
+    Connect { _addr: Box<SocketAddrAny> },
+    Send { _data: Vec<u8> },
+    Recv(Vec<u8>),
+    SendTo { _msg: Box<MsgOut>, _data: Vec<u8> },
+    RecvFrom(Box<MsgIn>, Vec<u8>, usize),
+}
+
+/// Room for the address the kernel writes (accept's peer).
+pub(super) struct AddrOut {
+    storage: MaybeUninit<SocketAddrStorage>,
+    len: SocketAddrLen,
+}
+
+/// A `sendmsg` header with its destination and one buffer.
+pub(super) struct MsgOut {
+    addr: SocketAddrAny,
+    iov: libc::iovec,
+    hdr: libc::msghdr,
+}
+
+/// A `recvmsg` header with room for the sender's address and one buffer.
+pub(super) struct MsgIn {
+    addr: AddrOut,
+    iov: libc::iovec,
+    hdr: libc::msghdr,
+}
+
+// SAFETY: the raw pointers inside `MsgOut`/`MsgIn` point only into the same box (the address, the
+// iovec) or into the buffer owned beside it in `NetKind`; Rust code never reads or writes through
+// them, only the kernel does, so moving the owner to another thread is sound.
+unsafe impl Send for MsgOut {}
+// SAFETY: as above.
+unsafe impl Send for MsgIn {}
+
+impl AddrOut {
+    fn new() -> Box<Self> {
+        Box::new(AddrOut { storage: MaybeUninit::uninit(), len: size_of::<SocketAddrStorage>() as SocketAddrLen })
+    }
+
+    /// The address the kernel wrote, if it is IPv4 or IPv6.
+    fn get(&self) -> Result<SocketAddr, OpError> {
+        let unsupported = || OpError::new(errno::EAFNOSUPPORT, "the peer's address is not IPv4 or IPv6");
+        // `SocketAddrAny::new` panics below the family header or past the storage.
+        if (self.len as usize) < size_of::<libc::sa_family_t>() || self.len as usize > size_of::<SocketAddrStorage>() {
+            return Err(unsupported());
+        }
+        // SAFETY: the kernel initialised `len` bytes of `storage` with a socket address, and `len`
+        // was just checked to lie within the bounds `new` requires.
+        let any = unsafe { SocketAddrAny::new(self.storage, self.len) };
+        any.try_into().map_err(|_| unsupported())
+    }
+}
+
+/// The opcode that runs a socket operation in the kernel, if any (`Socket`, `Bind`, `Listen` and
+/// `LocalAddr` never wait: they run inline).
+pub(super) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
+    Some(match op {
+        SyscallOpType::Accept { .. } => opcode::Accept::CODE,
+        SyscallOpType::Connect { .. } => opcode::Connect::CODE,
+        SyscallOpType::Send { .. } => opcode::Send::CODE,
+        SyscallOpType::Recv { .. } => opcode::Recv::CODE,
+        SyscallOpType::SendTo { .. } => opcode::SendMsg::CODE,
+        SyscallOpType::RecvFrom { .. } => opcode::RecvMsg::CODE,
+        _ => None?,
+    })
+}
+
+fn socket(process: &Process, fd: i32) -> Result<Arc<Descriptor>, OpError> {
+    let d = process.descriptor(fd)?;
+    if d.kind() != DescriptorKind::Socket {
+        return Err(OpError::new(errno::ENOTSOCK, format!("descriptor {fd} is not a socket")));
+    }
+    Ok(d)
+}
+
+fn recv_flags(flags: u32) -> i32 {
+    (RecvFlags::from_bits_retain(flags) & !RecvFlags::TRUNC).bits() as i32
+}
+
+/// Builds the entry for a socket operation; the descriptor is returned to be kept open.
+pub(super) fn prepare(
+    process: &Process,
+    op: SyscallOpType,
+) -> Result<(NetKind, squeue::Entry, Arc<Descriptor>), OpError> {
+    let raw = |d: &Arc<Descriptor>| types::Fd(d.as_fd().as_raw_fd());
+    // Sizes were checked against the policy's limit, which fits a u32.
+    Ok(match op {
+        SyscallOpType::Accept { sockfd } => {
+            let d = socket(process, sockfd)?;
+            let mut out = AddrOut::new();
+            let flags = (rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC).bits() as i32;
+            let sqe = opcode::Accept::new(raw(&d), out.storage.as_mut_ptr().cast(), &mut out.len).flags(flags).build();
+            (NetKind::Accept(out), sqe, d)
+        }
+        SyscallOpType::Connect { sockfd, addr } => {
+            let d = socket(process, sockfd)?;
+            let addr = Box::new(SocketAddrAny::from(addr));
+            let sqe = opcode::Connect::new(raw(&d), addr.as_ptr().cast(), addr.addr_len()).build();
+            (NetKind::Connect { _addr: addr }, sqe, d)
+        }
+        SyscallOpType::Send { sockfd, data, flags } => {
+            let d = socket(process, sockfd)?;
+            let flags = net_ops::send_flags(flags).bits() as i32;
+            let sqe = opcode::Send::new(raw(&d), data.as_ptr(), data.len() as u32).flags(flags).build();
+            (NetKind::Send { _data: data }, sqe, d)
+        }
+        SyscallOpType::Recv { sockfd, size, flags } => {
+            let d = socket(process, sockfd)?;
+            let mut buf = Vec::with_capacity(size);
+            let sqe = opcode::Recv::new(raw(&d), buf.as_mut_ptr(), size as u32).flags(recv_flags(flags)).build();
+            (NetKind::Recv(buf), sqe, d)
+        }
+        SyscallOpType::SendTo { sockfd, data, addr, flags } => {
+            let d = socket(process, sockfd)?;
+            // SAFETY: `msghdr` and `iovec` are plain C structs for which all-zero is valid.
+            let mut msg = Box::new(MsgOut {
+                addr: SocketAddrAny::from(addr),
+                iov: unsafe { std::mem::zeroed() },
+                hdr: unsafe { std::mem::zeroed() },
+            });
+            msg.iov = libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() };
+            msg.hdr.msg_name = msg.addr.as_ptr().cast_mut().cast();
+            msg.hdr.msg_namelen = msg.addr.addr_len();
+            msg.hdr.msg_iov = &mut msg.iov;
+            msg.hdr.msg_iovlen = 1;
+            let flags = net_ops::send_flags(flags).bits();
+            let sqe = opcode::SendMsg::new(raw(&d), &msg.hdr).flags(flags).build();
+            (NetKind::SendTo { _msg: msg, _data: data }, sqe, d)
+        }
+        SyscallOpType::RecvFrom { sockfd, size, flags } => {
+            let d = socket(process, sockfd)?;
+            // A zero-sized datagram read still needs room to take the datagram off the queue.
+            let mut buf = Vec::<u8>::with_capacity(size.max(1));
+            // SAFETY: as above.
+            let mut msg = Box::new(MsgIn {
+                addr: *AddrOut::new(),
+                iov: unsafe { std::mem::zeroed() },
+                hdr: unsafe { std::mem::zeroed() },
+            });
+            msg.iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.capacity() };
+            msg.hdr.msg_name = msg.addr.storage.as_mut_ptr().cast();
+            msg.hdr.msg_namelen = msg.addr.len;
+            msg.hdr.msg_iov = &mut msg.iov;
+            msg.hdr.msg_iovlen = 1;
+            let sqe = opcode::RecvMsg::new(raw(&d), &mut msg.hdr).flags(recv_flags(flags) as u32).build();
+            (NetKind::RecvFrom(msg, buf, size), sqe, d)
+        }
+        other => return Err(OpError::new(errno::EINVAL, format!("{} is not a socket request", other.name()))),
+    })
+}
+
+/// The outcome of a socket request that completed with `n` (not an error).
+pub(super) fn finish(kind: NetKind, process: &Process, n: i32) -> Result<OpResult, OpError> {
+    let len = n as usize;
+    Ok(match kind {
+        NetKind::Accept(out) => {
+            // SAFETY: a successful ACCEPT returns a new descriptor that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(n) };
+            // An address that cannot be reported drops (closes) the new connection.
+            let peer = out.get()?;
+            OpResult::Accepted { fd: process.install(fd, DescriptorKind::Socket)?, peer }
+        }
+        NetKind::Connect { .. } => OpResult::None,
+        NetKind::Send { .. } | NetKind::SendTo { .. } => OpResult::Count(len),
+        NetKind::Recv(mut buf) => {
+            // SAFETY: the kernel wrote `len` bytes (at most the capacity it was given) at the
+            // start of the buffer.
+            unsafe { buf.set_len(len.min(buf.capacity())) };
+            OpResult::Bytes(buf)
+        }
+        NetKind::RecvFrom(msg, mut buf, size) => {
+            // SAFETY: as for `Recv`; the datagram's bytes past the buffer were discarded by the
+            // kernel.
+            unsafe { buf.set_len(len.min(buf.capacity())) };
+            buf.truncate(size);
+            let from = AddrOut { storage: msg.addr.storage, len: msg.hdr.msg_namelen }.get()?;
+            OpResult::Datagram { data: buf, from }
+        }
+    })
+}
