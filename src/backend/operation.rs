@@ -42,6 +42,12 @@ impl Operation {
         self.op
     }
 
+    /// The operation, its process and its cancellation signal, by value: for a backend that
+    /// keeps them apart while the operation runs (an io_uring in-flight table), without cloning.
+    pub fn into_parts(self) -> (SyscallOpType, Arc<Process>, Arc<CancelToken>) {
+        (self.op, self.process, self.cancel)
+    }
+
     /// The process: its descriptors and sandbox.
     pub fn process(&self) -> &Arc<Process> {
         &self.process

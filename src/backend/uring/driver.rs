@@ -3,7 +3,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use io_uring::{IoUring, Probe, opcode, squeue, types};
 use slab::Slab;
@@ -57,6 +57,12 @@ pub(super) struct Driver {
     /// Whether the kernel waits on a non-blocking socket itself (see [`kernel_waits_on_sockets`]).
     sockets_wait: bool,
     shutting_down: AtomicBool,
+    /// Whether the reaper is parked on `rouse`, outside the kernel. It parks whenever nothing is
+    /// in flight: a submitter takes what the kernel finished inside its own enter (NOPs,
+    /// page-cached reads), and a reaper waiting in the kernel meanwhile would be woken for every
+    /// one of those completions only to find them taken (a third of the time of a NOP batch).
+    reaper_parked: Mutex<bool>,
+    rouse: Condvar,
 }
 
 impl Driver {
@@ -82,6 +88,8 @@ impl Driver {
             supported,
             sockets_wait,
             shutting_down: AtomicBool::new(false),
+            reaper_parked: Mutex::new(false),
+            rouse: Condvar::new(),
         });
         let reaper = driver.clone();
         std::thread::Builder::new().name("ai-os-kernel-uring-reaper".into()).spawn(move || reaper.reap())?;
@@ -115,9 +123,8 @@ impl Driver {
             let mut table = self.table();
             let generation = u64::from(self.generation.fetch_add(1, Ordering::Relaxed)) << 32;
             for (op, finish) in ops {
-                let process = op.process().clone();
-                let cancel = op.cancel_token().clone();
-                match prepare::prepare(op) {
+                let (op, process, cancel) = op.into_parts();
+                match prepare::prepare(op, &process) {
                     Ok((prepared, sqe)) => {
                         let slot = table.vacant_entry();
                         let user_data = generation | slot.key() as u64;
@@ -135,6 +142,20 @@ impl Driver {
         // someone is already taking completions: they will deliver these too.
         if let Ok(cq) = self.cq.try_lock() {
             self.deliver_ready(&cq);
+        }
+        // Only what is still in the kernel can be cancelled there: operations that completed
+        // inside the enter need no hook (a hook for one that completes just after this check
+        // asks the kernel to cancel an unknown request, which is harmless). Whatever is still
+        // there needs the reaper in the kernel.
+        let left_in_flight = {
+            let table = self.table();
+            cancels.retain(|&(_, user_data)| {
+                table.get((user_data & u64::from(u32::MAX)) as usize).is_some_and(|f| f.user_data == user_data)
+            });
+            !table.is_empty()
+        };
+        if left_in_flight {
+            self.rouse_reaper();
         }
         for (cancel, user_data) in cancels {
             let driver = Arc::downgrade(self);
@@ -193,11 +214,38 @@ impl Driver {
     pub(super) fn shut_down(&self) {
         self.shutting_down.store(true, Ordering::Release);
         self.push(&[opcode::Nop::new().build().user_data(WAKE)]);
+        let _parked = self.reaper_parked.lock().unwrap_or_else(|e| e.into_inner());
+        self.rouse.notify_one();
+    }
+
+    /// Sends the reaper into the kernel: something is left in flight once the submitter has
+    /// taken what completed inside its enter.
+    fn rouse_reaper(&self) {
+        // Taken after the table showed work, under the lock the reaper parks with: a reaper about
+        // to park sees that work, or is parked already and is woken.
+        let parked = self.reaper_parked.lock().unwrap_or_else(|e| e.into_inner());
+        if *parked {
+            self.rouse.notify_one();
+        }
+    }
+
+    /// Parks the reaper while nothing is in flight.
+    fn park_while_idle(&self) {
+        let mut parked = self.reaper_parked.lock().unwrap_or_else(|e| e.into_inner());
+        while self.table().is_empty() && !self.shutting_down.load(Ordering::Acquire) {
+            *parked = true;
+            parked = self.rouse.wait(parked).unwrap_or_else(|e| e.into_inner());
+        }
+        *parked = false;
     }
 
     /// The reaper: waits for completions and delivers them, until shut down with nothing left.
     fn reap(self: Arc<Self>) {
         loop {
+            self.park_while_idle();
+            if self.shutting_down.load(Ordering::Acquire) && self.table().is_empty() {
+                return;
+            }
             match self.ring.submitter().submit_and_wait(1) {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INTR.raw_os_error()) => continue,

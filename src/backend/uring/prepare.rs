@@ -8,7 +8,6 @@ use std::sync::Arc;
 use io_uring::{opcode, squeue, types};
 
 use crate::backend::OpOutcome;
-use crate::backend::Operation;
 use crate::process::{Descriptor, DescriptorKind, Process};
 use crate::sandbox::Sandbox;
 use crate::syscalls::iouring::error::{OpError, errno};
@@ -70,11 +69,10 @@ enum Kind {
 /// The "current position" offset for `READ`/`WRITE`.
 const CURRENT: u64 = u64::MAX;
 
-pub(super) fn prepare(op: Operation) -> Result<(Prepared, squeue::Entry), OpError> {
-    let process = op.process().clone();
+pub(super) fn prepare(op: SyscallOpType, process: &Process) -> Result<(Prepared, squeue::Entry), OpError> {
     let file = |fd: i32| process.descriptor(fd);
     let raw = |d: &Arc<Descriptor>| types::Fd(d.as_fd().as_raw_fd());
-    let (kind, sqe, file, sandbox) = match op.into_op() {
+    let (kind, sqe, file, sandbox) = match op {
         SyscallOpType::Nop => (Kind::Nop, opcode::Nop::new().build(), None, None),
         SyscallOpType::Read { fd, size } | SyscallOpType::ReadAt { fd, size, offset: _ } if size == 0 => {
             file(fd)?;
@@ -110,7 +108,7 @@ pub(super) fn prepare(op: Operation) -> Result<(Prepared, squeue::Entry), OpErro
             (Kind::Net(NetKind::Recv(Vec::new())), opcode::Nop::new().build(), None, None)
         }
         other if net::opcode_of(&other).is_some() => {
-            let (kind, sqe, d) = net::prepare(&process, other)?;
+            let (kind, sqe, d) = net::prepare(process, other)?;
             (Kind::Net(kind), sqe, Some(d), None)
         }
         other => {
