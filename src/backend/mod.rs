@@ -6,7 +6,7 @@
 //!
 //! | backend | feature | files | sockets |
 //! |---|---|---|---|
-//! | `UringBackend` | `uring` (default, Linux) | kernel io_uring, one `io_uring_enter` per batch | on its fallback pool (for now) |
+//! | `UringBackend` | `uring` (default, Linux) | kernel io_uring, one `io_uring_enter` per batch | kernel io_uring (`ACCEPT`, `RECV`, ...) |
 //! | `BlockingBackend` | `blocking` (default) | bounded thread pool | non-blocking, parked on async-io's reactor |
 //! | `TokioBackend` | `tokio` | `spawn_blocking` | `tokio::io::unix::AsyncFd` |
 //! | `SmolBackend` | `smol` | `blocking::unblock` | `async_io::Async` |

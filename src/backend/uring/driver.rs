@@ -265,28 +265,32 @@ impl Driver {
     /// the only one taking completions.
     fn deliver_ready(&self, _cq: &MutexGuard<'_, ()>) {
         // SAFETY: the `cq` lock is held, so no other `CompletionQueue` of this ring exists.
-        let done: Vec<(u64, i32)> =
-            unsafe { self.ring.completion_shared() }.map(|c| (c.user_data(), c.result())).collect();
-        if done.is_empty() {
+        let mut cq = unsafe { self.ring.completion_shared() };
+        if cq.is_empty() {
             return;
         }
-        let mut finished = Vec::with_capacity(done.len());
+        let mut batch = Vec::with_capacity(cq.len());
+        let mut channels = Vec::new();
         {
             let mut table = self.table();
-            for (user_data, result) in done {
+            for c in &mut cq {
+                let (user_data, result) = (c.user_data(), c.result());
                 let key = (user_data & u64::from(u32::MAX)) as usize;
                 if user_data < CANCEL && table.get(key).is_some_and(|f| f.user_data == user_data) {
-                    finished.push((table.remove(key), result));
+                    let op = table.remove(key);
+                    let outcome = prepare::finish(op.prepared, &op.process, result);
+                    match op.finish {
+                        Finish::Completer(c) => batch.push((c, outcome)),
+                        other => channels.push((other, outcome)),
+                    }
                 }
             }
         }
-        let mut batch = Vec::with_capacity(finished.len());
-        for (op, result) in finished {
-            let outcome = prepare::finish(op.prepared, &op.process, result);
-            match op.finish {
-                Finish::Completer(c) => batch.push((c, outcome)),
-                other => other.finish(outcome),
-            }
+        // Hands the entries back to the kernel before anything else is submitted.
+        drop(cq);
+        // Delivered outside the table's lock: completing may submit the next batch.
+        for (finish, outcome) in channels {
+            finish.finish(outcome);
         }
         Completer::complete_all(batch);
     }

@@ -76,10 +76,16 @@ impl IoUringExecutor {
     /// Puts `ring` in line (if it is not already) and moves what fits to the backend.
     pub(crate) fn schedule(&self, ring: &Arc<SyscallCompletionRing>) {
         let mut s = self.inner.lock();
-        if !ring.scheduled.swap(true, Ordering::Relaxed) {
-            s.ready.push_back(ring.clone());
+        let mut batch = Vec::new();
+        // With nobody in line, the ring goes first without joining the line (the same order,
+        // without the queueing); it joins only if it has more than the window takes.
+        let first = s.ready.is_empty() && !ring.scheduled.load(Ordering::Relaxed) && s.in_flight < self.inner.window;
+        if !first || self.inner.take_from(&mut s, ring, &mut batch) {
+            if !ring.scheduled.swap(true, Ordering::Relaxed) {
+                s.ready.push_back(ring.clone());
+            }
+            self.inner.fill(&mut s, &mut batch);
         }
-        let batch = self.inner.fill(&mut s);
         drop(s);
         self.inner.start(batch);
     }
@@ -91,22 +97,30 @@ impl Shared {
     }
 
     /// Takes operations from the ready rings in turn while the window has room.
-    fn fill(self: &Arc<Self>, s: &mut Sched) -> Vec<Submission> {
-        let mut batch = Vec::new();
-        let mut taken = Vec::new();
+    fn fill(self: &Arc<Self>, s: &mut Sched, batch: &mut Vec<Submission>) {
         while s.in_flight < self.window {
             let Some(ring) = s.ready.pop_front() else { break };
-            let room = (self.window - s.in_flight).min(QUANTUM);
-            let (counted, more) = ring.dispatch(room, &mut taken);
-            s.in_flight += counted;
-            batch.extend(taken.drain(..).map(|(d, counts)| Submission::new(&ring, d, counts, self.clone())));
-            if more {
+            if self.take_from(s, &ring, batch) {
                 s.ready.push_back(ring);
             } else {
                 ring.scheduled.store(false, Ordering::Relaxed);
             }
         }
-        batch
+    }
+
+    /// Takes one turn's worth of `ring`'s queued operations (the window has room); returns
+    /// whether more remain queued.
+    fn take_from(
+        self: &Arc<Self>,
+        s: &mut Sched,
+        ring: &Arc<SyscallCompletionRing>,
+        batch: &mut Vec<Submission>,
+    ) -> bool {
+        let room = (self.window - s.in_flight).min(QUANTUM);
+        let (counted, more) =
+            ring.dispatch(room, |d, counts| batch.push(Submission::new(ring, d, counts, self.clone())));
+        s.in_flight += counted;
+        more
     }
 
     fn start(&self, batch: Vec<Submission>) {
@@ -123,7 +137,8 @@ impl Shared {
         if s.ready.is_empty() {
             return;
         }
-        let batch = self.fill(&mut s);
+        let mut batch = Vec::new();
+        self.fill(&mut s, &mut batch);
         drop(s);
         self.start(batch);
     }

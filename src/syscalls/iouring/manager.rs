@@ -1,7 +1,8 @@
 //! [`IoUringManager`]: the one entry point, by pid.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+
+use rustc_hash::FxHashMap;
 use std::time::{Duration, Instant};
 
 use super::completion::SyscallCompletionEntry;
@@ -30,7 +31,9 @@ pub struct IoUringManager {
 }
 
 struct Inner {
-    rings: RwLock<HashMap<Pid, Arc<SyscallCompletionRing>>>,
+    /// Looked up on every call. Fx hashing: pids are assigned by the host, not chosen by the
+    /// tenants whose operations run here.
+    rings: RwLock<FxHashMap<Pid, Arc<SyscallCompletionRing>>>,
     processes: Arc<ProcessTable>,
     executor: IoUringExecutor,
     counters: Arc<Counters>,

@@ -28,8 +28,11 @@ pub struct ProcessStats {
     pub queued: Percentiles,
     /// Started → completed: time in the backend.
     pub running: Percentiles,
-    /// Completed → taken: time until the caller collected the completion (for completions taken
-    /// one at a time, by `wait_completion` or a future, one in eight is measured).
+    /// Completed → taken: time until the caller collected the completion.
+    ///
+    /// The three stages are measured on one operation in eight (the first, then every eighth
+    /// sequence number), so the clock is read a few times per batch rather than several times
+    /// per operation.
     pub waiting: Percentiles,
 }
 

@@ -195,16 +195,9 @@ impl SyscallCompletionRing {
         &self.process
     }
 
-    /// The time, if latency tracking is on.
-    fn now(&self) -> Option<Instant> {
-        self.counters.timing().then(Instant::now)
-    }
-
-    /// The time for an operation taken on its own (by `wait_completion` or its future), where
-    /// a clock read per operation would cost more than the rest of the bookkeeping: one in
-    /// eight is measured, which keeps the percentiles and most of the speed.
-    fn sampled_now(&self, seq: u64) -> Option<Instant> {
-        if seq % 8 == 0 { self.now() } else { None }
+    /// A clock for one pass under the lock.
+    fn clock(&self) -> Clock {
+        Clock { on: self.counters.timing(), now: None }
     }
 
     fn lock(&self) -> MutexGuard<'_, RingState> {
@@ -252,12 +245,12 @@ impl SyscallCompletionRing {
         let first = s.next_seq;
         let mut queued = false;
         let mut after = AfterUnlock::default();
-        let now = self.now();
-        let stamp = now.unwrap_or(self.created);
+        let mut clock = self.clock();
         s.metrics.submitted += n as u64;
         for (op, user_data) in ops {
             let seq = s.next_seq;
             s.next_seq += 1;
+            let stamp = clock.at(seq).unwrap_or(self.created);
             let owner = if to_future { Owner::Future(None) } else { Owner::Queue };
             match sandbox.check(&op) {
                 Ok(()) => {
@@ -284,10 +277,10 @@ impl SyscallCompletionRing {
 
     /// Moves up to `max` queued operations to running. Operations that may wait on a peer do not
     /// count against `max`. Returns how many counted and whether more remain queued.
-    pub(crate) fn dispatch(&self, max: usize, out: &mut Vec<(Dispatched, bool)>) -> (usize, bool) {
+    pub(crate) fn dispatch(&self, max: usize, mut out: impl FnMut(Dispatched, bool)) -> (usize, bool) {
         let mut s = self.lock();
         let mut counted = 0;
-        let now = self.now();
+        let mut clock = self.clock();
         while counted < max {
             let Some(seq) = s.sq.pop_front() else { break };
             let RingState { slots, metrics, .. } = &mut *s;
@@ -296,13 +289,13 @@ impl SyscallCompletionRing {
             let Phase::Queued(op) = std::mem::replace(&mut slot.phase, Phase::Running(cancel.clone())) else {
                 unreachable!("only queued operations are in the SQ");
             };
-            if let Some(now) = now {
+            if let Some(now) = clock.at(seq) {
                 slot.times[1] = now;
                 metrics.record(Stage::Queued, now.saturating_duration_since(slot.times[0]));
             }
             let counts = !op.may_wait_on_peer();
             counted += usize::from(counts);
-            out.push((Dispatched { seq, op, cancel }, counts));
+            out(Dispatched { seq, op, cancel }, counts);
         }
         (counted, !s.sq.is_empty())
     }
@@ -316,12 +309,12 @@ impl SyscallCompletionRing {
     pub(crate) fn complete_many(&self, outcomes: impl Iterator<Item = (u64, std::result::Result<OpResult, OpError>)>) {
         let mut s = self.lock();
         let mut after = AfterUnlock::default();
-        let now = self.now();
+        let mut clock = self.clock();
         for (seq, outcome) in outcomes {
             match s.slots.get(&seq) {
                 Some(Slot { phase: Phase::Running(_), user_data, .. }) => {
                     let entry = SyscallCompletionEntry::from_outcome(seq, *user_data, outcome);
-                    s.deliver(seq, entry, now, &self.counters, &mut after);
+                    s.deliver(seq, entry, &mut clock, &self.counters, &mut after);
                 }
                 // Already ended (destroyed ring, cancelled future): nobody will see this outcome,
                 // so a descriptor it created must not outlive it.
@@ -340,7 +333,7 @@ impl SyscallCompletionRing {
             return Poll::Ready(SyscallCompletionEntry::cancelled(seq, 0));
         };
         if matches!(slot.phase, Phase::Done(_)) {
-            let entry = s.take_done(seq, self.sampled_now(seq));
+            let entry = s.take_done(seq, &mut self.clock());
             self.counters.retired(1, false);
             return Poll::Ready(entry);
         }
@@ -409,8 +402,8 @@ impl SyscallCompletionRing {
             Some((Phase::Running(cancel), _)) => cancel.cancel(),
             Some((Phase::Queued(_), user_data)) => {
                 s.sq.retain(|&q| q != seq);
-                let now = self.now();
-                s.deliver(seq, SyscallCompletionEntry::cancelled(seq, user_data), now, &self.counters, &mut after);
+                let cancelled = SyscallCompletionEntry::cancelled(seq, user_data);
+                s.deliver(seq, cancelled, &mut self.clock(), &self.counters, &mut after);
             }
         }
         drop(s);
@@ -422,9 +415,9 @@ impl SyscallCompletionRing {
     pub(crate) fn reap(&self, max: usize) -> Vec<SyscallCompletionEntry> {
         let mut s = self.lock();
         let mut out = Vec::with_capacity(max.min(s.cq.len()));
-        let now = self.now();
+        let mut clock = self.clock();
         while out.len() < max {
-            let Some(entry) = s.pop_cq(now) else { break };
+            let Some(entry) = s.pop_cq(&mut clock) else { break };
             out.push(entry);
         }
         self.counters.retired(out.len(), false);
@@ -434,7 +427,7 @@ impl SyscallCompletionRing {
     /// A stream polls for the next CQ completion; `None` once the ring is destroyed.
     pub(crate) fn poll_cq(&self, cx: &mut Context<'_>) -> Poll<Option<SyscallCompletionEntry>> {
         let mut s = self.lock();
-        if let Some(entry) = s.pop_cq(self.now()) {
+        if let Some(entry) = s.pop_cq(&mut self.clock()) {
             self.counters.retired(1, false);
             return Poll::Ready(Some(entry));
         }
@@ -458,7 +451,7 @@ impl SyscallCompletionRing {
                     return Err(IoUringError::UnknownSeq { pid, seq });
                 }
                 Some(Slot { phase: Phase::Done(_), .. }) => {
-                    let entry = s.take_done(seq, self.sampled_now(seq));
+                    let entry = s.take_done(seq, &mut self.clock());
                     s.cq_stale += 1;
                     s.compact_cq();
                     self.counters.retired(1, false);
@@ -530,12 +523,12 @@ impl RingState {
         &mut self,
         seq: u64,
         entry: SyscallCompletionEntry,
-        now: Option<Instant>,
+        clock: &mut Clock,
         counters: &Counters,
         after: &mut AfterUnlock,
     ) {
         let Some(slot) = self.slots.get_mut(&seq) else { return };
-        if let Some(now) = now {
+        if let Some(now) = clock.at(seq) {
             slot.times[2] = now;
             self.metrics.record(Stage::Running, now.saturating_duration_since(slot.times[1]));
         }
@@ -565,10 +558,10 @@ impl RingState {
         after.notify_waiters |= self.blocked_waiters > 0;
     }
 
-    fn pop_cq(&mut self, now: Option<Instant>) -> Option<SyscallCompletionEntry> {
+    fn pop_cq(&mut self, clock: &mut Clock) -> Option<SyscallCompletionEntry> {
         while let Some(seq) = self.cq.pop_front() {
             match self.slots.get(&seq) {
-                Some(Slot { phase: Phase::Done(_), .. }) => return Some(self.take_done(seq, now)),
+                Some(Slot { phase: Phase::Done(_), .. }) => return Some(self.take_done(seq, clock)),
                 // Not possible: only done slots enter the CQ. Left untouched.
                 Some(_) => {}
                 None => self.cq_stale -= 1,
@@ -577,13 +570,13 @@ impl RingState {
         None
     }
 
-    /// Removes a done slot and returns its completion, measuring how long it waited when `now`
-    /// is given. Every way of taking a completion ends here.
-    fn take_done(&mut self, seq: u64, now: Option<Instant>) -> SyscallCompletionEntry {
+    /// Removes a done slot and returns its completion, measuring how long it waited if it is a
+    /// sampled one. Every way of taking a completion ends here.
+    fn take_done(&mut self, seq: u64, clock: &mut Clock) -> SyscallCompletionEntry {
         let Some(Slot { phase: Phase::Done(entry), times, .. }) = self.slots.remove(&seq) else {
             unreachable!("take_done is only called on a done slot");
         };
-        if let Some(now) = now {
+        if let Some(now) = clock.at(seq) {
             self.metrics.record(Stage::Waiting, now.saturating_duration_since(times[2]));
         }
         entry
@@ -597,6 +590,25 @@ impl RingState {
             self.cq.retain(|seq| slots.contains_key(seq));
             self.cq_stale = 0;
         }
+    }
+}
+
+/// One operation in this many has its latency measured (`stats_for`'s split), chosen by sequence
+/// number (the first, then every eighth): reading the clock at each stage of every operation
+/// would cost more than the rest of a NOP's bookkeeping, and a fixed sample keeps the
+/// percentiles.
+const SAMPLE_EVERY: u64 = 8;
+
+/// Reads the time at most once per pass under a ring's lock, and only for sampled operations.
+struct Clock {
+    on: bool,
+    now: Option<Instant>,
+}
+
+impl Clock {
+    /// The time, if latency tracking is on and `seq` is sampled.
+    fn at(&mut self, seq: u64) -> Option<Instant> {
+        (self.on && seq % SAMPLE_EVERY == 1).then(|| *self.now.get_or_insert_with(Instant::now))
     }
 }
 
@@ -634,7 +646,7 @@ mod tests {
 
     fn run_all(r: &SyscallCompletionRing) -> Vec<u64> {
         let mut out = Vec::new();
-        r.dispatch(usize::MAX, &mut out);
+        r.dispatch(usize::MAX, |d, counts| out.push((d, counts)));
         out.into_iter().map(|(d, _)| d.seq).collect()
     }
 
@@ -747,7 +759,7 @@ mod tests {
         let (cq_seq, _) = r.submit(nops(2), false).unwrap();
         let running = {
             let mut out = Vec::new();
-            r.dispatch(2, &mut out);
+            r.dispatch(2, |d, counts| out.push((d, counts)));
             out
         };
         assert_eq!(running.len(), 2);
