@@ -10,7 +10,7 @@ use slab::Slab;
 use std::os::fd::AsRawFd;
 
 use super::prepare::{self, Prepared};
-use crate::backend::{Completer, OpOutcome, Operation};
+use crate::backend::{CancelToken, Completer, OpOutcome, Operation};
 use crate::process::Process;
 use crate::syscalls::iouring::error::{OpError, errno};
 
@@ -42,7 +42,17 @@ struct InFlight {
     prepared: Prepared,
     process: Arc<Process>,
     finish: Finish,
+    /// The entry as submitted (it points into `prepared`), to submit again if the kernel cancels
+    /// it on its own.
+    sqe: squeue::Entry,
+    cancel: Arc<CancelToken>,
+    /// How often the kernel cancelled it on its own.
+    requeued: u8,
 }
+
+/// How often an operation is submitted again after the kernel cancelled it on its own (its
+/// submitting thread exited) before the cancellation is reported.
+const MAX_REQUEUES: u8 = 16;
 
 pub(super) struct Driver {
     ring: IoUring,
@@ -118,7 +128,6 @@ impl Driver {
     pub(super) fn submit(self: &Arc<Self>, ops: Vec<(Operation, Finish)>) {
         let mut sqes = Vec::with_capacity(ops.len());
         let mut refused = Vec::new();
-        let mut cancels = Vec::with_capacity(ops.len());
         {
             let mut table = self.table();
             let generation = u64::from(self.generation.fetch_add(1, Ordering::Relaxed)) << 32;
@@ -128,9 +137,9 @@ impl Driver {
                     Ok((prepared, sqe)) => {
                         let slot = table.vacant_entry();
                         let user_data = generation | slot.key() as u64;
-                        slot.insert(InFlight { user_data, prepared, process, finish });
-                        sqes.push(sqe.user_data(user_data));
-                        cancels.push((cancel, user_data));
+                        let sqe = sqe.user_data(user_data);
+                        sqes.push(sqe.clone());
+                        slot.insert(InFlight { user_data, prepared, process, finish, sqe, cancel, requeued: 0 });
                     }
                     Err(e) => refused.push((finish, e)),
                 }
@@ -147,11 +156,17 @@ impl Driver {
         // inside the enter need no hook (a hook for one that completes just after this check
         // asks the kernel to cancel an unknown request, which is harmless). Whatever is still
         // there needs the reaper in the kernel.
+        let mut cancels = Vec::new();
         let left_in_flight = {
             let table = self.table();
-            cancels.retain(|&(_, user_data)| {
-                table.get((user_data & u64::from(u32::MAX)) as usize).is_some_and(|f| f.user_data == user_data)
-            });
+            for sqe in &sqes {
+                let user_data = sqe.get_user_data();
+                if let Some(f) =
+                    table.get((user_data & u64::from(u32::MAX)) as usize).filter(|f| f.user_data == user_data)
+                {
+                    cancels.push((f.cancel.clone(), user_data));
+                }
+            }
             !table.is_empty()
         };
         if left_in_flight {
@@ -271,12 +286,27 @@ impl Driver {
         }
         let mut batch = Vec::with_capacity(cq.len());
         let mut channels = Vec::new();
+        let mut again = Vec::new();
         {
             let mut table = self.table();
             for c in &mut cq {
                 let (user_data, result) = (c.user_data(), c.result());
                 let key = (user_data & u64::from(u32::MAX)) as usize;
-                if user_data < CANCEL && table.get(key).is_some_and(|f| f.user_data == user_data) {
+                let Some(op) = table.get_mut(key).filter(|f| user_data < CANCEL && f.user_data == user_data) else {
+                    continue;
+                };
+                // The kernel cancels the requests of a thread that exits, but a submission outlives
+                // the thread that made it: nobody asked for this cancellation, so the request goes
+                // back to the kernel, from this thread (the reaper, mostly).
+                if result == -rustix::io::Errno::CANCELED.raw_os_error()
+                    && !op.cancel.is_cancelled()
+                    && op.requeued < MAX_REQUEUES
+                {
+                    op.requeued += 1;
+                    again.push(op.sqe.clone());
+                    continue;
+                }
+                {
                     let op = table.remove(key);
                     let outcome = prepare::finish(op.prepared, &op.process, result);
                     match op.finish {
@@ -288,6 +318,7 @@ impl Driver {
         }
         // Hands the entries back to the kernel before anything else is submitted.
         drop(cq);
+        self.push(&again);
         // Delivered outside the table's lock: completing may submit the next batch.
         for (finish, outcome) in channels {
             finish.finish(outcome);

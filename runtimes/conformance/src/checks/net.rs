@@ -280,6 +280,37 @@ pub fn parked_waits_hold_no_thread(make: MakeBackend) {
     assert_eq!(m.processes().get(1).unwrap().open_descriptors(), before);
 }
 
+/// An operation outlives the thread that submitted it: an accept and a receive submitted by
+/// threads that then exit still complete with their results (io_uring cancels the requests of
+/// an exiting thread; the backend must not pass that on as a cancellation nobody asked for).
+pub fn submitter_thread_may_exit(make: MakeBackend) {
+    let m = manager(make);
+    m.set_policy(1, loopback_policy()).unwrap();
+    let (lfd, addr) = listener(&m, 1, V4);
+    let submit_and_exit = |op: Op| {
+        let m = m.clone();
+        std::thread::spawn(move || m.submit(1, entry(1, op, 7)).unwrap()).join().unwrap()
+    };
+    let accept = submit_and_exit(Op::Accept { sockfd: lfd });
+    std::thread::sleep(Duration::from_millis(50));
+    let c = socket(&m, 1, V4, libc::SOCK_STREAM);
+    ok(run_op(&m, 1, Op::Connect { sockfd: c, addr }), "connect");
+    let OpResult::Accepted { fd: s, .. } = ok(m.wait_completion_timeout(1, accept, T).unwrap(), "accept") else {
+        panic!()
+    };
+    // A future made on a thread that exits, awaited here.
+    let recv = {
+        let m = m.clone();
+        std::thread::spawn(move || m.submit_async(1, entry(1, Op::Recv { sockfd: s, size: 16, flags: 0 }, 8)).unwrap())
+            .join()
+            .unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    ok(run_op(&m, 1, Op::Send { sockfd: c, data: b"still here".to_vec(), flags: 0 }), "send");
+    let got = futures::executor::block_on(recv);
+    assert_eq!(ok(got, "recv"), OpResult::Bytes(b"still here".to_vec()));
+}
+
 /// A cancelled or dropped accept really stops: the next connection goes to the next accept, and
 /// an accept that wins the race against its own cancellation leaks no descriptor.
 pub fn cancelled_accept_stops_and_leaks_nothing(make: MakeBackend) {
