@@ -25,6 +25,11 @@ use crate::sandbox::Policy;
 /// Cheap to clone (all clones share the same rings, processes and backend), `Send + Sync`, and
 /// every method takes `&self`. See the [crate docs](crate) for the three ways to collect
 /// completions and the delivery rules.
+///
+/// When the last clone is dropped, every ring still alive is destroyed as by
+/// [`destroy_ring`](Self::destroy_ring): operations still waiting (an accept nobody answers, a
+/// receive on a silent peer) are cancelled, futures resolve `Cancelled`, streams end, and the
+/// backend is released once its work has drained.
 #[derive(Clone)]
 pub struct IoUringManager {
     inner: Arc<Inner>,
@@ -37,6 +42,17 @@ struct Inner {
     processes: Arc<ProcessTable>,
     executor: IoUringExecutor,
     counters: Arc<Counters>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Waiting operations hold the executor, and so the backend, until they end: without this,
+        // an accept nobody answers would keep both alive after the last handle is gone.
+        let rings = std::mem::take(self.rings.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for ring in rings.into_values() {
+            ring.destroy();
+        }
+    }
 }
 
 impl std::fmt::Debug for IoUringManager {

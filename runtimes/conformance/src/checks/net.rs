@@ -311,6 +311,27 @@ pub fn submitter_thread_may_exit(make: MakeBackend) {
     assert_eq!(ok(got, "recv"), OpResult::Bytes(b"still here".to_vec()));
 }
 
+/// Dropping the last handle to a manager ends the operations still waiting (an accept nobody
+/// answers, a receive on a silent peer, detached or polled), so that the backend is released
+/// instead of being kept alive by them.
+pub fn dropping_the_manager_ends_waiting_ops(make: MakeBackend) {
+    let backend = make();
+    let weak = std::sync::Arc::downgrade(&backend);
+    let m = IoUringManager::with_backend(backend);
+    m.set_policy(1, loopback_policy()).unwrap();
+    let (lfd, addr) = listener(&m, 1, V4);
+    let c = socket(&m, 1, V4, libc::SOCK_STREAM);
+    ok(run_op(&m, 1, Op::Connect { sockfd: c, addr }), "connect");
+    let OpResult::Accepted { fd: s, .. } = ok(run_op(&m, 1, Op::Accept { sockfd: lfd }), "accept") else { panic!() };
+    m.submit(1, entry(1, Op::Accept { sockfd: lfd }, 0)).unwrap();
+    let recv = m.submit_async(1, entry(1, Op::Recv { sockfd: s, size: 8, flags: 0 }, 0)).unwrap();
+    m.submit_async(1, entry(1, Op::Recv { sockfd: c, size: 8, flags: 0 }, 0)).unwrap().detach();
+    std::thread::sleep(Duration::from_millis(20));
+    drop(m);
+    assert!(futures::executor::block_on(recv).status.is_cancelled(), "the polled receive was cancelled");
+    eventually(T, "the backend released", || weak.upgrade().is_none());
+}
+
 /// A cancelled or dropped accept really stops: the next connection goes to the next accept, and
 /// an accept that wins the race against its own cancellation leaks no descriptor.
 pub fn cancelled_accept_stops_and_leaks_nothing(make: MakeBackend) {
