@@ -57,6 +57,23 @@ fn new_descriptor(r: &SyscallCompletionRing) -> i32 {
     r.process().install(dir, DescriptorKind::File).unwrap()
 }
 
+/// Runs `f` on the ring from a new (model) thread.
+fn on_thread<T: Send + 'static>(
+    r: &Arc<SyscallCompletionRing>,
+    f: impl FnOnce(&SyscallCompletionRing) -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    let r = r.clone();
+    thread::spawn(move || f(&r))
+}
+
+/// A ring with one running NOP, owned by a future or by the CQ.
+fn one_running(to_future: bool) -> (Arc<SyscallCompletionRing>, Arc<Counters>, u64) {
+    let (r, counters) = ring(1);
+    let (seq, _) = r.submit(nops(1), to_future).unwrap();
+    assert_eq!(start_all(&r), vec![seq]);
+    (r, counters, seq)
+}
+
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
@@ -69,13 +86,8 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 #[test]
 fn loom_future_poll_races_completion() {
     model(|| {
-        let (r, counters) = ring(1);
-        let (seq, _) = r.submit(nops(1), true).unwrap();
-        assert_eq!(start_all(&r), vec![seq]);
-        let completer = {
-            let r = r.clone();
-            thread::spawn(move || r.complete(seq, Ok(OpResult::Count(7))))
-        };
+        let (r, counters, seq) = one_running(true);
+        let completer = on_thread(&r, move |r| r.complete(seq, Ok(OpResult::Count(7))));
         let entry = loom::future::block_on(CompletionFuture::new(r.clone(), seq));
         assert_eq!(entry.result, OpResult::Count(7));
         completer.join().unwrap();
@@ -90,16 +102,13 @@ fn loom_cancel_races_dispatch_and_completion() {
     model(|| {
         let (r, counters) = ring(1);
         let (seq, _) = r.submit(nops(1), false).unwrap();
-        let runner = {
-            let r = r.clone();
-            thread::spawn(move || {
-                let started = start_all(&r);
-                for &s in &started {
-                    r.complete(s, Ok(OpResult::None));
-                }
-                !started.is_empty()
-            })
-        };
+        let runner = on_thread(&r, move |r| {
+            let started = start_all(&r);
+            for &s in &started {
+                r.complete(s, Ok(OpResult::None));
+            }
+            !started.is_empty()
+        });
         r.cancel(seq).unwrap();
         let started = runner.join().unwrap();
         let got = r.reap(usize::MAX);
@@ -115,15 +124,10 @@ fn loom_cancel_races_dispatch_and_completion() {
 #[test]
 fn loom_dropped_future_races_completion_closes_descriptor() {
     model(|| {
-        let (r, counters) = ring(1);
-        let (seq, _) = r.submit(nops(1), true).unwrap();
-        start_all(&r);
+        let (r, counters, seq) = one_running(true);
         let fd = new_descriptor(&r);
         let future = CompletionFuture::new(r.clone(), seq);
-        let completer = {
-            let r = r.clone();
-            thread::spawn(move || r.complete(seq, Ok(OpResult::Fd(fd))))
-        };
+        let completer = on_thread(&r, move |r| r.complete(seq, Ok(OpResult::Fd(fd))));
         drop(future);
         completer.join().unwrap();
         assert_eq!(r.process().open_descriptors(), 0, "the discarded descriptor was closed");
@@ -140,13 +144,10 @@ fn loom_wait_races_completions() {
         let (r, counters) = ring(1);
         let (first, _) = r.submit(nops(2), false).unwrap();
         start_all(&r);
-        let completer = {
-            let r = r.clone();
-            thread::spawn(move || {
-                r.complete(first + 1, Ok(OpResult::None));
-                r.complete(first, Ok(OpResult::Count(3)));
-            })
-        };
+        let completer = on_thread(&r, move |r| {
+            r.complete(first + 1, Ok(OpResult::None));
+            r.complete(first, Ok(OpResult::Count(3)));
+        });
         assert_eq!(r.wait(first, None).unwrap().result, OpResult::Count(3));
         completer.join().unwrap();
         assert_eq!(r.reap(usize::MAX).iter().map(|e| e.seq).collect::<Vec<_>>(), vec![first + 1]);
@@ -159,17 +160,9 @@ fn loom_wait_races_completions() {
 #[test]
 fn loom_wait_races_completion_and_destroy() {
     model(|| {
-        let (r, counters) = ring(1);
-        let (seq, _) = r.submit(nops(1), false).unwrap();
-        start_all(&r);
-        let completer = {
-            let r = r.clone();
-            thread::spawn(move || r.complete(seq, Ok(OpResult::None)))
-        };
-        let destroyer = {
-            let r = r.clone();
-            thread::spawn(move || r.destroy())
-        };
+        let (r, counters, seq) = one_running(false);
+        let completer = on_thread(&r, move |r| r.complete(seq, Ok(OpResult::None)));
+        let destroyer = on_thread(&r, move |r| r.destroy());
         match r.wait(seq, None) {
             Ok(entry) => assert_eq!(entry.seq, seq),
             Err(e) => assert!(matches!(e, IoUringError::RingDestroyed { .. }), "{e}"),
@@ -185,17 +178,9 @@ fn loom_wait_races_completion_and_destroy() {
 #[test]
 fn loom_stream_races_completion_and_destroy() {
     model(|| {
-        let (r, counters) = ring(1);
-        let (seq, _) = r.submit(nops(1), false).unwrap();
-        start_all(&r);
-        let completer = {
-            let r = r.clone();
-            thread::spawn(move || r.complete(seq, Ok(OpResult::None)))
-        };
-        let destroyer = {
-            let r = r.clone();
-            thread::spawn(move || r.destroy())
-        };
+        let (r, counters, seq) = one_running(false);
+        let completer = on_thread(&r, move |r| r.complete(seq, Ok(OpResult::None)));
+        let destroyer = on_thread(&r, move |r| r.destroy());
         let next = loom::future::block_on(poll_fn(|cx| r.poll_cq(cx)));
         if let Some(entry) = next {
             assert_eq!(entry.seq, seq);
@@ -211,17 +196,9 @@ fn loom_stream_races_completion_and_destroy() {
 #[test]
 fn loom_future_races_destroy() {
     model(|| {
-        let (r, counters) = ring(1);
-        let (seq, _) = r.submit(nops(1), true).unwrap();
-        start_all(&r);
-        let completer = {
-            let r = r.clone();
-            thread::spawn(move || r.complete(seq, Ok(OpResult::Count(1))))
-        };
-        let destroyer = {
-            let r = r.clone();
-            thread::spawn(move || r.destroy())
-        };
+        let (r, counters, seq) = one_running(true);
+        let completer = on_thread(&r, move |r| r.complete(seq, Ok(OpResult::Count(1))));
+        let destroyer = on_thread(&r, move |r| r.destroy());
         let entry = loom::future::block_on(CompletionFuture::new(r.clone(), seq));
         assert!(entry.result == OpResult::Count(1) || entry.status.is_cancelled(), "{entry:?}");
         completer.join().unwrap();
