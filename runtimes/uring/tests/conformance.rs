@@ -17,6 +17,24 @@ fn uring() -> Arc<dyn Backend> {
 
 ai_os_kernel_conformance::conformance_tests!(make: uring, block_on: |f| futures::executor::block_on(f));
 
+/// The same suite with sockets on the fallback reactor, as on a kernel that would not wait on a
+/// non-blocking socket itself.
+mod sockets_on_fallback {
+    use super::*;
+
+    fn uring_files_only() -> Arc<dyn Backend> {
+        match UringBackend::with_sockets_on_fallback() {
+            Ok(b) => {
+                assert!(!b.probe().sockets_in_kernel);
+                Arc::new(b)
+            }
+            Err(_) => Arc::new(BlockingBackend::new()),
+        }
+    }
+
+    ai_os_kernel_conformance::conformance_tests!(make: uring_files_only, block_on: |f| futures::executor::block_on(f));
+}
+
 #[test]
 fn default_manager_prefers_uring_where_allowed() {
     assert_eq!(ai_os_kernel::backend::available(), ["uring", "blocking"]);

@@ -76,7 +76,9 @@ pub(super) struct Driver {
 }
 
 impl Driver {
-    pub(super) fn start(entries: u32) -> io::Result<Arc<Self>> {
+    /// Sets up the ring and starts the reaper. Socket requests go to the kernel only if
+    /// `kernel_sockets` and the kernel waits on non-blocking sockets.
+    pub(super) fn start(entries: u32, kernel_sockets: bool) -> io::Result<Arc<Self>> {
         let mut ring = IoUring::new(entries)?;
         if !ring.params().is_feature_nodrop() {
             // Without NODROP a burst of completions could be lost: use another backend.
@@ -88,7 +90,8 @@ impl Driver {
             // No probe (before 5.6): only NOP is taken for granted.
             Err(_) => (0..=u8::MAX).map(|code| code == opcode::Nop::CODE).collect(),
         };
-        let sockets_wait = supported[usize::from(opcode::Recv::CODE)] && kernel_waits_on_sockets(&mut ring);
+        let sockets_wait =
+            kernel_sockets && supported[usize::from(opcode::Recv::CODE)] && kernel_waits_on_sockets(&mut ring);
         let driver = Arc::new(Driver {
             ring,
             sq: Mutex::new(()),

@@ -70,10 +70,22 @@ impl UringBackend {
     ///
     /// [`IoUringManager::new`]: crate::syscalls::IoUringManager::new
     pub fn new() -> io::Result<Self> {
+        Self::start(true)
+    }
+
+    /// Like [`new`](Self::new), but socket requests wait on the fallback pool's readiness
+    /// reactor even where the kernel could hold them: what a kernel that would not wait on a
+    /// non-blocking socket gets, and a choice for a host that wants io_uring for files only.
+    pub fn with_sockets_on_fallback() -> io::Result<Self> {
+        Self::start(false)
+    }
+
+    fn start(kernel_sockets: bool) -> io::Result<Self> {
         if let Ok(forced) = std::env::var(SETUP_FAILURE_ENV) {
             return Err(forced_failure(&forced));
         }
-        Ok(UringBackend { driver: Driver::start(ENTRIES)?, fallback: Arc::new(BlockingBackend::new()) })
+        let driver = Driver::start(ENTRIES, kernel_sockets)?;
+        Ok(UringBackend { driver, fallback: Arc::new(BlockingBackend::new()) })
     }
 
     /// The opcodes this crate uses and whether the kernel supports them.
