@@ -157,12 +157,13 @@ impl Completer {
     /// operations that share them, instead of one per operation. For backends that reap
     /// completions in bulk.
     pub fn complete_all(batch: Vec<(Completer, OpOutcome)>) {
+        let mut run = Vec::with_capacity(batch.len());
         let mut batch = batch.into_iter().peekable();
         while let Some((mut first, outcome)) = batch.next() {
             first.done = true;
             let (ring, executor) = (first.ring.clone(), first.executor.clone());
             let mut counted = usize::from(first.counted);
-            let mut run = vec![(first.seq, outcome)];
+            run.push((first.seq, outcome));
             while let Some((next, _)) = batch.peek() {
                 if !Arc::ptr_eq(&next.ring, &ring) || !Arc::ptr_eq(&next.executor, &executor) {
                     break;
@@ -172,7 +173,7 @@ impl Completer {
                 counted += usize::from(next.counted);
                 run.push((next.seq, outcome));
             }
-            ring.complete_many(run.into_iter());
+            ring.complete_many(run.drain(..));
             executor.release(counted);
         }
     }

@@ -117,8 +117,7 @@ impl Shared {
         batch: &mut Vec<Submission>,
     ) -> bool {
         let room = (self.window - s.in_flight).min(QUANTUM);
-        let (counted, more) =
-            ring.dispatch(room, |d, counts| batch.push(Submission::new(ring, d, counts, self.clone())));
+        let (counted, more) = ring.dispatch(room, batch, |d, counts| Submission::new(ring, d, counts, self.clone()));
         s.in_flight += counted;
         more
     }

@@ -34,7 +34,7 @@ fn nops(n: usize) -> impl ExactSizeIterator<Item = (SyscallOpType, u64)> {
 /// Moves every queued operation to running, as the executor does.
 fn start_all(r: &SyscallCompletionRing) -> Vec<u64> {
     let mut out = Vec::new();
-    r.dispatch(usize::MAX, |d, counts| out.push((d, counts)));
+    r.dispatch(usize::MAX, &mut out, |d, counts| (d, counts));
     out.into_iter().map(|(d, _)| d.seq).collect()
 }
 

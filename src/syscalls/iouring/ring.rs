@@ -277,8 +277,14 @@ impl SyscallCompletionRing {
 
     /// Moves up to `max` queued operations to running. Operations that may wait on a peer do not
     /// count against `max`. Returns how many counted and whether more remain queued.
-    pub(crate) fn dispatch(&self, max: usize, mut out: impl FnMut(Dispatched, bool)) -> (usize, bool) {
+    pub(crate) fn dispatch<T>(
+        &self,
+        max: usize,
+        out: &mut Vec<T>,
+        mut make: impl FnMut(Dispatched, bool) -> T,
+    ) -> (usize, bool) {
         let mut s = self.lock();
+        out.reserve(max.min(s.sq.len()));
         let mut counted = 0;
         let mut clock = self.clock();
         while counted < max {
@@ -295,7 +301,7 @@ impl SyscallCompletionRing {
             }
             let counts = !op.may_wait_on_peer();
             counted += usize::from(counts);
-            out(Dispatched { seq, op, cancel }, counts);
+            out.push(make(Dispatched { seq, op, cancel }, counts));
         }
         (counted, !s.sq.is_empty())
     }
@@ -646,7 +652,7 @@ mod tests {
 
     fn run_all(r: &SyscallCompletionRing) -> Vec<u64> {
         let mut out = Vec::new();
-        r.dispatch(usize::MAX, |d, counts| out.push((d, counts)));
+        r.dispatch(usize::MAX, &mut out, |d, counts| (d, counts));
         out.into_iter().map(|(d, _)| d.seq).collect()
     }
 
@@ -759,7 +765,7 @@ mod tests {
         let (cq_seq, _) = r.submit(nops(2), false).unwrap();
         let running = {
             let mut out = Vec::new();
-            r.dispatch(2, |d, counts| out.push((d, counts)));
+            r.dispatch(2, &mut out, |d, counts| (d, counts));
             out
         };
         assert_eq!(running.len(), 2);
