@@ -145,6 +145,16 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
+/// Runs a file operation to its end on the calling thread and completes it (skipped if it was
+/// cancelled before it started): for a backend that starts file operations straight on its
+/// blocking pool, without a task hop in between.
+#[cfg(any(feature = "tokio", feature = "smol"))]
+pub(crate) fn run_blocking(sub: Submission) {
+    let (op, done) = sub.into_parts();
+    let outcome = if op.is_cancelled() { Err(OpError::cancelled()) } else { file_ops::execute_sync(op) };
+    done.complete(outcome);
+}
+
 /// Runs one submission on `backend`: skips it if already cancelled, awaits
 /// [`Backend::execute`], and completes it.
 ///

@@ -1,7 +1,9 @@
 //! [`SmolBackend`]: operations on smol's executor and blocking pool.
 
 use super::reactor::AsyncIo;
-use super::{Backend, Capabilities, OpOutcome, Operation, Task, file_ops, net_ops};
+use std::sync::Arc;
+
+use super::{Backend, Capabilities, OpOutcome, Operation, Submission, Task, file_ops, net_ops};
 
 /// Runs operations the smol way: file operations on the `blocking` crate's thread pool
 /// (`unblock`), sockets on `async_io::Async`, tasks on smol's global executor, which runs on threads of its own: the caller
@@ -39,5 +41,16 @@ impl Backend for SmolBackend {
 
     fn spawn(&self, task: Task) {
         smol::spawn(task).detach();
+    }
+
+    /// File operations go straight to the blocking pool, sockets to a task on the executor.
+    fn submit(self: Arc<Self>, batch: Vec<Submission>) {
+        for sub in batch {
+            if sub.operation().op().is_network() {
+                self.spawn(Box::pin(super::run(self.clone(), sub)));
+            } else {
+                smol::unblock(move || super::run_blocking(sub)).detach();
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
 use super::net_ops::{Interest, Readiness};
-use super::{Backend, Capabilities, OpOutcome, Operation, Task, file_ops};
+use super::{Backend, Capabilities, OpOutcome, Operation, Submission, Task, file_ops};
 use crate::process::Descriptor;
 use crate::syscalls::iouring::error::{OpError, errno};
 
@@ -92,6 +92,18 @@ impl Backend for TokioBackend {
 
     fn spawn(&self, task: Task) {
         drop(self.handle.spawn(task));
+    }
+
+    /// File operations go straight to the blocking pool (one thread hop, as `tokio::fs`), sockets
+    /// to a task on the reactor.
+    fn submit(self: Arc<Self>, batch: Vec<Submission>) {
+        for sub in batch {
+            if sub.operation().op().is_network() {
+                self.spawn(Box::pin(super::run(self.clone(), sub)));
+            } else {
+                drop(self.handle.spawn_blocking(move || super::run_blocking(sub)));
+            }
+        }
     }
 }
 
