@@ -300,7 +300,8 @@ impl Driver {
                 };
                 // The kernel cancels the requests of a thread that exits, but a submission outlives
                 // the thread that made it: nobody asked for this cancellation, so the request goes
-                // back to the kernel, from this thread (the reaper, mostly).
+                // back to the kernel, from this thread (the reaper, mostly). Known limit: a connect
+                // cancelled mid-handshake this way and submitted again reports `EALREADY`.
                 if result == -rustix::io::Errno::CANCELED.raw_os_error()
                     && !op.cancel.is_cancelled()
                     && op.requeued < MAX_REQUEUES
