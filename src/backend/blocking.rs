@@ -7,7 +7,9 @@ use async_task::Runnable;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::reactor::AsyncIo;
-use super::{Backend, Capabilities, OpOutcome, Operation, Task, file_ops, net_ops};
+use std::sync::Arc;
+
+use super::{Backend, Capabilities, OpOutcome, Operation, Submission, Task, file_ops, net_ops};
 
 /// Runs file operations on a fixed pool of threads with ordinary blocking system calls. Socket
 /// operations use non-blocking sockets parked on async-io's reactor while they wait, so an
@@ -85,6 +87,12 @@ impl Backend for BlockingBackend {
 
     async fn execute(&self, op: Operation) -> OpOutcome {
         if op.op().is_network() { net_ops::execute(op, &AsyncIo).await } else { file_ops::execute_sync(op) }
+    }
+
+    /// Socket operations whose answer is already there complete at once; the rest run as tasks
+    /// on the pool.
+    fn submit(self: Arc<Self>, batch: Vec<Submission>) {
+        super::submit_ready_first(batch, |sub| self.spawn(Box::pin(super::run(self.clone(), sub))));
     }
 
     fn spawn(&self, task: Task) {

@@ -145,6 +145,20 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
+/// Completes on the calling thread what needs no wait, the socket operations whose answer is
+/// already there ([`net_ops::try_now`]), and hands the rest to `start`: how the readiness-based
+/// backends begin a batch.
+#[cfg(any(feature = "blocking", feature = "tokio", feature = "smol"))]
+pub(crate) fn submit_ready_first(batch: Vec<Submission>, mut start: impl FnMut(Submission)) {
+    for sub in batch {
+        let done = (!sub.operation().is_cancelled()).then(|| net_ops::try_now(sub.operation())).flatten();
+        match done {
+            Some(outcome) => sub.complete(outcome),
+            None => start(sub),
+        }
+    }
+}
+
 /// Runs a file operation to its end on the calling thread and completes it (skipped if it was
 /// cancelled before it started): for a backend that starts file operations straight on its
 /// blocking pool, without a task hop in between.

@@ -38,6 +38,42 @@ pub trait Readiness: Send + Sync {
 /// Executes a socket operation (see [`SyscallOpType::is_network`]); other operations are
 /// refused with `EINVAL`.
 pub async fn execute<R: Readiness>(op: Operation, ready: &R) -> OpOutcome {
+    execute_ref(&op, ready).await
+}
+
+/// Tries a socket operation once on the calling thread, without waiting: its outcome if it
+/// needed no wait (data already there, room to send, a connection already queued, a socket
+/// call that never waits, or an error), `None` if it would have waited. As a readiness loop
+/// tries the system call before it waits, this spares a backend the trip to its reactor when the
+/// answer is already there. A `Connect` is never tried this way: started here, it could only be
+/// finished by a second `connect(2)`, which reports `EALREADY`.
+pub fn try_now(op: &Operation) -> Option<OpOutcome> {
+    if matches!(op.op(), SyscallOpType::Connect { .. }) || !op.op().is_network() {
+        return None;
+    }
+    let mut attempt = std::pin::pin!(execute_ref(op, &NoWait));
+    match attempt.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(Err(e)) if e.errno() == errno::EAGAIN => None,
+        std::task::Poll::Ready(outcome) => Some(outcome),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Readiness that never waits: one attempt, its outcome as it is (`EAGAIN` included).
+struct NoWait;
+
+impl Readiness for NoWait {
+    fn retry<T: Send>(
+        &self,
+        _d: &Descriptor,
+        _interest: Interest,
+        mut attempt: impl FnMut() -> Result<T, Errno> + Send,
+    ) -> impl Future<Output = Result<T, OpError>> + Send {
+        std::future::ready(attempt().map_err(OpError::from))
+    }
+}
+
+async fn execute_ref<R: Readiness>(op: &Operation, ready: &R) -> OpOutcome {
     let process = op.process();
     let socket = |fd: i32| -> Result<_, OpError> {
         let d = process.descriptor(fd)?;

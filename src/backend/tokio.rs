@@ -94,16 +94,17 @@ impl Backend for TokioBackend {
         drop(self.handle.spawn(task));
     }
 
-    /// File operations go straight to the blocking pool (one thread hop, as `tokio::fs`), sockets
-    /// to a task on the reactor.
+    /// File operations go straight to the blocking pool (one thread hop, as `tokio::fs`); socket
+    /// operations whose answer is already there complete at once, the rest wait in a task on
+    /// the reactor.
     fn submit(self: Arc<Self>, batch: Vec<Submission>) {
-        for sub in batch {
+        super::submit_ready_first(batch, |sub| {
             if sub.operation().op().is_network() {
                 self.spawn(Box::pin(super::run(self.clone(), sub)));
             } else {
                 drop(self.handle.spawn_blocking(move || super::run_blocking(sub)));
             }
-        }
+        });
     }
 }
 

@@ -68,9 +68,11 @@ fn runtime_without_io_is_a_clear_error() {
         ai_os_kernel::syscalls::OpResult::Fd(fd) => fd,
         other => panic!("{other:?}"),
     };
-    let recv = SyscallOpType::Recv { sockfd: fd, size: 1, flags: 0 };
-    let seq = m.submit(1, SyscallSubmissionEntry::new(1, recv, 0)).unwrap();
-    let done = m.wait_completion(1, seq).unwrap();
+    let run = |op| m.wait_completion(1, m.submit(1, SyscallSubmissionEntry::new(1, op, 0)).unwrap()).unwrap();
+    assert!(run(SyscallOpType::Bind { sockfd: fd, addr: "127.0.0.1:0".parse().unwrap() }).status.is_success());
+    assert!(run(SyscallOpType::Listen { sockfd: fd, backlog: 1 }).status.is_success());
+    // Nobody connects: the accept must wait on the reactor, which this runtime lacks.
+    let done = run(SyscallOpType::Accept { sockfd: fd });
     assert!(
         matches!(&done.status, ai_os_kernel::syscalls::SyscallCompletionStatus::Error(msg) if msg.contains("enable_io")),
         "{:?}",

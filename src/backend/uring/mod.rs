@@ -16,12 +16,7 @@ mod prepare;
 use std::io;
 use std::sync::Arc;
 
-use std::future::Future;
-use std::task::{Context, Poll, Waker};
-
-use super::net_ops::{self, Interest, Readiness};
-use super::{Backend, BlockingBackend, Capabilities, OpOutcome, Operation, Submission, Task, file_ops};
-use crate::process::Descriptor;
+use super::{Backend, BlockingBackend, Capabilities, OpOutcome, Operation, Submission, Task, file_ops, net_ops};
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::SyscallOpType;
 use driver::{Driver, Finish};
@@ -124,25 +119,7 @@ fn inline(op: Operation) -> OpOutcome {
     if !op.op().is_network() {
         return file_ops::execute_sync(op);
     }
-    let mut run = std::pin::pin!(net_ops::execute(op, &NoWait));
-    match run.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(outcome) => outcome,
-        Poll::Pending => Err(OpError::new(errno::EIO, "a socket call that never waits had to wait")),
-    }
-}
-
-/// Readiness for calls that never wait: one attempt, its outcome as it is.
-struct NoWait;
-
-impl Readiness for NoWait {
-    fn retry<T: Send>(
-        &self,
-        _d: &Descriptor,
-        _interest: Interest,
-        mut attempt: impl FnMut() -> Result<T, rustix::io::Errno> + Send,
-    ) -> impl Future<Output = Result<T, OpError>> + Send {
-        std::future::ready(attempt().map_err(OpError::from))
-    }
+    net_ops::try_now(&op).unwrap_or_else(|| Err(OpError::new(errno::EIO, "a socket call that never waits had to wait")))
 }
 
 fn forced_failure(value: &str) -> io::Error {

@@ -1,6 +1,7 @@
 //! [`IoUringExecutor`]: moves operations from the rings' submission queues into the backend,
 //! fairly.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,6 +9,14 @@ use std::sync::atomic::Ordering;
 use super::ring::SyscallCompletionRing;
 use crate::backend::{Backend, Submission};
 use crate::sync::{Mutex, MutexGuard};
+
+/// Batches waiting for the outermost [`Shared::start`] of their thread, in order.
+type Waiting = VecDeque<(Arc<Shared>, Vec<Submission>)>;
+
+thread_local! {
+    /// `Some` while this thread is inside [`Shared::start`].
+    static STARTING: RefCell<Option<Waiting>> = const { RefCell::new(None) };
+}
 
 /// The most operations one ring may hand the backend per turn, so one process flooding its ring
 /// waits its turn behind every other ready ring.
@@ -122,9 +131,44 @@ impl Shared {
         more
     }
 
-    fn start(&self, batch: Vec<Submission>) {
-        if !batch.is_empty() {
-            self.backend.clone().submit(batch);
+    /// Hands `batch` to the backend. A backend may complete operations inside `submit` (io_uring
+    /// finishes a NOP inside its enter, a socket with data ready answers at once), and each
+    /// completion frees room that starts the next batch: started right there, that would nest one
+    /// `submit` inside another for every turn of a long queue and overflow the stack. So a thread
+    /// already inside `start` only queues the batch, and its outermost `start` runs the queue.
+    fn start(self: &Arc<Self>, batch: Vec<Submission>) {
+        if batch.is_empty() {
+            return;
+        }
+        let outermost = STARTING.with(|queue| {
+            let mut queue = queue.borrow_mut();
+            match queue.as_mut() {
+                Some(waiting) => {
+                    waiting.push_back((self.clone(), batch));
+                    None
+                }
+                None => {
+                    *queue = Some(VecDeque::new());
+                    Some(batch)
+                }
+            }
+        });
+        let Some(batch) = outermost else { return };
+        // Ends the queue even if a backend panics: batches still in it are dropped, which
+        // completes their operations with EIO, so none is lost and this thread can start again.
+        struct Outermost;
+        impl Drop for Outermost {
+            fn drop(&mut self) {
+                let left = STARTING.with(|queue| queue.borrow_mut().take());
+                drop(left);
+            }
+        }
+        let _outermost = Outermost;
+        self.backend.clone().submit(batch);
+        while let Some((shared, batch)) =
+            STARTING.with(|queue| queue.borrow_mut().as_mut().and_then(VecDeque::pop_front))
+        {
+            shared.backend.clone().submit(batch);
         }
     }
 

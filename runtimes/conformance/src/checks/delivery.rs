@@ -259,6 +259,29 @@ pub fn cancel_ops(make: MakeBackend) {
     assert_eq!(m.stats().pending, 0);
 }
 
+/// A long queue of operations that complete the instant they start (`Lseek` runs inline on
+/// io_uring, a ready socket answers at once) does not nest one start inside another: 20,000 of
+/// them in one batch complete on a thread with a 128 KiB stack.
+pub fn long_queue_of_instant_ops_keeps_the_stack_flat(make: MakeBackend) {
+    let worker = std::thread::Builder::new().stack_size(128 << 10).spawn(move || {
+        let m = manager(make);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"0123456789").unwrap();
+        m.set_policy(1, ai_os_kernel::sandbox::Policy::rooted(dir.path())).unwrap();
+        m.create_ring(1, Some(20_000), Some(20_000)).unwrap();
+        let open = SyscallOpType::open("f", ai_os_kernel::syscalls::open_flags::O_RDONLY);
+        let s = m.submit(1, entry(1, open, 0)).unwrap();
+        let OpResult::Fd(fd) = m.wait_completion(1, s).unwrap().result else { panic!("open") };
+        let seeks = (0..20_000).map(|i| entry(1, SyscallOpType::Lseek { fd, offset: i % 10, whence: 0 }, i as u64));
+        let seqs = m.submit_batch(1, seeks.collect()).unwrap();
+        for (i, s) in seqs.into_iter().enumerate() {
+            let done = m.wait_completion_timeout(1, s, Duration::from_secs(30)).unwrap();
+            assert_eq!(done.result, OpResult::Offset(i as u64 % 10));
+        }
+    });
+    worker.unwrap().join().expect("the submitting thread overflowed its stack or failed");
+}
+
 /// The executor is fair: a process flooding its ring does not starve another.
 pub fn fairness_under_flood(make: MakeBackend) {
     let m = ai_os_kernel::syscalls::IoUringManager::with_backend(Held::slow(make(), 2, Duration::from_millis(2)));
