@@ -113,6 +113,17 @@ impl UringBackend {
     }
 }
 
+/// A socket request whose answer is already there (data waiting, room to send, a connection
+/// queued) is answered by one system call on this thread; only one that must wait costs an
+/// io_uring entry, a trip through the kernel's poll machinery and the bookkeeping of the
+/// in-flight table.
+fn answer_now(op: &Operation) -> Option<OpOutcome> {
+    if !prepare::is_socket_request(op.op()) || op.is_cancelled() {
+        return None;
+    }
+    net_ops::try_now(op)
+}
+
 /// Runs an operation that never waits (`Lseek`, `Close`, and the socket calls that only set a
 /// socket up) on the calling thread.
 fn inline(op: Operation) -> OpOutcome {
@@ -148,6 +159,9 @@ impl Backend for UringBackend {
             Route::Fallback => return self.fallback.execute(op).await,
             Route::Kernel => {}
         }
+        if let Some(outcome) = answer_now(&op) {
+            return outcome;
+        }
         let (tx, rx) = futures_channel::oneshot::channel();
         self.driver.submit(vec![(op, Finish::Channel(tx))]);
         rx.await.unwrap_or_else(|_| Err(OpError::new(errno::EIO, "io_uring completion lost")))
@@ -162,10 +176,13 @@ impl Backend for UringBackend {
         let mut elsewhere = Vec::new();
         for sub in batch {
             match self.route(sub.operation().op()) {
-                Route::Kernel => {
-                    let (op, done) = sub.into_parts();
-                    kernel.push((op, Finish::Completer(done)));
-                }
+                Route::Kernel => match answer_now(sub.operation()) {
+                    Some(outcome) => sub.complete(outcome),
+                    None => {
+                        let (op, done) = sub.into_parts();
+                        kernel.push((op, Finish::Completer(done)));
+                    }
+                },
                 Route::Inline => {
                     let (op, done) = sub.into_parts();
                     done.complete(inline(op));
