@@ -80,7 +80,12 @@ struct RingState {
     stream_wakers: Vec<Waker>,
     blocked_waiters: usize,
     metrics: Metrics,
+    /// Cancellation tokens of finished operations, reset, for the next ones.
+    spare_tokens: Vec<Arc<CancelToken>>,
 }
+
+/// The most spare cancellation tokens a ring keeps.
+const SPARE_TOKENS: usize = 64;
 
 struct Slot {
     user_data: u64,
@@ -289,9 +294,9 @@ impl SyscallCompletionRing {
         let mut clock = self.clock();
         while counted < max {
             let Some(seq) = s.sq.pop_front() else { break };
-            let RingState { slots, metrics, .. } = &mut *s;
+            let RingState { slots, metrics, spare_tokens, .. } = &mut *s;
             let Some(slot) = slots.get_mut(&seq) else { continue };
-            let cancel = Arc::new(CancelToken::default());
+            let cancel = spare_tokens.pop().unwrap_or_default();
             let Phase::Queued(op) = std::mem::replace(&mut slot.phase, Phase::Running(cancel.clone())) else {
                 unreachable!("only queued operations are in the SQ");
             };
@@ -549,12 +554,26 @@ impl RingState {
             }
             Owner::Future(waker) => {
                 after.wakers.extend(waker.take());
-                slot.phase = Phase::Done(entry);
+                let ended = std::mem::replace(&mut slot.phase, Phase::Done(entry));
+                self.keep_token(ended);
             }
             Owner::Queue => {
-                slot.phase = Phase::Done(entry);
+                let ended = std::mem::replace(&mut slot.phase, Phase::Done(entry));
+                self.keep_token(ended);
                 self.push_cq(seq, after);
             }
+        }
+    }
+
+    /// Keeps a finished operation's cancellation token for the next one if nobody else holds it
+    /// (the backend let go of its copy when it completed): one allocation less per operation.
+    fn keep_token(&mut self, ended: Phase) {
+        if let Phase::Running(mut token) = ended
+            && self.spare_tokens.len() < SPARE_TOKENS
+            && let Some(fresh) = Arc::get_mut(&mut token)
+        {
+            *fresh = CancelToken::default();
+            self.spare_tokens.push(token);
         }
     }
 
