@@ -92,7 +92,7 @@ impl Backend for BlockingBackend {
     /// Socket operations whose answer is already there complete at once; the rest run as tasks
     /// on the pool.
     fn submit(self: Arc<Self>, batch: Vec<Submission>) {
-        super::submit_ready_first(batch, |sub| self.spawn(Box::pin(super::run(self.clone(), sub))));
+        super::start_ready_first(&self, batch, |sub| self.spawn(Box::pin(super::run(self.clone(), sub))));
     }
 
     fn spawn(&self, task: Task) {

@@ -145,16 +145,22 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
-/// Completes on the calling thread what needs no wait, the socket operations whose answer is
-/// already there ([`net_ops::try_now`]), and hands the rest to `start`: how the readiness-based
-/// backends begin a batch.
+/// How the readiness-based backends start a batch: a socket operation whose answer is already
+/// there completes on this thread ([`net_ops::try_now`]), one that must wait runs as a task of
+/// `backend` (raced against cancellation by [`run`]), and a file operation goes to `file`.
 #[cfg(any(feature = "blocking", feature = "tokio", feature = "smol"))]
-pub(crate) fn submit_ready_first(batch: Vec<Submission>, mut start: impl FnMut(Submission)) {
+pub(crate) fn start_ready_first<B: Backend>(
+    backend: &Arc<B>,
+    batch: Vec<Submission>,
+    mut file: impl FnMut(Submission),
+) {
     for sub in batch {
-        let done = (!sub.operation().is_cancelled()).then(|| net_ops::try_now(sub.operation())).flatten();
-        match done {
-            Some(outcome) => sub.complete(outcome),
-            None => start(sub),
+        if let Some(outcome) = net_ops::try_now(sub.operation()) {
+            sub.complete(outcome);
+        } else if sub.operation().op().is_network() {
+            backend.spawn(Box::pin(run(backend.clone(), sub)));
+        } else {
+            file(sub);
         }
     }
 }

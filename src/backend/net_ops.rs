@@ -4,13 +4,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use rustix::buffer::spare_capacity;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, Protocol, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use super::{OpOutcome, Operation};
-use crate::process::{Descriptor, DescriptorKind};
+use crate::process::{Descriptor, DescriptorKind, Process};
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
 
@@ -48,14 +49,24 @@ pub async fn execute<R: Readiness>(op: Operation, ready: &R) -> OpOutcome {
 /// answer is already there. A `Connect` is never tried this way: started here, it could only be
 /// finished by a second `connect(2)`, which reports `EALREADY`.
 pub fn try_now(op: &Operation) -> Option<OpOutcome> {
-    if matches!(op.op(), SyscallOpType::Connect { .. }) || !op.op().is_network() {
+    // An operation cancelled before it started takes the normal path, which reports that.
+    if matches!(op.op(), SyscallOpType::Connect { .. }) || !op.op().is_network() || op.is_cancelled() {
         return None;
     }
+    match execute_now(op) {
+        Err(e) if e.errno() == errno::EAGAIN => None,
+        outcome => Some(outcome),
+    }
+}
+
+/// Runs a socket operation once on the calling thread, without waiting: its outcome, `EAGAIN`
+/// included. For the calls that never wait (`Socket`, `Bind`, `Listen`, `LocalAddr`).
+pub fn execute_now(op: &Operation) -> OpOutcome {
     let mut attempt = std::pin::pin!(execute_ref(op, &NoWait));
     match attempt.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
-        std::task::Poll::Ready(Err(e)) if e.errno() == errno::EAGAIN => None,
-        std::task::Poll::Ready(outcome) => Some(outcome),
-        std::task::Poll::Pending => None,
+        std::task::Poll::Ready(outcome) => outcome,
+        // `NoWait` never returns a pending future.
+        std::task::Poll::Pending => Err(OpError::from(Errno::AGAIN)),
     }
 }
 
@@ -75,13 +86,7 @@ impl Readiness for NoWait {
 
 async fn execute_ref<R: Readiness>(op: &Operation, ready: &R) -> OpOutcome {
     let process = op.process();
-    let socket = |fd: i32| -> Result<_, OpError> {
-        let d = process.descriptor(fd)?;
-        if d.kind() != DescriptorKind::Socket {
-            return Err(OpError::new(errno::ENOTSOCK, format!("descriptor {fd} is not a socket")));
-        }
-        Ok(d)
-    };
+    let socket = |fd: i32| socket(process, fd);
     match op.op() {
         SyscallOpType::Socket { domain, ty, protocol } => {
             let fd = open_socket(*domain, *ty, *protocol)?;
@@ -141,7 +146,7 @@ async fn execute_ref<R: Readiness>(op: &Operation, ready: &R) -> OpOutcome {
         }
         SyscallOpType::Recv { sockfd, size, flags } => {
             let d = socket(*sockfd)?;
-            let flags = RecvFlags::from_bits_retain(*flags) & !RecvFlags::TRUNC;
+            let flags = recv_flags(*flags);
             let mut buf = Vec::with_capacity(*size);
             if *size > 0 {
                 ready
@@ -152,7 +157,7 @@ async fn execute_ref<R: Readiness>(op: &Operation, ready: &R) -> OpOutcome {
         }
         SyscallOpType::RecvFrom { sockfd, size, flags } => {
             let d = socket(*sockfd)?;
-            let flags = RecvFlags::from_bits_retain(*flags) & !RecvFlags::TRUNC;
+            let flags = recv_flags(*flags);
             let mut buf = Vec::with_capacity((*size).max(1));
             let from = ready
                 .retry(&d, Interest::Read, || {
@@ -186,6 +191,20 @@ fn open_socket(domain: i32, ty: i32, protocol: i32) -> Result<std::os::fd::Owned
         .map_err(|_| OpError::new(errno::EINVAL, format!("socket: protocol {protocol} is negative")))?;
     let protocol = std::num::NonZeroU32::new(protocol).map(Protocol::from_raw);
     Ok(rustix::net::socket_with(family, kind, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC, protocol)?)
+}
+
+/// The descriptor behind `fd`, which must be a socket (`ENOTSOCK` otherwise).
+pub(crate) fn socket(process: &Process, fd: i32) -> Result<Arc<Descriptor>, OpError> {
+    let d = process.descriptor(fd)?;
+    if d.kind() != DescriptorKind::Socket {
+        return Err(OpError::new(errno::ENOTSOCK, format!("descriptor {fd} is not a socket")));
+    }
+    Ok(d)
+}
+
+/// The caller's receive flags, less `MSG_TRUNC`: a result never reports more bytes than it holds.
+pub(crate) fn recv_flags(flags: u32) -> RecvFlags {
+    RecvFlags::from_bits_retain(flags) & !RecvFlags::TRUNC
 }
 
 /// Never raise SIGPIPE in the host: a closed peer is an `EPIPE` completion.

@@ -46,12 +46,6 @@ impl Backend for SmolBackend {
     /// File operations go straight to the blocking pool; socket operations whose answer is
     /// already there complete at once, the rest wait in a task on the executor.
     fn submit(self: Arc<Self>, batch: Vec<Submission>) {
-        super::submit_ready_first(batch, |sub| {
-            if sub.operation().op().is_network() {
-                self.spawn(Box::pin(super::run(self.clone(), sub)));
-            } else {
-                smol::unblock(move || super::run_blocking(sub)).detach();
-            }
-        });
+        super::start_ready_first(&self, batch, |sub| smol::unblock(move || super::run_blocking(sub)).detach());
     }
 }

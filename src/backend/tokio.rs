@@ -98,12 +98,8 @@ impl Backend for TokioBackend {
     /// operations whose answer is already there complete at once, the rest wait in a task on
     /// the reactor.
     fn submit(self: Arc<Self>, batch: Vec<Submission>) {
-        super::submit_ready_first(batch, |sub| {
-            if sub.operation().op().is_network() {
-                self.spawn(Box::pin(super::run(self.clone(), sub)));
-            } else {
-                drop(self.handle.spawn_blocking(move || super::run_blocking(sub)));
-            }
+        super::start_ready_first(&self, batch, |sub| {
+            drop(self.handle.spawn_blocking(move || super::run_blocking(sub)))
         });
     }
 }

@@ -161,12 +161,10 @@ impl Driver {
         // there needs the reaper in the kernel.
         let mut cancels = Vec::new();
         let left_in_flight = {
-            let table = self.table();
+            let mut table = self.table();
             for sqe in &sqes {
                 let user_data = sqe.get_user_data();
-                if let Some(f) =
-                    table.get((user_data & u64::from(u32::MAX)) as usize).filter(|f| f.user_data == user_data)
-                {
+                if let Some(f) = in_flight(&mut table, user_data) {
                     cancels.push((f.cancel.clone(), user_data));
                 }
             }
@@ -294,10 +292,7 @@ impl Driver {
             let mut table = self.table();
             for c in &mut cq {
                 let (user_data, result) = (c.user_data(), c.result());
-                let key = (user_data & u64::from(u32::MAX)) as usize;
-                let Some(op) = table.get_mut(key).filter(|f| user_data < CANCEL && f.user_data == user_data) else {
-                    continue;
-                };
+                let Some(op) = in_flight(&mut table, user_data) else { continue };
                 // The kernel cancels the requests of a thread that exits, but a submission outlives
                 // the thread that made it: nobody asked for this cancellation, so the request goes
                 // back to the kernel, from this thread (the reaper, mostly). Known limit: a connect
@@ -310,13 +305,11 @@ impl Driver {
                     again.push(op.sqe.clone());
                     continue;
                 }
-                {
-                    let op = table.remove(key);
-                    let outcome = prepare::finish(op.prepared, &op.process, result);
-                    match op.finish {
-                        Finish::Completer(c) => batch.push((c, outcome)),
-                        other => channels.push((other, outcome)),
-                    }
+                let op = table.remove(key_of(user_data));
+                let outcome = prepare::finish(op.prepared, &op.process, result);
+                match op.finish {
+                    Finish::Completer(c) => batch.push((c, outcome)),
+                    other => channels.push((other, outcome)),
                 }
             }
         }
@@ -329,6 +322,16 @@ impl Driver {
         }
         Completer::complete_all(batch);
     }
+}
+
+/// The table slot a `user_data` names: its low half (the high half is the generation).
+fn key_of(user_data: u64) -> usize {
+    (user_data & u64::from(u32::MAX)) as usize
+}
+
+/// The operation `user_data` names, if it is still in flight (not a later one in its slot).
+fn in_flight(table: &mut Slab<InFlight>, user_data: u64) -> Option<&mut InFlight> {
+    table.get_mut(key_of(user_data)).filter(|f| user_data < CANCEL && f.user_data == user_data)
 }
 
 /// Whether the kernel waits on a non-blocking socket itself, polling internally as Linux does for

@@ -113,24 +113,13 @@ impl UringBackend {
     }
 }
 
-/// A socket request whose answer is already there (data waiting, room to send, a connection
-/// queued) is answered by one system call on this thread; only one that must wait costs an
-/// io_uring entry, a trip through the kernel's poll machinery and the bookkeeping of the
-/// in-flight table.
-fn answer_now(op: &Operation) -> Option<OpOutcome> {
-    if !prepare::is_socket_request(op.op()) || op.is_cancelled() {
-        return None;
-    }
-    net_ops::try_now(op)
-}
-
 /// Runs an operation that never waits (`Lseek`, `Close`, and the socket calls that only set a
 /// socket up) on the calling thread.
 fn inline(op: Operation) -> OpOutcome {
     if !op.op().is_network() {
         return file_ops::execute_sync(op);
     }
-    net_ops::try_now(&op).unwrap_or_else(|| Err(OpError::new(errno::EIO, "a socket call that never waits had to wait")))
+    net_ops::execute_now(&op)
 }
 
 fn forced_failure(value: &str) -> io::Error {
@@ -159,7 +148,9 @@ impl Backend for UringBackend {
             Route::Fallback => return self.fallback.execute(op).await,
             Route::Kernel => {}
         }
-        if let Some(outcome) = answer_now(&op) {
+        // A socket request whose answer is already there is answered by one system call; only
+        // one that must wait costs an io_uring entry and the in-flight table's bookkeeping.
+        if let Some(outcome) = net_ops::try_now(&op) {
             return outcome;
         }
         let (tx, rx) = futures_channel::oneshot::channel();
@@ -176,7 +167,7 @@ impl Backend for UringBackend {
         let mut elsewhere = Vec::new();
         for sub in batch {
             match self.route(sub.operation().op()) {
-                Route::Kernel => match answer_now(sub.operation()) {
+                Route::Kernel => match net_ops::try_now(sub.operation()) {
                     Some(outcome) => sub.complete(outcome),
                     None => {
                         let (op, done) = sub.into_parts();

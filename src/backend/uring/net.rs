@@ -11,10 +11,10 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 
 use io_uring::{opcode, squeue, types};
+use rustix::net::SocketAddrAny;
 use rustix::net::addr::{SocketAddrLen, SocketAddrStorage};
-use rustix::net::{RecvFlags, SocketAddrAny};
 
-use crate::backend::net_ops;
+use crate::backend::net_ops::{self, socket};
 use crate::process::{Descriptor, DescriptorKind, Process};
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
@@ -89,16 +89,8 @@ pub(super) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
     })
 }
 
-fn socket(process: &Process, fd: i32) -> Result<Arc<Descriptor>, OpError> {
-    let d = process.descriptor(fd)?;
-    if d.kind() != DescriptorKind::Socket {
-        return Err(OpError::new(errno::ENOTSOCK, format!("descriptor {fd} is not a socket")));
-    }
-    Ok(d)
-}
-
 fn recv_flags(flags: u32) -> i32 {
-    (RecvFlags::from_bits_retain(flags) & !RecvFlags::TRUNC).bits() as i32
+    net_ops::recv_flags(flags).bits() as i32
 }
 
 /// Builds the entry for a socket operation; the descriptor is returned to be kept open.
@@ -127,6 +119,10 @@ pub(super) fn prepare(
             let flags = net_ops::send_flags(flags).bits() as i32;
             let sqe = opcode::Send::new(raw(&d), data.as_ptr(), data.len() as u32).flags(flags).build();
             (NetKind::Send { _data: data }, sqe, d)
+        }
+        SyscallOpType::Recv { sockfd, size: 0, .. } => {
+            // Nothing to wait for: answered at once, as the other backends do.
+            (NetKind::Recv(Vec::new()), opcode::Nop::new().build(), socket(process, sockfd)?)
         }
         SyscallOpType::Recv { sockfd, size, flags } => {
             let d = socket(process, sockfd)?;

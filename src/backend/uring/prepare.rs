@@ -99,14 +99,6 @@ pub(super) fn prepare(op: SyscallOpType, process: &Process) -> Result<(Prepared,
             let kind = Kind::Open { _path: c_path, _how: how, name: path, rooted: resolve != 0 };
             (kind, sqe, None, Some(sandbox))
         }
-        SyscallOpType::Recv { sockfd, size: 0, .. } => {
-            // Nothing to wait for: answered at once, as the other backends do.
-            let d = process.descriptor(sockfd)?;
-            if d.kind() != DescriptorKind::Socket {
-                return Err(OpError::new(errno::ENOTSOCK, format!("descriptor {sockfd} is not a socket")));
-            }
-            (Kind::Net(NetKind::Recv(Vec::new())), opcode::Nop::new().build(), None, None)
-        }
         other if net::opcode_of(&other).is_some() => {
             let (kind, sqe, d) = net::prepare(process, other)?;
             (Kind::Net(kind), sqe, Some(d), None)

@@ -546,22 +546,23 @@ impl RingState {
         self.metrics.completed += 1;
         self.metrics.failed += u64::from(entry.status.is_error());
         self.metrics.cancelled += u64::from(entry.status.is_cancelled());
-        match &mut slot.owner {
+        let to_cq = match &mut slot.owner {
             Owner::Nobody => {
                 self.slots.remove(&seq);
                 after.close_fds.extend(entry.result.new_fd());
                 counters.retired(1, true);
+                return;
             }
             Owner::Future(waker) => {
                 after.wakers.extend(waker.take());
-                let ended = std::mem::replace(&mut slot.phase, Phase::Done(entry));
-                self.keep_token(ended);
+                false
             }
-            Owner::Queue => {
-                let ended = std::mem::replace(&mut slot.phase, Phase::Done(entry));
-                self.keep_token(ended);
-                self.push_cq(seq, after);
-            }
+            Owner::Queue => true,
+        };
+        let ended = std::mem::replace(&mut slot.phase, Phase::Done(entry));
+        self.keep_token(ended);
+        if to_cq {
+            self.push_cq(seq, after);
         }
     }
 
