@@ -7,7 +7,6 @@ use crate::Pid;
 use crate::process::Process;
 use crate::syscalls::iouring::cancel::CancelToken;
 use crate::syscalls::iouring::error::{OpError, errno};
-use crate::syscalls::iouring::executor::Shared;
 use crate::syscalls::iouring::op::SyscallOpType;
 use crate::syscalls::iouring::ring::{Dispatched, SyscallCompletionRing};
 
@@ -97,7 +96,6 @@ pub struct Completer {
     ring: Arc<SyscallCompletionRing>,
     seq: u64,
     counted: bool,
-    executor: Arc<Shared>,
     done: bool,
 }
 
@@ -108,10 +106,10 @@ impl std::fmt::Debug for Completer {
 }
 
 impl Submission {
-    pub(crate) fn new(ring: &Arc<SyscallCompletionRing>, d: Dispatched, counted: bool, executor: Arc<Shared>) -> Self {
+    pub(crate) fn new(ring: &Arc<SyscallCompletionRing>, d: Dispatched, counted: bool) -> Self {
         Submission {
             op: Operation { op: d.op, process: ring.process().clone(), cancel: d.cancel },
-            completer: Completer { ring: ring.clone(), seq: d.seq, counted, executor, done: false },
+            completer: Completer { ring: ring.clone(), seq: d.seq, counted, done: false },
         }
     }
 
@@ -150,22 +148,22 @@ impl Completer {
     fn finish(&mut self, outcome: OpOutcome) {
         self.done = true;
         self.ring.complete(self.seq, outcome);
-        self.executor.release(usize::from(self.counted));
+        release(&self.ring, usize::from(self.counted));
     }
 
-    /// Completes many operations at once: one lock of each ring and of the executor per run of
-    /// operations that share them, instead of one per operation. For backends that reap
+    /// Completes many operations at once: one lock of each ring and of its executor per run of
+    /// operations that share a ring, instead of one per operation. For backends that reap
     /// completions in bulk.
     pub fn complete_all(batch: Vec<(Completer, OpOutcome)>) {
         let mut run = Vec::with_capacity(batch.len());
         let mut batch = batch.into_iter().peekable();
         while let Some((mut first, outcome)) = batch.next() {
             first.done = true;
-            let (ring, executor) = (first.ring.clone(), first.executor.clone());
+            let ring = first.ring.clone();
             let mut counted = usize::from(first.counted);
             run.push((first.seq, outcome));
             while let Some((next, _)) = batch.peek() {
-                if !Arc::ptr_eq(&next.ring, &ring) || !Arc::ptr_eq(&next.executor, &executor) {
+                if !Arc::ptr_eq(&next.ring, &ring) {
                     break;
                 }
                 let (mut next, outcome) = batch.next().expect("peeked");
@@ -174,8 +172,15 @@ impl Completer {
                 run.push((next.seq, outcome));
             }
             ring.complete_many(run.drain(..));
-            executor.release(counted);
+            release(&ring, counted);
         }
+    }
+}
+
+/// Frees `counted` places in the executor of `ring` (every ring with operations running has one).
+fn release(ring: &SyscallCompletionRing, counted: usize) {
+    if let Some(executor) = ring.executor() {
+        executor.release(counted);
     }
 }
 

@@ -84,6 +84,7 @@ impl IoUringExecutor {
 
     /// Puts `ring` in line (if it is not already) and moves what fits to the backend.
     pub(crate) fn schedule(&self, ring: &Arc<SyscallCompletionRing>) {
+        ring.scheduled_by(&self.inner);
         let mut s = self.inner.lock();
         let mut batch = Vec::new();
         // With nobody in line, the ring goes first without joining the line (the same order,
@@ -126,7 +127,7 @@ impl Shared {
         batch: &mut Vec<Submission>,
     ) -> bool {
         let room = (self.window - s.in_flight).min(QUANTUM);
-        let (counted, more) = ring.dispatch(room, batch, |d, counts| Submission::new(ring, d, counts, self.clone()));
+        let (counted, more) = ring.dispatch(room, batch, |d, counts| Submission::new(ring, d, counts));
         s.in_flight += counted;
         more
     }

@@ -16,6 +16,7 @@ use std::time::Instant;
 use super::cancel::CancelToken;
 use super::completion::SyscallCompletionEntry;
 use super::error::{IoUringError, OpError, Result};
+use super::executor::Shared;
 use super::metrics::{Metrics, ProcessStats, Stage};
 use super::op::{OpResult, SyscallOpType};
 use super::stats::Counters;
@@ -23,6 +24,7 @@ use super::stream::CompletionStream;
 use crate::Pid;
 use crate::process::Process;
 use crate::sync::{AtomicBool, Condvar, Mutex, MutexGuard};
+use std::sync::OnceLock;
 
 /// Default submission queue size.
 pub const DEFAULT_SQ_SIZE: usize = 256;
@@ -49,6 +51,11 @@ pub struct SyscallCompletionRing {
     arrived: Condvar,
     /// Whether the executor's ready list holds this ring; changed only under the executor's lock.
     pub(crate) scheduled: AtomicBool,
+    /// The executor that runs this ring's operations, set when it first schedules the ring: its
+    /// completions free room there. Reached through the ring, so an operation in flight holds one
+    /// reference (the ring) rather than two. (The executor's ready list holds the ring only while
+    /// it has queued operations, so the two keep each other alive no longer than that.)
+    executor: OnceLock<Arc<Shared>>,
     /// Stands in for timestamps while latency tracking is off.
     created: Instant,
 }
@@ -148,6 +155,7 @@ impl SyscallCompletionRing {
             state: Mutex::new(RingState { next_seq: 1, ..RingState::default() }),
             arrived: Condvar::new(),
             scheduled: AtomicBool::new(false),
+            executor: OnceLock::new(),
             created: Instant::now(),
         })
     }
@@ -198,6 +206,16 @@ impl SyscallCompletionRing {
 
     pub(crate) fn process(&self) -> &Arc<Process> {
         &self.process
+    }
+
+    /// Records the executor that schedules this ring (the first one; a manager has only one).
+    pub(crate) fn scheduled_by(&self, executor: &Arc<Shared>) {
+        self.executor.get_or_init(|| executor.clone());
+    }
+
+    /// The executor this ring's operations run on (none before its first operation).
+    pub(crate) fn executor(&self) -> Option<&Arc<Shared>> {
+        self.executor.get()
     }
 
     /// A clock for one pass under the lock.
