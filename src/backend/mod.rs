@@ -155,9 +155,9 @@ pub(crate) fn start_ready_first<B: Backend>(
     mut file: impl FnMut(Submission),
 ) {
     for sub in batch {
-        if let Some(outcome) = net_ops::try_now(sub.operation()) {
+        if let Some(outcome) = net_ops::try_now(sub.op(), sub.process(), || sub.is_cancelled()) {
             sub.complete(outcome);
-        } else if sub.operation().op().is_network() {
+        } else if sub.op().is_network() {
             backend.spawn(Box::pin(run(backend.clone(), sub)));
         } else {
             file(sub);
@@ -188,7 +188,7 @@ pub async fn run<B: Backend + ?Sized>(backend: Arc<B>, sub: Submission) {
     if op.is_cancelled() {
         return completer.complete(Err(OpError::cancelled()));
     }
-    let cancel = op.op().may_wait_on_peer().then(|| op.cancel_token().clone());
+    let cancel = op.op().may_wait_on_peer().then(|| op.cancel_token());
     let mut exec = backend.execute(op);
     let outcome = poll_fn(|cx| match exec.as_mut().poll(cx) {
         Poll::Ready(out) => Poll::Ready(out),

@@ -39,7 +39,7 @@ pub trait Readiness: Send + Sync {
 /// Executes a socket operation (see [`SyscallOpType::is_network`]); other operations are
 /// refused with `EINVAL`.
 pub async fn execute<R: Readiness>(op: Operation, ready: &R) -> OpOutcome {
-    execute_ref(&op, ready).await
+    execute_ref(op.op(), op.process(), ready).await
 }
 
 /// Tries a socket operation once on the calling thread, without waiting: its outcome if it
@@ -47,13 +47,14 @@ pub async fn execute<R: Readiness>(op: Operation, ready: &R) -> OpOutcome {
 /// call that never waits, or an error), `None` if it would have waited. As a readiness loop
 /// tries the system call before it waits, this spares a backend the trip to its reactor when the
 /// answer is already there. A `Connect` is never tried this way: started here, it could only be
-/// finished by a second `connect(2)`, which reports `EALREADY`.
-pub fn try_now(op: &Operation) -> Option<OpOutcome> {
-    // An operation cancelled before it started takes the normal path, which reports that.
-    if matches!(op.op(), SyscallOpType::Connect { .. }) || !op.op().is_network() || op.is_cancelled() {
+/// finished by a second `connect(2)`, which reports `EALREADY`. `is_cancelled` is asked only of
+/// an operation that would be tried: one cancelled before it started takes the normal path,
+/// which reports that.
+pub fn try_now(op: &SyscallOpType, process: &Process, is_cancelled: impl FnOnce() -> bool) -> Option<OpOutcome> {
+    if matches!(op, SyscallOpType::Connect { .. }) || !op.is_network() || is_cancelled() {
         return None;
     }
-    match execute_now(op) {
+    match execute_now(op, process) {
         Err(e) if e.errno() == errno::EAGAIN => None,
         outcome => Some(outcome),
     }
@@ -61,8 +62,8 @@ pub fn try_now(op: &Operation) -> Option<OpOutcome> {
 
 /// Runs a socket operation once on the calling thread, without waiting: its outcome, `EAGAIN`
 /// included. For the calls that never wait (`Socket`, `Bind`, `Listen`, `LocalAddr`).
-pub fn execute_now(op: &Operation) -> OpOutcome {
-    let mut attempt = std::pin::pin!(execute_ref(op, &NoWait));
+pub fn execute_now(op: &SyscallOpType, process: &Process) -> OpOutcome {
+    let mut attempt = std::pin::pin!(execute_ref(op, process, &NoWait));
     match attempt.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
         std::task::Poll::Ready(outcome) => outcome,
         // `NoWait` never returns a pending future.
@@ -84,10 +85,9 @@ impl Readiness for NoWait {
     }
 }
 
-async fn execute_ref<R: Readiness>(op: &Operation, ready: &R) -> OpOutcome {
-    let process = op.process();
+async fn execute_ref<R: Readiness>(op: &SyscallOpType, process: &Process, ready: &R) -> OpOutcome {
     let socket = |fd: i32| socket(process, fd);
-    match op.op() {
+    match op {
         SyscallOpType::Socket { domain, ty, protocol } => {
             let fd = open_socket(*domain, *ty, *protocol)?;
             Ok(OpResult::Fd(process.install(fd, DescriptorKind::Socket)?))

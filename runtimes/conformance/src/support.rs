@@ -129,7 +129,7 @@ impl Backend for Held {
     }
 
     async fn execute(&self, op: Operation) -> OpOutcome {
-        let cancel = (!self.uninterruptible).then(|| op.cancel_token().clone());
+        let cancel = (!self.uninterruptible).then(|| op.cancel_token());
         if self.gate.wait(cancel.as_deref()).await.is_err() {
             return Err(OpError::cancelled());
         }

@@ -10,29 +10,48 @@ use slab::Slab;
 use std::os::fd::AsRawFd;
 
 use super::prepare::{self, Prepared};
-use crate::backend::{CancelToken, Completer, OpOutcome, Operation};
+use crate::backend::{Completer, OpOutcome};
 use crate::process::Process;
 use crate::syscalls::iouring::error::{OpError, errno};
+use crate::syscalls::iouring::op::SyscallOpType;
+use crate::syscalls::iouring::ring::SyscallCompletionRing;
 
 /// `user_data` of the NOP that wakes the reaper to shut down.
 const WAKE: u64 = u64::MAX;
 /// `user_data` of cancellation requests (their completions carry nothing to deliver).
 const CANCEL: u64 = u64::MAX - 1;
 
-/// Who gets an operation's outcome.
+/// Who gets an operation's outcome; both reach the operation's ring, and through it its process
+/// and cancellation.
 pub(super) enum Finish {
     /// The executor's completer (the batch path).
     Completer(Completer),
     /// A waiting `execute` future.
-    Channel(futures_channel::oneshot::Sender<OpOutcome>),
+    Channel { tx: futures_channel::oneshot::Sender<OpOutcome>, ring: Arc<SyscallCompletionRing>, seq: u64 },
 }
 
 impl Finish {
     fn finish(self, outcome: OpOutcome) {
         match self {
             Finish::Completer(c) => c.complete(outcome),
-            Finish::Channel(tx) => drop(tx.send(outcome)),
+            Finish::Channel { tx, .. } => drop(tx.send(outcome)),
         }
+    }
+
+    fn ring_and_seq(&self) -> (&Arc<SyscallCompletionRing>, u64) {
+        match self {
+            Finish::Completer(c) => (c.ring(), c.seq()),
+            Finish::Channel { ring, seq, .. } => (ring, *seq),
+        }
+    }
+
+    fn process(&self) -> &Arc<Process> {
+        self.ring_and_seq().0.process()
+    }
+
+    fn is_cancelled(&self) -> bool {
+        let (ring, seq) = self.ring_and_seq();
+        ring.is_cancelled(seq)
     }
 }
 
@@ -40,12 +59,10 @@ impl Finish {
 struct InFlight {
     user_data: u64,
     prepared: Prepared,
-    process: Arc<Process>,
     finish: Finish,
     /// The entry as submitted (it points into `prepared`), to submit again if the kernel cancels
     /// it on its own.
     sqe: squeue::Entry,
-    cancel: Arc<CancelToken>,
     /// How often the kernel cancelled it on its own.
     requeued: u8,
 }
@@ -128,27 +145,41 @@ impl Driver {
 
     /// Hands a batch to the kernel with one `io_uring_enter`. An operation that cannot even be
     /// prepared (a bad descriptor, say) completes at once with its error.
-    pub(super) fn submit(self: &Arc<Self>, ops: Vec<(Operation, Finish)>) {
-        let mut sqes = Vec::with_capacity(ops.len());
+    pub(super) fn submit(self: &Arc<Self>, ops: Vec<(SyscallOpType, Finish)>) {
+        let mut submitted = Vec::with_capacity(ops.len());
         let mut refused = Vec::new();
         {
             let mut table = self.table();
+            let _sq = self.sq.lock().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: the `sq` lock is held, so no other `SubmissionQueue` of this ring exists.
+            let mut sq = unsafe { self.ring.submission_shared() };
             let generation = u64::from(self.generation.fetch_add(1, Ordering::Relaxed)) << 32;
             for (op, finish) in ops {
-                let (op, process, cancel) = op.into_parts();
-                match prepare::prepare(op, &process) {
+                match prepare::prepare(op, finish.process()) {
                     Ok((prepared, sqe)) => {
                         let slot = table.vacant_entry();
                         let user_data = generation | slot.key() as u64;
                         let sqe = sqe.user_data(user_data);
-                        sqes.push(sqe.clone());
-                        slot.insert(InFlight { user_data, prepared, process, finish, sqe, cancel, requeued: 0 });
+                        // SAFETY: as in `push`: what `sqe` points to is owned by its entry, put in
+                        // the table before the table's lock is released, which no completion
+                        // can be taken without.
+                        while unsafe { sq.push(&sqe) }.is_err() {
+                            sq.sync();
+                            self.enter(&mut sq);
+                        }
+                        slot.insert(InFlight { user_data, prepared, finish, sqe, requeued: 0 });
+                        submitted.push(user_data);
                     }
                     Err(e) => refused.push((finish, e)),
                 }
             }
+            // The kernel may now complete them, but they are taken only once the table is free.
+            drop(table);
+            if !submitted.is_empty() {
+                sq.sync();
+                self.enter(&mut sq);
+            }
         }
-        self.push(&sqes);
         // Operations the kernel finished inside that enter (NOPs, page-cached reads) are
         // delivered here and now, sparing the reaper's wake-up and the waiter's. Skipped if
         // someone is already taking completions: they will deliver these too.
@@ -156,16 +187,18 @@ impl Driver {
             self.deliver_ready(&cq);
         }
         // Only what is still in the kernel can be cancelled there: operations that completed
-        // inside the enter need no hook (a hook for one that completes just after this check
-        // asks the kernel to cancel an unknown request, which is harmless). Whatever is still
-        // there needs the reaper in the kernel.
+        // inside the enter need no token or hook (a hook for one that completes just after this
+        // check asks the kernel to cancel an unknown request, which is harmless). Whatever is
+        // still there needs the reaper in the kernel.
         let mut cancels = Vec::new();
         let left_in_flight = {
             let mut table = self.table();
-            for sqe in &sqes {
-                let user_data = sqe.get_user_data();
-                if let Some(f) = in_flight(&mut table, user_data) {
-                    cancels.push((f.cancel.clone(), user_data));
+            if !table.is_empty() {
+                for &user_data in &submitted {
+                    if let Some(f) = in_flight(&mut table, user_data) {
+                        let (ring, seq) = f.finish.ring_and_seq();
+                        cancels.push((ring.cancel_token(seq), user_data));
+                    }
                 }
             }
             !table.is_empty()
@@ -195,7 +228,8 @@ impl Driver {
             // SAFETY: every pointer in `sqe` refers to memory owned by its `InFlight` entry in the
             // table (heap buffers, a boxed `open_how`, a `CString`), or to a descriptor kept open
             // by an `Arc` there; entries leave the table only when the kernel reports the
-            // operation complete, so the memory outlives the kernel's use of it.
+            // operation complete, so the memory outlives the kernel's use of it. (A cancel
+            // request points at no memory.)
             while unsafe { sq.push(sqe) }.is_err() {
                 sq.sync();
                 self.enter(&mut sq);
@@ -298,15 +332,15 @@ impl Driver {
                 // back to the kernel, from this thread (the reaper, mostly). Known limit: a connect
                 // cancelled mid-handshake this way and submitted again reports `EALREADY`.
                 if result == -rustix::io::Errno::CANCELED.raw_os_error()
-                    && !op.cancel.is_cancelled()
                     && op.requeued < MAX_REQUEUES
+                    && !op.finish.is_cancelled()
                 {
                     op.requeued += 1;
                     again.push(op.sqe.clone());
                     continue;
                 }
                 let op = table.remove(key_of(user_data));
-                let outcome = prepare::finish(op.prepared, &op.process, result);
+                let outcome = prepare::finish(op.prepared, op.finish.process(), result);
                 match op.finish {
                     Finish::Completer(c) => batch.push((c, outcome)),
                     other => channels.push((other, outcome)),

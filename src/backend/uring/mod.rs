@@ -119,7 +119,7 @@ fn inline(op: Operation) -> OpOutcome {
     if !op.op().is_network() {
         return file_ops::execute_sync(op);
     }
-    net_ops::execute_now(&op)
+    net_ops::execute_now(op.op(), op.process())
 }
 
 fn forced_failure(value: &str) -> io::Error {
@@ -150,11 +150,12 @@ impl Backend for UringBackend {
         }
         // A socket request whose answer is already there is answered by one system call; only
         // one that must wait costs an io_uring entry and the in-flight table's bookkeeping.
-        if let Some(outcome) = net_ops::try_now(&op) {
+        if let Some(outcome) = net_ops::try_now(op.op(), op.process(), || op.is_cancelled()) {
             return outcome;
         }
         let (tx, rx) = futures_channel::oneshot::channel();
-        self.driver.submit(vec![(op, Finish::Channel(tx))]);
+        let (op, ring, seq) = op.into_raw();
+        self.driver.submit(vec![(op, Finish::Channel { tx, ring, seq })]);
         rx.await.unwrap_or_else(|_| Err(OpError::new(errno::EIO, "io_uring completion lost")))
     }
 
@@ -166,11 +167,11 @@ impl Backend for UringBackend {
         let mut kernel = Vec::with_capacity(batch.len());
         let mut elsewhere = Vec::new();
         for sub in batch {
-            match self.route(sub.operation().op()) {
-                Route::Kernel => match net_ops::try_now(sub.operation()) {
+            match self.route(sub.op()) {
+                Route::Kernel => match net_ops::try_now(sub.op(), sub.process(), || sub.is_cancelled()) {
                     Some(outcome) => sub.complete(outcome),
                     None => {
-                        let (op, done) = sub.into_parts();
+                        let (op, done) = sub.into_op();
                         kernel.push((op, Finish::Completer(done)));
                     }
                 },

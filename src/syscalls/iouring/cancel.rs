@@ -44,6 +44,11 @@ impl std::fmt::Debug for CancelToken {
 }
 
 impl CancelToken {
+    /// A token, cancelled already or not.
+    pub(crate) fn new(cancelled: bool) -> Self {
+        CancelToken { cancelled: AtomicBool::new(cancelled), ..CancelToken::default() }
+    }
+
     /// Whether cancellation was requested.
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)

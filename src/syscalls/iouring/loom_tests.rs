@@ -227,6 +227,33 @@ fn loom_cancel_hook_runs_exactly_once() {
     });
 }
 
+/// Cancelling a running operation while its backend asks for its token (made on demand, as
+/// io_uring's does for a request still in the kernel) and hooks it: the hook runs exactly once,
+/// whichever side comes first.
+#[test]
+fn loom_cancel_races_the_token_made_on_demand() {
+    model(|| {
+        let (r, counters) = ring(1);
+        let (seq, _) = r.submit(nops(1), false).unwrap();
+        start_all(&r);
+        let canceller = {
+            let r = r.clone();
+            thread::spawn(move || r.cancel(seq).unwrap())
+        };
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        r.cancel_token(seq).on_cancel(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        canceller.join().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the hook ran exactly once");
+        assert!(r.is_cancelled(seq));
+        r.complete(seq, Err(crate::backend::OpError::cancelled()));
+        assert!(r.reap(1)[0].status.is_cancelled());
+        all_retired(&r, &counters);
+    });
+}
+
 /// Completes every operation inside `submit`, on the thread that moved it along.
 struct Inline;
 

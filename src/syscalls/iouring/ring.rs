@@ -87,12 +87,7 @@ struct RingState {
     stream_wakers: Vec<Waker>,
     blocked_waiters: usize,
     metrics: Metrics,
-    /// Cancellation tokens of finished operations, reset, for the next ones.
-    spare_tokens: Vec<Arc<CancelToken>>,
 }
-
-/// The most spare cancellation tokens a ring keeps.
-const SPARE_TOKENS: usize = 64;
 
 struct Slot {
     user_data: u64,
@@ -117,8 +112,27 @@ enum Owner {
 
 enum Phase {
     Queued(SyscallOpType),
-    Running(Arc<CancelToken>),
+    Running(Cancel),
     Done(SyscallCompletionEntry),
+}
+
+/// A running operation's cancellation: whether it was asked for, and the token of a backend
+/// that watches for it. The token is made only when a backend asks for one (an operation that
+/// waits, an io_uring request still in the kernel after its enter): most operations finish
+/// without, and sharing a token with each would cost two atomic operations apiece.
+#[derive(Default)]
+struct Cancel {
+    requested: bool,
+    token: Option<Arc<CancelToken>>,
+}
+
+impl Cancel {
+    fn request(&mut self) {
+        self.requested = true;
+        if let Some(token) = &self.token {
+            token.cancel();
+        }
+    }
 }
 
 /// What to do once the ring's lock is released.
@@ -134,7 +148,6 @@ struct AfterUnlock {
 pub(crate) struct Dispatched {
     pub(crate) seq: u64,
     pub(crate) op: SyscallOpType,
-    pub(crate) cancel: Arc<CancelToken>,
 }
 
 impl SyscallCompletionRing {
@@ -312,10 +325,9 @@ impl SyscallCompletionRing {
         let mut clock = self.clock();
         while counted < max {
             let Some(seq) = s.sq.pop_front() else { break };
-            let RingState { slots, metrics, spare_tokens, .. } = &mut *s;
+            let RingState { slots, metrics, .. } = &mut *s;
             let Some(slot) = slots.get_mut(&seq) else { continue };
-            let cancel = spare_tokens.pop().unwrap_or_default();
-            let Phase::Queued(op) = std::mem::replace(&mut slot.phase, Phase::Running(cancel.clone())) else {
+            let Phase::Queued(op) = std::mem::replace(&mut slot.phase, Phase::Running(Cancel::default())) else {
                 unreachable!("only queued operations are in the SQ");
             };
             if let Some(now) = clock.at(seq) {
@@ -324,7 +336,7 @@ impl SyscallCompletionRing {
             }
             let counts = !op.may_wait_on_peer();
             counted += usize::from(counts);
-            out.push(make(Dispatched { seq, op, cancel }, counts));
+            out.push(make(Dispatched { seq, op }, counts));
         }
         (counted, !s.sq.is_empty())
     }
@@ -340,14 +352,10 @@ impl SyscallCompletionRing {
         let mut after = AfterUnlock::default();
         let mut clock = self.clock();
         for (seq, outcome) in outcomes {
-            match s.slots.get(&seq) {
-                Some(Slot { phase: Phase::Running(_), user_data, .. }) => {
-                    let entry = SyscallCompletionEntry::from_outcome(seq, *user_data, outcome);
-                    s.deliver(seq, entry, &mut clock, &self.counters, &mut after);
-                }
-                // Already ended (destroyed ring, cancelled future): nobody will see this outcome,
-                // so a descriptor it created must not outlive it.
-                _ => after.close_fds.extend(outcome.ok().and_then(|r| r.new_fd())),
+            // Not delivered if the slot already ended (destroyed ring, cancelled future): nobody
+            // will see this outcome, so a descriptor it created must not outlive it.
+            if let Some(outcome) = s.deliver(seq, outcome, &mut clock, &self.counters, &mut after) {
+                after.close_fds.extend(outcome.ok().and_then(|r| r.new_fd()));
             }
         }
         drop(s);
@@ -379,9 +387,9 @@ impl SyscallCompletionRing {
         let mut s = self.lock();
         let mut after = AfterUnlock::default();
         let Some(slot) = s.slots.get_mut(&seq) else { return };
-        match &slot.phase {
+        match &mut slot.phase {
             Phase::Running(cancel) => {
-                cancel.cancel();
+                cancel.request();
                 slot.owner = Owner::Nobody;
             }
             Phase::Queued(_) => {
@@ -424,20 +432,46 @@ impl SyscallCompletionRing {
     pub(crate) fn cancel(&self, seq: u64) -> Result<()> {
         let mut s = self.lock();
         let mut after = AfterUnlock::default();
-        match s.slots.get(&seq).map(|slot| (&slot.phase, slot.user_data)) {
-            None if seq > 0 && seq < s.next_seq => {} // finished and taken
+        let issued = seq > 0 && seq < s.next_seq;
+        match s.slots.get_mut(&seq).map(|slot| &mut slot.phase) {
+            None if issued => {} // finished and taken
             None => return Err(IoUringError::UnknownSeq { pid: self.pid, seq }),
-            Some((Phase::Done(_), _)) => {}
-            Some((Phase::Running(cancel), _)) => cancel.cancel(),
-            Some((Phase::Queued(_), user_data)) => {
+            Some(Phase::Done(_)) => {}
+            Some(Phase::Running(cancel)) => cancel.request(),
+            Some(Phase::Queued(_)) => {
                 s.sq.retain(|&q| q != seq);
-                let cancelled = SyscallCompletionEntry::cancelled(seq, user_data);
-                s.deliver(seq, cancelled, &mut self.clock(), &self.counters, &mut after);
+                let cancelled = Err(OpError::cancelled());
+                let _always_delivered = s.deliver(seq, cancelled, &mut self.clock(), &self.counters, &mut after);
             }
         }
         drop(s);
         self.finish(after);
         Ok(())
+    }
+
+    /// Whether running operation `seq` was asked to stop. One that already ended without its
+    /// backend (its ring destroyed, its future's completion forced) counts as asked.
+    pub(crate) fn is_cancelled(&self, seq: u64) -> bool {
+        match self.lock().slots.get(&seq).map(|slot| &slot.phase) {
+            Some(Phase::Running(cancel)) => cancel.requested,
+            Some(Phase::Queued(_)) => false,
+            Some(Phase::Done(_)) | None => true,
+        }
+    }
+
+    /// The cancellation token of running operation `seq`, made on first request (already
+    /// cancelled if cancellation was asked for before); of one that already ended without its
+    /// backend, a cancelled token.
+    pub(crate) fn cancel_token(&self, seq: u64) -> Arc<CancelToken> {
+        let mut s = self.lock();
+        match s.slots.get_mut(&seq).map(|slot| &mut slot.phase) {
+            Some(Phase::Running(cancel)) => {
+                let requested = cancel.requested;
+                cancel.token.get_or_insert_with(|| Arc::new(CancelToken::new(requested))).clone()
+            }
+            Some(Phase::Queued(_)) => Arc::new(CancelToken::new(false)),
+            Some(Phase::Done(_)) | None => Arc::new(CancelToken::new(true)),
+        }
     }
 
     /// Takes up to `max` CQ completions, oldest first.
@@ -519,8 +553,8 @@ impl SyscallCompletionRing {
         let mut discarded = 0;
         let mut forced = 0;
         s.slots.retain(|&seq, slot| {
-            if let Phase::Running(cancel) = &slot.phase {
-                cancel.cancel();
+            if let Phase::Running(cancel) = &mut slot.phase {
+                cancel.request();
             }
             match &mut slot.owner {
                 Owner::Future(waker) => {
@@ -547,16 +581,20 @@ impl SyscallCompletionRing {
 }
 
 impl RingState {
-    /// Ends a running or queued slot with `entry`, for its owner.
+    /// Ends a running (or, when cancelled, queued) slot with `outcome`, for its owner. Gives the
+    /// outcome back if `seq` has no such slot.
     fn deliver(
         &mut self,
         seq: u64,
-        entry: SyscallCompletionEntry,
+        outcome: std::result::Result<OpResult, OpError>,
         clock: &mut Clock,
         counters: &Counters,
         after: &mut AfterUnlock,
-    ) {
-        let Some(slot) = self.slots.get_mut(&seq) else { return };
+    ) -> Option<std::result::Result<OpResult, OpError>> {
+        let Some(slot) = self.slots.get_mut(&seq).filter(|slot| !matches!(slot.phase, Phase::Done(_))) else {
+            return Some(outcome);
+        };
+        let entry = SyscallCompletionEntry::from_outcome(seq, slot.user_data, outcome);
         if let Some(now) = clock.at(seq) {
             slot.times[2] = now;
             self.metrics.record(Stage::Running, now.saturating_duration_since(slot.times[1]));
@@ -569,7 +607,7 @@ impl RingState {
                 self.slots.remove(&seq);
                 after.close_fds.extend(entry.result.new_fd());
                 counters.retired(1, true);
-                return;
+                return None;
             }
             Owner::Future(waker) => {
                 after.wakers.extend(waker.take());
@@ -577,23 +615,11 @@ impl RingState {
             }
             Owner::Queue => true,
         };
-        let ended = std::mem::replace(&mut slot.phase, Phase::Done(entry));
-        self.keep_token(ended);
+        slot.phase = Phase::Done(entry);
         if to_cq {
             self.push_cq(seq, after);
         }
-    }
-
-    /// Keeps a finished operation's cancellation token for the next one if nobody else holds it
-    /// (the backend let go of its copy when it completed): one allocation less per operation.
-    fn keep_token(&mut self, ended: Phase) {
-        if let Phase::Running(mut token) = ended
-            && self.spare_tokens.len() < SPARE_TOKENS
-            && let Some(fresh) = Arc::get_mut(&mut token)
-        {
-            *fresh = CancelToken::default();
-            self.spare_tokens.push(token);
-        }
+        None
     }
 
     fn push_cq(&mut self, seq: u64, after: &mut AfterUnlock) {
@@ -604,22 +630,35 @@ impl RingState {
 
     fn pop_cq(&mut self, clock: &mut Clock) -> Option<SyscallCompletionEntry> {
         while let Some(seq) = self.cq.pop_front() {
-            match self.slots.get(&seq) {
-                Some(Slot { phase: Phase::Done(_), .. }) => return Some(self.take_done(seq, clock)),
+            match self.slots.remove(&seq) {
+                Some(Slot { phase: Phase::Done(entry), times, .. }) => {
+                    return Some(self.took(seq, entry, times, clock));
+                }
                 // Not possible: only done slots enter the CQ. Left untouched.
-                Some(_) => {}
+                Some(slot) => drop(self.slots.insert(seq, slot)),
                 None => self.cq_stale -= 1,
             }
         }
         None
     }
 
-    /// Removes a done slot and returns its completion, measuring how long it waited if it is a
-    /// sampled one. Every way of taking a completion ends here.
+    /// Removes a done slot and returns its completion.
     fn take_done(&mut self, seq: u64, clock: &mut Clock) -> SyscallCompletionEntry {
         let Some(Slot { phase: Phase::Done(entry), times, .. }) = self.slots.remove(&seq) else {
             unreachable!("take_done is only called on a done slot");
         };
+        self.took(seq, entry, times, clock)
+    }
+
+    /// A completion leaves its ring: how long it waited is measured if it is a sampled one.
+    /// Every way of taking a completion ends here.
+    fn took(
+        &mut self,
+        seq: u64,
+        entry: SyscallCompletionEntry,
+        times: [Instant; 3],
+        clock: &mut Clock,
+    ) -> SyscallCompletionEntry {
         if let Some(now) = clock.at(seq) {
             self.metrics.record(Stage::Waiting, now.saturating_duration_since(times[2]));
         }
@@ -808,7 +847,7 @@ mod tests {
         };
         assert_eq!(running.len(), 2);
         r.destroy();
-        assert!(running.iter().all(|(d, _)| d.cancel.is_cancelled()), "running ops were asked to stop");
+        assert!(running.iter().all(|(d, _)| r.is_cancelled(d.seq)), "running ops were asked to stop");
         for (d, _) in &running {
             r.complete(d.seq, Ok(OpResult::None));
         }
