@@ -56,8 +56,6 @@ pub struct SyscallCompletionRing {
     /// reference (the ring) rather than two. (The executor's ready list holds the ring only while
     /// it has queued operations, so the two keep each other alive no longer than that.)
     executor: OnceLock<Arc<Shared>>,
-    /// Stands in for timestamps while latency tracking is off.
-    created: Instant,
 }
 
 impl std::fmt::Debug for SyscallCompletionRing {
@@ -87,20 +85,15 @@ struct RingState {
     stream_wakers: Vec<Waker>,
     blocked_waiters: usize,
     metrics: Metrics,
+    /// When each sampled operation was submitted, started and completed (the later ones set as
+    /// it gets there): kept apart so that every other slot is smaller.
+    stamps: FxHashMap<u64, [Instant; 3]>,
 }
 
 struct Slot {
     user_data: u64,
     owner: Owner,
     phase: Phase,
-    /// When it was submitted, started, and completed (the later ones set as it gets there).
-    times: [Instant; 3],
-}
-
-impl Slot {
-    fn new(user_data: u64, owner: Owner, phase: Phase, now: Instant) -> Self {
-        Slot { user_data, owner, phase, times: [now; 3] }
-    }
 }
 
 enum Owner {
@@ -169,7 +162,6 @@ impl SyscallCompletionRing {
             arrived: Condvar::new(),
             scheduled: AtomicBool::new(false),
             executor: OnceLock::new(),
-            created: Instant::now(),
         })
     }
 
@@ -286,11 +278,13 @@ impl SyscallCompletionRing {
         for (op, user_data) in ops {
             let seq = s.next_seq;
             s.next_seq += 1;
-            let stamp = clock.at(seq).unwrap_or(self.created);
+            if let Some(now) = clock.at(seq) {
+                s.stamps.insert(seq, [now; 3]);
+            }
             let owner = if to_future { Owner::Future(None) } else { Owner::Queue };
             match sandbox.check(&op) {
                 Ok(()) => {
-                    s.slots.insert(seq, Slot::new(user_data, owner, Phase::Queued(op), stamp));
+                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Queued(op) });
                     s.sq.push_back(seq);
                     queued = true;
                 }
@@ -298,7 +292,7 @@ impl SyscallCompletionRing {
                     let entry = SyscallCompletionEntry::from_outcome(seq, user_data, Err(e));
                     s.metrics.completed += 1;
                     s.metrics.failed += 1;
-                    s.slots.insert(seq, Slot::new(user_data, owner, Phase::Done(entry), stamp));
+                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Done(entry) });
                     if !to_future {
                         s.push_cq(seq, &mut after);
                     }
@@ -325,14 +319,16 @@ impl SyscallCompletionRing {
         let mut clock = self.clock();
         while counted < max {
             let Some(seq) = s.sq.pop_front() else { break };
-            let RingState { slots, metrics, .. } = &mut *s;
+            let RingState { slots, metrics, stamps, .. } = &mut *s;
             let Some(slot) = slots.get_mut(&seq) else { continue };
             let Phase::Queued(op) = std::mem::replace(&mut slot.phase, Phase::Running(Cancel::default())) else {
                 unreachable!("only queued operations are in the SQ");
             };
-            if let Some(now) = clock.at(seq) {
-                slot.times[1] = now;
-                metrics.record(Stage::Queued, now.saturating_duration_since(slot.times[0]));
+            if let Some(now) = clock.at(seq)
+                && let Some(times) = stamps.get_mut(&seq)
+            {
+                times[1] = now;
+                metrics.record(Stage::Queued, now.saturating_duration_since(times[0]));
             }
             let counts = !op.may_wait_on_peer();
             counted += usize::from(counts);
@@ -394,11 +390,11 @@ impl SyscallCompletionRing {
             }
             Phase::Queued(_) => {
                 s.sq.retain(|&q| q != seq);
-                s.slots.remove(&seq);
+                s.remove(seq);
                 self.counters.retired(1, true);
             }
             Phase::Done(_) => {
-                if let Some(Slot { phase: Phase::Done(e), .. }) = s.slots.remove(&seq) {
+                if let Some(Slot { phase: Phase::Done(e), .. }) = s.remove(seq) {
                     after.close_fds.extend(e.result.new_fd());
                 }
                 self.counters.retired(1, true);
@@ -571,6 +567,8 @@ impl SyscallCompletionRing {
                 }
             }
         });
+        let RingState { stamps, slots, .. } = &mut *s;
+        stamps.retain(|seq, _| slots.contains_key(seq));
         self.counters.retired(discarded, true);
         s.metrics.completed += forced;
         s.metrics.cancelled += forced;
@@ -595,16 +593,18 @@ impl RingState {
             return Some(outcome);
         };
         let entry = SyscallCompletionEntry::from_outcome(seq, slot.user_data, outcome);
-        if let Some(now) = clock.at(seq) {
-            slot.times[2] = now;
-            self.metrics.record(Stage::Running, now.saturating_duration_since(slot.times[1]));
+        if let Some(now) = clock.at(seq)
+            && let Some(times) = self.stamps.get_mut(&seq)
+        {
+            times[2] = now;
+            self.metrics.record(Stage::Running, now.saturating_duration_since(times[1]));
         }
         self.metrics.completed += 1;
         self.metrics.failed += u64::from(entry.status.is_error());
         self.metrics.cancelled += u64::from(entry.status.is_cancelled());
         let to_cq = match &mut slot.owner {
             Owner::Nobody => {
-                self.slots.remove(&seq);
+                self.remove(seq);
                 after.close_fds.extend(entry.result.new_fd());
                 counters.retired(1, true);
                 return None;
@@ -631,8 +631,8 @@ impl RingState {
     fn pop_cq(&mut self, clock: &mut Clock) -> Option<SyscallCompletionEntry> {
         while let Some(seq) = self.cq.pop_front() {
             match self.slots.remove(&seq) {
-                Some(Slot { phase: Phase::Done(entry), times, .. }) => {
-                    return Some(self.took(seq, entry, times, clock));
+                Some(Slot { phase: Phase::Done(entry), .. }) => {
+                    return Some(self.took(seq, entry, clock));
                 }
                 // Not possible: only done slots enter the CQ. Left untouched.
                 Some(slot) => drop(self.slots.insert(seq, slot)),
@@ -644,25 +644,32 @@ impl RingState {
 
     /// Removes a done slot and returns its completion.
     fn take_done(&mut self, seq: u64, clock: &mut Clock) -> SyscallCompletionEntry {
-        let Some(Slot { phase: Phase::Done(entry), times, .. }) = self.slots.remove(&seq) else {
+        let Some(Slot { phase: Phase::Done(entry), .. }) = self.slots.remove(&seq) else {
             unreachable!("take_done is only called on a done slot");
         };
-        self.took(seq, entry, times, clock)
+        self.took(seq, entry, clock)
     }
 
     /// A completion leaves its ring: how long it waited is measured if it is a sampled one.
     /// Every way of taking a completion ends here.
-    fn took(
-        &mut self,
-        seq: u64,
-        entry: SyscallCompletionEntry,
-        times: [Instant; 3],
-        clock: &mut Clock,
-    ) -> SyscallCompletionEntry {
-        if let Some(now) = clock.at(seq) {
+    fn took(&mut self, seq: u64, entry: SyscallCompletionEntry, clock: &mut Clock) -> SyscallCompletionEntry {
+        if let Some(times) = self.unstamp(seq)
+            && let Some(now) = clock.at(seq)
+        {
             self.metrics.record(Stage::Waiting, now.saturating_duration_since(times[2]));
         }
         entry
+    }
+
+    /// Removes a slot that ends without being taken.
+    fn remove(&mut self, seq: u64) -> Option<Slot> {
+        self.unstamp(seq);
+        self.slots.remove(&seq)
+    }
+
+    /// Forgets the times of `seq`, if it is a sampled operation.
+    fn unstamp(&mut self, seq: u64) -> Option<[Instant; 3]> {
+        if seq % SAMPLE_EVERY == 1 { self.stamps.remove(&seq) } else { None }
     }
 
     /// Drops stale CQ numbers once they are most of the queue, so a caller that only ever uses
@@ -781,6 +788,7 @@ mod tests {
         }
         let s = r.lock();
         assert!(s.cq.len() <= 64, "stale CQ numbers grew to {}", s.cq.len());
+        assert!(s.stamps.is_empty(), "sampled times outlived their operations");
         drop(s);
         assert_eq!(counters.snapshot(1, "t").pending, 0);
     }
@@ -801,6 +809,7 @@ mod tests {
         r.abandon(seq);
         r.complete(seq, Ok(OpResult::Fd(vfd)));
         assert_eq!(r.process().open_descriptors(), 0, "the discarded result's descriptor was closed");
+        assert!(r.lock().stamps.is_empty(), "sampled times outlived their operation");
         let snap = counters.snapshot(1, "t");
         assert_eq!((snap.pending, snap.discarded), (0, 1));
         assert_eq!(r.outstanding(), 0);
@@ -856,6 +865,7 @@ mod tests {
         let Poll::Ready(e) = r.poll_owned(fut_seq, &mut Context::from_waker(&waker)) else { panic!() };
         assert!(e.status.is_cancelled());
         assert!(matches!(r.submit(nops(1), false), Err(IoUringError::RingDestroyed { .. })));
+        assert!(r.lock().stamps.is_empty(), "sampled times outlived their operations");
         let snap = counters.snapshot(0, "t");
         assert_eq!((snap.total_submissions, snap.total_completions, snap.discarded), (3, 3, 2));
     }
