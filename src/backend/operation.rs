@@ -182,23 +182,21 @@ impl Completer {
     /// operations that share a ring, instead of one per operation. For backends that reap
     /// completions in bulk.
     pub fn complete_all(batch: Vec<(Completer, OpOutcome)>) {
-        let mut run = Vec::with_capacity(batch.len());
         let mut batch = batch.into_iter().peekable();
-        while let Some((mut first, outcome)) = batch.next() {
-            first.done = true;
+        while let Some((first, _)) = batch.peek() {
             let ring = first.ring.clone();
-            let mut counted = usize::from(first.counted);
-            run.push((first.seq, outcome));
-            while let Some((next, _)) = batch.peek() {
+            let mut counted = 0;
+            // The run is handed over as it is read, without being gathered first.
+            ring.complete_many(std::iter::from_fn(|| {
+                let (next, _) = batch.peek()?;
                 if !Arc::ptr_eq(&next.ring, &ring) {
-                    break;
+                    return None;
                 }
-                let (mut next, outcome) = batch.next().expect("peeked");
+                let (mut next, outcome) = batch.next()?;
                 next.done = true;
                 counted += usize::from(next.counted);
-                run.push((next.seq, outcome));
-            }
-            ring.complete_many(run.drain(..));
+                Some((next.seq, outcome))
+            }));
             release(&ring, counted);
         }
     }

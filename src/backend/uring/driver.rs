@@ -145,8 +145,9 @@ impl Driver {
 
     /// Hands a batch to the kernel with one `io_uring_enter`. An operation that cannot even be
     /// prepared (a bad descriptor, say) completes at once with its error.
-    pub(super) fn submit(self: &Arc<Self>, ops: Vec<(SyscallOpType, Finish)>) {
-        let mut submitted = Vec::with_capacity(ops.len());
+    pub(super) fn submit(self: &Arc<Self>, ops: impl IntoIterator<Item = (SyscallOpType, Finish)>) {
+        let ops = ops.into_iter();
+        let mut submitted = Vec::with_capacity(ops.size_hint().1.unwrap_or(0));
         let mut refused = Vec::new();
         {
             let mut table = self.table();
@@ -175,7 +176,7 @@ impl Driver {
             }
             // The kernel may now complete them, but they are taken only once the table is free.
             drop(table);
-            if !submitted.is_empty() {
+            if !sq.is_empty() {
                 sq.sync();
                 self.enter(&mut sq);
             }

@@ -16,7 +16,9 @@ mod prepare;
 use std::io;
 use std::sync::Arc;
 
-use super::{Backend, BlockingBackend, Capabilities, OpOutcome, Operation, Submission, Task, file_ops, net_ops};
+use super::{
+    Backend, BlockingBackend, Capabilities, Completer, OpOutcome, Operation, Submission, Task, file_ops, net_ops,
+};
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::SyscallOpType;
 use driver::{Driver, Finish};
@@ -155,7 +157,7 @@ impl Backend for UringBackend {
         }
         let (tx, rx) = futures_channel::oneshot::channel();
         let (op, ring, seq) = op.into_raw();
-        self.driver.submit(vec![(op, Finish::Channel { tx, ring, seq })]);
+        self.driver.submit([(op, Finish::Channel { tx, ring, seq })]);
         rx.await.unwrap_or_else(|_| Err(OpError::new(errno::EIO, "io_uring completion lost")))
     }
 
@@ -164,29 +166,29 @@ impl Backend for UringBackend {
     }
 
     fn submit(self: Arc<Self>, batch: Vec<Submission>) {
-        let mut kernel = Vec::with_capacity(batch.len());
+        let mut answered = Vec::new();
         let mut elsewhere = Vec::new();
-        for sub in batch {
+        // One pass: each operation bound for the kernel is prepared and queued as it is routed.
+        self.driver.submit(batch.into_iter().filter_map(|sub| {
             match self.route(sub.op()) {
                 Route::Kernel => match net_ops::try_now(sub.op(), sub.process(), || sub.is_cancelled()) {
-                    Some(outcome) => sub.complete(outcome),
+                    Some(outcome) => answered.push((sub.into_op().1, outcome)),
                     None => {
                         let (op, done) = sub.into_op();
-                        kernel.push((op, Finish::Completer(done)));
+                        return Some((op, Finish::Completer(done)));
                     }
                 },
                 Route::Inline => {
                     let (op, done) = sub.into_parts();
-                    done.complete(inline(op));
+                    answered.push((done, inline(op)));
                 }
                 Route::Fallback => elsewhere.push(sub),
             }
-        }
+            None
+        }));
+        Completer::complete_all(answered);
         if !elsewhere.is_empty() {
             self.fallback.clone().submit(elsewhere);
-        }
-        if !kernel.is_empty() {
-            self.driver.submit(kernel);
         }
     }
 }
