@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::error::Result;
+use super::op::SyscallOpType;
 use super::ring::SyscallCompletionRing;
 use crate::backend::{Backend, Submission};
 use crate::sync::{Mutex, MutexGuard};
@@ -80,6 +82,39 @@ impl IoUringExecutor {
     /// Rings with queued operations waiting for room in the backend.
     pub fn ready_rings(&self) -> usize {
         self.inner.lock().ready.len()
+    }
+
+    /// Accepts `ops` into `ring` (see [`SyscallCompletionRing::submit`]) and moves them along:
+    /// straight to the backend, skipping the SQ, when the window has room for all of them and no
+    /// ring is waiting for it (so nobody is overtaken); into the SQ and the line otherwise.
+    /// Returns the first sequence number.
+    pub(crate) fn submit(
+        &self,
+        ring: &Arc<SyscallCompletionRing>,
+        ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
+        to_future: bool,
+    ) -> Result<u64> {
+        ring.scheduled_by(&self.inner);
+        let n = ops.len();
+        let mut s = self.inner.lock();
+        if !s.ready.is_empty() || ring.scheduled.load(Ordering::Relaxed) || self.inner.window - s.in_flight < n {
+            drop(s);
+            let (first, queued) = ring.submit(ops, to_future)?;
+            if queued {
+                self.schedule(ring);
+            }
+            return Ok(first);
+        }
+        let mut batch = Vec::with_capacity(n);
+        let accepted =
+            ring.submit_started(ops, to_future, &mut |d, counts| batch.push(Submission::new(ring, d, counts)))?;
+        s.in_flight += accepted.counted;
+        drop(s);
+        self.inner.start(batch);
+        if accepted.queued {
+            self.schedule(ring);
+        }
+        Ok(accepted.first)
     }
 
     /// Puts `ring` in line (if it is not already) and moves what fits to the backend.

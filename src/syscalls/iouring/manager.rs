@@ -177,10 +177,7 @@ impl IoUringManager {
         to_future: bool,
     ) -> Result<(Arc<SyscallCompletionRing>, u64)> {
         let ring = self.ring_or_create(pid)?;
-        let (first, queued) = ring.submit(entries.map(|e| (e.op, e.user_data)), to_future)?;
-        if queued {
-            self.inner.executor.schedule(&ring);
-        }
+        let first = self.inner.executor.submit(&ring, entries.map(|e| (e.op, e.user_data)), to_future)?;
         Ok((ring, first))
     }
 

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::cancel::CancelToken;
 use super::completion::SyscallCompletionEntry;
@@ -137,6 +137,16 @@ struct AfterUnlock {
     close_fds: Vec<i32>,
 }
 
+/// What [`SyscallCompletionRing::submit_started`] did with a batch.
+pub(crate) struct Accepted {
+    /// The first sequence number (the batch's are consecutive).
+    pub(crate) first: u64,
+    /// Whether any operation was queued (behind earlier ones) rather than started.
+    pub(crate) queued: bool,
+    /// How many started operations count against the executor's window.
+    pub(crate) counted: usize,
+}
+
 /// An operation taken from the SQ for execution.
 pub(crate) struct Dispatched {
     pub(crate) seq: u64,
@@ -252,6 +262,28 @@ impl SyscallCompletionRing {
         ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
         to_future: bool,
     ) -> Result<(u64, bool)> {
+        self.accept(ops, to_future, None).map(|a| (a.first, a.queued))
+    }
+
+    /// Like [`submit`](Self::submit), but the operations skip the SQ and go to running at once,
+    /// each handed to `start` (with whether it counts against the executor's window), unless
+    /// operations queued earlier are still waiting: then they queue behind them. For an executor
+    /// that has room for all of them and nobody else in line.
+    pub(crate) fn submit_started(
+        &self,
+        ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
+        to_future: bool,
+        start: &mut dyn FnMut(Dispatched, bool),
+    ) -> Result<Accepted> {
+        self.accept(ops, to_future, Some(start))
+    }
+
+    fn accept(
+        &self,
+        ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
+        to_future: bool,
+        mut start: Option<&mut dyn FnMut(Dispatched, bool)>,
+    ) -> Result<Accepted> {
         let n = ops.len();
         let pid = self.pid;
         let fits = self.sq_capacity.min(self.cq_capacity);
@@ -271,7 +303,10 @@ impl SyscallCompletionRing {
             return Err(IoUringError::SubmissionQueueFull { pid, capacity: self.sq_capacity });
         }
         let first = s.next_seq;
-        let mut queued = false;
+        let mut accepted = Accepted { first, queued: false, counted: 0 };
+        if !s.sq.is_empty() {
+            start = None;
+        }
         let mut after = AfterUnlock::default();
         let mut clock = self.clock();
         s.metrics.submitted += n as u64;
@@ -282,13 +317,22 @@ impl SyscallCompletionRing {
                 s.stamps.insert(seq, [now; 3]);
             }
             let owner = if to_future { Owner::Future(None) } else { Owner::Queue };
-            match sandbox.check(&op) {
-                Ok(()) => {
+            match (sandbox.check(&op), start.as_mut()) {
+                (Ok(()), Some(start)) => {
+                    if clock.at(seq).is_some() {
+                        s.metrics.record(Stage::Queued, Duration::ZERO);
+                    }
+                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Running(Cancel::default()) });
+                    let counts = !op.may_wait_on_peer();
+                    accepted.counted += usize::from(counts);
+                    start(Dispatched { seq, op }, counts);
+                }
+                (Ok(()), None) => {
                     s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Queued(op) });
                     s.sq.push_back(seq);
-                    queued = true;
+                    accepted.queued = true;
                 }
-                Err(e) => {
+                (Err(e), _) => {
                     let entry = SyscallCompletionEntry::from_outcome(seq, user_data, Err(e));
                     s.metrics.completed += 1;
                     s.metrics.failed += 1;
@@ -302,7 +346,7 @@ impl SyscallCompletionRing {
         self.counters.submitted(n);
         drop(s);
         self.finish(after);
-        Ok((first, queued))
+        Ok(accepted)
     }
 
     /// Moves up to `max` queued operations to running. Operations that may wait on a peer do not
@@ -772,6 +816,28 @@ mod tests {
         assert_eq!(got, vec![first + 2, first + 1, first], "completion order, each once");
         let snap = counters.snapshot(1, "test");
         assert_eq!((snap.total_submissions, snap.total_completions, snap.pending), (3, 3, 0));
+    }
+
+    #[test]
+    fn iouring_started_batches_skip_the_sq_but_never_overtake_it() {
+        let (r, counters) = ring(8, 8);
+        let mut started = Vec::new();
+        let a = r.submit_started(nops(3), false, &mut |d, counts| started.push((d.seq, counts))).unwrap();
+        assert_eq!((a.queued, a.counted), (false, 3));
+        assert_eq!(started, vec![(a.first, true), (a.first + 1, true), (a.first + 2, true)]);
+        assert!(run_all(&r).is_empty(), "nothing went through the SQ");
+        // With operations queued before them, they queue behind those.
+        let (queued, _) = r.submit(nops(1), false).unwrap();
+        started.clear();
+        let b = r.submit_started(nops(2), false, &mut |d, counts| started.push((d.seq, counts))).unwrap();
+        assert!(b.queued && b.counted == 0 && started.is_empty());
+        assert_eq!(run_all(&r), vec![queued, b.first, b.first + 1]);
+        for seq in a.first..b.first + 2 {
+            r.complete(seq, Ok(OpResult::None));
+        }
+        assert_eq!(r.reap(usize::MAX).len(), 6);
+        assert_eq!(counters.snapshot(1, "t").pending, 0);
+        assert!(r.lock().stamps.is_empty());
     }
 
     #[test]
