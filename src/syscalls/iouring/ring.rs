@@ -73,13 +73,19 @@ impl std::fmt::Debug for SyscallCompletionRing {
 struct RingState {
     /// The next sequence number; 0 is never issued.
     next_seq: u64,
-    /// Queued operations, oldest first; their ops live in their slots.
-    sq: VecDeque<u64>,
-    /// Keyed by seq; Fx hashing, as the keys are the ring's own counters, not attacker-chosen.
+    /// Queued operations, oldest first.
+    sq: VecDeque<(u64, SyscallOpType)>,
+    /// Every operation not yet completed, and every future's completion not yet taken. Keyed by
+    /// seq; Fx hashing, as the keys are the ring's own counters, not attacker-chosen. Small (the
+    /// ops wait in the SQ, the completions in the CQ or in `done`): slots move on every insert
+    /// and removal.
     slots: FxHashMap<u64, Slot>,
-    /// CQ-owned completions in completion order. Entries taken out of order by
-    /// `wait_completion` stay behind as stale numbers until passed over or compacted.
-    cq: VecDeque<u64>,
+    /// Futures' completions, until the future takes them.
+    done: FxHashMap<u64, SyscallCompletionEntry>,
+    /// CQ-owned completions in completion order, taken from the front without a lookup.
+    /// `wait_completion` takes one out of order by leaving a `None` behind, passed over or
+    /// compacted later.
+    cq: VecDeque<Option<SyscallCompletionEntry>>,
     cq_stale: usize,
     destroyed: bool,
     stream_wakers: Vec<Waker>,
@@ -90,6 +96,8 @@ struct RingState {
     stamps: FxHashMap<u64, [Instant; 3]>,
 }
 
+/// An operation's delivery state, from submission until its completion enters the CQ (or, for
+/// a future's, until the future takes it).
 struct Slot {
     user_data: u64,
     owner: Owner,
@@ -104,9 +112,11 @@ enum Owner {
 }
 
 enum Phase {
-    Queued(SyscallOpType),
+    /// In the SQ.
+    Queued,
     Running(Cancel),
-    Done(SyscallCompletionEntry),
+    /// Completed for a future; the completion is in `done`.
+    Done,
 }
 
 /// A running operation's cancellation: whether it was asked for, and the token of a backend
@@ -192,7 +202,7 @@ impl SyscallCompletionRing {
 
     /// Operations accepted and not yet taken (queued, running, or completed).
     pub fn outstanding(&self) -> usize {
-        self.lock().slots.len()
+        self.lock().outstanding()
     }
 
     /// Completions waiting in the CQ.
@@ -204,7 +214,7 @@ impl SyscallCompletionRing {
     /// This ring's counters and latency split.
     pub fn stats(&self) -> ProcessStats {
         let s = self.lock();
-        s.metrics.snapshot(self.pid, s.slots.len() as u64)
+        s.metrics.snapshot(self.pid, s.outstanding() as u64)
     }
 
     /// Whether the ring was destroyed.
@@ -296,7 +306,7 @@ impl SyscallCompletionRing {
         if s.destroyed {
             return Err(IoUringError::RingDestroyed { pid });
         }
-        if s.slots.len() + n > limit {
+        if s.outstanding() + n > limit {
             return Err(IoUringError::CompletionQueueFull { pid, capacity: limit });
         }
         if s.sq.len() + n > self.sq_capacity {
@@ -328,17 +338,19 @@ impl SyscallCompletionRing {
                     start(Dispatched { seq, op }, counts);
                 }
                 (Ok(()), None) => {
-                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Queued(op) });
-                    s.sq.push_back(seq);
+                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Queued });
+                    s.sq.push_back((seq, op));
                     accepted.queued = true;
                 }
                 (Err(e), _) => {
                     let entry = SyscallCompletionEntry::from_outcome(seq, user_data, Err(e));
                     s.metrics.completed += 1;
                     s.metrics.failed += 1;
-                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Done(entry) });
-                    if !to_future {
-                        s.push_cq(seq, &mut after);
+                    if to_future {
+                        s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Done });
+                        s.done.insert(seq, entry);
+                    } else {
+                        s.push_cq(entry, &mut after);
                     }
                 }
             }
@@ -362,12 +374,11 @@ impl SyscallCompletionRing {
         let mut counted = 0;
         let mut clock = self.clock();
         while counted < max {
-            let Some(seq) = s.sq.pop_front() else { break };
+            let Some((seq, op)) = s.sq.pop_front() else { break };
             let RingState { slots, metrics, stamps, .. } = &mut *s;
+            // Every operation in the SQ has a queued slot (cancelling one takes it out of both).
             let Some(slot) = slots.get_mut(&seq) else { continue };
-            let Phase::Queued(op) = std::mem::replace(&mut slot.phase, Phase::Running(Cancel::default())) else {
-                unreachable!("only queued operations are in the SQ");
-            };
+            slot.phase = Phase::Running(Cancel::default());
             if let Some(now) = clock.at(seq)
                 && let Some(times) = stamps.get_mut(&seq)
             {
@@ -409,7 +420,7 @@ impl SyscallCompletionRing {
             // Unreachable through the public API: a future's slot lives until the future takes it.
             return Poll::Ready(SyscallCompletionEntry::cancelled(seq, 0));
         };
-        if matches!(slot.phase, Phase::Done(_)) {
+        if matches!(slot.phase, Phase::Done) {
             let entry = s.take_done(seq, &mut self.clock());
             self.counters.retired(1, false);
             return Poll::Ready(entry);
@@ -432,13 +443,14 @@ impl SyscallCompletionRing {
                 cancel.request();
                 slot.owner = Owner::Nobody;
             }
-            Phase::Queued(_) => {
-                s.sq.retain(|&q| q != seq);
+            Phase::Queued => {
+                s.sq.retain(|&(q, _)| q != seq);
                 s.remove(seq);
                 self.counters.retired(1, true);
             }
-            Phase::Done(_) => {
-                if let Some(Slot { phase: Phase::Done(e), .. }) = s.remove(seq) {
+            Phase::Done => {
+                s.remove(seq);
+                if let Some(e) = s.done.remove(&seq) {
                     after.close_fds.extend(e.result.new_fd());
                 }
                 self.counters.retired(1, true);
@@ -460,8 +472,11 @@ impl SyscallCompletionRing {
         let mut after = AfterUnlock::default();
         let Some(slot) = s.slots.get_mut(&seq) else { return };
         slot.owner = Owner::Queue;
-        if matches!(slot.phase, Phase::Done(_)) {
-            s.push_cq(seq, &mut after);
+        if matches!(slot.phase, Phase::Done) {
+            s.slots.remove(&seq);
+            if let Some(entry) = s.done.remove(&seq) {
+                s.push_cq(entry, &mut after);
+            }
         }
         drop(s);
         self.finish(after);
@@ -474,12 +489,12 @@ impl SyscallCompletionRing {
         let mut after = AfterUnlock::default();
         let issued = seq > 0 && seq < s.next_seq;
         match s.slots.get_mut(&seq).map(|slot| &mut slot.phase) {
-            None if issued => {} // finished and taken
+            None if issued => {} // finished (in the CQ, or taken)
             None => return Err(IoUringError::UnknownSeq { pid: self.pid, seq }),
-            Some(Phase::Done(_)) => {}
+            Some(Phase::Done) => {}
             Some(Phase::Running(cancel)) => cancel.request(),
-            Some(Phase::Queued(_)) => {
-                s.sq.retain(|&q| q != seq);
+            Some(Phase::Queued) => {
+                s.sq.retain(|&(q, _)| q != seq);
                 let cancelled = Err(OpError::cancelled());
                 let _always_delivered = s.deliver(seq, cancelled, &mut self.clock(), &self.counters, &mut after);
             }
@@ -494,8 +509,8 @@ impl SyscallCompletionRing {
     pub(crate) fn is_cancelled(&self, seq: u64) -> bool {
         match self.lock().slots.get(&seq).map(|slot| &slot.phase) {
             Some(Phase::Running(cancel)) => cancel.requested,
-            Some(Phase::Queued(_)) => false,
-            Some(Phase::Done(_)) | None => true,
+            Some(Phase::Queued) => false,
+            Some(Phase::Done) | None => true,
         }
     }
 
@@ -509,8 +524,8 @@ impl SyscallCompletionRing {
                 let requested = cancel.requested;
                 cancel.token.get_or_insert_with(|| Arc::new(CancelToken::new(requested))).clone()
             }
-            Some(Phase::Queued(_)) => Arc::new(CancelToken::new(false)),
-            Some(Phase::Done(_)) | None => Arc::new(CancelToken::new(true)),
+            Some(Phase::Queued) => Arc::new(CancelToken::new(false)),
+            Some(Phase::Done) | None => Arc::new(CancelToken::new(true)),
         }
     }
 
@@ -549,18 +564,19 @@ impl SyscallCompletionRing {
         let mut s = self.lock();
         loop {
             match s.slots.get(&seq) {
-                None if s.destroyed => return Err(IoUringError::RingDestroyed { pid }),
-                None | Some(Slot { owner: Owner::Future(_) | Owner::Nobody, .. }) => {
+                Some(Slot { owner: Owner::Future(_) | Owner::Nobody, .. }) => {
                     return Err(IoUringError::UnknownSeq { pid, seq });
                 }
-                Some(Slot { phase: Phase::Done(_), .. }) => {
-                    let entry = s.take_done(seq, &mut self.clock());
-                    s.cq_stale += 1;
-                    s.compact_cq();
+                Some(_) => {}
+                None if s.destroyed => return Err(IoUringError::RingDestroyed { pid }),
+                // Completed: in the CQ, unless already taken.
+                None => {
+                    let Some(entry) = s.take_from_cq(seq, &mut self.clock()) else {
+                        return Err(IoUringError::UnknownSeq { pid, seq });
+                    };
                     self.counters.retired(1, false);
                     return Ok(entry);
                 }
-                Some(_) => {}
             }
             s.blocked_waiters += 1;
             s = match deadline {
@@ -587,20 +603,22 @@ impl SyscallCompletionRing {
         }
         s.destroyed = true;
         s.sq.clear();
+        let mut discarded = s.cq.len() - s.cq_stale;
         s.cq.clear();
         s.cq_stale = 0;
         let mut after = AfterUnlock { notify_waiters: true, ..AfterUnlock::default() };
-        let mut discarded = 0;
         let mut forced = 0;
-        s.slots.retain(|&seq, slot| {
+        let RingState { slots, done, stamps, .. } = &mut *s;
+        slots.retain(|&seq, slot| {
             if let Phase::Running(cancel) = &mut slot.phase {
                 cancel.request();
             }
             match &mut slot.owner {
                 Owner::Future(waker) => {
-                    if !matches!(slot.phase, Phase::Done(_)) {
+                    if !matches!(slot.phase, Phase::Done) {
                         forced += 1;
-                        slot.phase = Phase::Done(SyscallCompletionEntry::cancelled(seq, slot.user_data));
+                        slot.phase = Phase::Done;
+                        done.insert(seq, SyscallCompletionEntry::cancelled(seq, slot.user_data));
                         after.wakers.extend(waker.take());
                     }
                     true
@@ -611,7 +629,6 @@ impl SyscallCompletionRing {
                 }
             }
         });
-        let RingState { stamps, slots, .. } = &mut *s;
         stamps.retain(|seq, _| slots.contains_key(seq));
         self.counters.retired(discarded, true);
         s.metrics.completed += forced;
@@ -633,7 +650,7 @@ impl RingState {
         counters: &Counters,
         after: &mut AfterUnlock,
     ) -> Option<std::result::Result<OpResult, OpError>> {
-        let Some(slot) = self.slots.get_mut(&seq).filter(|slot| !matches!(slot.phase, Phase::Done(_))) else {
+        let Some(slot) = self.slots.get_mut(&seq).filter(|slot| !matches!(slot.phase, Phase::Done)) else {
             return Some(outcome);
         };
         let entry = SyscallCompletionEntry::from_outcome(seq, slot.user_data, outcome);
@@ -646,57 +663,61 @@ impl RingState {
         self.metrics.completed += 1;
         self.metrics.failed += u64::from(entry.status.is_error());
         self.metrics.cancelled += u64::from(entry.status.is_cancelled());
-        let to_cq = match &mut slot.owner {
+        match &mut slot.owner {
             Owner::Nobody => {
                 self.remove(seq);
                 after.close_fds.extend(entry.result.new_fd());
                 counters.retired(1, true);
-                return None;
             }
             Owner::Future(waker) => {
                 after.wakers.extend(waker.take());
-                false
+                slot.phase = Phase::Done;
+                self.done.insert(seq, entry);
             }
-            Owner::Queue => true,
-        };
-        slot.phase = Phase::Done(entry);
-        if to_cq {
-            self.push_cq(seq, after);
+            Owner::Queue => {
+                self.slots.remove(&seq);
+                self.push_cq(entry, after);
+            }
         }
         None
     }
 
-    fn push_cq(&mut self, seq: u64, after: &mut AfterUnlock) {
-        self.cq.push_back(seq);
+    /// Puts a completion in the CQ and wakes whoever waits for one.
+    fn push_cq(&mut self, entry: SyscallCompletionEntry, after: &mut AfterUnlock) {
+        self.cq.push_back(Some(entry));
         after.wakers.append(&mut self.stream_wakers);
         after.notify_waiters |= self.blocked_waiters > 0;
     }
 
     fn pop_cq(&mut self, clock: &mut Clock) -> Option<SyscallCompletionEntry> {
-        while let Some(seq) = self.cq.pop_front() {
-            match self.slots.remove(&seq) {
-                Some(Slot { phase: Phase::Done(entry), .. }) => {
-                    return Some(self.took(seq, entry, clock));
-                }
-                // Not possible: only done slots enter the CQ. Left untouched.
-                Some(slot) => drop(self.slots.insert(seq, slot)),
+        while let Some(entry) = self.cq.pop_front() {
+            match entry {
+                Some(entry) => return Some(self.took(entry, clock)),
                 None => self.cq_stale -= 1,
             }
         }
         None
     }
 
-    /// Removes a done slot and returns its completion.
+    /// Takes `seq`'s completion from wherever it stands in the CQ.
+    fn take_from_cq(&mut self, seq: u64, clock: &mut Clock) -> Option<SyscallCompletionEntry> {
+        let entry = self.cq.iter_mut().find(|e| e.as_ref().is_some_and(|e| e.seq == seq))?.take()?;
+        self.cq_stale += 1;
+        self.compact_cq();
+        Some(self.took(entry, clock))
+    }
+
+    /// Removes a future's done slot and returns its completion.
     fn take_done(&mut self, seq: u64, clock: &mut Clock) -> SyscallCompletionEntry {
-        let Some(Slot { phase: Phase::Done(entry), .. }) = self.slots.remove(&seq) else {
-            unreachable!("take_done is only called on a done slot");
-        };
-        self.took(seq, entry, clock)
+        self.slots.remove(&seq);
+        let entry = self.done.remove(&seq).expect("a done slot's completion is in `done`");
+        self.took(entry, clock)
     }
 
     /// A completion leaves its ring: how long it waited is measured if it is a sampled one.
     /// Every way of taking a completion ends here.
-    fn took(&mut self, seq: u64, entry: SyscallCompletionEntry, clock: &mut Clock) -> SyscallCompletionEntry {
+    fn took(&mut self, entry: SyscallCompletionEntry, clock: &mut Clock) -> SyscallCompletionEntry {
+        let seq = entry.seq;
         if let Some(times) = self.unstamp(seq)
             && let Some(now) = clock.at(seq)
         {
@@ -716,12 +737,16 @@ impl RingState {
         if seq % SAMPLE_EVERY == 1 { self.stamps.remove(&seq) } else { None }
     }
 
+    /// Operations accepted and not yet taken.
+    fn outstanding(&self) -> usize {
+        self.slots.len() + self.cq.len() - self.cq_stale
+    }
+
     /// Drops stale CQ numbers once they are most of the queue, so a caller that only ever uses
     /// `wait_completion` does not grow the CQ without bound.
     fn compact_cq(&mut self) {
         if self.cq_stale > 32 && self.cq_stale * 2 > self.cq.len() {
-            let slots = &self.slots;
-            self.cq.retain(|seq| slots.contains_key(seq));
+            self.cq.retain(Option::is_some);
             self.cq_stale = 0;
         }
     }
