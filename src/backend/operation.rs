@@ -182,11 +182,19 @@ impl Completer {
     /// operations that share a ring, instead of one per operation. For backends that reap
     /// completions in bulk.
     pub fn complete_all(batch: Vec<(Completer, OpOutcome)>) {
+        Self::deliver_all(batch).release();
+    }
+
+    /// The first half of [`complete_all`](Self::complete_all): delivers the outcomes to their
+    /// rings (each run of one ring's operations under one lock, read as it is delivered) and
+    /// returns the executor room they free. For a backend that delivers under a lock of its own
+    /// and must free the room outside it, as freeing it may submit the next batch.
+    pub(crate) fn deliver_all(batch: impl IntoIterator<Item = (Completer, OpOutcome)>) -> Freed {
         let mut batch = batch.into_iter().peekable();
+        let mut freed = Freed(Vec::new());
         while let Some((first, _)) = batch.peek() {
             let ring = first.ring.clone();
             let mut counted = 0;
-            // The run is handed over as it is read, without being gathered first.
             ring.complete_many(std::iter::from_fn(|| {
                 let (next, _) = batch.peek()?;
                 if !Arc::ptr_eq(&next.ring, &ring) {
@@ -197,6 +205,19 @@ impl Completer {
                 counted += usize::from(next.counted);
                 Some((next.seq, outcome))
             }));
+            freed.0.push((ring, counted));
+        }
+        freed
+    }
+}
+
+/// Executor room freed by delivered operations, to hand on with [`Freed::release`].
+#[must_use = "the room must be released, or the executor's window shrinks for good"]
+pub(crate) struct Freed(Vec<(Arc<SyscallCompletionRing>, usize)>);
+
+impl Freed {
+    pub(crate) fn release(self) {
+        for (ring, counted) in self.0 {
             release(&ring, counted);
         }
     }

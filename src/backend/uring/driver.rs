@@ -320,10 +320,10 @@ impl Driver {
         if cq.is_empty() {
             return;
         }
-        let mut batch = Vec::with_capacity(cq.len());
+        let mut ready = Vec::with_capacity(cq.len());
         let mut channels = Vec::new();
         let mut again = Vec::new();
-        {
+        let freed = {
             let mut table = self.table();
             for c in &mut cq {
                 let (user_data, result) = (c.user_data(), c.result());
@@ -340,22 +340,31 @@ impl Driver {
                     again.push(op.sqe.clone());
                     continue;
                 }
-                let op = table.remove(key_of(user_data));
-                let outcome = prepare::finish(op.prepared, op.finish.process(), result);
-                match op.finish {
-                    Finish::Completer(c) => batch.push((c, outcome)),
-                    other => channels.push((other, outcome)),
-                }
+                ready.push((key_of(user_data), result));
             }
-        }
+            // Delivered to the rings as they leave the table, without being gathered first.
+            let mut ready = ready.into_iter();
+            Completer::deliver_all(std::iter::from_fn(|| {
+                for (key, result) in ready.by_ref() {
+                    let op = table.remove(key);
+                    let outcome = prepare::finish(op.prepared, op.finish.process(), result);
+                    match op.finish {
+                        Finish::Completer(c) => return Some((c, outcome)),
+                        other => channels.push((other, outcome)),
+                    }
+                }
+                None
+            }))
+        };
         // Hands the entries back to the kernel before anything else is submitted.
         drop(cq);
         self.push(&again);
-        // Delivered outside the table's lock: completing may submit the next batch.
+        // Outside the table's lock: freeing room, or waking a waiting `execute`, may submit the
+        // next batch.
+        freed.release();
         for (finish, outcome) in channels {
             finish.finish(outcome);
         }
-        Completer::complete_all(batch);
     }
 }
 
