@@ -83,23 +83,27 @@ fn only() -> Option<&'static str> {
 fn wait_all(m: &IoUringManager, pid: u32, seqs: &[u64]) {
     let first = seqs[0];
     let mut left = vec![true; seqs.len()];
-    let take = |seq: u64, ok: bool, left: &mut [bool]| {
+    let mut remaining = seqs.len();
+    let take = |seq: u64, ok: bool, left: &mut [bool], remaining: &mut usize| {
         assert!(ok, "seq {seq} failed");
         assert!(std::mem::replace(&mut left[(seq - first) as usize], false), "seq {seq} taken twice");
+        *remaining -= 1;
     };
-    for _ in 0..seqs.len() {
-        if let Some(i) = left.iter().position(|&l| l) {
-            let ready = m.reap_completions(pid, None).expect("reap");
-            if ready.is_empty() {
-                let done = m.wait_completion(pid, seqs[i]).expect("completion");
-                take(done.seq, done.status.is_success(), &mut left);
+    let mut oldest = 0;
+    while remaining > 0 {
+        let ready = m.reap_completions(pid, None).expect("reap");
+        if ready.is_empty() {
+            // Nothing ready: block on the oldest operation not yet taken.
+            while !left[oldest] {
+                oldest += 1;
             }
-            for done in ready {
-                take(done.seq, done.status.is_success(), &mut left);
-            }
+            let done = m.wait_completion(pid, seqs[oldest]).expect("completion");
+            take(done.seq, done.status.is_success(), &mut left, &mut remaining);
+        }
+        for done in ready {
+            take(done.seq, done.status.is_success(), &mut left, &mut remaining);
         }
     }
-    assert!(left.iter().all(|&l| !l), "every completion taken");
 }
 
 /// A cheap, repeatable stream of aligned offsets in the file.

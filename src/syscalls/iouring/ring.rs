@@ -535,8 +535,14 @@ impl SyscallCompletionRing {
         let mut out = Vec::with_capacity(max.min(s.cq.len()));
         let mut clock = self.clock();
         while out.len() < max {
-            let Some(entry) = s.pop_cq(&mut clock) else { break };
-            out.push(entry);
+            match s.cq.pop_front() {
+                Some(Some(entry)) => {
+                    s.took(entry.seq, &mut clock);
+                    out.push(entry);
+                }
+                Some(None) => s.cq_stale -= 1,
+                None => break,
+            }
         }
         self.counters.retired(out.len(), false);
         out
@@ -692,7 +698,10 @@ impl RingState {
     fn pop_cq(&mut self, clock: &mut Clock) -> Option<SyscallCompletionEntry> {
         while let Some(entry) = self.cq.pop_front() {
             match entry {
-                Some(entry) => return Some(self.took(entry, clock)),
+                Some(entry) => {
+                    self.took(entry.seq, clock);
+                    return Some(entry);
+                }
                 None => self.cq_stale -= 1,
             }
         }
@@ -704,26 +713,26 @@ impl RingState {
         let entry = self.cq.iter_mut().find(|e| e.as_ref().is_some_and(|e| e.seq == seq))?.take()?;
         self.cq_stale += 1;
         self.compact_cq();
-        Some(self.took(entry, clock))
+        self.took(seq, clock);
+        Some(entry)
     }
 
     /// Removes a future's done slot and returns its completion.
     fn take_done(&mut self, seq: u64, clock: &mut Clock) -> SyscallCompletionEntry {
         self.slots.remove(&seq);
         let entry = self.done.remove(&seq).expect("a done slot's completion is in `done`");
-        self.took(entry, clock)
+        self.took(seq, clock);
+        entry
     }
 
     /// A completion leaves its ring: how long it waited is measured if it is a sampled one.
     /// Every way of taking a completion ends here.
-    fn took(&mut self, entry: SyscallCompletionEntry, clock: &mut Clock) -> SyscallCompletionEntry {
-        let seq = entry.seq;
+    fn took(&mut self, seq: u64, clock: &mut Clock) {
         if let Some(times) = self.unstamp(seq)
             && let Some(now) = clock.at(seq)
         {
             self.metrics.record(Stage::Waiting, now.saturating_duration_since(times[2]));
         }
-        entry
     }
 
     /// Removes a slot that ends without being taken.
