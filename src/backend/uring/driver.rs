@@ -57,14 +57,19 @@ impl Finish {
 
 /// An operation the kernel holds: everything it points into lives here until its completion.
 struct InFlight {
-    user_data: u64,
+    /// The high half of its `user_data`.
+    generation: u32,
+    /// How often the kernel cancelled it on its own.
+    requeued: u8,
     prepared: Prepared,
     finish: Finish,
     /// The entry as submitted (it points into `prepared`), to submit again if the kernel cancels
-    /// it on its own.
-    sqe: squeue::Entry,
-    /// How often the kernel cancelled it on its own.
-    requeued: u8,
+    /// it on its own. Kept only once the operation is still in the kernel after its submitting
+    /// enter: the kernel cancels a request on its own only when the thread that submitted it
+    /// exits, which that thread cannot do before it has kept the copy, and most operations are
+    /// done by then (a table entry without the copy is also smaller, and more of them stay in the
+    /// cache).
+    resubmit: Option<Box<squeue::Entry>>,
 }
 
 /// How often an operation is submitted again after the kernel cancelled it on its own (its
@@ -147,6 +152,7 @@ impl Driver {
     /// prepared (a bad descriptor, say) completes at once with its error.
     pub(super) fn submit(self: &Arc<Self>, ops: impl IntoIterator<Item = (SyscallOpType, Finish)>) {
         let ops = ops.into_iter();
+        // The entries pushed, for the operations that are still in flight after the enter.
         let mut submitted = Vec::with_capacity(ops.size_hint().1.unwrap_or(0));
         let mut refused = Vec::new();
         {
@@ -168,8 +174,9 @@ impl Driver {
                             sq.sync();
                             self.enter(&mut sq);
                         }
-                        slot.insert(InFlight { user_data, prepared, finish, sqe, requeued: 0 });
-                        submitted.push(user_data);
+                        let generation = (user_data >> 32) as u32;
+                        slot.insert(InFlight { generation, requeued: 0, prepared, finish, resubmit: None });
+                        submitted.push(sqe);
                     }
                     Err(e) => refused.push((finish, e)),
                 }
@@ -195,10 +202,12 @@ impl Driver {
         let left_in_flight = {
             let mut table = self.table();
             if !table.is_empty() {
-                for &user_data in &submitted {
+                for sqe in submitted {
+                    let user_data = sqe.get_user_data();
                     if let Some(f) = in_flight(&mut table, user_data) {
                         let (ring, seq) = f.finish.ring_and_seq();
                         cancels.push((ring.cancel_token(seq), user_data));
+                        f.resubmit = Some(Box::new(sqe));
                     }
                 }
             }
@@ -334,10 +343,11 @@ impl Driver {
                 // cancelled mid-handshake this way and submitted again reports `EALREADY`.
                 if result == -rustix::io::Errno::CANCELED.raw_os_error()
                     && op.requeued < MAX_REQUEUES
+                    && let Some(sqe) = &op.resubmit
                     && !op.finish.is_cancelled()
                 {
                     op.requeued += 1;
-                    again.push(op.sqe.clone());
+                    again.push((**sqe).clone());
                     continue;
                 }
                 ready.push((key_of(user_data), result));
@@ -375,7 +385,7 @@ fn key_of(user_data: u64) -> usize {
 
 /// The operation `user_data` names, if it is still in flight (not a later one in its slot).
 fn in_flight(table: &mut Slab<InFlight>, user_data: u64) -> Option<&mut InFlight> {
-    table.get_mut(key_of(user_data)).filter(|f| user_data < CANCEL && f.user_data == user_data)
+    table.get_mut(key_of(user_data)).filter(|f| user_data < CANCEL && f.generation == (user_data >> 32) as u32)
 }
 
 /// Whether the kernel waits on a non-blocking socket itself, polling internally as Linux does for
