@@ -656,32 +656,38 @@ impl RingState {
         counters: &Counters,
         after: &mut AfterUnlock,
     ) -> Option<std::result::Result<OpResult, OpError>> {
-        let Some(slot) = self.slots.get_mut(&seq).filter(|slot| !matches!(slot.phase, Phase::Done)) else {
+        // One lookup, whichever way the slot ends.
+        let std::collections::hash_map::Entry::Occupied(mut slot) = self.slots.entry(seq) else {
             return Some(outcome);
         };
-        let entry = SyscallCompletionEntry::from_outcome(seq, slot.user_data, outcome);
+        if matches!(slot.get().phase, Phase::Done) {
+            return Some(outcome);
+        }
+        let entry = SyscallCompletionEntry::from_outcome(seq, slot.get().user_data, outcome);
+        let metrics = &mut self.metrics;
         if let Some(now) = clock.at(seq)
             && let Some(times) = self.stamps.get_mut(&seq)
         {
             times[2] = now;
-            self.metrics.record(Stage::Running, now.saturating_duration_since(times[1]));
+            metrics.record(Stage::Running, now.saturating_duration_since(times[1]));
         }
-        self.metrics.completed += 1;
-        self.metrics.failed += u64::from(entry.status.is_error());
-        self.metrics.cancelled += u64::from(entry.status.is_cancelled());
-        match &mut slot.owner {
+        metrics.completed += 1;
+        metrics.failed += u64::from(entry.status.is_error());
+        metrics.cancelled += u64::from(entry.status.is_cancelled());
+        match &mut slot.get_mut().owner {
             Owner::Nobody => {
-                self.remove(seq);
+                slot.remove();
+                self.unstamp(seq);
                 after.close_fds.extend(entry.result.new_fd());
                 counters.retired(1, true);
             }
             Owner::Future(waker) => {
                 after.wakers.extend(waker.take());
-                slot.phase = Phase::Done;
+                slot.get_mut().phase = Phase::Done;
                 self.done.insert(seq, entry);
             }
             Owner::Queue => {
-                self.slots.remove(&seq);
+                slot.remove();
                 self.push_cq(entry, after);
             }
         }
