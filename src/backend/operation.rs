@@ -8,7 +8,7 @@ use crate::process::Process;
 use crate::syscalls::iouring::cancel::CancelToken;
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::SyscallOpType;
-use crate::syscalls::iouring::ring::{Dispatched, SyscallCompletionRing};
+use crate::syscalls::iouring::ring::{AfterUnlock, Dispatched, SyscallCompletionRing};
 
 use super::OpOutcome;
 
@@ -187,15 +187,16 @@ impl Completer {
 
     /// The first half of [`complete_all`](Self::complete_all): delivers the outcomes to their
     /// rings (each run of one ring's operations under one lock, read as it is delivered) and
-    /// returns the executor room they free. For a backend that delivers under a lock of its own
-    /// and must free the room outside it, as freeing it may submit the next batch.
+    /// returns the wake-ups and executor room that follow. For a backend that delivers under a
+    /// lock of its own and must do those outside it: a woken task may come straight back for
+    /// that lock, and freed room may submit the next batch.
     pub(crate) fn deliver_all(batch: impl IntoIterator<Item = (Completer, OpOutcome)>) -> Freed {
         let mut batch = batch.into_iter().peekable();
         let mut freed = Freed(Vec::new());
         while let Some((first, _)) = batch.peek() {
             let ring = first.ring.clone();
             let mut counted = 0;
-            ring.complete_many(std::iter::from_fn(|| {
+            let woken = ring.complete_many(std::iter::from_fn(|| {
                 let (next, _) = batch.peek()?;
                 if !Arc::ptr_eq(&next.ring, &ring) {
                     return None;
@@ -205,19 +206,21 @@ impl Completer {
                 counted += usize::from(next.counted);
                 Some((next.seq, outcome))
             }));
-            freed.0.push((ring, counted));
+            freed.0.push((ring, counted, woken));
         }
         freed
     }
 }
 
-/// Executor room freed by delivered operations, to hand on with [`Freed::release`].
+/// What delivered operations leave to do once no lock is held: their waiters to wake and their
+/// executor room to hand on, with [`Freed::release`].
 #[must_use = "the room must be released, or the executor's window shrinks for good"]
-pub(crate) struct Freed(Vec<(Arc<SyscallCompletionRing>, usize)>);
+pub(crate) struct Freed(Vec<(Arc<SyscallCompletionRing>, usize, AfterUnlock)>);
 
 impl Freed {
     pub(crate) fn release(self) {
-        for (ring, counted) in self.0 {
+        for (ring, counted, woken) in self.0 {
+            ring.finish(woken);
             release(&ring, counted);
         }
     }

@@ -141,7 +141,7 @@ impl Cancel {
 /// What to do once the ring's lock is released.
 #[derive(Default)]
 #[must_use]
-struct AfterUnlock {
+pub(crate) struct AfterUnlock {
     wakers: Vec<Waker>,
     notify_waiters: bool,
     close_fds: Vec<i32>,
@@ -252,7 +252,8 @@ impl SyscallCompletionRing {
         crate::sync::lock(&self.state)
     }
 
-    fn finish(&self, after: AfterUnlock) {
+    /// Wakes, notifies and closes what a pass under the lock left to do.
+    pub(crate) fn finish(&self, after: AfterUnlock) {
         for w in after.wakers {
             w.wake();
         }
@@ -394,11 +395,17 @@ impl SyscallCompletionRing {
 
     /// Delivers the outcome of a running operation to its owner.
     pub(crate) fn complete(&self, seq: u64, outcome: std::result::Result<OpResult, OpError>) {
-        self.complete_many(std::iter::once((seq, outcome)));
+        let after = self.complete_many(std::iter::once((seq, outcome)));
+        self.finish(after);
     }
 
-    /// Delivers many outcomes under one lock, waking each waiter once.
-    pub(crate) fn complete_many(&self, outcomes: impl Iterator<Item = (u64, std::result::Result<OpResult, OpError>)>) {
+    /// Delivers many outcomes under one lock. Returns the wake-ups (and closes) to do with
+    /// [`finish`](Self::finish) once the caller holds no lock of its own: a woken task may come
+    /// straight back for that lock.
+    pub(crate) fn complete_many(
+        &self,
+        outcomes: impl Iterator<Item = (u64, std::result::Result<OpResult, OpError>)>,
+    ) -> AfterUnlock {
         let mut s = self.lock();
         let mut after = AfterUnlock::default();
         let mut clock = self.clock();
@@ -409,8 +416,7 @@ impl SyscallCompletionRing {
                 after.close_fds.extend(outcome.ok().and_then(|r| r.new_fd()));
             }
         }
-        drop(s);
-        self.finish(after);
+        after
     }
 
     /// A future polls for its completion.
