@@ -1,10 +1,12 @@
 //! The per-process ring: its submission queue, its completion queue, and the delivery state of
 //! every outstanding operation.
 //!
-//! Each operation has one slot from submission until someone takes its completion. A slot has
-//! an owner (the CQ, a future, or nobody once its future was dropped) and a phase (queued,
-//! running, done). Every path that ends a slot counts it once in the manager's counters, so each
-//! accepted operation is counted exactly once, taken or discarded.
+//! Each operation has a slot from submission until its completion is delivered: into the CQ (the
+//! slot ends there, and the completion waits in the CQ itself), or, for a future, until the future
+//! takes it. A slot has an owner (the CQ, a future, or nobody once its future was dropped) and a
+//! phase (queued, running, done). Every path that ends an operation, taken from the CQ, taken by
+//! its future, or discarded, counts it once in the manager's counters, so each accepted operation
+//! is counted exactly once.
 
 use std::collections::VecDeque;
 
