@@ -132,11 +132,11 @@ struct Cancel {
 }
 
 impl Cancel {
-    fn request(&mut self) {
+    /// Records the request; a backend's token is told once the ring's lock is released, as its
+    /// hook (io_uring's `ASYNC_CANCEL`) may take other locks or ask the ring about the operation.
+    fn request(&mut self, after: &mut AfterUnlock) {
         self.requested = true;
-        if let Some(token) = &self.token {
-            token.cancel();
-        }
+        after.cancel.extend(self.token.clone());
     }
 }
 
@@ -144,6 +144,7 @@ impl Cancel {
 #[derive(Default)]
 #[must_use]
 pub(crate) struct AfterUnlock {
+    cancel: Vec<Arc<CancelToken>>,
     wakers: Vec<Waker>,
     notify_waiters: bool,
     close_fds: Vec<i32>,
@@ -256,6 +257,9 @@ impl SyscallCompletionRing {
 
     /// Wakes, notifies and closes what a pass under the lock left to do.
     pub(crate) fn finish(&self, after: AfterUnlock) {
+        for token in after.cancel {
+            token.cancel();
+        }
         for w in after.wakers {
             w.wake();
         }
@@ -448,7 +452,7 @@ impl SyscallCompletionRing {
         let Some(slot) = s.slots.get_mut(&seq) else { return };
         match &mut slot.phase {
             Phase::Running(cancel) => {
-                cancel.request();
+                cancel.request(&mut after);
                 slot.owner = Owner::Nobody;
             }
             Phase::Queued => {
@@ -500,7 +504,7 @@ impl SyscallCompletionRing {
             None if issued => {} // finished (in the CQ, or taken)
             None => return Err(IoUringError::UnknownSeq { pid: self.pid, seq }),
             Some(Phase::Done) => {}
-            Some(Phase::Running(cancel)) => cancel.request(),
+            Some(Phase::Running(cancel)) => cancel.request(&mut after),
             Some(Phase::Queued) => {
                 s.sq.retain(|&(q, _)| q != seq);
                 let cancelled = Err(OpError::cancelled());
@@ -625,7 +629,7 @@ impl SyscallCompletionRing {
         let RingState { slots, done, stamps, .. } = &mut *s;
         slots.retain(|&seq, slot| {
             if let Phase::Running(cancel) = &mut slot.phase {
-                cancel.request();
+                cancel.request(&mut after);
             }
             match &mut slot.owner {
                 Owner::Future(waker) => {
@@ -886,6 +890,29 @@ mod tests {
         assert_eq!(r.reap(usize::MAX).len(), 6);
         assert_eq!(counters.snapshot(1, "t").pending, 0);
         assert!(r.lock().stamps.is_empty());
+    }
+
+    #[test]
+    fn iouring_cancel_hooks_run_outside_the_ring_lock() {
+        // A backend's hook may ask the ring about its operation (or take locks of its own that
+        // the ring's callers hold): it runs once the ring's lock is released, or this deadlocks.
+        let (r, _) = ring(8, 8);
+        let (seq, _) = r.submit(nops(1), false).unwrap();
+        run_all(&r);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let asked = r.clone();
+        r.cancel_token(seq).on_cancel(move || {
+            let _ = tx.send(asked.is_cancelled(seq));
+        });
+        let canceller = {
+            let r = r.clone();
+            std::thread::spawn(move || r.cancel(seq).unwrap())
+        };
+        let seen = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the hook ran, without deadlock");
+        assert!(seen, "the hook saw its operation cancelled");
+        canceller.join().unwrap();
+        r.complete(seq, Err(OpError::cancelled()));
+        assert!(r.reap(1)[0].status.is_cancelled());
     }
 
     #[test]
