@@ -101,7 +101,13 @@ impl Driver {
     /// Sets up the ring and starts the reaper. Socket requests go to the kernel only if
     /// `kernel_sockets` and the kernel waits on non-blocking sockets.
     pub(super) fn start(entries: u32, kernel_sockets: bool) -> io::Result<Arc<Self>> {
-        let mut ring = IoUring::new(entries)?;
+        // Without the SQ's index array (Linux 6.6 and later) the kernel reads entries in order,
+        // one indirection less per entry; older kernels refuse the flag with EINVAL.
+        let mut ring = match IoUring::builder().setup_no_sqarray().build(entries) {
+            Ok(ring) => ring,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => IoUring::new(entries)?,
+            Err(e) => return Err(e),
+        };
         if !ring.params().is_feature_nodrop() {
             // Without NODROP a burst of completions could be lost: use another backend.
             return Err(io::Error::from_raw_os_error(rustix::io::Errno::NOSYS.raw_os_error()));
