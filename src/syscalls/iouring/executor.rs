@@ -106,10 +106,11 @@ impl IoUringExecutor {
             return Ok(first);
         }
         let mut batch = Vec::with_capacity(n);
-        let accepted =
+        let (accepted, refused) =
             ring.submit_started(ops, to_future, &mut |d, counts| batch.push(Submission::new(ring, d, counts)))?;
         s.in_flight += accepted.counted;
         drop(s);
+        ring.finish(refused);
         self.inner.start(batch);
         if accepted.queued {
             self.schedule(ring);
@@ -220,5 +221,52 @@ impl Shared {
         self.fill(&mut s, &mut batch);
         drop(s);
         self.start(batch);
+    }
+}
+
+#[cfg(all(test, feature = "blocking", not(ai_os_kernel_loom)))]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::mpsc;
+    use std::task::{Context, Wake, Waker};
+    use std::time::Duration;
+
+    use futures_core::Stream;
+
+    use crate::backend::BlockingBackend;
+    use crate::syscalls::{IoUringManager, SyscallOpType, SyscallSubmissionEntry};
+
+    /// Submits a NOP from inside its `wake`, as an executor that polls inline would.
+    struct SubmitsWhenWoken {
+        manager: IoUringManager,
+        done: mpsc::Sender<bool>,
+    }
+
+    impl Wake for SubmitsWhenWoken {
+        fn wake(self: Arc<Self>) {
+            let submitted = self.manager.submit(1, SyscallSubmissionEntry::new(1, SyscallOpType::Nop, 0)).is_ok();
+            let _ = self.done.send(submitted);
+        }
+    }
+
+    #[test]
+    fn iouring_wakers_run_outside_the_executor_lock() {
+        // An operation the sandbox refuses completes inside `submit`, on the path that skips the
+        // SQ while the executor's lock is held: the CQ's waiters must be woken after that lock
+        // is released, or a waker that submits deadlocks on it.
+        let m = IoUringManager::with_backend(Arc::new(BlockingBackend::new()));
+        m.create_ring(1, None, None).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let waker = Waker::from(Arc::new(SubmitsWhenWoken { manager: m.clone(), done: tx }));
+        let mut stream = m.completions(1).unwrap();
+        assert!(std::pin::Pin::new(&mut stream).poll_next(&mut Context::from_waker(&waker)).is_pending());
+        let submitter = {
+            let m = m.clone();
+            // No policy: the open is refused at submission.
+            std::thread::spawn(move || m.submit(1, SyscallSubmissionEntry::new(1, SyscallOpType::open("f", 0), 0)))
+        };
+        let woke = rx.recv_timeout(Duration::from_secs(10)).expect("the waker ran, without deadlock");
+        assert!(woke, "the waker's submission was accepted");
+        assert!(submitter.join().unwrap().is_ok());
     }
 }

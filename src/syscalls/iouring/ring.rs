@@ -279,19 +279,22 @@ impl SyscallCompletionRing {
         ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
         to_future: bool,
     ) -> Result<(u64, bool)> {
-        self.accept(ops, to_future, None).map(|a| (a.first, a.queued))
+        let (accepted, after) = self.accept(ops, to_future, None)?;
+        self.finish(after);
+        Ok((accepted.first, accepted.queued))
     }
 
     /// Like [`submit`](Self::submit), but the operations skip the SQ and go to running at once,
     /// each handed to `start` (with whether it counts against the executor's window), unless
     /// operations queued earlier are still waiting: then they queue behind them. For an executor
-    /// that has room for all of them and nobody else in line.
+    /// that has room for all of them and nobody else in line. The wake-ups of operations refused
+    /// at once are left to [`finish`](Self::finish), once the executor's lock is released.
     pub(crate) fn submit_started(
         &self,
         ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
         to_future: bool,
         start: &mut dyn FnMut(Dispatched, bool),
-    ) -> Result<Accepted> {
+    ) -> Result<(Accepted, AfterUnlock)> {
         self.accept(ops, to_future, Some(start))
     }
 
@@ -300,7 +303,7 @@ impl SyscallCompletionRing {
         ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
         to_future: bool,
         mut start: Option<&mut dyn FnMut(Dispatched, bool)>,
-    ) -> Result<Accepted> {
+    ) -> Result<(Accepted, AfterUnlock)> {
         let n = ops.len();
         let pid = self.pid;
         let fits = self.sq_capacity.min(self.cq_capacity);
@@ -363,9 +366,7 @@ impl SyscallCompletionRing {
             }
         }
         self.counters.submitted(n);
-        drop(s);
-        self.finish(after);
-        Ok(accepted)
+        Ok((accepted, after))
     }
 
     /// Moves up to `max` queued operations to running. Operations that may wait on a peer do not
@@ -874,14 +875,16 @@ mod tests {
     fn iouring_started_batches_skip_the_sq_but_never_overtake_it() {
         let (r, counters) = ring(8, 8);
         let mut started = Vec::new();
-        let a = r.submit_started(nops(3), false, &mut |d, counts| started.push((d.seq, counts))).unwrap();
+        let (a, after) = r.submit_started(nops(3), false, &mut |d, counts| started.push((d.seq, counts))).unwrap();
+        r.finish(after);
         assert_eq!((a.queued, a.counted), (false, 3));
         assert_eq!(started, vec![(a.first, true), (a.first + 1, true), (a.first + 2, true)]);
         assert!(run_all(&r).is_empty(), "nothing went through the SQ");
         // With operations queued before them, they queue behind those.
         let (queued, _) = r.submit(nops(1), false).unwrap();
         started.clear();
-        let b = r.submit_started(nops(2), false, &mut |d, counts| started.push((d.seq, counts))).unwrap();
+        let (b, after) = r.submit_started(nops(2), false, &mut |d, counts| started.push((d.seq, counts))).unwrap();
+        r.finish(after);
         assert!(b.queued && b.counted == 0 && started.is_empty());
         assert_eq!(run_all(&r), vec![queued, b.first, b.first + 1]);
         for seq in a.first..b.first + 2 {
