@@ -100,17 +100,22 @@ impl UringBackend {
 
     /// Where `op` runs: in the kernel, inline (not io_uring operations), or on the fallback.
     fn route(&self, op: &SyscallOpType) -> Route {
-        let in_kernel =
-            |code| self.driver.supports(code) && (!prepare::is_socket_request(op) || self.driver.sockets_wait());
         match op {
-            _ if prepare::opcode_of(op).is_some_and(in_kernel) => Route::Kernel,
             SyscallOpType::Lseek { .. }
             | SyscallOpType::Close { .. }
             | SyscallOpType::Socket { .. }
             | SyscallOpType::Bind { .. }
             | SyscallOpType::Listen { .. }
             | SyscallOpType::LocalAddr { .. } => Route::Inline,
-            _ => Route::Fallback,
+            _ => match prepare::opcode_of(op) {
+                Some(code)
+                    if self.driver.supports(code)
+                        && (self.driver.sockets_wait() || !prepare::is_socket_request(op)) =>
+                {
+                    Route::Kernel
+                }
+                _ => Route::Fallback,
+            },
         }
     }
 }

@@ -135,6 +135,7 @@ pub(super) fn finish(prepared: Prepared, process: &Process, result: i32) -> OpOu
         });
     }
     let n = result as usize;
+    // Every arm takes its variant whole, so nothing of `kind` is left to drop after the match.
     Ok(match prepared.kind {
         Kind::Nop | Kind::Fsync => OpResult::None,
         Kind::Read(mut buf) => {
@@ -143,8 +144,12 @@ pub(super) fn finish(prepared: Prepared, process: &Process, result: i32) -> OpOu
             unsafe { buf.set_len(n.min(buf.capacity())) };
             OpResult::Bytes(buf)
         }
-        Kind::Write { .. } => OpResult::Count(n),
-        Kind::Open { .. } => {
+        Kind::Write { _data } => {
+            drop(_data);
+            OpResult::Count(n)
+        }
+        Kind::Open { _path, _how, name, rooted } => {
+            drop((_path, _how, name, rooted));
             // SAFETY: a successful OPENAT2 returns a new descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(result) };
             OpResult::Fd(process.install(fd, DescriptorKind::File)?)
