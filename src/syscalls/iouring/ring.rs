@@ -279,7 +279,7 @@ impl SyscallCompletionRing {
         ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
         to_future: bool,
     ) -> Result<(u64, bool)> {
-        let (accepted, after) = self.accept(ops, to_future, None)?;
+        let (accepted, after) = self.accept(ops, to_future, None::<&mut fn(Dispatched, bool)>)?;
         self.finish(after);
         Ok((accepted.first, accepted.queued))
     }
@@ -293,16 +293,16 @@ impl SyscallCompletionRing {
         &self,
         ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
         to_future: bool,
-        start: &mut dyn FnMut(Dispatched, bool),
+        start: &mut impl FnMut(Dispatched, bool),
     ) -> Result<(Accepted, AfterUnlock)> {
         self.accept(ops, to_future, Some(start))
     }
 
-    fn accept(
+    fn accept<F: FnMut(Dispatched, bool)>(
         &self,
         ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
         to_future: bool,
-        mut start: Option<&mut dyn FnMut(Dispatched, bool)>,
+        mut start: Option<&mut F>,
     ) -> Result<(Accepted, AfterUnlock)> {
         let n = ops.len();
         let pid = self.pid;
