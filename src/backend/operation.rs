@@ -192,7 +192,7 @@ impl Completer {
     /// that lock, and freed room may submit the next batch.
     pub(crate) fn deliver_all(batch: impl IntoIterator<Item = (Completer, OpOutcome)>) -> Freed {
         let mut batch = batch.into_iter().peekable();
-        let mut freed = Freed(Vec::new());
+        let mut freed = Freed { first: None, rest: Vec::new() };
         while let Some((first, _)) = batch.peek() {
             let ring = first.ring.clone();
             let mut counted = 0;
@@ -206,7 +206,11 @@ impl Completer {
                 counted += usize::from(next.counted);
                 Some((next.seq, outcome))
             }));
-            freed.0.push((ring, counted, woken));
+            if freed.first.is_none() {
+                freed.first = Some((ring, counted, woken));
+            } else {
+                freed.rest.push((ring, counted, woken));
+            }
         }
         freed
     }
@@ -215,11 +219,18 @@ impl Completer {
 /// What delivered operations leave to do once no lock is held: their waiters to wake and their
 /// executor room to hand on, with [`Freed::release`].
 #[must_use = "the room must be released, or the executor's window shrinks for good"]
-pub(crate) struct Freed(Vec<(Arc<SyscallCompletionRing>, usize, AfterUnlock)>);
+pub(crate) struct Freed {
+    /// Most batches come from one ring: its run needs no allocation.
+    first: Option<Run>,
+    rest: Vec<Run>,
+}
+
+/// A ring, the places its delivered operations held, and their wake-ups.
+type Run = (Arc<SyscallCompletionRing>, usize, AfterUnlock);
 
 impl Freed {
     pub(crate) fn release(self) {
-        for (ring, counted, woken) in self.0 {
+        for (ring, counted, woken) in self.first.into_iter().chain(self.rest) {
             ring.finish(woken);
             release(&ring, counted);
         }

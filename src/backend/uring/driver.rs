@@ -72,6 +72,11 @@ struct InFlight {
     resubmit: Option<Box<squeue::Entry>>,
 }
 
+thread_local! {
+    /// Each thread's vector of the entries its last batch pushed, kept for its next batch.
+    static SUBMITTED: std::cell::Cell<Vec<squeue::Entry>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// How often an operation is submitted again after the kernel cancelled it on its own (its
 /// submitting thread exited) before the cancellation is reported.
 const MAX_REQUEUES: u8 = 16;
@@ -158,8 +163,9 @@ impl Driver {
     /// prepared (a bad descriptor, say) completes at once with its error.
     pub(super) fn submit(self: &Arc<Self>, ops: impl IntoIterator<Item = (SyscallOpType, Finish)>) {
         let ops = ops.into_iter();
-        // The entries pushed, for the operations that are still in flight after the enter.
-        let mut submitted = Vec::with_capacity(ops.size_hint().1.unwrap_or(0));
+        // The entries pushed, for the operations that are still in flight after the enter (the
+        // thread's vector from its last batch, so that each batch does not allocate one).
+        let mut submitted = SUBMITTED.with(|v| v.take());
         let mut refused = Vec::new();
         {
             let mut table = self.table();
@@ -208,7 +214,7 @@ impl Driver {
         let left_in_flight = {
             let mut table = self.table();
             if !table.is_empty() {
-                for sqe in submitted {
+                for sqe in submitted.drain(..) {
                     let user_data = sqe.get_user_data();
                     if let Some(f) = in_flight(&mut table, user_data) {
                         let (ring, seq) = f.finish.ring_and_seq();
@@ -219,6 +225,8 @@ impl Driver {
             }
             !table.is_empty()
         };
+        submitted.clear();
+        SUBMITTED.with(|v| v.set(submitted));
         if left_in_flight {
             self.rouse_reaper();
         }
