@@ -170,18 +170,24 @@ impl Backend for UringBackend {
         self.fallback.spawn(task)
     }
 
-    fn submit(self: Arc<Self>, batch: Vec<Submission>) {
+    fn submit(self: Arc<Self>, mut batch: Vec<Submission>) {
         let mut answered = Vec::new();
         let mut elsewhere = Vec::new();
-        // One pass: each operation bound for the kernel is prepared and queued as it is routed.
-        self.driver.submit(batch.into_iter().filter_map(|sub| {
+        let mut waiting = Vec::new();
+        // First, on this thread and under no lock of the driver's, what is not a plain kernel
+        // request: inline calls, the fallback's share, and socket requests tried at once (those
+        // that must wait join the kernel's share). File requests stay where they are, so a batch
+        // of them reaches the kernel without being copied.
+        let to_kernel = |sub: &Submission| matches!(self.route(sub.op()), Route::Kernel) && !sub.op().is_network();
+        let mut rest = Vec::new();
+        if !batch.iter().all(to_kernel) {
+            (batch, rest) = batch.into_iter().partition(to_kernel);
+        }
+        for sub in rest {
             match self.route(sub.op()) {
                 Route::Kernel => match net_ops::try_now(sub.op(), sub.process(), || sub.is_cancelled()) {
                     Some(outcome) => answered.push((sub.into_op().1, outcome)),
-                    None => {
-                        let (op, done) = sub.into_op();
-                        return Some((op, Finish::Completer(done)));
-                    }
+                    None => waiting.push(sub),
                 },
                 Route::Inline => {
                     let (op, done) = sub.into_parts();
@@ -189,12 +195,16 @@ impl Backend for UringBackend {
                 }
                 Route::Fallback => elsewhere.push(sub),
             }
-            None
-        }));
+        }
         Completer::complete_all(answered);
         if !elsewhere.is_empty() {
             self.fallback.clone().submit(elsewhere);
         }
+        // One pass for the rest: each request is prepared and queued to the kernel as it is read.
+        self.driver.submit(batch.into_iter().chain(waiting).map(|sub| {
+            let (op, done) = sub.into_op();
+            (op, Finish::Completer(done))
+        }));
     }
 }
 
