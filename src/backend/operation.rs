@@ -80,6 +80,7 @@ impl Operation {
     }
 
     /// The operation and where it belongs, for a backend that keeps them apart while it runs.
+    #[cfg(all(feature = "uring", target_os = "linux"))]
     pub(crate) fn into_raw(self) -> (SyscallOpType, Arc<SyscallCompletionRing>, u64) {
         (self.op, self.ring, self.seq)
     }
@@ -146,6 +147,7 @@ impl Submission {
 
     /// The operation by value and the completer, which also reaches its process and
     /// cancellation: [`into_parts`](Self::into_parts) without a second reference to the ring.
+    #[cfg(all(feature = "uring", target_os = "linux"))]
     pub(crate) fn into_op(self) -> (SyscallOpType, Completer) {
         (self.op, self.completer)
     }
@@ -158,6 +160,7 @@ impl Submission {
 
 impl Completer {
     /// The ring the operation belongs to.
+    #[cfg(all(feature = "uring", target_os = "linux"))]
     pub(crate) fn ring(&self) -> &Arc<SyscallCompletionRing> {
         &self.ring
     }

@@ -15,27 +15,16 @@ use super::cancel::CancelToken;
 use super::error::IoUringError;
 use super::executor::IoUringExecutor;
 use super::future::CompletionFuture;
-use super::op::{OpResult, SyscallOpType};
+use super::op::OpResult;
 use super::ring::SyscallCompletionRing;
+use super::ring::test_support::{nops, start_all};
 use super::stats::Counters;
 use crate::backend::{Backend, OpOutcome, Operation, Submission, Task};
-use crate::process::{DescriptorKind, ProcessTable};
+use crate::process::DescriptorKind;
 
+/// A small ring of `pid`: room for the few operations a model runs.
 fn ring(pid: crate::Pid) -> (Arc<SyscallCompletionRing>, Arc<Counters>) {
-    let counters = Arc::new(Counters::default());
-    let process = ProcessTable::new().get_or_create(pid);
-    (Arc::new(SyscallCompletionRing::new(pid, 4, 4, process, counters.clone()).unwrap()), counters)
-}
-
-fn nops(n: usize) -> impl ExactSizeIterator<Item = (SyscallOpType, u64)> {
-    (0..n).map(|i| (SyscallOpType::Nop, i as u64))
-}
-
-/// Moves every queued operation to running, as the executor does.
-fn start_all(r: &SyscallCompletionRing) -> Vec<u64> {
-    let mut out = Vec::new();
-    r.dispatch(usize::MAX, &mut out, |d, counts| (d, counts));
-    out.into_iter().map(|(d, _)| d.seq).collect()
+    super::ring::test_support::ring(pid, 4, 4)
 }
 
 /// Every accepted operation was counted as completed once, and nothing is left.
@@ -155,39 +144,38 @@ fn loom_wait_races_completions() {
     });
 }
 
-/// `wait_completion` racing a completion and `destroy_ring`: it returns the entry or
-/// `RingDestroyed`, never hangs; everything is counted once.
-#[test]
-fn loom_wait_races_completion_and_destroy() {
-    model(|| {
+/// `take` (a taker of the CQ-owned operation `seq`) racing its completion and `destroy_ring`:
+/// it must return or end, never hang, and everything is counted once.
+fn completion_and_destroy_race(take: fn(&SyscallCompletionRing, u64)) {
+    model(move || {
         let (r, counters, seq) = one_running(false);
         let completer = on_thread(&r, move |r| r.complete(seq, Ok(OpResult::None)));
         let destroyer = on_thread(&r, move |r| r.destroy());
-        match r.wait(seq, None) {
-            Ok(entry) => assert_eq!(entry.seq, seq),
-            Err(e) => assert!(matches!(e, IoUringError::RingDestroyed { .. }), "{e}"),
-        }
+        take(&r, seq);
         completer.join().unwrap();
         destroyer.join().unwrap();
         all_retired(&r, &counters);
     });
 }
 
+/// `wait_completion` racing a completion and `destroy_ring`: it returns the entry or
+/// `RingDestroyed`.
+#[test]
+fn loom_wait_races_completion_and_destroy() {
+    completion_and_destroy_race(|r, seq| match r.wait(seq, None) {
+        Ok(entry) => assert_eq!(entry.seq, seq),
+        Err(e) => assert!(matches!(e, IoUringError::RingDestroyed { .. }), "{e}"),
+    });
+}
+
 /// A stream waiting on the CQ while a completion and `destroy_ring` race: it yields the entry
-/// or ends, never hangs.
+/// or ends.
 #[test]
 fn loom_stream_races_completion_and_destroy() {
-    model(|| {
-        let (r, counters, seq) = one_running(false);
-        let completer = on_thread(&r, move |r| r.complete(seq, Ok(OpResult::None)));
-        let destroyer = on_thread(&r, move |r| r.destroy());
-        let next = loom::future::block_on(poll_fn(|cx| r.poll_cq(cx)));
-        if let Some(entry) = next {
+    completion_and_destroy_race(|r, seq| {
+        if let Some(entry) = loom::future::block_on(poll_fn(|cx| r.poll_cq(cx))) {
             assert_eq!(entry.seq, seq);
         }
-        completer.join().unwrap();
-        destroyer.join().unwrap();
-        all_retired(&r, &counters);
     });
 }
 

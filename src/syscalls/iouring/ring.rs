@@ -333,13 +333,15 @@ impl SyscallCompletionRing {
         for (op, user_data) in ops {
             let seq = s.next_seq;
             s.next_seq += 1;
-            if let Some(now) = clock.at(seq) {
+            let sampled = clock.at(seq);
+            if let Some(now) = sampled {
                 s.stamps.insert(seq, [now; 3]);
             }
             let owner = if to_future { Owner::Future(None) } else { Owner::Queue };
             match (sandbox.check(&op), start.as_mut()) {
                 (Ok(()), Some(start)) => {
-                    if clock.at(seq).is_some() {
+                    if sampled.is_some() {
+                        // Started the moment it was submitted.
                         s.metrics.record(Stage::Queued, Duration::ZERO);
                     }
                     s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Running(Cancel::default()) });
@@ -815,26 +817,44 @@ pub(crate) fn validate_sizes(sq: usize, cq: usize) -> Result<()> {
     Ok(())
 }
 
+/// What the ring's unit tests and the loom models build their cases from.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::process::ProcessTable;
-    use std::task::Wake;
+pub(super) mod test_support {
+    use std::sync::Arc;
 
-    fn ring(sq: usize, cq: usize) -> (Arc<SyscallCompletionRing>, Arc<Counters>) {
+    use super::SyscallCompletionRing;
+    use crate::process::ProcessTable;
+    use crate::syscalls::iouring::op::SyscallOpType;
+    use crate::syscalls::iouring::stats::Counters;
+
+    /// A ring of `pid` with the given sizes, and the counters it reports to.
+    pub(crate) fn ring(pid: crate::Pid, sq: usize, cq: usize) -> (Arc<SyscallCompletionRing>, Arc<Counters>) {
         let counters = Arc::new(Counters::default());
-        let process = ProcessTable::new().get_or_create(1);
-        (Arc::new(SyscallCompletionRing::new(1, sq, cq, process, counters.clone()).unwrap()), counters)
+        let process = ProcessTable::new().get_or_create(pid);
+        (Arc::new(SyscallCompletionRing::new(pid, sq, cq, process, counters.clone()).unwrap()), counters)
     }
 
-    fn nops(n: usize) -> impl ExactSizeIterator<Item = (SyscallOpType, u64)> {
+    /// `n` NOPs, their `user_data` counting from 0.
+    pub(crate) fn nops(n: usize) -> impl ExactSizeIterator<Item = (SyscallOpType, u64)> {
         (0..n).map(|i| (SyscallOpType::Nop, i as u64))
     }
 
-    fn run_all(r: &SyscallCompletionRing) -> Vec<u64> {
+    /// Moves every queued operation to running, as the executor does; their sequence numbers.
+    pub(crate) fn start_all(r: &SyscallCompletionRing) -> Vec<u64> {
         let mut out = Vec::new();
         r.dispatch(usize::MAX, &mut out, |d, counts| (d, counts));
         out.into_iter().map(|(d, _)| d.seq).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{nops, start_all};
+    use super::*;
+    use std::task::Wake;
+
+    fn ring(sq: usize, cq: usize) -> (Arc<SyscallCompletionRing>, Arc<Counters>) {
+        super::test_support::ring(1, sq, cq)
     }
 
     struct Flag(std::sync::atomic::AtomicBool);
@@ -858,7 +878,7 @@ mod tests {
         let (r, counters) = ring(8, 8);
         let (first, queued) = r.submit(nops(3), false).unwrap();
         assert!(queued);
-        let seqs = run_all(&r);
+        let seqs = start_all(&r);
         assert_eq!(seqs, vec![first, first + 1, first + 2]);
         for &s in seqs.iter().rev() {
             r.complete(s, Ok(OpResult::None));
@@ -879,14 +899,14 @@ mod tests {
         r.finish(after);
         assert_eq!((a.queued, a.counted), (false, 3));
         assert_eq!(started, vec![(a.first, true), (a.first + 1, true), (a.first + 2, true)]);
-        assert!(run_all(&r).is_empty(), "nothing went through the SQ");
+        assert!(start_all(&r).is_empty(), "nothing went through the SQ");
         // With operations queued before them, they queue behind those.
         let (queued, _) = r.submit(nops(1), false).unwrap();
         started.clear();
         let (b, after) = r.submit_started(nops(2), false, &mut |d, counts| started.push((d.seq, counts))).unwrap();
         r.finish(after);
         assert!(b.queued && b.counted == 0 && started.is_empty());
-        assert_eq!(run_all(&r), vec![queued, b.first, b.first + 1]);
+        assert_eq!(start_all(&r), vec![queued, b.first, b.first + 1]);
         for seq in a.first..b.first + 2 {
             r.complete(seq, Ok(OpResult::None));
         }
@@ -901,7 +921,7 @@ mod tests {
         // the ring's callers hold): it runs once the ring's lock is released, or this deadlocks.
         let (r, _) = ring(8, 8);
         let (seq, _) = r.submit(nops(1), false).unwrap();
-        run_all(&r);
+        start_all(&r);
         let (tx, rx) = std::sync::mpsc::channel();
         let asked = r.clone();
         r.cancel_token(seq).on_cancel(move || {
@@ -923,7 +943,7 @@ mod tests {
         let (r, counters) = ring(64, 64);
         for _ in 0..100 {
             let (seq, _) = r.submit(nops(40), false).unwrap();
-            for s in run_all(&r) {
+            for s in start_all(&r) {
                 r.complete(s, Ok(OpResult::None));
             }
             for s in (seq..seq + 40).rev() {
@@ -949,7 +969,7 @@ mod tests {
         .unwrap();
         let vfd = r.process().install(fd, crate::process::DescriptorKind::File).unwrap();
         let (seq, _) = r.submit(nops(1), true).unwrap();
-        run_all(&r);
+        start_all(&r);
         r.abandon(seq);
         r.complete(seq, Ok(OpResult::Fd(vfd)));
         assert_eq!(r.process().open_descriptors(), 0, "the discarded result's descriptor was closed");
@@ -980,7 +1000,7 @@ mod tests {
         let waker = Waker::from(flag.clone());
         let mut cx = Context::from_waker(&waker);
         assert!(r.poll_owned(seq, &mut cx).is_pending());
-        run_all(&r);
+        start_all(&r);
         r.complete(seq, Ok(OpResult::Count(1)));
         assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst), "completion woke the future");
         let Poll::Ready(e) = r.poll_owned(seq, &mut cx) else { panic!("not ready") };
