@@ -172,21 +172,16 @@ impl Driver {
             let _sq = self.sq.lock().unwrap_or_else(|e| e.into_inner());
             // SAFETY: the `sq` lock is held, so no other `SubmissionQueue` of this ring exists.
             let mut sq = unsafe { self.ring.submission_shared() };
-            let generation = u64::from(self.generation.fetch_add(1, Ordering::Relaxed)) << 32;
+            let generation = self.generation.fetch_add(1, Ordering::Relaxed);
             for (op, finish) in ops {
                 match prepare::prepare(op, finish.process()) {
                     Ok((prepared, sqe)) => {
                         let slot = table.vacant_entry();
-                        let user_data = generation | slot.key() as u64;
-                        let sqe = sqe.user_data(user_data);
-                        // SAFETY: as in `push`: what `sqe` points to is owned by its entry, put in
-                        // the table before the table's lock is released, which no completion
-                        // can be taken without.
-                        while unsafe { sq.push(&sqe) }.is_err() {
-                            sq.sync();
-                            self.enter(&mut sq);
-                        }
-                        let generation = (user_data >> 32) as u32;
+                        let sqe = sqe.user_data(u64::from(generation) << 32 | slot.key() as u64);
+                        // SAFETY: what `sqe` points to is owned by its entry, put in the table
+                        // before the table's lock is released, which no completion can be taken
+                        // without.
+                        unsafe { self.queue(&mut sq, &sqe) };
                         slot.insert(InFlight { generation, requeued: 0, prepared, finish, resubmit: None });
                         submitted.push(sqe);
                     }
@@ -254,13 +249,23 @@ impl Driver {
             // by an `Arc` there; entries leave the table only when the kernel reports the
             // operation complete, so the memory outlives the kernel's use of it. (A cancel
             // request points at no memory.)
-            while unsafe { sq.push(sqe) }.is_err() {
-                sq.sync();
-                self.enter(&mut sq);
-            }
+            unsafe { self.queue(&mut sq, sqe) };
         }
         sq.sync();
         self.enter(&mut sq);
+    }
+
+    /// Puts `sqe` in the submission queue, entering the kernel first if the queue is full.
+    ///
+    /// # Safety
+    ///
+    /// Everything `sqe` points to must stay valid until the kernel reports it complete.
+    unsafe fn queue(&self, sq: &mut io_uring::SubmissionQueue<'_>, sqe: &squeue::Entry) {
+        // SAFETY: the caller keeps what `sqe` points to alive until its completion.
+        while unsafe { sq.push(sqe) }.is_err() {
+            sq.sync();
+            self.enter(sq);
+        }
     }
 
     fn enter(&self, sq: &mut io_uring::SubmissionQueue<'_>) {
