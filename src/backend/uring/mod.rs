@@ -201,7 +201,10 @@ impl Backend for UringBackend {
             self.fallback.clone().submit(elsewhere);
         }
         // One pass for the rest: each request is prepared and queued to the kernel as it is read.
-        self.driver.submit(batch.into_iter().chain(waiting).map(|sub| {
+        // Appended, not chained: a chain moves each submission through an `Option` of its own,
+        // and reading that copy back at once stalls the CPU (7 % of a NOP batch's time here).
+        batch.append(&mut waiting);
+        self.driver.submit(batch.into_iter().map(|sub| {
             let (op, done) = sub.into_op();
             (op, Finish::Completer(done))
         }));
