@@ -198,3 +198,38 @@ fn faulty_wrapper_injects() {
     let seq = m.submit(1, SyscallSubmissionEntry::new(1, Op::Nop, 0)).unwrap();
     assert_eq!(m.wait_completion_timeout(1, seq, Duration::from_secs(30)).unwrap().errno(), Some(EIO));
 }
+
+/// A backend that loses every batch of one ring it is handed (a bug): the operations still
+/// complete, with `EIO`, and the executor's window is given back.
+struct LosesRingBatches(backend::BlockingBackend);
+
+#[async_trait::async_trait]
+impl backend::Backend for LosesRingBatches {
+    fn name(&self) -> &'static str {
+        "loses-ring-batches"
+    }
+    async fn execute(&self, op: Operation) -> backend::OpOutcome {
+        self.0.execute(op).await
+    }
+    fn spawn(&self, task: backend::Task) {
+        self.0.spawn(task)
+    }
+    fn submit_ring(self: Arc<Self>, batch: backend::RingBatch) {
+        assert_eq!((batch.pid(), batch.len(), batch.is_empty()), (7, 3, false));
+        drop(batch);
+    }
+}
+
+#[test]
+fn dropped_ring_batches_complete_with_eio() {
+    within(Duration::from_secs(30), "dropped ring batch", || {
+        let m = IoUringManager::with_backend(Arc::new(LosesRingBatches(backend::BlockingBackend::with_threads(1))));
+        let seqs = m.submit_batch(7, (0..3).map(|_| SyscallSubmissionEntry::new(7, Op::Nop, 0)).collect()).unwrap();
+        for seq in seqs {
+            let done = m.wait_completion_timeout(7, seq, Duration::from_secs(10)).unwrap();
+            assert_eq!(done.errno(), Some(EIO), "{done:?}");
+        }
+        assert_eq!(m.executor().in_flight(), 0);
+        assert_eq!(m.stats().pending, 0);
+    });
+}

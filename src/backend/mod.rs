@@ -20,7 +20,8 @@
 //! and [`Backend::spawn`] (drive a future to completion somewhere: a thread pool, a runtime).
 //! The provided [`Backend::submit`] then runs each submission as its own task, races it against
 //! cancellation, and completes it. A backend that can do better with a whole batch (io_uring
-//! submits it with one system call) overrides `submit`.
+//! submits it with one system call) overrides `submit`, and [`Backend::submit_ring`] if it can
+//! also keep one reference to the ring for a whole [`RingBatch`] of one ring's operations.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -69,7 +70,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-pub use operation::{Completer, Operation, Submission};
+pub(crate) use operation::Freed;
+pub use operation::{Completer, Operation, RingBatch, Submission};
 pub use select::{BACKEND_ENV, available, by_name, from_env};
 
 #[cfg(feature = "smol")]
@@ -142,6 +144,13 @@ pub trait Backend: Send + Sync + 'static {
         for sub in batch {
             self.spawn(Box::pin(run(self.clone(), sub)));
         }
+    }
+
+    /// Starts a batch of one ring's operations. The default hands them to
+    /// [`submit`](Self::submit) as submissions; a backend that can keep the ring once for the
+    /// whole batch (io_uring) overrides it.
+    fn submit_ring(self: Arc<Self>, batch: RingBatch) {
+        self.submit(batch.into_submissions())
     }
 }
 

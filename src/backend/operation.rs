@@ -158,7 +158,86 @@ impl Submission {
     }
 }
 
+/// Operations of one ring started together, sharing one reference to their ring.
+///
+/// The executor hands a backend its batches this way when a batch comes from a single ring (a
+/// `submit_batch` the executor has room for): a backend that keeps the ring once per batch,
+/// rather than once per operation, saves two atomic reference counts per operation (io_uring
+/// does: 7 % of a batch of NOPs' time). Any other backend turns it into
+/// [`Submission`]s with [`into_submissions`](Self::into_submissions). Dropped unstarted, its
+/// operations complete with `EIO`, as dropped submissions do.
+pub struct RingBatch {
+    ring: Arc<SyscallCompletionRing>,
+    ops: Vec<(Dispatched, bool)>,
+}
+
+impl std::fmt::Debug for RingBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingBatch").field("pid", &self.ring.pid()).field("len", &self.ops.len()).finish()
+    }
+}
+
+impl RingBatch {
+    pub(crate) fn new(ring: &Arc<SyscallCompletionRing>, capacity: usize) -> Self {
+        RingBatch { ring: ring.clone(), ops: Vec::with_capacity(capacity) }
+    }
+
+    pub(crate) fn push(&mut self, d: Dispatched, counted: bool) {
+        self.ops.push((d, counted));
+    }
+
+    /// The process the operations run for.
+    pub fn pid(&self) -> Pid {
+        self.ring.pid()
+    }
+
+    /// How many operations the batch holds.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether the batch holds no operation.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The operations, each with its own duty to complete.
+    pub fn into_submissions(mut self) -> Vec<Submission> {
+        let ops = std::mem::take(&mut self.ops);
+        ops.into_iter().map(|(d, counted)| Submission::new(&self.ring, d, counted)).collect()
+    }
+
+    /// The ring and its operations (each with whether it counts against the executor's window),
+    /// for a backend that completes them through [`Completer::deliver_all`] with [`Due::Ring`].
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    pub(crate) fn into_parts(mut self) -> (Arc<SyscallCompletionRing>, Vec<(Dispatched, bool)>) {
+        (self.ring.clone(), std::mem::take(&mut self.ops))
+    }
+
+    /// The batch [`into_parts`](Self::into_parts) took apart.
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    pub(crate) fn from_parts(ring: Arc<SyscallCompletionRing>, ops: Vec<(Dispatched, bool)>) -> Self {
+        RingBatch { ring, ops }
+    }
+}
+
+impl Drop for RingBatch {
+    fn drop(&mut self) {
+        if !self.ops.is_empty() {
+            let left: Vec<_> = self.ops.drain(..).map(|(d, counted)| Submission::new(&self.ring, d, counted)).collect();
+            // Each completes with EIO as it drops.
+            drop(left);
+        }
+    }
+}
+
 impl Completer {
+    /// The completer of one of `ring`'s operations that a backend kept without one.
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    pub(crate) fn new(ring: Arc<SyscallCompletionRing>, seq: u64, counted: bool) -> Self {
+        Completer { ring, seq, counted, done: false }
+    }
+
     /// The ring the operation belongs to.
     #[cfg(all(feature = "uring", target_os = "linux"))]
     pub(crate) fn ring(&self) -> &Arc<SyscallCompletionRing> {
@@ -195,7 +274,7 @@ impl Completer {
     /// that lock, and freed room may submit the next batch.
     pub(crate) fn deliver_all(batch: impl IntoIterator<Item = (Completer, OpOutcome)>) -> Freed {
         let mut batch = batch.into_iter().peekable();
-        let mut freed = Freed { first: None, rest: Vec::new() };
+        let mut freed = Freed::default();
         while let Some((first, _)) = batch.peek() {
             let ring = first.ring.clone();
             let mut counted = 0;
@@ -209,11 +288,7 @@ impl Completer {
                 counted += usize::from(next.counted);
                 Some((next.seq, outcome))
             }));
-            if freed.first.is_none() {
-                freed.first = Some((ring, counted, woken));
-            } else {
-                freed.rest.push((ring, counted, woken));
-            }
+            freed.push(ring, counted, woken);
         }
         freed
     }
@@ -222,6 +297,7 @@ impl Completer {
 /// What delivered operations leave to do once no lock is held: their waiters to wake and their
 /// executor room to hand on, with [`Freed::release`].
 #[must_use = "the room must be released, or the executor's window shrinks for good"]
+#[derive(Default)]
 pub(crate) struct Freed {
     /// Most batches come from one ring: its run needs no allocation.
     first: Option<Run>,
@@ -232,6 +308,22 @@ pub(crate) struct Freed {
 type Run = (Arc<SyscallCompletionRing>, usize, AfterUnlock);
 
 impl Freed {
+    /// Adds a run: `counted` places of `ring`'s operations, delivered under one lock.
+    pub(crate) fn push(&mut self, ring: Arc<SyscallCompletionRing>, counted: usize, woken: AfterUnlock) {
+        if self.first.is_none() {
+            self.first = Some((ring, counted, woken));
+        } else {
+            self.rest.push((ring, counted, woken));
+        }
+    }
+
+    /// Adds `other`'s runs.
+    pub(crate) fn append(&mut self, other: Freed) {
+        for (ring, counted, woken) in other.first.into_iter().chain(other.rest) {
+            self.push(ring, counted, woken);
+        }
+    }
+
     pub(crate) fn release(self) {
         for (ring, counted, woken) in self.first.into_iter().chain(self.rest) {
             ring.finish(woken);

@@ -10,49 +10,88 @@ use slab::Slab;
 use std::os::fd::AsRawFd;
 
 use super::prepare::{self, Prepared};
-use crate::backend::{Completer, OpOutcome};
+use crate::backend::{Completer, Freed, OpOutcome};
 use crate::process::Process;
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::SyscallOpType;
-use crate::syscalls::iouring::ring::SyscallCompletionRing;
+use crate::syscalls::iouring::ring::{Dispatched, SyscallCompletionRing};
 
 /// `user_data` of the NOP that wakes the reaper to shut down.
 const WAKE: u64 = u64::MAX;
 /// `user_data` of cancellation requests (their completions carry nothing to deliver).
 const CANCEL: u64 = u64::MAX - 1;
 
-/// Who gets an operation's outcome; both reach the operation's ring, and through it its process
-/// and cancellation.
+/// Who gets an operation's outcome; each reaches the operation's ring, and through it its
+/// process and cancellation.
 pub(super) enum Finish {
-    /// The executor's completer (the batch path).
+    /// The executor's completer (a batch of submissions).
     Completer(Completer),
     /// A waiting `execute` future.
     Channel { tx: futures_channel::oneshot::Sender<OpOutcome>, ring: Arc<SyscallCompletionRing>, seq: u64 },
+    /// One of a ring's batch: the table keeps the ring once for the whole batch, under `pin`.
+    Pinned { pin: usize, seq: u64, counted: bool },
 }
 
 impl Finish {
+    /// Delivers `outcome` (a pinned operation must be made [`owned`](Self::owned) first).
     fn finish(self, outcome: OpOutcome) {
         match self {
             Finish::Completer(c) => c.complete(outcome),
             Finish::Channel { tx, .. } => drop(tx.send(outcome)),
+            Finish::Pinned { .. } => unreachable!("a pinned operation leaves the table owned"),
         }
     }
 
-    fn ring_and_seq(&self) -> (&Arc<SyscallCompletionRing>, u64) {
+    fn ring_and_seq<'a>(&'a self, rings: &'a Slab<Pin>) -> (&'a Arc<SyscallCompletionRing>, u64) {
         match self {
             Finish::Completer(c) => (c.ring(), c.seq()),
             Finish::Channel { ring, seq, .. } => (ring, *seq),
+            Finish::Pinned { pin, seq, .. } => (&rings[*pin].ring, *seq),
         }
     }
 
-    fn process(&self) -> &Arc<Process> {
-        self.ring_and_seq().0.process()
+    fn process<'a>(&'a self, rings: &'a Slab<Pin>) -> &'a Arc<Process> {
+        self.ring_and_seq(rings).0.process()
     }
 
-    fn is_cancelled(&self) -> bool {
-        let (ring, seq) = self.ring_and_seq();
+    fn is_cancelled(&self, rings: &Slab<Pin>) -> bool {
+        let (ring, seq) = self.ring_and_seq(rings);
         ring.is_cancelled(seq)
     }
+
+    /// This finish with a reference of its own to its ring, for an operation that leaves the
+    /// table other than through delivery (refused at preparation, or the driver shut down).
+    fn owned(self, rings: &mut Slab<Pin>) -> Finish {
+        match self {
+            Finish::Pinned { pin, seq, counted } => {
+                let ring = rings[pin].ring.clone();
+                unpin(rings, pin, 1);
+                Finish::Completer(Completer::new(ring, seq, counted))
+            }
+            other => other,
+        }
+    }
+}
+
+/// A ring kept once for a batch of its operations, and how many of them the kernel still holds.
+pub(super) struct Pin {
+    ring: Arc<SyscallCompletionRing>,
+    left: usize,
+}
+
+/// Lets go of `n` of `pin`'s operations; the ring goes once none is left.
+fn unpin(rings: &mut Slab<Pin>, pin: usize, n: usize) {
+    rings[pin].left -= n;
+    if rings[pin].left == 0 {
+        rings.remove(pin);
+    }
+}
+
+/// The operations the kernel holds, and the rings their batches share.
+#[derive(Default)]
+struct Table {
+    ops: Slab<InFlight>,
+    rings: Slab<Pin>,
 }
 
 /// An operation the kernel holds: everything it points into lives here until its completion.
@@ -87,7 +126,7 @@ pub(super) struct Driver {
     sq: Mutex<()>,
     /// Serialises taking completions: the reaper, or a submitter that finds some ready.
     cq: Mutex<()>,
-    in_flight: Mutex<Slab<InFlight>>,
+    in_flight: Mutex<Table>,
     /// High half of every `user_data`, so a late cancel never hits a reused slot.
     generation: AtomicU32,
     supported: Vec<bool>,
@@ -129,7 +168,7 @@ impl Driver {
             ring,
             sq: Mutex::new(()),
             cq: Mutex::new(()),
-            in_flight: Mutex::new(Slab::new()),
+            in_flight: Mutex::new(Table::default()),
             generation: AtomicU32::new(0),
             supported,
             sockets_wait,
@@ -152,11 +191,27 @@ impl Driver {
     }
 
     pub(super) fn in_flight(&self) -> usize {
-        self.table().len()
+        self.table().ops.len()
     }
 
-    fn table(&self) -> MutexGuard<'_, Slab<InFlight>> {
+    /// Rings kept for batches with operations still in the kernel.
+    #[cfg(test)]
+    pub(super) fn pinned_rings(&self) -> usize {
+        self.table().rings.len()
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands a batch of `ring`'s operations to the kernel with one `io_uring_enter`, the ring
+    /// kept once for all of them.
+    pub(super) fn submit_ring(self: &Arc<Self>, ring: Arc<SyscallCompletionRing>, ops: Vec<(Dispatched, bool)>) {
+        if ops.is_empty() {
+            return;
+        }
+        let pin = self.table().rings.insert(Pin { ring, left: ops.len() });
+        self.submit(ops.into_iter().map(|(d, counted)| (d.op, Finish::Pinned { pin, seq: d.seq, counted })));
     }
 
     /// Hands a batch to the kernel with one `io_uring_enter`. An operation that cannot even be
@@ -168,13 +223,14 @@ impl Driver {
         let mut submitted = SUBMITTED.with(|v| v.take());
         let mut refused = Vec::new();
         {
-            let mut table = self.table();
+            let mut guard = self.table();
+            let Table { ops: table, rings } = &mut *guard;
             let _sq = self.sq.lock().unwrap_or_else(|e| e.into_inner());
             // SAFETY: the `sq` lock is held, so no other `SubmissionQueue` of this ring exists.
             let mut sq = unsafe { self.ring.submission_shared() };
             let generation = self.generation.fetch_add(1, Ordering::Relaxed);
             for (op, finish) in ops {
-                match prepare::prepare(op, finish.process()) {
+                match prepare::prepare(op, finish.process(rings)) {
                     Ok((prepared, sqe)) => {
                         let slot = table.vacant_entry();
                         let sqe = sqe.user_data(u64::from(generation) << 32 | slot.key() as u64);
@@ -185,11 +241,11 @@ impl Driver {
                         slot.insert(InFlight { generation, requeued: 0, prepared, finish, resubmit: None });
                         submitted.push(sqe);
                     }
-                    Err(e) => refused.push((finish, e)),
+                    Err(e) => refused.push((finish.owned(rings), e)),
                 }
             }
             // The kernel may now complete them, but they are taken only once the table is free.
-            drop(table);
+            drop(guard);
             if !sq.is_empty() {
                 sq.sync();
                 self.enter(&mut sq);
@@ -208,11 +264,12 @@ impl Driver {
         let mut cancels = Vec::new();
         let left_in_flight = {
             let mut table = self.table();
+            let Table { ops: table, rings } = &mut *table;
             if !table.is_empty() {
                 for sqe in submitted.drain(..) {
                     let user_data = sqe.get_user_data();
-                    if let Some(f) = in_flight(&mut table, user_data) {
-                        let (ring, seq) = f.finish.ring_and_seq();
+                    if let Some(f) = in_flight(table, user_data) {
+                        let (ring, seq) = f.finish.ring_and_seq(rings);
                         cancels.push((ring.cancel_token(seq), user_data));
                         f.resubmit = Some(Box::new(sqe));
                     }
@@ -311,7 +368,7 @@ impl Driver {
     /// Parks the reaper while nothing is in flight.
     fn park_while_idle(&self) {
         let mut parked = self.reaper_parked.lock().unwrap_or_else(|e| e.into_inner());
-        while self.table().is_empty() && !self.shutting_down.load(Ordering::Acquire) {
+        while self.table().ops.is_empty() && !self.shutting_down.load(Ordering::Acquire) {
             *parked = true;
             parked = self.rouse.wait(parked).unwrap_or_else(|e| e.into_inner());
         }
@@ -322,7 +379,7 @@ impl Driver {
     fn reap(self: Arc<Self>) {
         loop {
             self.park_while_idle();
-            if self.shutting_down.load(Ordering::Acquire) && self.table().is_empty() {
+            if self.shutting_down.load(Ordering::Acquire) && self.table().ops.is_empty() {
                 return;
             }
             match self.ring.submitter().submit_and_wait(1) {
@@ -334,7 +391,7 @@ impl Driver {
                 let cq = self.cq.lock().unwrap_or_else(|e| e.into_inner());
                 self.deliver_ready(&cq);
             }
-            if self.shutting_down.load(Ordering::Acquire) && self.table().is_empty() {
+            if self.shutting_down.load(Ordering::Acquire) && self.table().ops.is_empty() {
                 return;
             }
         }
@@ -353,9 +410,10 @@ impl Driver {
         let mut again = Vec::new();
         let freed = {
             let mut table = self.table();
+            let Table { ops: table, rings } = &mut *table;
             for c in &mut cq {
                 let (user_data, result) = (c.user_data(), c.result());
-                let Some(op) = in_flight(&mut table, user_data) else { continue };
+                let Some(op) = in_flight(table, user_data) else { continue };
                 // The kernel cancels the requests of a thread that exits, but a submission outlives
                 // the thread that made it: nobody asked for this cancellation, so the request goes
                 // back to the kernel, from this thread (the reaper, mostly). Known limit: a connect
@@ -363,7 +421,7 @@ impl Driver {
                 if result == -rustix::io::Errno::CANCELED.raw_os_error()
                     && op.requeued < MAX_REQUEUES
                     && let Some(sqe) = &op.resubmit
-                    && !op.finish.is_cancelled()
+                    && !op.finish.is_cancelled(rings)
                 {
                     op.requeued += 1;
                     again.push((**sqe).clone());
@@ -371,19 +429,44 @@ impl Driver {
                 }
                 ready.push((key_of(user_data), result));
             }
-            // Delivered to the rings as they leave the table, without being gathered first.
-            let mut ready = ready.into_iter();
-            Completer::deliver_all(std::iter::from_fn(|| {
-                for (key, result) in ready.by_ref() {
+            // Delivered to the rings as they leave the table, without being gathered first: a run
+            // of a pinned ring's operations under one lock of the ring, with the ring the table
+            // kept; the others through their completers.
+            let mut ready = ready.into_iter().peekable();
+            let mut freed = Freed::default();
+            let mut owned = Vec::new();
+            while let Some(&(key, result)) = ready.peek() {
+                let Finish::Pinned { pin, .. } = table[key].finish else {
+                    ready.next();
                     let op = table.remove(key);
-                    let outcome = prepare::finish(op.prepared, op.finish.process(), result);
+                    let outcome = prepare::finish(op.prepared, op.finish.process(rings), result);
                     match op.finish {
-                        Finish::Completer(c) => return Some((c, outcome)),
+                        Finish::Completer(c) => owned.push((c, outcome)),
                         other => channels.push((other, outcome)),
                     }
-                }
-                None
-            }))
+                    continue;
+                };
+                let ring = rings[pin].ring.clone();
+                let (mut counted, mut delivered) = (0, 0);
+                let woken = ring.complete_many(std::iter::from_fn(|| {
+                    let &(key, result) = ready.peek()?;
+                    let op =
+                        table.get(key).filter(|op| matches!(op.finish, Finish::Pinned { pin: p, .. } if p == pin))?;
+                    let Finish::Pinned { seq, counted: counts, .. } = op.finish else { return None };
+                    ready.next();
+                    let op = table.remove(key);
+                    delivered += 1;
+                    counted += usize::from(counts);
+                    Some((seq, prepare::finish(op.prepared, ring.process(), result)))
+                }));
+                // `freed` holds the ring too: it is not dropped under this lock.
+                freed.push(ring, counted, woken);
+                unpin(rings, pin, delivered);
+            }
+            if !owned.is_empty() {
+                freed.append(Completer::deliver_all(owned));
+            }
+            freed
         };
         // Hands the entries back to the kernel before anything else is submitted.
         drop(cq);
@@ -465,12 +548,12 @@ fn cancel_in_kernel(driver: &Weak<Driver>, user_data: u64) {
 impl Drop for Driver {
     fn drop(&mut self) {
         // Only the reaper's exit drops the driver, and it exits with nothing in flight.
-        let left = self.table().len();
-        if left > 0 {
-            tracing::error!(left, "io_uring dropped with operations in flight");
+        let Table { ops, mut rings } = std::mem::take(&mut *self.table());
+        if !ops.is_empty() {
+            tracing::error!(left = ops.len(), "io_uring dropped with operations in flight");
         }
-        for (_, op) in std::mem::take(&mut *self.table()) {
-            op.finish.finish(Err(OpError::new(errno::EIO, "io_uring shut down")));
+        for (_, op) in ops {
+            op.finish.owned(&mut rings).finish(Err(OpError::new(errno::EIO, "io_uring shut down")));
         }
     }
 }

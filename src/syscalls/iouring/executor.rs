@@ -9,11 +9,35 @@ use std::sync::atomic::Ordering;
 use super::error::Result;
 use super::op::SyscallOpType;
 use super::ring::SyscallCompletionRing;
-use crate::backend::{Backend, Submission};
+use crate::backend::{Backend, RingBatch, Submission};
 use crate::sync::{Mutex, MutexGuard};
 
 /// Batches waiting for the outermost [`Shared::start`] of their thread, in order.
-type Waiting = VecDeque<(Arc<Shared>, Vec<Submission>)>;
+type Waiting = VecDeque<(Arc<Shared>, Batch)>;
+
+/// What the executor hands its backend at once.
+enum Batch {
+    /// One ring's operations (a batch that skipped the SQ), sharing one reference to the ring.
+    Ring(RingBatch),
+    /// Operations taken from the SQs of the rings in line.
+    Queued(Vec<Submission>),
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        match self {
+            Batch::Ring(b) => b.is_empty(),
+            Batch::Queued(b) => b.is_empty(),
+        }
+    }
+
+    fn submit_to(self, backend: &Arc<dyn Backend>) {
+        match self {
+            Batch::Ring(b) => backend.clone().submit_ring(b),
+            Batch::Queued(b) => backend.clone().submit(b),
+        }
+    }
+}
 
 thread_local! {
     /// `Some` while this thread is inside [`Shared::start`].
@@ -105,13 +129,12 @@ impl IoUringExecutor {
             }
             return Ok(first);
         }
-        let mut batch = Vec::with_capacity(n);
-        let (accepted, refused) =
-            ring.submit_started(ops, to_future, &mut |d, counts| batch.push(Submission::new(ring, d, counts)))?;
+        let mut batch = RingBatch::new(ring, n);
+        let (accepted, refused) = ring.submit_started(ops, to_future, &mut |d, counts| batch.push(d, counts))?;
         s.in_flight += accepted.counted;
         drop(s);
         ring.finish(refused);
-        self.inner.start(batch);
+        self.inner.start(Batch::Ring(batch));
         if accepted.queued {
             self.schedule(ring);
         }
@@ -133,7 +156,7 @@ impl IoUringExecutor {
             self.inner.fill(&mut s, &mut batch);
         }
         drop(s);
-        self.inner.start(batch);
+        self.inner.start(Batch::Queued(batch));
     }
 }
 
@@ -173,7 +196,7 @@ impl Shared {
     /// completion frees room that starts the next batch: started right there, that would nest one
     /// `submit` inside another for every turn of a long queue and overflow the stack. So a thread
     /// already inside `start` only queues the batch, and its outermost `start` runs the queue.
-    fn start(self: &Arc<Self>, batch: Vec<Submission>) {
+    fn start(self: &Arc<Self>, batch: Batch) {
         if batch.is_empty() {
             return;
         }
@@ -201,11 +224,11 @@ impl Shared {
             }
         }
         let _outermost = Outermost;
-        self.backend.clone().submit(batch);
+        batch.submit_to(&self.backend);
         while let Some((shared, batch)) =
             STARTING.with(|queue| queue.borrow_mut().as_mut().and_then(VecDeque::pop_front))
         {
-            shared.backend.clone().submit(batch);
+            batch.submit_to(&shared.backend);
         }
     }
 
@@ -220,7 +243,7 @@ impl Shared {
         let mut batch = Vec::new();
         self.fill(&mut s, &mut batch);
         drop(s);
-        self.start(batch);
+        self.start(Batch::Queued(batch));
     }
 }
 
