@@ -438,8 +438,8 @@ impl Driver {
             while let Some(&(key, result)) = ready.peek() {
                 let Finish::Pinned { pin, .. } = table[key].finish else {
                     ready.next();
-                    let op = table.remove(key);
-                    let outcome = prepare::finish(op.prepared, op.finish.process(rings), result);
+                    let mut op = table.remove(key);
+                    let outcome = prepare::finish(&mut op.prepared, op.finish.process(rings), result);
                     match op.finish {
                         Finish::Completer(c) => owned.push((c, outcome)),
                         other => channels.push((other, outcome)),
@@ -450,14 +450,17 @@ impl Driver {
                 let (mut counted, mut delivered) = (0, 0);
                 let woken = ring.complete_many(std::iter::from_fn(|| {
                     let &(key, result) = ready.peek()?;
-                    let op =
-                        table.get(key).filter(|op| matches!(op.finish, Finish::Pinned { pin: p, .. } if p == pin))?;
-                    let Finish::Pinned { seq, counted: counts, .. } = op.finish else { return None };
+                    let op = table.get_mut(key)?;
+                    let Finish::Pinned { pin: p, seq, counted: counts } = op.finish else { return None };
+                    if p != pin {
+                        return None;
+                    }
                     ready.next();
-                    let op = table.remove(key);
+                    let outcome = prepare::finish(&mut op.prepared, ring.process(), result);
+                    table.remove(key);
                     delivered += 1;
                     counted += usize::from(counts);
-                    Some((seq, prepare::finish(op.prepared, ring.process(), result)))
+                    Some((seq, outcome))
                 }));
                 // `freed` holds the ring too: it is not dropped under this lock.
                 freed.push(ring, counted, woken);

@@ -124,11 +124,14 @@ fn write(d: Arc<Descriptor>, data: Vec<u8>, offset: u64, raw: impl Fn(&Arc<Descr
     (Kind::Write { _data: data }, sqe, Some(d), None)
 }
 
-/// The outcome of a completed operation, from its completion's `result`.
-pub(super) fn finish(prepared: Prepared, process: &Process, result: i32) -> OpOutcome {
+/// The outcome of a completed operation, from its completion's `result`. Takes what the outcome
+/// needs from `prepared` where it lies (in the in-flight table), rather than having the whole
+/// entry moved out first.
+pub(super) fn finish(prepared: &mut Prepared, process: &Process, result: i32) -> OpOutcome {
+    let kind = std::mem::replace(&mut prepared.kind, Kind::Nop);
     if result < 0 {
         let e = rustix::io::Errno::from_raw_os_error(-result);
-        return Err(match &prepared.kind {
+        return Err(match &kind {
             Kind::Open { name, rooted: true, .. } => crate::sandbox::escape_error(name, e),
             Kind::Open { name, .. } => OpError::new(-result, format!("open {name:?}")),
             _ => OpError::from(e),
@@ -136,7 +139,7 @@ pub(super) fn finish(prepared: Prepared, process: &Process, result: i32) -> OpOu
     }
     let n = result as usize;
     // Every arm takes its variant whole, so nothing of `kind` is left to drop after the match.
-    Ok(match prepared.kind {
+    Ok(match kind {
         Kind::Nop | Kind::Fsync => OpResult::None,
         Kind::Read(mut buf) => {
             // SAFETY: the kernel wrote `n` bytes (at most the capacity it was given) at the start
