@@ -100,20 +100,15 @@ struct InFlight {
     generation: u32,
     /// How often the kernel cancelled it on its own.
     requeued: u8,
+    /// What the kernel points into; its entry is built from it, in place (and again, to submit
+    /// it again if the kernel cancels it on its own).
     prepared: Prepared,
     finish: Finish,
-    /// The entry as submitted (it points into `prepared`), to submit again if the kernel cancels
-    /// it on its own. Kept only once the operation is still in the kernel after its submitting
-    /// enter: the kernel cancels a request on its own only when the thread that submitted it
-    /// exits, which that thread cannot do before it has kept the copy, and most operations are
-    /// done by then (a table entry without the copy is also smaller, and more of them stay in the
-    /// cache).
-    resubmit: Option<Box<squeue::Entry>>,
 }
 
 thread_local! {
-    /// Each thread's vector of the entries its last batch pushed, kept for its next batch.
-    static SUBMITTED: std::cell::Cell<Vec<squeue::Entry>> = const { std::cell::Cell::new(Vec::new()) };
+    /// Each thread's vector of the `user_data` its last batch pushed, kept for its next batch.
+    static SUBMITTED: std::cell::Cell<Vec<u64>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// How often an operation is submitted again after the kernel cancelled it on its own (its
@@ -218,8 +213,8 @@ impl Driver {
     /// prepared (a bad descriptor, say) completes at once with its error.
     pub(super) fn submit(self: &Arc<Self>, ops: impl IntoIterator<Item = (SyscallOpType, Finish)>) {
         let ops = ops.into_iter();
-        // The entries pushed, for the operations that are still in flight after the enter (the
-        // thread's vector from its last batch, so that each batch does not allocate one).
+        // The requests pushed, for those still in flight after the enter (the thread's vector
+        // from its last batch, so that each batch does not allocate one).
         let mut submitted = SUBMITTED.with(|v| v.take());
         let mut refused = Vec::new();
         {
@@ -231,15 +226,19 @@ impl Driver {
             let generation = self.generation.fetch_add(1, Ordering::Relaxed);
             for (op, finish) in ops {
                 match prepare::prepare(op, finish.process(rings)) {
-                    Ok((prepared, sqe)) => {
+                    Ok(prepared) => {
                         let slot = table.vacant_entry();
-                        let sqe = sqe.user_data(u64::from(generation) << 32 | slot.key() as u64);
-                        // SAFETY: what `sqe` points to is owned by its entry, put in the table
-                        // before the table's lock is released, which no completion can be taken
-                        // without.
+                        let user_data = u64::from(generation) << 32 | slot.key() as u64;
+                        // The entry is built from the table's copy, where it stays: building it
+                        // first and copying it after (a fresh value read back in wider pieces
+                        // than it was written in) stalled the CPU for a tenth of a NOP's time.
+                        let f = slot.insert(InFlight { generation, requeued: 0, prepared, finish });
+                        let sqe = f.prepared.sqe(user_data);
+                        // SAFETY: what `sqe` points to is owned by its table entry, which stays
+                        // until the kernel reports the request complete: no completion is taken
+                        // without the table's lock, held here.
                         unsafe { self.queue(&mut sq, &sqe) };
-                        slot.insert(InFlight { generation, requeued: 0, prepared, finish, resubmit: None });
-                        submitted.push(sqe);
+                        submitted.push(user_data);
                     }
                     Err(e) => refused.push((finish.owned(rings), e)),
                 }
@@ -266,12 +265,10 @@ impl Driver {
             let mut table = self.table();
             let Table { ops: table, rings } = &mut *table;
             if !table.is_empty() {
-                for sqe in submitted.drain(..) {
-                    let user_data = sqe.get_user_data();
+                for user_data in submitted.drain(..) {
                     if let Some(f) = in_flight(table, user_data) {
                         let (ring, seq) = f.finish.ring_and_seq(rings);
                         cancels.push((ring.cancel_token(seq), user_data));
-                        f.resubmit = Some(Box::new(sqe));
                     }
                 }
             }
@@ -317,6 +314,7 @@ impl Driver {
     /// # Safety
     ///
     /// Everything `sqe` points to must stay valid until the kernel reports it complete.
+    #[inline]
     unsafe fn queue(&self, sq: &mut io_uring::SubmissionQueue<'_>, sqe: &squeue::Entry) {
         // SAFETY: the caller keeps what `sqe` points to alive until its completion.
         while unsafe { sq.push(sqe) }.is_err() {
@@ -420,11 +418,10 @@ impl Driver {
                 // cancelled mid-handshake this way and submitted again reports `EALREADY`.
                 if result == -rustix::io::Errno::CANCELED.raw_os_error()
                     && op.requeued < MAX_REQUEUES
-                    && let Some(sqe) = &op.resubmit
                     && !op.finish.is_cancelled(rings)
                 {
                     op.requeued += 1;
-                    again.push((**sqe).clone());
+                    again.push(op.prepared.sqe(user_data));
                     continue;
                 }
                 ready.push((key_of(user_data), result));

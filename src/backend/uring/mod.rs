@@ -237,6 +237,7 @@ impl Drop for UringBackend {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
@@ -251,6 +252,41 @@ mod tests {
             assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting until {what}");
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// The kernel cancels the requests of a thread that exits; a read that thread submitted is
+    /// submitted again, rebuilt from what its table entry owns, and still gets its bytes.
+    #[test]
+    fn iouring_a_read_outlives_the_thread_that_submitted_it() {
+        let uring = match UringBackend::new() {
+            Ok(uring) => Arc::new(uring),
+            Err(e) => return eprintln!("io_uring unavailable ({e}): nothing to check here"),
+        };
+        let driver = uring.driver.clone();
+        let m = IoUringManager::with_backend(uring);
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, 0o600.into(), 0).unwrap();
+        m.set_policy(1, Policy::rooted(dir.path()).read_write()).unwrap();
+        let open = m.submit(1, SyscallSubmissionEntry::new(1, Op::open("fifo", O_RDWR), 0)).unwrap();
+        let fd = match m.wait_completion_timeout(1, open, Duration::from_secs(10)).unwrap().result {
+            OpResult::Fd(fd) => fd,
+            other => panic!("open fifo: {other:?}"),
+        };
+        let seq = {
+            let m = m.clone();
+            std::thread::spawn(move || m.submit(1, SyscallSubmissionEntry::new(1, Op::Read { fd, size: 5 }, 7)))
+                .join()
+                .unwrap()
+                .unwrap()
+        };
+        until("the read is in the kernel", || driver.in_flight() == 1);
+        // Long enough for the kernel to have cancelled it, and for it to be back.
+        std::thread::sleep(Duration::from_millis(50));
+        std::fs::OpenOptions::new().write(true).open(&fifo).unwrap().write_all(b"hello").unwrap();
+        let done = m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap();
+        assert_eq!((done.result, done.user_data), (OpResult::Bytes(b"hello".to_vec()), 7));
+        assert_eq!((driver.in_flight(), driver.pinned_rings()), (0, 0));
     }
 
     /// A batch's ring is kept once, while any of its operations is in the kernel, and let go of

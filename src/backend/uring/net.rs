@@ -7,7 +7,7 @@
 
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 
 use io_uring::{opcode, squeue, types};
@@ -19,14 +19,34 @@ use crate::process::{Descriptor, DescriptorKind, Process};
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
 
-/// What a socket request owns while the kernel holds it.
+/// What a socket request owns while the kernel holds it, and its flags.
 pub(super) enum NetKind {
     Accept(Box<AddrOut>),
-    Connect { _addr: Box<SocketAddrAny> },
-    Send { _data: Vec<u8> },
-    Recv(Vec<u8>),
-    SendTo { _msg: Box<MsgOut>, _data: Vec<u8> },
-    RecvFrom(Box<MsgIn>, Vec<u8>, usize),
+    Connect {
+        addr: Box<SocketAddrAny>,
+    },
+    Send {
+        data: Vec<u8>,
+        flags: i32,
+    },
+    /// `size` bytes into `buf`'s spare capacity (none: answered at once, as the other backends
+    /// do).
+    Recv {
+        buf: Vec<u8>,
+        size: u32,
+        flags: i32,
+    },
+    SendTo {
+        msg: Box<MsgOut>,
+        _data: Vec<u8>,
+        flags: u32,
+    },
+    RecvFrom {
+        msg: Box<MsgIn>,
+        buf: Vec<u8>,
+        size: usize,
+        flags: u32,
+    },
 }
 
 /// Room for the address the kernel writes (accept's peer).
@@ -93,42 +113,22 @@ fn recv_flags(flags: u32) -> i32 {
     net_ops::recv_flags(flags).bits() as i32
 }
 
-/// Builds the entry for a socket operation; the descriptor is returned to be kept open.
-pub(super) fn prepare(
-    process: &Process,
-    op: SyscallOpType,
-) -> Result<(NetKind, squeue::Entry, Arc<Descriptor>), OpError> {
-    let raw = |d: &Arc<Descriptor>| types::Fd(d.as_fd().as_raw_fd());
+/// Takes ownership of what a socket operation's entry will point into; the descriptor is
+/// returned to be kept open.
+pub(super) fn prepare(process: &Process, op: SyscallOpType) -> Result<(NetKind, Arc<Descriptor>), OpError> {
     // Sizes were checked against the policy's limit, which fits a u32.
     Ok(match op {
-        SyscallOpType::Accept { sockfd } => {
-            let d = socket(process, sockfd)?;
-            let mut out = AddrOut::new();
-            let flags = (rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC).bits() as i32;
-            let sqe = opcode::Accept::new(raw(&d), out.storage.as_mut_ptr().cast(), &mut out.len).flags(flags).build();
-            (NetKind::Accept(out), sqe, d)
-        }
+        SyscallOpType::Accept { sockfd } => (NetKind::Accept(AddrOut::new()), socket(process, sockfd)?),
         SyscallOpType::Connect { sockfd, addr } => {
-            let d = socket(process, sockfd)?;
-            let addr = Box::new(SocketAddrAny::from(addr));
-            let sqe = opcode::Connect::new(raw(&d), addr.as_ptr().cast(), addr.addr_len()).build();
-            (NetKind::Connect { _addr: addr }, sqe, d)
+            (NetKind::Connect { addr: Box::new(SocketAddrAny::from(addr)) }, socket(process, sockfd)?)
         }
         SyscallOpType::Send { sockfd, data, flags } => {
-            let d = socket(process, sockfd)?;
             let flags = net_ops::send_flags(flags).bits() as i32;
-            let sqe = opcode::Send::new(raw(&d), data.as_ptr(), data.len() as u32).flags(flags).build();
-            (NetKind::Send { _data: data }, sqe, d)
-        }
-        SyscallOpType::Recv { sockfd, size: 0, .. } => {
-            // Nothing to wait for: answered at once, as the other backends do.
-            (NetKind::Recv(Vec::new()), opcode::Nop::new().build(), socket(process, sockfd)?)
+            (NetKind::Send { data, flags }, socket(process, sockfd)?)
         }
         SyscallOpType::Recv { sockfd, size, flags } => {
             let d = socket(process, sockfd)?;
-            let mut buf = Vec::with_capacity(size);
-            let sqe = opcode::Recv::new(raw(&d), buf.as_mut_ptr(), size as u32).flags(recv_flags(flags)).build();
-            (NetKind::Recv(buf), sqe, d)
+            (NetKind::Recv { buf: Vec::with_capacity(size), size: size as u32, flags: recv_flags(flags) }, d)
         }
         SyscallOpType::SendTo { sockfd, data, addr, flags } => {
             let d = socket(process, sockfd)?;
@@ -143,9 +143,7 @@ pub(super) fn prepare(
             msg.hdr.msg_namelen = msg.addr.addr_len();
             msg.hdr.msg_iov = &mut msg.iov;
             msg.hdr.msg_iovlen = 1;
-            let flags = net_ops::send_flags(flags).bits();
-            let sqe = opcode::SendMsg::new(raw(&d), &msg.hdr).flags(flags).build();
-            (NetKind::SendTo { _msg: msg, _data: data }, sqe, d)
+            (NetKind::SendTo { msg, _data: data, flags: net_ops::send_flags(flags).bits() }, d)
         }
         SyscallOpType::RecvFrom { sockfd, size, flags } => {
             let d = socket(process, sockfd)?;
@@ -162,11 +160,31 @@ pub(super) fn prepare(
             msg.hdr.msg_namelen = msg.addr.len;
             msg.hdr.msg_iov = &mut msg.iov;
             msg.hdr.msg_iovlen = 1;
-            let sqe = opcode::RecvMsg::new(raw(&d), &mut msg.hdr).flags(recv_flags(flags) as u32).build();
-            (NetKind::RecvFrom(msg, buf, size), sqe, d)
+            (NetKind::RecvFrom { msg, buf, size, flags: recv_flags(flags) as u32 }, d)
         }
         other => return Err(OpError::new(errno::EINVAL, format!("{} is not a socket request", other.name()))),
     })
+}
+
+impl NetKind {
+    /// The entry for socket `fd`, pointing into the boxes and buffers `self` owns.
+    pub(super) fn sqe(&mut self, fd: types::Fd) -> squeue::Entry {
+        match self {
+            NetKind::Accept(out) => {
+                let flags = (rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC).bits() as i32;
+                opcode::Accept::new(fd, out.storage.as_mut_ptr().cast(), &mut out.len).flags(flags).build()
+            }
+            NetKind::Connect { addr } => opcode::Connect::new(fd, addr.as_ptr().cast(), addr.addr_len()).build(),
+            NetKind::Send { data, flags } => {
+                opcode::Send::new(fd, data.as_ptr(), data.len() as u32).flags(*flags).build()
+            }
+            // Nothing to wait for.
+            NetKind::Recv { size: 0, .. } => opcode::Nop::new().build(),
+            NetKind::Recv { buf, size, flags } => opcode::Recv::new(fd, buf.as_mut_ptr(), *size).flags(*flags).build(),
+            NetKind::SendTo { msg, flags, .. } => opcode::SendMsg::new(fd, &msg.hdr).flags(*flags).build(),
+            NetKind::RecvFrom { msg, flags, .. } => opcode::RecvMsg::new(fd, &mut msg.hdr).flags(*flags).build(),
+        }
+    }
 }
 
 /// The outcome of a socket request that completed with `n` (not an error).
@@ -182,13 +200,13 @@ pub(super) fn finish(kind: NetKind, process: &Process, n: i32) -> Result<OpResul
         }
         NetKind::Connect { .. } => OpResult::None,
         NetKind::Send { .. } | NetKind::SendTo { .. } => OpResult::Count(len),
-        NetKind::Recv(mut buf) => {
+        NetKind::Recv { mut buf, .. } => {
             // SAFETY: the kernel wrote `len` bytes (at most the capacity it was given) at the
             // start of the buffer.
             unsafe { buf.set_len(len.min(buf.capacity())) };
             OpResult::Bytes(buf)
         }
-        NetKind::RecvFrom(msg, mut buf, size) => {
+        NetKind::RecvFrom { msg, mut buf, size, .. } => {
             // SAFETY: as for `Recv`; the datagram's bytes past the buffer were discarded by the
             // kernel.
             unsafe { buf.set_len(len.min(buf.capacity())) };

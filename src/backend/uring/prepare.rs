@@ -50,42 +50,68 @@ pub(super) fn is_socket_request(op: &SyscallOpType) -> bool {
 }
 
 /// What an in-flight operation owns: the memory its entry points into, and the descriptors it
-/// names, kept open until the kernel is done.
+/// names, kept open until the kernel is done; and what its entry is built from.
+///
+/// Every pointer an entry holds points into a heap allocation owned here (a buffer, a boxed
+/// address or header, a path), never into the `Prepared` itself: it may move (into the in-flight
+/// table) after its entry was built, and its entry can be built again, identical, to submit it
+/// again.
 pub(super) struct Prepared {
     kind: Kind,
+    /// The descriptor the request names (the sandbox's root for an open), kept open by `_file`
+    /// or `_sandbox`.
+    fd: types::Fd,
     _file: Option<Arc<Descriptor>>,
     _sandbox: Option<Arc<Sandbox>>,
 }
 
 enum Kind {
     Nop,
-    Read(Vec<u8>),
-    Write { _data: Vec<u8> },
+    /// `len` bytes into `buf`'s spare capacity (none: the read is answered without the kernel's
+    /// file).
+    Read {
+        buf: Vec<u8>,
+        len: u32,
+        offset: u64,
+    },
+    Write {
+        data: Vec<u8>,
+        offset: u64,
+    },
     Fsync,
-    Open { _path: CString, _how: Box<types::OpenHow>, name: String, rooted: bool },
+    Open {
+        path: CString,
+        how: Box<types::OpenHow>,
+        name: String,
+        rooted: bool,
+    },
     Net(NetKind),
 }
 
 /// The "current position" offset for `READ`/`WRITE`.
 const CURRENT: u64 = u64::MAX;
 
-pub(super) fn prepare(op: SyscallOpType, process: &Process) -> Result<(Prepared, squeue::Entry), OpError> {
+/// Resolves what `op` names and takes ownership of what its entry will point into; the entry
+/// itself comes from [`Prepared::sqe`], once the `Prepared` is where it stays.
+pub(super) fn prepare(op: SyscallOpType, process: &Process) -> Result<Prepared, OpError> {
     let file = |fd: i32| process.descriptor(fd);
-    let raw = |d: &Arc<Descriptor>| types::Fd(d.as_fd().as_raw_fd());
-    let (kind, sqe, file, sandbox) = match op {
-        SyscallOpType::Nop => (Kind::Nop, opcode::Nop::new().build(), None, None),
-        SyscallOpType::Read { fd, size } | SyscallOpType::ReadAt { fd, size, offset: _ } if size == 0 => {
-            file(fd)?;
-            (Kind::Read(Vec::new()), opcode::Nop::new().build(), None, None)
-        }
-        SyscallOpType::Read { fd, size } => read(file(fd)?, size, CURRENT, raw),
-        SyscallOpType::ReadAt { fd, offset, size } => read(file(fd)?, size, offset, raw),
-        SyscallOpType::Write { fd, data } => write(file(fd)?, data, CURRENT, raw),
-        SyscallOpType::WriteAt { fd, offset, data } => write(file(fd)?, data, offset, raw),
-        SyscallOpType::Fsync { fd } => {
-            let d = file(fd)?;
-            (Kind::Fsync, opcode::Fsync::new(raw(&d)).build(), Some(d), None)
-        }
+    let with = |kind, d: Arc<Descriptor>| {
+        let fd = types::Fd(d.as_fd().as_raw_fd());
+        Prepared { kind, fd, _file: Some(d), _sandbox: None }
+    };
+    // Sizes were checked against MAX_IO_SIZE, which fits a u32.
+    let read = |fd: i32, size: usize, offset: u64| {
+        let d = file(fd)?;
+        let buf = Vec::with_capacity(size);
+        Ok::<_, OpError>(with(Kind::Read { buf, len: size as u32, offset }, d))
+    };
+    Ok(match op {
+        SyscallOpType::Nop => Prepared { kind: Kind::Nop, fd: types::Fd(-1), _file: None, _sandbox: None },
+        SyscallOpType::Read { fd, size } => read(fd, size, CURRENT)?,
+        SyscallOpType::ReadAt { fd, offset, size } => read(fd, size, offset)?,
+        SyscallOpType::Write { fd, data } => with(Kind::Write { data, offset: CURRENT }, file(fd)?),
+        SyscallOpType::WriteAt { fd, offset, data } => with(Kind::Write { data, offset }, file(fd)?),
+        SyscallOpType::Fsync { fd } => with(Kind::Fsync, file(fd)?),
         SyscallOpType::Open { path, flags, mode } => {
             let sandbox = process.sandbox();
             let (dir, target, resolve) = sandbox.open_at(&path)?;
@@ -95,33 +121,41 @@ pub(super) fn prepare(op: SyscallOpType, process: &Process) -> Result<(Prepared,
             let how = Box::new(
                 types::OpenHow::new().flags(oflags.bits() as u64).mode(u64::from(mode.bits())).resolve(resolve),
             );
-            let sqe = opcode::OpenAt2::new(types::Fd(dir), c_path.as_ptr(), &*how).build();
-            let kind = Kind::Open { _path: c_path, _how: how, name: path, rooted: resolve != 0 };
-            (kind, sqe, None, Some(sandbox))
+            let kind = Kind::Open { path: c_path, how, name: path, rooted: resolve != 0 };
+            Prepared { kind, fd: types::Fd(dir), _file: None, _sandbox: Some(sandbox) }
         }
         other if net::opcode_of(&other).is_some() => {
-            let (kind, sqe, d) = net::prepare(process, other)?;
-            (Kind::Net(kind), sqe, Some(d), None)
+            let (kind, d) = net::prepare(process, other)?;
+            with(Kind::Net(kind), d)
         }
         other => {
             return Err(OpError::new(errno::EINVAL, format!("{} is not an io_uring operation here", other.name())));
         }
-    };
-    Ok((Prepared { kind, _file: file, _sandbox: sandbox }, sqe))
+    })
 }
 
-type Parts = (Kind, squeue::Entry, Option<Arc<Descriptor>>, Option<Arc<Sandbox>>);
+impl Prepared {
+    /// The submission entry, pointing into what `self` owns (the same each time it is built),
+    /// with `user_data`.
+    #[inline]
+    pub(super) fn sqe(&mut self, user_data: u64) -> squeue::Entry {
+        self.entry().user_data(user_data)
+    }
 
-fn read(d: Arc<Descriptor>, size: usize, offset: u64, raw: impl Fn(&Arc<Descriptor>) -> types::Fd) -> Parts {
-    let mut buf = Vec::with_capacity(size);
-    // The size was checked against MAX_IO_SIZE, which fits a u32.
-    let sqe = opcode::Read::new(raw(&d), buf.as_mut_ptr(), size as u32).offset(offset).build();
-    (Kind::Read(buf), sqe, Some(d), None)
-}
-
-fn write(d: Arc<Descriptor>, data: Vec<u8>, offset: u64, raw: impl Fn(&Arc<Descriptor>) -> types::Fd) -> Parts {
-    let sqe = opcode::Write::new(raw(&d), data.as_ptr(), data.len() as u32).offset(offset).build();
-    (Kind::Write { _data: data }, sqe, Some(d), None)
+    #[inline]
+    fn entry(&mut self) -> squeue::Entry {
+        let fd = self.fd;
+        match &mut self.kind {
+            Kind::Nop | Kind::Read { len: 0, .. } => opcode::Nop::new().build(),
+            Kind::Read { buf, len, offset } => opcode::Read::new(fd, buf.as_mut_ptr(), *len).offset(*offset).build(),
+            Kind::Write { data, offset } => {
+                opcode::Write::new(fd, data.as_ptr(), data.len() as u32).offset(*offset).build()
+            }
+            Kind::Fsync => opcode::Fsync::new(fd).build(),
+            Kind::Open { path, how, .. } => opcode::OpenAt2::new(fd, path.as_ptr(), &**how).build(),
+            Kind::Net(kind) => kind.sqe(fd),
+        }
+    }
 }
 
 /// The outcome of a completed operation, from its completion's `result`. Takes what the outcome
@@ -141,18 +175,18 @@ pub(super) fn finish(prepared: &mut Prepared, process: &Process, result: i32) ->
     // Every arm takes its variant whole, so nothing of `kind` is left to drop after the match.
     Ok(match kind {
         Kind::Nop | Kind::Fsync => OpResult::None,
-        Kind::Read(mut buf) => {
-            // SAFETY: the kernel wrote `n` bytes (at most the capacity it was given) at the start
-            // of the buffer.
+        Kind::Read { mut buf, .. } => {
+            // SAFETY: the kernel wrote `n` bytes (at most the `len` it was given, within the
+            // capacity) at the start of the buffer.
             unsafe { buf.set_len(n.min(buf.capacity())) };
             OpResult::Bytes(buf)
         }
-        Kind::Write { _data } => {
-            drop(_data);
+        Kind::Write { data, .. } => {
+            drop(data);
             OpResult::Count(n)
         }
-        Kind::Open { _path, _how, name, rooted } => {
-            drop((_path, _how, name, rooted));
+        Kind::Open { path, how, name, rooted } => {
+            drop((path, how, name, rooted));
             // SAFETY: a successful OPENAT2 returns a new descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(result) };
             OpResult::Fd(process.install(fd, DescriptorKind::File)?)
