@@ -214,6 +214,11 @@ impl backend::Backend for LosesRingBatches {
     fn spawn(&self, task: backend::Task) {
         self.0.spawn(task)
     }
+    fn capabilities(&self) -> backend::Capabilities {
+        let mut caps = backend::Capabilities::new(64);
+        caps.ring_batches = true;
+        caps
+    }
     fn submit_ring(self: Arc<Self>, batch: backend::RingBatch) {
         assert_eq!((batch.pid(), batch.len(), batch.is_empty()), (7, 3, false));
         drop(batch);

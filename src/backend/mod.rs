@@ -102,12 +102,16 @@ pub struct Capabilities {
     pub max_in_flight: usize,
     /// Whether [`Backend::submit`] takes a whole batch at once (one system call).
     pub batch_submit: bool,
+    /// Whether the executor should hand one ring's batch over as a [`RingBatch`]
+    /// ([`Backend::submit_ring`]), for a backend that keeps the ring once per batch; otherwise
+    /// it makes the submissions itself (a `RingBatch` turned into them costs a vector more).
+    pub ring_batches: bool,
 }
 
 impl Capabilities {
     /// Capabilities with the given in-flight window.
     pub fn new(max_in_flight: usize) -> Self {
-        Capabilities { max_in_flight, batch_submit: false }
+        Capabilities { max_in_flight, batch_submit: false, ring_batches: false }
     }
 }
 

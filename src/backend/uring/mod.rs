@@ -153,7 +153,7 @@ impl Backend for UringBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { max_in_flight: ENTRIES as usize, batch_submit: true }
+        Capabilities { max_in_flight: ENTRIES as usize, batch_submit: true, ring_batches: true }
     }
 
     async fn execute(&self, op: Operation) -> OpOutcome {

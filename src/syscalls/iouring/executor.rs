@@ -19,22 +19,23 @@ type Waiting = VecDeque<(Arc<Shared>, Batch)>;
 enum Batch {
     /// One ring's operations (a batch that skipped the SQ), sharing one reference to the ring.
     Ring(RingBatch),
-    /// Operations taken from the SQs of the rings in line.
-    Queued(Vec<Submission>),
+    /// Submissions: operations taken from the SQs of the rings in line, or a batch that
+    /// skipped the SQ, for a backend that takes no [`RingBatch`].
+    Submissions(Vec<Submission>),
 }
 
 impl Batch {
     fn is_empty(&self) -> bool {
         match self {
             Batch::Ring(b) => b.is_empty(),
-            Batch::Queued(b) => b.is_empty(),
+            Batch::Submissions(b) => b.is_empty(),
         }
     }
 
     fn submit_to(self, backend: &Arc<dyn Backend>) {
         match self {
             Batch::Ring(b) => backend.clone().submit_ring(b),
-            Batch::Queued(b) => backend.clone().submit(b),
+            Batch::Submissions(b) => backend.clone().submit(b),
         }
     }
 }
@@ -66,6 +67,8 @@ pub struct IoUringExecutor {
 pub(crate) struct Shared {
     backend: Arc<dyn Backend>,
     window: usize,
+    /// Whether the backend takes a batch that skipped the SQ as a [`RingBatch`].
+    ring_batches: bool,
     sched: Mutex<Sched>,
 }
 
@@ -88,8 +91,11 @@ impl std::fmt::Debug for IoUringExecutor {
 impl IoUringExecutor {
     /// An executor feeding `backend`.
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        let window = backend.capabilities().max_in_flight.max(1);
-        IoUringExecutor { inner: Arc::new(Shared { backend, window, sched: Mutex::new(Sched::default()) }) }
+        let caps = backend.capabilities();
+        let (window, ring_batches) = (caps.max_in_flight.max(1), caps.ring_batches);
+        IoUringExecutor {
+            inner: Arc::new(Shared { backend, window, ring_batches, sched: Mutex::new(Sched::default()) }),
+        }
     }
 
     /// The backend operations run on.
@@ -129,12 +135,20 @@ impl IoUringExecutor {
             }
             return Ok(first);
         }
-        let mut batch = RingBatch::new(ring, n);
-        let (accepted, refused) = ring.submit_started(ops, to_future, &mut |d, counts| batch.push(d, counts))?;
+        let (accepted, refused, batch) = if self.inner.ring_batches {
+            let mut batch = RingBatch::new(ring, n);
+            let (accepted, refused) = ring.submit_started(ops, to_future, &mut |d, counts| batch.push(d, counts))?;
+            (accepted, refused, Batch::Ring(batch))
+        } else {
+            let mut batch = Vec::with_capacity(n);
+            let (accepted, refused) =
+                ring.submit_started(ops, to_future, &mut |d, counts| batch.push(Submission::new(ring, d, counts)))?;
+            (accepted, refused, Batch::Submissions(batch))
+        };
         s.in_flight += accepted.counted;
         drop(s);
         ring.finish(refused);
-        self.inner.start(Batch::Ring(batch));
+        self.inner.start(batch);
         if accepted.queued {
             self.schedule(ring);
         }
@@ -156,7 +170,7 @@ impl IoUringExecutor {
             self.inner.fill(&mut s, &mut batch);
         }
         drop(s);
-        self.inner.start(Batch::Queued(batch));
+        self.inner.start(Batch::Submissions(batch));
     }
 }
 
@@ -243,7 +257,7 @@ impl Shared {
         let mut batch = Vec::new();
         self.fill(&mut s, &mut batch);
         drop(s);
-        self.start(Batch::Queued(batch));
+        self.start(Batch::Submissions(batch));
     }
 }
 
