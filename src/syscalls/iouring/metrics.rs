@@ -30,9 +30,9 @@ pub struct ProcessStats {
     pub running: Percentiles,
     /// Completed → taken: time until the caller collected the completion.
     ///
-    /// The three stages are measured on one operation in eight (the first, then every eighth
-    /// sequence number), so the clock is read a few times per batch rather than several times
-    /// per operation.
+    /// The three stages are measured on one operation in sixteen (the first, then every
+    /// sixteenth sequence number), so the clock is read a few times per batch rather than
+    /// several times per operation.
     pub waiting: Percentiles,
 }
 

@@ -132,22 +132,22 @@ pub fn stats_for_counts_and_latencies(make: MakeBackend) {
     assert_eq!((mid.submitted, mid.completed, mid.failed, mid.cancelled, mid.in_flight), (3, 2, 1, 1, 3));
     std::thread::sleep(Duration::from_millis(50));
     gate.open();
-    let more = m.submit_batch(1, (0..10).map(|_| nop(1)).collect()).unwrap();
+    let more = m.submit_batch(1, (0..20).map(|_| nop(1)).collect()).unwrap();
     for s in [held_seq, queued, refused].into_iter().chain(more) {
         m.wait_completion_timeout(1, s, Duration::from_secs(30)).unwrap();
     }
     let st = m.stats_for(1).unwrap();
     assert_eq!(st.pid, 1);
-    assert_eq!((st.submitted, st.completed, st.failed, st.cancelled, st.in_flight), (13, 13, 1, 1, 0));
-    // One operation in eight is measured at every stage: seqs 1 (the held one) and 9 of 1..=13,
-    // both dispatched, run and taken.
+    assert_eq!((st.submitted, st.completed, st.failed, st.cancelled, st.in_flight), (23, 23, 1, 1, 0));
+    // One operation in sixteen is measured at every stage: seqs 1 (the held one) and 17 of
+    // 1..=23, both dispatched, run and taken.
     assert_eq!((st.queued.samples, st.running.samples, st.waiting.samples), (2, 2, 2), "{st:?}");
     assert!(st.running.p99 >= Duration::from_millis(50), "the held operation ran >= 50 ms: {:?}", st.running);
     assert!(st.running.p50 <= st.running.p99 && st.waiting.p50 <= st.waiting.p99);
     // Another process's figures are its own.
     m.submit(2, nop(2)).map(|s| m.wait_completion(2, s).unwrap()).unwrap();
     assert_eq!(m.stats_for(2).unwrap().submitted, 1);
-    assert_eq!(m.stats_for(1).unwrap().submitted, 13);
+    assert_eq!(m.stats_for(1).unwrap().submitted, 23);
     // Tracking off: the counters go on, the latency split stands still (seq 9 would be sampled).
     assert_eq!(m.stats_for(2).unwrap().waiting.samples, 1);
     m.set_latency_tracking(false);
