@@ -33,15 +33,6 @@ pub(super) enum Finish {
 }
 
 impl Finish {
-    /// Delivers `outcome` (a pinned operation must be made [`owned`](Self::owned) first).
-    fn finish(self, outcome: OpOutcome) {
-        match self {
-            Finish::Completer(c) => c.complete(outcome),
-            Finish::Channel { tx, .. } => drop(tx.send(outcome)),
-            Finish::Pinned { .. } => unreachable!("a pinned operation leaves the table owned"),
-        }
-    }
-
     fn ring_and_seq<'a>(&'a self, rings: &'a Slab<Pin>) -> (&'a Arc<SyscallCompletionRing>, u64) {
         match self {
             Finish::Completer(c) => (c.ring(), c.seq()),
@@ -59,16 +50,32 @@ impl Finish {
         ring.is_cancelled(seq)
     }
 
-    /// This finish with a reference of its own to its ring, for an operation that leaves the
-    /// table other than through delivery (refused at preparation, or the driver shut down).
-    fn owned(self, rings: &mut Slab<Pin>) -> Finish {
+    /// Who gets the outcome once the operation has left the table other than in a delivered run
+    /// of its ring's: with a reference of its own to the ring, if the table kept it.
+    fn recipient(self, rings: &mut Slab<Pin>) -> Recipient {
         match self {
+            Finish::Completer(c) => Recipient::Completer(c),
+            Finish::Channel { tx, .. } => Recipient::Channel(tx),
             Finish::Pinned { pin, seq, counted } => {
                 let ring = rings[pin].ring.clone();
                 unpin(rings, pin, 1);
-                Finish::Completer(Completer::new(ring, seq, counted))
+                Recipient::Completer(Completer::new(ring, seq, counted))
             }
-            other => other,
+        }
+    }
+}
+
+/// Who gets an outcome delivered outside the table's lock.
+enum Recipient {
+    Completer(Completer),
+    Channel(futures_channel::oneshot::Sender<OpOutcome>),
+}
+
+impl Recipient {
+    fn finish(self, outcome: OpOutcome) {
+        match self {
+            Recipient::Completer(c) => c.complete(outcome),
+            Recipient::Channel(tx) => drop(tx.send(outcome)),
         }
     }
 }
@@ -240,7 +247,7 @@ impl Driver {
                         unsafe { self.queue(&mut sq, &sqe) };
                         submitted.push(user_data);
                     }
-                    Err(e) => refused.push((finish.owned(rings), e)),
+                    Err(e) => refused.push((finish.recipient(rings), e)),
                 }
             }
             // The kernel may now complete them, but they are taken only once the table is free.
@@ -439,7 +446,7 @@ impl Driver {
                     let outcome = prepare::finish(&mut op.prepared, op.finish.process(rings), result);
                     match op.finish {
                         Finish::Completer(c) => owned.push((c, outcome)),
-                        other => channels.push((other, outcome)),
+                        other => channels.push((other.recipient(rings), outcome)),
                     }
                     continue;
                 };
@@ -553,7 +560,7 @@ impl Drop for Driver {
             tracing::error!(left = ops.len(), "io_uring dropped with operations in flight");
         }
         for (_, op) in ops {
-            op.finish.owned(&mut rings).finish(Err(OpError::new(errno::EIO, "io_uring shut down")));
+            op.finish.recipient(&mut rings).finish(Err(OpError::new(errno::EIO, "io_uring shut down")));
         }
     }
 }
