@@ -160,12 +160,13 @@ impl Submission {
 
 /// Operations of one ring started together, sharing one reference to their ring.
 ///
-/// The executor hands a backend its batches this way when a batch comes from a single ring (a
-/// `submit_batch` the executor has room for): a backend that keeps the ring once per batch,
-/// rather than once per operation, saves two atomic reference counts per operation (io_uring
-/// does: 7 % of a batch of NOPs' time). Any other backend turns it into
-/// [`Submission`]s with [`into_submissions`](Self::into_submissions). Dropped unstarted, its
-/// operations complete with `EIO`, as dropped submissions do.
+/// A backend whose [`Capabilities::ring_batches`](super::Capabilities::ring_batches) is set gets
+/// a batch that comes from a single ring (a `submit_batch` the executor has room for) this way,
+/// through [`Backend::submit_ring`](super::Backend::submit_ring): keeping the ring once per
+/// batch, rather than once per operation, saves two atomic reference counts per operation
+/// (io_uring does: 7 % of a batch of NOPs' time). [`into_submissions`](Self::into_submissions)
+/// turns it into [`Submission`]s. Dropped unstarted, its operations complete with `EIO`, as
+/// dropped submissions do.
 pub struct RingBatch {
     ring: Arc<SyscallCompletionRing>,
     ops: Vec<(Dispatched, bool)>,
