@@ -418,12 +418,16 @@ impl SyscallCompletionRing {
         let mut s = self.lock();
         let mut after = AfterUnlock::default();
         let mut clock = self.clock();
+        let queued = s.cq.len();
         for (seq, outcome) in outcomes {
             // Not delivered if the slot already ended (destroyed ring, cancelled future): nobody
             // will see this outcome, so a descriptor it created must not outlive it.
             if let Some(outcome) = s.deliver(seq, outcome, &mut clock, &self.counters, &mut after) {
                 after.close_fds.extend(outcome.ok().and_then(|r| r.new_fd()));
             }
+        }
+        if s.cq.len() > queued {
+            s.cq_arrived(&mut after);
         }
         after
     }
@@ -511,7 +515,11 @@ impl SyscallCompletionRing {
             Some(Phase::Queued) => {
                 s.sq.retain(|&(q, _)| q != seq);
                 let cancelled = Err(OpError::cancelled());
+                let queued = s.cq.len();
                 let _always_delivered = s.deliver(seq, cancelled, &mut self.clock(), &self.counters, &mut after);
+                if s.cq.len() > queued {
+                    s.cq_arrived(&mut after);
+                }
             }
         }
         drop(s);
@@ -662,7 +670,8 @@ impl SyscallCompletionRing {
 
 impl RingState {
     /// Ends a running (or, when cancelled, queued) slot with `outcome`, for its owner. Gives the
-    /// outcome back if `seq` has no such slot.
+    /// outcome back if `seq` has no such slot. A completion put in the CQ wakes nobody yet: the
+    /// caller calls [`cq_arrived`](Self::cq_arrived) once for its pass.
     fn deliver(
         &mut self,
         seq: u64,
@@ -703,7 +712,8 @@ impl RingState {
             }
             Owner::Queue => {
                 slot.remove();
-                self.push_cq(entry, after);
+                // Whoever waits is woken by the caller, once for its pass.
+                self.cq.push_back(Some(entry));
             }
         }
         None
@@ -712,6 +722,11 @@ impl RingState {
     /// Puts a completion in the CQ and wakes whoever waits for one.
     fn push_cq(&mut self, entry: SyscallCompletionEntry, after: &mut AfterUnlock) {
         self.cq.push_back(Some(entry));
+        self.cq_arrived(after);
+    }
+
+    /// Wakes whoever waits for a CQ completion: once per pass that put any there.
+    fn cq_arrived(&mut self, after: &mut AfterUnlock) {
         after.wakers.append(&mut self.stream_wakers);
         after.notify_waiters |= self.blocked_waiters > 0;
     }
@@ -991,6 +1006,35 @@ mod tests {
         assert_eq!(r.outstanding(), 0);
         let snap = counters.snapshot(0, "t");
         assert_eq!((snap.total_submissions, snap.total_completions, snap.pending, snap.discarded), (1, 1, 0, 1));
+    }
+
+    #[test]
+    fn iouring_cq_waiters_are_woken_once_a_pass_fills_the_cq() {
+        let (r, _) = ring(8, 8);
+        let flag = Arc::new(Flag(false.into()));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let woken = || flag.0.swap(false, std::sync::atomic::Ordering::SeqCst);
+        // A completion bound for a future leaves the CQ's waiters asleep.
+        let (fut, _) = r.submit(nops(1), true).unwrap();
+        assert!(r.poll_cq(&mut cx).is_pending());
+        start_all(&r);
+        r.complete(fut, Ok(OpResult::None));
+        assert!(!woken(), "nothing reached the CQ");
+        // A pass of completions for the CQ wakes them.
+        let (first, _) = r.submit(nops(2), false).unwrap();
+        start_all(&r);
+        r.finish(r.complete_many([(first, Ok(OpResult::None)), (first + 1, Ok(OpResult::None))].into_iter()));
+        assert!(woken(), "completions reached the CQ");
+        assert!(matches!(r.poll_cq(&mut cx), Poll::Ready(Some(_))));
+        assert!(matches!(r.poll_cq(&mut cx), Poll::Ready(Some(_))));
+        // So does a queued operation cancelled into the CQ.
+        assert!(r.poll_cq(&mut cx).is_pending());
+        let (queued, _) = r.submit(nops(1), false).unwrap();
+        r.cancel(queued).unwrap();
+        assert!(woken(), "the cancelled operation reached the CQ");
+        let Poll::Ready(Some(e)) = r.poll_cq(&mut cx) else { panic!("not in the CQ") };
+        assert!(e.status.is_cancelled());
     }
 
     #[test]
