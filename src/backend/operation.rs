@@ -204,31 +204,33 @@ impl RingBatch {
 
     /// The operations, each with its own duty to complete.
     pub fn into_submissions(mut self) -> Vec<Submission> {
-        let ops = std::mem::take(&mut self.ops);
-        ops.into_iter().map(|(d, counted)| Submission::new(&self.ring, d, counted)).collect()
+        self.drain().collect()
+    }
+
+    /// Takes the operations out as submissions, which complete them when dropped.
+    fn drain(&mut self) -> impl Iterator<Item = Submission> + '_ {
+        let ring = &self.ring;
+        self.ops.drain(..).map(move |(d, counted)| Submission::new(ring, d, counted))
+    }
+
+    /// The operations.
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    pub(crate) fn ops(&self) -> impl Iterator<Item = &SyscallOpType> {
+        self.ops.iter().map(|(d, _)| &d.op)
     }
 
     /// The ring and its operations (each with whether it counts against the executor's window),
-    /// for a backend that completes them through [`Completer::deliver_all`] with [`Due::Ring`].
+    /// for a backend that completes them through the ring itself.
     #[cfg(all(feature = "uring", target_os = "linux"))]
     pub(crate) fn into_parts(mut self) -> (Arc<SyscallCompletionRing>, Vec<(Dispatched, bool)>) {
         (self.ring.clone(), std::mem::take(&mut self.ops))
-    }
-
-    /// The batch [`into_parts`](Self::into_parts) took apart.
-    #[cfg(all(feature = "uring", target_os = "linux"))]
-    pub(crate) fn from_parts(ring: Arc<SyscallCompletionRing>, ops: Vec<(Dispatched, bool)>) -> Self {
-        RingBatch { ring, ops }
     }
 }
 
 impl Drop for RingBatch {
     fn drop(&mut self) {
-        if !self.ops.is_empty() {
-            let left: Vec<_> = self.ops.drain(..).map(|(d, counted)| Submission::new(&self.ring, d, counted)).collect();
-            // Each completes with EIO as it drops.
-            drop(left);
-        }
+        // Each submission completes with EIO as it drops.
+        self.drain().for_each(drop);
     }
 }
 

@@ -444,9 +444,9 @@ impl Driver {
                     ready.next();
                     let mut op = table.remove(key);
                     let outcome = prepare::finish(&mut op.prepared, op.finish.process(rings), result);
-                    match op.finish {
-                        Finish::Completer(c) => owned.push((c, outcome)),
-                        other => channels.push((other.recipient(rings), outcome)),
+                    match op.finish.recipient(rings) {
+                        Recipient::Completer(c) => owned.push((c, outcome)),
+                        channel => channels.push((channel, outcome)),
                     }
                     continue;
                 };

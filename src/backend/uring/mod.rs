@@ -180,11 +180,11 @@ impl Backend for UringBackend {
     fn submit_ring(self: Arc<Self>, batch: RingBatch) {
         // A batch of plain kernel requests goes to the kernel with its ring kept once; anything
         // else takes the submissions' way.
-        let (ring, ops) = batch.into_parts();
-        if ops.iter().all(|(d, _)| self.is_plain_kernel_request(&d.op)) {
+        if batch.ops().all(|op| self.is_plain_kernel_request(op)) {
+            let (ring, ops) = batch.into_parts();
             self.driver.submit_ring(ring, ops);
         } else {
-            self.submit(RingBatch::from_parts(ring, ops).into_submissions());
+            self.submit(batch.into_submissions());
         }
     }
 
@@ -242,9 +242,40 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::UringBackend;
+    use super::driver::Driver;
     use crate::sandbox::Policy;
     use crate::syscalls::open_flags::O_RDWR;
     use crate::syscalls::{IoUringManager, OpResult, SyscallOpType as Op, SyscallSubmissionEntry};
+
+    /// A manager on a real io_uring (and its driver), and a directory holding an empty FIFO that
+    /// `pids` may open; `None`, said out loud, where io_uring is unavailable.
+    fn fifo_setup(pids: &[crate::Pid]) -> Option<(Arc<Driver>, IoUringManager, tempfile::TempDir)> {
+        let uring = match UringBackend::new() {
+            Ok(uring) => Arc::new(uring),
+            Err(e) => {
+                eprintln!("io_uring unavailable ({e}): nothing to check here");
+                return None;
+            }
+        };
+        let driver = uring.driver.clone();
+        let m = IoUringManager::with_backend(uring);
+        let dir = tempfile::tempdir().unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, dir.path().join("fifo"), rustix::fs::FileType::Fifo, 0o600.into(), 0)
+            .unwrap();
+        for &pid in pids {
+            m.set_policy(pid, Policy::rooted(dir.path()).read_write()).unwrap();
+        }
+        Some((driver, m, dir))
+    }
+
+    /// Opens the FIFO for `pid` (read and write, so that opening does not wait for a writer).
+    fn open_fifo(m: &IoUringManager, pid: crate::Pid) -> i32 {
+        let open = m.submit(pid, SyscallSubmissionEntry::new(pid, Op::open("fifo", O_RDWR), 0)).unwrap();
+        match m.wait_completion_timeout(pid, open, Duration::from_secs(10)).unwrap().result {
+            OpResult::Fd(fd) => fd,
+            other => panic!("open fifo: {other:?}"),
+        }
+    }
 
     fn until(what: &str, mut done: impl FnMut() -> bool) {
         let start = Instant::now();
@@ -259,28 +290,14 @@ mod tests {
     /// kernel.
     #[test]
     fn iouring_batch_rings_are_let_go_under_concurrent_cancels_and_destroys() {
-        let uring = match UringBackend::new() {
-            Ok(uring) => Arc::new(uring),
-            Err(e) => return eprintln!("io_uring unavailable ({e}): nothing to check here"),
-        };
-        let driver = uring.driver.clone();
-        let m = IoUringManager::with_backend(uring);
-        let dir = tempfile::tempdir().unwrap();
-        rustix::fs::mknodat(rustix::fs::CWD, dir.path().join("fifo"), rustix::fs::FileType::Fifo, 0o600.into(), 0)
-            .unwrap();
+        let Some((driver, m, dir)) = fifo_setup(&[]) else { return };
         let workers: Vec<_> = (1..=4)
             .map(|pid| {
                 let (m, root) = (m.clone(), dir.path().to_owned());
                 std::thread::spawn(move || {
                     for round in 0..100 {
                         m.set_policy(pid, Policy::rooted(&root).read_write()).unwrap();
-                        let open =
-                            m.submit(pid, SyscallSubmissionEntry::new(pid, Op::open("fifo", O_RDWR), 0)).unwrap();
-                        let OpResult::Fd(fd) =
-                            m.wait_completion_timeout(pid, open, Duration::from_secs(10)).unwrap().result
-                        else {
-                            panic!("open fifo")
-                        };
+                        let fd = open_fifo(&m, pid);
                         let ops = (0..8).map(|i| if i % 2 == 0 { Op::Read { fd, size: 8 } } else { Op::Nop });
                         let seqs = m
                             .submit_batch(pid, ops.map(|op| SyscallSubmissionEntry::new(pid, op, 0)).collect())
@@ -308,21 +325,9 @@ mod tests {
     /// submitted again, rebuilt from what its table entry owns, and still gets its bytes.
     #[test]
     fn iouring_a_read_outlives_the_thread_that_submitted_it() {
-        let uring = match UringBackend::new() {
-            Ok(uring) => Arc::new(uring),
-            Err(e) => return eprintln!("io_uring unavailable ({e}): nothing to check here"),
-        };
-        let driver = uring.driver.clone();
-        let m = IoUringManager::with_backend(uring);
-        let dir = tempfile::tempdir().unwrap();
+        let Some((driver, m, dir)) = fifo_setup(&[1]) else { return };
         let fifo = dir.path().join("fifo");
-        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, 0o600.into(), 0).unwrap();
-        m.set_policy(1, Policy::rooted(dir.path()).read_write()).unwrap();
-        let open = m.submit(1, SyscallSubmissionEntry::new(1, Op::open("fifo", O_RDWR), 0)).unwrap();
-        let fd = match m.wait_completion_timeout(1, open, Duration::from_secs(10)).unwrap().result {
-            OpResult::Fd(fd) => fd,
-            other => panic!("open fifo: {other:?}"),
-        };
+        let fd = open_fifo(&m, 1);
         let seq = {
             let m = m.clone();
             std::thread::spawn(move || m.submit(1, SyscallSubmissionEntry::new(1, Op::Read { fd, size: 5 }, 7)))
@@ -343,18 +348,7 @@ mod tests {
     /// when the last one completes, cancelled or not, or when its ring is destroyed under it.
     #[test]
     fn iouring_batch_rings_are_kept_while_their_operations_are_in_the_kernel() {
-        let uring = match UringBackend::new() {
-            Ok(uring) => Arc::new(uring),
-            Err(e) => return eprintln!("io_uring unavailable ({e}): nothing to check here"),
-        };
-        let driver = uring.driver.clone();
-        let m = IoUringManager::with_backend(uring);
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("fifo");
-        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, 0o600.into(), 0).unwrap();
-        for pid in [1, 2] {
-            m.set_policy(pid, Policy::rooted(dir.path()).read_write()).unwrap();
-        }
+        let Some((driver, m, _dir)) = fifo_setup(&[1, 2]) else { return };
         let run = |pid, ops: Vec<Op>| {
             let entries = ops.into_iter().map(|op| SyscallSubmissionEntry::new(pid, op, 0)).collect();
             m.submit_batch(pid, entries).unwrap()
@@ -366,11 +360,7 @@ mod tests {
         }
         assert_eq!(driver.pinned_rings(), 0);
         // Reads of an empty FIFO wait in the kernel: two batches, two rings kept.
-        let fd = |pid| match wait(pid, run(pid, vec![Op::open("fifo", O_RDWR)])[0]).result {
-            OpResult::Fd(fd) => fd,
-            other => panic!("open fifo: {other:?}"),
-        };
-        let (fd1, fd2) = (fd(1), fd(2));
+        let (fd1, fd2) = (open_fifo(&m, 1), open_fifo(&m, 2));
         let reads1 = run(1, vec![Op::Read { fd: fd1, size: 8 }, Op::Read { fd: fd1, size: 8 }]);
         let reads2 = run(2, vec![Op::Read { fd: fd2, size: 8 }]);
         until("all three reads are in the kernel", || driver.in_flight() == 3);

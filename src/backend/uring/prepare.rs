@@ -139,13 +139,8 @@ impl Prepared {
     /// with `user_data`.
     #[inline]
     pub(super) fn sqe(&mut self, user_data: u64) -> squeue::Entry {
-        self.entry().user_data(user_data)
-    }
-
-    #[inline]
-    fn entry(&mut self) -> squeue::Entry {
         let fd = self.fd;
-        match &mut self.kind {
+        let sqe = match &mut self.kind {
             Kind::Nop | Kind::Read { len: 0, .. } => opcode::Nop::new().build(),
             Kind::Read { buf, len, offset } => opcode::Read::new(fd, buf.as_mut_ptr(), *len).offset(*offset).build(),
             Kind::Write { data, offset } => {
@@ -154,7 +149,8 @@ impl Prepared {
             Kind::Fsync => opcode::Fsync::new(fd).build(),
             Kind::Open { path, how, .. } => opcode::OpenAt2::new(fd, path.as_ptr(), &**how).build(),
             Kind::Net(kind) => kind.sqe(fd),
-        }
+        };
+        sqe.user_data(user_data)
     }
 }
 
