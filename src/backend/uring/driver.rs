@@ -231,8 +231,9 @@ impl Driver {
             // SAFETY: the `sq` lock is held, so no other `SubmissionQueue` of this ring exists.
             let mut sq = unsafe { self.ring.submission_shared() };
             let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+            let mut fds = prepare::Descriptors::default();
             for (op, finish) in ops {
-                match prepare::prepare(op, finish.process(rings)) {
+                match prepare::prepare(op, finish.process(rings), &mut fds) {
                     Ok(prepared) => {
                         let slot = table.vacant_entry();
                         let user_data = u64::from(generation) << 32 | slot.key() as u64;

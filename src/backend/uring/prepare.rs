@@ -91,16 +91,40 @@ enum Kind {
 /// The "current position" offset for `READ`/`WRITE`.
 const CURRENT: u64 = u64::MAX;
 
+/// The descriptors a batch's requests name, looked up once for a run of requests of one process
+/// on one descriptor (a batch of reads of one file): each lookup takes the process's descriptor
+/// table lock, the dearest step of preparing a read.
+#[derive(Default)]
+pub(super) struct Descriptors {
+    /// The last one looked up: the process (by address, alive for the whole batch: every request
+    /// prepared keeps its process), the virtual descriptor, and what it named then.
+    last: Option<(*const Process, i32, Arc<Descriptor>)>,
+}
+
+impl Descriptors {
+    fn get(&mut self, process: &Process, fd: i32) -> Result<Arc<Descriptor>, OpError> {
+        if let Some((p, f, d)) = &self.last
+            && std::ptr::eq(*p, process)
+            && *f == fd
+        {
+            return Ok(d.clone());
+        }
+        let d = process.descriptor(fd)?;
+        self.last = Some((process, fd, d.clone()));
+        Ok(d)
+    }
+}
+
 /// Resolves what `op` names and takes ownership of what its entry will point into; the entry
 /// itself comes from [`Prepared::sqe`], once the `Prepared` is where it stays.
-pub(super) fn prepare(op: SyscallOpType, process: &Process) -> Result<Prepared, OpError> {
-    let file = |fd: i32| process.descriptor(fd);
+pub(super) fn prepare(op: SyscallOpType, process: &Process, fds: &mut Descriptors) -> Result<Prepared, OpError> {
+    let mut file = |fd: i32| fds.get(process, fd);
     let with = |kind, d: Arc<Descriptor>| {
         let fd = types::Fd(d.as_fd().as_raw_fd());
         Prepared { kind, fd, _file: Some(d), _sandbox: None }
     };
     // Sizes were checked against MAX_IO_SIZE, which fits a u32.
-    let read = |fd: i32, size: usize, offset: u64| {
+    let mut read = |fd: i32, size: usize, offset: u64| {
         let d = file(fd)?;
         let buf = Vec::with_capacity(size);
         Ok::<_, OpError>(with(Kind::Read { buf, len: size as u32, offset }, d))
@@ -189,4 +213,44 @@ pub(super) fn finish(prepared: &mut Prepared, process: &Process, result: i32) ->
         }
         Kind::Net(kind) => net::finish(kind, process, result)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::ProcessTable;
+
+    /// A batch's descriptor lookups, remembered from one request to the next, still name what
+    /// each request's own process means by its number.
+    #[test]
+    fn batch_lookups_name_each_process_own_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = ProcessTable::new();
+        let (a, b) = (table.get_or_create(1), table.get_or_create(2));
+        let open = |p: &Process, name: &str| {
+            let file = std::fs::File::create(dir.path().join(name)).unwrap();
+            let kernel_fd = file.as_raw_fd();
+            (p.install(OwnedFd::from(file), DescriptorKind::File).unwrap(), kernel_fd)
+        };
+        // The same virtual numbers name different kernel files in the two processes.
+        let (a1, a1k) = open(&a, "a1");
+        let (a2, a2k) = open(&a, "a2");
+        let (b1, b1k) = open(&b, "b1");
+        assert_eq!(a1, b1);
+        let read = |fd| SyscallOpType::ReadAt { fd, offset: 0, size: 16 };
+        let mut fds = Descriptors::default();
+        let kernel_fd = |p: &Process, fd, fds: &mut Descriptors| prepare(read(fd), p, fds).map(|p| p.fd.0);
+        for (p, fd, expect) in
+            [(&a, a1, a1k), (&a, a1, a1k), (&b, b1, b1k), (&a, a1, a1k), (&a, a2, a2k), (&b, b1, b1k)]
+        {
+            assert_eq!(kernel_fd(p, fd, &mut fds).unwrap(), expect);
+        }
+        // A number the other process has and this one does not is EBADF, remembered or not.
+        let e = kernel_fd(&b, a2, &mut fds).unwrap_err();
+        assert_eq!(e.errno(), errno::EBADF);
+        // A closed descriptor is EBADF for the next batch.
+        b.close(b1).unwrap();
+        let e = kernel_fd(&b, b1, &mut Descriptors::default()).unwrap_err();
+        assert_eq!(e.errno(), errno::EBADF);
+    }
 }
