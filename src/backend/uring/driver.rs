@@ -126,8 +126,9 @@ pub(super) struct Driver {
     ring: IoUring,
     /// Serialises access to the submission queue (the kernel's ring memory).
     sq: Mutex<()>,
-    /// Serialises taking completions: the reaper, or a submitter that finds some ready.
-    cq: Mutex<()>,
+    /// Serialises taking completions: the reaper, or a submitter that finds some ready. Holds
+    /// the vector a pass gathers them in, kept for the next pass.
+    cq: Mutex<Vec<(usize, i32)>>,
     in_flight: Mutex<Table>,
     /// High half of every `user_data`, so a late cancel never hits a reused slot.
     generation: AtomicU32,
@@ -169,7 +170,7 @@ impl Driver {
         let driver = Arc::new(Driver {
             ring,
             sq: Mutex::new(()),
-            cq: Mutex::new(()),
+            cq: Mutex::new(Vec::new()),
             in_flight: Mutex::new(Table::default()),
             generation: AtomicU32::new(0),
             supported,
@@ -261,8 +262,8 @@ impl Driver {
         // Operations the kernel finished inside that enter (NOPs, page-cached reads) are
         // delivered here and now, sparing the reaper's wake-up and the waiter's. Skipped if
         // someone is already taking completions: they will deliver these too.
-        if let Ok(cq) = self.cq.try_lock() {
-            self.deliver_ready(&cq);
+        if let Ok(mut cq) = self.cq.try_lock() {
+            self.deliver_ready(&mut cq);
         }
         // Only what is still in the kernel can be cancelled there: operations that completed
         // inside the enter need no token or hook (a hook for one that completes just after this
@@ -394,8 +395,8 @@ impl Driver {
                 Err(e) => tracing::debug!(error = %e, "io_uring_enter while reaping"),
             }
             {
-                let cq = self.cq.lock().unwrap_or_else(|e| e.into_inner());
-                self.deliver_ready(&cq);
+                let mut cq = self.cq.lock().unwrap_or_else(|e| e.into_inner());
+                self.deliver_ready(&mut cq);
             }
             if self.shutting_down.load(Ordering::Acquire) && self.table().ops.is_empty() {
                 return;
@@ -403,15 +404,16 @@ impl Driver {
         }
     }
 
-    /// Takes every completion ready now and delivers it. The `cq` guard proves the caller is
-    /// the only one taking completions.
-    fn deliver_ready(&self, _cq: &MutexGuard<'_, ()>) {
+    /// Takes every completion ready now and delivers it. `ready`, the guard of the `cq` lock,
+    /// proves the caller is the only one taking completions; its vector gathers them.
+    fn deliver_ready(&self, ready: &mut MutexGuard<'_, Vec<(usize, i32)>>) {
         // SAFETY: the `cq` lock is held, so no other `CompletionQueue` of this ring exists.
         let mut cq = unsafe { self.ring.completion_shared() };
         if cq.is_empty() {
             return;
         }
-        let mut ready = Vec::with_capacity(cq.len());
+        // Empty, unless a pass panicked half-way: keys it left may name reused slots by now.
+        ready.clear();
         let mut channels = Vec::new();
         let mut again = Vec::new();
         let freed = {
@@ -437,7 +439,7 @@ impl Driver {
             // Delivered to the rings as they leave the table, without being gathered first: a run
             // of a pinned ring's operations under one lock of the ring, with the ring the table
             // kept; the others through their completers.
-            let mut ready = ready.into_iter().peekable();
+            let mut ready = ready.drain(..).peekable();
             let mut freed = Freed::default();
             let mut owned = Vec::new();
             while let Some(&(key, result)) = ready.peek() {
