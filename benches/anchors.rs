@@ -1,6 +1,6 @@
 //! Every workload on every backend compiled in, and on the anchors, in one run:
-//! `cargo bench --bench anchors [-- --quick] [-- --json] [-- --only PREFIX] [-- --file-mib N]`
-//! (`--all-features` for tokio and smol).
+//! `cargo bench --bench anchors [-- --quick] [-- --json] [-- --plot FILE.svg] [-- --only PREFIX]
+//! [-- --file-mib N]` (`--all-features` for tokio and smol).
 //!
 //! Workloads: `nop-b1`, `nop-b32`, `read4k-qd1`, `read4k-qd64`, `write4k`, `echo-c1`, `echo-c16`,
 //! `fanout`. Implementations: this crate's backends (`uring`, `tokio`, `smol`, `blocking`) and the
