@@ -645,7 +645,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let json = args.iter().any(|a| a == "--json");
-    let plot_to = args.iter().position(|a| a == "--plot").and_then(|i| args.get(i + 1)).cloned();
+    let plot_to = arg("--plot");
     let budget = if quick { Duration::from_millis(200) } else { Duration::from_secs(1) };
     // First, before anything else has warmed the allocator.
     let idle = idle_rings();
