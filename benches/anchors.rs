@@ -424,10 +424,16 @@ fn uring_targets(dir: &std::path::Path, path: &std::path::Path, budget: Duration
         target("nop-b32".into(), "raw-io-uring", 0.3, paired("nop-b32", slice, nop(&m, 32), raw_nop(&mut ring, 32)));
     }
     if only().is_none_or(|p| "read4k-qd64".starts_with(p)) {
-        let big = beyond_cache_size().map(|size| {
+        let big = beyond_cache_size().and_then(|size| {
             let big = dir.join("beyond-cache");
-            write_file(&big, size);
-            big
+            match write_file(&big, size) {
+                Ok(()) => Some(big),
+                Err(e) => {
+                    eprintln!("no read targets on a {} MiB file: {e}", size >> 20);
+                    std::fs::remove_file(&big).ok();
+                    None
+                }
+            }
         });
         for file in std::iter::once(path.to_path_buf()).chain(big) {
             let size = std::fs::metadata(&file).unwrap().len();
@@ -482,18 +488,18 @@ fn beyond_cache_size() -> Option<u64> {
 
 /// Writes a file of `size` bytes (a repeating pattern) through to the disk; it stays in the page
 /// cache.
-fn write_file(path: &std::path::Path, size: u64) {
+fn write_file(path: &std::path::Path, size: u64) -> std::io::Result<()> {
     use std::io::Write;
     let chunk: Vec<u8> = (0..8u64 << 20).map(|i| (i * 31 % 251) as u8).collect();
-    let mut f = std::fs::File::create(path).unwrap();
+    let mut f = std::fs::File::create(path)?;
     let mut left = size as usize;
     while left > 0 {
         let n = left.min(chunk.len());
-        f.write_all(&chunk[..n]).unwrap();
+        f.write_all(&chunk[..n])?;
         left -= n;
     }
     // Written back now, so that the write-back does not run under the timed reads.
-    f.sync_all().unwrap();
+    f.sync_all()
 }
 
 fn std_cells(file: &std::fs::File, dir: &std::path::Path, budget: Duration, cells: &mut Vec<Cell>) {
@@ -652,7 +658,7 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data");
-    write_file(&path, file_size());
+    write_file(&path, file_size()).unwrap();
     let file = std::fs::File::open(&path).unwrap(); // page-cached: just written
 
     let backends: Vec<&str> = backend::available().to_vec();
