@@ -381,4 +381,72 @@ mod tests {
         assert!(reads2[0] > 0);
         assert_eq!(m.stats().pending, 0);
     }
+
+    /// One batch holding a socket send and a receive answered at once, a file read for the
+    /// kernel, an inline seek, a receive that must wait and a NOP: each takes its own way, all
+    /// complete with their own results, and nothing is left in flight.
+    #[test]
+    fn iouring_a_mixed_batch_routes_each_request_its_way() {
+        use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+        let Some((driver, m, dir)) = fifo_setup(&[]) else { return };
+        std::fs::write(dir.path().join("data"), b"0123456789").unwrap();
+        let lo: crate::sandbox::IpNet = "127.0.0.0/8".parse().unwrap();
+        let policy = Policy::rooted(dir.path()).allow_bind(lo, ..).allow_listen().allow_connect(lo, ..);
+        m.set_policy(1, policy).unwrap();
+        let run = |op: Op| {
+            let seq = m.submit(1, SyscallSubmissionEntry::new(1, op, 0)).unwrap();
+            m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap().result
+        };
+        let fd = |r: OpResult| match r {
+            OpResult::Fd(fd) => fd,
+            other => panic!("expected a descriptor: {other:?}"),
+        };
+        let file = fd(run(Op::open("data", 0)));
+        let listener = fd(run(Op::Socket { domain: 2, ty: 1, protocol: 0 }));
+        run(Op::Bind { sockfd: listener, addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0) });
+        run(Op::Listen { sockfd: listener, backlog: 4 });
+        let OpResult::Addr(addr) = run(Op::LocalAddr { sockfd: listener }) else { panic!("no address") };
+        let client = fd(run(Op::Socket { domain: 2, ty: 1, protocol: 0 }));
+        let accept = m.submit(1, SyscallSubmissionEntry::new(1, Op::Accept { sockfd: listener }, 0)).unwrap();
+        assert_eq!(run(Op::Connect { sockfd: client, addr }), OpResult::None);
+        let OpResult::Accepted { fd: server, .. } =
+            m.wait_completion_timeout(1, accept, Duration::from_secs(10)).unwrap().result
+        else {
+            panic!("accept failed")
+        };
+
+        let batch = vec![
+            Op::Send { sockfd: client, data: b"ping".to_vec(), flags: 0 },
+            Op::Recv { sockfd: server, size: 4, flags: 0 },
+            Op::ReadAt { fd: file, offset: 3, size: 4 },
+            Op::Lseek { fd: file, offset: 2, whence: 0 },
+            Op::Recv { sockfd: client, size: 4, flags: 0 },
+            Op::Nop,
+        ];
+        let seqs = m
+            .submit_batch(
+                1,
+                batch.into_iter().enumerate().map(|(i, op)| SyscallSubmissionEntry::new(1, op, i as u64)).collect(),
+            )
+            .unwrap();
+        // The client's receive waits for the reply, sent only now.
+        assert_eq!(run(Op::Send { sockfd: server, data: b"pong".to_vec(), flags: 0 }), OpResult::Count(4));
+        let results: Vec<OpResult> = seqs
+            .iter()
+            .map(|&seq| m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap().result)
+            .collect();
+        assert_eq!(
+            results,
+            [
+                OpResult::Count(4),
+                OpResult::Bytes(b"ping".to_vec()),
+                OpResult::Bytes(b"3456".to_vec()),
+                OpResult::Offset(2),
+                OpResult::Bytes(b"pong".to_vec()),
+                OpResult::None,
+            ]
+        );
+        until("nothing is in the kernel", || driver.in_flight() == 0);
+        assert_eq!(m.stats().pending, 0);
+    }
 }
