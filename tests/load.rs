@@ -42,7 +42,7 @@ async fn process(m: &IoUringManager, pid: Pid) {
     };
     assert_eq!(op(m, pid, Op::Write { fd, data: head(pid) }).await.result, OpResult::Count(4096));
     assert_eq!(op(m, pid, Op::WriteAt { fd, offset: 4096, data: tail(pid) }).await.result, OpResult::Count(1000));
-    if pid % 50 == 0 {
+    if pid.is_multiple_of(50) {
         op(m, pid, Op::Fsync { fd }).await;
     }
     assert_eq!(op(m, pid, Op::Lseek { fd, offset: 0, whence: SEEK_SET }).await.result, OpResult::Offset(0));
