@@ -3,6 +3,7 @@
 //! completion is lost, and every process, including one that never sees a fault, keeps being
 //! served.
 
+#[cfg(feature = "blocking")]
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -190,6 +191,7 @@ fn faults_become_completions_on_every_backend() {
 }
 
 /// The wrapper itself: it really injects (a test of the test support).
+#[cfg(feature = "blocking")]
 #[test]
 fn faulty_wrapper_injects() {
     let m = IoUringManager::with_backend(Faulty::new(Arc::new(backend::BlockingBackend::with_threads(2)), |_| {
@@ -201,8 +203,10 @@ fn faulty_wrapper_injects() {
 
 /// A backend that loses every batch of one ring it is handed (a bug): the operations still
 /// complete, with `EIO`, and the executor's window is given back.
+#[cfg(feature = "blocking")]
 struct LosesRingBatches(backend::BlockingBackend);
 
+#[cfg(feature = "blocking")]
 #[async_trait::async_trait]
 impl backend::Backend for LosesRingBatches {
     fn name(&self) -> &'static str {
@@ -225,6 +229,7 @@ impl backend::Backend for LosesRingBatches {
     }
 }
 
+#[cfg(feature = "blocking")]
 #[test]
 fn dropped_ring_batches_complete_with_eio() {
     within(Duration::from_secs(30), "dropped ring batch", || {

@@ -70,6 +70,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
+#[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) use operation::Freed;
 pub use operation::{Completer, Operation, RingBatch, Submission};
 pub use select::{BACKEND_ENV, available, by_name, from_env};

@@ -321,6 +321,7 @@ impl Freed {
     }
 
     /// Adds `other`'s runs.
+    #[cfg(all(feature = "uring", target_os = "linux"))]
     pub(crate) fn append(&mut self, other: Freed) {
         for (ring, counted, woken) in other.first.into_iter().chain(other.rest) {
             self.push(ring, counted, woken);
