@@ -219,7 +219,14 @@ impl Backend for UringBackend {
                 Route::Fallback => elsewhere.push(sub),
             }
         }
-        Completer::complete_all(answered);
+        // One at a time where there is one (a future's request): gathering by ring is for many.
+        if answered.len() == 1
+            && let Some((done, outcome)) = answered.pop()
+        {
+            done.complete(outcome);
+        } else {
+            Completer::complete_all(answered);
+        }
         if !elsewhere.is_empty() {
             self.fallback.clone().submit(elsewhere);
         }
