@@ -25,29 +25,33 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use ai_os_kernel::backend::{Backend, BlockingBackend, OpOutcome, Operation, Task};
+//! use ai_os_kernel::backend::{Backend, OpOutcome, Operation, Task, file_ops};
 //! use ai_os_kernel::syscalls::{IoUringManager, OpResult, SyscallOpType, SyscallSubmissionEntry};
 //!
-//! /// Runs everything on the blocking pool, but answers `Nop` itself.
-//! struct Counting { inner: BlockingBackend }
+//! /// Answers `Nop` itself, runs file operations with blocking calls where it is asked to (it
+//! /// refuses sockets), and drives each task on a thread of its own (a toy: a real backend
+//! /// bounds its threads and waits for sockets on a reactor).
+//! struct Threads;
 //!
 //! #[async_trait::async_trait]
-//! impl Backend for Counting {
-//!     fn name(&self) -> &'static str { "counting" }
+//! impl Backend for Threads {
+//!     fn name(&self) -> &'static str { "threads" }
 //!     async fn execute(&self, op: Operation) -> OpOutcome {
 //!         match op.op() {
 //!             SyscallOpType::Nop => Ok(OpResult::None),
-//!             _ => self.inner.execute(op).await,
+//!             _ => file_ops::execute_sync(op),
 //!         }
 //!     }
-//!     fn spawn(&self, task: Task) { self.inner.spawn(task) }
+//!     fn spawn(&self, task: Task) {
+//!         std::thread::spawn(move || futures::executor::block_on(task));
+//!     }
 //! }
 //!
-//! let manager = IoUringManager::with_backend(Arc::new(Counting { inner: BlockingBackend::new() }));
+//! let manager = IoUringManager::with_backend(Arc::new(Threads));
 //! let seq = manager.submit(1, SyscallSubmissionEntry::new(1, SyscallOpType::Nop, 7)).unwrap();
 //! let done = manager.wait_completion(1, seq).unwrap();
 //! assert!(done.status.is_success());
-//! assert_eq!(manager.stats().backend, "counting");
+//! assert_eq!(manager.stats().backend, "threads");
 //! ```
 
 #[cfg(feature = "blocking")]
