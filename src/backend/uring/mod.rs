@@ -125,6 +125,46 @@ impl UringBackend {
             },
         }
     }
+
+    /// Submissions bound for the kernel as they are.
+    fn to_driver(&self, batch: Vec<Submission>) {
+        self.driver.submit(batch.into_iter().map(|sub| {
+            let (op, done) = sub.into_op();
+            (op, Finish::Completer(done))
+        }))
+    }
+
+    /// A batch that is not all plain kernel requests, first on this thread and under no lock of
+    /// the driver's: inline calls, the fallback's share, and socket requests tried at once (those
+    /// that must wait join the kernel's share, in the batch's order).
+    fn route_each(&self, batch: Vec<Submission>) {
+        let mut kernel = Vec::new();
+        let mut answered = Vec::new();
+        let mut elsewhere = Vec::new();
+        for sub in batch {
+            match self.route(sub.op()) {
+                Route::Kernel if !sub.op().is_network() => kernel.push(sub),
+                Route::Kernel => match net_ops::try_now(sub.op(), sub.process(), || sub.is_cancelled()) {
+                    Some(outcome) => answered.push((sub.into_op().1, outcome)),
+                    None => kernel.push(sub),
+                },
+                Route::Inline => {
+                    let (op, done) = sub.into_parts();
+                    answered.push((done, inline(op)));
+                }
+                Route::Fallback => elsewhere.push(sub),
+            }
+        }
+        Completer::complete_all(answered);
+        if !elsewhere.is_empty() {
+            self.fallback.clone().submit(elsewhere);
+        }
+        // Everything answered at once (a socket's data was there): the driver's locks are not
+        // worth taking for nothing.
+        if !kernel.is_empty() {
+            self.to_driver(kernel);
+        }
+    }
 }
 
 /// Runs an operation that never waits (`Lseek`, `Close`, and the socket calls that only set a
@@ -179,61 +219,21 @@ impl Backend for UringBackend {
 
     fn submit_ring(self: Arc<Self>, batch: RingBatch) {
         // A batch of plain kernel requests goes to the kernel with its ring kept once; anything
-        // else takes the submissions' way.
+        // else is routed request by request.
         if batch.ops().all(|op| self.is_plain_kernel_request(op)) {
             let (ring, ops) = batch.into_parts();
             self.driver.submit_ring(ring, ops);
         } else {
-            self.submit(batch.into_submissions());
+            self.route_each(batch.into_submissions());
         }
     }
 
     fn submit(self: Arc<Self>, batch: Vec<Submission>) {
-        let to_driver = |batch: Vec<Submission>| {
-            self.driver.submit(batch.into_iter().map(|sub| {
-                let (op, done) = sub.into_op();
-                (op, Finish::Completer(done))
-            }))
-        };
         // A batch of file requests reaches the kernel as it is, without being copied.
         if batch.iter().all(|sub| self.is_plain_kernel_request(sub.op())) {
-            return to_driver(batch);
-        }
-        // Otherwise, first, on this thread and under no lock of the driver's: inline calls, the
-        // fallback's share, and socket requests tried at once (those that must wait join the
-        // kernel's share, in the batch's order).
-        let mut kernel = Vec::new();
-        let mut answered = Vec::new();
-        let mut elsewhere = Vec::new();
-        for sub in batch {
-            match self.route(sub.op()) {
-                Route::Kernel if !sub.op().is_network() => kernel.push(sub),
-                Route::Kernel => match net_ops::try_now(sub.op(), sub.process(), || sub.is_cancelled()) {
-                    Some(outcome) => answered.push((sub.into_op().1, outcome)),
-                    None => kernel.push(sub),
-                },
-                Route::Inline => {
-                    let (op, done) = sub.into_parts();
-                    answered.push((done, inline(op)));
-                }
-                Route::Fallback => elsewhere.push(sub),
-            }
-        }
-        // One at a time where there is one (a future's request): gathering by ring is for many.
-        if answered.len() == 1
-            && let Some((done, outcome)) = answered.pop()
-        {
-            done.complete(outcome);
+            self.to_driver(batch);
         } else {
-            Completer::complete_all(answered);
-        }
-        if !elsewhere.is_empty() {
-            self.fallback.clone().submit(elsewhere);
-        }
-        // Everything answered at once (a socket's data was there): the driver's locks are not
-        // worth taking for nothing.
-        if !kernel.is_empty() {
-            to_driver(kernel);
+            self.route_each(batch);
         }
     }
 }
