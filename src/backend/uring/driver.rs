@@ -274,7 +274,7 @@ impl Driver {
             let mut table = self.table();
             let Table { ops: table, rings } = &mut *table;
             if !table.is_empty() {
-                for user_data in submitted.drain(..) {
+                for &user_data in &submitted {
                     if let Some(f) = in_flight(table, user_data) {
                         let (ring, seq) = f.finish.ring_and_seq(rings);
                         cancels.push((ring.cancel_token(seq), user_data));

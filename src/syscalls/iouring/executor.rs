@@ -135,6 +135,8 @@ impl IoUringExecutor {
             }
             return Ok(first);
         }
+        // Two closures, each pushing its own kind: one push that matches on the kind for every
+        // operation cost a NOP 27 more instructions (callgrind).
         let (accepted, refused, batch) = if self.inner.ring_batches {
             let mut batch = RingBatch::new(ring, n);
             let (accepted, refused) = ring.submit_started(ops, to_future, &mut |d, counts| batch.push(d, counts))?;
