@@ -416,11 +416,11 @@ fn uring_targets(dir: &std::path::Path, path: &std::path::Path, budget: Duration
     let mut out = Vec::new();
     let (Ok(uring), Ok(mut ring)) = (backend::by_name("uring"), io_uring::IoUring::new(256)) else { return out };
     let slice = (budget / 4).max(Duration::from_millis(50));
-    let (m, _) = manager(uring.clone(), path);
     let mut target = |workload: String, anchor, goal, rounds| {
         out.push(Target { workload, ours: "uring", anchor, goal, rounds });
     };
     if only().is_none_or(|p| "nop-b32".starts_with(p)) {
+        let (m, _) = manager(uring.clone(), path);
         target("nop-b32".into(), "raw-io-uring", 0.3, paired("nop-b32", slice, nop(&m, 32), raw_nop(&mut ring, 32)));
     }
     if only().is_none_or(|p| "read4k-qd64".starts_with(p)) {

@@ -3,8 +3,6 @@
 //! completion is lost, and every process, including one that never sees a fault, keeps being
 //! served.
 
-#[cfg(feature = "blocking")]
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -190,56 +188,60 @@ fn faults_become_completions_on_every_backend() {
     });
 }
 
-/// The wrapper itself: it really injects (a test of the test support).
+/// What needs the blocking pool to wrap.
 #[cfg(feature = "blocking")]
-#[test]
-fn faulty_wrapper_injects() {
-    let m = IoUringManager::with_backend(Faulty::new(Arc::new(backend::BlockingBackend::with_threads(2)), |_| {
-        Fault::Panic
-    }));
-    let seq = m.submit(1, SyscallSubmissionEntry::new(1, Op::Nop, 0)).unwrap();
-    assert_eq!(m.wait_completion_timeout(1, seq, Duration::from_secs(30)).unwrap().errno(), Some(EIO));
-}
+mod on_the_blocking_pool {
+    use std::sync::Arc;
 
-/// A backend that loses every batch of one ring it is handed (a bug): the operations still
-/// complete, with `EIO`, and the executor's window is given back.
-#[cfg(feature = "blocking")]
-struct LosesRingBatches(backend::BlockingBackend);
+    use super::*;
 
-#[cfg(feature = "blocking")]
-#[async_trait::async_trait]
-impl backend::Backend for LosesRingBatches {
-    fn name(&self) -> &'static str {
-        "loses-ring-batches"
+    /// The wrapper itself: it really injects (a test of the test support).
+    #[test]
+    fn faulty_wrapper_injects() {
+        let m = IoUringManager::with_backend(Faulty::new(Arc::new(backend::BlockingBackend::with_threads(2)), |_| {
+            Fault::Panic
+        }));
+        let seq = m.submit(1, SyscallSubmissionEntry::new(1, Op::Nop, 0)).unwrap();
+        assert_eq!(m.wait_completion_timeout(1, seq, Duration::from_secs(30)).unwrap().errno(), Some(EIO));
     }
-    async fn execute(&self, op: Operation) -> backend::OpOutcome {
-        self.0.execute(op).await
-    }
-    fn spawn(&self, task: backend::Task) {
-        self.0.spawn(task)
-    }
-    fn capabilities(&self) -> backend::Capabilities {
-        let mut caps = backend::Capabilities::new(64);
-        caps.ring_batches = true;
-        caps
-    }
-    fn submit_ring(self: Arc<Self>, batch: backend::RingBatch) {
-        assert_eq!((batch.pid(), batch.len(), batch.is_empty()), (7, 3, false));
-        drop(batch);
-    }
-}
 
-#[cfg(feature = "blocking")]
-#[test]
-fn dropped_ring_batches_complete_with_eio() {
-    within(Duration::from_secs(30), "dropped ring batch", || {
-        let m = IoUringManager::with_backend(Arc::new(LosesRingBatches(backend::BlockingBackend::with_threads(1))));
-        let seqs = m.submit_batch(7, (0..3).map(|_| SyscallSubmissionEntry::new(7, Op::Nop, 0)).collect()).unwrap();
-        for seq in seqs {
-            let done = m.wait_completion_timeout(7, seq, Duration::from_secs(10)).unwrap();
-            assert_eq!(done.errno(), Some(EIO), "{done:?}");
+    /// A backend that loses every batch of one ring it is handed (a bug): the operations still
+    /// complete, with `EIO`, and the executor's window is given back.
+    struct LosesRingBatches(backend::BlockingBackend);
+
+    #[async_trait::async_trait]
+    impl backend::Backend for LosesRingBatches {
+        fn name(&self) -> &'static str {
+            "loses-ring-batches"
         }
-        assert_eq!(m.executor().in_flight(), 0);
-        assert_eq!(m.stats().pending, 0);
-    });
+        async fn execute(&self, op: Operation) -> backend::OpOutcome {
+            self.0.execute(op).await
+        }
+        fn spawn(&self, task: backend::Task) {
+            self.0.spawn(task)
+        }
+        fn capabilities(&self) -> backend::Capabilities {
+            let mut caps = backend::Capabilities::new(64);
+            caps.ring_batches = true;
+            caps
+        }
+        fn submit_ring(self: Arc<Self>, batch: backend::RingBatch) {
+            assert_eq!((batch.pid(), batch.len(), batch.is_empty()), (7, 3, false));
+            drop(batch);
+        }
+    }
+
+    #[test]
+    fn dropped_ring_batches_complete_with_eio() {
+        within(Duration::from_secs(30), "dropped ring batch", || {
+            let m = IoUringManager::with_backend(Arc::new(LosesRingBatches(backend::BlockingBackend::with_threads(1))));
+            let seqs = m.submit_batch(7, (0..3).map(|_| SyscallSubmissionEntry::new(7, Op::Nop, 0)).collect()).unwrap();
+            for seq in seqs {
+                let done = m.wait_completion_timeout(7, seq, Duration::from_secs(10)).unwrap();
+                assert_eq!(done.errno(), Some(EIO), "{done:?}");
+            }
+            assert_eq!(m.executor().in_flight(), 0);
+            assert_eq!(m.stats().pending, 0);
+        });
+    }
 }
