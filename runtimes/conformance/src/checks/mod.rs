@@ -3,6 +3,8 @@
 mod asynch;
 mod delivery;
 mod files;
+mod hostile;
+mod isolation;
 mod lifecycle;
 mod net;
 mod sandbox;
@@ -10,6 +12,8 @@ mod sandbox;
 pub use asynch::*;
 pub use delivery::*;
 pub use files::*;
+pub use hostile::*;
+pub use isolation::*;
 pub use lifecycle::*;
 pub use net::*;
 pub use sandbox::*;
