@@ -17,8 +17,12 @@ pub fn execute_sync(op: Operation) -> OpOutcome {
     match op.op() {
         SyscallOpType::Nop => Ok(OpResult::None),
         SyscallOpType::Open { path, flags, mode } => {
-            let fd = process.sandbox().open(path, *flags, *mode)?;
-            Ok(OpResult::Fd(process.install(fd, DescriptorKind::File)?))
+            // The place is taken before the kernel acts: an open refused for the limit has
+            // created or truncated nothing.
+            let rights = op.rights()?;
+            let place = process.reserve_fd(&rights)?;
+            let fd = rights.open(path, *flags, *mode)?;
+            Ok(OpResult::Fd(place.install(fd, DescriptorKind::File)?))
         }
         SyscallOpType::Close { fd } => process.close(*fd).map(|()| OpResult::None),
         SyscallOpType::Read { fd, size } => {

@@ -173,7 +173,14 @@ pub(crate) fn start_ready_first<B: Backend>(
     mut file: impl FnMut(Submission),
 ) {
     for sub in batch {
-        if let Some(outcome) = net_ops::try_now(sub.op(), sub.process(), || sub.is_cancelled()) {
+        let rights = match sub.needs_rights() {
+            Ok(rights) => rights,
+            Err(e) => {
+                sub.complete(Err(e));
+                continue;
+            }
+        };
+        if let Some(outcome) = net_ops::try_now(sub.op(), sub.process(), rights.as_deref(), || sub.is_cancelled()) {
             sub.complete(outcome);
         } else if sub.op().is_network() {
             backend.spawn(Box::pin(run(backend.clone(), sub)));

@@ -12,6 +12,7 @@ use rustix::net::{AddressFamily, Protocol, RecvFlags, SendFlags, SocketFlags, So
 
 use super::{OpOutcome, Operation};
 use crate::process::{Descriptor, DescriptorKind, Process};
+use crate::sandbox::Sandbox;
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
 
@@ -39,7 +40,8 @@ pub trait Readiness: Send + Sync {
 /// Executes a socket operation (see [`SyscallOpType::is_network`]); other operations are
 /// refused with `EINVAL`.
 pub async fn execute<R: Readiness>(op: Operation, ready: &R) -> OpOutcome {
-    execute_ref(op.op(), op.process(), ready).await
+    let rights = op.needs_rights()?;
+    execute_ref(op.op(), op.process(), rights.as_deref(), ready).await
 }
 
 /// Tries a socket operation once on the calling thread, without waiting: its outcome if it
@@ -49,21 +51,28 @@ pub async fn execute<R: Readiness>(op: Operation, ready: &R) -> OpOutcome {
 /// answer is already there. A `Connect` is never tried this way: started here, it could only be
 /// finished by a second `connect(2)`, which reports `EALREADY`. `is_cancelled` is asked only of
 /// an operation that would be tried: one cancelled before it started takes the normal path,
-/// which reports that.
-pub fn try_now(op: &SyscallOpType, process: &Process, is_cancelled: impl FnOnce() -> bool) -> Option<OpOutcome> {
+/// which reports that. `rights` are the operation's own, if it needs them
+/// ([`Operation::needs_rights`]).
+pub fn try_now(
+    op: &SyscallOpType,
+    process: &Arc<Process>,
+    rights: Option<&Sandbox>,
+    is_cancelled: impl FnOnce() -> bool,
+) -> Option<OpOutcome> {
     if matches!(op, SyscallOpType::Connect { .. }) || !op.is_network() || is_cancelled() {
         return None;
     }
-    match execute_now(op, process) {
+    match execute_now(op, process, rights) {
         Err(e) if e.errno() == errno::EAGAIN => None,
         outcome => Some(outcome),
     }
 }
 
 /// Runs a socket operation once on the calling thread, without waiting: its outcome, `EAGAIN`
-/// included. For the calls that never wait (`Socket`, `Bind`, `Listen`, `LocalAddr`).
-pub fn execute_now(op: &SyscallOpType, process: &Process) -> OpOutcome {
-    let mut attempt = std::pin::pin!(execute_ref(op, process, &NoWait));
+/// included. For the calls that never wait (`Socket`, `Bind`, `Listen`, `LocalAddr`). `rights`
+/// are the operation's own, if it needs them ([`Operation::needs_rights`]).
+pub fn execute_now(op: &SyscallOpType, process: &Arc<Process>, rights: Option<&Sandbox>) -> OpOutcome {
+    let mut attempt = std::pin::pin!(execute_ref(op, process, rights, &NoWait));
     match attempt.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
         std::task::Poll::Ready(outcome) => outcome,
         // `NoWait` never returns a pending future.
@@ -85,19 +94,39 @@ impl Readiness for NoWait {
     }
 }
 
-async fn execute_ref<R: Readiness>(op: &SyscallOpType, process: &Process, ready: &R) -> OpOutcome {
+async fn execute_ref<R: Readiness>(
+    op: &SyscallOpType,
+    process: &Arc<Process>,
+    rights: Option<&Sandbox>,
+    ready: &R,
+) -> OpOutcome {
     let socket = |fd: i32| socket(process, fd);
+    // The descriptor limit is checked (a place taken) before the kernel makes a descriptor.
+    let reserve = || process.reserve_fd(rights.ok_or_else(without_rights)?);
     match op {
         SyscallOpType::Socket { domain, ty, protocol } => {
+            let place = reserve()?;
             let fd = open_socket(*domain, *ty, *protocol)?;
-            Ok(OpResult::Fd(process.install(fd, DescriptorKind::Socket)?))
+            Ok(OpResult::Fd(place.install(fd, DescriptorKind::Socket)?))
         }
         SyscallOpType::Bind { sockfd, addr } => {
             rustix::net::bind(&*socket(*sockfd)?, addr)?;
             Ok(OpResult::None)
         }
         SyscallOpType::Listen { sockfd, backlog } => {
-            rustix::net::listen(&*socket(*sockfd)?, *backlog)?;
+            let d = socket(*sockfd)?;
+            // An unbound socket (port 0) is bound by `listen` itself, to the wildcard address and
+            // an ephemeral port: that bind passes the policy's bind rules like any other.
+            if let Ok(local) = inet(rustix::net::getsockname(&*d)?.try_into().ok())
+                && local.port() == 0
+                && !rights.ok_or_else(without_rights)?.may_bind(&local)
+            {
+                return Err(OpError::new(
+                    errno::EACCES,
+                    format!("listen: the socket is unbound, and the policy does not allow binding {local}"),
+                ));
+            }
+            rustix::net::listen(&*d, *backlog)?;
             Ok(OpResult::None)
         }
         SyscallOpType::LocalAddr { sockfd } => {
@@ -105,12 +134,15 @@ async fn execute_ref<R: Readiness>(op: &SyscallOpType, process: &Process, ready:
         }
         SyscallOpType::Accept { sockfd } => {
             let d = socket(*sockfd)?;
+            // Taken for the whole wait, as an io_uring accept in the kernel must: a refused
+            // accept leaves the connection queued for a later one.
+            let place = reserve()?;
             let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
             let (fd, peer) = ready.retry(&d, Interest::Read, || rustix::net::acceptfrom_with(&*d, flags)).await?;
             let peer = inet(peer.and_then(|p| p.try_into().ok()))?;
             // The new connection is installed in the same poll that accepted it, so no
             // cancellation can come between and lose it.
-            Ok(OpResult::Accepted { fd: process.install(fd, DescriptorKind::Socket)?, peer })
+            Ok(OpResult::Accepted { fd: place.install(fd, DescriptorKind::Socket)?, peer })
         }
         SyscallOpType::Connect { sockfd, addr } => {
             let d = socket(*sockfd)?;
@@ -210,6 +242,10 @@ pub(crate) fn recv_flags(flags: u32) -> RecvFlags {
 /// Never raise SIGPIPE in the host: a closed peer is an `EPIPE` completion.
 pub(crate) fn send_flags(flags: u32) -> SendFlags {
     SendFlags::from_bits_retain(flags) | SendFlags::NOSIGNAL
+}
+
+fn without_rights() -> OpError {
+    OpError::new(errno::EINVAL, "the operation was run without the rights it was submitted with")
 }
 
 fn inet(addr: Option<SocketAddr>) -> Result<SocketAddr, OpError> {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::Pid;
 use crate::process::Process;
+use crate::sandbox::Sandbox;
 use crate::syscalls::iouring::cancel::CancelToken;
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::SyscallOpType;
@@ -49,6 +50,21 @@ impl Operation {
     /// The process: its descriptors and sandbox.
     pub fn process(&self) -> &Arc<Process> {
         self.ring.process()
+    }
+
+    /// The rights the operation was submitted with: the sandbox that decides where an `Open`
+    /// resolves, how many descriptors the process may hold, and what a socket may bind. Taken
+    /// at submission, whatever `set_policy` did since. `ECANCELED` if the operation's process
+    /// was destroyed; `EINVAL` for an operation that acts without rights (see
+    /// [`Operation::needs_rights`]).
+    pub fn rights(&self) -> Result<Arc<Sandbox>, OpError> {
+        self.ring.rights(self.seq)
+    }
+
+    /// [`rights`](Self::rights) if the operation needs them to run (it opens a path, creates a
+    /// descriptor or may bind a socket), `None` otherwise (without asking the ring).
+    pub fn needs_rights(&self) -> Result<Option<Arc<Sandbox>>, OpError> {
+        self.op.acts_with_rights().then(|| self.rights()).transpose()
     }
 
     /// The cancellation signal, for a backend that watches it while the operation waits (made
@@ -132,6 +148,12 @@ impl Submission {
     /// Whether cancellation was requested.
     pub fn is_cancelled(&self) -> bool {
         self.completer.ring.is_cancelled(self.completer.seq)
+    }
+
+    /// The rights the operation was submitted with, if it needs them to run (see
+    /// [`Operation::needs_rights`]).
+    pub fn needs_rights(&self) -> Result<Option<Arc<Sandbox>>, OpError> {
+        self.op.acts_with_rights().then(|| self.completer.ring.rights(self.completer.seq)).transpose()
     }
 
     /// The operation's sequence number in its ring.

@@ -77,6 +77,10 @@ pub const FIRST_FD: i32 = 3;
 pub(crate) struct FdTable {
     slots: Vec<Option<Arc<Descriptor>>>,
     open: usize,
+    /// Places taken by operations that are about to create a descriptor (an open, a socket, an
+    /// accept): counted against the limit with the open ones, so the limit is checked before the
+    /// kernel acts.
+    reserved: usize,
     /// Lowest slot that may be free.
     hint: usize,
     closed: bool,
@@ -89,11 +93,34 @@ impl FdTable {
 
     /// Installs at the lowest free number, as POSIX does.
     pub(crate) fn insert(&mut self, d: Descriptor, limit: usize) -> Result<i32, OpError> {
+        self.reserve(limit)?;
+        self.insert_reserved(d)
+    }
+
+    /// Takes a place for a descriptor about to be created: `EMFILE` if the open descriptors and
+    /// the places already taken reach `limit`, `EBADF` once the table is closed.
+    pub(crate) fn reserve(&mut self, limit: usize) -> Result<(), OpError> {
         if self.closed {
-            return Err(OpError::new(errno::EBADF, "the process's descriptor table is closed (ring destroyed)"));
+            return Err(closed());
         }
-        if self.open >= limit {
+        if self.open + self.reserved >= limit {
             return Err(OpError::new(errno::EMFILE, format!("the policy allows at most {limit} open descriptors")));
+        }
+        self.reserved += 1;
+        Ok(())
+    }
+
+    /// Gives back a place taken with [`reserve`](Self::reserve) and not used.
+    pub(crate) fn unreserve(&mut self) {
+        self.reserved -= 1;
+    }
+
+    /// Installs `d` in a place taken with [`reserve`](Self::reserve), at the lowest free number;
+    /// `EBADF` (and `d` closed) if the table was closed since.
+    pub(crate) fn insert_reserved(&mut self, d: Descriptor) -> Result<i32, OpError> {
+        self.reserved -= 1;
+        if self.closed {
+            return Err(closed());
         }
         let i = (self.hint..self.slots.len()).find(|&i| self.slots[i].is_none()).unwrap_or(self.slots.len());
         if i == self.slots.len() {
@@ -132,6 +159,10 @@ impl FdTable {
 
 fn slot_of(fd: i32) -> Option<usize> {
     fd.checked_sub(FIRST_FD).and_then(|i| usize::try_from(i).ok())
+}
+
+fn closed() -> OpError {
+    OpError::new(errno::EBADF, "the process's descriptor table is closed (its process was destroyed)")
 }
 
 fn bad_fd(fd: i32) -> OpError {

@@ -51,11 +51,23 @@ impl Process {
         self.fds().get(fd)
     }
 
-    /// Installs a kernel descriptor and returns its virtual number; `EMFILE` past the policy's
-    /// limit (the descriptor is closed then).
+    /// Installs a kernel descriptor and returns its virtual number; `EMFILE` past the limit of
+    /// the policy in force now (the descriptor is closed then). An operation that creates a
+    /// descriptor takes its place first instead, with [`reserve_fd`](Self::reserve_fd), so that
+    /// a refusal comes before the kernel acts.
     pub fn install(&self, fd: OwnedFd, kind: DescriptorKind) -> Result<i32, OpError> {
         let limit = self.sandbox().policy().open_fd_limit();
         self.fds().insert(Descriptor::new(fd, kind), limit)
+    }
+
+    /// Takes a place in the descriptor table for a descriptor an operation is about to create,
+    /// under the limit of `rights` (the sandbox the operation was submitted under): `EMFILE` if
+    /// open descriptors and places already taken reach it, `EBADF` once the process was
+    /// destroyed. Check this before asking the kernel for the descriptor, so a refused `Open`
+    /// creates or truncates nothing and a refused `Accept` leaves its connection queued.
+    pub fn reserve_fd(self: &Arc<Self>, rights: &Sandbox) -> Result<FdSlot, OpError> {
+        self.fds().reserve(rights.policy().open_fd_limit())?;
+        Ok(FdSlot { process: self.clone(), used: false })
     }
 
     /// Removes virtual `fd`; the kernel descriptor closes once no running operation uses it.
@@ -71,6 +83,32 @@ impl Process {
     /// Closes every descriptor and refuses new ones; returns how many were open.
     pub(crate) fn close_all(&self) -> usize {
         self.fds().close_all()
+    }
+}
+
+/// A place taken in a process's descriptor table ([`Process::reserve_fd`]): filled by
+/// [`install`](Self::install), given back if dropped unused.
+#[derive(Debug)]
+#[must_use = "a place not installed into is given back"]
+pub struct FdSlot {
+    process: Arc<Process>,
+    used: bool,
+}
+
+impl FdSlot {
+    /// Installs the new kernel descriptor in this place; returns its virtual number. `EBADF`
+    /// (and the descriptor closed) if the process was destroyed meanwhile.
+    pub fn install(mut self, fd: OwnedFd, kind: DescriptorKind) -> Result<i32, OpError> {
+        self.used = true;
+        self.process.fds().insert_reserved(Descriptor::new(fd, kind))
+    }
+}
+
+impl Drop for FdSlot {
+    fn drop(&mut self) {
+        if !self.used {
+            self.process.fds().unreserve();
+        }
     }
 }
 
@@ -110,9 +148,14 @@ impl ProcessTable {
 
     /// Removes `pid`, closing its descriptors.
     pub fn remove(&self, pid: Pid) -> Option<Arc<Process>> {
-        let p = self.procs.write().unwrap_or_else(|e| e.into_inner()).remove(&pid)?;
+        let p = self.take(pid)?;
         p.close_all();
         Some(p)
+    }
+
+    /// Removes `pid` from the table, leaving its descriptors to the caller to close.
+    pub(crate) fn take(&self, pid: Pid) -> Option<Arc<Process>> {
+        self.procs.write().unwrap_or_else(|e| e.into_inner()).remove(&pid)
     }
 }
 

@@ -19,8 +19,8 @@ pub(crate) fn relative(path: &str) -> &str {
     if rel.is_empty() { "." } else { rel }
 }
 
-pub(crate) fn open_beneath(root: &OwnedFd, path: &str, flags: u32, mode: u32) -> Result<OwnedFd, OpError> {
-    let (oflags, mode) = kernel_flags(flags, mode);
+pub(crate) fn open_beneath(root: &OwnedFd, path: &str, flags: u32, mode: u32, umask: u32) -> Result<OwnedFd, OpError> {
+    let (oflags, mode) = kernel_flags(flags, mode, umask);
     rustix::fs::openat2(root, relative(path), oflags, mode, RESOLVE).map_err(|e| escape_error(path, e))
 }
 

@@ -5,7 +5,13 @@ use std::os::fd::OwnedFd;
 
 use crate::syscalls::iouring::error::{OpError, errno};
 
-pub(crate) fn open_beneath(_root: &OwnedFd, path: &str, _flags: u32, _mode: u32) -> Result<OwnedFd, OpError> {
+pub(crate) fn open_beneath(
+    _root: &OwnedFd,
+    path: &str,
+    _flags: u32,
+    _mode: u32,
+    _umask: u32,
+) -> Result<OwnedFd, OpError> {
     Err(OpError::new(
         errno::EACCES,
         format!("open {path:?}: rooted policies need Linux openat2, which this platform lacks"),

@@ -50,6 +50,7 @@ pub struct Policy {
     max_open_fds: usize,
     max_outstanding: usize,
     max_io_bytes: usize,
+    umask: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +64,8 @@ enum FileAccess {
 pub const DEFAULT_MAX_OPEN_FDS: usize = 1024;
 /// Default for [`Policy::max_io_bytes`]: 64 MiB per read or write.
 pub const DEFAULT_MAX_IO_BYTES: usize = 64 << 20;
+/// Default for [`Policy::umask`]: group and others may not write what a tenant creates.
+pub const DEFAULT_UMASK: u32 = 0o022;
 
 impl Default for Policy {
     /// Denies every file and network operation (`EACCES`).
@@ -76,6 +79,7 @@ impl Default for Policy {
             max_open_fds: DEFAULT_MAX_OPEN_FDS,
             max_outstanding: usize::MAX,
             max_io_bytes: DEFAULT_MAX_IO_BYTES,
+            umask: DEFAULT_UMASK,
         }
     }
 }
@@ -91,6 +95,7 @@ impl fmt::Debug for Policy {
             .field("max_open_fds", &self.max_open_fds)
             .field("max_outstanding", &self.max_outstanding)
             .field("max_io_bytes", &self.max_io_bytes)
+            .field("umask", &format_args!("{:#o}", self.umask))
             .finish()
     }
 }
@@ -158,6 +163,20 @@ impl Policy {
     pub fn max_io_bytes(mut self, n: usize) -> Self {
         self.max_io_bytes = n;
         self
+    }
+
+    /// Permission bits cleared from the mode of every file the process creates (default
+    /// [`DEFAULT_UMASK`]), as `umask(2)` would; the host's own umask applies on top. Whatever the
+    /// umask, a created file never has its set-uid, set-gid or sticky bit: only the permission
+    /// bits `0o777` of an `Open`'s `mode` are ever passed to the kernel.
+    pub fn umask(mut self, mask: u32) -> Self {
+        self.umask = mask & 0o777;
+        self
+    }
+
+    /// The umask applied to created files.
+    pub fn file_umask(&self) -> u32 {
+        self.umask
     }
 
     /// The root directory, for a rooted policy.
@@ -251,8 +270,10 @@ impl Policy {
                 format!("open {path:?}: access mode 3 is not O_RDONLY, O_WRONLY or O_RDWR"),
             ));
         }
-        let writes =
-            !access.is_empty() || oflags.intersects(OFlags::CREATE | OFlags::TRUNC | OFlags::APPEND | OFlags::TMPFILE);
+        // `O_TMPFILE` includes the bits of `O_DIRECTORY`: only all of its bits mean a temp file.
+        let writes = !access.is_empty()
+            || oflags.intersects(OFlags::CREATE | OFlags::TRUNC | OFlags::APPEND)
+            || oflags.contains(OFlags::TMPFILE);
         if writes && !self.writable {
             return Err(OpError::new(errno::EACCES, format!("open {path:?}: the policy is read-only")));
         }
@@ -290,8 +311,8 @@ impl Sandbox {
     /// descriptor is always close-on-exec.
     pub fn open(&self, path: &str, flags: u32, mode: u32) -> Result<OwnedFd, OpError> {
         match (&self.policy.files, &self.root) {
-            (FileAccess::Anywhere, _) => path::open_anywhere(path, flags, mode),
-            (FileAccess::Beneath(_), Some(root)) => path::open_beneath(root, path, flags, mode),
+            (FileAccess::Anywhere, _) => path::open_anywhere(path, flags, mode, self.policy.umask),
+            (FileAccess::Beneath(_), Some(root)) => path::open_beneath(root, path, flags, mode, self.policy.umask),
             _ => Err(OpError::new(errno::EACCES, format!("open {path:?}: the policy allows no file access"))),
         }
     }
@@ -305,6 +326,20 @@ impl Sandbox {
 
     pub(crate) fn check(&self, op: &SyscallOpType) -> Result<(), OpError> {
         self.policy.check(op)
+    }
+
+    /// Whether the policy allows binding `addr`: for a bind the kernel makes on its own (a
+    /// `Listen` on an unbound socket binds the wildcard address and an ephemeral port, checked
+    /// as port 0), which must pass the same rules as a `Bind`.
+    pub(crate) fn may_bind(&self, addr: &std::net::SocketAddr) -> bool {
+        net::admits(&self.policy.bind, addr)
+    }
+
+    /// `open` flags and creation mode as the kernel gets them under this policy (close-on-exec,
+    /// permission bits only, less the umask): for backends that open through the kernel themselves.
+    #[cfg(all(target_os = "linux", feature = "uring"))]
+    pub(crate) fn kernel_flags(&self, flags: u32, mode: u32) -> (rustix::fs::OFlags, rustix::fs::Mode) {
+        path::kernel_flags(flags, mode, self.policy.umask)
     }
 
     /// Where a backend that opens through the kernel itself starts resolving `path`: the
@@ -322,4 +357,4 @@ impl Sandbox {
 }
 
 #[cfg(all(target_os = "linux", feature = "uring"))]
-pub(crate) use path::{escape_error, kernel_flags};
+pub(crate) use path::escape_error;

@@ -22,17 +22,19 @@ pub(crate) fn open_root(dir: &Path) -> std::io::Result<OwnedFd> {
     Ok(rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
 }
 
-pub(crate) fn open_anywhere(path: &str, flags: u32, mode: u32) -> Result<OwnedFd, OpError> {
-    let (flags, mode) = kernel_flags(flags, mode);
+pub(crate) fn open_anywhere(path: &str, flags: u32, mode: u32, umask: u32) -> Result<OwnedFd, OpError> {
+    let (flags, mode) = kernel_flags(flags, mode, umask);
     rustix::fs::open(path, flags, mode).map_err(|e| with_path(path, e))
 }
 
 /// Flags as the kernel gets them: always close-on-exec, never a controlling terminal. The mode
-/// only when a file may be created: `openat2` rejects any other with `EINVAL`.
-pub(crate) fn kernel_flags(flags: u32, mode: u32) -> (OFlags, Mode) {
+/// only when a file may be created (`openat2` rejects any other with `EINVAL`), and then only
+/// permission bits, less the policy's `umask`: a tenant never creates a set-uid, set-gid or
+/// sticky file (the host's own umask still applies on top, in the kernel).
+pub(crate) fn kernel_flags(flags: u32, mode: u32, umask: u32) -> (OFlags, Mode) {
     let flags = OFlags::from_bits_retain(flags) | OFlags::CLOEXEC | OFlags::NOCTTY;
     let creates = flags.contains(OFlags::CREATE) || flags.contains(OFlags::TMPFILE);
-    (flags, if creates { Mode::from_bits_truncate(mode & 0o7777) } else { Mode::empty() })
+    (flags, if creates { Mode::from_bits_truncate(mode & 0o777 & !umask) } else { Mode::empty() })
 }
 
 pub(crate) fn with_path(path: &str, e: rustix::io::Errno) -> OpError {

@@ -11,7 +11,6 @@ use std::os::fd::AsRawFd;
 
 use super::prepare::{self, Prepared};
 use crate::backend::{Completer, Freed, OpOutcome};
-use crate::process::Process;
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::SyscallOpType;
 use crate::syscalls::iouring::ring::{Dispatched, SyscallCompletionRing};
@@ -39,10 +38,6 @@ impl Finish {
             Finish::Channel { ring, seq, .. } => (ring, *seq),
             Finish::Pinned { pin, seq, .. } => (&rings[*pin].ring, *seq),
         }
-    }
-
-    fn process<'a>(&'a self, rings: &'a Slab<Pin>) -> &'a Arc<Process> {
-        self.ring_and_seq(rings).0.process()
     }
 
     fn is_cancelled(&self, rings: &Slab<Pin>) -> bool {
@@ -234,7 +229,8 @@ impl Driver {
             let generation = self.generation.fetch_add(1, Ordering::Relaxed);
             let mut fds = prepare::Descriptors::default();
             for (op, finish) in ops {
-                match prepare::prepare(op, finish.process(rings), &mut fds) {
+                let (ring, seq) = finish.ring_and_seq(rings);
+                match prepare::prepare(op, ring, seq, &mut fds) {
                     Ok(prepared) => {
                         let slot = table.vacant_entry();
                         let user_data = u64::from(generation) << 32 | slot.key() as u64;
@@ -446,7 +442,7 @@ impl Driver {
                 let Finish::Pinned { pin, .. } = table[key].finish else {
                     ready.next();
                     let mut op = table.remove(key);
-                    let outcome = prepare::finish(&mut op.prepared, op.finish.process(rings), result);
+                    let outcome = prepare::finish(&mut op.prepared, result);
                     match op.finish.recipient(rings) {
                         Recipient::Completer(c) => owned.push((c, outcome)),
                         channel => channels.push((channel, outcome)),
@@ -463,7 +459,7 @@ impl Driver {
                         return None;
                     }
                     ready.next();
-                    let outcome = prepare::finish(&mut op.prepared, ring.process(), result);
+                    let outcome = prepare::finish(&mut op.prepared, result);
                     table.remove(key);
                     delivered += 1;
                     counted += usize::from(counts);

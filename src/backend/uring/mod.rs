@@ -144,10 +144,18 @@ impl UringBackend {
         for sub in batch {
             match self.route(sub.op()) {
                 Route::Kernel if !sub.op().is_network() => kernel.push(sub),
-                Route::Kernel => match net_ops::try_now(sub.op(), sub.process(), || sub.is_cancelled()) {
-                    Some(outcome) => answered.push((sub.into_op().1, outcome)),
-                    None => kernel.push(sub),
-                },
+                Route::Kernel => {
+                    let tried = match sub.needs_rights() {
+                        Ok(rights) => {
+                            net_ops::try_now(sub.op(), sub.process(), rights.as_deref(), || sub.is_cancelled())
+                        }
+                        Err(e) => Some(Err(e)),
+                    };
+                    match tried {
+                        Some(outcome) => answered.push((sub.into_op().1, outcome)),
+                        None => kernel.push(sub),
+                    }
+                }
                 Route::Inline => {
                     let (op, done) = sub.into_parts();
                     answered.push((done, inline(op)));
@@ -173,7 +181,8 @@ fn inline(op: Operation) -> OpOutcome {
     if !op.op().is_network() {
         return file_ops::execute_sync(op);
     }
-    net_ops::execute_now(op.op(), op.process())
+    let rights = op.needs_rights()?;
+    net_ops::execute_now(op.op(), op.process(), rights.as_deref())
 }
 
 fn forced_failure(value: &str) -> io::Error {
@@ -204,7 +213,8 @@ impl Backend for UringBackend {
         }
         // A socket request whose answer is already there is answered by one system call; only
         // one that must wait costs an io_uring entry and the in-flight table's bookkeeping.
-        if let Some(outcome) = net_ops::try_now(op.op(), op.process(), || op.is_cancelled()) {
+        let rights = op.needs_rights()?;
+        if let Some(outcome) = net_ops::try_now(op.op(), op.process(), rights.as_deref(), || op.is_cancelled()) {
             return outcome;
         }
         let (tx, rx) = futures_channel::oneshot::channel();

@@ -15,13 +15,16 @@ use rustix::net::SocketAddrAny;
 use rustix::net::addr::{SocketAddrLen, SocketAddrStorage};
 
 use crate::backend::net_ops::{self, socket};
-use crate::process::{Descriptor, DescriptorKind, Process};
+use crate::process::{Descriptor, DescriptorKind, FdSlot, Process};
+use crate::sandbox::Sandbox;
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
 
 /// What a socket request owns while the kernel holds it, and its flags.
 pub(super) enum NetKind {
-    Accept(Box<AddrOut>),
+    /// Room for the peer's address, and the new descriptor's place (taken before the kernel
+    /// accepts anything).
+    Accept(Box<AddrOut>, FdSlot),
     Connect {
         addr: Box<SocketAddrAny>,
     },
@@ -114,11 +117,19 @@ fn recv_flags(flags: u32) -> i32 {
 }
 
 /// Takes ownership of what a socket operation's entry will point into; the descriptor is
-/// returned to be kept open.
-pub(super) fn prepare(process: &Process, op: SyscallOpType) -> Result<(NetKind, Arc<Descriptor>), OpError> {
+/// returned to be kept open. `rights` are the operation's own, if it needs them.
+pub(super) fn prepare(
+    process: &Arc<Process>,
+    rights: Option<&Sandbox>,
+    op: SyscallOpType,
+) -> Result<(NetKind, Arc<Descriptor>), OpError> {
     // Sizes were checked against the policy's limit, which fits a u32.
     Ok(match op {
-        SyscallOpType::Accept { sockfd } => (NetKind::Accept(AddrOut::new()), socket(process, sockfd)?),
+        SyscallOpType::Accept { sockfd } => {
+            let d = socket(process, sockfd)?;
+            let rights = rights.ok_or_else(|| OpError::new(errno::EINVAL, "accept: submitted without rights"))?;
+            (NetKind::Accept(AddrOut::new(), process.reserve_fd(rights)?), d)
+        }
         SyscallOpType::Connect { sockfd, addr } => {
             (NetKind::Connect { addr: Box::new(SocketAddrAny::from(addr)) }, socket(process, sockfd)?)
         }
@@ -170,7 +181,7 @@ impl NetKind {
     /// The entry for socket `fd`, pointing into the boxes and buffers `self` owns.
     pub(super) fn sqe(&mut self, fd: types::Fd) -> squeue::Entry {
         match self {
-            NetKind::Accept(out) => {
+            NetKind::Accept(out, _) => {
                 let flags = (rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC).bits() as i32;
                 opcode::Accept::new(fd, out.storage.as_mut_ptr().cast(), &mut out.len).flags(flags).build()
             }
@@ -188,15 +199,15 @@ impl NetKind {
 }
 
 /// The outcome of a socket request that completed with `n` (not an error).
-pub(super) fn finish(kind: NetKind, process: &Process, n: i32) -> Result<OpResult, OpError> {
+pub(super) fn finish(kind: NetKind, n: i32) -> Result<OpResult, OpError> {
     let len = n as usize;
     Ok(match kind {
-        NetKind::Accept(out) => {
+        NetKind::Accept(out, place) => {
             // SAFETY: a successful ACCEPT returns a new descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(n) };
             // An address that cannot be reported drops (closes) the new connection.
             let peer = out.get()?;
-            OpResult::Accepted { fd: process.install(fd, DescriptorKind::Socket)?, peer }
+            OpResult::Accepted { fd: place.install(fd, DescriptorKind::Socket)?, peer }
         }
         NetKind::Connect { .. } => OpResult::None,
         NetKind::Send { .. } | NetKind::SendTo { .. } => OpResult::Count(len),

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use io_uring::{opcode, squeue, types};
 
 use crate::backend::OpOutcome;
-use crate::process::{Descriptor, DescriptorKind, Process};
+use crate::process::{Descriptor, DescriptorKind, FdSlot, Process};
 use crate::sandbox::Sandbox;
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
+use crate::syscalls::iouring::ring::SyscallCompletionRing;
 
 use super::net::{self, NetKind};
 
@@ -84,6 +85,8 @@ enum Kind {
         how: Box<types::OpenHow>,
         name: String,
         rooted: bool,
+        /// The descriptor's place, taken before the kernel opens anything.
+        place: FdSlot,
     },
     Net(NetKind),
 }
@@ -115,9 +118,16 @@ impl Descriptors {
     }
 }
 
-/// Resolves what `op` names and takes ownership of what its entry will point into; the entry
-/// itself comes from [`Prepared::sqe`], once the `Prepared` is where it stays.
-pub(super) fn prepare(op: SyscallOpType, process: &Process, fds: &mut Descriptors) -> Result<Prepared, OpError> {
+/// Resolves what `op` (operation `seq` of `ring`) names and takes ownership of what its entry
+/// will point into; the entry itself comes from [`Prepared::sqe`], once the `Prepared` is where
+/// it stays. An operation that acts with rights uses those it was submitted with.
+pub(super) fn prepare(
+    op: SyscallOpType,
+    ring: &SyscallCompletionRing,
+    seq: u64,
+    fds: &mut Descriptors,
+) -> Result<Prepared, OpError> {
+    let process = ring.process();
     let mut file = |fd: i32| fds.get(process, fd);
     let with = |kind, d: Arc<Descriptor>| {
         let fd = types::Fd(d.as_fd().as_raw_fd());
@@ -137,19 +147,21 @@ pub(super) fn prepare(op: SyscallOpType, process: &Process, fds: &mut Descriptor
         SyscallOpType::WriteAt { fd, offset, data } => with(Kind::Write { data, offset }, file(fd)?),
         SyscallOpType::Fsync { fd } => with(Kind::Fsync, file(fd)?),
         SyscallOpType::Open { path, flags, mode } => {
-            let sandbox = process.sandbox();
+            let sandbox = ring.rights(seq)?;
             let (dir, target, resolve) = sandbox.open_at(&path)?;
             let c_path = CString::new(target)
                 .map_err(|_| OpError::new(errno::EINVAL, format!("open {path:?}: the path holds a NUL byte")))?;
-            let (oflags, mode) = crate::sandbox::kernel_flags(flags, mode);
+            let (oflags, mode) = sandbox.kernel_flags(flags, mode);
             let how = Box::new(
                 types::OpenHow::new().flags(oflags.bits() as u64).mode(u64::from(mode.bits())).resolve(resolve),
             );
-            let kind = Kind::Open { path: c_path, how, name: path, rooted: resolve != 0 };
+            let place = process.reserve_fd(&sandbox)?;
+            let kind = Kind::Open { path: c_path, how, name: path, rooted: resolve != 0, place };
             Prepared { kind, fd: types::Fd(dir), _file: None, _sandbox: Some(sandbox) }
         }
         other if net::opcode_of(&other).is_some() => {
-            let (kind, d) = net::prepare(process, other)?;
+            let rights = other.acts_with_rights().then(|| ring.rights(seq)).transpose()?;
+            let (kind, d) = net::prepare(process, rights.as_deref(), other)?;
             with(Kind::Net(kind), d)
         }
         other => {
@@ -181,7 +193,7 @@ impl Prepared {
 /// The outcome of a completed operation, from its completion's `result`. Takes what the outcome
 /// needs from `prepared` where it lies (in the in-flight table), rather than having the whole
 /// entry moved out first.
-pub(super) fn finish(prepared: &mut Prepared, process: &Process, result: i32) -> OpOutcome {
+pub(super) fn finish(prepared: &mut Prepared, result: i32) -> OpOutcome {
     let kind = std::mem::replace(&mut prepared.kind, Kind::Nop);
     if result < 0 {
         let e = rustix::io::Errno::from_raw_os_error(-result);
@@ -205,52 +217,55 @@ pub(super) fn finish(prepared: &mut Prepared, process: &Process, result: i32) ->
             drop(data);
             OpResult::Count(n)
         }
-        Kind::Open { path, how, name, rooted } => {
+        Kind::Open { path, how, name, rooted, place } => {
             drop((path, how, name, rooted));
             // SAFETY: a successful OPENAT2 returns a new descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(result) };
-            OpResult::Fd(process.install(fd, DescriptorKind::File)?)
+            OpResult::Fd(place.install(fd, DescriptorKind::File)?)
         }
-        Kind::Net(kind) => net::finish(kind, process, result)?,
+        Kind::Net(kind) => net::finish(kind, result)?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::ProcessTable;
+    use crate::syscalls::iouring::ring::test_support::ring;
 
     /// A batch's descriptor lookups, remembered from one request to the next, still name what
     /// each request's own process means by its number.
     #[test]
     fn batch_lookups_name_each_process_own_descriptors() {
         let dir = tempfile::tempdir().unwrap();
-        let table = ProcessTable::new();
-        let (a, b) = (table.get_or_create(1), table.get_or_create(2));
+        let (ring_a, _) = ring(1, 8, 8);
+        let (ring_b, _) = ring(2, 8, 8);
+        let (a, b) = (ring_a.process(), ring_b.process());
         let open = |p: &Process, name: &str| {
             let file = std::fs::File::create(dir.path().join(name)).unwrap();
             let kernel_fd = file.as_raw_fd();
             (p.install(OwnedFd::from(file), DescriptorKind::File).unwrap(), kernel_fd)
         };
         // The same virtual numbers name different kernel files in the two processes.
-        let (a1, a1k) = open(&a, "a1");
-        let (a2, a2k) = open(&a, "a2");
-        let (b1, b1k) = open(&b, "b1");
+        let (a1, a1k) = open(a, "a1");
+        let (a2, a2k) = open(a, "a2");
+        let (b1, b1k) = open(b, "b1");
         assert_eq!(a1, b1);
         let read = |fd| SyscallOpType::ReadAt { fd, offset: 0, size: 16 };
         let mut fds = Descriptors::default();
-        let kernel_fd = |p: &Process, fd, fds: &mut Descriptors| prepare(read(fd), p, fds).map(|p| p.fd.0);
-        for (p, fd, expect) in
-            [(&a, a1, a1k), (&a, a1, a1k), (&b, b1, b1k), (&a, a1, a1k), (&a, a2, a2k), (&b, b1, b1k)]
+        let kernel_fd =
+            |r: &SyscallCompletionRing, fd, fds: &mut Descriptors| prepare(read(fd), r, 0, fds).map(|p| p.fd.0);
+        let (ra, rb) = (&*ring_a, &*ring_b);
+        for (r, fd, expect) in
+            [(ra, a1, a1k), (ra, a1, a1k), (rb, b1, b1k), (ra, a1, a1k), (ra, a2, a2k), (rb, b1, b1k)]
         {
-            assert_eq!(kernel_fd(p, fd, &mut fds).unwrap(), expect);
+            assert_eq!(kernel_fd(r, fd, &mut fds).unwrap(), expect);
         }
         // A number the other process has and this one does not is EBADF, remembered or not.
-        let e = kernel_fd(&b, a2, &mut fds).unwrap_err();
+        let e = kernel_fd(rb, a2, &mut fds).unwrap_err();
         assert_eq!(e.errno(), errno::EBADF);
         // A closed descriptor is EBADF for the next batch.
         b.close(b1).unwrap();
-        let e = kernel_fd(&b, b1, &mut Descriptors::default()).unwrap_err();
+        let e = kernel_fd(rb, b1, &mut Descriptors::default()).unwrap_err();
         assert_eq!(e.errno(), errno::EBADF);
     }
 }

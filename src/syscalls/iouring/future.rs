@@ -5,8 +5,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_core::future::FusedFuture;
+
 use super::completion::SyscallCompletionEntry;
-use super::error::{OpError, errno};
 use super::ring::SyscallCompletionRing;
 
 /// The completion of one operation submitted with
@@ -20,6 +21,9 @@ use super::ring::SyscallCompletionRing;
 ///
 /// It stores the task's `Waker` and is woken by whichever thread completes the work, so it runs
 /// under any executor.
+///
+/// As with any `Future`, it must not be polled again once it returned `Ready`: doing so panics.
+/// It implements [`FusedFuture`], so `select!`-style combinators know when it is done.
 #[must_use = "dropping a CompletionFuture cancels its operation"]
 #[derive(Debug)]
 pub struct CompletionFuture {
@@ -55,14 +59,18 @@ impl Future for CompletionFuture {
     type Output = SyscallCompletionEntry;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<SyscallCompletionEntry> {
-        if self.finished {
-            // Polled again after it resolved: answer with an error rather than panic or hang.
-            let err = OpError::new(errno::EINVAL, "CompletionFuture polled after it completed");
-            return Poll::Ready(SyscallCompletionEntry::from_outcome(self.seq, 0, Err(err)));
-        }
+        // Its completion was taken (or handed to the CQ): there is nothing left to give, and
+        // making one up would report an operation that never happened.
+        assert!(!self.finished, "CompletionFuture polled after it completed (or was detached)");
         let entry = std::task::ready!(self.ring.poll_owned(self.seq, cx));
         self.finished = true;
         Poll::Ready(entry)
+    }
+}
+
+impl FusedFuture for CompletionFuture {
+    fn is_terminated(&self) -> bool {
+        self.finished
     }
 }
 

@@ -173,7 +173,7 @@ fn loom_wait_races_completion_and_destroy() {
 #[test]
 fn loom_stream_races_completion_and_destroy() {
     completion_and_destroy_race(|r, seq| {
-        if let Some(entry) = loom::future::block_on(poll_fn(|cx| r.poll_cq(cx))) {
+        if let Some(entry) = loom::future::block_on(poll_fn(|cx| r.poll_cq(1, cx))) {
             assert_eq!(entry.seq, seq);
         }
     });

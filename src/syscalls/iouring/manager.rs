@@ -144,7 +144,9 @@ impl IoUringManager {
     }
 
     /// Sets the sandbox of `pid` (a process without one denies everything). Takes effect for
-    /// operations submitted from now on. A rooted policy whose root cannot be opened is refused.
+    /// operations submitted from now on: an operation's rights (its root, whether it may write,
+    /// its network rules and limits) are those in force when it was submitted, however long it
+    /// waits to run. A rooted policy whose root cannot be opened is refused.
     pub fn set_policy(&self, pid: Pid, policy: Policy) -> Result<()> {
         let root = policy.root().map(|r| r.display().to_string());
         self.inner.processes.set_policy(pid, policy).map_err(|e| {
@@ -228,17 +230,37 @@ impl IoUringManager {
         self.ring(pid)?.cancel(seq)
     }
 
-    /// Ends the process's I/O: cancels its queued and running operations, closes its descriptors,
-    /// forgets its policy (a new ring starts deny-all again), and wakes every waiter: blocked
-    /// `wait_completion` calls return [`IoUringError::RingDestroyed`], futures resolve
-    /// `Cancelled`, streams end.
+    /// Ends the process `pid` altogether: cancels its queued and running operations, closes its
+    /// descriptors, forgets its policy, and wakes every waiter: blocked `wait_completion` calls
+    /// return [`IoUringError::RingDestroyed`], futures not yet resolved resolve `Cancelled` (or,
+    /// if their operation had already finished, with its outcome, except that one which created
+    /// a descriptor resolves `Cancelled`: the descriptor was closed with the process), streams
+    /// end.
+    ///
+    /// A pid has one lifecycle: its policy, descriptors, ring and sequence numbers begin with
+    /// its first `set_policy`, `create_ring` or submission, and all end here together. The next
+    /// use of the pid starts a new process: deny-all until given a policy, no descriptors, and
+    /// sequence numbers no earlier ring ever issued (a stale one is
+    /// [`UnknownSeq`](IoUringError::UnknownSeq)). A ring created or a submission made while the
+    /// destroy runs belongs either to the old process (and is destroyed with it) or to the new
+    /// one, never half to each. Fails with [`IoUringError::NoRing`] only if the pid has neither a
+    /// ring nor a policy.
     pub fn destroy_ring(&self, pid: Pid) -> Result<()> {
-        let ring = {
+        // Both leave the tables under the rings' lock, which every ring creation holds while it
+        // looks up its process: no new ring can bind to the process being torn down.
+        let (ring, process) = {
             let mut rings = self.inner.rings.write().unwrap_or_else(|e| e.into_inner());
-            rings.remove(&pid).ok_or(IoUringError::NoRing { pid })?
+            (rings.remove(&pid), self.inner.processes.take(pid))
         };
-        ring.destroy();
-        self.inner.processes.remove(pid);
+        if ring.is_none() && process.is_none() {
+            return Err(IoUringError::NoRing { pid });
+        }
+        if let Some(ring) = ring {
+            ring.destroy();
+        }
+        if let Some(process) = process {
+            process.close_all();
+        }
         Ok(())
     }
 

@@ -142,6 +142,19 @@ impl SyscallOpType {
         )
     }
 
+    /// Whether executing the operation needs its process's rights (the sandbox it was submitted
+    /// under): it opens a path, creates a descriptor, or may bind a socket. The ring keeps those
+    /// rights from submission for it, so a later `set_policy` does not change what it may do.
+    pub(crate) fn acts_with_rights(&self) -> bool {
+        matches!(
+            self,
+            SyscallOpType::Open { .. }
+                | SyscallOpType::Socket { .. }
+                | SyscallOpType::Accept { .. }
+                | SyscallOpType::Listen { .. }
+        )
+    }
+
     /// The number of bytes the operation asks to move, for the size limits.
     pub(crate) fn io_len(&self) -> usize {
         match self {

@@ -25,6 +25,7 @@ use super::stats::Counters;
 use super::stream::CompletionStream;
 use crate::Pid;
 use crate::process::Process;
+use crate::sandbox::Sandbox;
 use crate::sync::{AtomicBool, Condvar, Mutex, MutexGuard};
 use std::sync::OnceLock;
 
@@ -73,8 +74,11 @@ impl std::fmt::Debug for SyscallCompletionRing {
 
 #[derive(Default)]
 struct RingState {
-    /// The next sequence number; 0 is never issued.
+    /// The next sequence number, within the ring's last block (see [`SeqBlocks`]).
     next_seq: u64,
+    /// The blocks of sequence numbers this ring was given: a number is this ring's only if it
+    /// lies in one of them below `next_seq`.
+    blocks: SeqBlocks,
     /// Queued operations, oldest first.
     sq: VecDeque<(u64, SyscallOpType)>,
     /// Every operation not yet completed, and every future's completion not yet taken. Keyed by
@@ -90,7 +94,10 @@ struct RingState {
     cq: VecDeque<Option<SyscallCompletionEntry>>,
     cq_stale: usize,
     destroyed: bool,
-    stream_wakers: Vec<Waker>,
+    /// The waker of each stream waiting for a CQ completion, by stream id; taken (all of them)
+    /// when one arrives, removed when its stream is dropped.
+    stream_wakers: FxHashMap<u64, Waker>,
+    next_stream_id: u64,
     blocked_waiters: usize,
     metrics: Metrics,
     /// When each sampled operation was submitted, started and completed (the later ones set as
@@ -104,6 +111,9 @@ struct Slot {
     user_data: u64,
     owner: Owner,
     phase: Phase,
+    /// The sandbox in force when the operation was submitted, for an operation that needs it
+    /// when it runs ([`SyscallOpType::acts_with_rights`]).
+    rights: Option<Arc<Sandbox>>,
 }
 
 enum Owner {
@@ -181,7 +191,7 @@ impl SyscallCompletionRing {
             cq_capacity,
             process,
             counters,
-            state: Mutex::new(RingState { next_seq: 1, ..RingState::default() }),
+            state: Mutex::new(RingState::default()),
             arrived: Condvar::new(),
             scheduled: AtomicBool::new(false),
             executor: OnceLock::new(),
@@ -306,12 +316,14 @@ impl SyscallCompletionRing {
     ) -> Result<(Accepted, AfterUnlock)> {
         let n = ops.len();
         let pid = self.pid;
-        let fits = self.sq_capacity.min(self.cq_capacity);
+        let sandbox = self.process.sandbox();
+        let limit = self.cq_capacity.min(sandbox.policy().outstanding_limit());
+        // A batch larger than the queue or the outstanding limit can never fit, however many
+        // completions are taken: saying "full" would have its caller retry forever.
+        let fits = self.sq_capacity.min(limit);
         if n > fits {
             return Err(IoUringError::BatchTooLarge { pid, len: n, capacity: fits });
         }
-        let sandbox = self.process.sandbox();
-        let limit = self.cq_capacity.min(sandbox.policy().outstanding_limit());
         let mut s = self.lock();
         if s.destroyed {
             return Err(IoUringError::RingDestroyed { pid });
@@ -322,6 +334,7 @@ impl SyscallCompletionRing {
         if s.sq.len() + n > self.sq_capacity {
             return Err(IoUringError::SubmissionQueueFull { pid, capacity: self.sq_capacity });
         }
+        s.reserve_seqs(n as u64);
         let first = s.next_seq;
         let mut accepted = Accepted { first, queued: false, counted: 0 };
         if !s.sq.is_empty() {
@@ -338,19 +351,20 @@ impl SyscallCompletionRing {
                 s.stamps.insert(seq, [now; 3]);
             }
             let owner = if to_future { Owner::Future(None) } else { Owner::Queue };
+            let rights = op.acts_with_rights().then(|| sandbox.clone());
             match (sandbox.check(&op), start.as_mut()) {
                 (Ok(()), Some(start)) => {
                     if sampled.is_some() {
                         // Started the moment it was submitted.
                         s.metrics.record(Stage::Queued, Duration::ZERO);
                     }
-                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Running(Cancel::default()) });
+                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Running(Cancel::default()), rights });
                     let counts = !op.may_wait_on_peer();
                     accepted.counted += usize::from(counts);
                     start(Dispatched { seq, op }, counts);
                 }
                 (Ok(()), None) => {
-                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Queued });
+                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Queued, rights });
                     s.sq.push_back((seq, op));
                     accepted.queued = true;
                 }
@@ -359,7 +373,7 @@ impl SyscallCompletionRing {
                     s.metrics.completed += 1;
                     s.metrics.failed += 1;
                     if to_future {
-                        s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Done });
+                        s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Done, rights: None });
                         s.done.insert(seq, entry);
                     } else {
                         s.push_cq(entry, &mut after);
@@ -506,7 +520,7 @@ impl SyscallCompletionRing {
     pub(crate) fn cancel(&self, seq: u64) -> Result<()> {
         let mut s = self.lock();
         let mut after = AfterUnlock::default();
-        let issued = seq > 0 && seq < s.next_seq;
+        let issued = s.issued(seq);
         match s.slots.get_mut(&seq).map(|slot| &mut slot.phase) {
             None if issued => {} // finished (in the CQ, or taken)
             None => return Err(IoUringError::UnknownSeq { pid: self.pid, seq }),
@@ -525,6 +539,19 @@ impl SyscallCompletionRing {
         drop(s);
         self.finish(after);
         Ok(())
+    }
+
+    /// The rights operation `seq` was submitted with (see [`SyscallOpType::acts_with_rights`]);
+    /// `ECANCELED` if it has already ended without its backend (its ring destroyed), or
+    /// `EINVAL` for an operation that took none.
+    pub(crate) fn rights(&self, seq: u64) -> std::result::Result<Arc<Sandbox>, OpError> {
+        match self.lock().slots.get(&seq) {
+            Some(Slot { rights: Some(rights), phase: Phase::Running(_) | Phase::Queued, .. }) => Ok(rights.clone()),
+            Some(Slot { phase: Phase::Running(_) | Phase::Queued, .. }) => {
+                Err(OpError::new(super::error::errno::EINVAL, "the operation was submitted without rights to act"))
+            }
+            _ => Err(OpError::cancelled()),
+        }
     }
 
     /// Whether running operation `seq` was asked to stop. One that already ended without its
@@ -571,8 +598,20 @@ impl SyscallCompletionRing {
         out
     }
 
-    /// A stream polls for the next CQ completion; `None` once the ring is destroyed.
-    pub(crate) fn poll_cq(&self, cx: &mut Context<'_>) -> Poll<Option<SyscallCompletionEntry>> {
+    /// A key for a new stream's waker.
+    pub(crate) fn new_stream_id(&self) -> u64 {
+        let mut s = self.lock();
+        s.next_stream_id += 1;
+        s.next_stream_id
+    }
+
+    /// Forgets the waker of a dropped stream.
+    pub(crate) fn forget_stream(&self, id: u64) {
+        self.lock().stream_wakers.remove(&id);
+    }
+
+    /// Stream `id` polls for the next CQ completion; `None` once the ring is destroyed.
+    pub(crate) fn poll_cq(&self, id: u64, cx: &mut Context<'_>) -> Poll<Option<SyscallCompletionEntry>> {
         let mut s = self.lock();
         if let Some(entry) = s.pop_cq(&mut self.clock()) {
             self.counters.retired(1, false);
@@ -581,8 +620,14 @@ impl SyscallCompletionRing {
         if s.destroyed {
             return Poll::Ready(None);
         }
-        if !s.stream_wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            s.stream_wakers.push(cx.waker().clone());
+        match s.stream_wakers.entry(id) {
+            std::collections::hash_map::Entry::Occupied(w) if w.get().will_wake(cx.waker()) => {}
+            std::collections::hash_map::Entry::Occupied(mut w) => {
+                w.insert(cx.waker().clone());
+            }
+            std::collections::hash_map::Entry::Vacant(w) => {
+                w.insert(cx.waker().clone());
+            }
         }
         Poll::Pending
     }
@@ -649,6 +694,13 @@ impl SyscallCompletionRing {
                         slot.phase = Phase::Done;
                         done.insert(seq, SyscallCompletionEntry::cancelled(seq, slot.user_data));
                         after.wakers.extend(waker.take());
+                    } else if let Some(entry) = done.get_mut(&seq)
+                        && let Some(fd) = entry.result.new_fd()
+                    {
+                        // The descriptor it created goes with the process: the future must not
+                        // hand out a number that names nothing (or, later, something else).
+                        *entry = SyscallCompletionEntry::cancelled(seq, slot.user_data);
+                        after.close_fds.push(fd);
                     }
                     true
                 }
@@ -662,13 +714,26 @@ impl SyscallCompletionRing {
         self.counters.retired(discarded, true);
         s.metrics.completed += forced;
         s.metrics.cancelled += forced;
-        after.wakers.append(&mut s.stream_wakers);
+        after.wakers.extend(s.stream_wakers.drain().map(|(_, w)| w));
         drop(s);
         self.finish(after);
     }
 }
 
 impl RingState {
+    /// Makes room for `n` consecutive sequence numbers from `next_seq`: a batch's numbers are
+    /// consecutive, so a batch that would cross the end of the ring's block starts a new one.
+    fn reserve_seqs(&mut self, n: u64) {
+        if self.next_seq == 0 || self.next_seq + n > self.blocks.end() {
+            self.next_seq = self.blocks.take_new();
+        }
+    }
+
+    /// Whether this ring issued `seq` (whether or not it has completed since).
+    fn issued(&self, seq: u64) -> bool {
+        seq < self.next_seq && self.blocks.contains(seq)
+    }
+
     /// Ends a running (or, when cancelled, queued) slot with `outcome`, for its owner. Gives the
     /// outcome back if `seq` has no such slot. A completion put in the CQ wakes nobody yet: the
     /// caller calls [`cq_arrived`](Self::cq_arrived) once for its pass.
@@ -727,7 +792,7 @@ impl RingState {
 
     /// Wakes whoever waits for a CQ completion: once per pass that put any there.
     fn cq_arrived(&mut self, after: &mut AfterUnlock) {
-        after.wakers.append(&mut self.stream_wakers);
+        after.wakers.extend(self.stream_wakers.drain().map(|(_, w)| w));
         after.notify_waiters |= self.blocked_waiters > 0;
     }
 
@@ -797,6 +862,45 @@ impl RingState {
     }
 }
 
+/// How many sequence numbers a ring takes at a time. A batch (at most [`MAX_RING_SIZE`]
+/// operations) always fits in one.
+const SEQ_BLOCK: u64 = 1 << 20;
+
+/// The next block of sequence numbers not yet given to any ring, counted in blocks: shared by
+/// every ring of the program, so that a sequence number names an operation of one ring lifetime
+/// only. A stale number kept from a destroyed ring is unknown to every later ring of its pid
+/// instead of naming another tenant's operation. A block's first number is never issued, so 0
+/// is never a sequence number. (2^44 blocks: not exhausted in the life of any program.)
+static NEXT_SEQ_BLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The blocks of sequence numbers one ring was given, in increasing order.
+#[derive(Default)]
+struct SeqBlocks {
+    starts: Vec<u64>,
+}
+
+impl SeqBlocks {
+    /// Takes a new block; returns its first number to issue: one past the block's start, so
+    /// that each ring's first operation is one of those sampled for latency (see
+    /// [`SAMPLE_EVERY`]).
+    fn take_new(&mut self) -> u64 {
+        let start = NEXT_SEQ_BLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * SEQ_BLOCK;
+        self.starts.push(start);
+        start + 1
+    }
+
+    /// One past the last number of the newest block (0 before the first).
+    fn end(&self) -> u64 {
+        self.starts.last().map_or(0, |s| s + SEQ_BLOCK)
+    }
+
+    /// Whether `seq` lies in one of the blocks.
+    fn contains(&self, seq: u64) -> bool {
+        let i = self.starts.partition_point(|&s| s <= seq);
+        i > 0 && seq - self.starts[i - 1] < SEQ_BLOCK
+    }
+}
+
 /// One operation in this many has its latency measured (`stats_for`'s split), chosen by sequence
 /// number (the first, then every sixteenth): reading the clock at each stage of every operation
 /// would cost more than the rest of a NOP's bookkeeping, and a fixed sample keeps the
@@ -835,7 +939,7 @@ pub(crate) fn validate_sizes(sq: usize, cq: usize) -> Result<()> {
 
 /// What the ring's unit tests and the loom models build their cases from.
 #[cfg(test)]
-pub(super) mod test_support {
+pub(crate) mod test_support {
     use std::sync::Arc;
 
     use super::SyscallCompletionRing;
@@ -1017,7 +1121,7 @@ mod tests {
         let woken = || flag.0.swap(false, std::sync::atomic::Ordering::SeqCst);
         // A completion bound for a future leaves the CQ's waiters asleep.
         let (fut, _) = r.submit(nops(1), true).unwrap();
-        assert!(r.poll_cq(&mut cx).is_pending());
+        assert!(r.poll_cq(1, &mut cx).is_pending());
         start_all(&r);
         r.complete(fut, Ok(OpResult::None));
         assert!(!woken(), "nothing reached the CQ");
@@ -1026,14 +1130,14 @@ mod tests {
         start_all(&r);
         r.finish(r.complete_many([(first, Ok(OpResult::None)), (first + 1, Ok(OpResult::None))].into_iter()));
         assert!(woken(), "completions reached the CQ");
-        assert!(matches!(r.poll_cq(&mut cx), Poll::Ready(Some(_))));
-        assert!(matches!(r.poll_cq(&mut cx), Poll::Ready(Some(_))));
+        assert!(matches!(r.poll_cq(1, &mut cx), Poll::Ready(Some(_))));
+        assert!(matches!(r.poll_cq(1, &mut cx), Poll::Ready(Some(_))));
         // So does a queued operation cancelled into the CQ.
-        assert!(r.poll_cq(&mut cx).is_pending());
+        assert!(r.poll_cq(1, &mut cx).is_pending());
         let (queued, _) = r.submit(nops(1), false).unwrap();
         r.cancel(queued).unwrap();
         assert!(woken(), "the cancelled operation reached the CQ");
-        let Poll::Ready(Some(e)) = r.poll_cq(&mut cx) else { panic!("not in the CQ") };
+        let Poll::Ready(Some(e)) = r.poll_cq(1, &mut cx) else { panic!("not in the CQ") };
         assert!(e.status.is_cancelled());
     }
 
