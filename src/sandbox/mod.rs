@@ -50,6 +50,7 @@ pub struct Policy {
     max_open_fds: usize,
     max_outstanding: usize,
     max_io_bytes: usize,
+    max_buffered_bytes: usize,
     umask: u32,
 }
 
@@ -64,6 +65,8 @@ enum FileAccess {
 pub const DEFAULT_MAX_OPEN_FDS: usize = 1024;
 /// Default for [`Policy::max_io_bytes`]: 64 MiB per read or write.
 pub const DEFAULT_MAX_IO_BYTES: usize = 64 << 20;
+/// Default for [`Policy::max_buffered_bytes`]: 256 MiB of reads outstanding.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 << 20;
 /// Default for [`Policy::umask`]: group and others may not write what a tenant creates.
 pub const DEFAULT_UMASK: u32 = 0o022;
 
@@ -79,6 +82,7 @@ impl Default for Policy {
             max_open_fds: DEFAULT_MAX_OPEN_FDS,
             max_outstanding: usize::MAX,
             max_io_bytes: DEFAULT_MAX_IO_BYTES,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             umask: DEFAULT_UMASK,
         }
     }
@@ -95,6 +99,7 @@ impl fmt::Debug for Policy {
             .field("max_open_fds", &self.max_open_fds)
             .field("max_outstanding", &self.max_outstanding)
             .field("max_io_bytes", &self.max_io_bytes)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("umask", &format_args!("{:#o}", self.umask))
             .finish()
     }
@@ -163,6 +168,22 @@ impl Policy {
     pub fn max_io_bytes(mut self, n: usize) -> Self {
         self.max_io_bytes = n;
         self
+    }
+
+    /// At most `n` bytes held for the process's reads at once (default
+    /// [`DEFAULT_MAX_BUFFERED_BYTES`]): the sizes asked by its reads not yet completed, plus the
+    /// bytes of its read results not yet taken. A read that would pass it completes with
+    /// `ENOMEM` at once, so no tenant can make the host hold more than this for it, however many
+    /// reads it queues (the ring's capacity times [`max_io_bytes`](Self::max_io_bytes) is far
+    /// more). Raise it with `max_io_bytes` when single reads should be larger.
+    pub fn max_buffered_bytes(mut self, n: usize) -> Self {
+        self.max_buffered_bytes = n;
+        self
+    }
+
+    /// The limit on bytes held for the process's reads.
+    pub fn buffered_byte_limit(&self) -> usize {
+        self.max_buffered_bytes
     }
 
     /// Permission bits cleared from the mode of every file the process creates (default

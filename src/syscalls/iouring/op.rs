@@ -155,6 +155,18 @@ impl SyscallOpType {
         )
     }
 
+    /// The most bytes a read (`Read`, `ReadAt`, `Recv`, `RecvFrom`) may bring back; 0 for any
+    /// other operation. What it counts against its process's buffer budget until it completes.
+    pub(crate) fn read_len(&self) -> usize {
+        match self {
+            SyscallOpType::Read { size, .. }
+            | SyscallOpType::ReadAt { size, .. }
+            | SyscallOpType::Recv { size, .. }
+            | SyscallOpType::RecvFrom { size, .. } => *size,
+            _ => 0,
+        }
+    }
+
     /// The number of bytes the operation asks to move, for the size limits.
     pub(crate) fn io_len(&self) -> usize {
         match self {
@@ -202,6 +214,15 @@ impl OpResult {
         match *self {
             OpResult::Fd(fd) | OpResult::Accepted { fd, .. } => Some(fd),
             _ => None,
+        }
+    }
+
+    /// The bytes of data it holds (what it counts against its process's buffer budget until
+    /// taken).
+    pub(crate) fn data_len(&self) -> usize {
+        match self {
+            OpResult::Bytes(data) | OpResult::Datagram { data, .. } => data.len(),
+            _ => 0,
         }
     }
 }

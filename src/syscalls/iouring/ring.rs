@@ -93,6 +93,9 @@ struct RingState {
     /// compacted later.
     cq: VecDeque<Option<SyscallCompletionEntry>>,
     cq_stale: usize,
+    /// Bytes held for reads: reserved by those not yet completed, held by results not yet
+    /// taken. Never more than the policy's `max_buffered_bytes` (checked at submission).
+    buffered: usize,
     destroyed: bool,
     /// The waker of each stream waiting for a CQ completion, by stream id; taken (all of them)
     /// when one arrives, removed when its stream is dropped.
@@ -114,6 +117,8 @@ struct Slot {
     /// The sandbox in force when the operation was submitted, for an operation that needs it
     /// when it runs ([`SyscallOpType::acts_with_rights`]).
     rights: Option<Arc<Sandbox>>,
+    /// The bytes a read counts against the ring's buffer budget until it completes.
+    reserved: usize,
 }
 
 enum Owner {
@@ -352,19 +357,35 @@ impl SyscallCompletionRing {
             }
             let owner = if to_future { Owner::Future(None) } else { Owner::Queue };
             let rights = op.acts_with_rights().then(|| sandbox.clone());
-            match (sandbox.check(&op), start.as_mut()) {
+            let reserved = op.read_len();
+            let checked = sandbox.check(&op).and_then(|()| {
+                if s.buffered + reserved > sandbox.policy().buffered_byte_limit() {
+                    return Err(OpError::new(
+                        rustix::io::Errno::NOMEM.raw_os_error(),
+                        format!(
+                            "{}: {reserved} more bytes would pass the policy's {} bytes of reads outstanding",
+                            op.name(),
+                            sandbox.policy().buffered_byte_limit()
+                        ),
+                    ));
+                }
+                s.buffered += reserved;
+                Ok(())
+            });
+            match (checked, start.as_mut()) {
                 (Ok(()), Some(start)) => {
                     if sampled.is_some() {
                         // Started the moment it was submitted.
                         s.metrics.record(Stage::Queued, Duration::ZERO);
                     }
-                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Running(Cancel::default()), rights });
+                    let phase = Phase::Running(Cancel::default());
+                    s.slots.insert(seq, Slot { user_data, owner, phase, rights, reserved });
                     let counts = !op.may_wait_on_peer();
                     accepted.counted += usize::from(counts);
                     start(Dispatched { seq, op }, counts);
                 }
                 (Ok(()), None) => {
-                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Queued, rights });
+                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Queued, rights, reserved });
                     s.sq.push_back((seq, op));
                     accepted.queued = true;
                 }
@@ -373,7 +394,7 @@ impl SyscallCompletionRing {
                     s.metrics.completed += 1;
                     s.metrics.failed += 1;
                     if to_future {
-                        s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Done, rights: None });
+                        s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Done, rights: None, reserved: 0 });
                         s.done.insert(seq, entry);
                     } else {
                         s.push_cq(entry, &mut after);
@@ -484,6 +505,7 @@ impl SyscallCompletionRing {
             Phase::Done => {
                 s.remove(seq);
                 if let Some(e) = s.done.remove(&seq) {
+                    s.buffered -= e.result.data_len();
                     after.close_fds.extend(e.result.new_fd());
                 }
                 self.counters.retired(1, true);
@@ -587,7 +609,7 @@ impl SyscallCompletionRing {
         while out.len() < max {
             match s.cq.pop_front() {
                 Some(Some(entry)) => {
-                    s.took(entry.seq, &mut clock);
+                    s.took(&entry, &mut clock);
                     out.push(entry);
                 }
                 Some(None) => s.cq_stale -= 1,
@@ -690,6 +712,7 @@ impl SyscallCompletionRing {
             match &mut slot.owner {
                 Owner::Future(waker) => {
                     if !matches!(slot.phase, Phase::Done) {
+                        slot.reserved = 0;
                         forced += 1;
                         slot.phase = Phase::Done;
                         done.insert(seq, SyscallCompletionEntry::cancelled(seq, slot.user_data));
@@ -711,6 +734,8 @@ impl SyscallCompletionRing {
             }
         });
         stamps.retain(|seq, _| slots.contains_key(seq));
+        // Only the futures' completions are left to take.
+        s.buffered = s.done.values().map(|e| e.result.data_len()).sum();
         self.counters.retired(discarded, true);
         s.metrics.completed += forced;
         s.metrics.cancelled += forced;
@@ -763,6 +788,11 @@ impl RingState {
         metrics.completed += 1;
         metrics.failed += u64::from(entry.status.is_error());
         metrics.cancelled += u64::from(entry.status.is_cancelled());
+        // What the read reserved becomes what its result holds, until taken.
+        self.buffered -= std::mem::take(&mut slot.get_mut().reserved);
+        if !matches!(slot.get().owner, Owner::Nobody) {
+            self.buffered += entry.result.data_len();
+        }
         match &mut slot.get_mut().owner {
             Owner::Nobody => {
                 slot.remove();
@@ -800,7 +830,7 @@ impl RingState {
         while let Some(entry) = self.cq.pop_front() {
             match entry {
                 Some(entry) => {
-                    self.took(entry.seq, clock);
+                    self.took(&entry, clock);
                     return Some(entry);
                 }
                 None => self.cq_stale -= 1,
@@ -814,7 +844,7 @@ impl RingState {
         let entry = self.cq.iter_mut().find(|e| e.as_ref().is_some_and(|e| e.seq == seq))?.take()?;
         self.cq_stale += 1;
         self.compact_cq();
-        self.took(seq, clock);
+        self.took(&entry, clock);
         Some(entry)
     }
 
@@ -822,13 +852,15 @@ impl RingState {
     fn take_done(&mut self, seq: u64, clock: &mut Clock) -> SyscallCompletionEntry {
         self.slots.remove(&seq);
         let entry = self.done.remove(&seq).expect("a done slot's completion is in `done`");
-        self.took(seq, clock);
+        self.took(&entry, clock);
         entry
     }
 
-    /// A completion leaves its ring: how long it waited is measured if it is a sampled one.
-    /// Every way of taking a completion ends here.
-    fn took(&mut self, seq: u64, clock: &mut Clock) {
+    /// A completion leaves its ring: the bytes it held leave the buffer budget, and how long it
+    /// waited is measured if it is a sampled one. Every way of taking a completion ends here.
+    fn took(&mut self, entry: &SyscallCompletionEntry, clock: &mut Clock) {
+        let seq = entry.seq;
+        self.buffered -= entry.result.data_len();
         if let Some(times) = self.unstamp(seq)
             && let Some(now) = clock.at(seq)
         {
@@ -836,10 +868,13 @@ impl RingState {
         }
     }
 
-    /// Removes a slot that ends without being taken.
+    /// Removes a slot that ends without being taken (and without a completion), giving back
+    /// what it reserved.
     fn remove(&mut self, seq: u64) -> Option<Slot> {
         self.unstamp(seq);
-        self.slots.remove(&seq)
+        let slot = self.slots.remove(&seq)?;
+        self.buffered -= slot.reserved;
+        Some(slot)
     }
 
     /// Forgets the times of `seq`, if it is a sampled operation.
@@ -971,6 +1006,7 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::{nops, start_all};
     use super::*;
+    use std::pin::Pin;
     use std::task::Wake;
 
     fn ring(sq: usize, cq: usize) -> (Arc<SyscallCompletionRing>, Arc<Counters>) {
@@ -1155,6 +1191,67 @@ mod tests {
         let Poll::Ready(e) = r.poll_owned(seq, &mut cx) else { panic!("not ready") };
         assert_eq!(e.result, OpResult::Count(1));
         assert_eq!(r.ready(), 0, "a future's completion never reaches the CQ");
+    }
+
+    #[test]
+    fn iouring_dropped_streams_leave_no_waker() {
+        use futures_core::Stream;
+        let (r, _) = ring(8, 8);
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        for _ in 0..20_000 {
+            let mut stream = r.completions();
+            assert!(Pin::new(&mut stream).poll_next(&mut cx).is_pending());
+        }
+        assert!(r.lock().stream_wakers.is_empty(), "dropped streams left their wakers");
+        // A live stream (and each clone) keeps one waker, however often it polls.
+        let mut stream = r.completions();
+        let mut clone = stream.clone();
+        for _ in 0..3 {
+            assert!(Pin::new(&mut stream).poll_next(&mut cx).is_pending());
+            assert!(Pin::new(&mut clone).poll_next(&mut cx).is_pending());
+        }
+        assert_eq!(r.lock().stream_wakers.len(), 2);
+        drop(clone);
+        assert_eq!(r.lock().stream_wakers.len(), 1);
+    }
+
+    #[test]
+    fn iouring_reads_hold_no_more_than_the_buffer_budget() {
+        use crate::process::ProcessTable;
+        use crate::sandbox::Policy;
+        let table = ProcessTable::new();
+        table.set_policy(1, Policy::default().max_buffered_bytes(100)).unwrap();
+        let counters = Arc::new(Counters::default());
+        let r = Arc::new(SyscallCompletionRing::new(1, 8, 8, table.get_or_create(1), counters.clone()).unwrap());
+        let read = |size| std::iter::once((SyscallOpType::ReadAt { fd: 3, offset: 0, size }, 0));
+        let (first, _) = r.submit(read(60), false).unwrap();
+        let (over, _) = r.submit(read(50), false).unwrap();
+        assert_eq!(r.lock().buffered, 60, "the refused read reserved nothing");
+        let refused = r.wait(over, None).unwrap();
+        assert_eq!(refused.errno(), Some(rustix::io::Errno::NOMEM.raw_os_error()));
+        // Completed, the read holds only what it brought back, until taken.
+        start_all(&r);
+        r.complete(first, Ok(OpResult::Bytes(vec![7; 5])));
+        assert_eq!(r.lock().buffered, 5);
+        let (second, _) = r.submit(read(95), false).unwrap();
+        assert_eq!(r.lock().buffered, 100);
+        let (third, _) = r.submit(read(1), false).unwrap();
+        assert!(r.wait(third, None).unwrap().status.is_error());
+        // A queued read cancelled, a taken result: both give their bytes back.
+        r.cancel(second).unwrap();
+        assert_eq!(r.lock().buffered, 5);
+        assert_eq!(r.wait(first, None).unwrap().result, OpResult::Bytes(vec![7; 5]));
+        assert_eq!(r.lock().buffered, 0);
+        // A future's result counts until the future takes it, or the ring is destroyed.
+        let (fut, _) = r.submit(read(40), true).unwrap();
+        start_all(&r);
+        r.complete(fut, Ok(OpResult::Bytes(vec![1; 30])));
+        assert_eq!(r.lock().buffered, 30);
+        r.abandon(fut);
+        assert_eq!(r.lock().buffered, 0);
+        r.reap(usize::MAX);
+        assert_eq!(counters.snapshot(1, "t").pending, 0);
     }
 
     #[test]

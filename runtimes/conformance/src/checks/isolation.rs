@@ -25,6 +25,7 @@ macro_rules! __isolation_checks {
             listen_without_bind_passes_the_bind_rules, read_only_opens_directories,
             created_files_are_never_set_uid, batch_beyond_the_outstanding_limit_is_too_large,
             finished_futures_after_destroy_hand_out_no_descriptor, future_polled_after_ready_panics,
+            reads_beyond_the_buffer_budget_are_enomem,
         );
     };
 }
@@ -146,33 +147,44 @@ pub fn stale_seqs_name_nothing_of_a_later_ring(make: MakeBackend) {
     assert_eq!(m.wait_completion(7, kept), Err(IoUringError::NoRing { pid: 7 }));
 }
 
-/// `create_ring` and `submit` racing `destroy_ring` bind the new ring either to the old process,
-/// destroyed with it, or to a new one: after the race, the next policy is the one in force.
+/// A ring created while `destroy_ring` runs binds to a new process, never to the one being torn
+/// down: after the race, the next policy is the one in force. (A stream's waker that takes its
+/// time keeps the destroy running while another thread creates the ring again.)
 pub fn destroy_races_never_bind_a_ring_to_a_dead_process(make: MakeBackend) {
+    use futures::Stream;
+    struct SlowWake;
+    impl std::task::Wake for SlowWake {
+        fn wake(self: std::sync::Arc<Self>) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let m = manager(make);
     let (old_root, new_root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    for round in 0..150 {
+    let waker = std::task::Waker::from(std::sync::Arc::new(SlowWake));
+    for round in 0..5 {
         m.set_policy(3, Policy::rooted(old_root.path()).read_write()).unwrap();
-        m.submit(3, nop(3)).unwrap();
-        let destroyer = {
+        let mut stream = m.completions(3).or_else(|_| m.create_ring(3, None, None).map(|r| r.completions())).unwrap();
+        let polled = std::pin::Pin::new(&mut stream).poll_next(&mut std::task::Context::from_waker(&waker));
+        assert!(polled.is_pending());
+        let creator = {
             let m = m.clone();
             std::thread::spawn(move || {
-                let _ = m.destroy_ring(3);
+                // Again as soon as the old ring is gone.
+                while let Err(IoUringError::InvalidConfig(_)) = m.create_ring(3, None, None) {
+                    std::thread::yield_now();
+                }
             })
         };
-        // Either may come first, or the two interleave.
-        if round % 2 == 0 {
-            let _ = m.create_ring(3, None, None);
-        } else {
-            let _ = m.submit(3, nop(3));
-        }
-        destroyer.join().unwrap();
+        m.destroy_ring(3).unwrap();
+        creator.join().unwrap();
         m.set_policy(3, Policy::rooted(new_root.path()).read_write()).unwrap();
         let name = format!("f{round}");
         let done = run_op(&m, 3, Op::open(name.as_str(), O_WRONLY | O_CREAT));
         assert!(done.status.is_success(), "round {round}: {:?}", done.status);
         assert!(new_root.path().join(&name).exists(), "round {round}: not under the new root");
         assert!(!old_root.path().join(&name).exists(), "round {round}: created under the old policy");
+        // The stale stream ended with its ring.
+        assert!(futures::executor::block_on(futures::StreamExt::next(&mut stream)).is_none());
         m.destroy_ring(3).unwrap();
     }
 }
@@ -304,4 +316,28 @@ pub fn future_polled_after_ready_panics(make: MakeBackend) {
     let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| futures::executor::block_on(&mut fut)));
     assert!(again.is_err(), "a second poll made up {again:?}");
     assert_eq!(m.stats().pending, 0);
+}
+
+/// The bytes one tenant's reads may hold at once are bounded: a read that would pass the
+/// policy's budget completes `ENOMEM` at once, and taking results gives their bytes back.
+pub fn reads_beyond_the_buffer_budget_are_enomem(make: MakeBackend) {
+    let m = manager(make);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("small"), b"hello").unwrap();
+    m.set_policy(1, Policy::rooted(dir.path()).max_buffered_bytes(100_000)).unwrap();
+    let fd = fd_of(run_op(&m, 1, Op::open("small", O_RDONLY)));
+    let read = || entry(1, Op::ReadAt { fd, offset: 0, size: 60_000 }, 0);
+    // One batch: the second is refused whatever the first has done by then.
+    let seqs = m.submit_batch(1, vec![read(), read()]).unwrap();
+    let wait = |seq| m.wait_completion_timeout(1, seq, Duration::from_secs(30)).unwrap();
+    let second = wait(seqs[1]);
+    assert_eq!(errno_of(&second), Some(libc::ENOMEM), "{:?}", second.status);
+    assert_eq!(wait(seqs[0]).result, OpResult::Bytes(b"hello".to_vec()));
+    // Taken, the first holds nothing: the same batch's first read fits again, and a completed
+    // but untaken 5-byte result leaves room for another large read.
+    let again = m.submit_batch(1, vec![read()]).unwrap()[0];
+    eventually(Duration::from_secs(10), "the read completes", || m.ring(1).unwrap().ready() == 1);
+    let more = m.submit(1, read()).unwrap();
+    assert_eq!(wait(more).result, OpResult::Bytes(b"hello".to_vec()));
+    assert_eq!(wait(again).result, OpResult::Bytes(b"hello".to_vec()));
 }
