@@ -1,5 +1,6 @@
-//! SPEC.md's usage patterns end to end on a real temp file: submit and reap, wait for one
-//! completion, `.await` a future, consume the completion stream, and print the stats.
+//! The ways a host uses a ring, end to end on a real temp file, under a rooted read-write policy:
+//! submit and reap, wait for one completion, `.await` a future, consume the completion stream,
+//! and print the stats.
 //!
 //! `cargo run --release --example quickstart` (set `AI_OS_KERNEL_BACKEND` to pick a backend).
 

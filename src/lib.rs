@@ -33,9 +33,19 @@
 //! 4. Nothing is dropped: a full ring refuses new submissions at once
 //!    ([`SubmissionQueueFull`](syscalls::IoUringError::SubmissionQueueFull),
 //!    [`CompletionQueueFull`](syscalls::IoUringError::CompletionQueueFull)).
-//! 5. Waiting for a seq never issued, already taken, or of a destroyed ring fails at once.
+//! 5. Waiting for a seq never issued, already taken, or of a destroyed ring fails at once; a seq
+//!    never names an operation of another ring, even a later ring of the same pid.
 //! 6. Futures and streams store a `Waker`, so they work under tokio, smol or
 //!    `futures::executor::block_on` alike.
+//!
+//! # Isolation
+//!
+//! A pid has one lifecycle: its policy, descriptors, ring and sequence numbers begin with its
+//! first use and end together with
+//! [`destroy_ring`](syscalls::IoUringManager::destroy_ring). An operation's rights (root, write
+//! permission, network rules, limits) are taken when it is submitted, and every limit and rule is
+//! checked before the kernel acts, so a refused operation leaves no trace. The bytes a tenant's
+//! reads may hold at once are bounded by its policy.
 //!
 //! # Example
 //!
