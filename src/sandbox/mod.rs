@@ -151,7 +151,9 @@ impl Policy {
     }
 
     /// At most `n` descriptors open at once; one more `Open`, `Socket` or `Accept` fails with
-    /// `EMFILE`.
+    /// `EMFILE`, before the kernel acts (nothing is created or truncated, no connection is taken
+    /// off its queue). An operation takes its place when it starts: an `Accept` waiting for a
+    /// connection holds one.
     pub fn max_open_fds(mut self, n: usize) -> Self {
         self.max_open_fds = n;
         self
