@@ -86,7 +86,11 @@ impl Backend for BlockingBackend {
     }
 
     async fn execute(&self, op: Operation) -> OpOutcome {
-        if op.op().is_network() { net_ops::execute(op, &AsyncIo).await } else { file_ops::execute_sync(op) }
+        if net_ops::is_socket_op(op.op(), op.process()) {
+            net_ops::execute(op, &AsyncIo).await
+        } else {
+            file_ops::execute_sync(op)
+        }
     }
 
     /// Socket operations whose answer is already there complete at once; the rest run as tasks

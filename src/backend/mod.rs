@@ -163,22 +163,29 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
-/// How the readiness-based backends start a batch: a socket operation whose answer is already
-/// there completes on this thread ([`net_ops::try_now`]), one that must wait runs as a task of
-/// `backend` (raced against cancellation by [`run`]), and a file operation goes to `file`.
+/// How the readiness-based backends start a batch: a socket operation (a `Read` or `Write` of a
+/// socket included, see [`net_ops::is_socket_op`]) whose answer is already there completes on
+/// this thread ([`net_ops::try_now`]), one that must wait runs as a task of `backend` (raced
+/// against cancellation by [`run`]), and a file operation goes to `file`.
 #[cfg(any(feature = "blocking", feature = "tokio", feature = "smol"))]
 pub(crate) fn start_ready_first<B: Backend>(
     backend: &Arc<B>,
     batch: Vec<Submission>,
     mut file: impl FnMut(Submission),
 ) {
-    for sub in batch {
-        if let Some(outcome) = net_ops::try_now(sub.op(), sub.process(), || sub.is_cancelled()) {
-            sub.complete(outcome);
-        } else if sub.op().is_network() {
-            backend.spawn(Box::pin(run(backend.clone(), sub)));
-        } else {
+    for mut sub in batch {
+        if !net_ops::is_socket_op(sub.op(), sub.process()) {
             file(sub);
+        } else if let Some(outcome) = net_ops::try_now(sub.op(), sub.process(), || sub.is_cancelled()) {
+            sub.complete(outcome);
+        } else {
+            // A `Read` or `Write` of a socket waits on its peer as `Recv` and `Send` do, which
+            // the executor could not tell: it gives back its place in the window, which a wait
+            // on a peer must not hold.
+            if !sub.op().may_wait_on_peer() {
+                sub.leave_window();
+            }
+            backend.spawn(Box::pin(run(backend.clone(), sub)));
         }
     }
 }
@@ -196,7 +203,8 @@ pub(crate) fn run_blocking(sub: Submission) {
 /// Runs one submission on `backend`: skips it if already cancelled, awaits
 /// [`Backend::execute`], and completes it.
 ///
-/// Only an operation that waits on a peer (accept, connect, send, receive) is interrupted by a
+/// Only an operation that waits on a peer (accept, connect, send, receive, a read or write of a
+/// socket) is interrupted by a
 /// cancellation: its future is dropped, which stops the wait. Any other operation runs to its
 /// end and reports what really happened, as io_uring does for work already started: dropping
 /// its future would not stop a system call already running on another thread, and would lose a
@@ -206,7 +214,7 @@ pub async fn run<B: Backend + ?Sized>(backend: Arc<B>, sub: Submission) {
     if op.is_cancelled() {
         return completer.complete(Err(OpError::cancelled()));
     }
-    let cancel = op.op().may_wait_on_peer().then(|| op.cancel_token());
+    let cancel = net_ops::may_wait_on_peer(op.op(), op.process()).then(|| op.cancel_token());
     let mut exec = backend.execute(op);
     let outcome = poll_fn(|cx| match exec.as_mut().poll(cx) {
         Poll::Ready(out) => Poll::Ready(out),

@@ -152,6 +152,16 @@ impl Submission {
         (self.op, self.completer)
     }
 
+    /// Gives the operation's place in its executor's in-flight window back before it completes:
+    /// for an operation found to wait on a peer only once its descriptor is known (a `Read` or
+    /// `Write` of a socket), which, like a `Recv`, must not hold a place while it waits.
+    #[cfg(any(feature = "blocking", feature = "tokio", feature = "smol"))]
+    pub(crate) fn leave_window(&mut self) {
+        if std::mem::take(&mut self.completer.counted) {
+            release(&self.completer.ring, 1);
+        }
+    }
+
     /// Completes without running (for a backend that can tell at once).
     pub fn complete(self, outcome: OpOutcome) {
         self.completer.complete(outcome);
@@ -211,6 +221,12 @@ impl RingBatch {
     fn drain(&mut self) -> impl Iterator<Item = Submission> + '_ {
         let ring = &self.ring;
         self.ops.drain(..).map(move |(d, counted)| Submission::new(ring, d, counted))
+    }
+
+    /// The process the operations run for.
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    pub(crate) fn process(&self) -> &Arc<Process> {
+        self.ring.process()
     }
 
     /// The operations.
