@@ -76,6 +76,7 @@ use std::task::Poll;
 
 #[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) use operation::Freed;
+pub(crate) use operation::release;
 pub use operation::{Completer, Operation, RingBatch, Submission};
 pub use select::{BACKEND_ENV, available, by_name, from_env};
 
@@ -179,9 +180,9 @@ pub(crate) fn start_ready_first<B: Backend>(
         } else if let Some(outcome) = net_ops::try_now(sub.op(), sub.process(), || sub.is_cancelled()) {
             sub.complete(outcome);
         } else {
-            // A `Read` or `Write` of a socket waits on its peer as `Recv` and `Send` do, which
-            // the executor could not tell: it gives back its place in the window, which a wait
-            // on a peer must not hold.
+            // A `Read` or `Write` of a socket that must wait gives its place in the window back
+            // now, as `run` would once the task starts (the executor starts what that lets in
+            // after this batch, not inside it).
             if !sub.op().may_wait_on_peer() {
                 sub.leave_window();
             }
@@ -204,17 +205,23 @@ pub(crate) fn run_blocking(sub: Submission) {
 /// [`Backend::execute`], and completes it.
 ///
 /// Only an operation that waits on a peer (accept, connect, send, receive, a read or write of a
-/// socket) is interrupted by a
+/// socket, which also gives back its place in the executor's window) is interrupted by a
 /// cancellation: its future is dropped, which stops the wait. Any other operation runs to its
 /// end and reports what really happened, as io_uring does for work already started: dropping
 /// its future would not stop a system call already running on another thread, and would lose a
 /// descriptor it opened. A result that arrives in the same poll as the cancellation wins.
 pub async fn run<B: Backend + ?Sized>(backend: Arc<B>, sub: Submission) {
-    let (op, completer) = sub.into_parts();
+    let (op, mut completer) = sub.into_parts();
     if op.is_cancelled() {
         return completer.complete(Err(OpError::cancelled()));
     }
-    let cancel = net_ops::may_wait_on_peer(op.op(), op.process()).then(|| op.cancel_token());
+    let waits = net_ops::may_wait_on_peer(op.op(), op.process());
+    // A `Read` or `Write` of a socket waits on its peer as a `Recv` does, which the executor
+    // could not tell when it counted it: it gives its place in the window back.
+    if waits && !op.op().may_wait_on_peer() && completer.take_window() {
+        release(completer.ring(), 1);
+    }
+    let cancel = waits.then(|| op.cancel_token());
     let mut exec = backend.execute(op);
     let outcome = poll_fn(|cx| match exec.as_mut().poll(cx) {
         Poll::Ready(out) => Poll::Ready(out),

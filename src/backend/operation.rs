@@ -152,12 +152,11 @@ impl Submission {
         (self.op, self.completer)
     }
 
-    /// Gives the operation's place in its executor's in-flight window back before it completes:
-    /// for an operation found to wait on a peer only once its descriptor is known (a `Read` or
-    /// `Write` of a socket), which, like a `Recv`, must not hold a place while it waits.
+    /// Gives the operation's place in its executor's in-flight window back now, for an operation
+    /// found to wait on a peer (see [`Completer::take_window`]).
     #[cfg(any(feature = "blocking", feature = "tokio", feature = "smol"))]
     pub(crate) fn leave_window(&mut self) {
-        if std::mem::take(&mut self.completer.counted) {
+        if self.completer.take_window() {
             release(&self.completer.ring, 1);
         }
     }
@@ -257,8 +256,16 @@ impl Completer {
         Completer { ring, seq, counted, done: false }
     }
 
+    /// Takes the operation's place in its executor's in-flight window off it, for an operation
+    /// found to wait on a peer only once its descriptor is known (a `Read` or `Write` of a
+    /// socket), which, like a `Recv`, must not hold a place while it waits: whether it had one,
+    /// which the caller gives back with [`release`] once it holds no lock that starting the
+    /// executor's next operations could need.
+    pub(crate) fn take_window(&mut self) -> bool {
+        std::mem::take(&mut self.counted)
+    }
+
     /// The ring the operation belongs to.
-    #[cfg(all(feature = "uring", target_os = "linux"))]
     pub(crate) fn ring(&self) -> &Arc<SyscallCompletionRing> {
         &self.ring
     }
@@ -359,7 +366,7 @@ impl Freed {
 }
 
 /// Frees `counted` places in the executor of `ring` (every ring with operations running has one).
-fn release(ring: &SyscallCompletionRing, counted: usize) {
+pub(crate) fn release(ring: &SyscallCompletionRing, counted: usize) {
     if let Some(executor) = ring.executor() {
         executor.release(counted);
     }

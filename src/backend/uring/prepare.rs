@@ -209,6 +209,13 @@ pub(super) fn prepare(op: SyscallOpType, process: &Process, fds: &mut Descriptor
 }
 
 impl Prepared {
+    /// Whether the request waits on a peer: a socket request, a `Read` or `Write` of a socket
+    /// included.
+    #[inline]
+    pub(super) fn waits_on_peer(&self) -> bool {
+        matches!(self.kind, Kind::Net(_))
+    }
+
     /// The submission entry, pointing into what `self` owns (the same each time it is built),
     /// with `user_data`.
     #[inline]

@@ -22,6 +22,7 @@ macro_rules! __hostile_checks {
             hostile_write_to_a_closed_peer_is_epipe_not_sigpipe, hostile_write_to_a_readerless_fifo_is_epipe_not_sigpipe,
             hostile_huge_file_reads_allocate_what_the_file_holds, hostile_huge_receives_allocate_what_arrived,
             hostile_socket_read_waits_like_recv, hostile_socket_write_waits_like_send, hostile_socket_read_is_cancellable,
+            hostile_parked_socket_reads_hold_no_window,
         );
     };
 }
@@ -198,33 +199,38 @@ pub fn hostile_socket_write_waits_like_send(make: MakeBackend) {
     m.set_policy(1, loopback_policy().max_io_bytes(BIG)).unwrap();
     let (server, client) = tcp_pair(&m, 1);
     let data: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
-    // Nobody reads yet: the first write fills the buffers (and may be short), the next one must
-    // wait for room.
-    let first = run_op(&m, 1, Op::Write { fd: client, data: data.clone() });
-    let OpResult::Count(mut sent) = first.result else { panic!("write: {:?}", first.status) };
-    assert!(sent > 0);
-    let received = if sent < BIG {
-        let seq = m.submit(1, entry(1, Op::Write { fd: client, data: data[sent..].to_vec() }, 0)).unwrap();
-        let early = m.wait_completion_timeout(1, seq, WAITING);
-        assert!(early.is_err(), "a write to a full socket completed at once: {early:?}");
-        let reader = {
-            let m = m.clone();
-            std::thread::spawn(move || recv_exact(&m, 1, server, BIG))
-        };
-        let done = m.wait_completion_timeout(1, seq, T).unwrap();
-        let OpResult::Count(n) = done.result else { panic!("write: {:?}", done.status) };
-        assert!(n > 0);
-        sent += n;
-        while sent < BIG {
-            let done = run_op(&m, 1, Op::Write { fd: client, data: data[sent..].to_vec() });
-            let OpResult::Count(n) = done.result else { panic!("write: {:?}", done.status) };
-            assert!(n > 0);
-            sent += n;
-        }
-        reader.join().unwrap()
-    } else {
-        recv_exact(&m, 1, server, BIG)
+    let count = |done: SyscallCompletionEntry| match done.result {
+        OpResult::Count(n) if n > 0 => n,
+        other => panic!("write: {other:?} ({:?})", done.status),
     };
+    // Nobody reads yet: writes fill the buffers (each may be short, none may fail with EAGAIN)
+    // until one finds no room and must wait.
+    let mut sent = 0;
+    let mut waiting = None;
+    for _ in 0..64 {
+        if sent == BIG {
+            break;
+        }
+        let seq = m.submit(1, entry(1, Op::Write { fd: client, data: data[sent..].to_vec() }, 0)).unwrap();
+        match m.wait_completion_timeout(1, seq, WAITING) {
+            Ok(done) => sent += count(done),
+            Err(_) => {
+                waiting = Some(seq);
+                break;
+            }
+        }
+    }
+    let reader = {
+        let m = m.clone();
+        std::thread::spawn(move || recv_exact(&m, 1, server, BIG))
+    };
+    if let Some(seq) = waiting {
+        sent += count(m.wait_completion_timeout(1, seq, T).unwrap());
+    }
+    while sent < BIG {
+        sent += count(run_op(&m, 1, Op::Write { fd: client, data: data[sent..].to_vec() }));
+    }
+    let received = reader.join().unwrap();
     assert!(received == data, "16 MiB arrived intact");
     let done = run_op(&m, 1, Op::WriteAt { fd: client, offset: 0, data: b"x".to_vec() });
     assert_eq!(errno_of(&done), Some(libc::ESPIPE), "{:?}", done.result);
@@ -243,4 +249,29 @@ pub fn hostile_socket_read_is_cancellable(make: MakeBackend) {
     assert!(done.status.is_cancelled(), "{:?} {:?}", done.status, done.result);
     assert_eq!(run_op(&m, 1, Op::Write { fd: client, data: b"after".to_vec() }).result, OpResult::Count(5));
     assert_eq!(bytes(run_op(&m, 1, Op::Read { fd: server, size: 64 }), "read"), b"after");
+}
+
+/// `Read`s parked on a silent socket, more than any backend's in-flight window, hold no place
+/// in it (as `Recv`s do): another process's file I/O goes on; cancelled, they end `Cancelled`.
+pub fn hostile_parked_socket_reads_hold_no_window(make: MakeBackend) {
+    let m = manager(make);
+    m.set_policy(1, loopback_policy()).unwrap();
+    let dir = rooted(&m, 3);
+    let (server, _client) = tcp_pair(&m, 1);
+    let parked: Vec<u64> =
+        (0..300).map(|_| m.submit(1, entry(1, Op::Read { fd: server, size: 16 }, 0)).unwrap()).collect();
+    let OpResult::Fd(fd) = run_op(&m, 3, Op::open("f", O_RDWR | O_CREAT)).result else { panic!("open") };
+    for i in 0..64u64 {
+        let done = run_op(&m, 3, Op::WriteAt { fd, offset: i * 4, data: vec![i as u8; 4] });
+        assert_eq!(done.result, OpResult::Count(4), "{:?}", done.status);
+    }
+    assert!(dir.path().join("f").exists());
+    assert_eq!(m.ring(1).unwrap().ready(), 0, "nothing parked completed");
+    for &seq in &parked {
+        m.cancel(1, seq).unwrap();
+    }
+    for &seq in &parked {
+        let done = m.wait_completion_timeout(1, seq, T).unwrap();
+        assert!(done.status.is_cancelled(), "{:?}", done.status);
+    }
 }
