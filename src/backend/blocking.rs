@@ -94,9 +94,10 @@ impl Backend for BlockingBackend {
     }
 
     /// Socket operations whose answer is already there complete at once; the rest run as tasks
-    /// on the pool.
+    /// on the pool, a file operation straight to its system call (it is known not to be a
+    /// socket's: no second look at its descriptor).
     fn submit(self: Arc<Self>, batch: Vec<Submission>) {
-        super::start_ready_first(&self, batch, |sub| self.spawn(Box::pin(super::run(self.clone(), sub))));
+        super::start_ready_first(&self, batch, |sub| self.spawn(Box::pin(async move { super::run_blocking(sub) })));
     }
 
     fn spawn(&self, task: Task) {

@@ -194,7 +194,7 @@ pub(crate) fn start_ready_first<B: Backend>(
 /// Runs a file operation to its end on the calling thread and completes it (skipped if it was
 /// cancelled before it started): for a backend that starts file operations straight on its
 /// blocking pool, without a task hop in between.
-#[cfg(any(feature = "tokio", feature = "smol"))]
+#[cfg(any(feature = "blocking", feature = "tokio", feature = "smol"))]
 pub(crate) fn run_blocking(sub: Submission) {
     let (op, done) = sub.into_parts();
     let outcome = if op.is_cancelled() { Err(OpError::cancelled()) } else { file_ops::execute_sync(op) };
