@@ -14,7 +14,7 @@ use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
 
 /// Executes a file operation (or `Nop`) with blocking system calls. Socket operations are
-/// refused with `EINVAL`: they wait on a reactor, see [`net_ops`](super::net_ops).
+/// refused with `EINVAL`: they wait on a reactor, see [`net_ops`].
 pub fn execute_sync(op: Operation) -> OpOutcome {
     let process = op.process();
     match op.op() {

@@ -45,13 +45,15 @@ fn sigpipe_kills() {
     ONCE.call_once(|| assert_ne!(unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) }, libc::SIG_ERR));
 }
 
-fn errno_of(done: &SyscallCompletionEntry) -> Option<i32> {
-    done.errno()
-}
-
 /// One connected TCP pair of `pid` on loopback: (server end, client end).
 fn tcp_pair(m: &IoUringManager, pid: Pid) -> (i32, i32) {
     connect_pairs(m, pid, pid, V4, 1)[0]
+}
+
+/// Sends all of `data` on `fd` in one `Send` (a few bytes, which always fit).
+fn send_small(m: &IoUringManager, pid: Pid, fd: i32, data: &[u8]) {
+    let done = run_op(m, pid, Op::Send { sockfd: fd, data: data.to_vec(), flags: 0 });
+    assert_eq!(done.result, OpResult::Count(data.len()), "{:?}", done.status);
 }
 
 fn bytes(done: SyscallCompletionEntry, what: &str) -> Vec<u8> {
@@ -67,7 +69,7 @@ fn write_until_error(m: &IoUringManager, pid: Pid, op: impl Fn() -> Op) -> i32 {
     // the closing call): the first write draws the peer's reset, the second sees it.
     for _ in 0..8 {
         let done = run_op(m, pid, op());
-        match errno_of(&done) {
+        match done.errno() {
             None => assert!(matches!(done.result, OpResult::Count(n) if n > 0), "{:?}", done.result),
             Some(e) => return e,
         }
@@ -111,11 +113,11 @@ pub fn hostile_write_to_a_readerless_fifo_is_epipe_not_sigpipe(make: MakeBackend
     drop(reader);
     for _ in 0..3 {
         let done = run_op(&m, 1, Op::Write { fd, data: b"unheard".to_vec() });
-        assert_eq!(errno_of(&done), Some(libc::EPIPE), "{:?}", done.result);
+        assert_eq!(done.errno(), Some(libc::EPIPE), "{:?}", done.result);
     }
     // A pipe has no offsets.
     let done = run_op(&m, 1, Op::WriteAt { fd, offset: 0, data: b"x".to_vec() });
-    assert_eq!(errno_of(&done), Some(libc::ESPIPE), "{:?}", done.result);
+    assert_eq!(done.errno(), Some(libc::ESPIPE), "{:?}", done.result);
 }
 
 /// A 64 MiB `ReadAt` or `Read` of a 5-byte file returns its 5 bytes without keeping (or
@@ -149,16 +151,12 @@ pub fn hostile_huge_receives_allocate_what_arrived(make: MakeBackend) {
     let m = manager(make);
     m.set_policy(1, loopback_policy()).unwrap();
     let (server, client) = tcp_pair(&m, 1);
-    assert_eq!(run_op(&m, 1, Op::Send { sockfd: client, data: b"small".to_vec(), flags: 0 }).result, {
-        OpResult::Count(5)
-    });
+    send_small(&m, 1, client, b"small");
     let got = bytes(run_op(&m, 1, Op::Recv { sockfd: server, size: HUGE, flags: 0 }), "recv");
     assert_eq!(got, b"small");
     assert!(got.capacity() < SMALL, "recv: {} bytes kept for {}", got.capacity(), got.len());
     // The same through `Read` of the socket.
-    assert_eq!(run_op(&m, 1, Op::Send { sockfd: client, data: b"again".to_vec(), flags: 0 }).result, {
-        OpResult::Count(5)
-    });
+    send_small(&m, 1, client, b"again");
     let got = bytes(run_op(&m, 1, Op::Read { fd: server, size: HUGE }), "read");
     assert_eq!(got, b"again");
     assert!(got.capacity() < SMALL, "read: {} bytes kept for {}", got.capacity(), got.len());
@@ -182,13 +180,11 @@ pub fn hostile_socket_read_waits_like_recv(make: MakeBackend) {
     let seq = m.submit(1, entry(1, Op::Read { fd: server, size: 64 }, 0)).unwrap();
     let early = m.wait_completion_timeout(1, seq, WAITING);
     assert!(early.is_err(), "a read of an empty socket completed at once: {early:?}");
-    assert_eq!(run_op(&m, 1, Op::Send { sockfd: client, data: b"late".to_vec(), flags: 0 }).result, {
-        OpResult::Count(4)
-    });
+    send_small(&m, 1, client, b"late");
     let done = m.wait_completion_timeout(1, seq, T).unwrap();
     assert_eq!(done.result, OpResult::Bytes(b"late".to_vec()), "{:?}", done.status);
     let done = run_op(&m, 1, Op::ReadAt { fd: server, offset: 0, size: 64 });
-    assert_eq!(errno_of(&done), Some(libc::ESPIPE), "{:?}", done.result);
+    assert_eq!(done.errno(), Some(libc::ESPIPE), "{:?}", done.result);
 }
 
 /// `Write` of a socket whose send buffer is full waits (as `Send`) until the peer reads, instead
@@ -233,7 +229,7 @@ pub fn hostile_socket_write_waits_like_send(make: MakeBackend) {
     let received = reader.join().unwrap();
     assert!(received == data, "16 MiB arrived intact");
     let done = run_op(&m, 1, Op::WriteAt { fd: client, offset: 0, data: b"x".to_vec() });
-    assert_eq!(errno_of(&done), Some(libc::ESPIPE), "{:?}", done.result);
+    assert_eq!(done.errno(), Some(libc::ESPIPE), "{:?}", done.result);
 }
 
 /// A `Read` waiting on a silent socket is cancelled like a `Recv`, and the connection still
