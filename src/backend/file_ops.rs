@@ -139,10 +139,10 @@ pub(crate) fn fit(buf: &mut Vec<u8>) {
 }
 
 /// Writes `data` to `d`, at `offset` or at its position, raising no signal in the host: a socket
-/// is sent to with `MSG_NOSIGNAL` (a closed peer is `EPIPE`); a write to a pipe without a reader
-/// (`EPIPE`), or past the host's file size limit (`EFBIG`), takes back the signal the kernel
-/// raises with it ([`without_signal`]). Regular files pay that only where the host has a file
-/// size limit at all.
+/// is sent to with `MSG_NOSIGNAL` (a closed peer is `EPIPE`); a write to a pipe whose reader is
+/// gone (`EPIPE`, or a short count), or past the host's file size limit (`EFBIG`), takes back
+/// the signal the kernel raises with it ([`without_signal`]). Regular files pay that only
+/// where the host has a file size limit at all.
 fn write(d: &Descriptor, data: &[u8], offset: Option<u64>) -> Result<usize, OpError> {
     let call = || match offset {
         Some(offset) => rustix::io::pwrite(d, data, offset),
@@ -150,8 +150,8 @@ fn write(d: &Descriptor, data: &[u8], offset: Option<u64>) -> Result<usize, OpEr
     };
     match d.file_type() {
         FileType::Socket if offset.is_none() => retry(|| rustix::net::send(d, data, SendFlags::NOSIGNAL)),
-        FileType::Fifo => retry(|| without_signal(libc::SIGPIPE, Errno::PIPE, call)),
-        FileType::RegularFile if file_size_limited() => retry(|| without_signal(libc::SIGXFSZ, Errno::FBIG, call)),
+        FileType::Fifo => retry(|| without_signal(libc::SIGPIPE, call)),
+        FileType::RegularFile if file_size_limited() => retry(|| without_signal(libc::SIGXFSZ, call)),
         _ => retry(call),
     }
 }
@@ -163,16 +163,13 @@ pub(crate) fn file_size_limited() -> bool {
     *LIMITED.get_or_init(|| rustix::process::getrlimit(rustix::process::Resource::Fsize).current.is_some())
 }
 
-/// Runs `call` with `signal` blocked in the calling thread, so that the signal the kernel
-/// raises at this thread when the call fails with `raised_with` stays pending instead of
-/// killing the host; that signal is then taken (a `sigtimedwait` that does not wait), unless
-/// one was pending already before the call, and the thread's mask is restored. The signal's
+/// Runs `call` with `signal` blocked in the calling thread, so that a `signal` the kernel
+/// raises at this thread during the call (SIGPIPE with `EPIPE`, or with a short count when a
+/// pipe's reader goes away in the middle of a write; SIGXFSZ with `EFBIG`) stays pending instead
+/// of killing the host; it is then taken (a `sigtimedwait` that does not wait), unless one was
+/// pending already before the call, and the thread's mask is restored. The signal's
 /// disposition, which is the host's, is never changed.
-fn without_signal<T>(
-    signal: libc::c_int,
-    raised_with: Errno,
-    call: impl FnOnce() -> Result<T, Errno>,
-) -> Result<T, Errno> {
+fn without_signal<T>(signal: libc::c_int, call: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
     // SAFETY: an all-zero `sigset_t` is plain data, and `sigemptyset` initialises it anyway.
     let mut only: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
@@ -194,10 +191,10 @@ fn without_signal<T>(
         unsafe { libc::sigpending(&mut pending) == 0 && libc::sigismember(&pending, signal) == 1 }
     };
     let result = call();
-    if result.as_ref().err() == Some(&raised_with) && !pending_before {
+    if !pending_before {
         let now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: `only` is a valid set, a null info pointer is allowed, and `now` lives for
-        // the call. With a zero timeout it never waits: it takes the signal this call raised
+        // the call. With a zero timeout it never waits: it takes the signal the call raised
         // (still blocked, hence pending), or fails with EAGAIN if the kernel raised none.
         unsafe { libc::sigtimedwait(&only, std::ptr::null_mut(), &now) };
     }
@@ -279,10 +276,11 @@ pub(crate) mod tests {
             let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
             unsafe { libc::sigpending(&mut set) == 0 && libc::sigismember(&set, libc::SIGPIPE) == 1 }
         };
-        let (reader, writer) = rustix::pipe::pipe().unwrap();
+        // Close-on-exec: a child another test spawns meanwhile must not keep a reader open.
+        let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
         drop(reader);
         let before = mask();
-        let write = || without_signal(libc::SIGPIPE, Errno::PIPE, || rustix::io::write(&writer, b"x"));
+        let write = || without_signal(libc::SIGPIPE, || rustix::io::write(&writer, b"x"));
         assert_eq!(write(), Err(Errno::PIPE));
         assert_eq!(mask(), before);
         assert!(!pending(), "the write's SIGPIPE was taken");

@@ -11,7 +11,7 @@ use ai_os_kernel::syscalls::{IoUringManager, OpResult, SyscallCompletionEntry, S
 
 use super::net::{bound, connect_pairs, loopback_policy, recv_exact};
 use super::{entry, manager, rooted};
-use crate::support::{MakeBackend, run_op};
+use crate::support::{MakeBackend, eventually, run_op};
 
 /// Expands to one `#[test]` per check of this module (called by `conformance_tests!`).
 #[doc(hidden)]
@@ -20,6 +20,7 @@ macro_rules! __hostile_checks {
     ($make:expr, $block_on:expr) => {
         $crate::__sync_checks!($make;
             hostile_write_to_a_closed_peer_is_epipe_not_sigpipe, hostile_write_to_a_readerless_fifo_is_epipe_not_sigpipe,
+            hostile_write_cut_short_by_a_closing_fifo_reader_is_no_sigpipe,
             hostile_huge_file_reads_allocate_what_the_file_holds, hostile_huge_receives_allocate_what_arrived,
             hostile_socket_read_waits_like_recv, hostile_socket_write_waits_like_send, hostile_socket_read_is_cancellable,
             hostile_parked_socket_reads_hold_no_window,
@@ -118,6 +119,43 @@ pub fn hostile_write_to_a_readerless_fifo_is_epipe_not_sigpipe(make: MakeBackend
     // A pipe has no offsets.
     let done = run_op(&m, 1, Op::WriteAt { fd, offset: 0, data: b"x".to_vec() });
     assert_eq!(done.errno(), Some(libc::ESPIPE), "{:?}", done.result);
+}
+
+/// A `Write` to a FIFO whose reader goes away while the pipe is full (a write that has started
+/// and is cut short: the kernel raises SIGPIPE with a short count, not with `EPIPE`) completes
+/// with what it wrote or `EPIPE`, and raises nothing in the host.
+pub fn hostile_write_cut_short_by_a_closing_fifo_reader_is_no_sigpipe(make: MakeBackend) {
+    use std::os::fd::AsRawFd;
+    sigpipe_kills();
+    let m = manager(make);
+    let dir = rooted(&m, 1);
+    let path = dir.path().join("fifo");
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c_path` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).unwrap();
+    let OpResult::Fd(fd) = run_op(&m, 1, Op::open("fifo", O_WRONLY)).result else { panic!("open fifo") };
+    const BIG: usize = 1 << 20;
+    let seq = m.submit(1, entry(1, Op::Write { fd, data: vec![7; BIG] }, 0)).unwrap();
+    // SAFETY: F_GETPIPE_SZ and FIONREAD on a descriptor this function owns; FIONREAD writes one
+    // int into `queued`.
+    let capacity = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    assert!(capacity > 0);
+    eventually(T, "the write filled the pipe", || {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: as above.
+        unsafe { libc::ioctl(reader.as_raw_fd(), libc::FIONREAD, &mut queued) };
+        queued >= capacity
+    });
+    drop(reader);
+    let done = m.wait_completion_timeout(1, seq, T).unwrap();
+    match (done.errno(), &done.result) {
+        (None, OpResult::Count(n)) => assert!((1..BIG).contains(n), "wrote {n}"),
+        (Some(e), _) => assert_eq!(e, libc::EPIPE, "{:?}", done.status),
+        other => panic!("{other:?}"),
+    }
+    let done = run_op(&m, 1, Op::Write { fd, data: b"unheard".to_vec() });
+    assert_eq!(done.errno(), Some(libc::EPIPE), "{:?}", done.result);
 }
 
 /// A 64 MiB `ReadAt` or `Read` of a 5-byte file returns its 5 bytes without keeping (or
