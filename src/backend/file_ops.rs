@@ -231,12 +231,14 @@ pub(crate) mod tests {
             rustix::process::setrlimit(rustix::process::Resource::Fsize, limit).unwrap();
             return check();
         }
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([test_name, "--exact", "--test-threads=1"])
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([test_name, "--exact", "--test-threads=1", "--nocapture"])
             .env(CHILD, "1")
-            .status()
+            .output()
             .unwrap();
-        assert!(status.success(), "the child with a 4 KiB file size limit: {status}");
+        let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "the child with a 4 KiB file size limit: {}\n{said}", out.status);
+        assert!(said.contains("1 passed"), "the child ran no test: {said}");
     }
 
     /// A write past the host's file size limit is `EFBIG`, and the SIGXFSZ it raises (whose

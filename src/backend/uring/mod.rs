@@ -4,7 +4,10 @@
 //! completions and delivers them in bulk. Every buffer, path and descriptor an operation hands
 //! the kernel is owned by the in-flight table until its completion arrives, whatever happened to
 //! the future that asked. Sockets wait in the kernel too (`ACCEPT`, `CONNECT`, `SEND`, `RECV`,
-//! `SENDMSG`, `RECVMSG`): a parked accept or receive holds no thread. What the kernel cannot do
+//! `SENDMSG`, `RECVMSG`; a `Read` or `Write` of a socket is a `RECV` or `SEND`): a parked accept
+//! or receive holds no thread. A write that could raise a signal (a FIFO's; a regular file's
+//! under a finite `RLIMIT_FSIZE`) carries `IOSQE_ASYNC`, so that an io-wq worker, whose signals
+//! are blocked, runs it instead of the host's submitting thread. What the kernel cannot do
 //! here (opcodes it lacks; socket requests where it would not wait on a non-blocking socket)
 //! runs on a fallback [`BlockingBackend`]; `Lseek`, `Close` and the calls that only set a socket
 //! up (`Socket`, `Bind`, `Listen`, `LocalAddr`) are not waits and run inline, at submission.
