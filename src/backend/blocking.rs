@@ -86,13 +86,18 @@ impl Backend for BlockingBackend {
     }
 
     async fn execute(&self, op: Operation) -> OpOutcome {
-        if op.op().is_network() { net_ops::execute(op, &AsyncIo).await } else { file_ops::execute_sync(op) }
+        if net_ops::is_socket_op(op.op(), op.process()) {
+            net_ops::execute(op, &AsyncIo).await
+        } else {
+            file_ops::execute_sync(op)
+        }
     }
 
     /// Socket operations whose answer is already there complete at once; the rest run as tasks
-    /// on the pool.
+    /// on the pool, a file operation straight to its system call (it is known not to be a
+    /// socket's: no second look at its descriptor).
     fn submit(self: Arc<Self>, batch: Vec<Submission>) {
-        super::start_ready_first(&self, batch, |sub| self.spawn(Box::pin(super::run(self.clone(), sub))));
+        super::start_ready_first(&self, batch, |sub| self.spawn(Box::pin(async move { super::run_blocking(sub) })));
     }
 
     fn spawn(&self, task: Task) {

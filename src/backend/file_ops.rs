@@ -1,17 +1,20 @@
 //! File operations run synchronously on the calling thread: the blocking pool's workers, or a
 //! runtime's `spawn_blocking`/`unblock` threads, call [`execute_sync`].
 
-use rustix::buffer::spare_capacity;
-use rustix::fs::SeekFrom;
-use rustix::io::Errno;
+use std::sync::OnceLock;
 
-use super::{OpOutcome, Operation};
-use crate::process::DescriptorKind;
+use rustix::buffer::spare_capacity;
+use rustix::fs::{FileType, SeekFrom};
+use rustix::io::Errno;
+use rustix::net::SendFlags;
+
+use super::{OpOutcome, Operation, net_ops};
+use crate::process::{Descriptor, DescriptorKind};
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
 
 /// Executes a file operation (or `Nop`) with blocking system calls. Socket operations are
-/// refused with `EINVAL`: they wait on a reactor, see [`net_ops`](super::net_ops).
+/// refused with `EINVAL`: they wait on a reactor, see [`net_ops`].
 pub fn execute_sync(op: Operation) -> OpOutcome {
     let process = op.process();
     match op.op() {
@@ -27,19 +30,21 @@ pub fn execute_sync(op: Operation) -> OpOutcome {
         SyscallOpType::Close { fd } => process.close(*fd).map(|()| OpResult::None),
         SyscallOpType::Read { fd, size } => {
             let d = process.descriptor(*fd)?;
-            read_into(*size, |buf| rustix::io::read(&*d, spare_capacity(buf)))
+            read_into(read_capacity(&d, *size, None), |buf| rustix::io::read(&*d, spare_capacity(buf)))
         }
         SyscallOpType::ReadAt { fd, offset, size } => {
             let d = process.descriptor(*fd)?;
-            read_into(*size, |buf| rustix::io::pread(&*d, spare_capacity(buf), *offset))
+            read_into(read_capacity(&d, *size, Some(*offset)), |buf| {
+                rustix::io::pread(&*d, spare_capacity(buf), *offset)
+            })
         }
         SyscallOpType::Write { fd, data } => {
             let d = process.descriptor(*fd)?;
-            Ok(OpResult::Count(retry(|| rustix::io::write(&*d, data))?))
+            Ok(OpResult::Count(write(&d, data, None)?))
         }
         SyscallOpType::WriteAt { fd, offset, data } => {
             let d = process.descriptor(*fd)?;
-            Ok(OpResult::Count(retry(|| rustix::io::pwrite(&*d, data, *offset))?))
+            Ok(OpResult::Count(write(&d, data, Some(*offset))?))
         }
         SyscallOpType::Fsync { fd } => {
             let d = process.descriptor(*fd)?;
@@ -75,11 +80,131 @@ pub fn seek_from(offset: i64, whence: i32) -> Result<SeekFrom, OpError> {
 /// Reads up to `size` bytes into a fresh buffer, without zeroing it first. A zero-size read
 /// returns nothing without a system call (the descriptor was already checked).
 fn read_into(size: usize, mut read: impl FnMut(&mut Vec<u8>) -> Result<usize, Errno>) -> OpOutcome {
-    let mut buf = Vec::with_capacity(size);
+    let mut buf = read_buffer(size)?;
     if size > 0 {
         retry(|| read(&mut buf))?;
     }
+    fit(&mut buf);
     Ok(OpResult::Bytes(buf))
+}
+
+/// Reads that ask for more than this first find out how much there is to read (one `fstat`, or
+/// `getsockopt`s for a socket), so that a huge request of a small file allocates what the file
+/// can fill; smaller ones allocate their size as it is, with no system call more.
+pub(crate) const SIZE_CHECKED_ABOVE: usize = 64 << 10;
+
+/// Spare room above which a read's result is reallocated to its length.
+const SHRINK_ABOVE: usize = 4 << 10;
+
+/// The buffer to allocate for a read of up to `size` bytes of `d` at `offset` (`None`: at its
+/// position). `size` itself up to [`SIZE_CHECKED_ABOVE`]; above it, for a regular file, at most
+/// what lies past `offset` (past the start, for a read at the position), for a pipe or FIFO at
+/// most what the pipe holds, for a socket what [`net_ops::recv_capacity`] allows; never less
+/// than `SIZE_CHECKED_ABOVE`, as some files (procfs) report a size of 0 and are not empty. A
+/// read may return less than asked anyway: this only makes it so for bytes that are not there.
+pub(crate) fn read_capacity(d: &Descriptor, size: usize, offset: Option<u64>) -> usize {
+    if size <= SIZE_CHECKED_ABOVE {
+        return size;
+    }
+    if d.kind() == DescriptorKind::Socket {
+        return net_ops::recv_capacity(d, size);
+    }
+    let most = match rustix::fs::fstat(d) {
+        Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => {
+                let past = u64::try_from(st.st_size).unwrap_or(0).saturating_sub(offset.unwrap_or(0));
+                usize::try_from(past).unwrap_or(usize::MAX)
+            }
+            #[cfg(target_os = "linux")]
+            FileType::Fifo => rustix::pipe::fcntl_getpipe_size(d).unwrap_or(size),
+            _ => size,
+        },
+        Err(_) => size,
+    };
+    size.min(most.max(SIZE_CHECKED_ABOVE))
+}
+
+/// An empty buffer with room for exactly `size` bytes, or `ENOMEM` if the allocation fails: a
+/// tenant's request never aborts the host.
+pub(crate) fn read_buffer(size: usize) -> Result<Vec<u8>, OpError> {
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(size).map_err(|_| {
+        OpError::new(Errno::NOMEM.raw_os_error(), format!("cannot allocate a read buffer of {size} bytes"))
+    })?;
+    Ok(buf)
+}
+
+/// Gives back a read buffer's spare room when it is worth a reallocation, so that a result
+/// keeps about what it holds.
+pub(crate) fn fit(buf: &mut Vec<u8>) {
+    if buf.capacity() - buf.len() > SHRINK_ABOVE {
+        buf.shrink_to_fit();
+    }
+}
+
+/// Writes `data` to `d`, at `offset` or at its position, raising no signal in the host: a socket
+/// is sent to with `MSG_NOSIGNAL` (a closed peer is `EPIPE`); a write to a pipe whose reader is
+/// gone (`EPIPE`, or a short count), or past the host's file size limit (`EFBIG`), takes back
+/// the signal the kernel raises with it ([`without_signal`]). Regular files pay that only
+/// where the host has a file size limit at all.
+fn write(d: &Descriptor, data: &[u8], offset: Option<u64>) -> Result<usize, OpError> {
+    let call = || match offset {
+        Some(offset) => rustix::io::pwrite(d, data, offset),
+        None => rustix::io::write(d, data),
+    };
+    match d.file_type() {
+        FileType::Socket if offset.is_none() => retry(|| rustix::net::send(d, data, SendFlags::NOSIGNAL)),
+        FileType::Fifo => retry(|| without_signal(libc::SIGPIPE, call)),
+        FileType::RegularFile if file_size_limited() => retry(|| without_signal(libc::SIGXFSZ, call)),
+        _ => retry(call),
+    }
+}
+
+/// Whether the host has a finite file size limit (`RLIMIT_FSIZE`), read once: only then can a
+/// write to a regular file raise SIGXFSZ.
+pub(crate) fn file_size_limited() -> bool {
+    static LIMITED: OnceLock<bool> = OnceLock::new();
+    *LIMITED.get_or_init(|| rustix::process::getrlimit(rustix::process::Resource::Fsize).current.is_some())
+}
+
+/// Runs `call` with `signal` blocked in the calling thread, so that a `signal` the kernel
+/// raises at this thread during the call (SIGPIPE with `EPIPE`, or with a short count when a
+/// pipe's reader goes away in the middle of a write; SIGXFSZ with `EFBIG`) stays pending instead
+/// of killing the host; it is then taken (a `sigtimedwait` that does not wait), unless one was
+/// pending already before the call, and the thread's mask is restored. The signal's
+/// disposition, which is the host's, is never changed.
+fn without_signal<T>(signal: libc::c_int, call: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
+    // SAFETY: an all-zero `sigset_t` is plain data, and `sigemptyset` initialises it anyway.
+    let mut only: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut before: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: both sets are valid, initialised `sigset_t`s owned by this frame; `signal` is a
+    // valid signal number; `pthread_sigmask` changes only the calling thread's mask.
+    let blocked_before = unsafe {
+        libc::sigemptyset(&mut only);
+        libc::sigaddset(&mut only, signal);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &only, &mut before);
+        libc::sigismember(&before, signal) == 1
+    };
+    // Only a thread that already blocked the signal can have one pending: otherwise it would
+    // have been delivered.
+    let pending_before = blocked_before && {
+        // SAFETY: as above.
+        let mut pending: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `pending` is a valid `sigset_t` owned by this frame.
+        unsafe { libc::sigpending(&mut pending) == 0 && libc::sigismember(&pending, signal) == 1 }
+    };
+    let result = call();
+    if !pending_before {
+        let now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `only` is a valid set, a null info pointer is allowed, and `now` lives for
+        // the call. With a zero timeout it never waits: it takes the signal the call raised
+        // (still blocked, hence pending), or fails with EAGAIN if the kernel raised none.
+        unsafe { libc::sigtimedwait(&only, std::ptr::null_mut(), &now) };
+    }
+    // SAFETY: `before` is the mask `pthread_sigmask` returned above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
+    result
 }
 
 /// Repeats a call interrupted by a signal, as the caller of a blocking syscall would.
@@ -89,5 +214,101 @@ fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, OpError> {
             Err(Errno::INTR) => continue,
             other => return other.map_err(OpError::from),
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The variable that tells a re-run of the test binary it is the child of
+    /// [`with_file_size_limit`].
+    const CHILD: &str = "AI_OS_KERNEL_TEST_FSIZE_CHILD";
+
+    /// Runs `check` in a child process (this test binary again, running only the test
+    /// `test_name`) whose file size limit is 4 KiB, and fails unless it exits successfully: a
+    /// SIGXFSZ raised in the child kills it (its default action) instead of this process. The
+    /// calling test must call this first thing.
+    pub(crate) fn with_file_size_limit(test_name: &str, check: impl FnOnce()) {
+        if std::env::var_os(CHILD).is_some() {
+            let limit = rustix::process::Rlimit { current: Some(4096), maximum: None };
+            rustix::process::setrlimit(rustix::process::Resource::Fsize, limit).unwrap();
+            return check();
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([test_name, "--exact", "--test-threads=1", "--nocapture"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "the child with a 4 KiB file size limit: {}\n{said}", out.status);
+        assert!(said.contains("1 passed"), "the child ran no test: {said}");
+    }
+
+    /// A write past the host's file size limit is `EFBIG`, and the SIGXFSZ it raises (whose
+    /// default action is to kill the process) is taken back.
+    #[test]
+    fn a_write_past_the_file_size_limit_leaves_no_signal() {
+        with_file_size_limit("backend::file_ops::tests::a_write_past_the_file_size_limit_leaves_no_signal", || {
+            assert!(file_size_limited());
+            let file = tempfile::tempfile().unwrap();
+            let d = Descriptor::new(file.into(), DescriptorKind::File);
+            assert_eq!(write(&d, b"fits", Some(0)).unwrap(), 4);
+            assert_eq!(write(&d, b"past", Some(8192)).unwrap_err().errno(), Errno::FBIG.raw_os_error());
+        });
+    }
+
+    /// A buffer that cannot be had is `ENOMEM`, not an abort.
+    #[test]
+    fn an_impossible_read_buffer_is_enomem() {
+        let e = read_buffer(isize::MAX as usize).unwrap_err();
+        assert_eq!(e.errno(), Errno::NOMEM.raw_os_error());
+        assert_eq!(read_buffer(5).unwrap().capacity(), 5);
+    }
+
+    /// A pipe without a reader gives `EPIPE`; the SIGPIPE it raised is taken, the thread's mask
+    /// is as it was, and a SIGPIPE pending before is left pending.
+    #[test]
+    fn a_write_to_a_readerless_pipe_leaves_no_signal() {
+        let mask = || {
+            // SAFETY: a zeroed set is filled by `pthread_sigmask`, which only reads the mask.
+            let mut now: libc::sigset_t = unsafe { std::mem::zeroed() };
+            unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut now) };
+            // SAFETY: as above.
+            unsafe { libc::sigismember(&now, libc::SIGPIPE) == 1 }
+        };
+        let pending = || {
+            // SAFETY: as above.
+            let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+            unsafe { libc::sigpending(&mut set) == 0 && libc::sigismember(&set, libc::SIGPIPE) == 1 }
+        };
+        // Close-on-exec: a child another test spawns meanwhile must not keep a reader open.
+        let (reader, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        drop(reader);
+        let before = mask();
+        let write = || without_signal(libc::SIGPIPE, || rustix::io::write(&writer, b"x"));
+        assert_eq!(write(), Err(Errno::PIPE));
+        assert_eq!(mask(), before);
+        assert!(!pending(), "the write's SIGPIPE was taken");
+        // With SIGPIPE blocked and one already pending, the write's own is not the one taken.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: a set with SIGPIPE only, blocked in this thread alone.
+                let mut only: libc::sigset_t = unsafe { std::mem::zeroed() };
+                unsafe {
+                    libc::sigemptyset(&mut only);
+                    libc::sigaddset(&mut only, libc::SIGPIPE);
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &only, std::ptr::null_mut());
+                }
+                assert_eq!(rustix::io::write(&writer, b"x"), Err(Errno::PIPE));
+                assert!(pending());
+                assert_eq!(write(), Err(Errno::PIPE));
+                assert!(pending(), "the SIGPIPE pending before is still pending");
+                let now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                // SAFETY: takes the pending signals without waiting.
+                while unsafe { libc::sigtimedwait(&only, std::ptr::null_mut(), &now) } == libc::SIGPIPE {}
+                assert!(!pending());
+            });
+        });
     }
 }

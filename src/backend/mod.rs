@@ -76,6 +76,7 @@ use std::task::Poll;
 
 #[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) use operation::Freed;
+pub(crate) use operation::release;
 pub use operation::{Completer, Operation, RingBatch, Submission};
 pub use select::{BACKEND_ENV, available, by_name, from_env};
 
@@ -163,16 +164,21 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
-/// How the readiness-based backends start a batch: a socket operation whose answer is already
-/// there completes on this thread ([`net_ops::try_now`]), one that must wait runs as a task of
-/// `backend` (raced against cancellation by [`run`]), and a file operation goes to `file`.
+/// How the readiness-based backends start a batch: a socket operation (a `Read` or `Write` of a
+/// socket included, see [`net_ops::is_socket_op`]) whose answer is already there completes on
+/// this thread ([`net_ops::try_now`]), one that must wait runs as a task of `backend` (raced
+/// against cancellation by [`run`]), and a file operation goes to `file`.
 #[cfg(any(feature = "blocking", feature = "tokio", feature = "smol"))]
 pub(crate) fn start_ready_first<B: Backend>(
     backend: &Arc<B>,
     batch: Vec<Submission>,
     mut file: impl FnMut(Submission),
 ) {
-    for sub in batch {
+    for mut sub in batch {
+        if !net_ops::is_socket_op(sub.op(), sub.process()) {
+            file(sub);
+            continue;
+        }
         let rights = match sub.needs_rights() {
             Ok(rights) => rights,
             Err(e) => {
@@ -182,10 +188,14 @@ pub(crate) fn start_ready_first<B: Backend>(
         };
         if let Some(outcome) = net_ops::try_now(sub.op(), sub.process(), rights.as_deref(), || sub.is_cancelled()) {
             sub.complete(outcome);
-        } else if sub.op().is_network() {
-            backend.spawn(Box::pin(run(backend.clone(), sub)));
         } else {
-            file(sub);
+            // A `Read` or `Write` of a socket that must wait gives its place in the window back
+            // now, as `run` would once the task starts (the executor starts what that lets in
+            // after this batch, not inside it).
+            if !sub.op().may_wait_on_peer() {
+                sub.leave_window();
+            }
+            backend.spawn(Box::pin(run(backend.clone(), sub)));
         }
     }
 }
@@ -193,7 +203,7 @@ pub(crate) fn start_ready_first<B: Backend>(
 /// Runs a file operation to its end on the calling thread and completes it (skipped if it was
 /// cancelled before it started): for a backend that starts file operations straight on its
 /// blocking pool, without a task hop in between.
-#[cfg(any(feature = "tokio", feature = "smol"))]
+#[cfg(any(feature = "blocking", feature = "tokio", feature = "smol"))]
 pub(crate) fn run_blocking(sub: Submission) {
     let (op, done) = sub.into_parts();
     let outcome = if op.is_cancelled() { Err(OpError::cancelled()) } else { file_ops::execute_sync(op) };
@@ -203,17 +213,24 @@ pub(crate) fn run_blocking(sub: Submission) {
 /// Runs one submission on `backend`: skips it if already cancelled, awaits
 /// [`Backend::execute`], and completes it.
 ///
-/// Only an operation that waits on a peer (accept, connect, send, receive) is interrupted by a
+/// Only an operation that waits on a peer (accept, connect, send, receive, a read or write of a
+/// socket, which also gives back its place in the executor's window) is interrupted by a
 /// cancellation: its future is dropped, which stops the wait. Any other operation runs to its
 /// end and reports what really happened, as io_uring does for work already started: dropping
 /// its future would not stop a system call already running on another thread, and would lose a
 /// descriptor it opened. A result that arrives in the same poll as the cancellation wins.
 pub async fn run<B: Backend + ?Sized>(backend: Arc<B>, sub: Submission) {
-    let (op, completer) = sub.into_parts();
+    let (op, mut completer) = sub.into_parts();
     if op.is_cancelled() {
         return completer.complete(Err(OpError::cancelled()));
     }
-    let cancel = op.op().may_wait_on_peer().then(|| op.cancel_token());
+    let waits = net_ops::may_wait_on_peer(op.op(), op.process());
+    // A `Read` or `Write` of a socket waits on its peer as a `Recv` does, which the executor
+    // could not tell when it counted it: it gives its place in the window back.
+    if waits && !op.op().may_wait_on_peer() && completer.take_window() {
+        release(completer.ring(), 1);
+    }
+    let cancel = waits.then(|| op.cancel_token());
     let mut exec = backend.execute(op);
     let outcome = poll_fn(|cx| match exec.as_mut().poll(cx) {
         Poll::Ready(out) => Poll::Ready(out),

@@ -10,7 +10,7 @@ use rustix::buffer::spare_capacity;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, Protocol, RecvFlags, SendFlags, SocketFlags, SocketType};
 
-use super::{OpOutcome, Operation};
+use super::{OpOutcome, Operation, file_ops};
 use crate::process::{Descriptor, DescriptorKind, Process};
 use crate::sandbox::Sandbox;
 use crate::syscalls::iouring::error::{OpError, errno};
@@ -59,12 +59,36 @@ pub fn try_now(
     rights: Option<&Sandbox>,
     is_cancelled: impl FnOnce() -> bool,
 ) -> Option<OpOutcome> {
-    if matches!(op, SyscallOpType::Connect { .. }) || !op.is_network() || is_cancelled() {
+    if matches!(op, SyscallOpType::Connect { .. }) || !is_socket_op(op, process) || is_cancelled() {
         return None;
     }
     match execute_now(op, process, rights) {
         Err(e) if e.errno() == errno::EAGAIN => None,
         outcome => Some(outcome),
+    }
+}
+
+/// Whether `op` runs as a socket operation for `process`: a socket call
+/// ([`SyscallOpType::is_network`]), or a `Read` or `Write` of a socket, which behaves as a
+/// `Recv` or `Send` without flags: it waits for data or for room, as read(2) and write(2) of a
+/// blocking socket do, and a closed peer is `EPIPE`, never SIGPIPE.
+pub fn is_socket_op(op: &SyscallOpType, process: &Process) -> bool {
+    op.is_network() || reads_or_writes_socket(op, process)
+}
+
+/// Whether `op` may wait on a peer for an unbounded time: [`SyscallOpType::may_wait_on_peer`],
+/// or a `Read` or `Write` of a socket.
+pub fn may_wait_on_peer(op: &SyscallOpType, process: &Process) -> bool {
+    op.may_wait_on_peer() || reads_or_writes_socket(op, process)
+}
+
+/// Whether `op` is a `Read` or `Write` of one of `process`'s sockets (one descriptor lookup).
+fn reads_or_writes_socket(op: &SyscallOpType, process: &Process) -> bool {
+    match op {
+        SyscallOpType::Read { fd, .. } | SyscallOpType::Write { fd, .. } => {
+            process.descriptor(*fd).is_ok_and(|d| d.kind() == DescriptorKind::Socket)
+        }
+        _ => false,
     }
 }
 
@@ -165,42 +189,70 @@ async fn execute_ref<R: Readiness>(
                 .await?;
             Ok(OpResult::None)
         }
-        SyscallOpType::Send { sockfd, data, flags } => {
-            let d = socket(*sockfd)?;
-            let flags = send_flags(*flags);
-            Ok(OpResult::Count(ready.retry(&d, Interest::Write, || rustix::net::send(&*d, data, flags)).await?))
-        }
+        SyscallOpType::Send { sockfd, data, flags } => send(process, ready, *sockfd, data, *flags).await,
+        SyscallOpType::Write { fd, data } => send(process, ready, *fd, data, 0).await,
         SyscallOpType::SendTo { sockfd, data, addr, flags } => {
             let d = socket(*sockfd)?;
             let flags = send_flags(*flags);
             let n = ready.retry(&d, Interest::Write, || rustix::net::sendto(&*d, data, flags, addr)).await?;
             Ok(OpResult::Count(n))
         }
-        SyscallOpType::Recv { sockfd, size, flags } => {
-            let d = socket(*sockfd)?;
-            let flags = recv_flags(*flags);
-            let mut buf = Vec::with_capacity(*size);
-            if *size > 0 {
-                ready
-                    .retry(&d, Interest::Read, || rustix::net::recv(&*d, spare_capacity(&mut buf), flags).map(drop))
-                    .await?;
-            }
-            Ok(OpResult::Bytes(buf))
-        }
+        SyscallOpType::Recv { sockfd, size, flags } => recv(process, ready, *sockfd, *size, *flags).await,
+        SyscallOpType::Read { fd, size } => recv(process, ready, *fd, *size, 0).await,
         SyscallOpType::RecvFrom { sockfd, size, flags } => {
             let d = socket(*sockfd)?;
             let flags = recv_flags(*flags);
-            let mut buf = Vec::with_capacity((*size).max(1));
+            // A zero-sized datagram read still needs room to take the datagram off the queue.
+            let mut buf = file_ops::read_buffer(recv_capacity(&d, *size).max(1))?;
             let from = ready
                 .retry(&d, Interest::Read, || {
                     rustix::net::recvfrom(&*d, spare_capacity(&mut buf), flags).map(|(_, _, from)| from)
                 })
                 .await?;
             buf.truncate(*size);
+            file_ops::fit(&mut buf);
             Ok(OpResult::Datagram { data: buf, from: inet(from.and_then(|f| f.try_into().ok()))? })
         }
         other => Err(OpError::new(errno::EINVAL, format!("{} is not a socket operation", other.name()))),
     }
+}
+
+/// `Send` (and `Write` of a socket): waits for room, then sends what fits.
+async fn send<R: Readiness>(process: &Process, ready: &R, fd: i32, data: &[u8], flags: u32) -> OpOutcome {
+    let d = socket(process, fd)?;
+    let flags = send_flags(flags);
+    Ok(OpResult::Count(ready.retry(&d, Interest::Write, || rustix::net::send(&*d, data, flags)).await?))
+}
+
+/// `Recv` (and `Read` of a socket): waits for data, then takes what is there, up to `size`
+/// bytes, in a buffer no larger than the socket can fill.
+async fn recv<R: Readiness>(process: &Process, ready: &R, fd: i32, size: usize, flags: u32) -> OpOutcome {
+    let d = socket(process, fd)?;
+    let flags = recv_flags(flags);
+    let mut buf = file_ops::read_buffer(recv_capacity(&d, size))?;
+    if size > 0 {
+        ready.retry(&d, Interest::Read, || rustix::net::recv(&*d, spare_capacity(&mut buf), flags).map(drop)).await?;
+    }
+    file_ops::fit(&mut buf);
+    Ok(OpResult::Bytes(buf))
+}
+
+/// The largest datagram: a receive of one never needs more room.
+const MAX_DATAGRAM: usize = 1 << 16;
+
+/// The buffer to allocate for a receive of up to `size` bytes on socket `d`: `size` itself up
+/// to [`SIZE_CHECKED_ABOVE`](file_ops::SIZE_CHECKED_ABOVE); above it at most one datagram on a
+/// datagram socket, and on a stream socket at most its receive buffer (`SO_RCVBUF`: what can be
+/// queued, asked each time as the kernel may grow it), never less than `SIZE_CHECKED_ABOVE`.
+pub(crate) fn recv_capacity(d: &Descriptor, size: usize) -> usize {
+    if size <= file_ops::SIZE_CHECKED_ABOVE {
+        return size;
+    }
+    let most = match rustix::net::sockopt::socket_type(d) {
+        Ok(SocketType::DGRAM) => MAX_DATAGRAM,
+        _ => rustix::net::sockopt::socket_recv_buffer_size(d).unwrap_or(size),
+    };
+    size.min(most.max(file_ops::SIZE_CHECKED_ABOVE))
 }
 
 /// A non-blocking, close-on-exec IPv4 or IPv6 stream or datagram socket.

@@ -174,6 +174,15 @@ impl Submission {
         (self.op, self.completer)
     }
 
+    /// Gives the operation's place in its executor's in-flight window back now, for an operation
+    /// found to wait on a peer (see [`Completer::take_window`]).
+    #[cfg(any(feature = "blocking", feature = "tokio", feature = "smol"))]
+    pub(crate) fn leave_window(&mut self) {
+        if self.completer.take_window() {
+            release(&self.completer.ring, 1);
+        }
+    }
+
     /// Completes without running (for a backend that can tell at once).
     pub fn complete(self, outcome: OpOutcome) {
         self.completer.complete(outcome);
@@ -235,6 +244,12 @@ impl RingBatch {
         self.ops.drain(..).map(move |(d, counted)| Submission::new(ring, d, counted))
     }
 
+    /// The process the operations run for.
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    pub(crate) fn process(&self) -> &Arc<Process> {
+        self.ring.process()
+    }
+
     /// The operations.
     #[cfg(all(feature = "uring", target_os = "linux"))]
     pub(crate) fn ops(&self) -> impl Iterator<Item = &SyscallOpType> {
@@ -263,8 +278,16 @@ impl Completer {
         Completer { ring, seq, counted, done: false }
     }
 
+    /// Takes the operation's place in its executor's in-flight window off it, for an operation
+    /// found to wait on a peer only once its descriptor is known (a `Read` or `Write` of a
+    /// socket), which, like a `Recv`, must not hold a place while it waits: whether it had one,
+    /// which the caller gives back with [`release`] once it holds no lock that starting the
+    /// executor's next operations could need.
+    pub(crate) fn take_window(&mut self) -> bool {
+        std::mem::take(&mut self.counted)
+    }
+
     /// The ring the operation belongs to.
-    #[cfg(all(feature = "uring", target_os = "linux"))]
     pub(crate) fn ring(&self) -> &Arc<SyscallCompletionRing> {
         &self.ring
     }
@@ -365,7 +388,7 @@ impl Freed {
 }
 
 /// Frees `counted` places in the executor of `ring` (every ring with operations running has one).
-fn release(ring: &SyscallCompletionRing, counted: usize) {
+pub(crate) fn release(ring: &SyscallCompletionRing, counted: usize) {
     if let Some(executor) = ring.executor() {
         executor.release(counted);
     }

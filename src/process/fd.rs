@@ -5,6 +5,8 @@ use std::any::Any;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, OnceLock};
 
+use rustix::fs::FileType;
+
 use crate::syscalls::iouring::error::{OpError, errno};
 
 /// What a descriptor refers to.
@@ -26,6 +28,9 @@ pub struct Descriptor {
     registration: OnceLock<Result<Box<dyn Any + Send + Sync>, OpError>>,
     fd: Arc<OwnedFd>,
     kind: DescriptorKind,
+    /// The kernel object's file type, found with one `fstat` the first time it is asked for (a
+    /// descriptor never changes what it refers to).
+    file_type: OnceLock<FileType>,
 }
 
 impl std::fmt::Debug for Descriptor {
@@ -37,12 +42,30 @@ impl std::fmt::Debug for Descriptor {
 impl Descriptor {
     /// Wraps a kernel descriptor.
     pub fn new(fd: OwnedFd, kind: DescriptorKind) -> Self {
-        Descriptor { registration: OnceLock::new(), fd: Arc::new(fd), kind }
+        Descriptor { registration: OnceLock::new(), fd: Arc::new(fd), kind, file_type: OnceLock::new() }
     }
 
     /// What it refers to.
     pub fn kind(&self) -> DescriptorKind {
         self.kind
+    }
+
+    /// The kernel object's file type (regular file, FIFO, socket, ...): one `fstat` the first
+    /// time, a load after. A socket's is known without asking; one whose `fstat` fails is
+    /// [`FileType::Unknown`].
+    pub fn file_type(&self) -> FileType {
+        *self.file_type.get_or_init(|| match self.kind {
+            DescriptorKind::Socket => FileType::Socket,
+            DescriptorKind::File => {
+                rustix::fs::fstat(&*self.fd).map_or(FileType::Unknown, |st| FileType::from_raw_mode(st.st_mode))
+            }
+        })
+    }
+
+    /// Whether the descriptor has no file position (a socket, a pipe or FIFO): `ReadAt` and
+    /// `WriteAt` of it are `ESPIPE`.
+    pub fn is_stream(&self) -> bool {
+        matches!(self.file_type(), FileType::Socket | FileType::Fifo)
     }
 
     /// The backend's readiness registration of this descriptor, made by `register` (given a

@@ -10,7 +10,7 @@ use slab::Slab;
 use std::os::fd::AsRawFd;
 
 use super::prepare::{self, Prepared};
-use crate::backend::{Completer, Freed, OpOutcome};
+use crate::backend::{Completer, Freed, OpOutcome, release};
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::SyscallOpType;
 use crate::syscalls::iouring::ring::{Dispatched, SyscallCompletionRing};
@@ -43,6 +43,16 @@ impl Finish {
     fn is_cancelled(&self, rings: &Slab<Pin>) -> bool {
         let (ring, seq) = self.ring_and_seq(rings);
         ring.is_cancelled(seq)
+    }
+
+    /// Takes the operation's place in its executor's window off it (see
+    /// [`Completer::take_window`]): the ring whose executor gets it back, if it had one.
+    fn take_window(&mut self, rings: &Slab<Pin>) -> Option<Arc<SyscallCompletionRing>> {
+        match self {
+            Finish::Completer(c) => c.take_window().then(|| c.ring().clone()),
+            Finish::Pinned { pin, counted, .. } => std::mem::take(counted).then(|| rings[*pin].ring.clone()),
+            Finish::Channel { .. } => None,
+        }
     }
 
     /// Who gets the outcome once the operation has left the table other than in a delivered run
@@ -220,6 +230,7 @@ impl Driver {
         // from its last batch, so that each batch does not allocate one).
         let mut submitted = SUBMITTED.with(|v| v.take());
         let mut refused = Vec::new();
+        let mut left_window = Vec::new();
         {
             let mut guard = self.table();
             let Table { ops: table, rings } = &mut *guard;
@@ -228,10 +239,18 @@ impl Driver {
             let mut sq = unsafe { self.ring.submission_shared() };
             let generation = self.generation.fetch_add(1, Ordering::Relaxed);
             let mut fds = prepare::Descriptors::default();
-            for (op, finish) in ops {
+            for (op, mut finish) in ops {
                 let (ring, seq) = finish.ring_and_seq(rings);
                 match prepare::prepare(op, ring, seq, &mut fds) {
                     Ok(prepared) => {
+                        // A `Read` or `Write` of a socket waits on its peer as a `Recv` does,
+                        // which the executor could not tell: it holds no place in the window
+                        // (given back once the locks here are let go).
+                        if prepared.waits_on_peer()
+                            && let Some(ring) = finish.take_window(rings)
+                        {
+                            left_window.push(ring);
+                        }
                         let slot = table.vacant_entry();
                         let user_data = u64::from(generation) << 32 | slot.key() as u64;
                         // The entry is built from the table's copy, where it stays: building it
@@ -291,6 +310,9 @@ impl Driver {
         // Completed outside the table's lock: completing may submit the next batch.
         for (finish, e) in refused {
             finish.finish(Err(e));
+        }
+        for ring in left_window {
+            release(&ring, 1);
         }
     }
 

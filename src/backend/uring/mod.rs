@@ -4,7 +4,10 @@
 //! completions and delivers them in bulk. Every buffer, path and descriptor an operation hands
 //! the kernel is owned by the in-flight table until its completion arrives, whatever happened to
 //! the future that asked. Sockets wait in the kernel too (`ACCEPT`, `CONNECT`, `SEND`, `RECV`,
-//! `SENDMSG`, `RECVMSG`): a parked accept or receive holds no thread. What the kernel cannot do
+//! `SENDMSG`, `RECVMSG`; a `Read` or `Write` of a socket is a `RECV` or `SEND`): a parked accept
+//! or receive holds no thread. A write that could raise a signal (a FIFO's; a regular file's
+//! under a finite `RLIMIT_FSIZE`) carries `IOSQE_ASYNC`, so that an io-wq worker, whose signals
+//! are blocked, runs it instead of the host's submitting thread. What the kernel cannot do
 //! here (opcodes it lacks; socket requests where it would not wait on a non-blocking socket)
 //! runs on a fallback [`BlockingBackend`]; `Lseek`, `Close` and the calls that only set a socket
 //! up (`Socket`, `Bind`, `Listen`, `LocalAddr`) are not waits and run inline, at submission.
@@ -20,6 +23,7 @@ use super::{
     Backend, BlockingBackend, Capabilities, Completer, OpOutcome, Operation, RingBatch, Submission, Task, file_ops,
     net_ops,
 };
+use crate::process::Process;
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::SyscallOpType;
 use driver::{Driver, Finish};
@@ -101,12 +105,15 @@ impl UringBackend {
 
     /// Whether `op` goes to the kernel as it is, with no attempt at submission (a socket request
     /// is first tried at once).
-    fn is_plain_kernel_request(&self, op: &SyscallOpType) -> bool {
-        matches!(self.route(op), Route::Kernel) && !op.is_network()
+    fn is_plain_kernel_request(&self, op: &SyscallOpType, process: &Process) -> bool {
+        matches!(self.route(op, process), Route::Kernel) && !op.is_network()
     }
 
-    /// Where `op` runs: in the kernel, inline (not io_uring operations), or on the fallback.
-    fn route(&self, op: &SyscallOpType) -> Route {
+    /// Where `op` of `process` runs: in the kernel, inline (not io_uring operations), or on the
+    /// fallback. A `Read` or `Write` of a socket is a socket request (a `RECV` or `SEND`): where
+    /// the kernel would not wait on sockets, it runs on the fallback as the others do (only then
+    /// is its descriptor looked up here).
+    fn route(&self, op: &SyscallOpType, process: &Process) -> Route {
         match op {
             SyscallOpType::Lseek { .. }
             | SyscallOpType::Close { .. }
@@ -117,7 +124,8 @@ impl UringBackend {
             _ => match prepare::opcode_of(op) {
                 Some(code)
                     if self.driver.supports(code)
-                        && (self.driver.sockets_wait() || !prepare::is_socket_request(op)) =>
+                        && (self.driver.sockets_wait()
+                            || !prepare::is_socket_request(op) && !net_ops::is_socket_op(op, process)) =>
                 {
                     Route::Kernel
                 }
@@ -142,7 +150,7 @@ impl UringBackend {
         let mut answered = Vec::new();
         let mut elsewhere = Vec::new();
         for sub in batch {
-            match self.route(sub.op()) {
+            match self.route(sub.op(), sub.process()) {
                 Route::Kernel if !sub.op().is_network() => kernel.push(sub),
                 Route::Kernel => {
                     let tried = match sub.needs_rights() {
@@ -206,7 +214,7 @@ impl Backend for UringBackend {
     }
 
     async fn execute(&self, op: Operation) -> OpOutcome {
-        match self.route(op.op()) {
+        match self.route(op.op(), op.process()) {
             Route::Inline => return inline(op),
             Route::Fallback => return self.fallback.execute(op).await,
             Route::Kernel => {}
@@ -230,7 +238,7 @@ impl Backend for UringBackend {
     fn submit_ring(self: Arc<Self>, batch: RingBatch) {
         // A batch of plain kernel requests goes to the kernel with its ring kept once; anything
         // else is routed request by request.
-        if batch.ops().all(|op| self.is_plain_kernel_request(op)) {
+        if batch.ops().all(|op| self.is_plain_kernel_request(op, batch.process())) {
             let (ring, ops) = batch.into_parts();
             self.driver.submit_ring(ring, ops);
         } else {
@@ -240,7 +248,7 @@ impl Backend for UringBackend {
 
     fn submit(self: Arc<Self>, batch: Vec<Submission>) {
         // A batch of file requests reaches the kernel as it is, without being copied.
-        if batch.iter().all(|sub| self.is_plain_kernel_request(sub.op())) {
+        if batch.iter().all(|sub| self.is_plain_kernel_request(sub.op(), sub.process())) {
             self.to_driver(batch);
         } else {
             self.route_each(batch);
@@ -302,6 +310,37 @@ mod tests {
             assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting until {what}");
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// A write past the host's file size limit is `EFBIG` on io_uring too: the kernel raises
+    /// SIGXFSZ at whichever thread runs the write, which must not be a thread of the host's
+    /// (checked in a child process with a 4 KiB limit, which the signal would kill).
+    #[test]
+    fn iouring_a_write_past_the_file_size_limit_leaves_no_signal() {
+        use crate::backend::file_ops::tests::with_file_size_limit;
+        use crate::syscalls::open_flags::O_CREAT;
+        with_file_size_limit(
+            "backend::uring::tests::iouring_a_write_past_the_file_size_limit_leaves_no_signal",
+            || {
+                let Ok(uring) = UringBackend::new() else { return };
+                let m = IoUringManager::with_backend(Arc::new(uring));
+                let dir = tempfile::tempdir().unwrap();
+                m.set_policy(1, Policy::rooted(dir.path()).read_write()).unwrap();
+                let run = |op| {
+                    let seq = m.submit(1, SyscallSubmissionEntry::new(1, op, 0)).unwrap();
+                    m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap()
+                };
+                let OpResult::Fd(fd) = run(Op::open("big", O_RDWR | O_CREAT)).result else { panic!("open") };
+                assert_eq!(run(Op::WriteAt { fd, offset: 0, data: b"fits".to_vec() }).result, OpResult::Count(4));
+                for op in [Op::WriteAt { fd, offset: 8192, data: b"past".to_vec() }, {
+                    assert_eq!(run(Op::Lseek { fd, offset: 8192, whence: 0 }).result, OpResult::Offset(8192));
+                    Op::Write { fd, data: b"past".to_vec() }
+                }] {
+                    let done = run(op);
+                    assert_eq!(done.errno(), Some(rustix::io::Errno::FBIG.raw_os_error()), "{:?}", done.result);
+                }
+            },
+        );
     }
 
     /// Threads submit batches of waiting reads and NOPs while their rings are cancelled and

@@ -14,6 +14,7 @@ use io_uring::{opcode, squeue, types};
 use rustix::net::SocketAddrAny;
 use rustix::net::addr::{SocketAddrLen, SocketAddrStorage};
 
+use crate::backend::file_ops;
 use crate::backend::net_ops::{self, socket};
 use crate::process::{Descriptor, DescriptorKind, FdSlot, Process};
 use crate::sandbox::Sandbox;
@@ -133,13 +134,10 @@ pub(super) fn prepare(
         SyscallOpType::Connect { sockfd, addr } => {
             (NetKind::Connect { addr: Box::new(SocketAddrAny::from(addr)) }, socket(process, sockfd)?)
         }
-        SyscallOpType::Send { sockfd, data, flags } => {
-            let flags = net_ops::send_flags(flags).bits() as i32;
-            (NetKind::Send { data, flags }, socket(process, sockfd)?)
-        }
+        SyscallOpType::Send { sockfd, data, flags } => (send(data, flags), socket(process, sockfd)?),
         SyscallOpType::Recv { sockfd, size, flags } => {
             let d = socket(process, sockfd)?;
-            (NetKind::Recv { buf: Vec::with_capacity(size), size: size as u32, flags: recv_flags(flags) }, d)
+            (recv(&d, size, flags)?, d)
         }
         SyscallOpType::SendTo { sockfd, data, addr, flags } => {
             let d = socket(process, sockfd)?;
@@ -159,7 +157,7 @@ pub(super) fn prepare(
         SyscallOpType::RecvFrom { sockfd, size, flags } => {
             let d = socket(process, sockfd)?;
             // A zero-sized datagram read still needs room to take the datagram off the queue.
-            let mut buf = Vec::<u8>::with_capacity(size.max(1));
+            let mut buf = file_ops::read_buffer(net_ops::recv_capacity(&d, size).max(1))?;
             // SAFETY: as above.
             let mut msg = Box::new(MsgIn {
                 addr: *AddrOut::new(),
@@ -175,6 +173,19 @@ pub(super) fn prepare(
         }
         other => return Err(OpError::new(errno::EINVAL, format!("{} is not a socket request", other.name()))),
     })
+}
+
+/// A `SEND` of `data` (a `Send`, or a `Write` of a socket: `flags` 0), never raising SIGPIPE.
+pub(super) fn send(data: Vec<u8>, flags: u32) -> NetKind {
+    NetKind::Send { data, flags: net_ops::send_flags(flags).bits() as i32 }
+}
+
+/// A `RECV` of up to `size` bytes from socket `d` (a `Recv`, or a `Read` of a socket: `flags`
+/// 0), into a buffer no larger than the socket can fill; `ENOMEM` if it cannot be had.
+pub(super) fn recv(d: &Descriptor, size: usize, flags: u32) -> Result<NetKind, OpError> {
+    let len = net_ops::recv_capacity(d, size);
+    // Sizes were checked against the policy's limit, which fits a u32.
+    Ok(NetKind::Recv { buf: file_ops::read_buffer(len)?, size: len as u32, flags: recv_flags(flags) })
 }
 
 impl NetKind {
@@ -215,6 +226,7 @@ pub(super) fn finish(kind: NetKind, n: i32) -> Result<OpResult, OpError> {
             // SAFETY: the kernel wrote `len` bytes (at most the capacity it was given) at the
             // start of the buffer.
             unsafe { buf.set_len(len.min(buf.capacity())) };
+            file_ops::fit(&mut buf);
             OpResult::Bytes(buf)
         }
         NetKind::RecvFrom { msg, mut buf, size, .. } => {
@@ -222,6 +234,7 @@ pub(super) fn finish(kind: NetKind, n: i32) -> Result<OpResult, OpError> {
             // kernel.
             unsafe { buf.set_len(len.min(buf.capacity())) };
             buf.truncate(size);
+            file_ops::fit(&mut buf);
             let from = AddrOut { storage: msg.addr.storage, len: msg.hdr.msg_namelen }.get()?;
             OpResult::Datagram { data: buf, from }
         }

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use io_uring::{opcode, squeue, types};
 
-use crate::backend::OpOutcome;
+use rustix::fs::FileType;
+use rustix::io::Errno;
+
+use crate::backend::{OpOutcome, file_ops};
 use crate::process::{Descriptor, DescriptorKind, FdSlot, Process};
 use crate::sandbox::Sandbox;
 use crate::syscalls::iouring::error::{OpError, errno};
@@ -75,9 +78,11 @@ enum Kind {
         len: u32,
         offset: u64,
     },
+    /// `worker`: submitted with `IOSQE_ASYNC`, so that an io-wq worker runs it.
     Write {
         data: Vec<u8>,
         offset: u64,
+        worker: bool,
     },
     Fsync,
     Open {
@@ -133,18 +138,63 @@ pub(super) fn prepare(
         let fd = types::Fd(d.as_fd().as_raw_fd());
         Prepared { kind, fd, _file: Some(d), _sandbox: None }
     };
-    // Sizes were checked against MAX_IO_SIZE, which fits a u32.
-    let mut read = |fd: i32, size: usize, offset: u64| {
-        let d = file(fd)?;
-        let buf = Vec::with_capacity(size);
-        Ok::<_, OpError>(with(Kind::Read { buf, len: size as u32, offset }, d))
+    // Sizes were checked against MAX_IO_SIZE, which fits a u32. A `Read` or `Write` of a socket
+    // is a `RECV` or `SEND` (flags 0, `MSG_NOSIGNAL`): it waits as read(2) and write(2) of a
+    // blocking socket do, and a closed peer is `EPIPE`, not SIGPIPE. `ReadAt` and `WriteAt` of a
+    // socket or a pipe are `ESPIPE`, as pread(2) and pwrite(2) say (the kernel's READ and WRITE
+    // would ignore the offset).
+    let read = |d: Arc<Descriptor>, size: usize, offset: u64| {
+        let len = file_ops::read_capacity(&d, size, (offset != CURRENT).then_some(offset));
+        let buf = file_ops::read_buffer(len)?;
+        let len = len as u32;
+        Ok::<_, OpError>(with(Kind::Read { buf, len, offset }, d))
+    };
+    let write = |d: Arc<Descriptor>, data: Vec<u8>, offset: u64| {
+        // A write that may raise a signal (SIGPIPE at a pipe without a reader; SIGXFSZ past the
+        // host's file size limit) is run by an io-wq worker, whose signals are all blocked,
+        // never inline in the submitting thread, which is any thread of the host.
+        let worker = match d.file_type() {
+            FileType::Fifo => true,
+            FileType::RegularFile => file_ops::file_size_limited(),
+            _ => false,
+        };
+        with(Kind::Write { data, offset, worker }, d)
+    };
+    let no_offsets = |what: &str| {
+        OpError::new(Errno::SPIPE.raw_os_error(), format!("{what}: the descriptor is a socket or a pipe (no offsets)"))
     };
     Ok(match op {
         SyscallOpType::Nop => Prepared { kind: Kind::Nop, fd: types::Fd(-1), _file: None, _sandbox: None },
-        SyscallOpType::Read { fd, size } => read(fd, size, CURRENT)?,
-        SyscallOpType::ReadAt { fd, offset, size } => read(fd, size, offset)?,
-        SyscallOpType::Write { fd, data } => with(Kind::Write { data, offset: CURRENT }, file(fd)?),
-        SyscallOpType::WriteAt { fd, offset, data } => with(Kind::Write { data, offset }, file(fd)?),
+        SyscallOpType::Read { fd, size } => {
+            let d = file(fd)?;
+            if d.kind() == DescriptorKind::Socket {
+                with(Kind::Net(net::recv(&d, size, 0)?), d)
+            } else {
+                read(d, size, CURRENT)?
+            }
+        }
+        SyscallOpType::ReadAt { fd, offset, size } => {
+            let d = file(fd)?;
+            if d.is_stream() {
+                return Err(no_offsets("pread"));
+            }
+            read(d, size, offset)?
+        }
+        SyscallOpType::Write { fd, data } => {
+            let d = file(fd)?;
+            if d.kind() == DescriptorKind::Socket {
+                with(Kind::Net(net::send(data, 0)), d)
+            } else {
+                write(d, data, CURRENT)
+            }
+        }
+        SyscallOpType::WriteAt { fd, offset, data } => {
+            let d = file(fd)?;
+            if d.is_stream() {
+                return Err(no_offsets("pwrite"));
+            }
+            write(d, data, offset)
+        }
         SyscallOpType::Fsync { fd } => with(Kind::Fsync, file(fd)?),
         SyscallOpType::Open { path, flags, mode } => {
             let sandbox = ring.rights(seq)?;
@@ -171,6 +221,13 @@ pub(super) fn prepare(
 }
 
 impl Prepared {
+    /// Whether the request waits on a peer: a socket request, a `Read` or `Write` of a socket
+    /// included.
+    #[inline]
+    pub(super) fn waits_on_peer(&self) -> bool {
+        matches!(self.kind, Kind::Net(_))
+    }
+
     /// The submission entry, pointing into what `self` owns (the same each time it is built),
     /// with `user_data`.
     #[inline]
@@ -179,8 +236,9 @@ impl Prepared {
         let sqe = match &mut self.kind {
             Kind::Nop | Kind::Read { len: 0, .. } => opcode::Nop::new().build(),
             Kind::Read { buf, len, offset } => opcode::Read::new(fd, buf.as_mut_ptr(), *len).offset(*offset).build(),
-            Kind::Write { data, offset } => {
-                opcode::Write::new(fd, data.as_ptr(), data.len() as u32).offset(*offset).build()
+            Kind::Write { data, offset, worker } => {
+                let sqe = opcode::Write::new(fd, data.as_ptr(), data.len() as u32).offset(*offset).build();
+                if *worker { sqe.flags(squeue::Flags::ASYNC) } else { sqe }
             }
             Kind::Fsync => opcode::Fsync::new(fd).build(),
             Kind::Open { path, how, .. } => opcode::OpenAt2::new(fd, path.as_ptr(), &**how).build(),
@@ -211,6 +269,7 @@ pub(super) fn finish(prepared: &mut Prepared, result: i32) -> OpOutcome {
             // SAFETY: the kernel wrote `n` bytes (at most the `len` it was given, within the
             // capacity) at the start of the buffer.
             unsafe { buf.set_len(n.min(buf.capacity())) };
+            file_ops::fit(&mut buf);
             OpResult::Bytes(buf)
         }
         Kind::Write { data, .. } => {
