@@ -139,17 +139,7 @@ async fn execute_ref<R: Readiness>(
         }
         SyscallOpType::Listen { sockfd, backlog } => {
             let d = socket(*sockfd)?;
-            // An unbound socket (port 0) is bound by `listen` itself, to the wildcard address and
-            // an ephemeral port: that bind passes the policy's bind rules like any other.
-            if let Ok(local) = inet(rustix::net::getsockname(&*d)?.try_into().ok())
-                && local.port() == 0
-                && !rights.ok_or_else(without_rights)?.may_bind(&local)
-            {
-                return Err(OpError::new(
-                    errno::EACCES,
-                    format!("listen: the socket is unbound, and the policy does not allow binding {local}"),
-                ));
-            }
+            check_implicit_bind(&d, rights, "listen")?;
             rustix::net::listen(&*d, *backlog)?;
             Ok(OpResult::None)
         }
@@ -193,6 +183,7 @@ async fn execute_ref<R: Readiness>(
         SyscallOpType::Write { fd, data } => send(process, ready, *fd, data, 0).await,
         SyscallOpType::SendTo { sockfd, data, addr, flags } => {
             let d = socket(*sockfd)?;
+            check_implicit_bind(&d, rights, "sendto")?;
             let flags = send_flags(*flags);
             let n = ready.retry(&d, Interest::Write, || rustix::net::sendto(&*d, data, flags, addr)).await?;
             Ok(OpResult::Count(n))
@@ -294,6 +285,28 @@ pub(crate) fn recv_flags(flags: u32) -> RecvFlags {
 /// Never raise SIGPIPE in the host: a closed peer is an `EPIPE` completion.
 pub(crate) fn send_flags(flags: u32) -> SendFlags {
     SendFlags::from_bits_retain(flags) | SendFlags::NOSIGNAL
+}
+
+/// Checks the bind the kernel makes on its own for an unbound socket (a `Listen`, or a `SendTo` of
+/// a datagram socket, binds the wildcard address and an ephemeral port): it passes the policy's
+/// bind rules like a `Bind` (the ephemeral port checked as port 0), or the operation is refused
+/// with `EACCES` before the kernel acts. A socket once seen bound is not asked again.
+pub(crate) fn check_implicit_bind(d: &Descriptor, rights: Option<&Sandbox>, what: &str) -> Result<(), OpError> {
+    if d.known_bound() {
+        return Ok(());
+    }
+    let local = inet(rustix::net::getsockname(d)?.try_into().ok())?;
+    if local.port() != 0 {
+        d.seen_bound();
+        return Ok(());
+    }
+    if rights.ok_or_else(without_rights)?.may_bind(&local) {
+        return Ok(());
+    }
+    Err(OpError::new(
+        errno::EACCES,
+        format!("{what}: the socket is unbound, and the policy does not allow binding {local}"),
+    ))
 }
 
 fn without_rights() -> OpError {

@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rustix::fs::FileType;
@@ -31,6 +32,9 @@ pub struct Descriptor {
     /// The kernel object's file type, found with one `fstat` the first time it is asked for (a
     /// descriptor never changes what it refers to).
     file_type: OnceLock<FileType>,
+    /// Whether the socket was seen bound to a local port (which it stays): its implicit-bind
+    /// check is then skipped.
+    bound: AtomicBool,
 }
 
 impl std::fmt::Debug for Descriptor {
@@ -42,7 +46,13 @@ impl std::fmt::Debug for Descriptor {
 impl Descriptor {
     /// Wraps a kernel descriptor.
     pub fn new(fd: OwnedFd, kind: DescriptorKind) -> Self {
-        Descriptor { registration: OnceLock::new(), fd: Arc::new(fd), kind, file_type: OnceLock::new() }
+        Descriptor {
+            registration: OnceLock::new(),
+            fd: Arc::new(fd),
+            kind,
+            file_type: OnceLock::new(),
+            bound: AtomicBool::new(false),
+        }
     }
 
     /// What it refers to.
@@ -66,6 +76,16 @@ impl Descriptor {
     /// `WriteAt` of it are `ESPIPE`.
     pub fn is_stream(&self) -> bool {
         matches!(self.file_type(), FileType::Socket | FileType::Fifo)
+    }
+
+    /// Whether the socket was seen bound to a local port ([`seen_bound`](Self::seen_bound)).
+    pub fn known_bound(&self) -> bool {
+        self.bound.load(Ordering::Relaxed)
+    }
+
+    /// Records that the socket is bound to a local port: a socket never becomes unbound.
+    pub fn seen_bound(&self) {
+        self.bound.store(true, Ordering::Relaxed);
     }
 
     /// The backend's readiness registration of this descriptor, made by `register` (given a

@@ -141,6 +141,7 @@ pub(super) fn prepare(
         }
         SyscallOpType::SendTo { sockfd, data, addr, flags } => {
             let d = socket(process, sockfd)?;
+            net_ops::check_implicit_bind(&d, rights, "sendto")?;
             // SAFETY: `msghdr` and `iovec` are plain C structs for which all-zero is valid.
             let mut msg = Box::new(MsgOut {
                 addr: SocketAddrAny::from(addr),

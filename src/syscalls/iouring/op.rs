@@ -143,7 +143,8 @@ impl SyscallOpType {
     }
 
     /// Whether executing the operation needs its process's rights (the sandbox it was submitted
-    /// under): it opens a path, creates a descriptor, or may bind a socket. The ring keeps those
+    /// under): it opens a path, creates a descriptor, or may bind a socket (`Listen` and
+    /// `SendTo` bind an unbound socket themselves). The ring keeps those
     /// rights from submission for it, so a later `set_policy` does not change what it may do.
     pub(crate) fn acts_with_rights(&self) -> bool {
         matches!(
@@ -152,6 +153,7 @@ impl SyscallOpType {
                 | SyscallOpType::Socket { .. }
                 | SyscallOpType::Accept { .. }
                 | SyscallOpType::Listen { .. }
+                | SyscallOpType::SendTo { .. }
         )
     }
 

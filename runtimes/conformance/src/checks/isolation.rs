@@ -22,7 +22,8 @@ macro_rules! __isolation_checks {
             refused_open_leaves_no_trace, refused_accept_leaves_the_connection_queued,
             rights_are_taken_at_submission, stale_seqs_name_nothing_of_a_later_ring,
             destroy_races_never_bind_a_ring_to_a_dead_process, destroy_without_ring_ends_the_policy,
-            listen_without_bind_passes_the_bind_rules, read_only_opens_directories,
+            listen_without_bind_passes_the_bind_rules, sendto_without_bind_passes_the_bind_rules,
+            read_only_opens_directories,
             created_files_are_never_set_uid, batch_beyond_the_outstanding_limit_is_too_large,
             finished_futures_after_destroy_hand_out_no_descriptor, future_polled_after_ready_panics,
             reads_beyond_the_buffer_budget_are_enomem,
@@ -232,6 +233,40 @@ pub fn listen_without_bind_passes_the_bind_rules(make: MakeBackend) {
     m.set_policy(2, Policy::unrestricted()).unwrap();
     let fd = fd_of(run_op(&m, 2, Op::Socket { domain: libc::AF_INET, ty: libc::SOCK_STREAM, protocol: 0 }));
     assert!(run_op(&m, 2, Op::Listen { sockfd: fd, backlog: 4 }).status.is_success());
+}
+
+/// A `SendTo` of an unbound datagram socket binds it to the wildcard address (where it then
+/// receives from anyone): that bind passes the bind rules too.
+pub fn sendto_without_bind_passes_the_bind_rules(make: MakeBackend) {
+    let m = manager(make);
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let to = peer.local_addr().unwrap();
+    let policy =
+        Policy::default().allow_connect(loopback(), ..).allow_bind("127.0.0.1/32".parse::<IpNet>().unwrap(), ..);
+    m.set_policy(1, policy).unwrap();
+    let udp = Op::Socket { domain: libc::AF_INET, ty: libc::SOCK_DGRAM, protocol: 0 };
+    let fd = fd_of(run_op(&m, 1, udp.clone()));
+    let send = || Op::SendTo { sockfd: fd, data: b"hi".to_vec(), addr: to, flags: 0 };
+    let done = run_op(&m, 1, send());
+    assert_eq!(errno_of(&done), Some(errno::EACCES), "{:?}", done.status);
+    let OpResult::Addr(local) = run_op(&m, 1, Op::LocalAddr { sockfd: fd }).result else { panic!() };
+    assert_eq!(local.port(), 0, "the refused send bound {local}");
+    assert!(run_op(&m, 1, Op::Bind { sockfd: fd, addr: "127.0.0.1:0".parse().unwrap() }).status.is_success());
+    for _ in 0..2 {
+        assert_eq!(run_op(&m, 1, send()).result, OpResult::Count(2));
+        let mut buf = [0u8; 8];
+        assert_eq!(peer.recv(&mut buf).unwrap(), 2);
+    }
+    // Where the wildcard may be bound, the implicit bind is fine.
+    m.set_policy(
+        2,
+        Policy::default().allow_connect(loopback(), ..).allow_bind("0.0.0.0/0".parse::<IpNet>().unwrap(), ..),
+    )
+    .unwrap();
+    let fd = fd_of(run_op(&m, 2, udp));
+    let done = run_op(&m, 2, Op::SendTo { sockfd: fd, data: b"hi".to_vec(), addr: to, flags: 0 });
+    assert_eq!(done.result, OpResult::Count(2), "{:?}", done.status);
 }
 
 /// A read-only policy opens directories (`O_DIRECTORY` shares its bit with `O_TMPFILE`) and
