@@ -16,10 +16,13 @@ use std::net::SocketAddr;
 #[non_exhaustive]
 pub enum SyscallOpType {
     /// Reads up to `size` bytes at the descriptor's current position. Result: [`OpResult::Bytes`]
-    /// (empty at end of file).
+    /// (empty at end of file). On a socket it is a [`Recv`](Self::Recv) without flags: it waits
+    /// for data, on every backend.
     Read { fd: i32, size: usize },
     /// Writes `data` at the descriptor's current position. Result: [`OpResult::Count`], which may
-    /// be short.
+    /// be short. On a socket it is a [`Send`](Self::Send) without flags: it waits for room, on
+    /// every backend. A write to a socket or pipe whose reader is gone completes `EPIPE`; no
+    /// write ever raises a signal in the host.
     Write { fd: i32, data: Vec<u8> },
     /// Opens `path` (resolved by the process's [`Policy`](crate::sandbox::Policy)) with Linux
     /// `O_*` `flags`; `mode` applies when a file is created. Result: [`OpResult::Fd`].
