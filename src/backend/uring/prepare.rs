@@ -85,15 +85,20 @@ enum Kind {
         worker: bool,
     },
     Fsync,
-    Open {
-        path: CString,
-        how: Box<types::OpenHow>,
-        name: String,
-        rooted: bool,
-        /// The descriptor's place, taken before the kernel opens anything.
-        place: FdSlot,
-    },
+    /// Boxed: an open owns much more than the other requests, and every in-flight entry is as
+    /// large as the largest kind.
+    Open(Box<Open>),
     Net(NetKind),
+}
+
+/// What an `OPENAT2` request owns.
+struct Open {
+    path: CString,
+    how: types::OpenHow,
+    name: String,
+    rooted: bool,
+    /// The descriptor's place, taken before the kernel opens anything.
+    place: FdSlot,
 }
 
 /// The "current position" offset for `READ`/`WRITE`.
@@ -202,11 +207,9 @@ pub(super) fn prepare(
             let c_path = CString::new(target)
                 .map_err(|_| OpError::new(errno::EINVAL, format!("open {path:?}: the path holds a NUL byte")))?;
             let (oflags, mode) = sandbox.kernel_flags(flags, mode);
-            let how = Box::new(
-                types::OpenHow::new().flags(oflags.bits() as u64).mode(u64::from(mode.bits())).resolve(resolve),
-            );
+            let how = types::OpenHow::new().flags(oflags.bits() as u64).mode(u64::from(mode.bits())).resolve(resolve);
             let place = process.reserve_fd(&sandbox)?;
-            let kind = Kind::Open { path: c_path, how, name: path, rooted: resolve != 0, place };
+            let kind = Kind::Open(Box::new(Open { path: c_path, how, name: path, rooted: resolve != 0, place }));
             Prepared { kind, fd: types::Fd(dir), _file: None, _sandbox: Some(sandbox) }
         }
         other if net::opcode_of(&other).is_some() => {
@@ -241,7 +244,7 @@ impl Prepared {
                 if *worker { sqe.flags(squeue::Flags::ASYNC) } else { sqe }
             }
             Kind::Fsync => opcode::Fsync::new(fd).build(),
-            Kind::Open { path, how, .. } => opcode::OpenAt2::new(fd, path.as_ptr(), &**how).build(),
+            Kind::Open(open) => opcode::OpenAt2::new(fd, open.path.as_ptr(), &open.how).build(),
             Kind::Net(kind) => kind.sqe(fd),
         };
         sqe.user_data(user_data)
@@ -256,8 +259,8 @@ pub(super) fn finish(prepared: &mut Prepared, result: i32) -> OpOutcome {
     if result < 0 {
         let e = rustix::io::Errno::from_raw_os_error(-result);
         return Err(match &kind {
-            Kind::Open { name, rooted: true, .. } => crate::sandbox::escape_error(name, e),
-            Kind::Open { name, .. } => OpError::new(-result, format!("open {name:?}")),
+            Kind::Open(open) if open.rooted => crate::sandbox::escape_error(&open.name, e),
+            Kind::Open(open) => OpError::new(-result, format!("open {:?}", open.name)),
             _ => OpError::from(e),
         });
     }
@@ -276,11 +279,10 @@ pub(super) fn finish(prepared: &mut Prepared, result: i32) -> OpOutcome {
             drop(data);
             OpResult::Count(n)
         }
-        Kind::Open { path, how, name, rooted, place } => {
-            drop((path, how, name, rooted));
+        Kind::Open(open) => {
             // SAFETY: a successful OPENAT2 returns a new descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(result) };
-            OpResult::Fd(place.install(fd, DescriptorKind::File)?)
+            OpResult::Fd(open.place.install(fd, DescriptorKind::File)?)
         }
         Kind::Net(kind) => net::finish(kind, result)?,
     })
