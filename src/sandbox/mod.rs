@@ -323,3 +323,6 @@ impl Sandbox {
 
 #[cfg(all(target_os = "linux", feature = "uring"))]
 pub(crate) use path::{escape_error, kernel_flags};
+
+#[cfg(test)]
+mod tests;
