@@ -448,3 +448,50 @@ pub fn bad_socket_ops(make: MakeBackend) {
 fn denied_big_recv(m: &IoUringManager, s: i32) -> bool {
     run_op(m, 1, Op::Recv { sockfd: s, size: usize::MAX, flags: 0 }).errno() == Some(errno::EINVAL)
 }
+
+/// Every socket the crate makes for a process, listening, connecting or accepted, is
+/// close-on-exec in the kernel, even when the caller asked for none of `SOCK_CLOEXEC`.
+pub fn sockets_are_close_on_exec(make: MakeBackend) {
+    use crate::support::{is_close_on_exec, kernel_fd_numbers_of_socket, tcp_socket_inode};
+    let m = manager(make);
+    m.set_policy(1, loopback_policy()).unwrap();
+    let ips: Vec<IpAddr> = if has_ipv6_loopback() { vec![V4, V6] } else { vec![V4] };
+    let local = |fd: i32| match ok(run_op(&m, 1, Op::LocalAddr { sockfd: fd }), "getsockname") {
+        OpResult::Addr(a) => a,
+        other => panic!("getsockname gave {other:?}"),
+    };
+    for ip in ips {
+        let (lfd, addr) = listener(&m, 1, ip);
+        // An accept waiting before its connection arrives (io_uring hands it to the kernel), then
+        // one that finds its connection already queued (taken at once, without waiting).
+        let parked = m.submit(1, entry(1, Op::Accept { sockfd: lfd }, 0)).unwrap();
+        let c1 = socket(&m, 1, ip, libc::SOCK_STREAM);
+        ok(run_op(&m, 1, Op::Connect { sockfd: c1, addr }), "connect");
+        let OpResult::Accepted { fd: s1, peer: p1 } = ok(m.wait_completion_timeout(1, parked, T).unwrap(), "accept")
+        else {
+            panic!()
+        };
+        let c2 = socket(&m, 1, ip, libc::SOCK_STREAM);
+        ok(run_op(&m, 1, Op::Connect { sockfd: c2, addr }), "connect");
+        let OpResult::Accepted { fd: s2, peer: p2 } = ok(run_op(&m, 1, Op::Accept { sockfd: lfd }), "accept") else {
+            panic!()
+        };
+        let (a1, a2) = (local(c1), local(c2));
+        assert_eq!((p1, p2), (a1, a2));
+        for (what, local, remote) in [
+            ("listening", addr, None),
+            ("connecting", a1, Some(addr)),
+            ("connecting", a2, Some(addr)),
+            ("accepted while waiting", addr, Some(a1)),
+            ("accepted at once", addr, Some(a2)),
+        ] {
+            let inode = tcp_socket_inode(local, remote).unwrap_or_else(|| panic!("{what} socket {local} not found"));
+            let kernel = kernel_fd_numbers_of_socket(inode);
+            assert_eq!(kernel.len(), 1, "{what} socket {local}: kernel descriptors {kernel:?}");
+            assert!(is_close_on_exec(kernel[0]), "{what} socket {local} is not close-on-exec");
+        }
+        for fd in [s1, s2, c1, c2, lfd] {
+            ok(run_op(&m, 1, Op::Close { fd }), "close");
+        }
+    }
+}
