@@ -8,6 +8,9 @@ use ai_os_kernel::syscalls::open_flags::*;
 use ai_os_kernel::syscalls::{IoUringError, OpResult, SyscallCompletionStatus, SyscallOpType as Op, errno};
 
 use super::{entry, held, manager, rooted};
+
+const V4: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+const V6: std::net::IpAddr = std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
 use crate::support::{MakeBackend, run_op};
 
 fn denied(done: &ai_os_kernel::syscalls::SyscallCompletionEntry) -> bool {
@@ -160,7 +163,7 @@ pub fn policy_limits(make: MakeBackend) {
     });
 }
 
-/// An unrestricted policy opens any path the host can.
+/// An unrestricted policy opens any path the host can, and uses the network on both families.
 pub fn unrestricted_policy(make: MakeBackend) {
     let m = manager(make);
     m.set_policy(1, Policy::unrestricted()).unwrap();
@@ -170,9 +173,31 @@ pub fn unrestricted_policy(make: MakeBackend) {
     let OpResult::Fd(fd) = done.result else { panic!("{:?}", done.status) };
     assert_eq!(run_op(&m, 1, Op::Write { fd, data: b"hi".to_vec() }).result, OpResult::Count(2));
     assert_eq!(std::fs::read(&path).unwrap(), b"hi");
+    // And it may bind, listen, connect and send datagrams, on IPv4 and IPv6 loopback alike.
+    let v6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    let ips: &[std::net::IpAddr] = if v6 { &[V4, V6] } else { &[V4] };
+    for &ip in ips {
+        let (lfd, addr) = super::net::listener(&m, 1, ip);
+        let c = super::net::socket(&m, 1, ip, libc::SOCK_STREAM);
+        let connected = run_op(&m, 1, Op::Connect { sockfd: c, addr });
+        assert!(connected.status.is_success(), "unrestricted connect to {addr}: {:?}", connected.status);
+        let OpResult::Accepted { fd: s, .. } = run_op(&m, 1, Op::Accept { sockfd: lfd }).result else {
+            panic!("accept on {addr}")
+        };
+        assert_eq!(run_op(&m, 1, Op::Send { sockfd: c, data: b"u".to_vec(), flags: 0 }).result, OpResult::Count(1));
+        assert_eq!(super::net::recv_exact(&m, 1, s, 1), b"u");
+        let (u, _) = super::net::bound(&m, 1, ip, libc::SOCK_DGRAM);
+        let (v, v_addr) = super::net::bound(&m, 1, ip, libc::SOCK_DGRAM);
+        let sent = run_op(&m, 1, Op::SendTo { sockfd: u, data: vec![7], addr: v_addr, flags: 0 });
+        assert_eq!(sent.result, OpResult::Count(1), "unrestricted sendto {v_addr}: {:?}", sent.status);
+        let got = run_op(&m, 1, Op::RecvFrom { sockfd: v, size: 8, flags: 0 }).result;
+        assert!(matches!(got, OpResult::Datagram { ref data, .. } if data == &[7]), "{got:?}");
+    }
     // Policies change for operations submitted afterwards.
     m.set_policy(1, Policy::default()).unwrap();
     assert!(denied(&run_op(&m, 1, Op::open(path.to_str().unwrap(), O_RDONLY))));
+    let done = run_op(&m, 1, Op::Socket { domain: libc::AF_INET, ty: libc::SOCK_STREAM, protocol: 0 });
+    assert!(denied(&done), "{:?}", done.status);
 }
 
 /// A rooted policy whose root cannot be opened is refused with a clear error.
