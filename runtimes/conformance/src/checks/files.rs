@@ -122,6 +122,7 @@ pub fn lseek_whence(make: MakeBackend) {
     assert_eq!(seek(-1, 2).result, OpResult::Offset(9));
     assert_eq!(run_op(&m, 1, Op::Read { fd, size: 5 }).result, OpResult::Bytes(b"j".to_vec()));
     assert_eq!(seek(0, 3).result, OpResult::Offset(0), "SEEK_DATA");
+    assert_eq!(seek(0, 4).result, OpResult::Offset(10), "SEEK_HOLE: a file without holes ends in one");
     for (offset, whence) in [(0, 5), (0, -1), (-1, 0), (-100, 1)] {
         assert_eq!(seek(offset, whence).errno(), Some(errno::EINVAL), "lseek({offset}, {whence})");
     }

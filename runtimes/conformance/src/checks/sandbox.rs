@@ -1,5 +1,6 @@
 //! The sandbox: default deny, rooted resolution, escapes, read-only, limits.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::symlink;
 use std::time::Duration;
 
@@ -146,6 +147,46 @@ pub fn policy_limits(make: MakeBackend) {
     assert_eq!(run_op(&m, 1, Op::Read { fd, size: usize::MAX }).errno(), Some(errno::EINVAL));
     assert_eq!(run_op(&m, 1, Op::ReadAt { fd, offset: u64::MAX, size: 1 }).errno(), Some(errno::EINVAL));
     assert_eq!(run_op(&m, 1, Op::WriteAt { fd, offset: 1 << 63, data: vec![1] }).errno(), Some(errno::EINVAL));
+    let just_too_big = run_op(&m, 1, Op::Read { fd, size: ai_os_kernel::sandbox::MAX_IO_SIZE + 1 });
+    assert_eq!(just_too_big.errno(), Some(errno::EINVAL), "{:?}", just_too_big.status);
+    let edge = i64::MAX as u64;
+    for offset in [edge + 1, u64::MAX] {
+        let done = run_op(&m, 1, Op::ReadAt { fd, offset, size: 0 });
+        assert_eq!(done.errno(), Some(errno::EINVAL), "pread of nothing at {offset}: {:?}", done.status);
+    }
+
+    // Exactly at the limits the operation reaches the kernel, and its answer is the kernel's.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("g"), vec![2u8; 64]).unwrap();
+    m.set_policy(2, Policy::rooted(dir.path()).read_write().max_io_bytes(16)).unwrap();
+    let OpResult::Fd(fd) = run_op(&m, 2, Op::open("g", O_RDWR)).result else { panic!("open g") };
+    assert_eq!(run_op(&m, 2, Op::Write { fd, data: vec![3; 16] }).result, OpResult::Count(16));
+    assert_eq!(run_op(&m, 2, Op::WriteAt { fd, offset: 32, data: vec![4; 16] }).result, OpResult::Count(16));
+    assert_eq!(
+        run_op(&m, 2, Op::ReadAt { fd, offset: 24, size: 16 }).result,
+        OpResult::Bytes([[2; 8], [4; 8]].concat())
+    );
+    let host = std::fs::OpenOptions::new().read(true).write(true).open(dir.path().join("g")).unwrap();
+    // What the kernel itself says, asked directly: a count or an errno.
+    let answer = |n: isize| if n < 0 { Err(std::io::Error::last_os_error().raw_os_error()) } else { Ok(n as usize) };
+    let crate_answer = |done: ai_os_kernel::syscalls::SyscallCompletionEntry| match &done.result {
+        _ if done.status.is_error() => Err(done.errno()),
+        OpResult::Bytes(b) => Ok(b.len()),
+        OpResult::Count(c) => Ok(*c),
+        other => panic!("{other:?}"),
+    };
+    for size in [0usize, 1] {
+        let mut buf = [0u8; 1];
+        // SAFETY: `buf` holds `size` <= 1 bytes; `host` is open.
+        let expect = answer(unsafe { libc::pread(host.as_raw_fd(), buf.as_mut_ptr().cast(), size, i64::MAX) });
+        let got = crate_answer(run_op(&m, 2, Op::ReadAt { fd, offset: edge, size }));
+        assert_eq!(got, expect, "pread of {size} at i64::MAX");
+        // SAFETY: as above, reading `size` bytes of `buf`.
+        let expect = answer(unsafe { libc::pwrite(host.as_raw_fd(), buf.as_ptr().cast(), size, i64::MAX) });
+        let got = crate_answer(run_op(&m, 2, Op::WriteAt { fd, offset: edge, data: vec![0; size] }));
+        assert_eq!(got, expect, "pwrite of {size} at i64::MAX");
+    }
+    assert_eq!(std::fs::metadata(dir.path().join("g")).unwrap().len(), 64, "nothing written at the edge");
 
     let (m, gate) = held(make, 1);
     m.set_policy(5, Policy::default().max_outstanding(2)).unwrap();
