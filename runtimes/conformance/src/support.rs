@@ -328,3 +328,18 @@ pub fn report_skipped(what: &str, why: impl std::fmt::Display) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {what}: {why}");
 }
+
+/// The kernel's id of the calling thread, for [`thread_is_asleep`].
+pub fn current_thread_id() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// Whether thread `tid` of this process is asleep in the kernel (state `S` in
+/// `/proc/self/task/<tid>/stat`): blocked on a condition variable, a park or a poll, not running
+/// or runnable. How a test observes that another thread has started waiting.
+pub fn thread_is_asleep(tid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else { return false };
+    // `pid (comm) state ...`: the name may hold spaces and parentheses, so read after the last `)`.
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("S")
+}

@@ -294,6 +294,9 @@ pub fn submitter_thread_may_exit(make: MakeBackend) {
         std::thread::spawn(move || m.submit(1, entry(1, op, 7)).unwrap()).join().unwrap()
     };
     let accept = submit_and_exit(Op::Accept { sockfd: lfd });
+    // A bound, not an observation, and the point of the check: the operation must survive a
+    // while after its submitter exited (long enough for io_uring to have cancelled the exited
+    // thread's request), which no state of the manager shows.
     std::thread::sleep(Duration::from_millis(50));
     let c = socket(&m, 1, V4, libc::SOCK_STREAM);
     ok(run_op(&m, 1, Op::Connect { sockfd: c, addr }), "connect");
@@ -307,6 +310,7 @@ pub fn submitter_thread_may_exit(make: MakeBackend) {
             .join()
             .unwrap()
     };
+    // As above: the receive must outlive its submitter by a while.
     std::thread::sleep(Duration::from_millis(50));
     ok(run_op(&m, 1, Op::Send { sockfd: c, data: b"still here".to_vec(), flags: 0 }), "send");
     let got = futures::executor::block_on(recv);
@@ -328,6 +332,8 @@ pub fn dropping_the_manager_ends_waiting_ops(make: MakeBackend) {
     m.submit(1, entry(1, Op::Accept { sockfd: lfd }, 0)).unwrap();
     let recv = m.submit_async(1, entry(1, Op::Recv { sockfd: s, size: 8, flags: 0 }, 0)).unwrap();
     m.submit_async(1, entry(1, Op::Recv { sockfd: c, size: 8, flags: 0 }, 0)).unwrap().detach();
+    // Gives the operations time to park in the backend, the case this check is about. A bound
+    // only: dropped before they park, they must end the same way, so no timing can fail it.
     std::thread::sleep(Duration::from_millis(20));
     drop(m);
     assert!(futures::executor::block_on(recv).status.is_cancelled(), "the polled receive was cancelled");
