@@ -467,10 +467,10 @@ mod tests {
             Ok(_) => assert!(fifo_setup(&[1]).is_some(), "io_uring is available, so the tests above run"),
             Err(e) => {
                 assert!(fifo_setup(&[1]).is_none());
-                let _ = writeln!(
-                    std::io::stderr().lock(),
-                    "SKIPPED: backend::uring::tests::*: io_uring unavailable ({e}): the io_uring unit tests checked nothing"
+                let line = format!(
+                    "SKIPPED: backend::uring::tests::*: io_uring unavailable ({e}): the io_uring unit tests checked nothing\n"
                 );
+                let _ = std::io::stderr().write_all(line.as_bytes());
             }
         }
     }
