@@ -87,6 +87,8 @@ fn bad_numbers_are_ebadf() {
     assert_eq!(t.len(), 1);
     let d = t.get(fd).unwrap();
     assert_eq!(d.kind(), DescriptorKind::File);
+    let shown = format!("{d:?}");
+    assert!(shown.starts_with("Descriptor") && shown.contains("kind: File"), "{shown}");
     t.remove(fd).unwrap();
     assert_eq!(t.get(fd).unwrap_err().errno(), errno::EBADF, "closed");
     assert_eq!(t.remove(fd).unwrap_err().errno(), errno::EBADF, "closed twice");

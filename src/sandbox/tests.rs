@@ -128,3 +128,68 @@ fn unrestricted_allows_every_network_right_on_both_families() {
     assert_eq!(refused(&d, &Op::Listen { sockfd: 3, backlog: 1 }), Some(errno::EACCES));
     assert_eq!(refused(&d, &Op::Socket { domain: 2, ty: 1, protocol: 0 }), Some(errno::EACCES));
 }
+
+/// Set in the child process of the test below: the open flags it tries.
+const NOCTTY_CHILD: &str = "AI_OS_KERNEL_TEST_NOCTTY_CHILD";
+/// How the child says it ran, on a line of its own.
+const NOCTTY_REPORT: &str = "no controlling terminal after opening ";
+
+/// A terminal opened for a process never becomes the host's controlling terminal, with or without
+/// the caller's `O_NOCTTY`, whether the policy opens anywhere or beneath a root. Checked in a
+/// child process that makes itself a session leader without a terminal (where opening a terminal
+/// without `O_NOCTTY` would make it the controlling one), so the test process is left alone.
+#[test]
+fn opening_a_terminal_never_makes_it_the_controlling_terminal() {
+    use crate::syscalls::open_flags::O_RDWR;
+    const O_NOCTTY: u32 = libc::O_NOCTTY as u32;
+    if let Ok(flags) = std::env::var(NOCTTY_CHILD) {
+        return noctty_child(flags.parse().unwrap());
+    }
+    for flags in [O_RDWR, O_RDWR | O_NOCTTY] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "sandbox::tests::opening_a_terminal_never_makes_it_the_controlling_terminal"])
+            .args(["--test-threads", "1", "--nocapture"])
+            .env(NOCTTY_CHILD, flags.to_string())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed") && stdout.contains(NOCTTY_REPORT),
+            "flags {flags:#x}:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn noctty_child(flags: u32) {
+    use std::ffi::CStr;
+    // SAFETY: plain libc calls on descriptors and buffers owned here.
+    unsafe {
+        assert_ne!(libc::setsid(), -1, "setsid: {}", std::io::Error::last_os_error());
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(master >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(master, name.as_mut_ptr(), name.len()), 0);
+        let slave = CStr::from_ptr(name.as_ptr()).to_str().unwrap().to_owned();
+        let no_ctty = || {
+            let tty = libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            let e = std::io::Error::last_os_error().raw_os_error();
+            if tty >= 0 {
+                libc::close(tty);
+            }
+            tty < 0 && e == Some(libc::ENXIO)
+        };
+        assert!(no_ctty(), "the child starts without a controlling terminal");
+        let anywhere = super::Sandbox::new(super::Policy::unrestricted().read_write()).unwrap();
+        let _a = anywhere.open(&slave, flags, 0).unwrap();
+        assert!(no_ctty(), "opened anywhere with flags {flags:#x}, {slave} became the controlling terminal");
+        let (dir, file) = slave.rsplit_once('/').unwrap();
+        let beneath = super::Sandbox::new(super::Policy::rooted(dir).read_write()).unwrap();
+        let _b = beneath.open(file, flags, 0).unwrap();
+        assert!(no_ctty(), "opened beneath {dir} with flags {flags:#x}, {slave} became the controlling terminal");
+        libc::close(master);
+    }
+    println!("{NOCTTY_REPORT}{flags:#x}");
+}
