@@ -193,3 +193,25 @@ fn noctty_child(flags: u32) {
     }
     println!("{NOCTTY_REPORT}{flags:#x}");
 }
+
+#[test]
+fn builders_and_accessors_report_the_policy() {
+    let d = Policy::default();
+    assert!(!d.is_writable() && d.root().is_none());
+    assert_eq!((d.open_fd_limit(), d.outstanding_limit()), (super::DEFAULT_MAX_OPEN_FDS, usize::MAX));
+    assert!(Policy::unrestricted().is_writable(), "unrestricted writes");
+    assert!(Policy::unrestricted().root().is_none());
+    let r = Policy::rooted("/srv/data");
+    assert!(!r.is_writable(), "rooted is read-only until read_write");
+    assert_eq!(r.root(), Some(std::path::Path::new("/srv/data")));
+    let rw = r.clone().read_write().max_open_fds(5).max_outstanding(6).max_io_bytes(7);
+    assert!(rw.is_writable());
+    assert_eq!((rw.open_fd_limit(), rw.outstanding_limit(), rw.io_byte_limit()), (5, 6, 7));
+    assert_eq!(rw.root(), r.root());
+    assert_ne!(rw, r);
+    // Debug shows every rule, so a log of a refused operation names the policy behind it.
+    let shown = format!("{rw:?}");
+    for part in ["Policy", "Beneath(\"/srv/data\")", "writable: true", "max_open_fds: 5", "max_io_bytes: 7"] {
+        assert!(shown.contains(part), "{part} missing from {shown}");
+    }
+}
