@@ -8,20 +8,48 @@ use ai_os_kernel::syscalls::{IoUringError, IoUringManager};
 
 const EXPECT: &str = "AI_OS_KERNEL_TEST_EXPECT";
 
-/// Runs in a child: checks what `try_new` made of the environment it was given.
-#[test]
-fn child_reports_backend() {
-    let Ok(expect) = std::env::var(EXPECT) else { return };
-    match (expect.as_str(), IoUringManager::try_new()) {
-        ("error", Err(IoUringError::InvalidConfig(msg))) => {
+/// How a child says what `try_new` made of its environment, on a line of its own.
+const REPORT: &str = "backend-select child report: ";
+
+/// What `try_new` makes of this process's environment: the backend's name, `error` for a bad
+/// choice (whose message names every choice), `unavailable` for a backend that cannot start.
+fn report() -> String {
+    match IoUringManager::try_new() {
+        Ok(m) => m.stats().backend.to_string(),
+        Err(IoUringError::InvalidConfig(msg)) => {
             for name in backend::available() {
                 assert!(msg.contains(name), "the error names the choices: {msg}");
             }
+            "error".into()
         }
-        ("unavailable", Err(IoUringError::Backend(msg))) => assert!(msg.contains("io_uring"), "{msg}"),
-        (name, Ok(m)) => assert_eq!(m.stats().backend, name),
-        (expect, Err(e)) => panic!("expected {expect}, got error {e}"),
+        Err(IoUringError::Backend(msg)) => {
+            assert!(msg.contains("io_uring"), "{msg}");
+            "unavailable".into()
+        }
+        Err(e) => format!("unexpected error: {e}"),
     }
+}
+
+/// In a child (with `EXPECT` set): reports what `try_new` made of the environment and checks it.
+/// In an ordinary run: checks that the child pattern itself works, i.e. that a child reports the
+/// backend it was given and fails when told to expect another, so that the tests below cannot
+/// pass with a child that checks nothing.
+#[test]
+fn child_reports_backend() {
+    let Ok(expect) = std::env::var(EXPECT) else {
+        let given = backend::available().iter().copied().find(|n| usable(n)).expect("a usable backend");
+        let (ok, got) = run_child(Some(given), "no-such-backend", &[]);
+        assert_eq!(got.as_deref(), Some(given), "the child reports what it made");
+        assert!(!ok, "a child given {given} but expecting another backend must fail");
+        let (ok, got) = run_child(Some(given), given, &[]);
+        assert!(ok && got.as_deref() == Some(given), "{got:?}");
+        let (ok, got) = run_child(Some("bogus"), given, &[]);
+        assert!(!ok && got.as_deref() == Some("error"), "{got:?}");
+        return;
+    };
+    let got = report();
+    println!("{REPORT}{got}");
+    assert_eq!(got, expect);
 }
 
 /// Whether a backend can start here (io_uring may be disabled on this kernel).
@@ -29,25 +57,36 @@ fn usable(name: &str) -> bool {
     backend::by_name(name).is_ok()
 }
 
-fn child(value: Option<&str>, expect: &str) {
-    child_with(value, expect, &[]);
-}
-
-fn child_with(value: Option<&str>, expect: &str, env: &[(&str, &str)]) {
+/// Runs `child_reports_backend` in a child with `BACKEND_ENV` set to `value` (unset for `None`)
+/// and `env`, told to expect `expect`: whether it passed, and what it reported.
+fn run_child(value: Option<&str>, expect: &str, env: &[(&str, &str)]) -> (bool, Option<String>) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_reports_backend", "--test-threads", "1"]).env(EXPECT, expect);
+    cmd.args(["--exact", "child_reports_backend", "--test-threads", "1", "--nocapture"]).env(EXPECT, expect);
     cmd.envs(env.iter().copied());
     match value {
         Some(v) => cmd.env(backend::BACKEND_ENV, v),
         None => cmd.env_remove(backend::BACKEND_ENV),
     };
     let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let reports: Vec<&str> = stdout.lines().filter_map(|l| Some(l.split_once(REPORT)?.1.trim())).collect();
+    assert!(reports.len() <= 1, "one report per child: {stdout}");
+    let passed = out.status.success() && stdout.contains("1 passed");
+    (passed, reports.first().map(|r| r.to_string()))
+}
+
+fn child(value: Option<&str>, expect: &str) {
+    child_with(value, expect, &[]);
+}
+
+/// The child must pass and report exactly `expect`.
+fn child_with(value: Option<&str>, expect: &str, env: &[(&str, &str)]) {
+    let (passed, got) = run_child(value, expect, env);
     assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-        "{}={value:?} expecting {expect}:\n{}{}",
+        passed && got.as_deref() == Some(expect),
+        "{}={value:?} with {env:?}: expected {expect}, the child reported {got:?} and {}",
         backend::BACKEND_ENV,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        if passed { "passed" } else { "failed" }
     );
 }
 

@@ -86,7 +86,12 @@ fn check(name: &str, block: usize, done: &SyscallCompletionEntry, full: usize) -
 }
 
 fn faults_on(name: &'static str) {
-    let Ok(inner) = backend::by_name(name) else { return };
+    let inner = match backend::by_name(name) {
+        Ok(b) => b,
+        Err(e) => {
+            return ai_os_kernel_conformance::support::report_skipped(&format!("faults on the {name} backend"), e);
+        }
+    };
     let faulty = Faulty::new(inner, plan);
     let m = IoUringManager::with_backend(faulty.clone());
     let dir = tempfile::tempdir().unwrap();

@@ -56,7 +56,12 @@ async fn process(m: &IoUringManager, pid: Pid) {
 }
 
 fn load_on(name: &'static str) {
-    let Ok(b) = backend::by_name(name) else { return };
+    let b = match backend::by_name(name) {
+        Ok(b) => b,
+        Err(e) => {
+            return ai_os_kernel_conformance::support::report_skipped(&format!("load on the {name} backend"), e);
+        }
+    };
     let m = IoUringManager::with_backend(b);
     let dir = tempfile::tempdir().unwrap();
     for pid in 1..=PROCESSES {

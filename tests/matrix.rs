@@ -86,7 +86,13 @@ macro_rules! matrix {
 matrix! {
     uring: match ai_os_kernel::backend::UringBackend::new() {
         Ok(b) => Arc::new(b),
-        Err(_) => Arc::new(ai_os_kernel::backend::BlockingBackend::new()),
+        Err(e) => {
+            ai_os_kernel_conformance::support::report_skipped(
+                "matrix uring::*",
+                format_args!("io_uring unavailable ({e}): this cell ran on the blocking fallback"),
+            );
+            Arc::new(ai_os_kernel::backend::BlockingBackend::new())
+        }
     }, "uring";
     blocking: Arc::new(ai_os_kernel::backend::BlockingBackend::new()), "blocking";
     tokio_backend: Arc::new(ai_os_kernel::backend::TokioBackend::new().unwrap()), "tokio";

@@ -162,3 +162,6 @@ impl ProcessTable {
 fn deny_all() -> Sandbox {
     Sandbox::new(Policy::default()).expect("a policy without a root needs no file system")
 }
+
+#[cfg(test)]
+mod tests;

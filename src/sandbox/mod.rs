@@ -381,3 +381,6 @@ impl Sandbox {
 
 #[cfg(all(target_os = "linux", feature = "uring"))]
 pub(crate) use path::escape_error;
+
+#[cfg(test)]
+mod tests;

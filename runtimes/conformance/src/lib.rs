@@ -30,13 +30,14 @@ macro_rules! conformance_tests {
             batch_all_or_nothing, wait_fails_fast, wait_timeout, destroy_wakes_everyone,
             cancel_ops, long_queue_of_instant_ops_keeps_the_stack_flat, fairness_under_flood, stats_consistent_under_concurrency,
             file_ops_roundtrip, short_read_and_eof, open_create_mode, fds_are_per_process,
-            lseek_whence, concurrent_read_at, dropped_open_closes_fd, panic_in_op_is_eio, drop_storm,
+            lseek_whence, concurrent_read_at, dropped_open_closes_fd, panic_in_op_is_eio, drop_storm, opened_files_are_close_on_exec,
             default_policy_denies, rooted_paths_resolve_beneath, rooted_escapes_refused,
             read_only_refuses_writes, policy_limits, unrestricted_policy, bad_policy_root_refused, hostile_paths_table,
             destroy_closes_descriptors, registry_and_handler_share_descriptors, stats_for_counts_and_latencies,
             tcp_echo_many_connections, tcp_echo_ipv6, udp_ping_pong, connection_refused, peer_reset,
             partial_sends_and_large_messages, parked_waits_hold_no_thread,
             cancelled_accept_stops_and_leaks_nothing, submitter_thread_may_exit, dropping_the_manager_ends_waiting_ops, network_policy_enforced, bad_socket_ops,
+            sockets_are_close_on_exec,
         );
         $crate::__async_checks!($make, $block_on;
             futures_resolve, stream_delivers_then_ends, woken_from_another_thread, async_echo_concurrent,

@@ -255,3 +255,92 @@ impl Backend for Faulty {
         self.inner.spawn(task)
     }
 }
+
+/// This process's kernel descriptors whose `/proc/self/fd` link reads `target`.
+fn kernel_fds_linking_to(target: &std::path::Path) -> Vec<i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd: i32 = e.file_name().to_str()?.parse().ok()?;
+            (std::fs::read_link(e.path()).ok()? == target).then_some(fd)
+        })
+        .collect()
+}
+
+/// The numbers of this process's kernel descriptors that point at `path`, for a test to inspect
+/// (the path must be unique to the test, so that no other test's descriptor matches).
+pub fn kernel_fd_numbers_to(path: &std::path::Path) -> Vec<i32> {
+    kernel_fds_linking_to(&std::fs::canonicalize(path).unwrap())
+}
+
+/// The numbers of this process's kernel descriptors that are the socket with inode `inode`.
+pub fn kernel_fd_numbers_of_socket(inode: u64) -> Vec<i32> {
+    kernel_fds_linking_to(std::path::Path::new(&format!("socket:[{inode}]")))
+}
+
+/// Whether this process's kernel descriptor `fd` is close-on-exec (`FD_CLOEXEC`). Panics if `fd`
+/// is not open.
+pub fn is_close_on_exec(fd: i32) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags; an fd that is not open is EBADF.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    assert!(flags >= 0, "fcntl({fd}, F_GETFD): {}", std::io::Error::last_os_error());
+    flags & libc::FD_CLOEXEC != 0
+}
+
+/// The inode of the TCP socket of the network namespace whose local address is `local` and whose
+/// peer is `remote` (`None` for a listening socket), read from `/proc/self/net/tcp` or `tcp6`.
+pub fn tcp_socket_inode(local: std::net::SocketAddr, remote: Option<std::net::SocketAddr>) -> Option<u64> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    // `ADDR:PORT`, the address as the kernel's in-memory words printed in hex, the port in hex.
+    fn parse(field: &str) -> Option<SocketAddr> {
+        let (ip, port) = field.split_once(':')?;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        let mut bytes = Vec::new();
+        for word in 0..ip.len() / 8 {
+            let w = u32::from_str_radix(&ip[word * 8..word * 8 + 8], 16).ok()?;
+            bytes.extend_from_slice(&w.to_ne_bytes());
+        }
+        let ip = match bytes.len() {
+            4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+            16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+            _ => return None,
+        };
+        Some(SocketAddr::new(ip, port))
+    }
+    let table = if local.is_ipv4() { "/proc/self/net/tcp" } else { "/proc/self/net/tcp6" };
+    let listening = match local.ip() {
+        IpAddr::V4(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
+        IpAddr::V6(_) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+    };
+    let remote = remote.unwrap_or(listening);
+    std::fs::read_to_string(table).unwrap().lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let inode = fields.get(9)?.parse().ok()?;
+        (parse(fields.get(1)?)? == local && parse(fields.get(2)?)? == remote && inode != 0).then_some(inode)
+    })
+}
+
+/// Says that a test did not check what it is named for (io_uring refused by this kernel, no IPv6
+/// loopback, ...), as one line `SKIPPED: <what>: <why>` on the real standard error: written past
+/// the test harness's capture, so that CI logs show it even for a test that passes.
+pub fn report_skipped(what: &str, why: impl std::fmt::Display) {
+    use std::io::Write;
+    // One write, so that the line is not cut by the harness's own output.
+    let _ = std::io::stderr().write_all(format!("SKIPPED: {what}: {why}\n").as_bytes());
+}
+
+/// The kernel's id of the calling thread, for [`thread_is_asleep`].
+pub fn current_thread_id() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// Whether thread `tid` of this process is asleep in the kernel (state `S` in
+/// `/proc/self/task/<tid>/stat`): blocked on a condition variable, a park or a poll, not running
+/// or runnable. How a test observes that another thread has started waiting.
+pub fn thread_is_asleep(tid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else { return false };
+    // `pid (comm) state ...`: the name may hold spaces and parentheses, so read after the last `)`.
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("S")
+}

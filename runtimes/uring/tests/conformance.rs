@@ -4,12 +4,19 @@
 use std::sync::Arc;
 
 use ai_os_kernel::backend::{Backend, BlockingBackend, UringBackend};
+use ai_os_kernel_conformance::support::report_skipped;
 
 fn uring() -> Arc<dyn Backend> {
     match UringBackend::new() {
         Ok(b) => Arc::new(b),
         Err(e) => {
-            eprintln!("io_uring unavailable ({e}): running on the blocking fallback");
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                report_skipped(
+                    "io_uring conformance",
+                    format_args!("io_uring unavailable ({e}): ran on the blocking fallback"),
+                )
+            });
             Arc::new(BlockingBackend::new())
         }
     }
@@ -28,7 +35,16 @@ mod sockets_on_fallback {
                 assert!(!b.probe().sockets_in_kernel);
                 Arc::new(b)
             }
-            Err(_) => Arc::new(BlockingBackend::new()),
+            Err(e) => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    report_skipped(
+                        "sockets_on_fallback::*",
+                        format_args!("io_uring unavailable ({e}): ran on the blocking fallback"),
+                    )
+                });
+                Arc::new(BlockingBackend::new())
+            }
         }
     }
 
@@ -44,7 +60,10 @@ fn default_manager_prefers_uring_where_allowed() {
 
 #[test]
 fn probe_reports_the_opcodes_used() {
-    let Ok(b) = UringBackend::new() else { return };
+    let b = match UringBackend::new() {
+        Ok(b) => b,
+        Err(e) => return report_skipped("probe_reports_the_opcodes_used", format_args!("io_uring unavailable ({e})")),
+    };
     let probe = b.probe();
     let names: Vec<_> = probe.opcodes.iter().map(|(n, _)| *n).collect();
     assert_eq!(
@@ -78,10 +97,20 @@ fn parked_socket_requests_wait_in_the_kernel() {
     use ai_os_kernel::syscalls::{IoUringManager, OpResult, SyscallOpType as Op, SyscallSubmissionEntry};
     use ai_os_kernel_conformance::support::{eventually, run_op, within};
 
-    let Ok(b) = UringBackend::new() else { return };
+    let b = match UringBackend::new() {
+        Ok(b) => b,
+        Err(e) => {
+            return report_skipped(
+                "parked_socket_requests_wait_in_the_kernel",
+                format_args!("io_uring unavailable ({e})"),
+            );
+        }
+    };
     if !b.probe().sockets_in_kernel {
-        eprintln!("this kernel does not wait on non-blocking sockets: they run on the fallback");
-        return;
+        return report_skipped(
+            "parked_socket_requests_wait_in_the_kernel",
+            "this kernel does not wait on non-blocking sockets: they run on the fallback",
+        );
     }
     within(Duration::from_secs(60), "parked socket requests", move || {
         let b = Arc::new(b);

@@ -1279,4 +1279,58 @@ mod tests {
         let snap = counters.snapshot(0, "t");
         assert_eq!((snap.total_submissions, snap.total_completions, snap.discarded), (3, 3, 2));
     }
+
+    #[test]
+    fn iouring_stale_cq_entries_left_by_waits_are_skipped_and_counted_exactly() {
+        // Waits out of order leave stale numbers in the CQ (too few to compact); the stream and
+        // reap then step over them. After every step, `ready()` and `outstanding()` must count
+        // only the completions really waiting.
+        let (r, counters) = ring(16, 16);
+        let (first, _) = r.submit(nops(8), false).unwrap();
+        let seqs: Vec<u64> = (first..first + 8).collect();
+        assert_eq!(start_all(&r), seqs);
+        for &s in &seqs {
+            r.complete(s, Ok(OpResult::None));
+        }
+        assert_eq!((r.ready(), r.outstanding()), (8, 8));
+        // Take the 2nd, 3rd and 6th: stale numbers before, between and after live entries.
+        for i in [1, 2, 5] {
+            assert_eq!(r.wait(seqs[i], None).unwrap().seq, seqs[i]);
+        }
+        assert_eq!((r.ready(), r.outstanding()), (5, 5));
+        assert_eq!(r.lock().cq_stale, 3, "too few stale numbers to compact");
+        let flag = Arc::new(Flag(false.into()));
+        let waker = Waker::from(flag);
+        let mut cx = Context::from_waker(&waker);
+        let mut next = || match r.poll_cq(1, &mut cx) {
+            Poll::Ready(Some(e)) => e.seq,
+            other => panic!("expected a completion, got {other:?}"),
+        };
+        // The stream takes the 1st, then steps over two stale numbers to the 4th.
+        assert_eq!(next(), seqs[0]);
+        assert_eq!((r.ready(), r.outstanding()), (4, 4));
+        assert_eq!(next(), seqs[3]);
+        assert_eq!((r.ready(), r.outstanding()), (3, 3));
+        assert_eq!(r.lock().cq_stale, 1, "the stale numbers stepped over are no longer counted");
+        // Reap takes the rest, over the last stale number, in completion order.
+        let rest: Vec<u64> = r.reap(usize::MAX).iter().map(|e| e.seq).collect();
+        assert_eq!(rest, vec![seqs[4], seqs[6], seqs[7]]);
+        assert_eq!((r.ready(), r.outstanding()), (0, 0));
+        let s = r.lock();
+        assert!(s.cq.is_empty() && s.cq_stale == 0, "cq {:?}, stale {}", s.cq.len(), s.cq_stale);
+        drop(s);
+        assert!(r.poll_cq(1, &mut cx).is_pending(), "nothing left to take");
+        // The ring stays exact for what follows: one more round, a wait then the stream.
+        let (more, _) = r.submit(nops(2), false).unwrap();
+        for s in start_all(&r) {
+            r.complete(s, Ok(OpResult::None));
+        }
+        assert_eq!(r.wait(more, None).unwrap().seq, more);
+        assert_eq!((r.ready(), r.outstanding()), (1, 1));
+        let Poll::Ready(Some(last)) = r.poll_cq(1, &mut cx) else { panic!("the last completion") };
+        assert_eq!(last.seq, more + 1);
+        assert_eq!((r.ready(), r.outstanding()), (0, 0));
+        let snap = counters.snapshot(1, "t");
+        assert_eq!((snap.total_submissions, snap.total_completions, snap.pending), (10, 10, 0));
+    }
 }

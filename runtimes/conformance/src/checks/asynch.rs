@@ -47,8 +47,12 @@ pub async fn woken_from_another_thread(make: MakeBackend) {
     let fut = m.submit_async(1, nop(1)).unwrap();
     let mut stream = m.completions(1).unwrap();
     let seq = m.submit(1, nop(1)).unwrap();
+    // Every runtime under test polls this future on the thread that called its block_on.
+    let awaiting = crate::support::current_thread_id();
     let opener = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(30));
+        crate::support::eventually(Duration::from_secs(30), "the awaiting thread parked", || {
+            crate::support::thread_is_asleep(awaiting)
+        });
         gate.open();
     });
     assert!(fut.await.status.is_success());

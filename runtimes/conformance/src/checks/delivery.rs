@@ -101,7 +101,7 @@ pub fn detach_hands_to_cq(make: MakeBackend) {
     assert_eq!((done.seq, done.user_data), (seq, 9));
     // Detached after it completed: still lands in the CQ.
     let fut = m.submit_async(1, entry(1, SyscallOpType::Nop, 10)).unwrap();
-    std::thread::sleep(Duration::from_millis(20));
+    eventually(T, "the future's operation completed", || m.stats_for(1).unwrap().completed == 2);
     let seq = fut.detach();
     let mut got = Vec::new();
     eventually(T, "detached completion in CQ", || {
@@ -136,8 +136,9 @@ pub fn backpressure_sq_full(make: MakeBackend) {
     let queued = [m.submit(1, nop(1)).unwrap(), m.submit(1, nop(1)).unwrap()];
     let err = m.submit(1, nop(1)).unwrap_err();
     assert_eq!(err, IoUringError::SubmissionQueueFull { pid: 1, capacity: 2 });
-    assert!(m.submit_async(1, nop(1)).is_err());
-    assert!(m.submit_batch(1, vec![nop(1)]).is_err());
+    let full = IoUringError::SubmissionQueueFull { pid: 1, capacity: 2 };
+    assert_eq!(m.submit_async(1, nop(1)).err(), Some(full.clone()));
+    assert_eq!(m.submit_batch(1, vec![nop(1)]).unwrap_err(), full);
     assert_eq!(m.stats().total_submissions, 3, "a refused submission is not enqueued");
     gate.open();
     for s in [first, queued[0], queued[1]] {
@@ -153,7 +154,7 @@ pub fn backpressure_cq_full(make: MakeBackend) {
     let seqs: Vec<u64> = (0..4).map(|_| m.submit(1, nop(1)).unwrap()).collect();
     eventually(T, "all four completed", || ring.ready() == 4);
     assert_eq!(m.submit(1, nop(1)).unwrap_err(), IoUringError::CompletionQueueFull { pid: 1, capacity: 4 });
-    assert!(m.submit_async(1, nop(1)).is_err());
+    assert_eq!(m.submit_async(1, nop(1)).err(), Some(IoUringError::CompletionQueueFull { pid: 1, capacity: 4 }));
     let first = m.reap_completions(1, Some(1)).unwrap();
     assert_eq!(first.len(), 1);
     let fifth = m.submit(1, nop(1)).unwrap();
@@ -221,11 +222,16 @@ pub fn destroy_wakes_everyone(make: MakeBackend) {
     let seq = m.submit(1, nop(1)).unwrap();
     let fut = m.submit_async(1, nop(1)).unwrap();
     let mut stream = m.completions(1).unwrap();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let waiter = {
         let m = m.clone();
-        std::thread::spawn(move || m.wait_completion(1, seq))
+        std::thread::spawn(move || {
+            tid_tx.send(crate::support::current_thread_id()).unwrap();
+            m.wait_completion(1, seq)
+        })
     };
-    std::thread::sleep(Duration::from_millis(30));
+    let tid = tid_rx.recv().unwrap();
+    eventually(T, "the waiter blocked in wait_completion", || crate::support::thread_is_asleep(tid));
     m.destroy_ring(1).unwrap();
     assert_eq!(waiter.join().unwrap().unwrap_err(), IoUringError::RingDestroyed { pid: 1 });
     assert!(block_on(fut).status.is_cancelled());

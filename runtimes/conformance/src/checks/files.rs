@@ -42,7 +42,8 @@ pub fn file_ops_roundtrip(make: MakeBackend) {
     assert!(run_op(&m, 1, Op::Close { fd }).status.is_success());
     let again = run_op(&m, 1, Op::Read { fd, size: 1 });
     assert_eq!(again.errno(), Some(errno::EBADF), "closed descriptor: {:?}", again.status);
-    assert!(run_op(&m, 1, Op::Close { fd }).status.is_error());
+    let twice = run_op(&m, 1, Op::Close { fd });
+    assert_eq!(twice.errno(), Some(errno::EBADF), "closed twice: {:?}", twice.status);
     let nothing = run_op(&m, 1, Op::Fsync { fd: 77 });
     assert_eq!(nothing.errno(), Some(errno::EBADF));
     // The pwrite past the end extends the file, with a hole.
@@ -122,6 +123,7 @@ pub fn lseek_whence(make: MakeBackend) {
     assert_eq!(seek(-1, 2).result, OpResult::Offset(9));
     assert_eq!(run_op(&m, 1, Op::Read { fd, size: 5 }).result, OpResult::Bytes(b"j".to_vec()));
     assert_eq!(seek(0, 3).result, OpResult::Offset(0), "SEEK_DATA");
+    assert_eq!(seek(0, 4).result, OpResult::Offset(10), "SEEK_HOLE: a file without holes ends in one");
     for (offset, whence) in [(0, 5), (0, -1), (-1, 0), (-100, 1)] {
         assert_eq!(seek(offset, whence).errno(), Some(errno::EINVAL), "lseek({offset}, {whence})");
     }
@@ -219,4 +221,33 @@ pub fn drop_storm(make: MakeBackend) {
     assert_eq!((process.open_descriptors(), kernel_fds_to(&dir.path().join(name))), baseline, "descriptors leaked");
     // Still serving.
     assert_eq!(run_op(&m, 1, Op::ReadAt { fd, offset: 0, size: 2 }).result, OpResult::Bytes(vec![5, 5]));
+}
+
+/// Every file the crate opens for a process is close-on-exec in the kernel, whatever flags the
+/// caller gave and however the policy resolves paths: a host that starts programs must not hand
+/// them a tenant's files.
+pub fn opened_files_are_close_on_exec(make: MakeBackend) {
+    let m = manager(make);
+    let dir = rooted(&m, 1);
+    m.set_policy(2, ai_os_kernel::sandbox::Policy::unrestricted()).unwrap();
+    let name = "close-on-exec-unique-file";
+    let path = dir.path().join(name);
+    let absolute = path.to_str().unwrap();
+    let mut fds = Vec::new();
+    // Rooted (resolved beneath the root), then unrestricted (any path).
+    for flags in [O_RDWR | O_CREAT, O_RDONLY, O_WRONLY | O_APPEND, O_RDONLY | O_CLOEXEC] {
+        fds.push((1, open(&m, 1, name, flags)));
+    }
+    for flags in [O_RDONLY, O_RDWR | O_TRUNC] {
+        fds.push((2, open(&m, 2, absolute, flags)));
+    }
+    let kernel = crate::support::kernel_fd_numbers_to(&path);
+    assert_eq!(kernel.len(), fds.len(), "one kernel descriptor per open: {kernel:?}");
+    for fd in &kernel {
+        assert!(crate::support::is_close_on_exec(*fd), "kernel descriptor {fd} of {path:?} is not close-on-exec");
+    }
+    for (pid, fd) in fds {
+        assert!(run_op(&m, pid, Op::Close { fd }).status.is_success());
+    }
+    assert_eq!(kernel_fds_to(&path), 0, "closed through the manager");
 }

@@ -132,6 +132,7 @@ pub fn stats_for_counts_and_latencies(make: MakeBackend) {
     m.cancel(1, queued).unwrap();
     let mid = m.stats_for(1).unwrap();
     assert_eq!((mid.submitted, mid.completed, mid.failed, mid.cancelled, mid.in_flight), (3, 2, 1, 1, 3));
+    // The point: the held operation runs at least 50 ms, which its latency split must show.
     std::thread::sleep(Duration::from_millis(50));
     gate.open();
     let more = m.submit_batch(1, (0..20).map(|_| nop(1)).collect()).unwrap();

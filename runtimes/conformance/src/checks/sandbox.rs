@@ -1,5 +1,6 @@
 //! The sandbox: default deny, rooted resolution, escapes, read-only, limits.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::symlink;
 use std::time::Duration;
 
@@ -8,6 +9,9 @@ use ai_os_kernel::syscalls::open_flags::*;
 use ai_os_kernel::syscalls::{IoUringError, OpResult, SyscallCompletionStatus, SyscallOpType as Op, errno};
 
 use super::{entry, held, manager, rooted};
+
+const V4: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+const V6: std::net::IpAddr = std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
 use crate::support::{MakeBackend, run_op};
 
 fn denied(done: &ai_os_kernel::syscalls::SyscallCompletionEntry) -> bool {
@@ -143,6 +147,46 @@ pub fn policy_limits(make: MakeBackend) {
     assert_eq!(run_op(&m, 1, Op::Read { fd, size: usize::MAX }).errno(), Some(errno::EINVAL));
     assert_eq!(run_op(&m, 1, Op::ReadAt { fd, offset: u64::MAX, size: 1 }).errno(), Some(errno::EINVAL));
     assert_eq!(run_op(&m, 1, Op::WriteAt { fd, offset: 1 << 63, data: vec![1] }).errno(), Some(errno::EINVAL));
+    let just_too_big = run_op(&m, 1, Op::Read { fd, size: ai_os_kernel::sandbox::MAX_IO_SIZE + 1 });
+    assert_eq!(just_too_big.errno(), Some(errno::EINVAL), "{:?}", just_too_big.status);
+    let edge = i64::MAX as u64;
+    for offset in [edge + 1, u64::MAX] {
+        let done = run_op(&m, 1, Op::ReadAt { fd, offset, size: 0 });
+        assert_eq!(done.errno(), Some(errno::EINVAL), "pread of nothing at {offset}: {:?}", done.status);
+    }
+
+    // Exactly at the limits the operation reaches the kernel, and its answer is the kernel's.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("g"), vec![2u8; 64]).unwrap();
+    m.set_policy(2, Policy::rooted(dir.path()).read_write().max_io_bytes(16)).unwrap();
+    let OpResult::Fd(fd) = run_op(&m, 2, Op::open("g", O_RDWR)).result else { panic!("open g") };
+    assert_eq!(run_op(&m, 2, Op::Write { fd, data: vec![3; 16] }).result, OpResult::Count(16));
+    assert_eq!(run_op(&m, 2, Op::WriteAt { fd, offset: 32, data: vec![4; 16] }).result, OpResult::Count(16));
+    assert_eq!(
+        run_op(&m, 2, Op::ReadAt { fd, offset: 24, size: 16 }).result,
+        OpResult::Bytes([[2; 8], [4; 8]].concat())
+    );
+    let host = std::fs::OpenOptions::new().read(true).write(true).open(dir.path().join("g")).unwrap();
+    // What the kernel itself says, asked directly: a count or an errno.
+    let answer = |n: isize| if n < 0 { Err(std::io::Error::last_os_error().raw_os_error()) } else { Ok(n as usize) };
+    let crate_answer = |done: ai_os_kernel::syscalls::SyscallCompletionEntry| match &done.result {
+        _ if done.status.is_error() => Err(done.errno()),
+        OpResult::Bytes(b) => Ok(b.len()),
+        OpResult::Count(c) => Ok(*c),
+        other => panic!("{other:?}"),
+    };
+    for size in [0usize, 1] {
+        let mut buf = [0u8; 1];
+        // SAFETY: `buf` holds `size` <= 1 bytes; `host` is open.
+        let expect = answer(unsafe { libc::pread(host.as_raw_fd(), buf.as_mut_ptr().cast(), size, i64::MAX) });
+        let got = crate_answer(run_op(&m, 2, Op::ReadAt { fd, offset: edge, size }));
+        assert_eq!(got, expect, "pread of {size} at i64::MAX");
+        // SAFETY: as above, reading `size` bytes of `buf`.
+        let expect = answer(unsafe { libc::pwrite(host.as_raw_fd(), buf.as_ptr().cast(), size, i64::MAX) });
+        let got = crate_answer(run_op(&m, 2, Op::WriteAt { fd, offset: edge, data: vec![0; size] }));
+        assert_eq!(got, expect, "pwrite of {size} at i64::MAX");
+    }
+    assert_eq!(std::fs::metadata(dir.path().join("g")).unwrap().len(), 64, "nothing written at the edge");
 
     let (m, gate) = held(make, 1);
     m.set_policy(5, Policy::default().max_outstanding(2)).unwrap();
@@ -160,7 +204,7 @@ pub fn policy_limits(make: MakeBackend) {
     });
 }
 
-/// An unrestricted policy opens any path the host can.
+/// An unrestricted policy opens any path the host can, and uses the network on both families.
 pub fn unrestricted_policy(make: MakeBackend) {
     let m = manager(make);
     m.set_policy(1, Policy::unrestricted()).unwrap();
@@ -170,9 +214,34 @@ pub fn unrestricted_policy(make: MakeBackend) {
     let OpResult::Fd(fd) = done.result else { panic!("{:?}", done.status) };
     assert_eq!(run_op(&m, 1, Op::Write { fd, data: b"hi".to_vec() }).result, OpResult::Count(2));
     assert_eq!(std::fs::read(&path).unwrap(), b"hi");
+    // And it may bind, listen, connect and send datagrams, on IPv4 and IPv6 loopback alike.
+    let v6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if !v6 {
+        crate::support::report_skipped("IPv6 part of unrestricted_policy", "no ::1 on this machine");
+    }
+    let ips: &[std::net::IpAddr] = if v6 { &[V4, V6] } else { &[V4] };
+    for &ip in ips {
+        let (lfd, addr) = super::net::listener(&m, 1, ip);
+        let c = super::net::socket(&m, 1, ip, libc::SOCK_STREAM);
+        let connected = run_op(&m, 1, Op::Connect { sockfd: c, addr });
+        assert!(connected.status.is_success(), "unrestricted connect to {addr}: {:?}", connected.status);
+        let OpResult::Accepted { fd: s, .. } = run_op(&m, 1, Op::Accept { sockfd: lfd }).result else {
+            panic!("accept on {addr}")
+        };
+        assert_eq!(run_op(&m, 1, Op::Send { sockfd: c, data: b"u".to_vec(), flags: 0 }).result, OpResult::Count(1));
+        assert_eq!(super::net::recv_exact(&m, 1, s, 1), b"u");
+        let (u, _) = super::net::bound(&m, 1, ip, libc::SOCK_DGRAM);
+        let (v, v_addr) = super::net::bound(&m, 1, ip, libc::SOCK_DGRAM);
+        let sent = run_op(&m, 1, Op::SendTo { sockfd: u, data: vec![7], addr: v_addr, flags: 0 });
+        assert_eq!(sent.result, OpResult::Count(1), "unrestricted sendto {v_addr}: {:?}", sent.status);
+        let got = run_op(&m, 1, Op::RecvFrom { sockfd: v, size: 8, flags: 0 }).result;
+        assert!(matches!(got, OpResult::Datagram { ref data, .. } if data == &[7]), "{got:?}");
+    }
     // Policies change for operations submitted afterwards.
     m.set_policy(1, Policy::default()).unwrap();
     assert!(denied(&run_op(&m, 1, Op::open(path.to_str().unwrap(), O_RDONLY))));
+    let done = run_op(&m, 1, Op::Socket { domain: libc::AF_INET, ty: libc::SOCK_STREAM, protocol: 0 });
+    assert!(denied(&done), "{:?}", done.status);
 }
 
 /// A rooted policy whose root cannot be opened is refused with a clear error.
@@ -181,7 +250,9 @@ pub fn bad_policy_root_refused(make: MakeBackend) {
     let err = m.set_policy(1, Policy::rooted("/definitely/not/here")).unwrap_err();
     assert!(matches!(&err, IoUringError::InvalidConfig(msg) if msg.contains("/definitely/not/here")), "{err}");
     let file = tempfile::NamedTempFile::new().unwrap();
-    assert!(m.set_policy(1, Policy::rooted(file.path())).is_err(), "a file is no root");
+    let err = m.set_policy(1, Policy::rooted(file.path())).unwrap_err();
+    let name = file.path().to_str().unwrap();
+    assert!(matches!(&err, IoUringError::InvalidConfig(msg) if msg.contains(name)), "a file is no root: {err}");
 }
 
 /// At least 50 hostile paths and tricks against a rooted policy, each ending in a clear errno,
