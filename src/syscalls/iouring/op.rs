@@ -175,15 +175,11 @@ impl SyscallOpType {
     /// The number of bytes the operation asks to move, for the size limits.
     pub(crate) fn io_len(&self) -> usize {
         match self {
-            SyscallOpType::Read { size, .. }
-            | SyscallOpType::ReadAt { size, .. }
-            | SyscallOpType::Recv { size, .. }
-            | SyscallOpType::RecvFrom { size, .. } => *size,
             SyscallOpType::Write { data, .. }
             | SyscallOpType::WriteAt { data, .. }
             | SyscallOpType::Send { data, .. }
             | SyscallOpType::SendTo { data, .. } => data.len(),
-            _ => 0,
+            _ => self.read_len(),
         }
     }
 }

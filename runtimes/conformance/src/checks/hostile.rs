@@ -97,18 +97,24 @@ pub fn hostile_write_to_a_closed_peer_is_epipe_not_sigpipe(make: MakeBackend) {
     }
 }
 
-/// `Write` to a FIFO whose reader went away completes with `EPIPE` instead of raising SIGPIPE.
-pub fn hostile_write_to_a_readerless_fifo_is_epipe_not_sigpipe(make: MakeBackend) {
-    sigpipe_kills();
-    let m = manager(make);
-    let dir = rooted(&m, 1);
+/// A FIFO in pid 1's new read-write root, a host-side reader of it (non-blocking, so that the
+/// tenant's write-only open need not wait for one), and the tenant's write-only descriptor.
+fn fifo_opened_for_writing(m: &ai_os_kernel::syscalls::IoUringManager) -> (tempfile::TempDir, std::fs::File, i32) {
+    let dir = rooted(m, 1);
     let path = dir.path().join("fifo");
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: `c_path` is a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
-    // A host-side reader, so that the tenant's write-only open does not wait for one.
     let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).unwrap();
-    let OpResult::Fd(fd) = run_op(&m, 1, Op::open("fifo", O_WRONLY)).result else { panic!("open fifo") };
+    let OpResult::Fd(fd) = run_op(m, 1, Op::open("fifo", O_WRONLY)).result else { panic!("open fifo") };
+    (dir, reader, fd)
+}
+
+/// `Write` to a FIFO whose reader went away completes with `EPIPE` instead of raising SIGPIPE.
+pub fn hostile_write_to_a_readerless_fifo_is_epipe_not_sigpipe(make: MakeBackend) {
+    sigpipe_kills();
+    let m = manager(make);
+    let (_dir, reader, fd) = fifo_opened_for_writing(&m);
     let done = run_op(&m, 1, Op::Write { fd, data: b"heard".to_vec() });
     assert_eq!(done.result, OpResult::Count(5), "{:?}", done.status);
     drop(reader);
@@ -128,13 +134,7 @@ pub fn hostile_write_cut_short_by_a_closing_fifo_reader_is_no_sigpipe(make: Make
     use std::os::fd::AsRawFd;
     sigpipe_kills();
     let m = manager(make);
-    let dir = rooted(&m, 1);
-    let path = dir.path().join("fifo");
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: `c_path` is a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
-    let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).unwrap();
-    let OpResult::Fd(fd) = run_op(&m, 1, Op::open("fifo", O_WRONLY)).result else { panic!("open fifo") };
+    let (_dir, reader, fd) = fifo_opened_for_writing(&m);
     const BIG: usize = 1 << 20;
     let seq = m.submit(1, entry(1, Op::Write { fd, data: vec![7; BIG] }, 0)).unwrap();
     // SAFETY: F_GETPIPE_SZ and FIONREAD on a descriptor this function owns; FIONREAD writes one
