@@ -93,6 +93,10 @@ struct RingState {
     /// compacted later.
     cq: VecDeque<Option<SyscallCompletionEntry>>,
     cq_stale: usize,
+    /// The sandbox in force when each operation that needs it to run
+    /// ([`SyscallOpType::acts_with_rights`]) was submitted, until the operation ends. Kept apart
+    /// from the slots: few operations have one, and every slot would carry the room for it.
+    rights: FxHashMap<u64, Arc<Sandbox>>,
     /// Bytes held for reads: reserved by those not yet completed, held by results not yet
     /// taken. Never more than the policy's `max_buffered_bytes` (checked at submission).
     buffered: usize,
@@ -114,9 +118,6 @@ struct Slot {
     user_data: u64,
     owner: Owner,
     phase: Phase,
-    /// The sandbox in force when the operation was submitted, for an operation that needs it
-    /// when it runs ([`SyscallOpType::acts_with_rights`]).
-    rights: Option<Arc<Sandbox>>,
     /// The bytes a read counts against the ring's buffer budget until it completes.
     reserved: usize,
 }
@@ -356,22 +357,14 @@ impl SyscallCompletionRing {
                 s.stamps.insert(seq, [now; 3]);
             }
             let owner = if to_future { Owner::Future(None) } else { Owner::Queue };
-            let rights = op.acts_with_rights().then(|| sandbox.clone());
             let reserved = op.read_len();
-            let checked = sandbox.check(&op).and_then(|()| {
-                if s.buffered + reserved > sandbox.policy().buffered_byte_limit() {
-                    return Err(OpError::new(
-                        rustix::io::Errno::NOMEM.raw_os_error(),
-                        format!(
-                            "{}: {reserved} more bytes would pass the policy's {} bytes of reads outstanding",
-                            op.name(),
-                            sandbox.policy().buffered_byte_limit()
-                        ),
-                    ));
-                }
-                s.buffered += reserved;
-                Ok(())
-            });
+            let checked = match sandbox.check(&op) {
+                Ok(()) if reserved > 0 => s.reserve_buffer(&op, reserved, sandbox.policy().buffered_byte_limit()),
+                checked => checked,
+            };
+            if checked.is_ok() && op.acts_with_rights() {
+                s.rights.insert(seq, sandbox.clone());
+            }
             match (checked, start.as_mut()) {
                 (Ok(()), Some(start)) => {
                     if sampled.is_some() {
@@ -379,13 +372,13 @@ impl SyscallCompletionRing {
                         s.metrics.record(Stage::Queued, Duration::ZERO);
                     }
                     let phase = Phase::Running(Cancel::default());
-                    s.slots.insert(seq, Slot { user_data, owner, phase, rights, reserved });
+                    s.slots.insert(seq, Slot { user_data, owner, phase, reserved });
                     let counts = !op.may_wait_on_peer();
                     accepted.counted += usize::from(counts);
                     start(Dispatched { seq, op }, counts);
                 }
                 (Ok(()), None) => {
-                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Queued, rights, reserved });
+                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Queued, reserved });
                     s.sq.push_back((seq, op));
                     accepted.queued = true;
                 }
@@ -394,7 +387,7 @@ impl SyscallCompletionRing {
                     s.metrics.completed += 1;
                     s.metrics.failed += 1;
                     if to_future {
-                        s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Done, rights: None, reserved: 0 });
+                        s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Done, reserved: 0 });
                         s.done.insert(seq, entry);
                     } else {
                         s.push_cq(entry, &mut after);
@@ -567,10 +560,12 @@ impl SyscallCompletionRing {
     /// `ECANCELED` if it has already ended without its backend (its ring destroyed), or
     /// `EINVAL` for an operation that took none.
     pub(crate) fn rights(&self, seq: u64) -> std::result::Result<Arc<Sandbox>, OpError> {
-        match self.lock().slots.get(&seq) {
-            Some(Slot { rights: Some(rights), phase: Phase::Running(_) | Phase::Queued, .. }) => Ok(rights.clone()),
+        let s = self.lock();
+        match s.slots.get(&seq) {
             Some(Slot { phase: Phase::Running(_) | Phase::Queued, .. }) => {
-                Err(OpError::new(super::error::errno::EINVAL, "the operation was submitted without rights to act"))
+                s.rights.get(&seq).cloned().ok_or_else(|| {
+                    OpError::new(super::error::errno::EINVAL, "the operation was submitted without rights to act")
+                })
             }
             _ => Err(OpError::cancelled()),
         }
@@ -734,8 +729,9 @@ impl SyscallCompletionRing {
             }
         });
         stamps.retain(|seq, _| slots.contains_key(seq));
-        // Only the futures' completions are left to take.
+        // Only the futures' completions are left to take; nothing is left to run.
         s.buffered = s.done.values().map(|e| e.result.data_len()).sum();
+        s.rights.clear();
         self.counters.retired(discarded, true);
         s.metrics.completed += forced;
         s.metrics.cancelled += forced;
@@ -746,6 +742,17 @@ impl SyscallCompletionRing {
 }
 
 impl RingState {
+    /// Reserves `len` bytes of the buffer budget (`limit`) for read `op`, or refuses it with
+    /// `ENOMEM` if they would pass it.
+    #[inline]
+    fn reserve_buffer(&mut self, op: &SyscallOpType, len: usize, limit: usize) -> std::result::Result<(), OpError> {
+        if self.buffered + len > limit {
+            return Err(over_budget(op, len, limit));
+        }
+        self.buffered += len;
+        Ok(())
+    }
+
     /// Makes room for `n` consecutive sequence numbers from `next_seq`: a batch's numbers are
     /// consecutive, so a batch that would cross the end of the ring's block starts a new one.
     fn reserve_seqs(&mut self, n: u64) {
@@ -788,6 +795,9 @@ impl RingState {
         metrics.completed += 1;
         metrics.failed += u64::from(entry.status.is_error());
         metrics.cancelled += u64::from(entry.status.is_cancelled());
+        if !self.rights.is_empty() {
+            self.rights.remove(&seq);
+        }
         // What the read reserved becomes what its result holds, until taken.
         self.buffered -= std::mem::take(&mut slot.get_mut().reserved);
         if !matches!(slot.get().owner, Owner::Nobody) {
@@ -858,6 +868,7 @@ impl RingState {
 
     /// A completion leaves its ring: the bytes it held leave the buffer budget, and how long it
     /// waited is measured if it is a sampled one. Every way of taking a completion ends here.
+    #[inline]
     fn took(&mut self, entry: &SyscallCompletionEntry, clock: &mut Clock) {
         let seq = entry.seq;
         self.buffered -= entry.result.data_len();
@@ -872,6 +883,9 @@ impl RingState {
     /// what it reserved.
     fn remove(&mut self, seq: u64) -> Option<Slot> {
         self.unstamp(seq);
+        if !self.rights.is_empty() {
+            self.rights.remove(&seq);
+        }
         let slot = self.slots.remove(&seq)?;
         self.buffered -= slot.reserved;
         Some(slot)
@@ -895,6 +909,15 @@ impl RingState {
             self.cq_stale = 0;
         }
     }
+}
+
+/// The refusal of a read whose `len` bytes would pass the buffer budget `limit`.
+#[cold]
+fn over_budget(op: &SyscallOpType, len: usize, limit: usize) -> OpError {
+    OpError::new(
+        rustix::io::Errno::NOMEM.raw_os_error(),
+        format!("{}: {len} more bytes would pass the policy's {limit} bytes of reads outstanding", op.name()),
+    )
 }
 
 /// How many sequence numbers a ring takes at a time. A batch (at most [`MAX_RING_SIZE`]
