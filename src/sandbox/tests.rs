@@ -215,3 +215,21 @@ fn builders_and_accessors_report_the_policy() {
         assert!(shown.contains(part), "{part} missing from {shown}");
     }
 }
+
+#[test]
+fn root_fd_is_the_opened_root_directory() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let rooted = super::Sandbox::new(Policy::rooted(dir.path())).unwrap();
+    let root = rooted.root_fd().expect("a rooted sandbox has its root open");
+    let st = rustix::fs::fstat(root).unwrap();
+    let want = std::fs::metadata(dir.path()).unwrap();
+    assert_eq!((st.st_dev, st.st_ino), (want.dev(), want.ino()), "the descriptor is the root directory");
+    // Renaming the root's path does not move the sandbox: it holds the directory itself.
+    let moved = dir.path().with_extension("moved");
+    std::fs::rename(dir.path(), &moved).unwrap();
+    assert_eq!(rustix::fs::fstat(rooted.root_fd().unwrap()).unwrap().st_ino, want.ino());
+    std::fs::rename(&moved, dir.path()).unwrap();
+    assert!(super::Sandbox::new(Policy::unrestricted()).unwrap().root_fd().is_none());
+    assert!(super::Sandbox::new(Policy::default()).unwrap().root_fd().is_none());
+}
