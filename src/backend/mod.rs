@@ -218,7 +218,9 @@ pub(crate) fn run_blocking(sub: Submission) {
 /// cancellation: its future is dropped, which stops the wait. Any other operation runs to its
 /// end and reports what really happened, as io_uring does for work already started: dropping
 /// its future would not stop a system call already running on another thread, and would lose a
-/// descriptor it opened. A result that arrives in the same poll as the cancellation wins.
+/// descriptor it opened. A waiting operation asked to stop is not tried again: woken for its
+/// cancellation, it stops before its next attempt, so an accept cancelled before a connection
+/// arrived never takes that connection off the queue only to have it discarded.
 pub async fn run<B: Backend + ?Sized>(backend: Arc<B>, sub: Submission) {
     let (op, mut completer) = sub.into_parts();
     if op.is_cancelled() {
@@ -232,14 +234,67 @@ pub async fn run<B: Backend + ?Sized>(backend: Arc<B>, sub: Submission) {
     }
     let cancel = waits.then(|| op.cancel_token());
     let mut exec = backend.execute(op);
-    let outcome = poll_fn(|cx| match exec.as_mut().poll(cx) {
-        Poll::Ready(out) => Poll::Ready(out),
-        Poll::Pending => match &cancel {
-            Some(cancel) => cancel.poll_cancelled(cx).map(|()| Err(OpError::cancelled())),
-            None => Poll::Pending,
-        },
+    let outcome = poll_fn(|cx| {
+        if let Some(cancel) = &cancel
+            && cancel.poll_cancelled(cx).is_ready()
+        {
+            return Poll::Ready(Err(OpError::cancelled()));
+        }
+        exec.as_mut().poll(cx)
     })
     .await;
     drop(exec);
     completer.complete(outcome);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Waker};
+
+    use super::*;
+    use crate::syscalls::iouring::op::SyscallOpType;
+    use crate::syscalls::iouring::ring::test_support::ring;
+
+    /// A backend whose operations wait once, then finish having "taken" something (as an accept
+    /// takes a connection), counting how often they are tried.
+    struct TakesOnSecondTry(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl Backend for TakesOnSecondTry {
+        fn name(&self) -> &'static str {
+            "takes-on-second-try"
+        }
+
+        async fn execute(&self, _op: Operation) -> OpOutcome {
+            let mut tried = false;
+            poll_fn(|_| {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                if std::mem::replace(&mut tried, true) { Poll::Ready(Ok(OpResult::Count(1))) } else { Poll::Pending }
+            })
+            .await
+        }
+
+        fn spawn(&self, _task: Task) {}
+    }
+
+    /// A waiting operation cancelled before its task runs again is not tried again: an accept
+    /// asked to stop never takes a connection that arrived meanwhile, only to discard it.
+    #[test]
+    fn a_cancelled_wait_is_not_tried_again() {
+        let (r, _) = ring(1, 4, 4);
+        let (seq, _) = r.submit(std::iter::once((SyscallOpType::Accept { sockfd: 3 }, 0)), false).unwrap();
+        let mut out = Vec::new();
+        r.dispatch(1, &mut out, |d, counted| Submission::new(&r, d, counted));
+        let backend = Arc::new(TakesOnSecondTry(AtomicUsize::new(0)));
+        let mut task = Box::pin(run(backend.clone(), out.pop().unwrap()));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(task.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(backend.0.load(Ordering::SeqCst), 1, "tried once, waiting");
+        r.cancel(seq).unwrap();
+        assert!(task.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(backend.0.load(Ordering::SeqCst), 1, "tried again after its cancellation");
+        let done = r.wait(seq, None).unwrap();
+        assert!(done.status.is_cancelled(), "{:?}", done);
+    }
 }
