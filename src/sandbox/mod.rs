@@ -139,6 +139,8 @@ impl Policy {
     }
 
     /// Allows binding to addresses in `net` on `ports` (include port 0 for an ephemeral port).
+    /// IPv6 sockets are dual-stack: binding the IPv6 wildcard `[::]` also takes the port on
+    /// every IPv4 address, so it is allowed only where the IPv4 wildcard `0.0.0.0` is too.
     pub fn allow_bind(mut self, net: impl Into<IpNet>, ports: impl Into<PortRange>) -> Self {
         self.bind.push(NetRule { net: net.into(), ports: ports.into() });
         self
@@ -265,7 +267,7 @@ impl Policy {
             {
                 Err(OpError::new(errno::EACCES, format!("{}: the policy does not allow {addr}", op.name())))
             }
-            SyscallOpType::Bind { addr, .. } if !net::admits(&self.bind, addr) => {
+            SyscallOpType::Bind { addr, .. } if !net::admits_bind(&self.bind, addr) => {
                 Err(OpError::new(errno::EACCES, format!("bind: the policy does not allow binding {addr}")))
             }
             SyscallOpType::Listen { .. } if !self.listen => {
@@ -355,7 +357,7 @@ impl Sandbox {
     /// `Listen` on an unbound socket binds the wildcard address and an ephemeral port, checked
     /// as port 0), which must pass the same rules as a `Bind`.
     pub(crate) fn may_bind(&self, addr: &std::net::SocketAddr) -> bool {
-        net::admits(&self.policy.bind, addr)
+        net::admits_bind(&self.policy.bind, addr)
     }
 
     /// `open` flags and creation mode as the kernel gets them under this policy (close-on-exec,

@@ -67,6 +67,15 @@ pub(crate) fn admits(rules: &[NetRule], addr: &SocketAddr) -> bool {
     rules.iter().any(|r| r.net.contains(&ip) && r.ports.contains(addr.port()))
 }
 
+/// Whether the bind rules admit binding `addr`. The crate's IPv6 sockets are dual-stack, so
+/// binding the IPv6 wildcard `[::]` also binds the IPv4 wildcard on the same port: the rules
+/// must admit both.
+pub(crate) fn admits_bind(rules: &[NetRule], addr: &SocketAddr) -> bool {
+    admits(rules, addr)
+        && (!matches!(addr.ip(), IpAddr::V6(v6) if v6.is_unspecified())
+            || admits(rules, &SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), addr.port())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +92,17 @@ mod tests {
         assert!(!admits(&rules, &"128.0.0.1:1500".parse().unwrap()));
         assert!(admits(&rules, &"[::1]:443".parse().unwrap()));
         assert!(!admits(&rules, &"[::1]:444".parse().unwrap()));
+    }
+
+    #[test]
+    fn binding_the_v6_wildcard_needs_the_v4_wildcard_too() {
+        let v6_any = [rule("::/0", ..)];
+        assert!(!admits_bind(&v6_any, &"[::]:80".parse().unwrap()), "dual-stack [::] also takes IPv4");
+        assert!(admits_bind(&v6_any, &"[::1]:80".parse().unwrap()));
+        let both = [rule("::/0", ..), rule("0.0.0.0/0", 80)];
+        assert!(admits_bind(&both, &"[::]:80".parse().unwrap()));
+        assert!(!admits_bind(&both, &"[::]:81".parse().unwrap()));
+        assert!(admits_bind(&both, &"0.0.0.0:80".parse().unwrap()));
     }
 
     #[test]

@@ -23,6 +23,7 @@ macro_rules! __isolation_checks {
             rights_are_taken_at_submission, stale_seqs_name_nothing_of_a_later_ring,
             destroy_races_never_bind_a_ring_to_a_dead_process, destroy_without_ring_ends_the_policy,
             listen_without_bind_passes_the_bind_rules, sendto_without_bind_passes_the_bind_rules,
+            v6_wildcard_bind_needs_the_v4_rules_too,
             read_only_opens_directories,
             created_files_are_never_set_uid, batch_beyond_the_outstanding_limit_is_too_large,
             finished_futures_after_destroy_hand_out_no_descriptor, future_polled_after_ready_panics,
@@ -375,4 +376,30 @@ pub fn reads_beyond_the_buffer_budget_are_enomem(make: MakeBackend) {
     let more = m.submit(1, read()).unwrap();
     assert_eq!(wait(more).result, OpResult::Bytes(b"hello".to_vec()));
     assert_eq!(wait(again).result, OpResult::Bytes(b"hello".to_vec()));
+}
+
+/// IPv6 sockets are dual-stack: binding `[::]` also takes the port on every IPv4 address, so a
+/// policy that allows only IPv6 may not bind (or listen unbound on) the IPv6 wildcard.
+pub fn v6_wildcard_bind_needs_the_v4_rules_too(make: MakeBackend) {
+    let m = manager(make);
+    let v6_only = Policy::default().allow_bind("::/0".parse::<IpNet>().unwrap(), ..).allow_listen();
+    m.set_policy(1, v6_only).unwrap();
+    let v6 = Op::Socket { domain: libc::AF_INET6, ty: libc::SOCK_STREAM, protocol: 0 };
+    let fd = fd_of(run_op(&m, 1, v6.clone()));
+    let done = run_op(&m, 1, Op::Bind { sockfd: fd, addr: "[::]:0".parse().unwrap() });
+    assert_eq!(errno_of(&done), Some(errno::EACCES), "[::] would listen on IPv4 too: {:?}", done.status);
+    let done = run_op(&m, 1, Op::Listen { sockfd: fd, backlog: 4 });
+    assert_eq!(errno_of(&done), Some(errno::EACCES), "listening unbound binds [::]: {:?}", done.status);
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        assert!(run_op(&m, 1, Op::Bind { sockfd: fd, addr: "[::1]:0".parse().unwrap() }).status.is_success());
+        assert!(run_op(&m, 1, Op::Listen { sockfd: fd, backlog: 4 }).status.is_success());
+    }
+    // Both wildcards allowed: [::] binds.
+    let both = Policy::default()
+        .allow_bind("::/0".parse::<IpNet>().unwrap(), ..)
+        .allow_bind("0.0.0.0/0".parse::<IpNet>().unwrap(), ..);
+    m.set_policy(2, both).unwrap();
+    let fd = fd_of(run_op(&m, 2, v6));
+    let done = run_op(&m, 2, Op::Bind { sockfd: fd, addr: "[::]:0".parse().unwrap() });
+    assert!(done.status.is_success(), "{:?}", done.status);
 }
