@@ -278,13 +278,16 @@ pub(crate) fn socket(process: &Process, fd: i32) -> Result<Arc<Descriptor>, OpEr
 }
 
 /// The caller's receive flags, less `MSG_TRUNC`: a result never reports more bytes than it holds.
+/// and less `MSG_DONTWAIT`: a receive waits for its data on every backend (the sockets are
+/// non-blocking anyway; the readiness loop or the kernel does the waiting).
 pub(crate) fn recv_flags(flags: u32) -> RecvFlags {
-    RecvFlags::from_bits_retain(flags) & !RecvFlags::TRUNC
+    RecvFlags::from_bits_retain(flags) & !(RecvFlags::TRUNC | RecvFlags::DONTWAIT)
 }
 
-/// Never raise SIGPIPE in the host: a closed peer is an `EPIPE` completion.
+/// Never raise SIGPIPE in the host: a closed peer is an `EPIPE` completion. Less `MSG_DONTWAIT`:
+/// a send waits for room on every backend.
 pub(crate) fn send_flags(flags: u32) -> SendFlags {
-    SendFlags::from_bits_retain(flags) | SendFlags::NOSIGNAL
+    (SendFlags::from_bits_retain(flags) & !SendFlags::DONTWAIT) | SendFlags::NOSIGNAL
 }
 
 /// Checks the bind the kernel makes on its own for an unbound socket (a `Listen`, or a `SendTo` of
@@ -315,4 +318,23 @@ fn without_rights() -> OpError {
 
 fn inet(addr: Option<SocketAddr>) -> Result<SocketAddr, OpError> {
     addr.ok_or_else(|| OpError::new(errno::EAFNOSUPPORT, "the socket's address is not IPv4 or IPv6"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flags a tenant passes never make a socket call return at once instead of waiting
+    /// (`MSG_DONTWAIT`: io_uring would answer `EAGAIN` at every submission, and a request sent
+    /// back to wait would spin), never report more than was received (`MSG_TRUNC`), and never
+    /// let a send raise SIGPIPE.
+    #[test]
+    fn tenant_flags_never_make_a_call_spin_or_signal() {
+        let all = u32::MAX;
+        let recv = recv_flags(all);
+        assert!(!recv.contains(RecvFlags::DONTWAIT) && !recv.contains(RecvFlags::TRUNC));
+        assert!(recv.contains(RecvFlags::PEEK), "other flags pass: {recv:?}");
+        let send = send_flags(SendFlags::DONTWAIT.bits());
+        assert!(!send.contains(SendFlags::DONTWAIT) && send.contains(SendFlags::NOSIGNAL));
+    }
 }

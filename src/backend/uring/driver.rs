@@ -452,6 +452,18 @@ impl Driver {
                     again.push(op.prepared.sqe(user_data));
                     continue;
                 }
+                // A socket request the kernel stopped waiting for (its poll retries are bounded:
+                // a receive woken often enough for data others took ends `EAGAIN` on this crate's
+                // non-blocking sockets) goes back to wait again: a parked request never surfaces
+                // `EAGAIN`. It is submitted again only once per wake-up it lost, never in a loop,
+                // as `MSG_DONTWAIT` is never passed.
+                if result == -rustix::io::Errno::AGAIN.raw_os_error()
+                    && op.prepared.waits_on_socket()
+                    && !op.finish.is_cancelled(rings)
+                {
+                    again.push(op.prepared.sqe(user_data));
+                    continue;
+                }
                 ready.push((key_of(user_data), result));
             }
             // Delivered to the rings as they leave the table, without being gathered first: a run

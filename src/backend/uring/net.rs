@@ -190,6 +190,11 @@ pub(super) fn recv(d: &Descriptor, size: usize, flags: u32) -> Result<NetKind, O
 }
 
 impl NetKind {
+    /// Whether the request waits for its socket (and may be submitted again to go on waiting).
+    pub(super) fn waits(&self) -> bool {
+        !matches!(self, NetKind::Connect { .. })
+    }
+
     /// The entry for socket `fd`, pointing into the boxes and buffers `self` owns.
     pub(super) fn sqe(&mut self, fd: types::Fd) -> squeue::Entry {
         match self {

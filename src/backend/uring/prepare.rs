@@ -224,6 +224,12 @@ pub(super) fn prepare(
 }
 
 impl Prepared {
+    /// Whether it is a socket request that waits for its socket in the kernel (accept, send,
+    /// receive; a connect is started once and never again).
+    pub(super) fn waits_on_socket(&self) -> bool {
+        matches!(&self.kind, Kind::Net(kind) if kind.waits())
+    }
+
     /// Whether the request waits on a peer: a socket request, a `Read` or `Write` of a socket
     /// included.
     #[inline]

@@ -23,7 +23,8 @@ macro_rules! __hostile_checks {
             hostile_write_cut_short_by_a_closing_fifo_reader_is_no_sigpipe,
             hostile_huge_file_reads_allocate_what_the_file_holds, hostile_huge_receives_allocate_what_arrived,
             hostile_socket_read_waits_like_recv, hostile_socket_write_waits_like_send, hostile_socket_read_is_cancellable,
-            hostile_parked_socket_reads_hold_no_window,
+            hostile_parked_socket_reads_hold_no_window, hostile_parked_receives_never_surface_eagain,
+            hostile_dontwait_receives_wait_too,
         );
     };
 }
@@ -308,4 +309,75 @@ pub fn hostile_parked_socket_reads_hold_no_window(make: MakeBackend) {
         let done = m.wait_completion_timeout(1, seq, T).unwrap();
         assert!(done.status.is_cancelled(), "{:?}", done.status);
     }
+}
+
+/// Many receives parked on one datagram socket, woken again and again by datagrams that only a
+/// few of them get: none ever completes `EAGAIN` (a parked receive waits, however often it is
+/// woken), each datagram is received once, and the rest end `Cancelled` with their ring.
+pub fn hostile_parked_receives_never_surface_eagain(make: MakeBackend) {
+    const PARKED: usize = 1000;
+    const SENT: usize = 300;
+    let m = manager(make);
+    m.create_ring(1, Some(1024), Some(1024)).unwrap();
+    m.set_policy(
+        1,
+        ai_os_kernel::sandbox::Policy::default()
+            .allow_bind("127.0.0.1/32".parse::<ai_os_kernel::sandbox::IpNet>().unwrap(), ..),
+    )
+    .unwrap();
+    let OpResult::Fd(fd) =
+        run_op(&m, 1, Op::Socket { domain: libc::AF_INET, ty: libc::SOCK_DGRAM, protocol: 0 }).result
+    else {
+        panic!("socket")
+    };
+    assert!(run_op(&m, 1, Op::Bind { sockfd: fd, addr: "127.0.0.1:0".parse().unwrap() }).status.is_success());
+    let OpResult::Addr(to) = run_op(&m, 1, Op::LocalAddr { sockfd: fd }).result else { panic!("address") };
+    let mut seqs = Vec::new();
+    for _ in 0..PARKED / 100 {
+        let batch = (0..100).map(|_| entry(1, Op::RecvFrom { sockfd: fd, size: 16, flags: 0 }, 0)).collect();
+        seqs.extend(m.submit_batch(1, batch).unwrap());
+    }
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut received = 0;
+    for i in 0..SENT {
+        peer.send_to(format!("d{i}").as_bytes(), to).unwrap();
+        // One at a time, so that every datagram wakes every waiter.
+        let done = m.completions(1).map(|mut s| futures::executor::block_on(futures::StreamExt::next(&mut s))).unwrap();
+        let done = done.expect("a completion");
+        assert!(matches!(done.result, OpResult::Datagram { .. }), "datagram {i}: {:?} {:?}", done.status, done.result);
+        received += 1;
+    }
+    assert_eq!(received, SENT);
+    // Nothing else completes: the others still wait (a bound: they must not end on their own).
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let early = m.reap_completions(1, None).unwrap();
+    assert!(
+        early.is_empty(),
+        "{} parked receives ended on their own: {:?}",
+        early.len(),
+        early.first().map(|e| &e.status)
+    );
+    m.destroy_ring(1).unwrap();
+    for seq in seqs {
+        assert_eq!(m.wait_completion(1, seq), Err(ai_os_kernel::syscalls::IoUringError::NoRing { pid: 1 }));
+    }
+}
+
+/// `MSG_DONTWAIT` does not make a receive complete `EAGAIN` on any backend: receives wait.
+pub fn hostile_dontwait_receives_wait_too(make: MakeBackend) {
+    let m = manager(make);
+    let lo = "127.0.0.1/32".parse::<ai_os_kernel::sandbox::IpNet>().unwrap();
+    m.set_policy(1, ai_os_kernel::sandbox::Policy::default().allow_bind(lo, ..)).unwrap();
+    let udp = Op::Socket { domain: libc::AF_INET, ty: libc::SOCK_DGRAM, protocol: 0 };
+    let OpResult::Fd(fd) = run_op(&m, 1, udp).result else { panic!("socket") };
+    assert!(run_op(&m, 1, Op::Bind { sockfd: fd, addr: "127.0.0.1:0".parse().unwrap() }).status.is_success());
+    let OpResult::Addr(to) = run_op(&m, 1, Op::LocalAddr { sockfd: fd }).result else { panic!("address") };
+    let recv = Op::RecvFrom { sockfd: fd, size: 16, flags: libc::MSG_DONTWAIT as u32 };
+    let seq = m.submit(1, entry(1, recv, 0)).unwrap();
+    // A bound: it must still be waiting.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(m.reap_completions(1, None).unwrap().is_empty(), "the receive did not wait");
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"late", to).unwrap();
+    let done = m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap();
+    assert!(matches!(&done.result, OpResult::Datagram { data, .. } if data == b"late"), "{:?}", done);
 }
