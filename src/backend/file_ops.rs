@@ -1,8 +1,6 @@
 //! File operations run synchronously on the calling thread: the blocking pool's workers, or a
 //! runtime's `spawn_blocking`/`unblock` threads, call [`execute_sync`].
 
-use std::sync::OnceLock;
-
 use rustix::buffer::spare_capacity;
 use rustix::fs::{FileType, SeekFrom};
 use rustix::io::Errno;
@@ -160,11 +158,12 @@ fn write(d: &Descriptor, data: &[u8], offset: Option<u64>) -> Result<usize, OpEr
     }
 }
 
-/// Whether the host has a finite file size limit (`RLIMIT_FSIZE`), read once: only then can a
-/// write to a regular file raise SIGXFSZ.
+/// Whether the host has a finite file size limit (`RLIMIT_FSIZE`) now: only then can a write to
+/// a regular file raise SIGXFSZ. Read at every write (one `prlimit64`), as the host may set it
+/// at any time (`setrlimit`, or `prlimit --pid` from outside); a limit set between this call
+/// and the write it guards is the one case left unguarded.
 pub(crate) fn file_size_limited() -> bool {
-    static LIMITED: OnceLock<bool> = OnceLock::new();
-    *LIMITED.get_or_init(|| rustix::process::getrlimit(rustix::process::Resource::Fsize).current.is_some())
+    rustix::process::getrlimit(rustix::process::Resource::Fsize).current.is_some()
 }
 
 /// Runs `call` with `signal` blocked in the calling thread, so that a `signal` the kernel
@@ -254,6 +253,24 @@ pub(crate) mod tests {
             let file = tempfile::tempfile().unwrap();
             let d = Descriptor::new(file.into(), DescriptorKind::File);
             assert_eq!(write(&d, b"fits", Some(0)).unwrap(), 4);
+            assert_eq!(write(&d, b"past", Some(8192)).unwrap_err().errno(), Errno::FBIG.raw_os_error());
+        });
+    }
+
+    /// A file size limit the host sets after writes were made under none is honoured too: the
+    /// limit is read at every write, not once.
+    #[test]
+    fn a_file_size_limit_set_later_leaves_no_signal() {
+        with_file_size_limit("backend::file_ops::tests::a_file_size_limit_set_later_leaves_no_signal", || {
+            let set = |current| {
+                let limit = rustix::process::Rlimit { current, maximum: None };
+                rustix::process::setrlimit(rustix::process::Resource::Fsize, limit).unwrap();
+            };
+            set(None);
+            let file = tempfile::tempfile().unwrap();
+            let d = Descriptor::new(file.into(), DescriptorKind::File);
+            assert_eq!(write(&d, b"unlimited", Some(0)).unwrap(), 9);
+            set(Some(4096));
             assert_eq!(write(&d, b"past", Some(8192)).unwrap_err().errno(), Errno::FBIG.raw_os_error());
         });
     }
