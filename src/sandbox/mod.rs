@@ -263,7 +263,7 @@ impl Policy {
                 Err(OpError::new(errno::EACCES, "socket: the policy allows no network access"))
             }
             SyscallOpType::Connect { addr, .. } | SyscallOpType::SendTo { addr, .. }
-                if !net::admits(&self.connect, addr) =>
+                if !net::admits_connect(&self.connect, addr) =>
             {
                 Err(OpError::new(errno::EACCES, format!("{}: the policy does not allow {addr}", op.name())))
             }

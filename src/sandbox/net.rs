@@ -67,6 +67,21 @@ pub(crate) fn admits(rules: &[NetRule], addr: &SocketAddr) -> bool {
     rules.iter().any(|r| r.net.contains(&ip) && r.ports.contains(addr.port()))
 }
 
+/// Whether the connect rules admit reaching `addr`. The kernel sends a connection or datagram
+/// for an unspecified address (`0.0.0.0`, `::`, `::ffff:0.0.0.0`) to the host itself, so it is
+/// checked as the loopback address it reaches.
+pub(crate) fn admits_connect(rules: &[NetRule], addr: &SocketAddr) -> bool {
+    let reached = match addr.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_unspecified()) => {
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    admits(rules, &SocketAddr::new(reached, addr.port()))
+}
+
 /// Whether the bind rules admit binding `addr`. The crate's IPv6 sockets are dual-stack, so
 /// binding the IPv6 wildcard `[::]` also binds the IPv4 wildcard on the same port: the rules
 /// must admit both.
@@ -92,6 +107,18 @@ mod tests {
         assert!(!admits(&rules, &"128.0.0.1:1500".parse().unwrap()));
         assert!(admits(&rules, &"[::1]:443".parse().unwrap()));
         assert!(!admits(&rules, &"[::1]:444".parse().unwrap()));
+    }
+
+    #[test]
+    fn connecting_to_the_unspecified_address_is_connecting_to_loopback() {
+        let no_loopback = [rule("0.0.0.0/2", ..), rule("::/0", 1..=u16::MAX)];
+        for addr in ["0.0.0.0:80", "[::ffff:0.0.0.0]:80", "127.0.0.1:80"] {
+            assert!(!admits_connect(&no_loopback, &addr.parse().unwrap()), "{addr}");
+        }
+        assert!(admits_connect(&no_loopback, &"1.2.3.4:80".parse().unwrap()));
+        let only_v6_loopback = [rule("::1/128", 80)];
+        assert!(admits_connect(&only_v6_loopback, &"[::]:80".parse().unwrap()));
+        assert!(!admits_connect(&[rule("::/128", 80)], &"[::]:80".parse().unwrap()));
     }
 
     #[test]

@@ -218,11 +218,12 @@ impl OpResult {
         }
     }
 
-    /// The bytes of data it holds (what it counts against its process's buffer budget until
-    /// taken).
-    pub(crate) fn data_len(&self) -> usize {
+    /// The memory its data holds: the buffer's capacity, which may exceed the bytes read by
+    /// a little (results are shrunk only when that would save more than a few KiB). What it
+    /// counts against its process's buffer budget until taken.
+    pub(crate) fn held_bytes(&self) -> usize {
         match self {
-            OpResult::Bytes(data) | OpResult::Datagram { data, .. } => data.len(),
+            OpResult::Bytes(data) | OpResult::Datagram { data, .. } => data.capacity(),
             _ => 0,
         }
     }

@@ -498,7 +498,7 @@ impl SyscallCompletionRing {
             Phase::Done => {
                 s.remove(seq);
                 if let Some(e) = s.done.remove(&seq) {
-                    s.buffered -= e.result.data_len();
+                    s.buffered -= e.result.held_bytes();
                     after.close_fds.extend(e.result.new_fd());
                 }
                 self.counters.retired(1, true);
@@ -730,7 +730,7 @@ impl SyscallCompletionRing {
         });
         stamps.retain(|seq, _| slots.contains_key(seq));
         // Only the futures' completions are left to take; nothing is left to run.
-        s.buffered = s.done.values().map(|e| e.result.data_len()).sum();
+        s.buffered = s.done.values().map(|e| e.result.held_bytes()).sum();
         s.rights.clear();
         self.counters.retired(discarded, true);
         s.metrics.completed += forced;
@@ -801,7 +801,7 @@ impl RingState {
         // What the read reserved becomes what its result holds, until taken.
         self.buffered -= std::mem::take(&mut slot.get_mut().reserved);
         if !matches!(slot.get().owner, Owner::Nobody) {
-            self.buffered += entry.result.data_len();
+            self.buffered += entry.result.held_bytes();
         }
         match &mut slot.get_mut().owner {
             Owner::Nobody => {
@@ -871,7 +871,7 @@ impl RingState {
     #[inline]
     fn took(&mut self, entry: &SyscallCompletionEntry, clock: &mut Clock) {
         let seq = entry.seq;
-        self.buffered -= entry.result.data_len();
+        self.buffered -= entry.result.held_bytes();
         if let Some(times) = self.unstamp(seq)
             && let Some(now) = clock.at(seq)
         {

@@ -23,11 +23,11 @@ macro_rules! __isolation_checks {
             rights_are_taken_at_submission, stale_seqs_name_nothing_of_a_later_ring,
             destroy_races_never_bind_a_ring_to_a_dead_process, destroy_without_ring_ends_the_policy,
             listen_without_bind_passes_the_bind_rules, sendto_without_bind_passes_the_bind_rules,
-            v6_wildcard_bind_needs_the_v4_rules_too,
+            v6_wildcard_bind_needs_the_v4_rules_too, the_unspecified_address_is_loopback_to_connect_rules,
             read_only_opens_directories,
             created_files_are_never_set_uid, batch_beyond_the_outstanding_limit_is_too_large,
             finished_futures_after_destroy_hand_out_no_descriptor, future_polled_after_ready_panics,
-            reads_beyond_the_buffer_budget_are_enomem,
+            reads_beyond_the_buffer_budget_are_enomem, kept_results_count_their_whole_buffers,
         );
     };
 }
@@ -402,4 +402,63 @@ pub fn v6_wildcard_bind_needs_the_v4_rules_too(make: MakeBackend) {
     let fd = fd_of(run_op(&m, 2, v6));
     let done = run_op(&m, 2, Op::Bind { sockfd: fd, addr: "[::]:0".parse().unwrap() });
     assert!(done.status.is_success(), "{:?}", done.status);
+}
+
+/// The budget counts the memory a kept result holds (its buffer), not only the bytes read: small
+/// results of reads that asked for a few KiB more cannot hold many times the budget.
+pub fn kept_results_count_their_whole_buffers(make: MakeBackend) {
+    const SIZE: usize = 4097;
+    let m = manager(make);
+    m.create_ring(1, Some(128), Some(1024)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("one"), b"1").unwrap();
+    m.set_policy(1, Policy::rooted(dir.path()).max_buffered_bytes(1 << 20)).unwrap();
+    let fd = fd_of(run_op(&m, 1, Op::open("one", O_RDONLY)));
+    for round in 1..=4 {
+        let batch = (0..100).map(|_| entry(1, Op::ReadAt { fd, offset: 0, size: SIZE }, 0)).collect();
+        m.submit_batch(1, batch).unwrap();
+        eventually(Duration::from_secs(10), "the batch completes", || m.ring(1).unwrap().ready() == 100 * round);
+    }
+    let done = m.reap_completions(1, None).unwrap();
+    let kept = done.iter().filter(|e| e.status.is_success()).count();
+    let refused = done.iter().filter(|e| e.errno() == Some(libc::ENOMEM)).count();
+    assert_eq!(
+        kept + refused,
+        400,
+        "{:?}",
+        done.iter().find(|e| !e.status.is_success() && e.errno() != Some(libc::ENOMEM))
+    );
+    assert!(kept <= (1 << 20) / SIZE, "{kept} kept results of {SIZE}-byte buffers passed a 1 MiB budget");
+    assert!(refused > 0);
+}
+
+/// The kernel sends a connection or datagram for `0.0.0.0` (or `::`) to the host itself: connect
+/// rules that exclude loopback refuse it too.
+pub fn the_unspecified_address_is_loopback_to_connect_rules(make: MakeBackend) {
+    let m = manager(make);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let no_loopback = "0.0.0.0/2".parse::<IpNet>().unwrap();
+    let lo_bind = "127.0.0.1/32".parse::<IpNet>().unwrap();
+    m.set_policy(1, Policy::default().allow_connect(no_loopback, ..).allow_bind(lo_bind, ..)).unwrap();
+    let tcp = fd_of(run_op(&m, 1, Op::Socket { domain: libc::AF_INET, ty: libc::SOCK_STREAM, protocol: 0 }));
+    for addr in [format!("127.0.0.1:{port}"), format!("0.0.0.0:{port}")] {
+        let done = run_op(&m, 1, Op::Connect { sockfd: tcp, addr: addr.parse().unwrap() });
+        assert_eq!(errno_of(&done), Some(errno::EACCES), "{addr}: {:?}", done.status);
+    }
+    let udp = fd_of(run_op(&m, 1, Op::Socket { domain: libc::AF_INET, ty: libc::SOCK_DGRAM, protocol: 0 }));
+    // Bound, so that only the destination is in question.
+    assert!(run_op(&m, 1, Op::Bind { sockfd: udp, addr: "127.0.0.1:0".parse().unwrap() }).status.is_success());
+    let done = run_op(
+        &m,
+        1,
+        Op::SendTo { sockfd: udp, data: b"hi".to_vec(), addr: format!("0.0.0.0:{port}").parse().unwrap(), flags: 0 },
+    );
+    assert_eq!(errno_of(&done), Some(errno::EACCES), "{:?}", done.status);
+    // Allowed loopback, 0.0.0.0 reaches the listener.
+    m.set_policy(2, Policy::default().allow_connect(loopback(), ..)).unwrap();
+    let tcp = fd_of(run_op(&m, 2, Op::Socket { domain: libc::AF_INET, ty: libc::SOCK_STREAM, protocol: 0 }));
+    let done = run_op(&m, 2, Op::Connect { sockfd: tcp, addr: format!("0.0.0.0:{port}").parse().unwrap() });
+    assert!(done.status.is_success(), "{:?}", done.status);
+    drop(listener);
 }
