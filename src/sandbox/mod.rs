@@ -132,7 +132,9 @@ impl Policy {
         self
     }
 
-    /// Allows connecting (and sending datagrams) to addresses in `net` on `ports`.
+    /// Allows connecting (and sending datagrams) to addresses in `net` on `ports`. The
+    /// unspecified addresses `0.0.0.0` and `::`, which the kernel sends to the host itself, are
+    /// checked as the loopback address they reach.
     pub fn allow_connect(mut self, net: impl Into<IpNet>, ports: impl Into<PortRange>) -> Self {
         self.connect.push(NetRule { net: net.into(), ports: ports.into() });
         self
@@ -176,7 +178,7 @@ impl Policy {
 
     /// At most `n` bytes held for the process's reads at once (default
     /// [`DEFAULT_MAX_BUFFERED_BYTES`]): the sizes asked by its reads not yet completed, plus the
-    /// bytes of its read results not yet taken. A read that would pass it completes with
+    /// buffers (their whole capacity) of its read results not yet taken. A read that would pass it completes with
     /// `ENOMEM` at once, so no tenant can make the host hold more than this for it, however many
     /// reads it queues (the ring's capacity times [`max_io_bytes`](Self::max_io_bytes) is far
     /// more). Raise it with `max_io_bytes` when single reads should be larger.
