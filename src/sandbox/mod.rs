@@ -24,6 +24,16 @@ use net::NetRule;
 /// one `read(2)` (`MAX_RW_COUNT`). Larger sizes are `EINVAL`, so no allocation is tried.
 pub const MAX_IO_SIZE: usize = 0x7fff_f000;
 
+/// The receive flags a tenant may pass: `MSG_PEEK` and `MSG_WAITALL`, which leave a receive
+/// waiting for the data its socket's readiness announces, and `MSG_TRUNC` and `MSG_DONTWAIT`,
+/// which are dropped (a result never claims more than it holds; a receive always waits). Any
+/// other (`MSG_ERRQUEUE`, waiting on a socket readable for other data, would be woken and fail
+/// `EAGAIN` for ever) is refused.
+const RECV_FLAGS: u32 = rustix::net::RecvFlags::PEEK.bits()
+    | rustix::net::RecvFlags::WAITALL.bits()
+    | rustix::net::RecvFlags::TRUNC.bits()
+    | rustix::net::RecvFlags::DONTWAIT.bits();
+
 /// What a virtual process may do.
 ///
 /// `Policy::default()` denies all file and network access. Build from one of the constructors
@@ -260,6 +270,16 @@ impl Policy {
                 errno::EINVAL,
                 format!("lseek: whence {whence} is not SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA or SEEK_HOLE"),
             )),
+            SyscallOpType::Recv { flags, .. } | SyscallOpType::RecvFrom { flags, .. } if flags & !RECV_FLAGS != 0 => {
+                Err(OpError::new(
+                    errno::EINVAL,
+                    format!(
+                        "{}: flags {:#x} are not supported (MSG_PEEK and MSG_WAITALL are)",
+                        op.name(),
+                        flags & !RECV_FLAGS
+                    ),
+                ))
+            }
             SyscallOpType::Open { path, flags, .. } => self.check_open(path, *flags),
             SyscallOpType::Socket { .. } if self.connect.is_empty() && self.bind.is_empty() => {
                 Err(OpError::new(errno::EACCES, "socket: the policy allows no network access"))

@@ -24,7 +24,7 @@ macro_rules! __hostile_checks {
             hostile_huge_file_reads_allocate_what_the_file_holds, hostile_huge_receives_allocate_what_arrived,
             hostile_socket_read_waits_like_recv, hostile_socket_write_waits_like_send, hostile_socket_read_is_cancellable,
             hostile_parked_socket_reads_hold_no_window, hostile_parked_receives_never_surface_eagain,
-            hostile_dontwait_receives_wait_too,
+            hostile_dontwait_receives_wait_too, hostile_receive_flags_that_would_spin_are_refused,
         );
     };
 }
@@ -380,4 +380,24 @@ pub fn hostile_dontwait_receives_wait_too(make: MakeBackend) {
     std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"late", to).unwrap();
     let done = m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap();
     assert!(matches!(&done.result, OpResult::Datagram { data, .. } if data == b"late"), "{:?}", done);
+}
+
+/// A receive for the error queue (`MSG_ERRQUEUE`) on a socket readable for ordinary data would be
+/// woken at once, fail `EAGAIN` and wait again for ever, burning a thread: flags other than
+/// `MSG_PEEK`, `MSG_WAITALL` (and the dropped `MSG_TRUNC`, `MSG_DONTWAIT`) are refused at once.
+pub fn hostile_receive_flags_that_would_spin_are_refused(make: MakeBackend) {
+    let m = manager(make);
+    m.set_policy(1, loopback_policy()).unwrap();
+    let (server, client) = connect_pairs(&m, 1, 1, IpAddr::V4(Ipv4Addr::LOCALHOST), 1)[0];
+    assert_eq!(run_op(&m, 1, Op::Send { sockfd: client, data: b"data".to_vec(), flags: 0 }).result, OpResult::Count(4));
+    for flags in [libc::MSG_ERRQUEUE, libc::MSG_OOB, libc::MSG_ERRQUEUE | libc::MSG_PEEK] {
+        let done = run_op(&m, 1, Op::Recv { sockfd: server, size: 16, flags: flags as u32 });
+        assert_eq!(done.errno(), Some(libc::EINVAL), "flags {flags:#x}: {:?}", done.status);
+        let done = run_op(&m, 1, Op::RecvFrom { sockfd: server, size: 16, flags: flags as u32 });
+        assert_eq!(done.errno(), Some(libc::EINVAL), "flags {flags:#x}: {:?}", done.status);
+    }
+    // The data is still there for a receive with supported flags.
+    let peek = run_op(&m, 1, Op::Recv { sockfd: server, size: 4, flags: (libc::MSG_PEEK | libc::MSG_WAITALL) as u32 });
+    assert_eq!(peek.result, OpResult::Bytes(b"data".to_vec()));
+    assert_eq!(recv_exact(&m, 1, server, 4), b"data");
 }
