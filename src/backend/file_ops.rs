@@ -4,7 +4,6 @@
 use rustix::buffer::spare_capacity;
 use rustix::fs::{FileType, SeekFrom};
 use rustix::io::Errno;
-use rustix::net::SendFlags;
 
 use super::{OpOutcome, Operation, net_ops};
 use crate::process::{Descriptor, DescriptorKind};
@@ -119,6 +118,12 @@ pub(crate) fn read_capacity(d: &Descriptor, size: usize, offset: Option<u64>) ->
         },
         Err(_) => size,
     };
+    capped(size, most)
+}
+
+/// `size`, but no more than `most` of it unless `most` is below [`SIZE_CHECKED_ABOVE`]: what a
+/// read checked for what can be read allocates.
+pub(crate) fn capped(size: usize, most: usize) -> usize {
     size.min(most.max(SIZE_CHECKED_ABOVE))
 }
 
@@ -151,7 +156,7 @@ fn write(d: &Descriptor, data: &[u8], offset: Option<u64>) -> Result<usize, OpEr
         None => rustix::io::write(d, data),
     };
     match d.file_type() {
-        FileType::Socket if offset.is_none() => retry(|| rustix::net::send(d, data, SendFlags::NOSIGNAL)),
+        FileType::Socket if offset.is_none() => retry(|| rustix::net::send(d, data, net_ops::send_flags(0))),
         FileType::Fifo => retry(|| without_signal(libc::SIGPIPE, call)),
         FileType::RegularFile if file_size_limited() => retry(|| without_signal(libc::SIGXFSZ, call)),
         _ => retry(call),

@@ -243,7 +243,7 @@ pub(crate) fn recv_capacity(d: &Descriptor, size: usize) -> usize {
         Ok(SocketType::DGRAM) => MAX_DATAGRAM,
         _ => rustix::net::sockopt::socket_recv_buffer_size(d).unwrap_or(size),
     };
-    size.min(most.max(file_ops::SIZE_CHECKED_ABOVE))
+    file_ops::capped(size, most)
 }
 
 /// A non-blocking, close-on-exec IPv4 or IPv6 stream or datagram socket.
@@ -312,7 +312,8 @@ pub(crate) fn check_implicit_bind(d: &Descriptor, rights: Option<&Sandbox>, what
     ))
 }
 
-fn without_rights() -> OpError {
+/// The refusal of an operation that needs rights and was run without them (a backend bug).
+pub(crate) fn without_rights() -> OpError {
     OpError::new(errno::EINVAL, "the operation was run without the rights it was submitted with")
 }
 

@@ -64,7 +64,7 @@ impl Operation {
     /// [`rights`](Self::rights) if the operation needs them to run (it opens a path, creates a
     /// descriptor or may bind a socket), `None` otherwise (without asking the ring).
     pub fn needs_rights(&self) -> Result<Option<Arc<Sandbox>>, OpError> {
-        self.op.acts_with_rights().then(|| self.rights()).transpose()
+        self.ring.needed_rights(&self.op, self.seq)
     }
 
     /// The cancellation signal, for a backend that watches it while the operation waits (made
@@ -153,7 +153,7 @@ impl Submission {
     /// The rights the operation was submitted with, if it needs them to run (see
     /// [`Operation::needs_rights`]).
     pub fn needs_rights(&self) -> Result<Option<Arc<Sandbox>>, OpError> {
-        self.op.acts_with_rights().then(|| self.completer.ring.rights(self.completer.seq)).transpose()
+        self.completer.ring.needed_rights(&self.op, self.completer.seq)
     }
 
     /// The operation's sequence number in its ring.

@@ -188,10 +188,11 @@ impl Policy {
 
     /// At most `n` bytes held for the process's reads at once (default
     /// [`DEFAULT_MAX_BUFFERED_BYTES`]): the sizes asked by its reads not yet completed, plus the
-    /// buffers (their whole capacity) of its read results not yet taken. A read that would pass it completes with
-    /// `ENOMEM` at once, so no tenant can make the host hold more than this for it, however many
-    /// reads it queues (the ring's capacity times [`max_io_bytes`](Self::max_io_bytes) is far
-    /// more). Raise it with `max_io_bytes` when single reads should be larger.
+    /// buffers (their whole capacity) of its read results not yet taken. A read that would pass
+    /// it completes with `ENOMEM` at once, so no tenant can make the host hold more than this for
+    /// it, however many reads it queues (the ring's capacity times
+    /// [`max_io_bytes`](Self::max_io_bytes) is far more). Raise it together with `max_io_bytes`
+    /// when single reads should be larger than it.
     pub fn max_buffered_bytes(mut self, n: usize) -> Self {
         self.max_buffered_bytes = n;
         self
@@ -376,8 +377,8 @@ impl Sandbox {
     }
 
     /// Whether the policy allows binding `addr`: for a bind the kernel makes on its own (a
-    /// `Listen` on an unbound socket binds the wildcard address and an ephemeral port, checked
-    /// as port 0), which must pass the same rules as a `Bind`.
+    /// `Listen` or `SendTo` of an unbound socket binds the wildcard address and an ephemeral
+    /// port, checked as port 0), which must pass the same rules as a `Bind`.
     pub(crate) fn may_bind(&self, addr: &std::net::SocketAddr) -> bool {
         net::admits_bind(&self.policy.bind, addr)
     }

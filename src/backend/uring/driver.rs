@@ -458,7 +458,7 @@ impl Driver {
                 // `EAGAIN`. It is submitted again only once per wake-up it lost, never in a loop,
                 // as `MSG_DONTWAIT` is never passed.
                 if result == -rustix::io::Errno::AGAIN.raw_os_error()
-                    && op.prepared.waits_on_socket()
+                    && op.prepared.may_wait_again()
                     && !op.finish.is_cancelled(rings)
                 {
                     again.push(op.prepared.sqe(user_data));

@@ -128,7 +128,7 @@ pub(super) fn prepare(
     Ok(match op {
         SyscallOpType::Accept { sockfd } => {
             let d = socket(process, sockfd)?;
-            let rights = rights.ok_or_else(|| OpError::new(errno::EINVAL, "accept: submitted without rights"))?;
+            let rights = rights.ok_or_else(net_ops::without_rights)?;
             (NetKind::Accept(AddrOut::new(), process.reserve_fd(rights)?), d)
         }
         SyscallOpType::Connect { sockfd, addr } => {
@@ -190,8 +190,8 @@ pub(super) fn recv(d: &Descriptor, size: usize, flags: u32) -> Result<NetKind, O
 }
 
 impl NetKind {
-    /// Whether the request waits for its socket (and may be submitted again to go on waiting).
-    pub(super) fn waits(&self) -> bool {
+    /// Whether the kernel may be given the request again to go on waiting for its socket.
+    pub(super) fn may_wait_again(&self) -> bool {
         !matches!(self, NetKind::Connect { .. })
     }
 

@@ -213,7 +213,7 @@ pub(super) fn prepare(
             Prepared { kind, fd: types::Fd(dir), _file: None, _sandbox: Some(sandbox) }
         }
         other if net::opcode_of(&other).is_some() => {
-            let rights = other.acts_with_rights().then(|| ring.rights(seq)).transpose()?;
+            let rights = ring.needed_rights(&other, seq)?;
             let (kind, d) = net::prepare(process, rights.as_deref(), other)?;
             with(Kind::Net(kind), d)
         }
@@ -224,10 +224,10 @@ pub(super) fn prepare(
 }
 
 impl Prepared {
-    /// Whether it is a socket request that waits for its socket in the kernel (accept, send,
-    /// receive; a connect is started once and never again).
-    pub(super) fn waits_on_socket(&self) -> bool {
-        matches!(&self.kind, Kind::Net(kind) if kind.waits())
+    /// Whether the kernel may be given it again to go on waiting for its socket (an accept, a
+    /// send or a receive; a connect is started once and never again).
+    pub(super) fn may_wait_again(&self) -> bool {
+        matches!(&self.kind, Kind::Net(kind) if kind.may_wait_again())
     }
 
     /// Whether the request waits on a peer: a socket request, a `Read` or `Write` of a socket

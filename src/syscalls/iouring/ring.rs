@@ -571,6 +571,16 @@ impl SyscallCompletionRing {
         }
     }
 
+    /// [`rights`](Self::rights) of operation `seq` (`op`) if it needs them to run
+    /// ([`SyscallOpType::acts_with_rights`]), `None` otherwise, without taking the lock.
+    pub(crate) fn needed_rights(
+        &self,
+        op: &SyscallOpType,
+        seq: u64,
+    ) -> std::result::Result<Option<Arc<Sandbox>>, OpError> {
+        op.acts_with_rights().then(|| self.rights(seq)).transpose()
+    }
+
     /// Whether running operation `seq` was asked to stop. One that already ended without its
     /// backend (its ring destroyed, its future's completion forced) counts as asked.
     pub(crate) fn is_cancelled(&self, seq: u64) -> bool {
@@ -795,9 +805,7 @@ impl RingState {
         metrics.completed += 1;
         metrics.failed += u64::from(entry.status.is_error());
         metrics.cancelled += u64::from(entry.status.is_cancelled());
-        if !self.rights.is_empty() {
-            self.rights.remove(&seq);
-        }
+        forget_rights(&mut self.rights, seq);
         // What the read reserved becomes what its result holds, until taken.
         self.buffered -= std::mem::take(&mut slot.get_mut().reserved);
         if !matches!(slot.get().owner, Owner::Nobody) {
@@ -883,9 +891,7 @@ impl RingState {
     /// what it reserved.
     fn remove(&mut self, seq: u64) -> Option<Slot> {
         self.unstamp(seq);
-        if !self.rights.is_empty() {
-            self.rights.remove(&seq);
-        }
+        forget_rights(&mut self.rights, seq);
         let slot = self.slots.remove(&seq)?;
         self.buffered -= slot.reserved;
         Some(slot)
@@ -908,6 +914,14 @@ impl RingState {
             self.cq.retain(Option::is_some);
             self.cq_stale = 0;
         }
+    }
+}
+
+/// Forgets the rights of operation `seq`, which has ended (a lookup only while any operation
+/// has some).
+fn forget_rights(rights: &mut FxHashMap<u64, Arc<Sandbox>>, seq: u64) {
+    if !rights.is_empty() {
+        rights.remove(&seq);
     }
 }
 
