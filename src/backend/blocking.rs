@@ -86,7 +86,7 @@ impl Backend for BlockingBackend {
     }
 
     async fn execute(&self, op: Operation) -> OpOutcome {
-        if net_ops::is_socket_op(op.op(), op.process()) {
+        if net_ops::runs_on_readiness(op.op(), op.process()) {
             net_ops::execute(op, &AsyncIo).await
         } else {
             file_ops::execute_sync(op)

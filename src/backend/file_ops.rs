@@ -22,7 +22,7 @@ pub fn execute_sync(op: Operation) -> OpOutcome {
             let rights = op.rights()?;
             let place = process.reserve_fd(&rights)?;
             let fd = rights.open(path, *flags, *mode)?;
-            Ok(OpResult::Fd(place.install(fd, DescriptorKind::File)?))
+            Ok(OpResult::Fd(place.install(opened(fd, *flags)?)?))
         }
         SyscallOpType::Close { fd } => process.close(*fd).map(|()| OpResult::None),
         SyscallOpType::Read { fd, size } => {
@@ -57,6 +57,21 @@ pub fn execute_sync(op: Operation) -> OpOutcome {
             Err(OpError::new(errno::EINVAL, format!("{} is a socket operation, not a file operation", other.name())))
         }
     }
+}
+
+/// What an `Open` (made non-blocking, see [`Sandbox::open`](crate::sandbox::Sandbox::open))
+/// opened, made ready for use: its file type found with one `fstat`; a FIFO or a character
+/// device stays non-blocking, its reads and writes waiting for readiness like a socket's
+/// ([`Descriptor::waits_on_peer`]); anything else is made blocking again (a tenant's
+/// `O_NONBLOCK` included: no read or write of a file ever reports `EAGAIN`), with the other
+/// status flags it was opened with (`flags`, as the tenant gave them).
+pub(crate) fn opened(fd: std::os::fd::OwnedFd, flags: u32) -> Result<Descriptor, OpError> {
+    use rustix::fs::OFlags;
+    let file_type = FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode);
+    if !matches!(file_type, FileType::Fifo | FileType::CharacterDevice) {
+        rustix::fs::fcntl_setfl(&fd, OFlags::from_bits_retain(flags) & !OFlags::NONBLOCK)?;
+    }
+    Ok(Descriptor::of_file(fd, file_type))
 }
 
 /// `lseek`'s `whence` as rustix spells it.
@@ -151,15 +166,64 @@ pub(crate) fn fit(buf: &mut Vec<u8>) {
 /// the signal the kernel raises with it ([`without_signal`]). Regular files pay that only
 /// where the host has a file size limit at all.
 fn write(d: &Descriptor, data: &[u8], offset: Option<u64>) -> Result<usize, OpError> {
+    retry(|| write_once(d, data, offset))
+}
+
+/// One attempt of [`write`] (`EINTR` included). A terminal's write (a character device) cannot
+/// stop the host either: SIGTTOU is blocked for the call ([`without_job_control`]).
+fn write_once(d: &Descriptor, data: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
     let call = || match offset {
         Some(offset) => rustix::io::pwrite(d, data, offset),
         None => rustix::io::write(d, data),
     };
     match d.file_type() {
-        FileType::Socket if offset.is_none() => retry(|| rustix::net::send(d, data, net_ops::send_flags(0))),
-        FileType::Fifo => retry(|| without_signal(libc::SIGPIPE, call)),
-        FileType::RegularFile if file_size_limited() => retry(|| without_signal(libc::SIGXFSZ, call)),
-        _ => retry(call),
+        FileType::Socket if offset.is_none() => rustix::net::send(d, data, net_ops::send_flags(0)),
+        FileType::Fifo => without_signal(libc::SIGPIPE, call),
+        FileType::RegularFile if file_size_limited() => without_signal(libc::SIGXFSZ, call),
+        FileType::CharacterDevice => without_job_control(call),
+        _ => call(),
+    }
+}
+
+/// One non-blocking read of `d`, a FIFO or a character device ([`Descriptor::waits_on_peer`]),
+/// into `buf`'s spare room, for a readiness loop: `EAGAIN` while there is nothing to read. A FIFO
+/// that reads as end of file before any writer came (it was opened without waiting for one, see
+/// [`opened`]) is `EAGAIN` too: it reads as end of file only once a writer came and went (poll
+/// reports a hang-up), as after a blocking open that waited for the writer.
+pub(crate) fn read_now(d: &Descriptor, buf: &mut Vec<u8>) -> Result<(), Errno> {
+    use rustix::event::{PollFd, PollFlags};
+    loop {
+        let n = match d.file_type() {
+            FileType::CharacterDevice => without_job_control(|| rustix::io::read(d, spare_capacity(&mut *buf))),
+            _ => rustix::io::read(d, spare_capacity(&mut *buf)),
+        };
+        match n {
+            Err(Errno::INTR) => continue,
+            Ok(0) if buf.capacity() > 0 && d.file_type() == FileType::Fifo => {
+                let mut fds = [PollFd::new(d, PollFlags::IN)];
+                rustix::event::poll(&mut fds, Some(&rustix::time::Timespec::default()))?;
+                let seen = fds[0].revents();
+                if seen.contains(PollFlags::HUP) && !seen.contains(PollFlags::IN) {
+                    return Ok(());
+                }
+                if !seen.contains(PollFlags::IN) {
+                    return Err(Errno::AGAIN);
+                }
+                // Data came after the read: read again.
+            }
+            other => return other.map(drop),
+        }
+    }
+}
+
+/// One non-blocking write of `data` to `d`, a FIFO or a character device, for a readiness loop:
+/// what fits, or `EAGAIN` while nothing does. Raises no signal in the host (see [`write`]).
+pub(crate) fn write_now(d: &Descriptor, data: &[u8]) -> Result<usize, Errno> {
+    loop {
+        match write_once(d, data, None) {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
     }
 }
 
@@ -206,6 +270,28 @@ fn without_signal<T>(signal: libc::c_int, call: impl FnOnce() -> Result<T, Errno
         // (still blocked, hence pending), or fails with EAGAIN if the kernel raised none.
         unsafe { libc::sigtimedwait(&only, std::ptr::null_mut(), &now) };
     }
+    // SAFETY: `before` is the mask `pthread_sigmask` returned above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
+    result
+}
+
+/// Runs `call` with SIGTTIN and SIGTTOU blocked in the calling thread: a read of the host's
+/// terminal from the background is then `EIO`, and a write goes through, instead of the kernel
+/// stopping the whole host with the signal (it sends none to a thread that blocks it).
+fn without_job_control<T>(call: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
+    // SAFETY: all-zero `sigset_t`s are plain data, initialised by `sigemptyset`; both sets are
+    // owned by this frame; `pthread_sigmask` changes only the calling thread's mask.
+    let mut stops: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut before: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe {
+        libc::sigemptyset(&mut stops);
+        libc::sigaddset(&mut stops, libc::SIGTTIN);
+        libc::sigaddset(&mut stops, libc::SIGTTOU);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &stops, &mut before);
+    }
+    let result = call();
     // SAFETY: `before` is the mask `pthread_sigmask` returned above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
     result

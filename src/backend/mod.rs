@@ -165,7 +165,7 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// How the readiness-based backends start a batch: a socket operation (a `Read` or `Write` of a
-/// socket included, see [`net_ops::is_socket_op`]) whose answer is already there completes on
+/// socket included, see [`net_ops::runs_on_readiness`]) whose answer is already there completes on
 /// this thread ([`net_ops::try_now`]), one that must wait runs as a task of `backend` (raced
 /// against cancellation by [`run`]), and a file operation goes to `file`.
 #[cfg(any(feature = "blocking", feature = "tokio", feature = "smol"))]
@@ -175,7 +175,7 @@ pub(crate) fn start_ready_first<B: Backend>(
     mut file: impl FnMut(Submission),
 ) {
     for mut sub in batch {
-        if !net_ops::is_socket_op(sub.op(), sub.process()) {
+        if !net_ops::runs_on_readiness(sub.op(), sub.process()) {
             file(sub);
             continue;
         }

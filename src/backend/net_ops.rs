@@ -1,6 +1,7 @@
-//! Socket operations on non-blocking sockets. Each backend supplies the [`Readiness`] that waits
-//! for a socket to become ready (async-io's reactor, tokio's `AsyncFd`); the system calls are
-//! the same for all.
+//! Operations that wait on a peer, on non-blocking descriptors: socket calls, and the reads and
+//! writes of sockets, FIFOs and character devices ([`runs_on_readiness`]). Each backend supplies
+//! the [`Readiness`] that waits for a descriptor to become ready (async-io's reactor, tokio's
+//! `AsyncFd`); the system calls are the same for all.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -59,7 +60,7 @@ pub fn try_now(
     rights: Option<&Sandbox>,
     is_cancelled: impl FnOnce() -> bool,
 ) -> Option<OpOutcome> {
-    if matches!(op, SyscallOpType::Connect { .. }) || !is_socket_op(op, process) || is_cancelled() {
+    if matches!(op, SyscallOpType::Connect { .. }) || !runs_on_readiness(op, process) || is_cancelled() {
         return None;
     }
     match execute_now(op, process, rights) {
@@ -68,27 +69,29 @@ pub fn try_now(
     }
 }
 
-/// Whether `op` runs as a socket operation for `process`: a socket call
-/// ([`SyscallOpType::is_network`]), or a `Read` or `Write` of a socket, which behaves as a
-/// `Recv` or `Send` without flags: it waits for data or for room, as read(2) and write(2) of a
-/// blocking socket do, and a closed peer is `EPIPE`, never SIGPIPE.
-pub fn is_socket_op(op: &SyscallOpType, process: &Process) -> bool {
-    op.is_network() || reads_or_writes_socket(op, process)
+/// Whether `op` runs on the readiness path for `process`: a socket call
+/// ([`SyscallOpType::is_network`]), or a `Read` or `Write` of a descriptor that waits on a peer
+/// ([`Descriptor::waits_on_peer`]: a socket, a FIFO, a character device). A `Read` or `Write` of
+/// a socket behaves as a `Recv` or `Send` without flags; one of a FIFO or a character device is
+/// a non-blocking read(2) or write(2) retried on readiness. Either waits for data or for room
+/// as on a blocking descriptor, holding no thread; a closed peer is `EPIPE`, never SIGPIPE.
+pub fn runs_on_readiness(op: &SyscallOpType, process: &Process) -> bool {
+    op.is_network() || read_or_write_of_peer(op, process).is_some()
 }
 
 /// Whether `op` may wait on a peer for an unbounded time: [`SyscallOpType::may_wait_on_peer`],
-/// or a `Read` or `Write` of a socket.
+/// or a `Read` or `Write` of a descriptor that waits on a peer.
 pub fn may_wait_on_peer(op: &SyscallOpType, process: &Process) -> bool {
-    op.may_wait_on_peer() || reads_or_writes_socket(op, process)
+    op.may_wait_on_peer() || read_or_write_of_peer(op, process).is_some()
 }
 
-/// Whether `op` is a `Read` or `Write` of one of `process`'s sockets (one descriptor lookup).
-fn reads_or_writes_socket(op: &SyscallOpType, process: &Process) -> bool {
+/// The descriptor a `Read` or `Write` names, if it waits on a peer (one descriptor lookup).
+pub(crate) fn read_or_write_of_peer(op: &SyscallOpType, process: &Process) -> Option<Arc<Descriptor>> {
     match op {
         SyscallOpType::Read { fd, .. } | SyscallOpType::Write { fd, .. } => {
-            process.descriptor(*fd).is_ok_and(|d| d.kind() == DescriptorKind::Socket)
+            process.descriptor(*fd).ok().filter(|d| d.waits_on_peer())
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -131,7 +134,7 @@ async fn execute_ref<R: Readiness>(
         SyscallOpType::Socket { domain, ty, protocol } => {
             let place = reserve()?;
             let fd = open_socket(*domain, *ty, *protocol)?;
-            Ok(OpResult::Fd(place.install(fd, DescriptorKind::Socket)?))
+            Ok(OpResult::Fd(place.install(Descriptor::new(fd, DescriptorKind::Socket))?))
         }
         SyscallOpType::Bind { sockfd, addr } => {
             rustix::net::bind(&*socket(*sockfd)?, addr)?;
@@ -156,7 +159,7 @@ async fn execute_ref<R: Readiness>(
             let peer = inet(peer.and_then(|p| p.try_into().ok()))?;
             // The new connection is installed in the same poll that accepted it, so no
             // cancellation can come between and lose it.
-            Ok(OpResult::Accepted { fd: place.install(fd, DescriptorKind::Socket)?, peer })
+            Ok(OpResult::Accepted { fd: place.install(Descriptor::new(fd, DescriptorKind::Socket))?, peer })
         }
         SyscallOpType::Connect { sockfd, addr } => {
             let d = socket(*sockfd)?;
@@ -179,8 +182,14 @@ async fn execute_ref<R: Readiness>(
                 .await?;
             Ok(OpResult::None)
         }
-        SyscallOpType::Send { sockfd, data, flags } => send(process, ready, *sockfd, data, *flags).await,
-        SyscallOpType::Write { fd, data } => send(process, ready, *fd, data, 0).await,
+        SyscallOpType::Send { sockfd, data, flags } => send(&*socket(*sockfd)?, ready, data, *flags).await,
+        SyscallOpType::Write { fd, data } => {
+            let d = process.descriptor(*fd)?;
+            if d.kind() == DescriptorKind::Socket {
+                return send(&d, ready, data, 0).await;
+            }
+            Ok(OpResult::Count(ready.retry(&d, Interest::Write, || file_ops::write_now(&d, data)).await?))
+        }
         SyscallOpType::SendTo { sockfd, data, addr, flags } => {
             let d = socket(*sockfd)?;
             check_implicit_bind(&d, rights, "sendto")?;
@@ -188,8 +197,19 @@ async fn execute_ref<R: Readiness>(
             let n = ready.retry(&d, Interest::Write, || rustix::net::sendto(&*d, data, flags, addr)).await?;
             Ok(OpResult::Count(n))
         }
-        SyscallOpType::Recv { sockfd, size, flags } => recv(process, ready, *sockfd, *size, *flags).await,
-        SyscallOpType::Read { fd, size } => recv(process, ready, *fd, *size, 0).await,
+        SyscallOpType::Recv { sockfd, size, flags } => recv(&*socket(*sockfd)?, ready, *size, *flags).await,
+        SyscallOpType::Read { fd, size } => {
+            let d = process.descriptor(*fd)?;
+            if d.kind() == DescriptorKind::Socket {
+                return recv(&d, ready, *size, 0).await;
+            }
+            let mut buf = file_ops::read_buffer(file_ops::read_capacity(&d, *size, None))?;
+            if *size > 0 {
+                ready.retry(&d, Interest::Read, || file_ops::read_now(&d, &mut buf)).await?;
+            }
+            file_ops::fit(&mut buf);
+            Ok(OpResult::Bytes(buf))
+        }
         SyscallOpType::RecvFrom { sockfd, size, flags } => {
             let d = socket(*sockfd)?;
             let flags = recv_flags(*flags);
@@ -209,20 +229,18 @@ async fn execute_ref<R: Readiness>(
 }
 
 /// `Send` (and `Write` of a socket): waits for room, then sends what fits.
-async fn send<R: Readiness>(process: &Process, ready: &R, fd: i32, data: &[u8], flags: u32) -> OpOutcome {
-    let d = socket(process, fd)?;
+async fn send<R: Readiness>(d: &Descriptor, ready: &R, data: &[u8], flags: u32) -> OpOutcome {
     let flags = send_flags(flags);
-    Ok(OpResult::Count(ready.retry(&d, Interest::Write, || rustix::net::send(&*d, data, flags)).await?))
+    Ok(OpResult::Count(ready.retry(d, Interest::Write, || rustix::net::send(d, data, flags)).await?))
 }
 
 /// `Recv` (and `Read` of a socket): waits for data, then takes what is there, up to `size`
 /// bytes, in a buffer no larger than the socket can fill.
-async fn recv<R: Readiness>(process: &Process, ready: &R, fd: i32, size: usize, flags: u32) -> OpOutcome {
-    let d = socket(process, fd)?;
+async fn recv<R: Readiness>(d: &Descriptor, ready: &R, size: usize, flags: u32) -> OpOutcome {
     let flags = recv_flags(flags);
-    let mut buf = file_ops::read_buffer(recv_capacity(&d, size))?;
+    let mut buf = file_ops::read_buffer(recv_capacity(d, size))?;
     if size > 0 {
-        ready.retry(&d, Interest::Read, || rustix::net::recv(&*d, spare_capacity(&mut buf), flags).map(drop)).await?;
+        ready.retry(d, Interest::Read, || rustix::net::recv(d, spare_capacity(&mut buf), flags).map(drop)).await?;
     }
     file_ops::fit(&mut buf);
     Ok(OpResult::Bytes(buf))

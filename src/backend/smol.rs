@@ -32,7 +32,7 @@ impl Backend for SmolBackend {
     }
 
     async fn execute(&self, op: Operation) -> OpOutcome {
-        if net_ops::is_socket_op(op.op(), op.process()) {
+        if net_ops::runs_on_readiness(op.op(), op.process()) {
             net_ops::execute(op, &AsyncIo).await
         } else {
             smol::unblock(move || file_ops::execute_sync(op)).await

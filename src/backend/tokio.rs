@@ -81,7 +81,7 @@ impl Backend for TokioBackend {
     }
 
     async fn execute(&self, op: Operation) -> OpOutcome {
-        if super::net_ops::is_socket_op(op.op(), op.process()) {
+        if super::net_ops::runs_on_readiness(op.op(), op.process()) {
             return super::net_ops::execute(op, self).await;
         }
         self.handle

@@ -55,6 +55,14 @@ impl Descriptor {
         }
     }
 
+    /// Wraps a kernel descriptor of a file whose type is already known (an open classifies
+    /// what it opened), sparing the `fstat` [`file_type`](Self::file_type) would make.
+    pub fn of_file(fd: OwnedFd, file_type: FileType) -> Self {
+        let d = Self::new(fd, DescriptorKind::File);
+        d.file_type.get_or_init(|| file_type);
+        d
+    }
+
     /// What it refers to.
     pub fn kind(&self) -> DescriptorKind {
         self.kind
@@ -76,6 +84,15 @@ impl Descriptor {
     /// `WriteAt` of it are `ESPIPE`.
     pub fn is_stream(&self) -> bool {
         matches!(self.file_type(), FileType::Socket | FileType::Fifo)
+    }
+
+    /// Whether a `Read` or `Write` of it may wait on a peer for as long as the peer likes: a
+    /// socket, a FIFO or a character device (a terminal, say), as opposed to a file or a block
+    /// device, whose reads and writes end on their own. Such a descriptor is non-blocking, and
+    /// its reads and writes wait for readiness the way socket calls do: they hold no thread and
+    /// no place in the executor's window, and a cancellation stops them.
+    pub fn waits_on_peer(&self) -> bool {
+        self.kind == DescriptorKind::Socket || matches!(self.file_type(), FileType::Fifo | FileType::CharacterDevice)
     }
 
     /// Whether the socket was seen bound to a local port ([`seen_bound`](Self::seen_bound)).

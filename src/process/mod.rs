@@ -96,11 +96,11 @@ pub struct FdSlot {
 }
 
 impl FdSlot {
-    /// Installs the new kernel descriptor in this place; returns its virtual number. `EBADF`
-    /// (and the descriptor closed) if the process was destroyed meanwhile.
-    pub fn install(mut self, fd: OwnedFd, kind: DescriptorKind) -> Result<i32, OpError> {
+    /// Installs the new descriptor in this place; returns its virtual number. `EBADF` (and the
+    /// descriptor closed) if the process was destroyed meanwhile.
+    pub fn install(mut self, d: Descriptor) -> Result<i32, OpError> {
         self.used = true;
-        self.process.fds().insert_reserved(Descriptor::new(fd, kind))
+        self.process.fds().insert_reserved(d)
     }
 }
 

@@ -356,7 +356,8 @@ impl Sandbox {
     }
 
     /// Opens `path` as the policy allows (flags already checked by the manager). The kernel
-    /// descriptor is always close-on-exec.
+    /// descriptor is always close-on-exec, and opened non-blocking, so that the open never waits
+    /// (see [`file_ops::opened`](crate::backend::file_ops::opened), which a backend calls next).
     pub fn open(&self, path: &str, flags: u32, mode: u32) -> Result<OwnedFd, OpError> {
         match (&self.policy.files, &self.root) {
             (FileAccess::Anywhere, _) => path::open_anywhere(path, flags, mode, self.policy.umask),

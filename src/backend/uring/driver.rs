@@ -164,6 +164,7 @@ impl Driver {
             // Without NODROP a burst of completions could be lost: use another backend.
             return Err(io::Error::from_raw_os_error(rustix::io::Errno::NOSYS.raw_os_error()));
         }
+        bound_kernel_workers(&ring);
         let mut probe = Probe::new();
         let supported: Vec<bool> = match ring.submitter().register_probe(&mut probe) {
             Ok(()) => (0..=u8::MAX).map(|code| probe.is_supported(code)).collect(),
@@ -576,6 +577,22 @@ fn kernel_waits_on_sockets(ring: &mut IoUring) -> bool {
                 return false;
             }
         }
+    }
+}
+
+/// Bounds the kernel's io-wq workers for this ring (Linux 5.15 and later; older kernels keep
+/// their defaults). A request the kernel cannot complete or park at once runs on a worker
+/// thread: "bound" ones for file I/O and opens, "unbound" ones for sockets and the like. The
+/// kernel makes unbound workers on demand, up to the process's thread limit: 400 receives
+/// parked on one socket, woken by 200 one-byte writes, grew the process by 240 threads. Each
+/// thread that submits has its own workers, so the bound holds per submitting thread: four per
+/// core for files (the kernel's own default, at most 64), two per core for the rest (at most
+/// 32), which only ever retry this crate's non-blocking sockets.
+fn bound_kernel_workers(ring: &IoUring) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let mut max = [(cores * 4).clamp(4, 64), (cores * 2).clamp(4, 32)];
+    if let Err(e) = ring.submitter().register_iowq_max_workers(&mut max) {
+        tracing::debug!(error = %e, "this kernel does not bound io_uring's workers");
     }
 }
 

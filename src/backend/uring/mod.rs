@@ -23,7 +23,7 @@ use super::{
     Backend, BlockingBackend, Capabilities, Completer, OpOutcome, Operation, RingBatch, Submission, Task, file_ops,
     net_ops,
 };
-use crate::process::Process;
+use crate::process::{DescriptorKind, Process};
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::SyscallOpType;
 use driver::{Driver, Finish};
@@ -111,8 +111,11 @@ impl UringBackend {
 
     /// Where `op` of `process` runs: in the kernel, inline (not io_uring operations), or on the
     /// fallback. A `Read` or `Write` of a socket is a socket request (a `RECV` or `SEND`): where
-    /// the kernel would not wait on sockets, it runs on the fallback as the others do (only then
-    /// is its descriptor looked up here).
+    /// the kernel would not wait on sockets, it runs on the fallback as the others do. A `Read`
+    /// or `Write` of a FIFO or a character device always does: it waits on the fallback's
+    /// reactor, where a read of a FIFO with no writer yet waits for one (the kernel's `READ`
+    /// would report end of file) and a terminal cannot stop the host. Only a `Read` or a `Write`
+    /// has its descriptor looked up here.
     fn route(&self, op: &SyscallOpType, process: &Process) -> Route {
         match op {
             SyscallOpType::Lseek { .. }
@@ -122,15 +125,20 @@ impl UringBackend {
             | SyscallOpType::Listen { .. }
             | SyscallOpType::LocalAddr { .. } => Route::Inline,
             _ => match prepare::opcode_of(op) {
-                Some(code)
-                    if self.driver.supports(code)
-                        && (self.driver.sockets_wait()
-                            || !prepare::is_socket_request(op) && !net_ops::is_socket_op(op, process)) =>
-                {
-                    Route::Kernel
-                }
+                Some(code) if self.driver.supports(code) && self.kernel_waits_for(op, process) => Route::Kernel,
                 _ => Route::Fallback,
             },
+        }
+    }
+
+    /// Whether the kernel may hold `op` while it waits (see [`route`](Self::route)).
+    fn kernel_waits_for(&self, op: &SyscallOpType, process: &Process) -> bool {
+        if prepare::is_socket_request(op) {
+            return self.driver.sockets_wait();
+        }
+        match net_ops::read_or_write_of_peer(op, process) {
+            Some(d) => d.kind() == DescriptorKind::Socket && self.driver.sockets_wait(),
+            None => true,
         }
     }
 
@@ -264,7 +272,6 @@ impl Drop for UringBackend {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
@@ -274,9 +281,10 @@ mod tests {
     use crate::syscalls::open_flags::O_RDWR;
     use crate::syscalls::{IoUringManager, OpResult, SyscallOpType as Op, SyscallSubmissionEntry};
 
-    /// A manager on a real io_uring (and its driver), and a directory holding an empty FIFO that
-    /// `pids` may open; `None`, said out loud, where io_uring is unavailable.
-    fn fifo_setup(pids: &[crate::Pid]) -> Option<(Arc<Driver>, IoUringManager, tempfile::TempDir)> {
+    /// A manager on a real io_uring (and its driver) whose `pids` may bind UDP sockets on the
+    /// loopback (a read of one is a plain kernel request that waits), and a directory they may use; `None`, said out loud, where io_uring is
+    /// unavailable or holds no socket requests in the kernel.
+    fn parked_setup(pids: &[crate::Pid]) -> Option<(Arc<Driver>, IoUringManager, tempfile::TempDir)> {
         let uring = match UringBackend::new() {
             Ok(uring) => Arc::new(uring),
             Err(e) => {
@@ -284,24 +292,39 @@ mod tests {
                 return None;
             }
         };
+        if !uring.probe().sockets_in_kernel {
+            eprintln!("this kernel does not wait on sockets in io_uring: nothing to check here");
+            return None;
+        }
         let driver = uring.driver.clone();
         let m = IoUringManager::with_backend(uring);
         let dir = tempfile::tempdir().unwrap();
-        rustix::fs::mknodat(rustix::fs::CWD, dir.path().join("fifo"), rustix::fs::FileType::Fifo, 0o600.into(), 0)
-            .unwrap();
         for &pid in pids {
-            m.set_policy(pid, Policy::rooted(dir.path()).read_write()).unwrap();
+            m.set_policy(pid, policy(dir.path())).unwrap();
         }
         Some((driver, m, dir))
     }
 
-    /// Opens the FIFO for `pid` (read and write, so that opening does not wait for a writer).
-    fn open_fifo(m: &IoUringManager, pid: crate::Pid) -> i32 {
-        let open = m.submit(pid, SyscallSubmissionEntry::new(pid, Op::open("fifo", O_RDWR), 0)).unwrap();
-        match m.wait_completion_timeout(pid, open, Duration::from_secs(10)).unwrap().result {
-            OpResult::Fd(fd) => fd,
-            other => panic!("open fifo: {other:?}"),
-        }
+    /// Files beneath `root`, UDP sockets on the loopback.
+    fn policy(root: &std::path::Path) -> Policy {
+        let lo: crate::sandbox::IpNet = "127.0.0.0/8".parse().unwrap();
+        Policy::rooted(root).read_write().allow_bind(lo, ..)
+    }
+
+    /// A UDP socket of `pid` bound on the loopback, and its address: a `Recv` of it waits in the
+    /// kernel until a datagram comes.
+    fn parked_socket(m: &IoUringManager, pid: crate::Pid) -> (i32, std::net::SocketAddr) {
+        let run = |op| {
+            let seq = m.submit(pid, SyscallSubmissionEntry::new(pid, op, 0)).unwrap();
+            m.wait_completion_timeout(pid, seq, Duration::from_secs(10)).unwrap().result
+        };
+        let OpResult::Fd(fd) = run(Op::Socket { domain: libc::AF_INET, ty: libc::SOCK_DGRAM, protocol: 0 }) else {
+            panic!("socket")
+        };
+        let lo = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        assert_eq!(run(Op::Bind { sockfd: fd, addr: lo }), OpResult::None);
+        let OpResult::Addr(addr) = run(Op::LocalAddr { sockfd: fd }) else { panic!("local address") };
+        (fd, addr)
     }
 
     fn until(what: &str, mut done: impl FnMut() -> bool) {
@@ -348,14 +371,14 @@ mod tests {
     /// kernel.
     #[test]
     fn iouring_batch_rings_are_let_go_under_concurrent_cancels_and_destroys() {
-        let Some((driver, m, dir)) = fifo_setup(&[]) else { return };
+        let Some((driver, m, dir)) = parked_setup(&[]) else { return };
         let workers: Vec<_> = (1..=4)
             .map(|pid| {
                 let (m, root) = (m.clone(), dir.path().to_owned());
                 std::thread::spawn(move || {
                     for round in 0..100 {
-                        m.set_policy(pid, Policy::rooted(&root).read_write()).unwrap();
-                        let fd = open_fifo(&m, pid);
+                        m.set_policy(pid, policy(&root)).unwrap();
+                        let (fd, _) = parked_socket(&m, pid);
                         let ops = (0..8).map(|i| if i % 2 == 0 { Op::Read { fd, size: 8 } } else { Op::Nop });
                         let seqs = m
                             .submit_batch(pid, ops.map(|op| SyscallSubmissionEntry::new(pid, op, 0)).collect())
@@ -379,24 +402,21 @@ mod tests {
         assert_eq!(m.stats().pending, 0, "{:?}", m.stats());
     }
 
-    /// The kernel cancels the requests of a thread that exits; a read that thread submitted is
-    /// submitted again, rebuilt from what its table entry owns, and still gets its bytes.
+    /// The kernel cancels the requests of a thread that exits; a read (of a socket) that thread
+    /// submitted is submitted again, rebuilt from what its table entry owns, and still gets its bytes.
     #[test]
     fn iouring_a_read_outlives_the_thread_that_submitted_it() {
-        let Some((driver, m, dir)) = fifo_setup(&[1]) else { return };
-        let fifo = dir.path().join("fifo");
-        let fd = open_fifo(&m, 1);
+        let Some((driver, m, _dir)) = parked_setup(&[1]) else { return };
+        let (fd, addr) = parked_socket(&m, 1);
         let seq = {
             let m = m.clone();
-            std::thread::spawn(move || m.submit(1, SyscallSubmissionEntry::new(1, Op::Read { fd, size: 5 }, 7)))
-                .join()
-                .unwrap()
-                .unwrap()
+            let recv = Op::Read { fd, size: 5 };
+            std::thread::spawn(move || m.submit(1, SyscallSubmissionEntry::new(1, recv, 7))).join().unwrap().unwrap()
         };
-        until("the read is in the kernel", || driver.in_flight() == 1);
+        until("the receive is in the kernel", || driver.in_flight() == 1);
         // Long enough for the kernel to have cancelled it, and for it to be back.
         std::thread::sleep(Duration::from_millis(50));
-        std::fs::OpenOptions::new().write(true).open(&fifo).unwrap().write_all(b"hello").unwrap();
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"hello", addr).unwrap();
         let done = m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap();
         assert_eq!((done.result, done.user_data), (OpResult::Bytes(b"hello".to_vec()), 7));
         assert_eq!((driver.in_flight(), driver.pinned_rings()), (0, 0));
@@ -406,7 +426,7 @@ mod tests {
     /// when the last one completes, cancelled or not, or when its ring is destroyed under it.
     #[test]
     fn iouring_batch_rings_are_kept_while_their_operations_are_in_the_kernel() {
-        let Some((driver, m, _dir)) = fifo_setup(&[1, 2]) else { return };
+        let Some((driver, m, _dir)) = parked_setup(&[1, 2]) else { return };
         let run = |pid, ops: Vec<Op>| {
             let entries = ops.into_iter().map(|op| SyscallSubmissionEntry::new(pid, op, 0)).collect();
             m.submit_batch(pid, entries).unwrap()
@@ -417,10 +437,11 @@ mod tests {
             assert!(wait(1, seq).status.is_success());
         }
         assert_eq!(driver.pinned_rings(), 0);
-        // Reads of an empty FIFO wait in the kernel: two batches, two rings kept.
-        let (fd1, fd2) = (open_fifo(&m, 1), open_fifo(&m, 2));
-        let reads1 = run(1, vec![Op::Read { fd: fd1, size: 8 }, Op::Read { fd: fd1, size: 8 }]);
-        let reads2 = run(2, vec![Op::Read { fd: fd2, size: 8 }]);
+        // Reads of a silent socket wait in the kernel: two batches, two rings kept.
+        let ((fd1, _), (fd2, _)) = (parked_socket(&m, 1), parked_socket(&m, 2));
+        let recv = |fd| Op::Read { fd, size: 8 };
+        let reads1 = run(1, vec![recv(fd1), recv(fd1)]);
+        let reads2 = run(2, vec![recv(fd2)]);
         until("all three reads are in the kernel", || driver.in_flight() == 3);
         assert_eq!(driver.pinned_rings(), 2);
         // One of two cancelled: the ring stays kept for the other.
@@ -444,7 +465,7 @@ mod tests {
     #[test]
     fn iouring_a_mixed_batch_routes_each_request_its_way() {
         use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-        let Some((driver, m, dir)) = fifo_setup(&[]) else { return };
+        let Some((driver, m, dir)) = parked_setup(&[]) else { return };
         std::fs::write(dir.path().join("data"), b"0123456789").unwrap();
         let lo: crate::sandbox::IpNet = "127.0.0.0/8".parse().unwrap();
         let policy = Policy::rooted(dir.path()).allow_bind(lo, ..).allow_listen().allow_connect(lo, ..);
@@ -506,16 +527,20 @@ mod tests {
         assert_eq!(m.stats().pending, 0);
     }
 
-    /// The tests above return early where io_uring is refused (`fifo_setup` gives `None`); this
+    /// The tests above return early where io_uring is refused (`parked_setup` gives `None`); this
     /// one says so past the harness's capture, so that CI logs show that they checked nothing.
     /// Where io_uring is allowed, it checks that they do run.
     #[test]
     fn iouring_unit_tests_say_when_io_uring_is_unavailable() {
         use std::io::Write;
         match UringBackend::new() {
-            Ok(_) => assert!(fifo_setup(&[1]).is_some(), "io_uring is available, so the tests above run"),
+            Ok(uring) => assert_eq!(
+                parked_setup(&[1]).is_some(),
+                uring.probe().sockets_in_kernel,
+                "io_uring is available, so the tests above run where it holds socket requests"
+            ),
             Err(e) => {
-                assert!(fifo_setup(&[1]).is_none());
+                assert!(parked_setup(&[1]).is_none());
                 let line = format!(
                     "SKIPPED: backend::uring::tests::*: io_uring unavailable ({e}): the io_uring unit tests checked nothing\n"
                 );

@@ -224,7 +224,7 @@ pub(super) fn finish(kind: NetKind, n: i32) -> Result<OpResult, OpError> {
             let fd = unsafe { OwnedFd::from_raw_fd(n) };
             // An address that cannot be reported drops (closes) the new connection.
             let peer = out.get()?;
-            OpResult::Accepted { fd: place.install(fd, DescriptorKind::Socket)?, peer }
+            OpResult::Accepted { fd: place.install(Descriptor::new(fd, DescriptorKind::Socket))?, peer }
         }
         NetKind::Connect { .. } => OpResult::None,
         NetKind::Send { .. } | NetKind::SendTo { .. } => OpResult::Count(len),

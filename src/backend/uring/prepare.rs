@@ -96,6 +96,8 @@ struct Open {
     path: CString,
     how: types::OpenHow,
     name: String,
+    /// The flags as the tenant gave them.
+    flags: u32,
     rooted: bool,
     /// The descriptor's place, taken before the kernel opens anything.
     place: FdSlot,
@@ -209,7 +211,7 @@ pub(super) fn prepare(
             let (oflags, mode) = sandbox.kernel_flags(flags, mode);
             let how = types::OpenHow::new().flags(oflags.bits() as u64).mode(u64::from(mode.bits())).resolve(resolve);
             let place = process.reserve_fd(&sandbox)?;
-            let kind = Kind::Open(Box::new(Open { path: c_path, how, name: path, rooted: resolve != 0, place }));
+            let kind = Kind::Open(Box::new(Open { path: c_path, how, name: path, flags, rooted: resolve != 0, place }));
             Prepared { kind, fd: types::Fd(dir), _file: None, _sandbox: Some(sandbox) }
         }
         other if net::opcode_of(&other).is_some() => {
@@ -288,7 +290,7 @@ pub(super) fn finish(prepared: &mut Prepared, result: i32) -> OpOutcome {
         Kind::Open(open) => {
             // SAFETY: a successful OPENAT2 returns a new descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(result) };
-            OpResult::Fd(open.place.install(fd, DescriptorKind::File)?)
+            OpResult::Fd(open.place.install(file_ops::opened(fd, open.flags)?)?)
         }
         Kind::Net(kind) => net::finish(kind, result)?,
     })
