@@ -47,6 +47,15 @@
 //! checked before the kernel acts, so a refused operation leaves no trace. The bytes a tenant's
 //! reads may hold at once are bounded by its policy.
 //!
+//! # What may wait
+//!
+//! An operation that may wait for as long as a peer likes (an `Accept`, a `Recv`, a `Read` or
+//! `Write` of a socket, a FIFO or a character device) waits for readiness, in the kernel's
+//! io_uring or on a reactor: it holds no thread and no place in the executor's window, and a
+//! cancel or `destroy_ring` stops it. Opens never wait (a FIFO's included: they are made
+//! non-blocking). Everything else (file I/O, opens, `fsync`) ends on its own and takes a place
+//! in the window, which the executor shares among the processes with work queued.
+//!
 //! # Example
 //!
 //! ```

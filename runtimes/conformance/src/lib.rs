@@ -44,6 +44,7 @@ macro_rules! conformance_tests {
         );
         $crate::__isolation_checks!($make, $block_on);
         $crate::__hostile_checks!($make, $block_on);
+        $crate::__starvation_checks!($make, $block_on);
     };
 }
 

@@ -103,9 +103,7 @@ pub fn hostile_write_to_a_closed_peer_is_epipe_not_sigpipe(make: MakeBackend) {
 fn fifo_opened_for_writing(m: &ai_os_kernel::syscalls::IoUringManager) -> (tempfile::TempDir, std::fs::File, i32) {
     let dir = rooted(m, 1);
     let path = dir.path().join("fifo");
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: `c_path` is a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    super::mkfifo(&path);
     let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).unwrap();
     let OpResult::Fd(fd) = run_op(m, 1, Op::open("fifo", O_WRONLY)).result else { panic!("open fifo") };
     (dir, reader, fd)

@@ -8,6 +8,7 @@ mod isolation;
 mod lifecycle;
 mod net;
 mod sandbox;
+mod starvation;
 
 pub use asynch::*;
 pub use delivery::*;
@@ -17,6 +18,7 @@ pub use isolation::*;
 pub use lifecycle::*;
 pub use net::*;
 pub use sandbox::*;
+pub use starvation::*;
 
 use std::sync::Arc;
 
@@ -49,4 +51,11 @@ fn rooted(m: &IoUringManager, pid: Pid) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     m.set_policy(pid, Policy::rooted(dir.path()).read_write()).expect("policy");
     dir
+}
+
+/// Makes a FIFO at `path` (owner read-write).
+fn mkfifo(path: &std::path::Path) {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("a path without NUL");
+    // SAFETY: `c_path` is a valid NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo {path:?}");
 }
