@@ -311,18 +311,16 @@ fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, OpError> {
 pub(crate) mod tests {
     use super::*;
 
-    /// The variable that tells a re-run of the test binary it is the child of
-    /// [`with_file_size_limit`].
-    const CHILD: &str = "AI_OS_KERNEL_TEST_FSIZE_CHILD";
+    /// The variable that tells a re-run of the test binary it is the child of [`in_child`].
+    const CHILD: &str = "AI_OS_KERNEL_TEST_CHILD";
 
     /// Runs `check` in a child process (this test binary again, running only the test
-    /// `test_name`) whose file size limit is 4 KiB, and fails unless it exits successfully: a
-    /// SIGXFSZ raised in the child kills it (its default action) instead of this process. The
-    /// calling test must call this first thing.
-    pub(crate) fn with_file_size_limit(test_name: &str, check: impl FnOnce()) {
+    /// `test_name`, the calling test's full path), and fails unless the child exits successfully
+    /// having run that test: nothing of this process (other tests' threads, signals, limits)
+    /// reaches the child, and nothing the child does reaches this process. The child's output is
+    /// passed on as this test's own. The calling test must call this first thing.
+    pub(crate) fn in_child(test_name: &str, check: impl FnOnce()) {
         if std::env::var_os(CHILD).is_some() {
-            let limit = rustix::process::Rlimit { current: Some(4096), maximum: None };
-            rustix::process::setrlimit(rustix::process::Resource::Fsize, limit).unwrap();
             return check();
         }
         let out = std::process::Command::new(std::env::current_exe().unwrap())
@@ -331,8 +329,20 @@ pub(crate) mod tests {
             .output()
             .unwrap();
         let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "the child with a 4 KiB file size limit: {}\n{said}", out.status);
-        assert!(said.contains("1 passed"), "the child ran no test: {said}");
+        eprint!("{said}");
+        assert!(out.status.success(), "the child running {test_name} (its output above): {}", out.status);
+        assert!(said.contains("1 passed"), "the child ran no test (its output above)");
+    }
+
+    /// Runs `check` [`in_child`] whose file size limit is 4 KiB: a SIGXFSZ raised in the child
+    /// kills it (its default action) instead of this process. The calling test must call this
+    /// first thing.
+    pub(crate) fn with_file_size_limit(test_name: &str, check: impl FnOnce()) {
+        in_child(test_name, || {
+            let limit = rustix::process::Rlimit { current: Some(4096), maximum: None };
+            rustix::process::setrlimit(rustix::process::Resource::Fsize, limit).unwrap();
+            check()
+        })
     }
 
     /// A write past the host's file size limit is `EFBIG`, and the SIGXFSZ it raises (whose

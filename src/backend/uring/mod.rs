@@ -527,6 +527,132 @@ mod tests {
         assert_eq!(m.stats().pending, 0);
     }
 
+    /// The io_uring kernel workers of this process now: its threads named `iou-wrk-<tid>`, where
+    /// `tid` is the thread whose requests the worker runs.
+    fn kernel_workers() -> Vec<String> {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+        // A thread that exits between the listing and the read is skipped.
+        tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("iou-wrk-"))
+            .map(|name| name.trim_end().to_owned())
+            .collect()
+    }
+
+    /// 400 receives parked on one TCP socket, woken by 200 one-byte writes made one at a time:
+    /// every byte wakes every receive, one takes it and the others wait again, until the kernel,
+    /// done polling for those it woke too often, hands them to its io-wq workers, each of which
+    /// blocks in the socket's receive. Each byte reaches one receive, in order, none surfaces
+    /// `EAGAIN`, the rest end cancelled, and the kernel's workers stay within the bound the
+    /// driver registers (unbounded, the kernel made a worker for nearly every receive it handed
+    /// over: 100 to 210 of them here). Checked in a child process, whose only threads are this
+    /// test's.
+    #[test]
+    fn iouring_parked_receives_woken_often_hold_few_kernel_workers() {
+        use crate::backend::file_ops::tests::in_child;
+        use std::io::Write;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        const RECEIVES: usize = 400;
+        const BYTES: usize = 200;
+        in_child("backend::uring::tests::iouring_parked_receives_woken_often_hold_few_kernel_workers", || {
+            let Some((driver, m, dir)) = parked_setup(&[]) else { return };
+            let lo: crate::sandbox::IpNet = "127.0.0.0/8".parse().unwrap();
+            m.set_policy(1, Policy::rooted(dir.path()).allow_connect(lo, ..)).unwrap();
+            m.create_ring(1, Some(1024), Some(1024)).unwrap();
+            let run = |op| {
+                let seq = m.submit(1, SyscallSubmissionEntry::new(1, op, 0)).unwrap();
+                m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap().result
+            };
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let socket = Op::Socket { domain: libc::AF_INET, ty: libc::SOCK_STREAM, protocol: 0 };
+            let OpResult::Fd(sockfd) = run(socket) else { panic!("socket") };
+            assert_eq!(run(Op::Connect { sockfd, addr: listener.local_addr().unwrap() }), OpResult::None);
+            // Connected: the connection is queued on the listener, and taken at once.
+            let (mut host, _) = listener.accept().unwrap();
+            // Each byte leaves as it is written, not held back until the last one is acknowledged.
+            host.set_nodelay(true).unwrap();
+            let recv = |i| SyscallSubmissionEntry::new(1, Op::Recv { sockfd, size: 1, flags: 0 }, i as u64);
+            let seqs = m.submit_batch(1, (0..RECEIVES).map(recv).collect()).unwrap();
+            until("every receive waits in the kernel", || driver.in_flight() == RECEIVES);
+
+            // The most workers seen at once, sampled until told to stop.
+            let stop = Arc::new(AtomicBool::new(false));
+            let sampler = {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut peak = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let now = kernel_workers();
+                        if now.len() > peak.len() {
+                            peak = now;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    peak
+                })
+            };
+            // One byte at a time, the next only once the last was received: each wakes every
+            // receive still waiting.
+            let mut got = Vec::new();
+            for i in 0..BYTES {
+                host.write_all(&[i as u8]).unwrap();
+                until(&format!("byte {i} is received"), || {
+                    got.extend(m.reap_completions(1, None).unwrap());
+                    got.len() > i
+                });
+            }
+            for (i, done) in got.iter().enumerate() {
+                assert!(done.status.is_success(), "receive {}: {:?} {:?}", done.user_data, done.status, done.errno());
+                assert_eq!(done.result, OpResult::Bytes(vec![i as u8]), "the {i}th completion");
+            }
+            assert_eq!(got.len(), BYTES);
+            // The driver's bound on unbound workers (see `bound_kernel_workers`; receives run on
+            // those), which the kernel keeps per thread that submits: this one (the receives, the
+            // cancels) and the reaper (receives sent back to wait). One more per submitter may
+            // show for a moment: a worker idle long enough to leave gives its place back before
+            // its thread is gone.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let bound = 2 * ((2 * cores).clamp(4, 32) + 1);
+
+            // The rest still wait, and end cancelled. Known limit: a receive a worker is running
+            // (blocked in the socket's receive) is interrupted by its cancellation and ends
+            // `EINTR`, not cancelled; there are no more of those than workers.
+            let taken: std::collections::HashSet<u64> = got.iter().map(|done| done.seq).collect();
+            let left: Vec<u64> = seqs.into_iter().filter(|seq| !taken.contains(seq)).collect();
+            assert_eq!(left.len(), RECEIVES - BYTES);
+            for &seq in &left {
+                m.cancel(1, seq).unwrap();
+            }
+            let mut interrupted = 0;
+            for &seq in &left {
+                let done = m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap();
+                if done.errno() == Some(rustix::io::Errno::INTR.raw_os_error()) {
+                    interrupted += 1;
+                    continue;
+                }
+                assert!(done.status.is_cancelled(), "receive {}: {:?}", done.user_data, done.status);
+            }
+            m.destroy_ring(1).unwrap();
+            until("nothing is in the kernel", || driver.in_flight() == 0);
+            stop.store(true, Ordering::Relaxed);
+            let peak = sampler.join().unwrap();
+
+            // Each worker's name ends with the thread it runs requests of.
+            let mut by_submitter = std::collections::BTreeMap::new();
+            for name in &peak {
+                *by_submitter.entry(name.as_str()).or_insert(0) += 1;
+            }
+            eprintln!(
+                "at most {} io_uring kernel workers at once (bound {bound}): {by_submitter:?}; {interrupted} of {} \
+                 cancelled receives ended EINTR",
+                peak.len(),
+                left.len()
+            );
+            assert!(peak.len() <= bound, "{} kernel workers at once, more than {bound}: {by_submitter:?}", peak.len());
+            assert!(interrupted <= bound, "{interrupted} cancelled receives ended EINTR, more than {bound}");
+        });
+    }
+
     /// The tests above return early where io_uring is refused (`parked_setup` gives `None`); this
     /// one says so past the harness's capture, so that CI logs show that they checked nothing.
     /// Where io_uring is allowed, it checks that they do run.
