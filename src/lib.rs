@@ -19,8 +19,9 @@
 //!
 //! Execution is a pluggable [`Backend`](backend::Backend) (the kernel's io_uring where allowed,
 //! else a blocking thread pool, tokio or smol);
-//! the [`IoUringExecutor`](syscalls::IoUringExecutor) feeds it from the rings round-robin, so no
-//! process can starve another. Every process has its own descriptor table (virtual fds from 3)
+//! the [`IoUringExecutor`](syscalls::IoUringExecutor) feeds it from the rings by weighted round
+//! robin ([`Policy::weight`](sandbox::Policy::weight)), within each process's rate limits
+//! ([`Policy::ops_rate`](sandbox::Policy::ops_rate)), so no process can starve another. Every process has its own descriptor table (virtual fds from 3)
 //! and a [`Policy`](sandbox::Policy) that decides which paths and addresses it may touch;
 //! without one it may touch nothing.
 //!

@@ -6,6 +6,7 @@ mod fd;
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use fd::{Descriptor, DescriptorKind, FIRST_FD};
@@ -21,11 +22,41 @@ pub struct Process {
     pid: Pid,
     sandbox: RwLock<Arc<Sandbox>>,
     fds: Mutex<FdTable>,
+    /// The policy's weight, kept beside it for the executor, which reads it at every turn.
+    weight: AtomicU32,
+    /// Whether the policy has a rate limit: only then does the executor read the limits.
+    rate_limited: AtomicBool,
 }
 
 impl Process {
     fn new(pid: Pid, sandbox: Arc<Sandbox>) -> Self {
-        Process { pid, sandbox: RwLock::new(sandbox), fds: Mutex::new(FdTable::default()) }
+        let p = Process {
+            pid,
+            sandbox: RwLock::new(sandbox.clone()),
+            fds: Mutex::new(FdTable::default()),
+            weight: AtomicU32::new(1),
+            rate_limited: AtomicBool::new(false),
+        };
+        p.schedule_by(&sandbox);
+        p
+    }
+
+    /// Keeps the scheduling parts of `sandbox`'s policy where the executor reads them.
+    fn schedule_by(&self, sandbox: &Sandbox) {
+        let policy = sandbox.policy();
+        self.weight.store(policy.scheduling_weight(), Ordering::Relaxed);
+        let limited = policy.ops_rate_limit().is_some() || policy.bytes_rate_limit().is_some();
+        self.rate_limited.store(limited, Ordering::Relaxed);
+    }
+
+    /// The weight of the policy in force (see [`Policy::weight`]).
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Whether the policy in force limits the process's rate (see [`Policy::ops_rate`]).
+    pub fn is_rate_limited(&self) -> bool {
+        self.rate_limited.load(Ordering::Relaxed)
     }
 
     /// The process id.
@@ -39,7 +70,9 @@ impl Process {
     }
 
     fn set_sandbox(&self, sandbox: Arc<Sandbox>) {
-        *self.sandbox.write().unwrap_or_else(|e| e.into_inner()) = sandbox;
+        let mut current = self.sandbox.write().unwrap_or_else(|e| e.into_inner());
+        self.schedule_by(&sandbox);
+        *current = sandbox;
     }
 
     fn fds(&self) -> std::sync::MutexGuard<'_, FdTable> {

@@ -8,6 +8,7 @@
 
 mod net;
 mod path;
+mod rate;
 
 use std::fmt;
 use std::os::fd::OwnedFd;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use ipnet::IpNet;
 pub use net::PortRange;
+pub use rate::RateLimit;
 
 use crate::syscalls::iouring::error::{OpError, errno};
 use crate::syscalls::iouring::op::SyscallOpType;
@@ -62,6 +64,9 @@ pub struct Policy {
     max_io_bytes: usize,
     max_buffered_bytes: usize,
     umask: u32,
+    weight: u32,
+    ops_rate: Option<RateLimit>,
+    bytes_rate: Option<RateLimit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +84,8 @@ pub const DEFAULT_MAX_IO_BYTES: usize = 64 << 20;
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 << 20;
 /// Default for [`Policy::umask`]: group and others may not write what a tenant creates.
 pub const DEFAULT_UMASK: u32 = 0o022;
+/// The largest [`Policy::weight`].
+pub const MAX_WEIGHT: u32 = 1000;
 
 impl Default for Policy {
     /// Denies every file and network operation (`EACCES`).
@@ -94,6 +101,9 @@ impl Default for Policy {
             max_io_bytes: DEFAULT_MAX_IO_BYTES,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             umask: DEFAULT_UMASK,
+            weight: 1,
+            ops_rate: None,
+            bytes_rate: None,
         }
     }
 }
@@ -111,6 +121,9 @@ impl fmt::Debug for Policy {
             .field("max_io_bytes", &self.max_io_bytes)
             .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("umask", &format_args!("{:#o}", self.umask))
+            .field("weight", &self.weight)
+            .field("ops_rate", &self.ops_rate)
+            .field("bytes_rate", &self.bytes_rate)
             .finish()
     }
 }
@@ -215,6 +228,44 @@ impl Policy {
     /// The umask applied to created files.
     pub fn file_umask(&self) -> u32 {
         self.umask
+    }
+
+    /// The process's share of the executor when processes contend for it (default 1, at most
+    /// [`MAX_WEIGHT`]; `0` is taken as `1`): while several processes have operations queued, each
+    /// is handed operations in proportion to its weight (deficit round robin, 32 operations per
+    /// turn per unit of weight), so weights 1 and 3 get a quarter and three quarters of the
+    /// operations started. A process alone may use the whole executor, whatever its weight.
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = weight.clamp(1, MAX_WEIGHT);
+        self
+    }
+
+    /// The process's weight.
+    pub fn scheduling_weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// At most `limit` operations a second, of every kind (see [`RateLimit`]).
+    pub fn ops_rate(mut self, limit: RateLimit) -> Self {
+        self.ops_rate = Some(limit);
+        self
+    }
+
+    /// At most `limit` bytes a second read, written, sent and received, counted as asked when
+    /// each operation starts (see [`RateLimit`]).
+    pub fn bytes_rate(mut self, limit: RateLimit) -> Self {
+        self.bytes_rate = Some(limit);
+        self
+    }
+
+    /// The operation rate limit, if any.
+    pub fn ops_rate_limit(&self) -> Option<RateLimit> {
+        self.ops_rate
+    }
+
+    /// The byte rate limit, if any.
+    pub fn bytes_rate_limit(&self) -> Option<RateLimit> {
+        self.bytes_rate
     }
 
     /// The root directory, for a rooted policy.

@@ -45,6 +45,7 @@ macro_rules! conformance_tests {
         $crate::__isolation_checks!($make, $block_on);
         $crate::__hostile_checks!($make, $block_on);
         $crate::__starvation_checks!($make, $block_on);
+        $crate::__qos_checks!($make, $block_on);
     };
 }
 

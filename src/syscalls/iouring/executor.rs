@@ -4,11 +4,14 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::error::Result;
 use super::op::SyscallOpType;
 use super::ring::SyscallCompletionRing;
+use super::throttle::Timer;
 use crate::backend::{Backend, RingBatch, Submission};
 use crate::sync::{Mutex, MutexGuard};
 
@@ -45,17 +48,24 @@ thread_local! {
     static STARTING: RefCell<Option<Waiting>> = const { RefCell::new(None) };
 }
 
-/// The most operations one ring may hand the backend per turn, so one process flooding its ring
-/// waits its turn behind every other ready ring.
+/// The operations one ring may hand the backend per turn for each unit of its weight, so one
+/// process flooding its ring waits its turn behind every other ready ring.
 const QUANTUM: usize = 32;
 
-/// Drains the rings' submission queues into the backend, round-robin across processes.
+/// Drains the rings' submission queues into the backend, fairly across processes: deficit round
+/// robin, weighted by each process's [`Policy::weight`](crate::sandbox::Policy::weight).
 ///
 /// The backend gets at most [`Capabilities::max_in_flight`](crate::backend::Capabilities)
 /// operations at once (operations that wait on a peer, such as `Accept` or `Recv`, do not
-/// count); the rest wait in their rings' SQs. Whenever room frees, the next ready ring in turn
-/// hands over at most 32 operations, so a process that floods its ring delays another process
-/// by at most one turn of each busy ring, never by its whole backlog.
+/// count); the rest wait in their rings' SQs. Whenever room frees, the ring whose turn it is
+/// goes on with its turn: at most 32 operations per unit of weight, then the next ring in line
+/// takes its own. So a process that floods its ring delays another process by at most one turn
+/// of each busy ring, never by its whole backlog, and under contention each process starts
+/// operations in proportion to its weight. The cost is constant per operation.
+///
+/// A process with a rate limit ([`Policy::ops_rate`](crate::sandbox::Policy::ops_rate)) leaves
+/// the line when its bucket is empty, and a timer thread (made on the first such wait) puts it
+/// back when the bucket has refilled: a throttled process holds no place and no thread.
 ///
 /// There is no executor thread: the caller that submits, and the thread that completes an
 /// operation, each move the next operations along, so an idle manager costs nothing.
@@ -70,12 +80,41 @@ pub(crate) struct Shared {
     /// Whether the backend takes a batch that skipped the SQ as a [`RingBatch`].
     ring_batches: bool,
     sched: Mutex<Sched>,
+    /// Puts throttled rings back in line; made on the first one (`None` if its thread could not
+    /// be made).
+    timer: OnceLock<Option<Arc<Timer>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(Some(timer)) = self.timer.get() {
+            timer.stop();
+        }
+    }
 }
 
 #[derive(Default)]
 struct Sched {
-    ready: VecDeque<Arc<SyscallCompletionRing>>,
+    ready: VecDeque<Turn>,
     in_flight: usize,
+}
+
+/// A ring in line, and what is left of its turn: how many more operations it may start before
+/// the next ring's turn (0: its next turn starts afresh).
+struct Turn {
+    ring: Arc<SyscallCompletionRing>,
+    left: usize,
+}
+
+impl Turn {
+    fn new(ring: Arc<SyscallCompletionRing>) -> Self {
+        Turn { ring, left: 0 }
+    }
+}
+
+/// What a ring may start in one turn: [`QUANTUM`] per unit of its process's weight.
+fn turn_size(ring: &SyscallCompletionRing) -> usize {
+    QUANTUM * ring.process().weight() as usize
 }
 
 impl std::fmt::Debug for IoUringExecutor {
@@ -94,7 +133,13 @@ impl IoUringExecutor {
         let caps = backend.capabilities();
         let (window, ring_batches) = (caps.max_in_flight.max(1), caps.ring_batches);
         IoUringExecutor {
-            inner: Arc::new(Shared { backend, window, ring_batches, sched: Mutex::new(Sched::default()) }),
+            inner: Arc::new(Shared {
+                backend,
+                window,
+                ring_batches,
+                sched: Mutex::new(Sched::default()),
+                timer: OnceLock::new(),
+            }),
         }
     }
 
@@ -127,7 +172,12 @@ impl IoUringExecutor {
         ring.scheduled_by(&self.inner);
         let n = ops.len();
         let mut s = self.inner.lock();
-        if !s.ready.is_empty() || ring.scheduled.load(Ordering::Relaxed) || self.inner.window - s.in_flight < n {
+        // A rate-limited process's operations always pass through its SQ, where the limits apply.
+        if !s.ready.is_empty()
+            || ring.scheduled.load(Ordering::Relaxed)
+            || self.inner.window - s.in_flight < n
+            || ring.process().is_rate_limited()
+        {
             drop(s);
             let (first, queued) = ring.submit(ops, to_future)?;
             if queued {
@@ -162,12 +212,24 @@ impl IoUringExecutor {
         ring.scheduled_by(&self.inner);
         let mut s = self.inner.lock();
         let mut batch = Vec::new();
-        // With nobody in line, the ring goes first without joining the line (the same order,
-        // without the queueing); it joins only if it has more than the window takes.
-        let first = s.ready.is_empty() && !ring.scheduled.load(Ordering::Relaxed) && s.in_flight < self.inner.window;
-        if !first || self.inner.take_from(&mut s, ring, &mut batch) {
+        // With nobody in line, the ring takes its turn without joining the line (the same order,
+        // without the queueing); it joins only if it has more than that turn takes.
+        if s.ready.is_empty() && !ring.scheduled.load(Ordering::Relaxed) && s.in_flight < self.inner.window {
+            let turn = turn_size(ring);
+            let room = (self.inner.window - s.in_flight).min(turn);
+            let taken = ring.dispatch(room, &mut batch, |d, counts| Submission::new(ring, d, counts));
+            s.in_flight += taken.counted;
+            if let Some(at) = taken.throttled {
+                ring.scheduled.store(true, Ordering::Relaxed);
+                self.inner.throttle(ring.clone(), at);
+            } else if taken.more {
+                ring.scheduled.store(true, Ordering::Relaxed);
+                s.ready.push_back(Turn { ring: ring.clone(), left: turn - taken.counted.min(turn) });
+                self.inner.fill(&mut s, &mut batch);
+            }
+        } else {
             if !ring.scheduled.swap(true, Ordering::Relaxed) {
-                s.ready.push_back(ring.clone());
+                s.ready.push_back(Turn::new(ring.clone()));
             }
             self.inner.fill(&mut s, &mut batch);
         }
@@ -181,30 +243,61 @@ impl Shared {
         crate::sync::lock(&self.sched)
     }
 
-    /// Takes operations from the ready rings in turn while the window has room.
+    /// Starts operations from the rings in line while the window has room: the ring at the
+    /// front goes on with its turn; one whose turn is used up goes to the back, one with nothing
+    /// left queued leaves the line, one its rate limit holds back waits for the timer.
     fn fill(self: &Arc<Self>, s: &mut Sched, batch: &mut Vec<Submission>) {
-        while s.in_flight < self.window {
-            let Some(ring) = s.ready.pop_front() else { break };
-            if self.take_from(s, &ring, batch) {
-                s.ready.push_back(ring);
-            } else {
-                ring.scheduled.store(false, Ordering::Relaxed);
+        let Sched { ready, in_flight } = s;
+        while *in_flight < self.window {
+            let Some(Turn { ring, left }) = ready.front_mut() else { break };
+            if *left == 0 {
+                *left = turn_size(ring);
             }
+            let room = (self.window - *in_flight).min(*left);
+            let taken = ring.dispatch(room, batch, |d, counts| Submission::new(ring, d, counts));
+            *in_flight += taken.counted;
+            *left -= taken.counted.min(*left);
+            let used_up = *left == 0;
+            if let Some(at) = taken.throttled {
+                if let Some(turn) = ready.pop_front() {
+                    self.throttle(turn.ring, at);
+                }
+            } else if !taken.more {
+                if let Some(turn) = ready.pop_front() {
+                    turn.ring.scheduled.store(false, Ordering::Relaxed);
+                }
+            } else if used_up && let Some(turn) = ready.pop_front() {
+                ready.push_back(turn);
+            }
+            // Otherwise the window is full: the turn goes on when room frees.
         }
     }
 
-    /// Takes one turn's worth of `ring`'s queued operations (the window has room); returns
-    /// whether more remain queued.
-    fn take_from(
-        self: &Arc<Self>,
-        s: &mut Sched,
-        ring: &Arc<SyscallCompletionRing>,
-        batch: &mut Vec<Submission>,
-    ) -> bool {
-        let room = (self.window - s.in_flight).min(QUANTUM);
-        let (counted, more) = ring.dispatch(room, batch, |d, counts| Submission::new(ring, d, counts));
-        s.in_flight += counted;
-        more
+    /// Takes `ring` (marked scheduled) out of line until `at`, when its rate limit admits its
+    /// next operation. Without a timer (its thread could not be made) the ring is let go of
+    /// instead: its next submission puts it back in line.
+    fn throttle(self: &Arc<Self>, ring: Arc<SyscallCompletionRing>, at: Instant) {
+        let timer = self.timer.get_or_init(|| match Timer::start(Arc::downgrade(self), Shared::rejoin) {
+            Ok(timer) => Some(timer),
+            Err(e) => {
+                tracing::error!(error = %e, "could not start the rate-limit timer thread");
+                None
+            }
+        });
+        match timer {
+            Some(timer) => timer.wake_at(at, ring),
+            None => ring.scheduled.store(false, Ordering::Relaxed),
+        }
+    }
+
+    /// Puts throttled rings back in line (the timer's call) and starts what fits.
+    fn rejoin(self: &Arc<Self>, rings: Vec<Arc<SyscallCompletionRing>>) {
+        let mut s = self.lock();
+        s.ready.extend(rings.into_iter().map(Turn::new));
+        let mut batch = Vec::new();
+        self.fill(&mut s, &mut batch);
+        drop(s);
+        self.start(Batch::Submissions(batch));
     }
 
     /// Hands `batch` to the backend. A backend may complete operations inside `submit` (io_uring
@@ -286,6 +379,61 @@ mod tests {
             let submitted = self.manager.submit(1, SyscallSubmissionEntry::new(1, SyscallOpType::Nop, 0)).is_ok();
             let _ = self.done.send(submitted);
         }
+    }
+
+    /// Holds what it is given, for the test to complete one at a time.
+    #[derive(Default)]
+    struct Holds(std::sync::Mutex<std::collections::VecDeque<crate::backend::Submission>>);
+
+    #[async_trait::async_trait]
+    impl crate::backend::Backend for Holds {
+        fn name(&self) -> &'static str {
+            "holds"
+        }
+        fn capabilities(&self) -> crate::backend::Capabilities {
+            crate::backend::Capabilities::new(4)
+        }
+        async fn execute(&self, _op: crate::backend::Operation) -> crate::backend::OpOutcome {
+            unreachable!("submit holds every operation")
+        }
+        fn spawn(&self, _task: crate::backend::Task) {}
+        fn submit(self: Arc<Self>, batch: Vec<crate::backend::Submission>) {
+            self.0.lock().unwrap().extend(batch);
+        }
+    }
+
+    /// Under contention, processes of weights 1 and 3 start operations in the ratio 1:3 (whole
+    /// turns: 32 and 96 at a time), and a process alone in line takes the whole window.
+    #[test]
+    fn weights_share_the_window() {
+        use crate::sandbox::Policy;
+        let backend = Arc::new(Holds::default());
+        let m = IoUringManager::with_backend(backend.clone());
+        for (pid, weight) in [(1, 1), (2, 3)] {
+            m.set_policy(pid, Policy::default().weight(weight)).unwrap();
+            m.create_ring(pid, Some(4096), Some(4096)).unwrap();
+        }
+        let nops = |pid| (0..2000).map(|_| SyscallSubmissionEntry::new(pid, SyscallOpType::Nop, 0)).collect();
+        m.submit_batch(1, nops(1)).unwrap();
+        m.submit_batch(2, nops(2)).unwrap();
+        let mut started = [0usize; 3];
+        for _ in 0..1024 {
+            let next = backend.0.lock().unwrap().pop_front().expect("the window is kept full");
+            started[next.process().pid() as usize] += 1;
+            // Completing it frees room, which starts the next operation (into `backend`).
+            next.complete(Ok(crate::syscalls::OpResult::None));
+        }
+        assert_eq!(started[1] + started[2], 1024);
+        let share = started[1] as f64 / 1024.0;
+        assert!((0.22..=0.28).contains(&share), "weight 1 of 4 started {started:?}");
+        // Pid 2 alone: the whole window.
+        m.destroy_ring(1).unwrap();
+        let held = backend.0.lock().unwrap().drain(..).collect::<Vec<_>>();
+        for sub in held {
+            sub.complete(Ok(crate::syscalls::OpResult::None));
+        }
+        let pids: Vec<_> = backend.0.lock().unwrap().iter().map(|s| s.process().pid()).collect();
+        assert_eq!(pids, [2, 2, 2, 2]);
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct ProcessStats {
     /// sixteenth sequence number), so the clock is read a few times per batch rather than
     /// several times per operation.
     pub waiting: Percentiles,
+    /// Time its operations spent held back by its policy's rate limits
+    /// ([`Policy::ops_rate`](crate::sandbox::Policy::ops_rate),
+    /// [`bytes_rate`](crate::sandbox::Policy::bytes_rate)), its current wait included.
+    pub throttled: Duration,
 }
 
 /// A latency distribution, from power-of-two buckets: each figure is the upper bound of its
@@ -76,7 +80,7 @@ impl Metrics {
         *slot = slot.saturating_add(1);
     }
 
-    pub(crate) fn snapshot(&self, pid: Pid, in_flight: u64) -> ProcessStats {
+    pub(crate) fn snapshot(&self, pid: Pid, in_flight: u64, throttled: Duration) -> ProcessStats {
         let pct = |stage: Stage| self.hist.as_ref().map(|h| percentiles(&h[stage as usize])).unwrap_or_default();
         ProcessStats {
             pid,
@@ -88,6 +92,7 @@ impl Metrics {
             queued: pct(Stage::Queued),
             running: pct(Stage::Running),
             waiting: pct(Stage::Waiting),
+            throttled,
         }
     }
 }
@@ -119,7 +124,7 @@ mod tests {
         for us in 1..=100u64 {
             m.record(Stage::Running, Duration::from_micros(us));
         }
-        let s = m.snapshot(1, 0);
+        let s = m.snapshot(1, 0, Duration::ZERO);
         assert_eq!(s.running.samples, 100);
         assert!(s.running.p50 >= Duration::from_micros(50) && s.running.p50 <= Duration::from_micros(100));
         assert!(s.running.p99 >= Duration::from_micros(99) && s.running.p99 <= Duration::from_micros(200));

@@ -16,6 +16,7 @@ pub(crate) mod ring;
 mod stats;
 mod stream;
 mod submission;
+mod throttle;
 
 pub use completion::{SyscallCompletionEntry, SyscallCompletionStatus};
 pub use error::{IoUringError, OpError, Result, errno};

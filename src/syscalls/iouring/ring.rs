@@ -23,6 +23,7 @@ use super::metrics::{Metrics, ProcessStats, Stage};
 use super::op::{OpResult, SyscallOpType};
 use super::stats::Counters;
 use super::stream::CompletionStream;
+use super::throttle::Throttle;
 use crate::Pid;
 use crate::process::Process;
 use crate::sandbox::Sandbox;
@@ -107,6 +108,8 @@ struct RingState {
     next_stream_id: u64,
     blocked_waiters: usize,
     metrics: Metrics,
+    /// The policy's rate limits as they stand for this ring.
+    throttle: Throttle,
     /// When each sampled operation was submitted, started and completed (the later ones set as
     /// it gets there): kept apart so that every other slot is smaller.
     stamps: FxHashMap<u64, [Instant; 3]>,
@@ -176,6 +179,17 @@ pub(crate) struct Accepted {
     pub(crate) counted: usize,
 }
 
+/// What [`SyscallCompletionRing::dispatch`] took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken {
+    /// Operations taken that hold a place in the executor's window.
+    pub(crate) counted: usize,
+    /// Whether operations remain queued.
+    pub(crate) more: bool,
+    /// When the rate limits will admit the next queued operation, if they held it back.
+    pub(crate) throttled: Option<Instant>,
+}
+
 /// An operation taken from the SQ for execution.
 pub(crate) struct Dispatched {
     pub(crate) seq: u64,
@@ -233,7 +247,7 @@ impl SyscallCompletionRing {
     /// This ring's counters and latency split.
     pub fn stats(&self) -> ProcessStats {
         let s = self.lock();
-        s.metrics.snapshot(self.pid, s.outstanding() as u64)
+        s.metrics.snapshot(self.pid, s.outstanding() as u64, s.throttle.throttled(Instant::now()))
     }
 
     /// Whether the ring was destroyed.
@@ -399,19 +413,34 @@ impl SyscallCompletionRing {
         Ok((accepted, after))
     }
 
-    /// Moves up to `max` queued operations to running. Operations that may wait on a peer do not
-    /// count against `max`. Returns how many counted and whether more remain queued.
+    /// Moves up to `max` queued operations to running, in order, as far as the process's rate
+    /// limits admit them. Operations that may wait on a peer do not count against `max`.
     pub(crate) fn dispatch<T>(
         &self,
         max: usize,
         out: &mut Vec<T>,
         mut make: impl FnMut(Dispatched, bool) -> T,
-    ) -> (usize, bool) {
+    ) -> Taken {
         let mut s = self.lock();
         out.reserve(max.min(s.sq.len()));
         let mut counted = 0;
         let mut clock = self.clock();
+        // Only a process with a rate limit reads its limits and the time.
+        let limited = self.process.is_rate_limited().then(|| {
+            let now = Instant::now();
+            let sandbox = self.process.sandbox();
+            s.throttle.limit(sandbox.policy().ops_rate_limit(), sandbox.policy().bytes_rate_limit(), now);
+            now
+        });
+        let mut throttled = None;
         while counted < max {
+            let RingState { sq, throttle, .. } = &mut *s;
+            if let (Some(now), Some((_, op))) = (limited, sq.front())
+                && let Err(at) = throttle.admit(op, now)
+            {
+                throttled = Some(at);
+                break;
+            }
             let Some((seq, op)) = s.sq.pop_front() else { break };
             let RingState { slots, metrics, stamps, .. } = &mut *s;
             // Every operation in the SQ has a queued slot (cancelling one takes it out of both).
@@ -427,7 +456,7 @@ impl SyscallCompletionRing {
             counted += usize::from(counts);
             out.push(make(Dispatched { seq, op }, counts));
         }
-        (counted, !s.sq.is_empty())
+        Taken { counted, more: !s.sq.is_empty(), throttled }
     }
 
     /// Delivers the outcome of a running operation to its owner.

@@ -7,6 +7,7 @@ mod hostile;
 mod isolation;
 mod lifecycle;
 mod net;
+mod qos;
 mod sandbox;
 mod starvation;
 
@@ -17,6 +18,7 @@ pub use hostile::*;
 pub use isolation::*;
 pub use lifecycle::*;
 pub use net::*;
+pub use qos::*;
 pub use sandbox::*;
 pub use starvation::*;
 
