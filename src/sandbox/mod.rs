@@ -408,7 +408,8 @@ impl Sandbox {
 
     /// Opens `path` as the policy allows (flags already checked by the manager). The kernel
     /// descriptor is always close-on-exec, and opened non-blocking, so that the open never waits
-    /// (see [`file_ops::opened`](crate::backend::file_ops::opened), which a backend calls next).
+    /// for a FIFO's other end: the backend then makes anything but a FIFO or a character device
+    /// blocking again.
     pub fn open(&self, path: &str, flags: u32, mode: u32) -> Result<OwnedFd, OpError> {
         match (&self.policy.files, &self.root) {
             (FileAccess::Anywhere, _) => path::open_anywhere(path, flags, mode, self.policy.umask),

@@ -30,8 +30,7 @@ pub(crate) fn open_anywhere(path: &str, flags: u32, mode: u32, umask: u32) -> Re
 /// Flags as the kernel gets them: always close-on-exec, never a controlling terminal, always
 /// non-blocking, so that no open waits (for a FIFO's other end, or a lease's break): an open of
 /// a FIFO for reading completes at once, one for writing with no reader is `ENXIO`, and
-/// [`file_ops::opened`](crate::backend::file_ops::opened) then makes anything but a FIFO or a
-/// character device blocking again. The mode
+/// `file_ops::opened` then makes anything but a FIFO or a character device blocking again. The mode
 /// only when a file may be created (`openat2` rejects any other with `EINVAL`), and then only
 /// permission bits, less the policy's `umask`: a tenant never creates a set-uid, set-gid or
 /// sticky file (the host's own umask still applies on top, in the kernel).
