@@ -1,5 +1,6 @@
 //! What this machine offers: whether io_uring is available (and why not), the opcodes the crate
-//! uses, and the backend `IoUringManager::new()` picks. The first line is `backend: <name>`.
+//! uses, and the backend `IoUringManager::new()` picks. The first line is `backend: <name>`, the
+//! second `why: <reason>`.
 //!
 //! `cargo run --release --example probe`
 
@@ -7,8 +8,12 @@ use ai_os_kernel::backend;
 use ai_os_kernel::syscalls::IoUringManager;
 
 fn main() {
-    match IoUringManager::try_new() {
-        Ok(m) => println!("backend: {}", m.stats().backend),
+    match backend::choose() {
+        Ok(choice) => {
+            let m = IoUringManager::with_backend(choice.backend);
+            println!("backend: {}", m.stats().backend);
+            println!("why: {}", choice.why);
+        }
         Err(e) => println!("backend: none ({e})"),
     }
     println!("compiled in: {:?}", backend::available());

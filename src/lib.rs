@@ -106,7 +106,8 @@
 //! | `smol` | no | `SmolBackend`: smol's executor and blocking pool |
 //!
 //! [`IoUringManager::new`](syscalls::IoUringManager::new) picks the best one compiled in and usable
-//! here (uring where the kernel allows it, then tokio, smol, blocking);
+//! here, fastest first (uring where the kernel allows it, then blocking, smol, tokio, as measured
+//! in BENCHMARKS.md; [`backend::choose`] says why);
 //! `AI_OS_KERNEL_BACKEND=uring|tokio|smol|blocking` forces one.
 
 #![warn(missing_docs)]

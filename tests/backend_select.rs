@@ -50,7 +50,18 @@ fn child_reports_backend() {
     let got = report();
     println!("{REPORT}{got}");
     assert_eq!(got, expect);
+    // Where io_uring was refused, the choice says so, and that the fallback is the fastest left.
+    if std::env::var_os(SETUP_ERRNO).is_some() && std::env::var(backend::BACKEND_ENV).is_err() {
+        let why = backend::choose().expect("a backend").why;
+        assert!(
+            why.contains("fastest") && why.contains("skipped: uring (") && why.contains("io_uring is unavailable here"),
+            "{why}"
+        );
+    }
 }
+
+/// The variable that makes io_uring setup fail, as the tests below set it.
+const SETUP_ERRNO: &str = "AI_OS_KERNEL_URING_SETUP_ERRNO";
 
 /// Whether a backend can start here (io_uring may be disabled on this kernel).
 fn usable(name: &str) -> bool {
@@ -117,12 +128,16 @@ fn unset_picks_the_best_compiled_in() {
 }
 
 /// Where io_uring setup fails (disabled by sysctl, filtered by seccomp, too old), the manager
-/// falls back to the next backend; forcing uring there is a clear error.
+/// falls back to the next backend, the fastest of the others (the blocking pool, when compiled
+/// in), and says why; forcing uring there is a clear error.
 #[cfg(all(feature = "uring", target_os = "linux"))]
 #[test]
 fn failed_io_uring_setup_falls_back() {
     use ai_os_kernel::backend::uring::SETUP_FAILURE_ENV;
     let next = backend::available().iter().copied().find(|n| *n != "uring").unwrap();
+    if cfg!(feature = "blocking") {
+        assert_eq!(next, "blocking", "the measured fastest fallback comes first");
+    }
     for errno in ["EPERM", "ENOSYS", "ENOMEM"] {
         child_with(None, next, &[(SETUP_FAILURE_ENV, errno)]);
         child_with(Some("uring"), "unavailable", &[(SETUP_FAILURE_ENV, errno)]);

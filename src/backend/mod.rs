@@ -78,7 +78,7 @@ use std::task::Poll;
 pub(crate) use operation::Freed;
 pub(crate) use operation::release;
 pub use operation::{Completer, Operation, RingBatch, Submission};
-pub use select::{BACKEND_ENV, available, by_name, from_env};
+pub use select::{BACKEND_ENV, Choice, available, by_name, choose, from_env};
 
 #[cfg(feature = "smol")]
 pub use self::smol::SmolBackend;

@@ -8,18 +8,37 @@ use crate::syscalls::iouring::error::IoUringError;
 /// The environment variable that forces a backend: `uring`, `tokio`, `smol` or `blocking`.
 pub const BACKEND_ENV: &str = "AI_OS_KERNEL_BACKEND";
 
-/// The backends compiled into this build, best first.
+/// The backends compiled into this build, fastest first: the order in which the manager tries
+/// them. io_uring first; where it is unavailable, the blocking pool, then smol, then tokio, the
+/// order of their throughput on every workload of the anchors bench (BENCHMARKS.md, session 5:
+/// NOPs, 4 KiB reads one at a time and 64 deep, 4 KiB writes; on the echo workloads the three
+/// are within 15 % of one another).
 pub fn available() -> &'static [&'static str] {
     &[
         #[cfg(all(feature = "uring", target_os = "linux"))]
         "uring",
-        #[cfg(feature = "tokio")]
-        "tokio",
-        #[cfg(feature = "smol")]
-        "smol",
         #[cfg(feature = "blocking")]
         "blocking",
+        #[cfg(feature = "smol")]
+        "smol",
+        #[cfg(feature = "tokio")]
+        "tokio",
     ]
+}
+
+/// A backend chosen for the manager, and why it was.
+pub struct Choice {
+    /// The backend.
+    pub backend: Arc<dyn Backend>,
+    /// Why this one: forced by [`BACKEND_ENV`], or the first usable in the order of
+    /// [`available`], with the reason each one before it was skipped.
+    pub why: String,
+}
+
+impl std::fmt::Debug for Choice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Choice").field("backend", &self.backend.name()).field("why", &self.why).finish()
+    }
 }
 
 /// The backend named by `AI_OS_KERNEL_BACKEND`, or else the best one compiled in.
@@ -27,20 +46,34 @@ pub fn available() -> &'static [&'static str] {
 /// A name that is unknown or not compiled in is an error naming the choices, never a silent
 /// fallback.
 pub fn from_env() -> Result<Arc<dyn Backend>, IoUringError> {
+    choose().map(|choice| choice.backend)
+}
+
+/// [`from_env`], saying why: what `probe` prints and the manager logs.
+pub fn choose() -> Result<Choice, IoUringError> {
     match std::env::var(BACKEND_ENV) {
         Ok(name) if !name.trim().is_empty() => {
             let backend = by_name(name.trim())?;
-            tracing::info!(backend = backend.name(), "backend forced by {BACKEND_ENV}");
-            Ok(backend)
+            let why = format!("forced by {BACKEND_ENV}={}", name.trim());
+            tracing::info!(backend = backend.name(), "backend {why}");
+            Ok(Choice { backend, why })
         }
         _ => {
+            let mut skipped = Vec::new();
             for name in available() {
                 match by_name(name) {
                     Ok(backend) => {
-                        tracing::info!(backend = backend.name(), "backend chosen");
-                        return Ok(backend);
+                        let mut why = format!("the fastest usable of those compiled in {:?}", available());
+                        if !skipped.is_empty() {
+                            why += &format!("; skipped: {}", skipped.join("; "));
+                        }
+                        tracing::info!(backend = backend.name(), "backend chosen: {why}");
+                        return Ok(Choice { backend, why });
                     }
-                    Err(e) => tracing::info!(backend = name, reason = %e, "backend unavailable, trying the next"),
+                    Err(e) => {
+                        tracing::info!(backend = name, reason = %e, "backend unavailable, trying the next");
+                        skipped.push(format!("{name} ({e})"));
+                    }
                 }
             }
             Err(IoUringError::InvalidConfig(format!(
