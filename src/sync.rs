@@ -5,7 +5,7 @@
 //! explore every interleaving of the ring's state machine: see `scripts/loom.sh`.
 
 #[cfg(not(ai_os_kernel_loom))]
-pub(crate) use std::sync::atomic::AtomicBool;
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize};
 #[cfg(not(ai_os_kernel_loom))]
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
@@ -13,7 +13,7 @@ pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 pub(crate) use atomic_waker::AtomicWaker;
 
 #[cfg(ai_os_kernel_loom)]
-pub(crate) use loom::sync::atomic::AtomicBool;
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize};
 #[cfg(ai_os_kernel_loom)]
 pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 

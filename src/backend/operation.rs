@@ -388,9 +388,9 @@ impl Freed {
 }
 
 /// Frees `counted` places in the executor of `ring` (every ring with operations running has one).
-pub(crate) fn release(ring: &SyscallCompletionRing, counted: usize) {
+pub(crate) fn release(ring: &Arc<SyscallCompletionRing>, counted: usize) {
     if let Some(executor) = ring.executor() {
-        executor.release(counted);
+        executor.release(ring, counted);
     }
 }
 

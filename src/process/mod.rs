@@ -6,7 +6,7 @@ mod fd;
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use fd::{Descriptor, DescriptorKind, FIRST_FD};
@@ -26,6 +26,8 @@ pub struct Process {
     weight: AtomicU32,
     /// Whether the policy has a rate limit: only then does the executor read the limits.
     rate_limited: AtomicBool,
+    /// The policy's share of the executor's window; 0 for the executor's default.
+    max_in_flight: AtomicUsize,
 }
 
 impl Process {
@@ -36,6 +38,7 @@ impl Process {
             fds: Mutex::new(FdTable::default()),
             weight: AtomicU32::new(1),
             rate_limited: AtomicBool::new(false),
+            max_in_flight: AtomicUsize::new(0),
         };
         p.schedule_by(&sandbox);
         p
@@ -47,6 +50,13 @@ impl Process {
         self.weight.store(policy.scheduling_weight(), Ordering::Relaxed);
         let limited = policy.ops_rate_limit().is_some() || policy.bytes_rate_limit().is_some();
         self.rate_limited.store(limited, Ordering::Relaxed);
+        self.max_in_flight.store(policy.in_flight_limit().unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The most operations the policy in force lets the process have in the backend at once, if
+    /// it sets it (see [`Policy::max_in_flight`]).
+    pub fn in_flight_limit(&self) -> Option<usize> {
+        Some(self.max_in_flight.load(Ordering::Relaxed)).filter(|&n| n > 0)
     }
 
     /// The weight of the policy in force (see [`Policy::weight`]).

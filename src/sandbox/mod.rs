@@ -65,6 +65,7 @@ pub struct Policy {
     max_buffered_bytes: usize,
     umask: u32,
     weight: u32,
+    max_in_flight: Option<usize>,
     ops_rate: Option<RateLimit>,
     bytes_rate: Option<RateLimit>,
 }
@@ -102,6 +103,7 @@ impl Default for Policy {
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             umask: DEFAULT_UMASK,
             weight: 1,
+            max_in_flight: None,
             ops_rate: None,
             bytes_rate: None,
         }
@@ -122,6 +124,7 @@ impl fmt::Debug for Policy {
             .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("umask", &format_args!("{:#o}", self.umask))
             .field("weight", &self.weight)
+            .field("max_in_flight", &self.max_in_flight)
             .field("ops_rate", &self.ops_rate)
             .field("bytes_rate", &self.bytes_rate)
             .finish()
@@ -243,6 +246,23 @@ impl Policy {
     /// The process's weight.
     pub fn scheduling_weight(&self) -> u32 {
         self.weight
+    }
+
+    /// At most `n` of the process's operations in the backend at once (at least 1), of those
+    /// that hold a place in the executor's window (not the waits on a peer); the rest wait in its
+    /// SQ. By default a quarter of the window per unit of [`weight`](Self::weight) (with weight
+    /// 1: 64 on io_uring, tokio and smol, half the threads of the blocking pool), so that
+    /// operations that never end (reads of a hung network file system) hold at most that much of
+    /// the window and of the pool, the rest staying for the other processes, and so that
+    /// weights share the backend even while the window is not full. Never more than the window.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = Some(n.max(1));
+        self
+    }
+
+    /// The process's share of the executor's window, if set ([`max_in_flight`](Self::max_in_flight)).
+    pub fn in_flight_limit(&self) -> Option<usize> {
+        self.max_in_flight
     }
 
     /// At most `limit` operations a second, of every kind (see [`RateLimit`]).

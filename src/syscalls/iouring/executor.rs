@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::error::Result;
 use super::op::SyscallOpType;
-use super::ring::SyscallCompletionRing;
+use super::ring::{SyscallCompletionRing, Taken};
 use super::throttle::Timer;
 use crate::backend::{Backend, RingBatch, Submission};
 use crate::sync::{Mutex, MutexGuard};
@@ -61,7 +61,10 @@ const QUANTUM: usize = 32;
 /// goes on with its turn: at most 32 operations per unit of weight, then the next ring in line
 /// takes its own. So a process that floods its ring delays another process by at most one turn
 /// of each busy ring, never by its whole backlog, and under contention each process starts
-/// operations in proportion to its weight. The cost is constant per operation.
+/// operations in proportion to its weight. A ring holds at most its share of the window (see
+/// [`Policy::max_in_flight`](crate::sandbox::Policy::max_in_flight)); one that holds it leaves
+/// the line until one of its operations completes, and then goes on with its turn. The cost is
+/// constant per operation.
 ///
 /// A process with a rate limit ([`Policy::ops_rate`](crate::sandbox::Policy::ops_rate)) leaves
 /// the line when its bucket is empty, and a timer thread (made on the first such wait) puts it
@@ -176,6 +179,7 @@ impl IoUringExecutor {
         if !s.ready.is_empty()
             || ring.scheduled.load(Ordering::Relaxed)
             || self.inner.window - s.in_flight < n
+            || self.inner.share(ring).saturating_sub(ring.held.load(Ordering::Relaxed)) < n
             || ring.process().is_rate_limited()
         {
             drop(s);
@@ -198,6 +202,7 @@ impl IoUringExecutor {
             (accepted, refused, Batch::Submissions(batch))
         };
         s.in_flight += accepted.counted;
+        ring.held.fetch_add(accepted.counted, Ordering::Relaxed);
         drop(s);
         ring.finish(refused);
         self.inner.start(batch);
@@ -216,12 +221,18 @@ impl IoUringExecutor {
         // without the queueing); it joins only if it has more than that turn takes.
         if s.ready.is_empty() && !ring.scheduled.load(Ordering::Relaxed) && s.in_flight < self.inner.window {
             let turn = turn_size(ring);
-            let room = (self.inner.window - s.in_flight).min(turn);
+            let share_left = self.inner.share(ring).saturating_sub(ring.held.load(Ordering::Relaxed));
+            let room = (self.inner.window - s.in_flight).min(turn).min(share_left);
             let taken = ring.dispatch(room, &mut batch, |d, counts| Submission::new(ring, d, counts));
             s.in_flight += taken.counted;
+            let held = ring.held.fetch_add(taken.counted, Ordering::Relaxed) + taken.counted;
             if let Some(at) = taken.throttled {
                 ring.scheduled.store(true, Ordering::Relaxed);
                 self.inner.throttle(ring.clone(), at);
+            } else if taken.more && held >= self.inner.share(ring) {
+                ring.scheduled.store(true, Ordering::Relaxed);
+                ring.at_share.store(true, Ordering::Relaxed);
+                ring.turn_left.store(turn - taken.counted.min(turn), Ordering::Relaxed);
             } else if taken.more {
                 ring.scheduled.store(true, Ordering::Relaxed);
                 s.ready.push_back(Turn { ring: ring.clone(), left: turn - taken.counted.min(turn) });
@@ -253,11 +264,18 @@ impl Shared {
             if *left == 0 {
                 *left = turn_size(ring);
             }
-            let room = (self.window - *in_flight).min(*left);
-            let taken = ring.dispatch(room, batch, |d, counts| Submission::new(ring, d, counts));
+            let share = self.share(ring);
+            let held = ring.held.load(Ordering::Relaxed);
+            let room = (self.window - *in_flight).min(*left).min(share.saturating_sub(held));
+            let taken = if room > 0 {
+                ring.dispatch(room, batch, |d, counts| Submission::new(ring, d, counts))
+            } else {
+                Taken { counted: 0, more: true, throttled: None }
+            };
             *in_flight += taken.counted;
             *left -= taken.counted.min(*left);
-            let used_up = *left == 0;
+            ring.held.store(held + taken.counted, Ordering::Relaxed);
+            let (used_up, at_share) = (*left == 0, held + taken.counted >= share);
             if let Some(at) = taken.throttled {
                 if let Some(turn) = ready.pop_front() {
                     self.throttle(turn.ring, at);
@@ -266,11 +284,28 @@ impl Shared {
                 if let Some(turn) = ready.pop_front() {
                     turn.ring.scheduled.store(false, Ordering::Relaxed);
                 }
+            } else if at_share {
+                // It holds its whole share: out of line (still scheduled) until one of its
+                // operations completes, keeping what is left of its turn.
+                if let Some(turn) = ready.pop_front() {
+                    turn.ring.at_share.store(true, Ordering::Relaxed);
+                    turn.ring.turn_left.store(turn.left, Ordering::Relaxed);
+                }
             } else if used_up && let Some(turn) = ready.pop_front() {
                 ready.push_back(turn);
             }
             // Otherwise the window is full: the turn goes on when room frees.
         }
+    }
+
+    /// The most places `ring` may hold in the window: its policy's
+    /// [`max_in_flight`](crate::sandbox::Policy::max_in_flight), or by default a quarter of the
+    /// window per unit of its weight (so that shares follow weights when the window is not
+    /// full too); at least 1 and at most the window.
+    fn share(&self, ring: &SyscallCompletionRing) -> usize {
+        let process = ring.process();
+        let default = || (self.window / 4).max(1).saturating_mul(process.weight() as usize);
+        process.in_flight_limit().unwrap_or_else(default).clamp(1, self.window)
     }
 
     /// Takes `ring` (marked scheduled) out of line until `at`, when its rate limit admits its
@@ -341,11 +376,27 @@ impl Shared {
         }
     }
 
-    /// Operations left the backend (`counted` of them in the window): their room goes to the
-    /// next rings in line.
-    pub(crate) fn release(self: &Arc<Self>, counted: usize) {
+    /// Operations of `ring` left the backend (`counted` of them in the window): their room goes
+    /// to the next rings in line, `ring` back among them if it was out of line for holding its
+    /// whole share.
+    pub(crate) fn release(self: &Arc<Self>, ring: &Arc<SyscallCompletionRing>, counted: usize) {
+        if counted == 0 {
+            return;
+        }
         let mut s = self.lock();
         s.in_flight -= counted;
+        ring.held.fetch_sub(counted, Ordering::Relaxed);
+        if ring.at_share.swap(false, Ordering::Relaxed) {
+            // Back in line: at the front to go on with a turn its share cut short (so that every
+            // ring starts its weight's worth per round of the line, capped or not), at the back
+            // if that turn was used up.
+            let turn = Turn { ring: ring.clone(), left: ring.turn_left.swap(0, Ordering::Relaxed) };
+            if turn.left > 0 {
+                s.ready.push_front(turn);
+            } else {
+                s.ready.push_back(turn);
+            }
+        }
         if s.ready.is_empty() {
             return;
         }
@@ -403,7 +454,8 @@ mod tests {
     }
 
     /// Under contention, processes of weights 1 and 3 start operations in the ratio 1:3 (whole
-    /// turns: 32 and 96 at a time), and a process alone in line takes the whole window.
+    /// turns: 32 and 96 at a time; shares of the window: a quarter and three quarters), and a
+    /// process alone in line takes its share.
     #[test]
     fn weights_share_the_window() {
         use crate::sandbox::Policy;
@@ -426,14 +478,48 @@ mod tests {
         assert_eq!(started[1] + started[2], 1024);
         let share = started[1] as f64 / 1024.0;
         assert!((0.22..=0.28).contains(&share), "weight 1 of 4 started {started:?}");
-        // Pid 2 alone: the whole window.
+        // Pid 2 alone: its share, three quarters of the window with weight 3.
         m.destroy_ring(1).unwrap();
         let held = backend.0.lock().unwrap().drain(..).collect::<Vec<_>>();
         for sub in held {
             sub.complete(Ok(crate::syscalls::OpResult::None));
         }
         let pids: Vec<_> = backend.0.lock().unwrap().iter().map(|s| s.process().pid()).collect();
-        assert_eq!(pids, [2, 2, 2, 2]);
+        assert_eq!(pids, [2, 2, 2]);
+    }
+
+    /// A process whose operations never end holds at most its share of the window (a quarter
+    /// by default): the rest stays for the others, and each completion lets one more of its
+    /// operations in.
+    #[test]
+    fn a_process_holds_at_most_its_share_of_the_window() {
+        let backend = Arc::new(Holds::default());
+        let m = IoUringManager::with_backend(backend.clone());
+        let pids_held = || backend.0.lock().unwrap().iter().map(|s| s.process().pid()).collect::<Vec<_>>();
+        let nops = |pid, n| (0..n).map(|_| SyscallSubmissionEntry::new(pid, SyscallOpType::Nop, 0)).collect();
+        m.submit_batch(1, nops(1, 10)).unwrap();
+        assert_eq!(pids_held(), [1], "a quarter of a window of 4");
+        m.submit_batch(2, nops(2, 10)).unwrap();
+        m.submit(3, SyscallSubmissionEntry::new(3, SyscallOpType::Nop, 0)).unwrap();
+        assert_eq!(pids_held(), [1, 2, 3]);
+        let first = backend.0.lock().unwrap().pop_front().unwrap();
+        first.complete(Ok(crate::syscalls::OpResult::None));
+        assert_eq!(pids_held(), [2, 3, 1], "its completion let its next operation in");
+        assert_eq!(m.stats_for(1).unwrap().completed, 1);
+        // A larger share, set by the policy, is taken up to the window.
+        m.set_policy(4, crate::sandbox::Policy::default().max_in_flight(100)).unwrap();
+        let held = backend.0.lock().unwrap().drain(..).collect::<Vec<_>>();
+        for sub in held {
+            sub.complete(Ok(crate::syscalls::OpResult::None));
+        }
+        m.destroy_ring(1).unwrap();
+        m.destroy_ring(2).unwrap();
+        let held = backend.0.lock().unwrap().drain(..).collect::<Vec<_>>();
+        for sub in held {
+            sub.complete(Ok(crate::syscalls::OpResult::None));
+        }
+        m.submit_batch(4, nops(4, 10)).unwrap();
+        assert_eq!(pids_held(), [4, 4, 4, 4]);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use super::throttle::Throttle;
 use crate::Pid;
 use crate::process::Process;
 use crate::sandbox::Sandbox;
-use crate::sync::{AtomicBool, Condvar, Mutex, MutexGuard};
+use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard};
 use std::sync::OnceLock;
 
 /// Default submission queue size.
@@ -55,6 +55,15 @@ pub struct SyscallCompletionRing {
     arrived: Condvar,
     /// Whether the executor's ready list holds this ring; changed only under the executor's lock.
     pub(crate) scheduled: AtomicBool,
+    /// Places in the executor's window this ring's operations hold; changed only under the
+    /// executor's lock.
+    pub(crate) held: AtomicUsize,
+    /// Whether the ring is out of line because it holds its whole share of the window (it stays
+    /// `scheduled`; its next completion puts it back); changed only under the executor's lock.
+    pub(crate) at_share: AtomicBool,
+    /// What was left of its turn when it went out of line for holding its share; changed only
+    /// under the executor's lock.
+    pub(crate) turn_left: AtomicUsize,
     /// The executor that runs this ring's operations, set when it first schedules the ring: its
     /// completions free room there. Reached through the ring, so an operation in flight holds one
     /// reference (the ring) rather than two. (The executor's ready list holds the ring only while
@@ -214,6 +223,9 @@ impl SyscallCompletionRing {
             state: Mutex::new(RingState::default()),
             arrived: Condvar::new(),
             scheduled: AtomicBool::new(false),
+            held: AtomicUsize::new(0),
+            at_share: AtomicBool::new(false),
+            turn_left: AtomicUsize::new(0),
             executor: OnceLock::new(),
         })
     }

@@ -159,6 +159,8 @@ pub fn dropped_open_closes_fd(make: MakeBackend) {
         };
         let m = IoUringManager::with_backend(backend);
         let dir = rooted(&m, 1);
+        // The whole window of 4 for pid 1 (its default share is a quarter).
+        m.set_policy(1, ai_os_kernel::sandbox::Policy::rooted(dir.path()).read_write().max_in_flight(4)).unwrap();
         std::fs::write(dir.path().join("f"), b"x").unwrap();
         let futs: Vec<_> = (0..4).map(|_| m.submit_async(1, entry(1, Op::open("f", O_RDONLY), 0)).unwrap()).collect();
         eventually(T, "opens at the gate", || gate.arrived.load(std::sync::atomic::Ordering::SeqCst) == 4);
