@@ -164,9 +164,8 @@ pub fn starve_destroy_stops_parked_fifo_reads(make: MakeBackend) {
     let future = m.submit_async(1, entry(1, Op::Read { fd, size: 1 }, 0)).unwrap();
     std::thread::sleep(WAITING);
     m.destroy_ring(1).unwrap();
-    let done = crate::support::within(T, "a parked read's future after destroy", move || {
-        futures::executor::block_on(future)
-    });
+    let done =
+        crate::support::within(T, "a parked read's future after destroy", move || futures::executor::block_on(future));
     assert!(done.status.is_cancelled(), "{:?} {:?}", done.status, done.result);
     // Opening for writing without waiting fails with ENXIO only once no reader is left: every
     // read let go of the descriptor.
