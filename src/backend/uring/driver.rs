@@ -473,10 +473,14 @@ impl Driver {
                     if ring.is_cancelled(seq) {
                         result = -rustix::io::Errno::CANCELED.raw_os_error();
                     } else if waits_again {
-                        // A parked socket request never surfaces `EAGAIN` (its poll retries are
-                        // bounded: a receive woken often enough for data others took ends `EAGAIN`
-                        // on this crate's non-blocking sockets). It is submitted again only once
-                        // per wake-up it lost, never in a loop, as `MSG_DONTWAIT` is never passed.
+                        // A parked socket request never surfaces `EAGAIN`. Its poll retries are
+                        // bounded: a receive woken 128 times for data others took is run blocking
+                        // on a kernel worker instead, and ends `EAGAIN` there after its socket's
+                        // timeout (`net_ops::KERNEL_WAIT`), which frees the worker; an accept there
+                        // ends `EAGAIN` at once (its listener is non-blocking). Submitted again, it
+                        // is polled afresh: never sent back in a loop, as `MSG_DONTWAIT` is never
+                        // passed, and a request woken for nothing is sent back once per 128
+                        // wake-ups it lost.
                         #[cfg(test)]
                         self.counts.sent_back.fetch_add(1, Ordering::Relaxed);
                         resent.push((ring.clone(), seq, user_data));
@@ -638,7 +642,10 @@ fn kernel_waits_on_sockets(ring: &mut IoUring) -> bool {
 /// parked on one socket, woken by 200 one-byte writes, grew the process by 240 threads. Each
 /// thread that submits has its own workers, so the bound holds per submitting thread: four per
 /// core for files (the kernel's own default, at most 64), two per core for the rest (at most
-/// 32), which only ever retry this crate's non-blocking sockets.
+/// 32), which only ever run this crate's socket requests the kernel stopped polling. Those
+/// workers are shared by every tenant's requests: none is held longer than its socket's timeout
+/// (`net_ops::KERNEL_WAIT`, one scheduler tick), after which its request ends `EAGAIN` and is
+/// sent back to wait, so that one tenant's receives cannot keep another's from the workers.
 fn bound_kernel_workers(ring: &IoUring) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     let mut max = [(cores * 4).clamp(4, 64), (cores * 2).clamp(4, 32)];
