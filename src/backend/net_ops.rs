@@ -156,6 +156,9 @@ async fn execute_ref<R: Readiness>(
             let place = reserve()?;
             let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
             let (fd, peer) = ready.retry(&d, Interest::Read, || rustix::net::acceptfrom_with(&*d, flags)).await?;
+            // A connection inherits its listener's timeouts, but every socket the crate holds
+            // has them set by the crate itself (a refusal drops, closes, the connection).
+            bound_kernel_waits(&fd)?;
             let peer = inet(peer.and_then(|p| p.try_into().ok()))?;
             // The new connection is installed in the same poll that accepted it, so no
             // cancellation can come between and lose it.
@@ -283,7 +286,42 @@ fn open_socket(domain: i32, ty: i32, protocol: i32) -> Result<std::os::fd::Owned
     let protocol = u32::try_from(protocol)
         .map_err(|_| OpError::new(errno::EINVAL, format!("socket: protocol {protocol} is negative")))?;
     let protocol = std::num::NonZeroU32::new(protocol).map(Protocol::from_raw);
-    Ok(rustix::net::socket_with(family, kind, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC, protocol)?)
+    let fd = rustix::net::socket_with(family, kind, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC, protocol)?;
+    bound_kernel_waits(&fd)?;
+    Ok(fd)
+}
+
+/// How long a receive or a send of one of this crate's sockets may wait in the kernel when
+/// something runs it blocking: the socket's `SO_RCVTIMEO` and `SO_SNDTIMEO`.
+///
+/// Only io_uring ever does. Every other path passes `MSG_DONTWAIT`, as the kernel adds it for a
+/// file opened `O_NONBLOCK` (`recv(2)`, `send(2)`, `recvfrom(2)`, `sendto(2)`, `read(2)` and
+/// `write(2)` of a socket), and a call that may not wait never looks at the timeouts. io_uring's
+/// `RECV`, `SEND`, `RECVMSG` and `SENDMSG` ignore the file's `O_NONBLOCK` and pass
+/// `MSG_DONTWAIT` only when polling: a request woken too often for data others took (128 times)
+/// is no longer polled but run blocking on one of the kernel's few io-wq workers (see
+/// `bound_kernel_workers` in the io_uring driver), where, without a timeout, it would hold the
+/// worker until data came, and every other tenant's request handed to those workers would wait
+/// behind it, for good if none came. With it, the worker's receive ends `EAGAIN` within this
+/// time and the driver submits it again, to be polled afresh: a worker is never held longer,
+/// and no request is ever sent back in a loop (it is polled again until it is woken another
+/// 128 times in vain). (`ACCEPT` and `CONNECT` honour the listener's or socket's `O_NONBLOCK`
+/// even on a worker: they never block there.)
+///
+/// The kernel counts it in whole scheduler ticks, rounded up: this asks for the shortest wait
+/// it can keep, one tick (1 ms at `HZ` 1000, 4 ms at 250, 10 ms at 100). Shorter is better
+/// here: the wait only delays the worker's next request, and a request that times out loses
+/// nothing (it is polled again, and takes its data when it comes).
+pub(crate) const KERNEL_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Sets `fd`'s receive and send timeouts to [`KERNEL_WAIT`], so that no receive or send of it
+/// run blocking (only io_uring's workers do) holds its thread any longer. Called on every socket
+/// the crate makes or accepts, before anything else sees it, on every backend.
+pub(crate) fn bound_kernel_waits(fd: impl std::os::fd::AsFd) -> Result<(), OpError> {
+    use rustix::net::sockopt::{Timeout, set_socket_timeout};
+    set_socket_timeout(&fd, Timeout::Recv, Some(KERNEL_WAIT))?;
+    set_socket_timeout(&fd, Timeout::Send, Some(KERNEL_WAIT))?;
+    Ok(())
 }
 
 /// The descriptor behind `fd`, which must be a socket (`ENOTSOCK` otherwise).

@@ -40,11 +40,6 @@ impl Finish {
         }
     }
 
-    fn is_cancelled(&self, rings: &Slab<Pin>) -> bool {
-        let (ring, seq) = self.ring_and_seq(rings);
-        ring.is_cancelled(seq)
-    }
-
     /// Takes the operation's place in its executor's window off it (see
     /// [`Completer::take_window`]): the ring whose executor gets it back, if it had one.
     fn take_window(&mut self, rings: &Slab<Pin>) -> Option<Arc<SyscallCompletionRing>> {
@@ -147,6 +142,19 @@ pub(super) struct Driver {
     /// one of those completions only to find them taken (a third of the time of a NOP batch).
     reaper_parked: Mutex<bool>,
     rouse: Condvar,
+    /// What the kernel sent back, counted for tests.
+    #[cfg(test)]
+    counts: Counts,
+}
+
+/// Completions the driver did not deliver, or delivered otherwise than the kernel reported them.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    /// Requests interrupted on a kernel worker (`EINTR`).
+    pub(super) interrupted: std::sync::atomic::AtomicUsize,
+    /// Socket requests sent back to wait after an `EAGAIN`.
+    pub(super) sent_back: std::sync::atomic::AtomicUsize,
 }
 
 impl Driver {
@@ -184,6 +192,8 @@ impl Driver {
             shutting_down: AtomicBool::new(false),
             reaper_parked: Mutex::new(false),
             rouse: Condvar::new(),
+            #[cfg(test)]
+            counts: Counts::default(),
         });
         let reaper = driver.clone();
         std::thread::Builder::new().name("ai-os-kernel-uring-reaper".into()).spawn(move || reaper.reap())?;
@@ -207,6 +217,12 @@ impl Driver {
     #[cfg(test)]
     pub(super) fn pinned_rings(&self) -> usize {
         self.table().rings.len()
+    }
+
+    /// What the kernel sent back so far.
+    #[cfg(test)]
+    pub(super) fn counts(&self) -> &Counts {
+        &self.counts
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -435,35 +451,50 @@ impl Driver {
         ready.clear();
         let mut channels = Vec::new();
         let mut again = Vec::new();
+        // Who each request sent back belongs to, to ask again after it is back (see below).
+        let mut resent = Vec::new();
         let freed = {
             let mut table = self.table();
             let Table { ops: table, rings } = &mut *table;
             for c in &mut cq {
-                let (user_data, result) = (c.user_data(), c.result());
+                let (user_data, mut result) = (c.user_data(), stopped_is_cancelled(c.result()));
                 let Some(op) = in_flight(table, user_data) else { continue };
-                // The kernel cancels the requests of a thread that exits, but a submission outlives
-                // the thread that made it: nobody asked for this cancellation, so the request goes
-                // back to the kernel, from this thread (the reaper, mostly). Known limit: a connect
-                // cancelled mid-handshake this way and submitted again reports `EALREADY`.
-                if result == -rustix::io::Errno::CANCELED.raw_os_error()
-                    && op.requeued < MAX_REQUEUES
-                    && !op.finish.is_cancelled(rings)
-                {
-                    op.requeued += 1;
-                    again.push(op.prepared.sqe(user_data));
-                    continue;
+                #[cfg(test)]
+                if c.result() == -rustix::io::Errno::INTR.raw_os_error() {
+                    self.counts.interrupted.fetch_add(1, Ordering::Relaxed);
                 }
-                // A socket request the kernel stopped waiting for (its poll retries are bounded:
-                // a receive woken often enough for data others took ends `EAGAIN` on this crate's
-                // non-blocking sockets) goes back to wait again: a parked request never surfaces
-                // `EAGAIN`. It is submitted again only once per wake-up it lost, never in a loop,
-                // as `MSG_DONTWAIT` is never passed.
-                if result == -rustix::io::Errno::AGAIN.raw_os_error()
-                    && op.prepared.may_wait_again()
-                    && !op.finish.is_cancelled(rings)
-                {
-                    again.push(op.prepared.sqe(user_data));
-                    continue;
+                // Cancelled by the kernel, or a socket request it stopped waiting for: nothing was
+                // done, and unless the cancellation was asked for, the request goes back to the
+                // kernel (from this thread, the reaper mostly); if it was, it ends cancelled.
+                let stopped = result == -rustix::io::Errno::CANCELED.raw_os_error();
+                let waits_again = result == -rustix::io::Errno::AGAIN.raw_os_error() && op.prepared.may_wait_again();
+                if stopped || waits_again {
+                    let (ring, seq) = op.finish.ring_and_seq(rings);
+                    if ring.is_cancelled(seq) {
+                        result = -rustix::io::Errno::CANCELED.raw_os_error();
+                    } else if waits_again {
+                        // A parked socket request never surfaces `EAGAIN`. Its poll retries are
+                        // bounded: a receive woken 128 times for data others took is run blocking
+                        // on a kernel worker instead, and ends `EAGAIN` there after its socket's
+                        // timeout (`net_ops::KERNEL_WAIT`), which frees the worker; an accept there
+                        // ends `EAGAIN` at once (its listener is non-blocking). Submitted again, it
+                        // is polled afresh: never sent back in a loop, as `MSG_DONTWAIT` is never
+                        // passed, and a request woken for nothing is sent back once per 128
+                        // wake-ups it lost.
+                        #[cfg(test)]
+                        self.counts.sent_back.fetch_add(1, Ordering::Relaxed);
+                        resent.push((ring.clone(), seq, user_data));
+                        again.push(op.prepared.sqe(user_data));
+                        continue;
+                    } else if op.requeued < MAX_REQUEUES {
+                        // The kernel cancels the requests of a thread that exits, but a submission
+                        // outlives the thread that made it. Known limit: a connect cancelled
+                        // mid-handshake this way and submitted again reports `EALREADY`.
+                        op.requeued += 1;
+                        resent.push((ring.clone(), seq, user_data));
+                        again.push(op.prepared.sqe(user_data));
+                        continue;
+                    }
                 }
                 ready.push((key_of(user_data), result));
             }
@@ -512,6 +543,16 @@ impl Driver {
         // Hands the entries back to the kernel before anything else is submitted.
         drop(cq);
         self.push(&again);
+        // A cancellation asked for while a request was out of the kernel, between its completion
+        // and its return, found nothing there to cancel: each request sent back whose
+        // cancellation was asked for by now is cancelled again. The cancelling thread marks the
+        // operation before it asks the kernel, so one asked for later finds it back there.
+        let late: Vec<_> = resent
+            .into_iter()
+            .filter(|(ring, seq, _)| ring.is_cancelled(*seq))
+            .map(|(_, _, user_data)| opcode::AsyncCancel::new(user_data).build().user_data(CANCEL))
+            .collect();
+        self.push(&late);
         // Outside the table's lock: freeing room, or waking a waiting `execute`, may submit the
         // next batch.
         freed.release();
@@ -519,6 +560,20 @@ impl Driver {
             finish.finish(outcome);
         }
     }
+}
+
+/// A completion's result, with a request interrupted on a kernel worker (`EINTR`) reported as
+/// the cancellation it is (`ECANCELED`), so that it is delivered as cancelled if it was asked
+/// for and submitted again if not, as a request cancelled before it ran is.
+///
+/// The kernel's io-wq workers block every signal: the only thing that interrupts one is the
+/// kernel stopping the request it runs (a cancel this crate asked for, or its submitting
+/// thread's exit), which ends a request blocked in a receive or a send `EINTR`, where one still
+/// queued for a worker or polled ends `ECANCELED`. An interrupted request transferred nothing (a
+/// receive or send that moved some bytes reports them instead), so submitting it again loses
+/// nothing.
+fn stopped_is_cancelled(result: i32) -> i32 {
+    if result == -rustix::io::Errno::INTR.raw_os_error() { -rustix::io::Errno::CANCELED.raw_os_error() } else { result }
 }
 
 /// The table slot a `user_data` names: its low half (the high half is the generation).
@@ -587,7 +642,10 @@ fn kernel_waits_on_sockets(ring: &mut IoUring) -> bool {
 /// parked on one socket, woken by 200 one-byte writes, grew the process by 240 threads. Each
 /// thread that submits has its own workers, so the bound holds per submitting thread: four per
 /// core for files (the kernel's own default, at most 64), two per core for the rest (at most
-/// 32), which only ever retry this crate's non-blocking sockets.
+/// 32), which only ever run this crate's socket requests the kernel stopped polling. Those
+/// workers are shared by every tenant's requests: none is held longer than its socket's timeout
+/// (`net_ops::KERNEL_WAIT`, one scheduler tick), after which its request ends `EAGAIN` and is
+/// sent back to wait, so that one tenant's receives cannot keep another's from the workers.
 fn bound_kernel_workers(ring: &IoUring) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     let mut max = [(cores * 4).clamp(4, 64), (cores * 2).clamp(4, 32)];

@@ -1,16 +1,19 @@
 //! [`UringBackend`]: the kernel's io_uring, for real.
 //!
-//! A batch from the executor becomes one `io_uring_enter`; a reaper thread waits for
-//! completions and delivers them in bulk. Every buffer, path and descriptor an operation hands
-//! the kernel is owned by the in-flight table until its completion arrives, whatever happened to
-//! the future that asked. Sockets wait in the kernel too (`ACCEPT`, `CONNECT`, `SEND`, `RECV`,
-//! `SENDMSG`, `RECVMSG`; a `Read` or `Write` of a socket is a `RECV` or `SEND`): a parked accept
-//! or receive holds no thread. A write that could raise a signal (a FIFO's; a regular file's
-//! under a finite `RLIMIT_FSIZE`) carries `IOSQE_ASYNC`, so that an io-wq worker, whose signals
-//! are blocked, runs it instead of the host's submitting thread. What the kernel cannot do
-//! here (opcodes it lacks; socket requests where it would not wait on a non-blocking socket)
-//! runs on a fallback [`BlockingBackend`]; `Lseek`, `Close` and the calls that only set a socket
-//! up (`Socket`, `Bind`, `Listen`, `LocalAddr`) are not waits and run inline, at submission.
+//! A batch from the executor becomes one `io_uring_enter`; a reaper thread waits for completions
+//! and delivers them in bulk. Every buffer, path and descriptor an operation hands the kernel is
+//! owned by the in-flight table until its completion arrives, whatever happened to the future that
+//! asked. Sockets wait in the kernel too (`ACCEPT`, `CONNECT`, `SEND`, `RECV`, `SENDMSG`,
+//! `RECVMSG`; a `Read` or `Write` of a socket is a `RECV` or `SEND`): a parked accept or receive
+//! holds no thread (one the kernel stops polling, woken too often for nothing, holds one of its
+//! io-wq workers at most a scheduler tick, the socket's timeout, and goes back to wait; see
+//! `net_ops::KERNEL_WAIT`), and never surfaces `EAGAIN`. A write that could raise a signal (a
+//! FIFO's; a regular file's under a finite `RLIMIT_FSIZE`) carries `IOSQE_ASYNC`, so that an io-wq
+//! worker, whose signals are blocked, runs it instead of the host's submitting thread. What the
+//! kernel cannot do here (opcodes it lacks; socket requests where it would not wait on a
+//! non-blocking socket) runs on a fallback [`BlockingBackend`]; `Lseek`, `Close` and the calls that
+//! only set a socket up (`Socket`, `Bind`, `Listen`, `LocalAddr`) are not waits and run inline, at
+//! submission.
 
 mod driver;
 mod net;
@@ -539,18 +542,94 @@ mod tests {
             .collect()
     }
 
+    /// A TCP socket of `pid`, made by the crate as every tenant's is, connected to a host end that
+    /// sends each byte as soon as it is written. `pid` may connect on the loopback.
+    fn connected(m: &IoUringManager, pid: crate::Pid) -> (i32, std::net::TcpStream) {
+        let run = |op| {
+            let seq = m.submit(pid, SyscallSubmissionEntry::new(pid, op, 0)).unwrap();
+            m.wait_completion_timeout(pid, seq, Duration::from_secs(10)).unwrap().result
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket = Op::Socket { domain: libc::AF_INET, ty: libc::SOCK_STREAM, protocol: 0 };
+        let OpResult::Fd(sockfd) = run(socket) else { panic!("socket") };
+        assert_eq!(run(Op::Connect { sockfd, addr: listener.local_addr().unwrap() }), OpResult::None);
+        // Connected: the connection is queued on the listener, and taken at once.
+        let (host, _) = listener.accept().unwrap();
+        // Each byte leaves as it is written, not held back until the last one is acknowledged.
+        host.set_nodelay(true).unwrap();
+        (sockfd, host)
+    }
+
+    /// Parks `count` one-byte receives of `pid` on `sockfd`, in one batch; their sequence numbers.
+    fn park_receives(m: &IoUringManager, pid: crate::Pid, sockfd: i32, count: usize) -> Vec<u64> {
+        let recv = |i| SyscallSubmissionEntry::new(pid, Op::Recv { sockfd, size: 1, flags: 0 }, i as u64);
+        m.submit_batch(pid, (0..count).map(recv).collect()).unwrap()
+    }
+
+    /// Writes `count` bytes (0, 1, ...) to `host` one at a time, the next only once one of `pid`'s
+    /// receives took the last (each wakes every receive still waiting), all by `deadline`: the
+    /// completions in the order they came, each checked to hold its byte; or the number of bytes
+    /// received when the deadline passed.
+    fn feed_one_at_a_time(
+        m: &IoUringManager,
+        pid: crate::Pid,
+        host: &mut std::net::TcpStream,
+        count: usize,
+        deadline: Instant,
+    ) -> Result<Vec<crate::syscalls::SyscallCompletionEntry>, usize> {
+        use std::io::Write;
+        let mut got = Vec::new();
+        for i in 0..count {
+            host.write_all(&[i as u8]).unwrap();
+            while got.len() <= i {
+                got.extend(m.reap_completions(pid, None).unwrap());
+                if Instant::now() > deadline {
+                    return Err(got.len());
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        for (i, done) in got.iter().enumerate() {
+            assert!(done.status.is_success(), "receive {}: {:?} {:?}", done.user_data, done.status, done.errno());
+            assert_eq!(done.result, OpResult::Bytes(vec![i as u8]), "the {i}th completion");
+        }
+        assert_eq!(got.len(), count);
+        Ok(got)
+    }
+
+    /// Cancels every one of `seqs` that `got` does not hold, and checks that each ends cancelled;
+    /// how many there were.
+    fn cancel_the_rest(
+        m: &IoUringManager,
+        pid: crate::Pid,
+        seqs: Vec<u64>,
+        got: &[crate::syscalls::SyscallCompletionEntry],
+    ) -> usize {
+        let taken: std::collections::HashSet<u64> = got.iter().map(|done| done.seq).collect();
+        let left: Vec<u64> = seqs.into_iter().filter(|seq| !taken.contains(seq)).collect();
+        for &seq in &left {
+            m.cancel(pid, seq).unwrap();
+        }
+        for &seq in &left {
+            let done = m.wait_completion_timeout(pid, seq, Duration::from_secs(10)).unwrap();
+            let errno = done.errno();
+            assert!(done.status.is_cancelled(), "receive {} of pid {pid}: {:?} {errno:?}", done.user_data, done.status);
+        }
+        left.len()
+    }
+
     /// 400 receives parked on one TCP socket, woken by 200 one-byte writes made one at a time:
     /// every byte wakes every receive, one takes it and the others wait again, until the kernel,
     /// done polling for those it woke too often, hands them to its io-wq workers, each of which
-    /// blocks in the socket's receive. Each byte reaches one receive, in order, none surfaces
-    /// `EAGAIN`, the rest end cancelled, and the kernel's workers stay within the bound the
-    /// driver registers (unbounded, the kernel made a worker for nearly every receive it handed
-    /// over: 100 to 210 of them here). Checked in a child process, whose only threads are this
-    /// test's.
+    /// blocks in the socket's receive (for at most the socket's timeout, then sends it back to
+    /// wait). Each byte reaches one receive, in order, none surfaces `EAGAIN`, the rest end
+    /// cancelled (those a worker runs too, which their cancellation interrupts: `EINTR`, taken for
+    /// the cancellation it is), and the kernel's workers stay within the bound the driver registers
+    /// (unbounded, the kernel made a worker for nearly every receive it handed over: 100 to 210 of
+    /// them here). Checked in a child process, whose only threads are this test's.
     #[test]
     fn iouring_parked_receives_woken_often_hold_few_kernel_workers() {
         use crate::backend::file_ops::tests::in_child;
-        use std::io::Write;
         use std::sync::atomic::{AtomicBool, Ordering};
         const RECEIVES: usize = 400;
         const BYTES: usize = 200;
@@ -559,20 +638,8 @@ mod tests {
             let lo: crate::sandbox::IpNet = "127.0.0.0/8".parse().unwrap();
             m.set_policy(1, Policy::rooted(dir.path()).allow_connect(lo, ..)).unwrap();
             m.create_ring(1, Some(1024), Some(1024)).unwrap();
-            let run = |op| {
-                let seq = m.submit(1, SyscallSubmissionEntry::new(1, op, 0)).unwrap();
-                m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap().result
-            };
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let socket = Op::Socket { domain: libc::AF_INET, ty: libc::SOCK_STREAM, protocol: 0 };
-            let OpResult::Fd(sockfd) = run(socket) else { panic!("socket") };
-            assert_eq!(run(Op::Connect { sockfd, addr: listener.local_addr().unwrap() }), OpResult::None);
-            // Connected: the connection is queued on the listener, and taken at once.
-            let (mut host, _) = listener.accept().unwrap();
-            // Each byte leaves as it is written, not held back until the last one is acknowledged.
-            host.set_nodelay(true).unwrap();
-            let recv = |i| SyscallSubmissionEntry::new(1, Op::Recv { sockfd, size: 1, flags: 0 }, i as u64);
-            let seqs = m.submit_batch(1, (0..RECEIVES).map(recv).collect()).unwrap();
+            let (sockfd, mut host) = connected(&m, 1);
+            let seqs = park_receives(&m, 1, sockfd, RECEIVES);
             until("every receive waits in the kernel", || driver.in_flight() == RECEIVES);
 
             // The most workers seen at once, sampled until told to stop.
@@ -591,21 +658,9 @@ mod tests {
                     peak
                 })
             };
-            // One byte at a time, the next only once the last was received: each wakes every
-            // receive still waiting.
-            let mut got = Vec::new();
-            for i in 0..BYTES {
-                host.write_all(&[i as u8]).unwrap();
-                until(&format!("byte {i} is received"), || {
-                    got.extend(m.reap_completions(1, None).unwrap());
-                    got.len() > i
-                });
-            }
-            for (i, done) in got.iter().enumerate() {
-                assert!(done.status.is_success(), "receive {}: {:?} {:?}", done.user_data, done.status, done.errno());
-                assert_eq!(done.result, OpResult::Bytes(vec![i as u8]), "the {i}th completion");
-            }
-            assert_eq!(got.len(), BYTES);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let got = feed_one_at_a_time(&m, 1, &mut host, BYTES, deadline)
+                .unwrap_or_else(|n| panic!("{n} of {BYTES} bytes received within 20 s"));
             // The driver's bound on unbound workers (see `bound_kernel_workers`; receives run on
             // those), which the kernel keeps per thread that submits: this one (the receives, the
             // cancels) and the reaper (receives sent back to wait). One more per submitter may
@@ -614,24 +669,8 @@ mod tests {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             let bound = 2 * ((2 * cores).clamp(4, 32) + 1);
 
-            // The rest still wait, and end cancelled. Known limit: a receive a worker is running
-            // (blocked in the socket's receive) is interrupted by its cancellation and ends
-            // `EINTR`, not cancelled; there are no more of those than workers.
-            let taken: std::collections::HashSet<u64> = got.iter().map(|done| done.seq).collect();
-            let left: Vec<u64> = seqs.into_iter().filter(|seq| !taken.contains(seq)).collect();
-            assert_eq!(left.len(), RECEIVES - BYTES);
-            for &seq in &left {
-                m.cancel(1, seq).unwrap();
-            }
-            let mut interrupted = 0;
-            for &seq in &left {
-                let done = m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap();
-                if done.errno() == Some(rustix::io::Errno::INTR.raw_os_error()) {
-                    interrupted += 1;
-                    continue;
-                }
-                assert!(done.status.is_cancelled(), "receive {}: {:?}", done.user_data, done.status);
-            }
+            // The rest still wait, and end cancelled.
+            assert_eq!(cancel_the_rest(&m, 1, seqs, &got), RECEIVES - BYTES);
             m.destroy_ring(1).unwrap();
             until("nothing is in the kernel", || driver.in_flight() == 0);
             stop.store(true, Ordering::Relaxed);
@@ -643,14 +682,249 @@ mod tests {
                 *by_submitter.entry(name.as_str()).or_insert(0) += 1;
             }
             eprintln!(
-                "at most {} io_uring kernel workers at once (bound {bound}): {by_submitter:?}; {interrupted} of {} \
-                 cancelled receives ended EINTR",
+                "at most {} io_uring kernel workers at once (bound {bound}): {by_submitter:?}; {:?} receives \
+                 interrupted on a kernel worker (EINTR, delivered as cancelled)",
                 peak.len(),
-                left.len()
+                driver.counts().interrupted
             );
             assert!(peak.len() <= bound, "{} kernel workers at once, more than {bound}: {by_submitter:?}", peak.len());
-            assert!(interrupted <= bound, "{interrupted} cancelled receives ended EINTR, more than {bound}");
         });
+    }
+
+    /// Receives woken often on one tenant's socket never starve another tenant's: pid 1 parks 400
+    /// receives on its socket and gets 200 bytes one at a time, so that the kernel hands many of
+    /// them to its few io-wq workers (see the test above); then pid 2 parks 300 receives on its
+    /// own socket and gets 200 bytes the same way, which hands its receives to the same workers.
+    /// Every one of pid 2's bytes arrives, in order, within a bounded time: a worker never stays
+    /// blocked in a receive of pid 1's (before the sockets' timeouts, pid 2's receives queued
+    /// behind pid 1's blocked ones for good, and its 128th byte never came). The rest of both end
+    /// cancelled. Checked in a child process, whose kernel workers are this test's alone.
+    #[test]
+    fn iouring_receives_woken_often_never_starve_another_socket() {
+        use crate::backend::file_ops::tests::in_child;
+        const A_RECEIVES: usize = 400;
+        const A_BYTES: usize = 200;
+        const B_RECEIVES: usize = 300;
+        const B_BYTES: usize = 200;
+        in_child("backend::uring::tests::iouring_receives_woken_often_never_starve_another_socket", || {
+            let Some((driver, m, dir)) = parked_setup(&[]) else { return };
+            let lo: crate::sandbox::IpNet = "127.0.0.0/8".parse().unwrap();
+            for pid in [1, 2] {
+                m.set_policy(pid, Policy::rooted(dir.path()).allow_connect(lo, ..)).unwrap();
+                m.create_ring(pid, Some(1024), Some(1024)).unwrap();
+            }
+            let (a, mut host_a) = connected(&m, 1);
+            let (b, mut host_b) = connected(&m, 2);
+
+            let seqs_a = park_receives(&m, 1, a, A_RECEIVES);
+            until("pid 1's receives wait in the kernel", || driver.in_flight() == A_RECEIVES);
+            let start = Instant::now();
+            let got_a = feed_one_at_a_time(&m, 1, &mut host_a, A_BYTES, start + Duration::from_secs(20))
+                .unwrap_or_else(|n| panic!("socket A: {n} of {A_BYTES} bytes received within 20 s"));
+            let took_a = start.elapsed();
+            eprintln!("socket A: {A_BYTES} bytes to {A_RECEIVES} receives in {took_a:?}");
+
+            let seqs_b = park_receives(&m, 2, b, B_RECEIVES);
+            let parked = A_RECEIVES - A_BYTES + B_RECEIVES;
+            until("pid 2's receives wait in the kernel", || driver.in_flight() == parked);
+            let start = Instant::now();
+            let got_b = feed_one_at_a_time(&m, 2, &mut host_b, B_BYTES, start + Duration::from_secs(10))
+                .unwrap_or_else(|n| panic!("socket B stalled: {n} of {B_BYTES} bytes received within 10 s"));
+            let took_b = start.elapsed();
+            let counts = driver.counts();
+            eprintln!(
+                "then socket B: {B_BYTES} bytes to {B_RECEIVES} receives in {took_b:?}; {:?} receives sent back to \
+                 wait after EAGAIN",
+                counts.sent_back
+            );
+
+            assert_eq!(cancel_the_rest(&m, 1, seqs_a, &got_a), A_RECEIVES - A_BYTES);
+            assert_eq!(cancel_the_rest(&m, 2, seqs_b, &got_b), B_RECEIVES - B_BYTES);
+            for pid in [1, 2] {
+                m.destroy_ring(pid).unwrap();
+            }
+            until("nothing is in the kernel", || driver.in_flight() == 0);
+            eprintln!("{:?} requests interrupted on a kernel worker", counts.interrupted);
+        });
+    }
+
+    /// A ring of this thread's own that retries the requests it woke only when this thread asks
+    /// for completions (`IORING_SETUP_DEFER_TASKRUN`, Linux 6.1): a test can take what woke a
+    /// request from under it before it looks again. `None`, said out loud, where the kernel
+    /// refuses it.
+    fn deferred_ring() -> Option<io_uring::IoUring> {
+        match io_uring::IoUring::builder().setup_single_issuer().setup_defer_taskrun().build(8) {
+            Ok(ring) => Some(ring),
+            Err(e) => {
+                eprintln!("no io_uring with deferred task work ({e}): nothing to check here");
+                None
+            }
+        }
+    }
+
+    /// Lets the kernel retry what it deferred, then waits up to `limit` for request `user_data`'s
+    /// completion: its result, if it came.
+    fn deferred_completion(ring: &mut io_uring::IoUring, user_data: u64, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ts = io_uring::types::Timespec::from(left);
+            match ring.submitter().submit_with_args(1, &io_uring::types::SubmitArgs::new().timespec(&ts)) {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
+                Err(e) => panic!("io_uring_enter: {e}"),
+            }
+            if let Some(result) = ring.completion().find(|c| c.user_data() == user_data).map(|c| c.result()) {
+                return Some(result);
+            }
+            if left.is_zero() {
+                return None;
+            }
+        }
+    }
+
+    /// Submits `sqe` as request 1 on `ring`, then wakes it for nothing until the kernel stops
+    /// polling it and hands it to an io-wq worker, which runs it blocking: each time `wake` makes
+    /// its socket ready and `take` takes what made it ready before the ring retries the request.
+    /// Linux polls a request at most 128 times (`APOLL_MAX_RETRY`): the first when it is
+    /// submitted, then once after each wake-up that found nothing, so that the 127th such wake-up
+    /// hands it to a worker. Returns its completion's result, if one came before that wake-up or
+    /// within `settle` after it, and the wake-ups made.
+    ///
+    /// # Safety
+    ///
+    /// Everything `sqe` points to must outlive the request.
+    unsafe fn wake_until_handed_to_a_worker(
+        ring: &mut io_uring::IoUring,
+        sqe: &io_uring::squeue::Entry,
+        settle: Duration,
+        mut wake: impl FnMut(),
+        mut take: impl FnMut(),
+    ) -> (Option<i32>, usize) {
+        const HANDED_OVER_AFTER: usize = 127;
+        // SAFETY: the caller keeps what `sqe` points to alive.
+        unsafe { ring.submission().push(&sqe.clone().user_data(1)) }.unwrap();
+        ring.submit().unwrap();
+        for round in 1..=HANDED_OVER_AFTER {
+            wake();
+            take();
+            // No wake-up after the last: a receive a worker runs blocking could take its byte.
+            let wait = if round < HANDED_OVER_AFTER { Duration::ZERO } else { settle };
+            if let Some(result) = deferred_completion(ring, 1, wait) {
+                return (Some(result), round);
+            }
+        }
+        (None, HANDED_OVER_AFTER)
+    }
+
+    /// Takes one byte from non-blocking `socket` as soon as it is there.
+    fn take_a_byte(socket: &std::net::TcpStream) {
+        use std::io::Read;
+        let start = Instant::now();
+        loop {
+            match (&*socket).read(&mut [0]) {
+                Ok(1) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(start.elapsed() < Duration::from_secs(10), "no byte came");
+                    std::thread::yield_now();
+                }
+                other => panic!("read: {other:?}"),
+            }
+        }
+    }
+
+    /// A non-blocking TCP socket connected to a peer that sends each byte as it is written.
+    fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        peer.set_nodelay(true).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        socket.set_nonblocking(true).unwrap();
+        (socket, peer)
+    }
+
+    /// The kernel behaviour the driver relies on for receives. A `RECV` woken too often for data
+    /// others took is run blocking on an io-wq worker, the socket's `O_NONBLOCK` ignored; on a
+    /// socket set up as the crate sets up each of its own (`net_ops::bound_kernel_waits`) it ends
+    /// `EAGAIN` within the socket's timeout, which the driver sends back to wait, and frees the
+    /// worker. Without the timeout it holds the worker until data comes, and its cancellation
+    /// interrupts it: `EINTR`, which the driver takes for the cancellation it is.
+    #[test]
+    fn iouring_receives_run_on_kernel_workers_end_within_the_socket_timeout() {
+        use std::io::Write;
+        let Some(mut ring) = deferred_ring() else { return };
+        // Never freed: the kernel may write into it for as long as the request lives.
+        let buf: &'static mut [u8; 1] = Box::leak(Box::new([0]));
+        let mut run = |socket: &std::net::TcpStream, peer: &std::net::TcpStream, settle| {
+            let fd = io_uring::types::Fd(std::os::fd::AsRawFd::as_raw_fd(socket));
+            let recv = io_uring::opcode::Recv::new(fd, buf.as_mut_ptr(), 1).build();
+            let started = std::cell::Cell::new(Instant::now());
+            let wake = || {
+                (&*peer).write_all(&[7]).unwrap();
+                started.set(Instant::now());
+            };
+            // SAFETY: the request points only into the buffer, which is never freed.
+            let (result, rounds) =
+                unsafe { wake_until_handed_to_a_worker(&mut ring, &recv, settle, wake, || take_a_byte(socket)) };
+            (result, rounds, started.get().elapsed())
+        };
+
+        // As the crate sets up its sockets: the worker's receive ends `EAGAIN` within a few ticks.
+        let (socket, peer) = tcp_pair();
+        super::net_ops::bound_kernel_waits(&socket).unwrap();
+        let (result, rounds, took) = run(&socket, &peer, Duration::from_secs(1));
+        eprintln!("with the timeouts: {result:?} after {rounds} wake-ups for nothing, {took:?} after the last");
+        assert_eq!(result, Some(-libc::EAGAIN), "after {rounds} wake-ups for nothing");
+        assert!(took < Duration::from_millis(500), "the worker's receive ended only after {took:?}");
+
+        // Without them, the worker's receive waits for data, and its cancellation is `EINTR`.
+        let (socket, peer) = tcp_pair();
+        let (result, rounds, _) = run(&socket, &peer, Duration::from_millis(200));
+        assert_eq!(result, None, "after {rounds} wake-ups for nothing");
+        let cancel = io_uring::opcode::AsyncCancel::new(1).build().user_data(2);
+        // SAFETY: a cancel request points at no memory.
+        unsafe { ring.submission().push(&cancel) }.unwrap();
+        let result = deferred_completion(&mut ring, 1, Duration::from_secs(10));
+        eprintln!("without them: blocked on a worker after {rounds} wake-ups for nothing; cancelled: {result:?}");
+        assert_eq!(result, Some(-libc::EINTR), "a receive cancelled on a worker");
+    }
+
+    /// The kernel behaviour the driver relies on for accepts: an `ACCEPT` woken too often for
+    /// connections others took is run on an io-wq worker too, but the kernel honours the
+    /// listener's `O_NONBLOCK` there (`do_accept` adds the file's flags): on the crate's
+    /// non-blocking listeners it ends `EAGAIN` at once, which the driver sends back to wait; it
+    /// never holds the worker.
+    #[test]
+    fn iouring_accepts_run_on_kernel_workers_end_at_once() {
+        let Some(mut ring) = deferred_ring() else { return };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        super::net_ops::bound_kernel_waits(&listener).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fd = io_uring::types::Fd(std::os::fd::AsRawFd::as_raw_fd(&listener));
+        let flags = (rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC).bits() as i32;
+        let accept = io_uring::opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut()).flags(flags).build();
+        let started = std::cell::Cell::new(Instant::now());
+        let mut clients = Vec::new();
+        let wake = || {
+            clients.push(std::net::TcpStream::connect(addr).unwrap());
+            started.set(Instant::now());
+        };
+        let take = || {
+            let start = Instant::now();
+            while let Err(e) = listener.accept() {
+                assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "accept: {e}");
+                assert!(start.elapsed() < Duration::from_secs(10), "no connection came");
+                std::thread::yield_now();
+            }
+        };
+        // SAFETY: the request points at no memory (no room for the peer's address).
+        let (result, rounds) =
+            unsafe { wake_until_handed_to_a_worker(&mut ring, &accept, Duration::from_secs(1), wake, take) };
+        let took = started.get().elapsed();
+        eprintln!("{result:?} after {rounds} wake-ups for nothing, {took:?} after the last");
+        assert_eq!(result, Some(-libc::EAGAIN), "after {rounds} wake-ups for nothing");
+        assert!(took < Duration::from_millis(500), "the worker's accept ended only after {took:?}");
     }
 
     /// The tests above return early where io_uring is refused (`parked_setup` gives `None`); this

@@ -222,6 +222,9 @@ pub(super) fn finish(kind: NetKind, n: i32) -> Result<OpResult, OpError> {
         NetKind::Accept(out, place) => {
             // SAFETY: a successful ACCEPT returns a new descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(n) };
+            // As every socket the crate holds (see `net_ops::bound_kernel_waits`); a refusal
+            // drops (closes) the new connection.
+            net_ops::bound_kernel_waits(&fd)?;
             // An address that cannot be reported drops (closes) the new connection.
             let peer = out.get()?;
             OpResult::Accepted { fd: place.install(Descriptor::new(fd, DescriptorKind::Socket))?, peer }
