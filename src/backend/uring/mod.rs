@@ -119,6 +119,7 @@ impl UringBackend {
     /// reactor, where a read of a FIFO with no writer yet waits for one (the kernel's `READ`
     /// would report end of file) and a terminal cannot stop the host. Only a `Read` or a `Write`
     /// has its descriptor looked up here.
+    #[inline]
     fn route(&self, op: &SyscallOpType, process: &Process) -> Route {
         match op {
             SyscallOpType::Lseek { .. }
@@ -135,13 +136,16 @@ impl UringBackend {
     }
 
     /// Whether the kernel may hold `op` while it waits (see [`route`](Self::route)).
+    #[inline]
     fn kernel_waits_for(&self, op: &SyscallOpType, process: &Process) -> bool {
-        if prepare::is_socket_request(op) {
-            return self.driver.sockets_wait();
-        }
-        match net_ops::read_or_write_of_peer(op, process) {
-            Some(d) => d.kind() == DescriptorKind::Socket && self.driver.sockets_wait(),
-            None => true,
+        match op {
+            SyscallOpType::Read { .. } | SyscallOpType::Write { .. } => {
+                match net_ops::read_or_write_of_peer(op, process) {
+                    Some(d) => d.kind() == DescriptorKind::Socket && self.driver.sockets_wait(),
+                    None => true,
+                }
+            }
+            _ => self.driver.sockets_wait() || !prepare::is_socket_request(op),
         }
     }
 
