@@ -80,10 +80,17 @@ fn park_reads(m: &IoUringManager, pid: Pid, fd: i32, n: usize) -> Vec<u64> {
     seqs
 }
 
-/// A tenant parks more one-byte reads of an empty FIFO (opened read-write: it is its own writer,
-/// so the reads wait for ever) than the executor's window and the pool's threads hold: another
-/// tenant's operations are served meanwhile. The reads then get the bytes written, one each.
-pub fn starve_fifo_reads_beyond_the_window_leave_others_served(make: MakeBackend) {
+/// Pid 1 with [`PARKED`] one-byte reads waiting on an empty FIFO of its root, which it opened
+/// read-write (it is its own writer, so the reads wait for ever).
+struct Parked {
+    m: IoUringManager,
+    dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    fd: i32,
+    seqs: Vec<u64>,
+}
+
+fn parked_on_a_fifo(make: MakeBackend) -> Parked {
     let m = manager(make);
     m.create_ring(1, Some(512), Some(512)).unwrap();
     let dir = rooted(&m, 1);
@@ -91,6 +98,14 @@ pub fn starve_fifo_reads_beyond_the_window_leave_others_served(make: MakeBackend
     let fd = fd_of(&m, 1, Op::open("fifo", O_RDWR));
     let seqs = park_reads(&m, 1, fd, PARKED);
     std::thread::sleep(WAITING);
+    Parked { m, dir, path, fd, seqs }
+}
+
+/// A tenant parks more one-byte reads of an empty FIFO (opened read-write: it is its own writer,
+/// so the reads wait for ever) than the executor's window and the pool's threads hold: another
+/// tenant's operations are served meanwhile. The reads then get the bytes written, one each.
+pub fn starve_fifo_reads_beyond_the_window_leave_others_served(make: MakeBackend) {
+    let Parked { m, dir: _dir, path, seqs, .. } = parked_on_a_fifo(make);
     others_are_served(&m, 2);
     let mut writer = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     writer.write_all(&[7; PARKED]).unwrap();
@@ -155,14 +170,8 @@ pub fn starve_fifo_read_waits_for_a_writer_then_sees_its_end(make: MakeBackend) 
 /// time: their future resolves cancelled, and the FIFO's last reader closes (no operation holds
 /// it), so a byte written after is never taken.
 pub fn starve_destroy_stops_parked_fifo_reads(make: MakeBackend) {
-    let m = manager(make);
-    m.create_ring(1, Some(512), Some(512)).unwrap();
-    let dir = rooted(&m, 1);
-    let path = fifo(dir.path(), "fifo");
-    let fd = fd_of(&m, 1, Op::open("fifo", O_RDWR));
-    park_reads(&m, 1, fd, PARKED);
+    let Parked { m, dir: _dir, path, fd, .. } = parked_on_a_fifo(make);
     let future = m.submit_async(1, entry(1, Op::Read { fd, size: 1 }, 0)).unwrap();
-    std::thread::sleep(WAITING);
     m.destroy_ring(1).unwrap();
     let done =
         crate::support::within(T, "a parked read's future after destroy", move || futures::executor::block_on(future));
