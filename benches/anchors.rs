@@ -3,7 +3,8 @@
 //! [-- --file-mib N]` (`--all-features` for tokio and smol).
 //!
 //! Workloads: `nop-b1`, `nop-b32`, `read4k-qd1`, `read4k-qd64`, `write4k`, `echo-c1`, `echo-c16`,
-//! `fanout`. Implementations: this crate's backends (`uring`, `tokio`, `smol`, `blocking`) and the
+//! `fanout`, and `noisy` (`benches/noisy.rs`: noisy neighbours, rate limits, weights; printed on
+//! its own). Implementations: this crate's backends (`uring`, `tokio`, `smol`, `blocking`) and the
 //! anchors (`raw-io-uring`, `std`, `tokio-fs`, `tokio-epoll`). Ratios are to the best anchor of
 //! the same workload in the same run; latencies are per operation where an operation is waited
 //! for alone (`-b1`, `-qd1`, `-c1`).
@@ -31,6 +32,11 @@ fn arg(flag: &str) -> Option<String> {
     args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned()
 }
 const ANCHORS: [&str; 4] = ["raw-io-uring", "std", "tokio-fs", "tokio-epoll"];
+const WORKLOADS: [&str; 8] =
+    ["nop-b1", "nop-b32", "read4k-qd1", "read4k-qd64", "write4k", "echo-c1", "echo-c16", "fanout"];
+
+#[path = "noisy.rs"]
+mod noisy;
 
 struct Cell {
     workload: &'static str,
@@ -653,6 +659,11 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let json = args.iter().any(|a| a == "--json");
     let plot_to = arg("--plot");
+    // `--only` naming `noisy` and no other workload: only that.
+    if only().is_some_and(|p| "noisy".starts_with(p) && !WORKLOADS.iter().any(|w| w.starts_with(p))) {
+        noisy::run(quick, json);
+        return;
+    }
     let budget = if quick { Duration::from_millis(200) } else { Duration::from_secs(1) };
     // First, before anything else has warmed the allocator.
     let idle = idle_rings();
@@ -682,10 +693,12 @@ fn main() {
     }
     bar.finish_and_clear();
     let targets = uring_targets(dir.path(), &path, budget);
+    if only().is_none_or(|p| "noisy".starts_with(p)) {
+        noisy::run(quick, json);
+    }
 
     cells.retain(|c| c.ops > 0);
-    let order = ["nop-b1", "nop-b32", "read4k-qd1", "read4k-qd64", "write4k", "echo-c1", "echo-c16", "fanout"];
-    cells.sort_by_key(|c| (order.iter().position(|w| *w == c.workload), ANCHORS.contains(&c.imp.as_str())));
+    cells.sort_by_key(|c| (WORKLOADS.iter().position(|w| *w == c.workload), ANCHORS.contains(&c.imp.as_str())));
     if let Some(path) = &plot_to {
         match plot(&cells, path) {
             Ok(()) => eprintln!("plot written to {path}"),
