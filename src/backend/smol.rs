@@ -27,8 +27,7 @@ impl Backend for SmolBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        // The blocking pool grows to 500 threads (BLOCKING_MAX_THREADS); keep well below it.
-        Capabilities::new(256)
+        super::pool_window()
     }
 
     async fn execute(&self, op: Operation) -> OpOutcome {

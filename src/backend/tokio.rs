@@ -76,8 +76,7 @@ impl Backend for TokioBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        // tokio's blocking pool grows to 512 threads; keep well below it.
-        Capabilities::new(256)
+        super::pool_window()
     }
 
     async fn execute(&self, op: Operation) -> OpOutcome {

@@ -251,7 +251,7 @@ impl Driver {
         {
             let mut guard = self.table();
             let Table { ops: table, rings } = &mut *guard;
-            let _sq = self.sq.lock().unwrap_or_else(|e| e.into_inner());
+            let sq_lock = self.sq.lock().unwrap_or_else(|e| e.into_inner());
             // SAFETY: the `sq` lock is held, so no other `SubmissionQueue` of this ring exists.
             let mut sq = unsafe { self.ring.submission_shared() };
             let generation = self.generation.fetch_add(1, Ordering::Relaxed);
@@ -286,9 +286,18 @@ impl Driver {
             }
             // The kernel may now complete them, but they are taken only once the table is free.
             drop(guard);
-            if !sq.is_empty() {
+            let pushed = !sq.is_empty();
+            if pushed {
                 sq.sync();
-                self.enter(&mut sq);
+            }
+            // The queue is let go of before the enter, which runs what completes at once (page-
+            // cached reads) and may take a while: another thread's batch is pushed meanwhile,
+            // and its own enter (or this one) submits it. (The queue writes its tail back when
+            // dropped: dropped under the lock.)
+            drop(sq);
+            drop(sq_lock);
+            if pushed {
+                self.submit_pushed();
             }
         }
         // Operations the kernel finished inside that enter (NOPs, page-cached reads) are
@@ -368,6 +377,12 @@ impl Driver {
     }
 
     fn enter(&self, sq: &mut io_uring::SubmissionQueue<'_>) {
+        self.submit_pushed();
+        sq.sync();
+    }
+
+    /// Submits what is pushed (by this thread or any other) with one `io_uring_enter`.
+    fn submit_pushed(&self) {
         loop {
             match self.ring.submitter().submit() {
                 Ok(_) => break,
@@ -380,7 +395,6 @@ impl Driver {
                 }
             }
         }
-        sq.sync();
     }
 
     /// Asks the kernel to cancel `user_data` (harmless if it already completed).
