@@ -91,7 +91,7 @@ pub use uring::UringBackend;
 
 pub use crate::syscalls::iouring::cancel::CancelToken;
 pub use crate::syscalls::iouring::error::{OpError, errno};
-use crate::syscalls::iouring::op::OpResult;
+use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
 
 /// What executing one operation produced.
 pub type OpOutcome = Result<OpResult, OpError>;
@@ -164,7 +164,7 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
-/// How the readiness-based backends start a batch: a socket operation (a `Read` or `Write` of a
+/// How the readiness-based backends start a batch: a `Nop` completes at once, a socket operation (a `Read` or `Write` of a
 /// socket included, see [`net_ops::runs_on_readiness`]) whose answer is already there completes on
 /// this thread ([`net_ops::try_now`]), one that must wait runs as a task of `backend` (raced
 /// against cancellation by [`run`]), and a file operation goes to `file`.
@@ -175,6 +175,13 @@ pub(crate) fn start_ready_first<B: Backend>(
     mut file: impl FnMut(Submission),
 ) {
     for mut sub in batch {
+        if matches!(sub.op(), SyscallOpType::Nop) {
+            // Nothing to run: answered here, as io_uring answers it inside the enter, rather
+            // than after a trip through a thread pool shared with every other process.
+            let outcome = if sub.is_cancelled() { Err(OpError::cancelled()) } else { Ok(OpResult::None) };
+            sub.complete(outcome);
+            continue;
+        }
         if !net_ops::runs_on_readiness(sub.op(), sub.process()) {
             file(sub);
             continue;

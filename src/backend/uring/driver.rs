@@ -118,6 +118,12 @@ thread_local! {
     static SUBMITTED: std::cell::Cell<Vec<u64>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// The most requests one `io_uring_enter` submits: the kernel runs what completes at once (page-
+/// cached reads) inside the enter, under its ring's lock, and the in-flight table's lock is held
+/// while a batch is prepared and delivered; larger batches are cut, so another tenant's request
+/// waits for at most this many of a neighbour's, not for its whole batch.
+const ENTER_AT_MOST: usize = 32;
+
 /// How often an operation is submitted again after the kernel cancelled it on its own (its
 /// submitting thread exited) before the cancellation is reported.
 const MAX_REQUEUES: u8 = 16;
@@ -236,7 +242,11 @@ impl Driver {
             return;
         }
         let pin = self.table().rings.insert(Pin { ring, left: ops.len() });
-        self.submit(ops.into_iter().map(|(d, counted)| (d.op, Finish::Pinned { pin, seq: d.seq, counted })));
+        let mut ops =
+            ops.into_iter().map(|(d, counted)| (d.op, Finish::Pinned { pin, seq: d.seq, counted })).peekable();
+        while ops.peek().is_some() {
+            self.submit(ops.by_ref().take(ENTER_AT_MOST));
+        }
     }
 
     /// Hands a batch to the kernel with one `io_uring_enter`. An operation that cannot even be
