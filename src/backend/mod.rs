@@ -209,14 +209,15 @@ pub(crate) fn start_ready_first<B: Backend>(
 
 /// The window of a backend that runs file operations on a thread pool of its runtime's (tokio's
 /// `spawn_blocking`, smol's `unblock`), whose queue serves all processes first come, first
-/// served: as wide as the blocking pool's own (twice four threads per core, at most 256), so that
-/// the executor, which is fair across processes, holds what the CPUs cannot run yet, rather than
-/// the pool's queue, which is not (a quiet process's read waited behind a neighbour's 64 there,
-/// with a window of 256: 0.5 to 1 ms at p99 on 2 cores).
+/// served: 32 per core (at most 256), so that the executor, which is fair across processes,
+/// holds most of what the CPUs cannot run yet, rather than the pool's queue, which is not (a
+/// quiet process's read waited behind a neighbour's 64 there with a window of 256: 0.5 to 1 ms
+/// at p99 on 2 cores), while one process's share (a quarter: 16 on 2 cores) still keeps such a
+/// pool, whose threads take tens of microseconds to wake, busy.
 #[cfg(any(feature = "tokio", feature = "smol"))]
 pub(crate) fn pool_window() -> Capabilities {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Capabilities::new((cores * 8).clamp(8, 256))
+    Capabilities::new((cores * 32).clamp(32, 256))
 }
 
 /// Runs a file operation to its end on the calling thread and completes it (skipped if it was
