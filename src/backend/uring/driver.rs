@@ -242,17 +242,21 @@ impl Driver {
             return;
         }
         let pin = self.table().rings.insert(Pin { ring, left: ops.len() });
-        let mut ops =
-            ops.into_iter().map(|(d, counted)| (d.op, Finish::Pinned { pin, seq: d.seq, counted })).peekable();
+        self.submit(ops.into_iter().map(|(d, counted)| (d.op, Finish::Pinned { pin, seq: d.seq, counted })));
+    }
+
+    /// Hands a batch to the kernel, [`ENTER_AT_MOST`] requests per `io_uring_enter`. An
+    /// operation that cannot even be prepared (a bad descriptor, say) completes at once with its
+    /// error.
+    pub(super) fn submit(self: &Arc<Self>, ops: impl IntoIterator<Item = (SyscallOpType, Finish)>) {
+        let mut ops = ops.into_iter().peekable();
         while ops.peek().is_some() {
-            self.submit(ops.by_ref().take(ENTER_AT_MOST));
+            self.submit_some(ops.by_ref().take(ENTER_AT_MOST));
         }
     }
 
-    /// Hands a batch to the kernel with one `io_uring_enter`. An operation that cannot even be
-    /// prepared (a bad descriptor, say) completes at once with its error.
-    pub(super) fn submit(self: &Arc<Self>, ops: impl IntoIterator<Item = (SyscallOpType, Finish)>) {
-        let ops = ops.into_iter();
+    /// [`submit`](Self::submit) of at most [`ENTER_AT_MOST`] requests: one enter.
+    fn submit_some(self: &Arc<Self>, ops: impl Iterator<Item = (SyscallOpType, Finish)>) {
         // The requests pushed, for those still in flight after the enter (the thread's vector
         // from its last batch, so that each batch does not allocate one).
         let mut submitted = SUBMITTED.with(|v| v.take());

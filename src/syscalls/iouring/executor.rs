@@ -249,6 +249,28 @@ impl IoUringExecutor {
     }
 }
 
+impl IoUringExecutor {
+    /// Looks again at a ring its process's policy (or its destruction) may have changed: one
+    /// waiting for the rate-limit timer, or out of line at a share it no longer fills, goes
+    /// back in line now, and what fits starts.
+    pub(crate) fn reconsider(&self, ring: &Arc<SyscallCompletionRing>) {
+        let inner = &self.inner;
+        let mut s = inner.lock();
+        if ring.throttled.swap(false, Ordering::Relaxed) {
+            s.ready.push_back(Turn::new(ring.clone()));
+        } else if ring.at_share.load(Ordering::Relaxed) && ring.held.load(Ordering::Relaxed) < inner.share(ring) {
+            ring.at_share.store(false, Ordering::Relaxed);
+            s.ready.push_back(Turn { ring: ring.clone(), left: ring.turn_left.swap(0, Ordering::Relaxed) });
+        } else {
+            return;
+        }
+        let mut batch = Vec::new();
+        inner.fill(&mut s, &mut batch);
+        drop(s);
+        inner.start(Batch::Submissions(batch));
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Sched> {
         crate::sync::lock(&self.sched)
@@ -320,15 +342,19 @@ impl Shared {
             }
         });
         match timer {
-            Some(timer) => timer.wake_at(at, ring),
+            Some(timer) => {
+                ring.throttled.store(true, Ordering::Relaxed);
+                timer.wake_at(at, ring);
+            }
             None => ring.scheduled.store(false, Ordering::Relaxed),
         }
     }
 
-    /// Puts throttled rings back in line (the timer's call) and starts what fits.
+    /// Puts throttled rings back in line (the timer's call) and starts what fits. A ring put
+    /// back meanwhile ([`IoUringExecutor::reconsider`]) is not put back twice.
     fn rejoin(self: &Arc<Self>, rings: Vec<Arc<SyscallCompletionRing>>) {
         let mut s = self.lock();
-        s.ready.extend(rings.into_iter().map(Turn::new));
+        s.ready.extend(rings.into_iter().filter(|r| r.throttled.swap(false, Ordering::Relaxed)).map(Turn::new));
         let mut batch = Vec::new();
         self.fill(&mut s, &mut batch);
         drop(s);
@@ -520,6 +546,24 @@ mod tests {
         }
         m.submit_batch(4, nops(4, 10)).unwrap();
         assert_eq!(pids_held(), [4, 4, 4, 4]);
+    }
+
+    /// A share raised by a new policy lets a ring that held its old share go on at once, not
+    /// when one of its operations completes (which, for one that never ends, is never).
+    #[test]
+    fn a_raised_share_takes_effect_at_once() {
+        use crate::sandbox::Policy;
+        let backend = Arc::new(Holds::default());
+        let m = IoUringManager::with_backend(backend.clone());
+        m.set_policy(1, Policy::default().max_in_flight(1)).unwrap();
+        let nops = (0..3).map(|_| SyscallSubmissionEntry::new(1, SyscallOpType::Nop, 0)).collect();
+        m.submit_batch(1, nops).unwrap();
+        assert_eq!(backend.0.lock().unwrap().len(), 1);
+        m.set_policy(1, Policy::default().max_in_flight(3)).unwrap();
+        assert_eq!(backend.0.lock().unwrap().len(), 3, "the raised share is taken at once");
+        for sub in backend.0.lock().unwrap().drain(..).collect::<Vec<_>>() {
+            sub.complete(Ok(crate::syscalls::OpResult::None));
+        }
     }
 
     #[test]

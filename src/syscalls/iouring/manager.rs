@@ -151,7 +151,14 @@ impl IoUringManager {
         let root = policy.root().map(|r| r.display().to_string());
         self.inner.processes.set_policy(pid, policy).map_err(|e| {
             IoUringError::InvalidConfig(format!("policy root {:?} of pid {pid}: {e}", root.unwrap_or_default()))
-        })
+        })?;
+        // A ring held out of line by its old weight, share or rate limit is looked at again now,
+        // not when that limit would have let it go.
+        let ring = self.inner.rings.read().unwrap_or_else(|e| e.into_inner()).get(&pid).cloned();
+        if let Some(ring) = ring {
+            self.inner.executor.reconsider(&ring);
+        }
+        Ok(())
     }
 
     /// Submits one operation; its completion goes to the ring's CQ. Returns its sequence number.
@@ -257,6 +264,8 @@ impl IoUringManager {
         }
         if let Some(ring) = ring {
             ring.destroy();
+            // A throttled ring leaves the timer's wait now, its queue emptied.
+            self.inner.executor.reconsider(&ring);
         }
         if let Some(process) = process {
             process.close_all();

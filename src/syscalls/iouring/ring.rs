@@ -64,6 +64,10 @@ pub struct SyscallCompletionRing {
     /// What was left of its turn when it went out of line for holding its share; changed only
     /// under the executor's lock.
     pub(crate) turn_left: AtomicUsize,
+    /// Whether the ring is out of line waiting for the rate-limit timer (it stays `scheduled`);
+    /// changed only under the executor's lock. A timer entry for a ring no longer waiting is
+    /// stale and ignored.
+    pub(crate) throttled: AtomicBool,
     /// The executor that runs this ring's operations, set when it first schedules the ring: its
     /// completions free room there. Reached through the ring, so an operation in flight holds one
     /// reference (the ring) rather than two. (The executor's ready list holds the ring only while
@@ -226,6 +230,7 @@ impl SyscallCompletionRing {
             held: AtomicUsize::new(0),
             at_share: AtomicBool::new(false),
             turn_left: AtomicUsize::new(0),
+            throttled: AtomicBool::new(false),
             executor: OnceLock::new(),
         })
     }
@@ -437,13 +442,17 @@ impl SyscallCompletionRing {
         out.reserve(max.min(s.sq.len()));
         let mut counted = 0;
         let mut clock = self.clock();
-        // Only a process with a rate limit reads its limits and the time.
+        // Only a process with a rate limit reads its limits and the time (or one whose limit was
+        // lifted while it waited: its wait ends).
         let limited = self.process.is_rate_limited().then(|| {
             let now = Instant::now();
             let sandbox = self.process.sandbox();
             s.throttle.limit(sandbox.policy().ops_rate_limit(), sandbox.policy().bytes_rate_limit(), now);
             now
         });
+        if limited.is_none() && s.throttle.is_waiting() {
+            s.throttle.limit(None, None, Instant::now());
+        }
         let mut throttled = None;
         while counted < max {
             let RingState { sq, throttle, .. } = &mut *s;

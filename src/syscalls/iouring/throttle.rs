@@ -68,7 +68,7 @@ pub(crate) struct Throttle {
 }
 
 impl Throttle {
-    /// Brings the buckets in line with the limits in force.
+    /// Brings the buckets in line with the limits in force; with none left, a wait ends.
     pub(crate) fn limit(&mut self, ops: Option<RateLimit>, bytes: Option<RateLimit>, now: Instant) {
         let set = |bucket: &mut Option<Bucket>, limit: Option<RateLimit>| {
             if bucket.as_ref().map(|b| b.limit) != limit {
@@ -77,6 +77,17 @@ impl Throttle {
         };
         set(&mut self.ops, ops);
         set(&mut self.bytes, bytes);
+        if self.ops.is_none()
+            && self.bytes.is_none()
+            && let Some(since) = self.since.take()
+        {
+            self.total += now.saturating_duration_since(since);
+        }
+    }
+
+    /// Whether the ring is waiting for its buckets.
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.since.is_some()
     }
 
     /// Takes `op`'s cost from the buckets if they admit it now (each bucket it costs anything
@@ -209,7 +220,15 @@ impl Timer {
             if !due.is_empty() {
                 drop(p);
                 match owner.upgrade() {
-                    Some(owner) => rejoin(&owner, due),
+                    // A backend that panics while starting what the rings let in loses those
+                    // operations (they complete with EIO), never this thread, which every
+                    // throttled ring needs.
+                    Some(owner) => {
+                        let rejoined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rejoin(&owner, due)));
+                        if rejoined.is_err() {
+                            tracing::error!("starting operations let in by their rate limit panicked");
+                        }
+                    }
                     None => return,
                 }
                 p = self.lock();

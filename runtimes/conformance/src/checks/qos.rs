@@ -18,7 +18,7 @@ macro_rules! __qos_checks {
     ($make:expr, $block_on:expr) => {
         $crate::__sync_checks!($make;
             qos_ops_rate_limit_holds, qos_bytes_rate_limit_holds, qos_throttled_tenant_delays_no_other,
-            qos_destroy_ends_a_throttled_backlog,
+            qos_destroy_ends_a_throttled_backlog, qos_a_lifted_limit_frees_a_throttled_tenant_at_once,
         );
     };
 }
@@ -105,4 +105,28 @@ pub fn qos_destroy_ends_a_throttled_backlog(make: MakeBackend) {
         futures::executor::block_on(second)
     });
     assert!(done.status.is_cancelled(), "{:?}", done.status);
+}
+
+/// A tenant deep in debt (a 4 KiB read against 1 byte a second: an hour's wait) whose limit is
+/// lifted goes on at once, not when the old limit would have let it: its next read completes,
+/// and the time it waited stops growing.
+pub fn qos_a_lifted_limit_frees_a_throttled_tenant_at_once(make: MakeBackend) {
+    let m = manager(make);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data"), vec![5u8; 4096]).unwrap();
+    let limited = Policy::rooted(dir.path()).bytes_rate(RateLimit::per_second(1).with_burst(1));
+    m.set_policy(1, limited).unwrap();
+    let OpResult::Fd(fd) = run_op(&m, 1, Op::open("data", O_RDONLY)).result else { panic!("open") };
+    let read = || entry(1, Op::ReadAt { fd, offset: 0, size: 4096 }, 0);
+    let first = m.submit(1, read()).unwrap();
+    assert_eq!(m.wait_completion_timeout(1, first, T).unwrap().result, OpResult::Bytes(vec![5; 4096]));
+    let second = m.submit(1, read()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(m.stats_for(1).unwrap().throttled > Duration::ZERO, "the second read waits for the debt");
+    m.set_policy(1, Policy::rooted(dir.path())).unwrap();
+    let done = m.wait_completion_timeout(1, second, Duration::from_secs(10)).expect("lifted: it goes on at once");
+    assert_eq!(done.result, OpResult::Bytes(vec![5; 4096]));
+    let waited = m.stats_for(1).unwrap().throttled;
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(m.stats_for(1).unwrap().throttled, waited, "no longer waiting");
 }
