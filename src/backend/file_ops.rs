@@ -69,7 +69,9 @@ pub(crate) fn opened(fd: std::os::fd::OwnedFd, flags: u32) -> Result<Descriptor,
     use rustix::fs::OFlags;
     let file_type = FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode);
     if !matches!(file_type, FileType::Fifo | FileType::CharacterDevice) {
-        rustix::fs::fcntl_setfl(&fd, OFlags::from_bits_retain(flags) & !OFlags::NONBLOCK)?;
+        // Of the status flags F_SETFL sets, those the open applied, less O_NONBLOCK.
+        let kept = OFlags::APPEND | OFlags::DIRECT | OFlags::NOATIME;
+        rustix::fs::fcntl_setfl(&fd, OFlags::from_bits_retain(flags) & kept)?;
     }
     Ok(Descriptor::of_file(fd, file_type))
 }
@@ -374,6 +376,25 @@ pub(crate) mod tests {
             set(Some(4096));
             assert_eq!(write(&d, b"past", Some(8192)).unwrap_err().errno(), Errno::FBIG.raw_os_error());
         });
+    }
+
+    /// What an open made non-blocking is made blocking again unless it is a FIFO or a character
+    /// device, keeping the status flags the open applied.
+    #[test]
+    fn opened_files_are_blocking_again_with_their_flags() {
+        use rustix::fs::{Mode, OFlags};
+        let dir = tempfile::tempdir().unwrap();
+        let asked = OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND;
+        let fd = rustix::fs::open(dir.path().join("f"), asked | OFlags::NONBLOCK, Mode::RUSR | Mode::WUSR).unwrap();
+        let d = opened(fd, asked.bits()).unwrap();
+        let now = rustix::fs::fcntl_getfl(&d).unwrap();
+        assert!(now.contains(OFlags::APPEND), "{now:?}");
+        assert!(!now.contains(OFlags::NONBLOCK), "{now:?}");
+        assert!(!d.waits_on_peer());
+        let fd = rustix::fs::open("/dev/null", OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).unwrap();
+        let d = opened(fd, 0).unwrap();
+        assert!(rustix::fs::fcntl_getfl(&d).unwrap().contains(OFlags::NONBLOCK));
+        assert!(d.waits_on_peer(), "a character device stays non-blocking and waits for readiness");
     }
 
     /// A buffer that cannot be had is `ENOMEM`, not an abort.

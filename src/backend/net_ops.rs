@@ -191,6 +191,7 @@ async fn execute_ref<R: Readiness>(
             if d.kind() == DescriptorKind::Socket {
                 return send(&d, ready, data, 0).await;
             }
+            let data = &data[..data.len().min(STREAM_CHUNK)];
             Ok(OpResult::Count(ready.retry(&d, Interest::Write, || file_ops::write_now(&d, data)).await?))
         }
         SyscallOpType::SendTo { sockfd, data, addr, flags } => {
@@ -206,8 +207,9 @@ async fn execute_ref<R: Readiness>(
             if d.kind() == DescriptorKind::Socket {
                 return recv(&d, ready, *size, 0).await;
             }
-            let mut buf = file_ops::read_buffer(file_ops::read_capacity(&d, *size, None))?;
-            if *size > 0 {
+            let size = (*size).min(STREAM_CHUNK);
+            let mut buf = file_ops::read_buffer(file_ops::read_capacity(&d, size, None))?;
+            if size > 0 {
                 ready.retry(&d, Interest::Read, || file_ops::read_now(&d, &mut buf)).await?;
             }
             file_ops::fit(&mut buf);
@@ -248,6 +250,12 @@ async fn recv<R: Readiness>(d: &Descriptor, ready: &R, size: usize, flags: u32) 
     file_ops::fit(&mut buf);
     Ok(OpResult::Bytes(buf))
 }
+
+/// The most one `Read` or `Write` of a FIFO or a character device moves (a short count, as
+/// read(2) and write(2) may give): such a call may run where an operation is started, on a
+/// thread others share (a device that never runs dry, `/dev/urandom`, answers at once), so its
+/// cost stays that of a pipe's buffer, not of a 64 MiB request.
+pub const STREAM_CHUNK: usize = 64 << 10;
 
 /// The largest datagram: a receive of one never needs more room.
 const MAX_DATAGRAM: usize = 1 << 16;

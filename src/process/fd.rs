@@ -32,6 +32,8 @@ pub struct Descriptor {
     /// The kernel object's file type, found with one `fstat` the first time it is asked for (a
     /// descriptor never changes what it refers to).
     file_type: OnceLock<FileType>,
+    /// Whether the kernel descriptor is non-blocking, found the first time it matters.
+    nonblocking: OnceLock<bool>,
     /// Whether the socket was seen bound to a local port (which it stays): its implicit-bind
     /// check is then skipped.
     bound: AtomicBool,
@@ -51,6 +53,7 @@ impl Descriptor {
             fd: Arc::new(fd),
             kind,
             file_type: OnceLock::new(),
+            nonblocking: OnceLock::new(),
             bound: AtomicBool::new(false),
         }
     }
@@ -60,6 +63,8 @@ impl Descriptor {
     pub fn of_file(fd: OwnedFd, file_type: FileType) -> Self {
         let d = Self::new(fd, DescriptorKind::File);
         d.file_type.get_or_init(|| file_type);
+        // An open leaves FIFOs and character devices non-blocking (`file_ops::opened`).
+        d.nonblocking.get_or_init(|| matches!(file_type, FileType::Fifo | FileType::CharacterDevice));
         d
     }
 
@@ -86,13 +91,19 @@ impl Descriptor {
         matches!(self.file_type(), FileType::Socket | FileType::Fifo)
     }
 
-    /// Whether a `Read` or `Write` of it may wait on a peer for as long as the peer likes: a
-    /// socket, a FIFO or a character device (a terminal, say), as opposed to a file or a block
-    /// device, whose reads and writes end on their own. Such a descriptor is non-blocking, and
-    /// its reads and writes wait for readiness the way socket calls do: they hold no thread and
-    /// no place in the executor's window, and a cancellation stops them.
+    /// Whether a `Read` or `Write` of it may wait on a peer for as long as the peer likes, and
+    /// waits for readiness the way socket calls do (holding no thread and no place in the
+    /// executor's window, stopped by a cancellation): a socket, or a non-blocking FIFO or
+    /// character device (a terminal, say), as every one a tenant opens is. A file or a block
+    /// device ends its reads and writes on its own; a blocking FIFO or terminal the host
+    /// installed ([`Process::install`](super::Process::install)) is read and written on a
+    /// pool thread, blocking, as the host made it (one `fcntl` the first time it is asked).
     pub fn waits_on_peer(&self) -> bool {
-        self.kind == DescriptorKind::Socket || matches!(self.file_type(), FileType::Fifo | FileType::CharacterDevice)
+        self.kind == DescriptorKind::Socket
+            || matches!(self.file_type(), FileType::Fifo | FileType::CharacterDevice)
+                && *self.nonblocking.get_or_init(|| {
+                    rustix::fs::fcntl_getfl(&*self.fd).is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK))
+                })
     }
 
     /// Whether the socket was seen bound to a local port ([`seen_bound`](Self::seen_bound)).

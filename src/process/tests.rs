@@ -203,3 +203,17 @@ fn process_table_creates_once_sets_policies_and_removes_with_descriptors() {
     assert!(table.remove(7).is_none());
     assert!(!Arc::ptr_eq(&table.get_or_create(7), &p), "a new process for the pid, not the old one");
 }
+
+/// A FIFO or terminal waits for readiness only when non-blocking, as every one a tenant opens
+/// is: a blocking pipe the host installs is read on a pool thread as the host made it, never
+/// with a blocking call where operations are started (a thread others share).
+#[test]
+fn only_non_blocking_pipes_wait_for_readiness() {
+    use rustix::pipe::{PipeFlags, pipe_with};
+    let (blocking, _w) = pipe_with(PipeFlags::CLOEXEC).unwrap();
+    let (nonblocking, _w2) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).unwrap();
+    assert!(!Descriptor::new(blocking, DescriptorKind::File).waits_on_peer());
+    assert!(Descriptor::new(nonblocking, DescriptorKind::File).waits_on_peer());
+    // /dev/null, opened blocking by `std`: a character device, but blocking.
+    assert!(!desc().waits_on_peer());
+}

@@ -205,13 +205,15 @@ pub fn starve_cancel_stops_a_fifo_read(make: MakeBackend) {
     assert_eq!(&got, b"x");
 }
 
-/// Character devices read and write through the same path: `/dev/zero` reads zeros, `/dev/null`
-/// takes what is written and reads as end of file.
+/// Character devices read and write through the same path: `/dev/zero` reads zeros (at most
+/// 64 KiB a read), `/dev/null` takes what is written and reads as end of file.
 pub fn starve_character_devices_read_and_write(make: MakeBackend) {
     let m = manager(make);
     m.set_policy(1, Policy::unrestricted()).unwrap();
     let zero = fd_of(&m, 1, Op::open("/dev/zero", O_RDONLY));
     assert_eq!(run_op(&m, 1, Op::Read { fd: zero, size: 4096 }).result, OpResult::Bytes(vec![0; 4096]));
+    // A device that never runs dry gives at most 64 KiB a read (a short count, as read(2) may).
+    assert_eq!(run_op(&m, 1, Op::Read { fd: zero, size: 1 << 20 }).result, OpResult::Bytes(vec![0; 64 << 10]));
     let null = fd_of(&m, 1, Op::open("/dev/null", O_RDWR));
     assert_eq!(run_op(&m, 1, Op::Write { fd: null, data: vec![1; 100] }).result, OpResult::Count(100));
     assert_eq!(run_op(&m, 1, Op::Read { fd: null, size: 16 }).result, OpResult::Bytes(Vec::new()));
