@@ -43,6 +43,10 @@ impl Batch {
     }
 }
 
+/// The most batches one outermost [`Shared::start`] hands the backend itself; the rest go to
+/// the backend's threads ([`Backend::spawn`]).
+const STARTS_PER_CALL: usize = 16;
+
 thread_local! {
     /// `Some` while this thread is inside [`Shared::start`].
     static STARTING: RefCell<Option<Waiting>> = const { RefCell::new(None) };
@@ -395,10 +399,30 @@ impl Shared {
         }
         let _outermost = Outermost;
         batch.submit_to(&self.backend);
+        let mut started = 1;
         while let Some((shared, batch)) =
             STARTING.with(|queue| queue.borrow_mut().as_mut().and_then(VecDeque::pop_front))
         {
+            if started == STARTS_PER_CALL {
+                // Operations that complete as they start (NOPs) keep freeing room for more, and
+                // this thread, whoever's it is (another tenant's `submit`, a reaper, the timer),
+                // would start them for as long as their process keeps queueing: the rest goes to
+                // the backend's own threads.
+                let mut rest = vec![(shared, batch)];
+                rest.extend(
+                    STARTING
+                        .with(|queue| queue.borrow_mut().as_mut().map(|w| w.drain(..).collect::<Vec<_>>()))
+                        .unwrap_or_default(),
+                );
+                self.backend.spawn(Box::pin(async move {
+                    for (shared, batch) in rest {
+                        shared.start(batch);
+                    }
+                }));
+                break;
+            }
             batch.submit_to(&shared.backend);
+            started += 1;
         }
     }
 
@@ -512,6 +536,52 @@ mod tests {
         }
         let pids: Vec<_> = backend.0.lock().unwrap().iter().map(|s| s.process().pid()).collect();
         assert_eq!(pids, [2, 2, 2]);
+    }
+
+    /// Completes every operation as it starts, and keeps spawned tasks for the test to run.
+    #[derive(Default)]
+    struct Instant_(std::sync::Mutex<Vec<crate::backend::Task>>);
+
+    #[async_trait::async_trait]
+    impl crate::backend::Backend for Instant_ {
+        fn name(&self) -> &'static str {
+            "instant"
+        }
+        async fn execute(&self, _op: crate::backend::Operation) -> crate::backend::OpOutcome {
+            Ok(crate::syscalls::OpResult::None)
+        }
+        fn spawn(&self, task: crate::backend::Task) {
+            self.0.lock().unwrap().push(task);
+        }
+        fn submit(self: Arc<Self>, batch: Vec<crate::backend::Submission>) {
+            for sub in batch {
+                sub.complete(Ok(crate::syscalls::OpResult::None));
+            }
+        }
+    }
+
+    /// Operations that complete as they start do not keep the thread that started them (which
+    /// may be another tenant's) starting the next ones for as long as their process has any:
+    /// after a few batches the rest goes to the backend's threads, and all still complete.
+    #[test]
+    fn instant_completions_do_not_trap_the_starting_thread() {
+        use crate::sandbox::Policy;
+        let backend = Arc::new(Instant_::default());
+        let m = IoUringManager::with_backend(backend.clone());
+        // One in flight at a time: each completion lets the next one in, a batch each.
+        m.set_policy(1, Policy::default().max_in_flight(1)).unwrap();
+        m.create_ring(1, Some(4096), Some(4096)).unwrap();
+        let nops = (0..1000).map(|_| SyscallSubmissionEntry::new(1, SyscallOpType::Nop, 0)).collect();
+        m.submit_batch(1, nops).unwrap();
+        let completed = || m.stats_for(1).unwrap().completed;
+        assert!(completed() <= 32, "the submitting call started {} of 1,000", completed());
+        // The backend's threads (run here, one task at a time) start the rest.
+        loop {
+            let next = backend.0.lock().unwrap().pop();
+            let Some(task) = next else { break };
+            futures::executor::block_on(task);
+        }
+        assert_eq!(completed(), 1000);
     }
 
     /// A process whose operations never end holds at most its share of the window (a quarter
