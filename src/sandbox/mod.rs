@@ -237,7 +237,8 @@ impl Policy {
     /// [`MAX_WEIGHT`]; `0` is taken as `1`): while several processes have operations queued, each
     /// is handed operations in proportion to its weight (deficit round robin, 32 operations per
     /// turn per unit of weight), so weights 1 and 3 get a quarter and three quarters of the
-    /// operations started. A process alone may use the whole executor, whatever its weight.
+    /// operations started. The weight also scales the process's share of the window (see
+    /// [`max_in_flight`](Self::max_in_flight)), which holds whether others contend or not.
     pub fn weight(mut self, weight: u32) -> Self {
         self.weight = weight.clamp(1, MAX_WEIGHT);
         self
