@@ -377,9 +377,32 @@ impl Policy {
         if matches!(self.files, FileAccess::Denied) {
             return Err(OpError::new(errno::EACCES, format!("open {path:?}: the policy allows no file access")));
         }
-        let Some(oflags) = OFlags::from_bits(flags) else {
+        // rustix's `OFlags::from_bits` takes every bit: the open flags this crate knows are
+        // listed here, and any other bit is refused before the kernel, which ignores unknown
+        // bits in open(2) (openat2 refuses them, but only rooted policies use it).
+        let known = OFlags::RWMODE
+            | OFlags::CREATE
+            | OFlags::EXCL
+            | OFlags::NOCTTY
+            | OFlags::TRUNC
+            | OFlags::APPEND
+            | OFlags::NONBLOCK
+            | OFlags::DSYNC
+            | OFlags::SYNC
+            | OFlags::RSYNC
+            | OFlags::DIRECTORY
+            | OFlags::NOFOLLOW
+            | OFlags::CLOEXEC
+            | OFlags::DIRECT
+            | OFlags::LARGEFILE
+            | OFlags::NOATIME
+            | OFlags::TMPFILE
+            | OFlags::PATH
+            | OFlags::ASYNC;
+        let oflags = OFlags::from_bits_retain(flags);
+        if !known.contains(oflags) {
             return Err(OpError::new(errno::EINVAL, format!("open {path:?}: unknown flag bits {flags:#x}")));
-        };
+        }
         if oflags.contains(OFlags::PATH) {
             return Err(OpError::new(errno::EINVAL, format!("open {path:?}: O_PATH descriptors are not supported")));
         }

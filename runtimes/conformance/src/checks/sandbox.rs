@@ -125,6 +125,14 @@ pub fn read_only_refuses_writes(make: MakeBackend) {
     assert_eq!(run_op(&m, 1, Op::open("f", 3)).errno(), Some(errno::EINVAL));
     assert_eq!(run_op(&m, 1, Op::open("f", 0x4000_0000)).errno(), Some(errno::EINVAL));
     assert_eq!(run_op(&m, 1, Op::open("f", libc::O_PATH as u32)).errno(), Some(errno::EINVAL));
+    // Unknown bits are refused by the policy itself, also where the kernel would ignore them
+    // (an unrestricted policy opens with open(2), not openat2).
+    m.set_policy(2, Policy::unrestricted()).unwrap();
+    let path = dir.path().join("f").display().to_string();
+    for flags in [0x4000_0000, 0x0100_0000 | O_RDONLY] {
+        assert_eq!(run_op(&m, 2, Op::open(path.clone(), flags)).errno(), Some(errno::EINVAL), "{flags:#x}");
+    }
+    assert!(run_op(&m, 2, Op::open(path, O_RDONLY)).status.is_success());
 }
 
 /// Descriptor, size and outstanding-operation limits.
