@@ -45,7 +45,9 @@ pub async fn execute<R: Readiness>(op: Operation, ready: &R) -> OpOutcome {
     execute_ref(op.op(), op.process(), rights.as_deref(), ready).await
 }
 
-/// Tries a socket operation once on the calling thread, without waiting: its outcome if it
+/// Tries an operation that runs on the readiness path ([`runs_on_readiness`]: the caller has
+/// checked; anything else completes `EINVAL`) once on the calling thread, without waiting: its
+/// outcome if it
 /// needed no wait (data already there, room to send, a connection already queued, a socket
 /// call that never waits, or an error), `None` if it would have waited. As a readiness loop
 /// tries the system call before it waits, this spares a backend the trip to its reactor when the
@@ -60,7 +62,7 @@ pub fn try_now(
     rights: Option<&Sandbox>,
     is_cancelled: impl FnOnce() -> bool,
 ) -> Option<OpOutcome> {
-    if matches!(op, SyscallOpType::Connect { .. }) || !runs_on_readiness(op, process) || is_cancelled() {
+    if matches!(op, SyscallOpType::Connect { .. }) || is_cancelled() {
         return None;
     }
     match execute_now(op, process, rights) {

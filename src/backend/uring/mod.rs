@@ -132,16 +132,14 @@ impl UringBackend {
         }
     }
 
-    /// The ring all of `ops` go to as they are, if they share one.
-    fn plain_ring_of<'a>(
+    /// The ring all of `ops` (each with its process) go to as they are, if they share one.
+    fn plain_ring_of<'p>(
         &self,
-        mut ops: impl Iterator<Item = &'a SyscallOpType>,
-        process: impl Fn(usize) -> &'a Process,
+        mut ops: impl Iterator<Item = (&'p SyscallOpType, &'p Process)>,
     ) -> Option<&Arc<Driver>> {
-        let first = self.plain_ring(ops.next()?, process(0))?;
-        ops.enumerate()
-            .all(|(i, op)| self.plain_ring(op, process(i + 1)).is_some_and(|d| Arc::ptr_eq(d, first)))
-            .then_some(first)
+        let (op, process) = ops.next()?;
+        let first = self.plain_ring(op, process)?;
+        ops.all(|(op, process)| self.plain_ring(op, process).is_some_and(|d| Arc::ptr_eq(d, first))).then_some(first)
     }
 
     /// Where `op` of `process` runs: in the kernel (the file ring, or the socket ring), inline
@@ -304,8 +302,8 @@ impl Backend for UringBackend {
     fn submit_ring(self: Arc<Self>, batch: RingBatch) {
         // A batch of plain requests for one kernel ring goes there with its ring kept once;
         // anything else is routed request by request.
-        let process = batch.process().clone();
-        if let Some(driver) = self.plain_ring_of(batch.ops(), |_| &process) {
+        let process = batch.process();
+        if let Some(driver) = self.plain_ring_of(batch.ops().map(|op| (op, &**process))) {
             let (ring, ops) = batch.into_parts();
             driver.submit_ring(ring, ops);
         } else {
@@ -315,7 +313,7 @@ impl Backend for UringBackend {
 
     fn submit(self: Arc<Self>, batch: Vec<Submission>) {
         // A batch of plain requests for one kernel ring reaches it as it is, without being copied.
-        if let Some(driver) = self.plain_ring_of(batch.iter().map(Submission::op), |i| batch[i].process()) {
+        if let Some(driver) = self.plain_ring_of(batch.iter().map(|sub| (sub.op(), &**sub.process()))) {
             Self::to_driver(driver, batch);
         } else {
             self.route_each(batch);

@@ -216,44 +216,17 @@ impl IoUringExecutor {
         Ok(accepted.first)
     }
 
-    /// Puts `ring` in line (if it is not already) and moves what fits to the backend.
+    /// Puts `ring` in line (if it is not already: one out of line at its share or waiting for
+    /// the rate-limit timer is scheduled too) and moves what fits to the backend.
     pub(crate) fn schedule(&self, ring: &Arc<SyscallCompletionRing>) {
         ring.scheduled_by(&self.inner);
         let mut s = self.inner.lock();
-        let mut batch = Vec::new();
-        // With nobody in line, the ring takes its turn without joining the line (the same order,
-        // without the queueing); it joins only if it has more than that turn takes.
-        if s.ready.is_empty() && !ring.scheduled.load(Ordering::Relaxed) && s.in_flight < self.inner.window {
-            let turn = turn_size(ring);
-            let share_left = self.inner.share(ring).saturating_sub(ring.held.load(Ordering::Relaxed));
-            let room = (self.inner.window - s.in_flight).min(turn).min(share_left);
-            let taken = ring.dispatch(room, &mut batch, |d, counts| Submission::new(ring, d, counts));
-            s.in_flight += taken.counted;
-            let held = ring.held.fetch_add(taken.counted, Ordering::Relaxed) + taken.counted;
-            if let Some(at) = taken.throttled {
-                ring.scheduled.store(true, Ordering::Relaxed);
-                self.inner.throttle(ring.clone(), at);
-            } else if taken.more && held >= self.inner.share(ring) {
-                ring.scheduled.store(true, Ordering::Relaxed);
-                ring.at_share.store(true, Ordering::Relaxed);
-                ring.turn_left.store(turn - taken.counted.min(turn), Ordering::Relaxed);
-            } else if taken.more {
-                ring.scheduled.store(true, Ordering::Relaxed);
-                s.ready.push_back(Turn { ring: ring.clone(), left: turn - taken.counted.min(turn) });
-                self.inner.fill(&mut s, &mut batch);
-            }
-        } else {
-            if !ring.scheduled.swap(true, Ordering::Relaxed) {
-                s.ready.push_back(Turn::new(ring.clone()));
-            }
-            self.inner.fill(&mut s, &mut batch);
+        if !ring.scheduled.swap(true, Ordering::Relaxed) {
+            s.ready.push_back(Turn::new(ring.clone()));
         }
-        drop(s);
-        self.inner.start(Batch::Submissions(batch));
+        self.inner.fill_and_start(s);
     }
-}
 
-impl IoUringExecutor {
     /// Looks again at a ring its process's policy (or its destruction) may have changed: one
     /// waiting for the rate-limit timer, or out of line at a share it no longer fills, goes
     /// back in line now, and what fits starts.
@@ -268,16 +241,21 @@ impl IoUringExecutor {
         } else {
             return;
         }
-        let mut batch = Vec::new();
-        inner.fill(&mut s, &mut batch);
-        drop(s);
-        inner.start(Batch::Submissions(batch));
+        inner.fill_and_start(s);
     }
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Sched> {
         crate::sync::lock(&self.sched)
+    }
+
+    /// [`fill`](Self::fill)s under `s`, then starts what it took once `s` is let go of.
+    fn fill_and_start(self: &Arc<Self>, mut s: MutexGuard<'_, Sched>) {
+        let mut batch = Vec::new();
+        self.fill(&mut s, &mut batch);
+        drop(s);
+        self.start(Batch::Submissions(batch));
     }
 
     /// Starts operations from the rings in line while the window has room: the ring at the
@@ -359,10 +337,7 @@ impl Shared {
     fn rejoin(self: &Arc<Self>, rings: Vec<Arc<SyscallCompletionRing>>) {
         let mut s = self.lock();
         s.ready.extend(rings.into_iter().filter(|r| r.throttled.swap(false, Ordering::Relaxed)).map(Turn::new));
-        let mut batch = Vec::new();
-        self.fill(&mut s, &mut batch);
-        drop(s);
-        self.start(Batch::Submissions(batch));
+        self.fill_and_start(s);
     }
 
     /// Hands `batch` to the backend. A backend may complete operations inside `submit` (io_uring
@@ -450,10 +425,7 @@ impl Shared {
         if s.ready.is_empty() {
             return;
         }
-        let mut batch = Vec::new();
-        self.fill(&mut s, &mut batch);
-        drop(s);
-        self.start(Batch::Submissions(batch));
+        self.fill_and_start(s);
     }
 }
 
