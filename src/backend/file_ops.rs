@@ -22,7 +22,7 @@ pub fn execute_sync(op: Operation) -> OpOutcome {
             let rights = op.rights()?;
             let place = process.reserve_fd(&rights)?;
             let fd = rights.open(path, *flags, *mode)?;
-            Ok(OpResult::Fd(place.install(opened(fd, *flags)?)?))
+            Ok(OpResult::Fd(place.install(opened(fd, *flags))?))
         }
         SyscallOpType::Close { fd } => process.close(*fd).map(|()| OpResult::None),
         SyscallOpType::Read { fd, size } => {
@@ -64,16 +64,20 @@ pub fn execute_sync(op: Operation) -> OpOutcome {
 /// device stays non-blocking, its reads and writes waiting for readiness like a socket's
 /// ([`Descriptor::waits_on_peer`]); anything else is made blocking again (a tenant's
 /// `O_NONBLOCK` included: no read or write of a file ever reports `EAGAIN`), with the other
-/// status flags it was opened with (`flags`, as the tenant gave them).
-pub(crate) fn opened(fd: std::os::fd::OwnedFd, flags: u32) -> Result<Descriptor, OpError> {
+/// status flags it was opened with (`flags`, as the tenant gave them). It never fails: the open
+/// has acted (created, truncated), so it is not turned into an error after the fact; a file
+/// whose type cannot be read is taken as a file, and one whose flags cannot be set (an
+/// append-only inode read without `O_APPEND` refuses F_SETFL) stays non-blocking, which reads
+/// and writes of a file ignore.
+pub(crate) fn opened(fd: std::os::fd::OwnedFd, flags: u32) -> Descriptor {
     use rustix::fs::OFlags;
-    let file_type = FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode);
+    let file_type = rustix::fs::fstat(&fd).map_or(FileType::Unknown, |st| FileType::from_raw_mode(st.st_mode));
     if !matches!(file_type, FileType::Fifo | FileType::CharacterDevice) {
         // Of the status flags F_SETFL sets, those the open applied, less O_NONBLOCK.
         let kept = OFlags::APPEND | OFlags::DIRECT | OFlags::NOATIME;
-        rustix::fs::fcntl_setfl(&fd, OFlags::from_bits_retain(flags) & kept)?;
+        let _ = rustix::fs::fcntl_setfl(&fd, OFlags::from_bits_retain(flags) & kept);
     }
-    Ok(Descriptor::of_file(fd, file_type))
+    Descriptor::of_file(fd, file_type)
 }
 
 /// `lseek`'s `whence` as rustix spells it.
@@ -386,13 +390,13 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let asked = OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND;
         let fd = rustix::fs::open(dir.path().join("f"), asked | OFlags::NONBLOCK, Mode::RUSR | Mode::WUSR).unwrap();
-        let d = opened(fd, asked.bits()).unwrap();
+        let d = opened(fd, asked.bits());
         let now = rustix::fs::fcntl_getfl(&d).unwrap();
         assert!(now.contains(OFlags::APPEND), "{now:?}");
         assert!(!now.contains(OFlags::NONBLOCK), "{now:?}");
         assert!(!d.waits_on_peer());
         let fd = rustix::fs::open("/dev/null", OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).unwrap();
-        let d = opened(fd, 0).unwrap();
+        let d = opened(fd, 0);
         assert!(rustix::fs::fcntl_getfl(&d).unwrap().contains(OFlags::NONBLOCK));
         assert!(d.waits_on_peer(), "a character device stays non-blocking and waits for readiness");
     }

@@ -290,7 +290,7 @@ pub(super) fn finish(prepared: &mut Prepared, result: i32) -> OpOutcome {
         Kind::Open(open) => {
             // SAFETY: a successful OPENAT2 returns a new descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(result) };
-            OpResult::Fd(open.place.install(file_ops::opened(fd, open.flags)?)?)
+            OpResult::Fd(open.place.install(file_ops::opened(fd, open.flags))?)
         }
         Kind::Net(kind) => net::finish(kind, result)?,
     })
