@@ -113,10 +113,10 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+mod op;
 pub mod process;
 pub mod sandbox;
 mod sync;
 pub mod syscalls;
 
-/// A virtual process id: a tenant of the host, not an OS process.
-pub type Pid = u32;
+pub use op::Pid;

@@ -6,9 +6,9 @@ use rustix::fs::{FileType, SeekFrom};
 use rustix::io::Errno;
 
 use super::{OpOutcome, Operation, net_ops};
+use crate::op::{OpError, errno};
+use crate::op::{OpResult, SyscallOpType};
 use crate::process::{Descriptor, DescriptorKind};
-use crate::syscalls::iouring::error::{OpError, errno};
-use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
 
 /// Executes a file operation (or `Nop`) with blocking system calls. Socket operations are
 /// refused with `EINVAL`: they wait on a reactor, see [`net_ops`].

@@ -89,9 +89,9 @@ pub use blocking::BlockingBackend;
 #[cfg(all(feature = "uring", target_os = "linux"))]
 pub use uring::UringBackend;
 
+pub use crate::op::{OpError, errno};
+use crate::op::{OpResult, SyscallOpType};
 pub use crate::syscalls::iouring::cancel::CancelToken;
-pub use crate::syscalls::iouring::error::{OpError, errno};
-use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
 
 /// What executing one operation produced.
 pub type OpOutcome = Result<OpResult, OpError>;
@@ -273,7 +273,7 @@ mod tests {
     use std::task::{Context, Waker};
 
     use super::*;
-    use crate::syscalls::iouring::op::SyscallOpType;
+    use crate::op::SyscallOpType;
     use crate::syscalls::iouring::ring::test_support::ring;
 
     /// A backend whose operations wait once, then finish having "taken" something (as an accept

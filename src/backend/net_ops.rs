@@ -12,10 +12,10 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, Protocol, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use super::{OpOutcome, Operation, file_ops};
+use crate::op::{OpError, errno};
+use crate::op::{OpResult, SyscallOpType};
 use crate::process::{Descriptor, DescriptorKind, Process};
 use crate::sandbox::Sandbox;
-use crate::syscalls::iouring::error::{OpError, errno};
-use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
 
 /// Which readiness an attempt waits for after `EAGAIN`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::Pid;
+use crate::op::Pid;
+use crate::op::SyscallOpType;
+use crate::op::{OpError, errno};
 use crate::process::Process;
 use crate::sandbox::Sandbox;
 use crate::syscalls::iouring::cancel::CancelToken;
-use crate::syscalls::iouring::error::{OpError, errno};
-use crate::syscalls::iouring::op::SyscallOpType;
 use crate::syscalls::iouring::ring::{AfterUnlock, Dispatched, SyscallCompletionRing};
 
 use super::OpOutcome;
@@ -389,9 +389,7 @@ impl Freed {
 
 /// Frees `counted` places in the executor of `ring` (every ring with operations running has one).
 pub(crate) fn release(ring: &Arc<SyscallCompletionRing>, counted: usize) {
-    if let Some(executor) = ring.executor() {
-        executor.release(ring, counted);
-    }
+    ring.release(counted);
 }
 
 impl Drop for Completer {

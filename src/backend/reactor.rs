@@ -10,8 +10,8 @@ use async_io::Async;
 use rustix::io::Errno;
 
 use super::net_ops::{Interest, Readiness};
+use crate::op::OpError;
 use crate::process::Descriptor;
-use crate::syscalls::iouring::error::OpError;
 
 /// Waits on async-io's global reactor (driven by its own thread when nobody else drives it).
 #[derive(Debug, Clone, Copy, Default)]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::Backend;
-use crate::syscalls::iouring::error::IoUringError;
+use crate::op::IoUringError;
 
 /// The environment variable that forces a backend: `uring`, `tokio`, `smol` or `blocking`.
 pub const BACKEND_ENV: &str = "AI_OS_KERNEL_BACKEND";

@@ -11,8 +11,8 @@ use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
 use super::net_ops::{Interest, Readiness};
 use super::{Backend, Capabilities, OpOutcome, Operation, Submission, Task, file_ops};
+use crate::op::{OpError, errno};
 use crate::process::Descriptor;
-use crate::syscalls::iouring::error::{OpError, errno};
 
 /// Runs operations on a tokio runtime: file operations on its blocking pool (`spawn_blocking`,
 /// as `tokio::fs` does), sockets on its reactor (`AsyncFd`), tasks on its workers.

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustix::fs::FileType;
 
-use crate::syscalls::iouring::error::{OpError, errno};
+use crate::op::{OpError, errno};
 
 /// What a descriptor refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

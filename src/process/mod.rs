@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 pub use fd::{Descriptor, DescriptorKind, FIRST_FD};
 
-use crate::Pid;
+use crate::op::OpError;
+use crate::op::Pid;
 use crate::sandbox::{Policy, Sandbox};
-use crate::syscalls::iouring::error::OpError;
 use fd::FdTable;
 
 /// One virtual process: its descriptors and its sandbox.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::fd::FdTable;
 use super::{Descriptor, DescriptorKind, FIRST_FD, ProcessTable};
+use crate::op::errno;
 use crate::sandbox::Policy;
-use crate::syscalls::iouring::error::errno;
 
 fn null() -> OwnedFd {
     std::fs::File::open("/dev/null").unwrap().into()

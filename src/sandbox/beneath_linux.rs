@@ -8,7 +8,7 @@ use rustix::fs::ResolveFlags;
 use rustix::io::Errno;
 
 use super::{kernel_flags, with_path};
-use crate::syscalls::iouring::error::{OpError, errno};
+use crate::op::{OpError, errno};
 
 /// How every rooted open resolves, also for backends that submit `OPENAT2` themselves.
 pub(crate) const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);

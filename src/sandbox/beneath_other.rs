@@ -3,7 +3,7 @@
 
 use std::os::fd::OwnedFd;
 
-use crate::syscalls::iouring::error::{OpError, errno};
+use crate::op::{OpError, errno};
 
 pub(crate) fn open_beneath(
     _root: &OwnedFd,

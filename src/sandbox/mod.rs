@@ -18,8 +18,8 @@ pub use ipnet::IpNet;
 pub use net::PortRange;
 pub use rate::RateLimit;
 
-use crate::syscalls::iouring::error::{OpError, errno};
-use crate::syscalls::iouring::op::SyscallOpType;
+use crate::op::SyscallOpType;
+use crate::op::{OpError, errno};
 use net::NetRule;
 
 /// The largest read or write the crate will attempt, whatever the policy: Linux's own limit for

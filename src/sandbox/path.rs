@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
 
-use crate::syscalls::iouring::error::OpError;
+use crate::op::OpError;
 
 #[cfg(target_os = "linux")]
 #[path = "beneath_linux.rs"]

@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::{DEFAULT_MAX_IO_BYTES, MAX_IO_SIZE, Policy};
-use crate::syscalls::iouring::error::errno;
-use crate::syscalls::iouring::op::SyscallOpType as Op;
+use crate::op::SyscallOpType as Op;
+use crate::op::errno;
 
 /// The errno `check` refused `op` with, `None` if it passed.
 fn refused(p: &Policy, op: &Op) -> Option<i32> {
@@ -140,7 +140,7 @@ const NOCTTY_REPORT: &str = "no controlling terminal after opening ";
 /// without `O_NOCTTY` would make it the controlling one), so the test process is left alone.
 #[test]
 fn opening_a_terminal_never_makes_it_the_controlling_terminal() {
-    use crate::syscalls::open_flags::O_RDWR;
+    use crate::op::open_flags::O_RDWR;
     const O_NOCTTY: u32 = libc::O_NOCTTY as u32;
     if let Ok(flags) = std::env::var(NOCTTY_CHILD) {
         return noctty_child(flags.parse().unwrap());

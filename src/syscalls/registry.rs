@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::iouring::SyscallCompletionEntry;
 use super::iouring::SyscallOpType;
-use crate::Pid;
+use crate::op::Pid;
 
 /// A system call of a virtual process.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use std::os::fd::AsRawFd;
 
 use super::prepare::{self, Prepared};
 use crate::backend::{Completer, Freed, OpOutcome, release};
-use crate::syscalls::iouring::error::{OpError, errno};
-use crate::syscalls::iouring::op::SyscallOpType;
+use crate::op::SyscallOpType;
+use crate::op::{OpError, errno};
 use crate::syscalls::iouring::ring::{Dispatched, SyscallCompletionRing};
 
 /// `user_data` of the NOP that wakes the reaper to shut down.

@@ -26,9 +26,9 @@ use super::{
     Backend, BlockingBackend, Capabilities, Completer, OpOutcome, Operation, RingBatch, Submission, Task, file_ops,
     net_ops,
 };
+use crate::op::SyscallOpType;
+use crate::op::{OpError, errno};
 use crate::process::{DescriptorKind, Process};
-use crate::syscalls::iouring::error::{OpError, errno};
-use crate::syscalls::iouring::op::SyscallOpType;
 use driver::{Driver, Finish};
 
 /// The submission queue size: also the executor's in-flight window.
@@ -337,14 +337,14 @@ mod tests {
 
     use super::UringBackend;
     use super::driver::Driver;
+    use crate::op::open_flags::O_RDWR;
     use crate::sandbox::Policy;
-    use crate::syscalls::open_flags::O_RDWR;
     use crate::syscalls::{IoUringManager, OpResult, SyscallOpType as Op, SyscallSubmissionEntry};
 
     /// A manager on a real io_uring (and its driver) whose `pids` may bind UDP sockets on the
     /// loopback (a read of one is a plain kernel request that waits), and a directory they may use; `None`, said out loud, where io_uring is
     /// unavailable or holds no socket requests in the kernel.
-    fn parked_setup(pids: &[crate::Pid]) -> Option<(Arc<Driver>, IoUringManager, tempfile::TempDir)> {
+    fn parked_setup(pids: &[crate::op::Pid]) -> Option<(Arc<Driver>, IoUringManager, tempfile::TempDir)> {
         let uring = match UringBackend::new() {
             Ok(uring) => Arc::new(uring),
             Err(e) => {
@@ -373,7 +373,7 @@ mod tests {
 
     /// A UDP socket of `pid` bound on the loopback, and its address: a `Recv` of it waits in the
     /// kernel until a datagram comes.
-    fn parked_socket(m: &IoUringManager, pid: crate::Pid) -> (i32, std::net::SocketAddr) {
+    fn parked_socket(m: &IoUringManager, pid: crate::op::Pid) -> (i32, std::net::SocketAddr) {
         let run = |op| {
             let seq = m.submit(pid, SyscallSubmissionEntry::new(pid, op, 0)).unwrap();
             m.wait_completion_timeout(pid, seq, Duration::from_secs(10)).unwrap().result
@@ -401,7 +401,7 @@ mod tests {
     #[test]
     fn iouring_a_write_past_the_file_size_limit_leaves_no_signal() {
         use crate::backend::file_ops::tests::with_file_size_limit;
-        use crate::syscalls::open_flags::O_CREAT;
+        use crate::op::open_flags::O_CREAT;
         with_file_size_limit(
             "backend::uring::tests::iouring_a_write_past_the_file_size_limit_leaves_no_signal",
             || {
@@ -601,7 +601,7 @@ mod tests {
 
     /// A TCP socket of `pid`, made by the crate as every tenant's is, connected to a host end that
     /// sends each byte as soon as it is written. `pid` may connect on the loopback.
-    fn connected(m: &IoUringManager, pid: crate::Pid) -> (i32, std::net::TcpStream) {
+    fn connected(m: &IoUringManager, pid: crate::op::Pid) -> (i32, std::net::TcpStream) {
         let run = |op| {
             let seq = m.submit(pid, SyscallSubmissionEntry::new(pid, op, 0)).unwrap();
             m.wait_completion_timeout(pid, seq, Duration::from_secs(10)).unwrap().result
@@ -618,7 +618,7 @@ mod tests {
     }
 
     /// Parks `count` one-byte receives of `pid` on `sockfd`, in one batch; their sequence numbers.
-    fn park_receives(m: &IoUringManager, pid: crate::Pid, sockfd: i32, count: usize) -> Vec<u64> {
+    fn park_receives(m: &IoUringManager, pid: crate::op::Pid, sockfd: i32, count: usize) -> Vec<u64> {
         let recv = |i| SyscallSubmissionEntry::new(pid, Op::Recv { sockfd, size: 1, flags: 0 }, i as u64);
         m.submit_batch(pid, (0..count).map(recv).collect()).unwrap()
     }
@@ -629,7 +629,7 @@ mod tests {
     /// received when the deadline passed.
     fn feed_one_at_a_time(
         m: &IoUringManager,
-        pid: crate::Pid,
+        pid: crate::op::Pid,
         host: &mut std::net::TcpStream,
         count: usize,
         deadline: Instant,
@@ -658,7 +658,7 @@ mod tests {
     /// how many there were.
     fn cancel_the_rest(
         m: &IoUringManager,
-        pid: crate::Pid,
+        pid: crate::op::Pid,
         seqs: Vec<u64>,
         got: &[crate::syscalls::SyscallCompletionEntry],
     ) -> usize {

@@ -16,10 +16,10 @@ use rustix::net::addr::{SocketAddrLen, SocketAddrStorage};
 
 use crate::backend::file_ops;
 use crate::backend::net_ops::{self, socket};
+use crate::op::{OpError, errno};
+use crate::op::{OpResult, SyscallOpType};
 use crate::process::{Descriptor, DescriptorKind, FdSlot, Process};
 use crate::sandbox::Sandbox;
-use crate::syscalls::iouring::error::{OpError, errno};
-use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
 
 /// What a socket request owns while the kernel holds it, and its flags.
 pub(super) enum NetKind {

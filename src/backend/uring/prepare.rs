@@ -11,10 +11,10 @@ use rustix::fs::FileType;
 use rustix::io::Errno;
 
 use crate::backend::{OpOutcome, file_ops};
+use crate::op::{OpError, errno};
+use crate::op::{OpResult, SyscallOpType};
 use crate::process::{Descriptor, DescriptorKind, FdSlot, Process};
 use crate::sandbox::Sandbox;
-use crate::syscalls::iouring::error::{OpError, errno};
-use crate::syscalls::iouring::op::{OpResult, SyscallOpType};
 use crate::syscalls::iouring::ring::SyscallCompletionRing;
 
 use super::net::{self, NetKind};

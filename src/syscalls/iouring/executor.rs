@@ -8,11 +8,11 @@ use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::error::Result;
-use super::op::SyscallOpType;
-use super::ring::{SyscallCompletionRing, Taken};
+use super::ring::{SyscallCompletionRing, Taken, Window};
 use super::throttle::Timer;
 use crate::backend::{Backend, RingBatch, Submission};
+use crate::op::Result;
+use crate::op::SyscallOpType;
 use crate::sync::{Mutex, MutexGuard};
 
 /// Batches waiting for the outermost [`Shared::start`] of their thread, in order.
@@ -82,6 +82,9 @@ pub struct IoUringExecutor {
 }
 
 pub(crate) struct Shared {
+    /// Itself, for what outlives a call (a batch queued for this thread's outermost start, the
+    /// timer): reached from a ring's [`Window`] by reference.
+    me: std::sync::Weak<Shared>,
     backend: Arc<dyn Backend>,
     window: usize,
     /// Whether the backend takes a batch that skipped the SQ as a [`RingBatch`].
@@ -140,7 +143,8 @@ impl IoUringExecutor {
         let caps = backend.capabilities();
         let (window, ring_batches) = (caps.max_in_flight.max(1), caps.ring_batches);
         IoUringExecutor {
-            inner: Arc::new(Shared {
+            inner: Arc::new_cyclic(|me| Shared {
+                me: me.clone(),
                 backend,
                 window,
                 ring_batches,
@@ -176,14 +180,14 @@ impl IoUringExecutor {
         ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
         to_future: bool,
     ) -> Result<u64> {
-        ring.scheduled_by(&self.inner);
+        ring.scheduled_by(|| self.inner.clone());
         let n = ops.len();
         let mut s = self.inner.lock();
         // A rate-limited process's operations always pass through its SQ, where the limits apply.
         if !s.ready.is_empty()
-            || ring.scheduled.load(Ordering::Relaxed)
+            || ring.seat.scheduled.load(Ordering::Relaxed)
             || self.inner.window - s.in_flight < n
-            || self.inner.share(ring).saturating_sub(ring.held.load(Ordering::Relaxed)) < n
+            || self.inner.share(ring).saturating_sub(ring.seat.held.load(Ordering::Relaxed)) < n
             || ring.process().is_rate_limited()
         {
             drop(s);
@@ -206,7 +210,7 @@ impl IoUringExecutor {
             (accepted, refused, Batch::Submissions(batch))
         };
         s.in_flight += accepted.counted;
-        ring.held.fetch_add(accepted.counted, Ordering::Relaxed);
+        ring.seat.held.fetch_add(accepted.counted, Ordering::Relaxed);
         drop(s);
         ring.finish(refused);
         self.inner.start(batch);
@@ -219,9 +223,9 @@ impl IoUringExecutor {
     /// Puts `ring` in line (if it is not already: one out of line at its share or waiting for
     /// the rate-limit timer is scheduled too) and moves what fits to the backend.
     pub(crate) fn schedule(&self, ring: &Arc<SyscallCompletionRing>) {
-        ring.scheduled_by(&self.inner);
+        ring.scheduled_by(|| self.inner.clone());
         let mut s = self.inner.lock();
-        if !ring.scheduled.swap(true, Ordering::Relaxed) {
+        if !ring.seat.scheduled.swap(true, Ordering::Relaxed) {
             s.ready.push_back(Turn::new(ring.clone()));
         }
         self.inner.fill_and_start(s);
@@ -233,11 +237,13 @@ impl IoUringExecutor {
     pub(crate) fn reconsider(&self, ring: &Arc<SyscallCompletionRing>) {
         let inner = &self.inner;
         let mut s = inner.lock();
-        if ring.throttled.swap(false, Ordering::Relaxed) {
+        if ring.seat.throttled.swap(false, Ordering::Relaxed) {
             s.ready.push_back(Turn::new(ring.clone()));
-        } else if ring.at_share.load(Ordering::Relaxed) && ring.held.load(Ordering::Relaxed) < inner.share(ring) {
-            ring.at_share.store(false, Ordering::Relaxed);
-            s.ready.push_back(Turn { ring: ring.clone(), left: ring.turn_left.swap(0, Ordering::Relaxed) });
+        } else if ring.seat.at_share.load(Ordering::Relaxed)
+            && ring.seat.held.load(Ordering::Relaxed) < inner.share(ring)
+        {
+            ring.seat.at_share.store(false, Ordering::Relaxed);
+            s.ready.push_back(Turn { ring: ring.clone(), left: ring.seat.turn_left.swap(0, Ordering::Relaxed) });
         } else {
             return;
         }
@@ -251,7 +257,7 @@ impl Shared {
     }
 
     /// [`fill`](Self::fill)s under `s`, then starts what it took once `s` is let go of.
-    fn fill_and_start(self: &Arc<Self>, mut s: MutexGuard<'_, Sched>) {
+    fn fill_and_start(&self, mut s: MutexGuard<'_, Sched>) {
         let mut batch = Vec::new();
         self.fill(&mut s, &mut batch);
         drop(s);
@@ -261,7 +267,7 @@ impl Shared {
     /// Starts operations from the rings in line while the window has room: the ring at the
     /// front goes on with its turn; one whose turn is used up goes to the back, one with nothing
     /// left queued leaves the line, one its rate limit holds back waits for the timer.
-    fn fill(self: &Arc<Self>, s: &mut Sched, batch: &mut Vec<Submission>) {
+    fn fill(&self, s: &mut Sched, batch: &mut Vec<Submission>) {
         let Sched { ready, in_flight } = s;
         while *in_flight < self.window {
             let Some(Turn { ring, left }) = ready.front_mut() else { break };
@@ -269,7 +275,7 @@ impl Shared {
                 *left = turn_size(ring);
             }
             let share = self.share(ring);
-            let held = ring.held.load(Ordering::Relaxed);
+            let held = ring.seat.held.load(Ordering::Relaxed);
             let room = (self.window - *in_flight).min(*left).min(share.saturating_sub(held));
             let taken = if room > 0 {
                 ring.dispatch(room, batch, |d, counts| Submission::new(ring, d, counts))
@@ -278,7 +284,7 @@ impl Shared {
             };
             *in_flight += taken.counted;
             *left -= taken.counted.min(*left);
-            ring.held.store(held + taken.counted, Ordering::Relaxed);
+            ring.seat.held.store(held + taken.counted, Ordering::Relaxed);
             let (used_up, at_share) = (*left == 0, held + taken.counted >= share);
             if let Some(at) = taken.throttled {
                 if let Some(turn) = ready.pop_front() {
@@ -286,14 +292,14 @@ impl Shared {
                 }
             } else if !taken.more {
                 if let Some(turn) = ready.pop_front() {
-                    turn.ring.scheduled.store(false, Ordering::Relaxed);
+                    turn.ring.seat.scheduled.store(false, Ordering::Relaxed);
                 }
             } else if at_share {
                 // It holds its whole share: out of line (still scheduled) until one of its
                 // operations completes, keeping what is left of its turn.
                 if let Some(turn) = ready.pop_front() {
-                    turn.ring.at_share.store(true, Ordering::Relaxed);
-                    turn.ring.turn_left.store(turn.left, Ordering::Relaxed);
+                    turn.ring.seat.at_share.store(true, Ordering::Relaxed);
+                    turn.ring.seat.turn_left.store(turn.left, Ordering::Relaxed);
                 }
             } else if used_up && let Some(turn) = ready.pop_front() {
                 ready.push_back(turn);
@@ -315,8 +321,8 @@ impl Shared {
     /// Takes `ring` (marked scheduled) out of line until `at`, when its rate limit admits its
     /// next operation. Without a timer (its thread could not be made) the ring is let go of
     /// instead: its next submission puts it back in line.
-    fn throttle(self: &Arc<Self>, ring: Arc<SyscallCompletionRing>, at: Instant) {
-        let timer = self.timer.get_or_init(|| match Timer::start(Arc::downgrade(self), Shared::rejoin) {
+    fn throttle(&self, ring: Arc<SyscallCompletionRing>, at: Instant) {
+        let timer = self.timer.get_or_init(|| match Timer::start(self.me.clone(), Shared::rejoin) {
             Ok(timer) => Some(timer),
             Err(e) => {
                 tracing::error!(error = %e, "could not start the rate-limit timer thread");
@@ -325,10 +331,10 @@ impl Shared {
         });
         match timer {
             Some(timer) => {
-                ring.throttled.store(true, Ordering::Relaxed);
+                ring.seat.throttled.store(true, Ordering::Relaxed);
                 timer.wake_at(at, ring);
             }
-            None => ring.scheduled.store(false, Ordering::Relaxed),
+            None => ring.seat.scheduled.store(false, Ordering::Relaxed),
         }
     }
 
@@ -336,7 +342,7 @@ impl Shared {
     /// back meanwhile ([`IoUringExecutor::reconsider`]) is not put back twice.
     fn rejoin(self: &Arc<Self>, rings: Vec<Arc<SyscallCompletionRing>>) {
         let mut s = self.lock();
-        s.ready.extend(rings.into_iter().filter(|r| r.throttled.swap(false, Ordering::Relaxed)).map(Turn::new));
+        s.ready.extend(rings.into_iter().filter(|r| r.seat.throttled.swap(false, Ordering::Relaxed)).map(Turn::new));
         self.fill_and_start(s);
     }
 
@@ -345,7 +351,7 @@ impl Shared {
     /// completion frees room that starts the next batch: started right there, that would nest one
     /// `submit` inside another for every turn of a long queue and overflow the stack. So a thread
     /// already inside `start` only queues the batch, and its outermost `start` runs the queue.
-    fn start(self: &Arc<Self>, batch: Batch) {
+    fn start(&self, batch: Batch) {
         if batch.is_empty() {
             return;
         }
@@ -353,7 +359,10 @@ impl Shared {
             let mut queue = queue.borrow_mut();
             match queue.as_mut() {
                 Some(waiting) => {
-                    waiting.push_back((self.clone(), batch));
+                    // Alive: a caller of this method holds it.
+                    if let Some(me) = self.me.upgrade() {
+                        waiting.push_back((me, batch));
+                    }
                     None
                 }
                 None => {
@@ -400,22 +409,21 @@ impl Shared {
             started += 1;
         }
     }
+}
 
+impl Window for Shared {
     /// Operations of `ring` left the backend (`counted` of them in the window): their room goes
     /// to the next rings in line, `ring` back among them if it was out of line for holding its
     /// whole share.
-    pub(crate) fn release(self: &Arc<Self>, ring: &Arc<SyscallCompletionRing>, counted: usize) {
-        if counted == 0 {
-            return;
-        }
+    fn release(&self, ring: &Arc<SyscallCompletionRing>, counted: usize) {
         let mut s = self.lock();
         s.in_flight -= counted;
-        ring.held.fetch_sub(counted, Ordering::Relaxed);
-        if ring.at_share.swap(false, Ordering::Relaxed) {
+        ring.seat.held.fetch_sub(counted, Ordering::Relaxed);
+        if ring.seat.at_share.swap(false, Ordering::Relaxed) {
             // Back in line: at the front to go on with a turn its share cut short (so that every
             // ring starts its weight's worth per round of the line, capped or not), at the back
             // if that turn was used up.
-            let turn = Turn { ring: ring.clone(), left: ring.turn_left.swap(0, Ordering::Relaxed) };
+            let turn = Turn { ring: ring.clone(), left: ring.seat.turn_left.swap(0, Ordering::Relaxed) };
             if turn.left > 0 {
                 s.ready.push_front(turn);
             } else {

@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 
 use futures_core::future::FusedFuture;
 
-use super::completion::SyscallCompletionEntry;
 use super::ring::SyscallCompletionRing;
+use crate::op::SyscallCompletionEntry;
 
 /// The completion of one operation submitted with
 /// [`IoUringManager::submit_async`](super::IoUringManager::submit_async).

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::manager::IoUringManager;
-use super::submission::SyscallSubmissionEntry;
-use crate::Pid;
+use crate::op::Pid;
+use crate::op::SyscallSubmissionEntry;
 use crate::syscalls::{Syscall, SyscallHandler, SyscallResult};
 
 /// Handles [`Syscall::Io`] through an [`IoUringManager`], so I/O dispatched through a

@@ -12,18 +12,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
 use super::cancel::CancelToken;
-use super::error::IoUringError;
 use super::executor::IoUringExecutor;
 use super::future::CompletionFuture;
-use super::op::OpResult;
 use super::ring::SyscallCompletionRing;
 use super::ring::test_support::{nops, start_all};
 use super::stats::Counters;
 use crate::backend::{Backend, OpOutcome, Operation, Submission, Task};
+use crate::op::IoUringError;
+use crate::op::OpResult;
 use crate::process::DescriptorKind;
 
 /// A small ring of `pid`: room for the few operations a model runs.
-fn ring(pid: crate::Pid) -> (Arc<SyscallCompletionRing>, Arc<Counters>) {
+fn ring(pid: crate::op::Pid) -> (Arc<SyscallCompletionRing>, Arc<Counters>) {
     super::ring::test_support::ring(pid, 4, 4)
 }
 

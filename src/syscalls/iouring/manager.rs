@@ -5,17 +5,17 @@ use std::sync::{Arc, RwLock};
 use rustc_hash::FxHashMap;
 use std::time::{Duration, Instant};
 
-use super::completion::SyscallCompletionEntry;
-use super::error::{IoUringError, Result};
 use super::executor::IoUringExecutor;
 use super::future::CompletionFuture;
 use super::metrics::ProcessStats;
 use super::ring::{DEFAULT_CQ_SIZE, DEFAULT_SQ_SIZE, SyscallCompletionRing};
 use super::stats::{Counters, IoUringStats};
 use super::stream::CompletionStream;
-use super::submission::SyscallSubmissionEntry;
-use crate::Pid;
 use crate::backend::{self, Backend};
+use crate::op::Pid;
+use crate::op::SyscallCompletionEntry;
+use crate::op::SyscallSubmissionEntry;
+use crate::op::{IoUringError, Result};
 use crate::process::ProcessTable;
 use crate::sandbox::Policy;
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::Pid;
+use crate::op::Pid;
 
 /// One process's counters and latency split, from
 /// [`IoUringManager::stats_for`](super::IoUringManager::stats_for).

@@ -16,15 +16,14 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::cancel::CancelToken;
-use super::completion::SyscallCompletionEntry;
-use super::error::{IoUringError, OpError, Result};
-use super::executor::Shared;
 use super::metrics::{Metrics, ProcessStats, Stage};
-use super::op::{OpResult, SyscallOpType};
 use super::stats::Counters;
 use super::stream::CompletionStream;
 use super::throttle::Throttle;
-use crate::Pid;
+use crate::op::Pid;
+use crate::op::SyscallCompletionEntry;
+use crate::op::{IoUringError, OpError, Result};
+use crate::op::{OpResult, SyscallOpType};
 use crate::process::Process;
 use crate::sandbox::Sandbox;
 use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard};
@@ -53,26 +52,38 @@ pub struct SyscallCompletionRing {
     state: Mutex<RingState>,
     /// Signalled when a CQ-owned completion arrives or the ring is destroyed.
     arrived: Condvar,
-    /// Whether the executor's ready list holds this ring; changed only under the executor's lock.
+    /// The ring's place in the line of the scheduler that starts its operations.
+    pub(crate) seat: Seat,
+    /// Where the places its operations hold in the backend's window are given back, set when the
+    /// ring is first scheduled. Reached through the ring, so an operation in flight holds one
+    /// reference (the ring) rather than two. (The scheduler's line holds the ring only while it
+    /// has queued operations, so the two keep each other alive no longer than that.)
+    window: OnceLock<Arc<dyn Window>>,
+}
+
+/// What starts a ring's operations: told when operations that held a place in its window leave
+/// the backend. The executor implements it; the ring knows nothing else of it.
+pub(crate) trait Window: Send + Sync {
+    /// `counted` places held by `ring`'s operations are free again.
+    fn release(&self, ring: &Arc<SyscallCompletionRing>, counted: usize);
+}
+
+/// A ring's place in its scheduler's line. Read and written only by the scheduler, under its own
+/// lock (the atomics only let a shared ring carry it).
+#[derive(Default)]
+pub(crate) struct Seat {
+    /// Whether the ring is in line (or out of it for a while, below, and coming back).
     pub(crate) scheduled: AtomicBool,
-    /// Places in the executor's window this ring's operations hold; changed only under the
-    /// executor's lock.
+    /// Places in the window its operations hold.
     pub(crate) held: AtomicUsize,
-    /// Whether the ring is out of line because it holds its whole share of the window (it stays
-    /// `scheduled`; its next completion puts it back); changed only under the executor's lock.
+    /// Whether it is out of line because it holds its whole share of the window (still
+    /// `scheduled`; its next completion puts it back).
     pub(crate) at_share: AtomicBool,
-    /// What was left of its turn when it went out of line for holding its share; changed only
-    /// under the executor's lock.
+    /// What was left of its turn when it went out of line for holding its share.
     pub(crate) turn_left: AtomicUsize,
-    /// Whether the ring is out of line waiting for the rate-limit timer (it stays `scheduled`);
-    /// changed only under the executor's lock. A timer entry for a ring no longer waiting is
-    /// stale and ignored.
+    /// Whether it is out of line waiting for its rate limit's timer (still `scheduled`). A timer
+    /// entry for a ring no longer waiting is stale and ignored.
     pub(crate) throttled: AtomicBool,
-    /// The executor that runs this ring's operations, set when it first schedules the ring: its
-    /// completions free room there. Reached through the ring, so an operation in flight holds one
-    /// reference (the ring) rather than two. (The executor's ready list holds the ring only while
-    /// it has queued operations, so the two keep each other alive no longer than that.)
-    executor: OnceLock<Arc<Shared>>,
 }
 
 impl std::fmt::Debug for SyscallCompletionRing {
@@ -226,12 +237,8 @@ impl SyscallCompletionRing {
             counters,
             state: Mutex::new(RingState::default()),
             arrived: Condvar::new(),
-            scheduled: AtomicBool::new(false),
-            held: AtomicUsize::new(0),
-            at_share: AtomicBool::new(false),
-            turn_left: AtomicUsize::new(0),
-            throttled: AtomicBool::new(false),
-            executor: OnceLock::new(),
+            seat: Seat::default(),
+            window: OnceLock::new(),
         })
     }
 
@@ -283,14 +290,20 @@ impl SyscallCompletionRing {
         &self.process
     }
 
-    /// Records the executor that schedules this ring (the first one; a manager has only one).
-    pub(crate) fn scheduled_by(&self, executor: &Arc<Shared>) {
-        self.executor.get_or_init(|| executor.clone());
+    /// Records where the places of this ring's operations are given back: `window`'s, on the
+    /// first call (a manager has one executor).
+    pub(crate) fn scheduled_by(&self, window: impl FnOnce() -> Arc<dyn Window>) {
+        self.window.get_or_init(window);
     }
 
-    /// The executor this ring's operations run on (none before its first operation).
-    pub(crate) fn executor(&self) -> Option<&Arc<Shared>> {
-        self.executor.get()
+    /// Gives `counted` places of this ring's operations back to its window (none before its
+    /// first operation).
+    pub(crate) fn release(self: &Arc<Self>, counted: usize) {
+        if counted > 0
+            && let Some(window) = self.window.get()
+        {
+            window.release(self, counted);
+        }
     }
 
     /// A clock for one pass under the lock.
@@ -614,7 +627,7 @@ impl SyscallCompletionRing {
         match s.slots.get(&seq) {
             Some(Slot { phase: Phase::Running(_) | Phase::Queued, .. }) => {
                 s.rights.get(&seq).cloned().ok_or_else(|| {
-                    OpError::new(super::error::errno::EINVAL, "the operation was submitted without rights to act")
+                    OpError::new(crate::op::errno::EINVAL, "the operation was submitted without rights to act")
                 })
             }
             _ => Err(OpError::cancelled()),
@@ -1065,12 +1078,12 @@ pub(crate) mod test_support {
     use std::sync::Arc;
 
     use super::SyscallCompletionRing;
+    use crate::op::SyscallOpType;
     use crate::process::ProcessTable;
-    use crate::syscalls::iouring::op::SyscallOpType;
     use crate::syscalls::iouring::stats::Counters;
 
     /// A ring of `pid` with the given sizes, and the counters it reports to.
-    pub(crate) fn ring(pid: crate::Pid, sq: usize, cq: usize) -> (Arc<SyscallCompletionRing>, Arc<Counters>) {
+    pub(crate) fn ring(pid: crate::op::Pid, sq: usize, cq: usize) -> (Arc<SyscallCompletionRing>, Arc<Counters>) {
         let counters = Arc::new(Counters::default());
         let process = ProcessTable::new().get_or_create(pid);
         (Arc::new(SyscallCompletionRing::new(pid, sq, cq, process, counters.clone()).unwrap()), counters)

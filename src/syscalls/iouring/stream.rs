@@ -6,8 +6,8 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
-use super::completion::SyscallCompletionEntry;
 use super::ring::SyscallCompletionRing;
+use crate::op::SyscallCompletionEntry;
 
 /// The completions of a ring's CQ, in completion order: everything submitted with `submit`,
 /// `submit_batch`, or a detached future. It shares the CQ with `reap_completions` and

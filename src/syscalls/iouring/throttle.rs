@@ -6,8 +6,8 @@ use std::collections::BinaryHeap;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::op::SyscallOpType;
 use super::ring::SyscallCompletionRing;
+use crate::op::SyscallOpType;
 use crate::sandbox::RateLimit;
 
 const NANOS: u128 = 1_000_000_000;

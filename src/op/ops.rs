@@ -2,6 +2,9 @@
 
 use std::net::SocketAddr;
 
+#[cfg(doc)]
+use super::OpResult;
+
 /// One syscall-like operation, as a process submits it.
 ///
 /// File descriptors (`fd`, `sockfd`) are the *virtual* descriptors of the submitting process:
@@ -182,81 +185,4 @@ impl SyscallOpType {
             _ => self.read_len(),
         }
     }
-}
-
-/// What a successful operation produced.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[allow(missing_docs)] // each variant's docs describe its fields
-pub enum OpResult {
-    /// Nothing: `Close`, `Fsync`, `Bind`, `Listen`, `Connect`, `Nop`, and every failed or
-    /// cancelled operation.
-    #[default]
-    None,
-    /// A new virtual descriptor: `Open`, `Socket`.
-    Fd(i32),
-    /// Bytes read: `Read`, `ReadAt`, `Recv`. Empty at end of file or when the peer closed.
-    Bytes(Vec<u8>),
-    /// Bytes written: `Write`, `WriteAt`, `Send`, `SendTo`. May be less than asked (short write).
-    Count(usize),
-    /// The new position: `Lseek`.
-    Offset(u64),
-    /// A new connection: `Accept`.
-    Accepted { fd: i32, peer: SocketAddr },
-    /// One datagram and its sender: `RecvFrom`.
-    Datagram { data: Vec<u8>, from: SocketAddr },
-    /// A socket address: `LocalAddr`.
-    Addr(SocketAddr),
-}
-
-impl OpResult {
-    /// The new descriptor this result hands to its owner, if any (closed for it when the result is
-    /// discarded, so a dropped future leaks nothing).
-    pub(crate) fn new_fd(&self) -> Option<i32> {
-        match *self {
-            OpResult::Fd(fd) | OpResult::Accepted { fd, .. } => Some(fd),
-            _ => None,
-        }
-    }
-
-    /// The memory its data holds: the buffer's capacity, which may exceed the bytes read by
-    /// a little (results are shrunk only when that would save more than a few KiB). What it
-    /// counts against its process's buffer budget until taken.
-    pub(crate) fn held_bytes(&self) -> usize {
-        match self {
-            OpResult::Bytes(data) | OpResult::Datagram { data, .. } => data.capacity(),
-            _ => 0,
-        }
-    }
-}
-
-/// Linux `open(2)` flags, so callers need no `libc` to build an [`SyscallOpType::Open`].
-pub mod open_flags {
-    use rustix::fs::OFlags;
-
-    /// Open for reading only.
-    pub const O_RDONLY: u32 = OFlags::RDONLY.bits();
-    /// Open for writing only.
-    pub const O_WRONLY: u32 = OFlags::WRONLY.bits();
-    /// Open for reading and writing.
-    pub const O_RDWR: u32 = OFlags::RDWR.bits();
-    /// Create the file if it does not exist (mode from the op, `0o644` by default).
-    pub const O_CREAT: u32 = OFlags::CREATE.bits();
-    /// With `O_CREAT`, fail with `EEXIST` if the file exists.
-    pub const O_EXCL: u32 = OFlags::EXCL.bits();
-    /// Truncate the file to zero length.
-    pub const O_TRUNC: u32 = OFlags::TRUNC.bits();
-    /// Every write appends.
-    pub const O_APPEND: u32 = OFlags::APPEND.bits();
-    /// Fail unless the path is a directory.
-    pub const O_DIRECTORY: u32 = OFlags::DIRECTORY.bits();
-    /// Do not follow a symlink in the last component.
-    pub const O_NOFOLLOW: u32 = OFlags::NOFOLLOW.bits();
-    /// Close the kernel descriptor on exec (always set by this crate anyway).
-    pub const O_CLOEXEC: u32 = OFlags::CLOEXEC.bits();
-    /// Synchronous writes.
-    pub const O_SYNC: u32 = OFlags::SYNC.bits();
-    /// Synchronous data writes.
-    pub const O_DSYNC: u32 = OFlags::DSYNC.bits();
-    /// Non-blocking mode.
-    pub const O_NONBLOCK: u32 = OFlags::NONBLOCK.bits();
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use crate::Pid;
+use super::Pid;
 
 /// Why the manager refused a call. An accepted operation never fails this way: its failure is
 /// an `Error` completion (see [`OpError`]).

@@ -1,7 +1,29 @@
-//! Completions: what a finished operation reports.
+//! The entries of a ring's queues: what a process submits, and what a finished operation
+//! reports.
 
+use super::Pid;
 use super::error::{OpError, errno};
-use super::op::OpResult;
+use super::ops::SyscallOpType;
+use super::result::OpResult;
+
+/// One operation submitted by a process, with a `user_data` value handed back in its
+/// completion for correlation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyscallSubmissionEntry {
+    /// The submitting process; must match the pid it is submitted to.
+    pub pid: Pid,
+    /// The operation.
+    pub op: SyscallOpType,
+    /// Returned unchanged in [`SyscallCompletionEntry::user_data`](super::SyscallCompletionEntry::user_data).
+    pub user_data: u64,
+}
+
+impl SyscallSubmissionEntry {
+    /// A submission of `op` for `pid`.
+    pub fn new(pid: Pid, op: SyscallOpType, user_data: u64) -> Self {
+        SyscallSubmissionEntry { pid, op, user_data }
+    }
+}
 
 /// How an operation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +63,7 @@ pub struct SyscallCompletionEntry {
     pub status: SyscallCompletionStatus,
     /// What it produced ([`OpResult::None`] unless it succeeded).
     pub result: OpResult,
-    /// The value given to [`SyscallSubmissionEntry::new`](super::SyscallSubmissionEntry::new).
+    /// The value given to [`SyscallSubmissionEntry::new`](SyscallSubmissionEntry::new).
     pub user_data: u64,
     errno: i32,
 }

@@ -1,0 +1,22 @@
+//! The operation vocabulary: what a process submits ([`SyscallOpType`] in a
+//! [`SyscallSubmissionEntry`]), what it gets back ([`OpResult`] in a [`SyscallCompletionEntry`]),
+//! why something failed ([`OpError`], [`IoUringError`], [`errno`]) and the flags it may pass
+//! ([`open_flags`]).
+//!
+//! A leaf: every other module imports it, and it imports nothing of the crate, so the sandbox and
+//! the process table can speak of operations without depending on the rings or the backends. Its
+//! public names are re-exported by [`syscalls`](crate::syscalls), where users find them.
+
+mod entry;
+mod error;
+pub mod open_flags;
+mod ops;
+mod result;
+
+pub use entry::{SyscallCompletionEntry, SyscallCompletionStatus, SyscallSubmissionEntry};
+pub use error::{IoUringError, OpError, Result, errno};
+pub use ops::SyscallOpType;
+pub use result::OpResult;
+
+/// A virtual process id: a tenant of the host, not an OS process.
+pub type Pid = u32;
