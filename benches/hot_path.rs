@@ -9,26 +9,22 @@
 
 use std::sync::Arc;
 
-use ai_os_kernel::backend::{self, Backend, OpOutcome, Operation, Submission, Task};
+use ai_os_kernel::backend::{self, Backend, Batch, Task};
 use ai_os_kernel::syscalls::{IoUringManager, OpResult, SyscallOpType, SyscallSubmissionEntry};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// Completes every operation inside `submit`, on the submitting thread.
 struct Inline;
 
-#[async_trait::async_trait]
 impl Backend for Inline {
     fn name(&self) -> &'static str {
         "inline"
     }
-    async fn execute(&self, _op: Operation) -> OpOutcome {
-        Ok(OpResult::None)
-    }
     fn spawn(&self, task: Task) {
         futures::executor::block_on(task)
     }
-    fn submit(self: Arc<Self>, batch: Vec<Submission>) {
-        for sub in batch {
+    fn submit(self: Arc<Self>, batch: Batch) {
+        for sub in batch.into_submissions() {
             sub.complete(Ok(OpResult::None));
         }
     }

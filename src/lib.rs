@@ -57,6 +57,23 @@
 //! non-blocking). Everything else (file I/O, opens, `fsync`) ends on its own and takes a place
 //! in the window, which the executor shares among the processes with work queued.
 //!
+//! # Layers
+//!
+//! Each layer uses only those beneath it; `scripts/layers.sh` checks it in CI.
+//!
+//! ```text
+//! syscalls        the manager, the executor (fair, weighted, rate-limited), the handler
+//!    |  hands a Batch of runs of one ring's operations to the backend, through
+//! backend          the door: Backend::submit(Batch), Submission, Completer
+//!    |             the runtimes (uring, blocking, tokio, smol) behind it, knowing only the door,
+//!    |             and the op families they share (file_ops, net_ops)
+//! ring             a process's SQ, CQ and slot states, futures and streams
+//!    |             (it gives window places back through a trait the executor implements)
+//! process          descriptor tables
+//! sandbox          policies, path resolution, network rules, rate limits
+//! op               the vocabulary: operations, results, errors, flags (imports nothing)
+//! ```
+//!
 //! # Example
 //!
 //! ```

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ai_os_kernel::Pid;
-use ai_os_kernel::backend::{self, Operation};
+use ai_os_kernel::backend;
 use ai_os_kernel::sandbox::Policy;
 use ai_os_kernel::syscalls::errno::{EAGAIN, EINTR, EIO, ENOSPC};
 use ai_os_kernel::syscalls::open_flags::*;
@@ -35,8 +35,8 @@ fn fault_of_block(block: usize) -> Fault {
     }
 }
 
-fn plan(op: &Operation) -> Fault {
-    match op.op() {
+fn plan(op: &Op) -> Fault {
+    match op {
         Op::ReadAt { offset, .. } | Op::WriteAt { offset, .. } => fault_of_block(*offset as usize / BLOCK),
         _ => Fault::None,
     }
@@ -210,36 +210,28 @@ mod on_the_blocking_pool {
         assert_eq!(m.wait_completion_timeout(1, seq, Duration::from_secs(30)).unwrap().errno(), Some(EIO));
     }
 
-    /// A backend that loses every batch of one ring it is handed (a bug): the operations still
-    /// complete, with `EIO`, and the executor's window is given back.
-    struct LosesRingBatches(backend::BlockingBackend);
+    /// A backend that loses every batch it is handed (a bug): the operations still complete,
+    /// with `EIO`, and the executor's window is given back.
+    struct LosesBatches;
 
-    #[async_trait::async_trait]
-    impl backend::Backend for LosesRingBatches {
+    impl backend::Backend for LosesBatches {
         fn name(&self) -> &'static str {
-            "loses-ring-batches"
+            "loses-batches"
         }
-        async fn execute(&self, op: Operation) -> backend::OpOutcome {
-            self.0.execute(op).await
+        fn spawn(&self, _task: backend::Task) {
+            unreachable!("nothing is spawned")
         }
-        fn spawn(&self, task: backend::Task) {
-            self.0.spawn(task)
-        }
-        fn capabilities(&self) -> backend::Capabilities {
-            let mut caps = backend::Capabilities::new(64);
-            caps.ring_batches = true;
-            caps
-        }
-        fn submit_ring(self: Arc<Self>, batch: backend::RingBatch) {
-            assert_eq!((batch.pid(), batch.len(), batch.is_empty()), (7, 3, false));
+        fn submit(self: Arc<Self>, batch: backend::Batch) {
+            assert_eq!((batch.len(), batch.is_empty()), (3, false));
+            assert!(batch.iter().all(|(_, process)| process.pid() == 7));
             drop(batch);
         }
     }
 
     #[test]
-    fn dropped_ring_batches_complete_with_eio() {
+    fn dropped_batches_complete_with_eio() {
         within(Duration::from_secs(30), "dropped ring batch", || {
-            let m = IoUringManager::with_backend(Arc::new(LosesRingBatches(backend::BlockingBackend::with_threads(1))));
+            let m = IoUringManager::with_backend(Arc::new(LosesBatches));
             let seqs = m.submit_batch(7, (0..3).map(|_| SyscallSubmissionEntry::new(7, Op::Nop, 0)).collect()).unwrap();
             for seq in seqs {
                 let done = m.wait_completion_timeout(7, seq, Duration::from_secs(10)).unwrap();

@@ -9,7 +9,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::reactor::AsyncIo;
 use std::sync::Arc;
 
-use super::{Backend, Capabilities, OpOutcome, Operation, Submission, Task, file_ops, net_ops};
+use super::{Backend, Batch, Capabilities, Task, net_ops, pool};
 
 /// Runs file operations on a fixed pool of threads with ordinary blocking system calls. Socket
 /// operations use non-blocking sockets parked on async-io's reactor while they wait, so an
@@ -74,7 +74,6 @@ fn work(jobs: Receiver<Runnable>) {
     }
 }
 
-#[async_trait::async_trait]
 impl Backend for BlockingBackend {
     fn name(&self) -> &'static str {
         "blocking"
@@ -85,19 +84,17 @@ impl Backend for BlockingBackend {
         Capabilities::new(self.threads * 2)
     }
 
-    async fn execute(&self, op: Operation) -> OpOutcome {
-        if net_ops::runs_on_readiness(op.op(), op.process()) {
-            net_ops::execute(op, &AsyncIo).await
-        } else {
-            file_ops::execute_sync(op)
-        }
-    }
-
     /// Socket operations whose answer is already there complete at once; the rest run as tasks
     /// on the pool, a file operation straight to its system call (it is known not to be a
-    /// socket's: no second look at its descriptor).
-    fn submit(self: Arc<Self>, batch: Vec<Submission>) {
-        super::start_ready_first(&self, batch, |sub| self.spawn(Box::pin(async move { super::run_blocking(sub) })));
+    /// socket's: no second look at its descriptor), one that waits on async-io's reactor.
+    fn submit(self: Arc<Self>, batch: Batch) {
+        pool::start_ready_first(
+            batch,
+            |sub| self.spawn(Box::pin(async move { pool::run_blocking(sub) })),
+            |sub| {
+                self.spawn(Box::pin(pool::run_waiting(sub, |op| async move { net_ops::execute(op, &AsyncIo).await })))
+            },
+        );
     }
 
     fn spawn(&self, task: Task) {

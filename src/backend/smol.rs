@@ -3,7 +3,7 @@
 use super::reactor::AsyncIo;
 use std::sync::Arc;
 
-use super::{Backend, Capabilities, OpOutcome, Operation, Submission, Task, file_ops, net_ops};
+use super::{Backend, Batch, Capabilities, Task, net_ops, pool};
 
 /// Runs operations the smol way: file operations on the `blocking` crate's thread pool
 /// (`unblock`), sockets on `async_io::Async`, tasks on smol's global executor, which runs on threads of its own: the caller
@@ -20,22 +20,13 @@ impl SmolBackend {
     }
 }
 
-#[async_trait::async_trait]
 impl Backend for SmolBackend {
     fn name(&self) -> &'static str {
         "smol"
     }
 
     fn capabilities(&self) -> Capabilities {
-        super::pool_window()
-    }
-
-    async fn execute(&self, op: Operation) -> OpOutcome {
-        if net_ops::runs_on_readiness(op.op(), op.process()) {
-            net_ops::execute(op, &AsyncIo).await
-        } else {
-            smol::unblock(move || file_ops::execute_sync(op)).await
-        }
+        pool::pool_window()
     }
 
     fn spawn(&self, task: Task) {
@@ -44,7 +35,13 @@ impl Backend for SmolBackend {
 
     /// File operations go straight to the blocking pool; socket operations whose answer is
     /// already there complete at once, the rest wait in a task on the executor.
-    fn submit(self: Arc<Self>, batch: Vec<Submission>) {
-        super::start_ready_first(&self, batch, |sub| smol::unblock(move || super::run_blocking(sub)).detach());
+    fn submit(self: Arc<Self>, batch: Batch) {
+        pool::start_ready_first(
+            batch,
+            |sub| smol::unblock(move || pool::run_blocking(sub)).detach(),
+            |sub| {
+                self.spawn(Box::pin(pool::run_waiting(sub, |op| async move { net_ops::execute(op, &AsyncIo).await })))
+            },
+        );
     }
 }

@@ -10,8 +10,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
 use super::net_ops::{Interest, Readiness};
-use super::{Backend, Capabilities, OpOutcome, Operation, Submission, Task, file_ops};
-use crate::op::{OpError, errno};
+use super::{Backend, Batch, Capabilities, Task, net_ops, pool};
+use crate::op::OpError;
 use crate::process::Descriptor;
 
 /// Runs operations on a tokio runtime: file operations on its blocking pool (`spawn_blocking`,
@@ -69,24 +69,13 @@ impl Drop for TokioBackend {
     }
 }
 
-#[async_trait::async_trait]
 impl Backend for TokioBackend {
     fn name(&self) -> &'static str {
         "tokio"
     }
 
     fn capabilities(&self) -> Capabilities {
-        super::pool_window()
-    }
-
-    async fn execute(&self, op: Operation) -> OpOutcome {
-        if super::net_ops::runs_on_readiness(op.op(), op.process()) {
-            return super::net_ops::execute(op, self).await;
-        }
-        self.handle
-            .spawn_blocking(move || file_ops::execute_sync(op))
-            .await
-            .unwrap_or_else(|e| Err(OpError::new(errno::EIO, format!("the operation's blocking task failed: {e}"))))
+        pool::pool_window()
     }
 
     fn spawn(&self, task: Task) {
@@ -96,10 +85,15 @@ impl Backend for TokioBackend {
     /// File operations go straight to the blocking pool (one thread hop, as `tokio::fs`); socket
     /// operations whose answer is already there complete at once, the rest wait in a task on
     /// the reactor.
-    fn submit(self: Arc<Self>, batch: Vec<Submission>) {
-        super::start_ready_first(&self, batch, |sub| {
-            drop(self.handle.spawn_blocking(move || super::run_blocking(sub)))
-        });
+    fn submit(self: Arc<Self>, batch: Batch) {
+        pool::start_ready_first(
+            batch,
+            |sub| drop(self.handle.spawn_blocking(move || pool::run_blocking(sub))),
+            |sub| {
+                let me = self.clone();
+                self.spawn(Box::pin(pool::run_waiting(sub, move |op| async move { net_ops::execute(op, &*me).await })))
+            },
+        );
     }
 }
 

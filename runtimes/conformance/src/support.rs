@@ -8,7 +8,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use ai_os_kernel::Pid;
-use ai_os_kernel::backend::{Backend, CancelToken, Capabilities, OpError, OpOutcome, Operation, Task};
+use ai_os_kernel::backend::{Backend, Batch, CancelToken, Capabilities, OpError, Submission, Task, file_ops, net_ops};
 use ai_os_kernel::syscalls::{IoUringManager, SyscallCompletionEntry, SyscallOpType, SyscallSubmissionEntry};
 
 /// How a backend under test is made.
@@ -118,7 +118,6 @@ impl Held {
     }
 }
 
-#[async_trait::async_trait]
 impl Backend for Held {
     fn name(&self) -> &'static str {
         "held"
@@ -128,15 +127,27 @@ impl Backend for Held {
         Capabilities::new(self.window)
     }
 
-    async fn execute(&self, op: Operation) -> OpOutcome {
-        let cancel = (!self.uninterruptible).then(|| op.cancel_token());
-        if self.gate.wait(cancel.as_deref()).await.is_err() {
-            return Err(OpError::cancelled());
+    /// Each operation waits at the gate in a task of its own, then goes to the inner backend (an
+    /// uninterruptible one's file operation runs to its end there and then, as one the kernel
+    /// had started would, whatever happened to its future).
+    fn submit(self: Arc<Self>, batch: Batch) {
+        for sub in batch.into_submissions() {
+            let me = self.clone();
+            self.inner.spawn(Box::pin(async move {
+                let cancel = (!me.uninterruptible).then(|| sub.cancel_token());
+                if me.gate.wait(cancel.as_deref()).await.is_err() {
+                    return sub.complete(Err(OpError::cancelled()));
+                }
+                if !me.delay.is_zero() {
+                    futures_timer::Delay::new(me.delay).await;
+                }
+                if me.uninterruptible && !net_ops::runs_on_readiness(sub.op(), sub.process()) {
+                    let (op, done) = sub.into_parts();
+                    return done.complete(file_ops::execute_sync(op));
+                }
+                me.inner.clone().submit(Batch::from(sub));
+            }));
         }
-        if !self.delay.is_zero() {
-            futures_timer::Delay::new(self.delay).await;
-        }
-        self.inner.execute(op).await
     }
 
     fn spawn(&self, task: Task) {
@@ -150,17 +161,29 @@ pub struct Panicky {
     pub inner: Arc<dyn Backend>,
 }
 
-#[async_trait::async_trait]
 impl Backend for Panicky {
     fn name(&self) -> &'static str {
         "panicky"
     }
 
-    async fn execute(&self, op: Operation) -> OpOutcome {
-        if matches!(op.op(), SyscallOpType::Read { size: 13, .. }) {
-            panic!("injected panic inside an operation");
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    /// A `Read` of size 13 panics in a task of the inner backend's, holding its submission; the
+    /// rest go to the inner backend.
+    fn submit(self: Arc<Self>, batch: Batch) {
+        let (panics, rest): (Vec<Submission>, Vec<Submission>) =
+            batch.into_submissions().partition(|sub| matches!(sub.op(), SyscallOpType::Read { size: 13, .. }));
+        for sub in panics {
+            self.inner.spawn(Box::pin(async move {
+                let _held = sub;
+                panic!("injected panic inside an operation");
+            }));
         }
-        self.inner.execute(op).await
+        if !rest.is_empty() {
+            self.inner.clone().submit(rest.into_iter().collect());
+        }
     }
 
     fn spawn(&self, task: Task) {
@@ -204,19 +227,18 @@ pub enum Fault {
 /// (an error, or the short count the kernel would have reported) and keep serving.
 pub struct Faulty {
     inner: Arc<dyn Backend>,
-    plan: fn(&Operation) -> Fault,
+    plan: fn(&SyscallOpType) -> Fault,
     /// Faults injected so far, by kind: errno, short, delay, panic.
     pub injected: [AtomicUsize; 4],
 }
 
 impl Faulty {
     /// Injects `plan`'s faults into `inner`'s operations.
-    pub fn new(inner: Arc<dyn Backend>, plan: fn(&Operation) -> Fault) -> Arc<Self> {
+    pub fn new(inner: Arc<dyn Backend>, plan: fn(&SyscallOpType) -> Fault) -> Arc<Self> {
         Arc::new(Faulty { inner, plan, injected: Default::default() })
     }
 }
 
-#[async_trait::async_trait]
 impl Backend for Faulty {
     fn name(&self) -> &'static str {
         "faulty"
@@ -226,29 +248,43 @@ impl Backend for Faulty {
         self.inner.capabilities()
     }
 
-    async fn execute(&self, mut op: Operation) -> OpOutcome {
-        let fault = (self.plan)(&op);
+    /// Errors complete at once, short transfers are cut and go on, delays and panics happen in a
+    /// task of the inner backend's; what is left goes to the inner backend as one batch.
+    fn submit(self: Arc<Self>, batch: Batch) {
         let count = |kind: usize| self.injected[kind].fetch_add(1, Ordering::SeqCst);
-        match fault {
-            Fault::None => {}
-            Fault::Errno(errno) => {
-                count(0);
-                return Err(OpError::new(errno, "injected fault"));
-            }
-            Fault::Short(max) => {
-                count(1);
-                op.limit_transfer(max);
-            }
-            Fault::Delay(d) => {
-                count(2);
-                futures_timer::Delay::new(d).await;
-            }
-            Fault::Panic => {
-                count(3);
-                panic!("injected panic inside {}", op.op().name());
+        let mut rest = Vec::new();
+        for mut sub in batch.into_submissions() {
+            match (self.plan)(sub.op()) {
+                Fault::None => rest.push(sub),
+                Fault::Errno(errno) => {
+                    count(0);
+                    sub.complete(Err(OpError::new(errno, "injected fault")));
+                }
+                Fault::Short(max) => {
+                    count(1);
+                    sub.limit_transfer(max);
+                    rest.push(sub);
+                }
+                Fault::Delay(d) => {
+                    count(2);
+                    let inner = self.inner.clone();
+                    self.inner.spawn(Box::pin(async move {
+                        futures_timer::Delay::new(d).await;
+                        inner.submit(Batch::from(sub));
+                    }));
+                }
+                Fault::Panic => {
+                    count(3);
+                    self.inner.spawn(Box::pin(async move {
+                        let name = sub.op().name();
+                        panic!("injected panic inside {name}");
+                    }));
+                }
             }
         }
-        self.inner.execute(op).await
+        if !rest.is_empty() {
+            self.inner.clone().submit(rest.into_iter().collect());
+        }
     }
 
     fn spawn(&self, task: Task) {

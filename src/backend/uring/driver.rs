@@ -10,80 +10,67 @@ use slab::Slab;
 use std::os::fd::AsRawFd;
 
 use super::prepare::{self, Prepared};
-use crate::backend::{Completer, Freed, OpOutcome, release};
-use crate::op::SyscallOpType;
+use crate::backend::{Batch, Completer, Dispatched, Freed, Origin, Queued, Run};
 use crate::op::{OpError, errno};
-use crate::syscalls::iouring::ring::{Dispatched, SyscallCompletionRing};
 
 /// `user_data` of the NOP that wakes the reaper to shut down.
 const WAKE: u64 = u64::MAX;
 /// `user_data` of cancellation requests (their completions carry nothing to deliver).
 const CANCEL: u64 = u64::MAX - 1;
 
-/// Who gets an operation's outcome; each reaches the operation's ring, and through it its
-/// process and cancellation.
-pub(super) enum Finish {
-    /// The executor's completer (a batch of submissions).
-    Completer(Completer),
-    /// A waiting `execute` future.
-    Channel { tx: futures_channel::oneshot::Sender<OpOutcome>, ring: Arc<SyscallCompletionRing>, seq: u64 },
-    /// One of a ring's batch: the table keeps the ring once for the whole batch, under `pin`.
-    Pinned { pin: usize, seq: u64, counted: bool },
+/// Whose an operation's outcome is: the ring of its run, kept once in the table's `rings` under
+/// `pin`, its sequence number there, and whether it holds a place in the executor's window.
+pub(super) struct Owner {
+    pin: usize,
+    seq: u64,
+    counted: bool,
 }
 
-impl Finish {
-    fn ring_and_seq<'a>(&'a self, rings: &'a Slab<Pin>) -> (&'a Arc<SyscallCompletionRing>, u64) {
-        match self {
-            Finish::Completer(c) => (c.ring(), c.seq()),
-            Finish::Channel { ring, seq, .. } => (ring, *seq),
-            Finish::Pinned { pin, seq, .. } => (&rings[*pin].ring, *seq),
-        }
+impl Owner {
+    fn origin<'a>(&self, rings: &'a Slab<Pin>) -> &'a Origin {
+        &rings[self.pin].origin
     }
 
-    /// Takes the operation's place in its executor's window off it (see
-    /// [`Completer::take_window`]): the ring whose executor gets it back, if it had one.
-    fn take_window(&mut self, rings: &Slab<Pin>) -> Option<Arc<SyscallCompletionRing>> {
-        match self {
-            Finish::Completer(c) => c.take_window().then(|| c.ring().clone()),
-            Finish::Pinned { pin, counted, .. } => std::mem::take(counted).then(|| rings[*pin].ring.clone()),
-            Finish::Channel { .. } => None,
-        }
+    /// Takes the operation's place in its executor's window off it: the ring whose executor
+    /// gets it back, if it had one.
+    fn take_window(&mut self, rings: &Slab<Pin>) -> Option<Origin> {
+        std::mem::take(&mut self.counted).then(|| self.origin(rings).clone())
     }
 
-    /// Who gets the outcome once the operation has left the table other than in a delivered run
-    /// of its ring's: with a reference of its own to the ring, if the table kept it.
-    fn recipient(self, rings: &mut Slab<Pin>) -> Recipient {
-        match self {
-            Finish::Completer(c) => Recipient::Completer(c),
-            Finish::Channel { tx, .. } => Recipient::Channel(tx),
-            Finish::Pinned { pin, seq, counted } => {
-                let ring = rings[pin].ring.clone();
-                unpin(rings, pin, 1);
-                Recipient::Completer(Completer::new(ring, seq, counted))
-            }
-        }
+    /// The completer of an operation that leaves the table other than in a delivered run of its
+    /// ring's, with a reference of its own to the ring.
+    fn completer(self, rings: &mut Slab<Pin>) -> Completer {
+        let completer = Completer::new(self.origin(rings).clone(), self.seq, self.counted);
+        unpin(rings, self.pin, 1);
+        completer
     }
 }
 
-/// Who gets an outcome delivered outside the table's lock.
-enum Recipient {
-    Completer(Completer),
-    Channel(futures_channel::oneshot::Sender<OpOutcome>),
-}
-
-impl Recipient {
-    fn finish(self, outcome: OpOutcome) {
-        match self {
-            Recipient::Completer(c) => c.complete(outcome),
-            Recipient::Channel(tx) => drop(tx.send(outcome)),
-        }
-    }
-}
-
-/// A ring kept once for a batch of its operations, and how many of them the kernel still holds.
+/// A ring kept once for a run of its operations, and how many of them the kernel still holds.
 pub(super) struct Pin {
-    ring: Arc<SyscallCompletionRing>,
+    origin: Origin,
     left: usize,
+}
+
+/// The runs of a batch being submitted, each kept in the table as its first operation is.
+struct Runs {
+    runs: std::vec::IntoIter<Run>,
+    /// The run of the last operation submitted, and how many of its operations are still to be.
+    pin: usize,
+    left: usize,
+}
+
+impl Runs {
+    /// The run of the next operation, kept in `rings` if it is its first.
+    fn pin_next(&mut self, rings: &mut Slab<Pin>) -> usize {
+        if self.left == 0 {
+            let (origin, len) = self.runs.next().expect("every operation is in a run");
+            self.pin = rings.insert(Pin { origin, left: len });
+            self.left = len;
+        }
+        self.left -= 1;
+        self.pin
+    }
 }
 
 /// Lets go of `n` of `pin`'s operations; the ring goes once none is left.
@@ -110,7 +97,7 @@ struct InFlight {
     /// What the kernel points into; its entry is built from it, in place (and again, to submit
     /// it again if the kernel cancels it on its own).
     prepared: Prepared,
-    finish: Finish,
+    owner: Owner,
 }
 
 thread_local! {
@@ -235,28 +222,23 @@ impl Driver {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Hands a batch of `ring`'s operations to the kernel with one `io_uring_enter`, the ring
-    /// kept once for all of them.
-    pub(super) fn submit_ring(self: &Arc<Self>, ring: Arc<SyscallCompletionRing>, ops: Vec<(Dispatched, bool)>) {
-        if ops.is_empty() {
+    /// Hands a batch to the kernel, [`ENTER_AT_MOST`] requests per `io_uring_enter`, each run's
+    /// ring kept once for all its operations. An operation that cannot even be prepared (a bad
+    /// descriptor, say) completes at once with its error.
+    pub(super) fn submit(self: &Arc<Self>, batch: Batch) {
+        if batch.is_empty() {
             return;
         }
-        let pin = self.table().rings.insert(Pin { ring, left: ops.len() });
-        self.submit(ops.into_iter().map(|(d, counted)| (d.op, Finish::Pinned { pin, seq: d.seq, counted })));
-    }
-
-    /// Hands a batch to the kernel, [`ENTER_AT_MOST`] requests per `io_uring_enter`. An
-    /// operation that cannot even be prepared (a bad descriptor, say) completes at once with its
-    /// error.
-    pub(super) fn submit(self: &Arc<Self>, ops: impl IntoIterator<Item = (SyscallOpType, Finish)>) {
+        let (runs, ops) = batch.into_runs();
+        let mut runs = Runs { runs: runs.into_iter(), pin: 0, left: 0 };
         let mut ops = ops.into_iter().peekable();
         while ops.peek().is_some() {
-            self.submit_some(ops.by_ref().take(ENTER_AT_MOST));
+            self.submit_some(ops.by_ref().take(ENTER_AT_MOST), &mut runs);
         }
     }
 
     /// [`submit`](Self::submit) of at most [`ENTER_AT_MOST`] requests: one enter.
-    fn submit_some(self: &Arc<Self>, ops: impl Iterator<Item = (SyscallOpType, Finish)>) {
+    fn submit_some(self: &Arc<Self>, ops: impl Iterator<Item = Queued>, runs: &mut Runs) {
         // The requests pushed, for those still in flight after the enter (the thread's vector
         // from its last batch, so that each batch does not allocate one).
         let mut submitted = SUBMITTED.with(|v| v.take());
@@ -270,24 +252,24 @@ impl Driver {
             let mut sq = unsafe { self.ring.submission_shared() };
             let generation = self.generation.fetch_add(1, Ordering::Relaxed);
             let mut fds = prepare::Descriptors::default();
-            for (op, mut finish) in ops {
-                let (ring, seq) = finish.ring_and_seq(rings);
-                match prepare::prepare(op, ring, seq, &mut fds) {
+            for (Dispatched { seq, op }, counted) in ops {
+                let mut owner = Owner { pin: runs.pin_next(rings), seq, counted };
+                match prepare::prepare(op, owner.origin(rings), seq, &mut fds) {
                     Ok(prepared) => {
                         // A `Read` or `Write` of a socket waits on its peer as a `Recv` does,
                         // which the executor could not tell: it holds no place in the window
                         // (given back once the locks here are let go).
                         if prepared.waits_on_peer()
-                            && let Some(ring) = finish.take_window(rings)
+                            && let Some(origin) = owner.take_window(rings)
                         {
-                            left_window.push(ring);
+                            left_window.push(origin);
                         }
                         let slot = table.vacant_entry();
                         let user_data = u64::from(generation) << 32 | slot.key() as u64;
                         // The entry is built from the table's copy, where it stays: building it
                         // first and copying it after (a fresh value read back in wider pieces
                         // than it was written in) stalled the CPU for a tenth of a NOP's time.
-                        let f = slot.insert(InFlight { generation, requeued: 0, prepared, finish });
+                        let f = slot.insert(InFlight { generation, requeued: 0, prepared, owner });
                         let sqe = f.prepared.sqe(user_data);
                         // SAFETY: what `sqe` points to is owned by its table entry, which stays
                         // until the kernel reports the request complete: no completion is taken
@@ -295,7 +277,7 @@ impl Driver {
                         unsafe { self.queue(&mut sq, &sqe) };
                         submitted.push(user_data);
                     }
-                    Err(e) => refused.push((finish.recipient(rings), e)),
+                    Err(e) => refused.push((owner.completer(rings), e)),
                 }
             }
             // The kernel may now complete them, but they are taken only once the table is free.
@@ -331,8 +313,7 @@ impl Driver {
             if !table.is_empty() {
                 for &user_data in &submitted {
                     if let Some(f) = in_flight(table, user_data) {
-                        let (ring, seq) = f.finish.ring_and_seq(rings);
-                        cancels.push((ring.cancel_token(seq), user_data));
+                        cancels.push((f.owner.origin(rings).cancel_token(f.owner.seq), user_data));
                     }
                 }
             }
@@ -348,11 +329,11 @@ impl Driver {
             cancel.on_cancel(move || cancel_in_kernel(&driver, user_data));
         }
         // Completed outside the table's lock: completing may submit the next batch.
-        for (finish, e) in refused {
-            finish.finish(Err(e));
+        for (completer, e) in refused {
+            completer.complete(Err(e));
         }
-        for ring in left_window {
-            release(&ring, 1);
+        for origin in left_window {
+            origin.release(1);
         }
     }
 
@@ -477,7 +458,6 @@ impl Driver {
         }
         // Empty, unless a pass panicked half-way: keys it left may name reused slots by now.
         ready.clear();
-        let mut channels = Vec::new();
         let mut again = Vec::new();
         // Who each request sent back belongs to, to ask again after it is back (see below).
         let mut resent = Vec::new();
@@ -497,8 +477,8 @@ impl Driver {
                 let stopped = result == -rustix::io::Errno::CANCELED.raw_os_error();
                 let waits_again = result == -rustix::io::Errno::AGAIN.raw_os_error() && op.prepared.may_wait_again();
                 if stopped || waits_again {
-                    let (ring, seq) = op.finish.ring_and_seq(rings);
-                    if ring.is_cancelled(seq) {
+                    let (origin, seq) = (op.owner.origin(rings), op.owner.seq);
+                    if origin.is_cancelled(seq) {
                         result = -rustix::io::Errno::CANCELED.raw_os_error();
                     } else if waits_again {
                         // A parked socket request never surfaces `EAGAIN`. Its poll retries are
@@ -511,7 +491,7 @@ impl Driver {
                         // wake-ups it lost.
                         #[cfg(test)]
                         self.counts.sent_back.fetch_add(1, Ordering::Relaxed);
-                        resent.push((ring.clone(), seq, user_data));
+                        resent.push((origin.clone(), seq, user_data));
                         again.push(op.prepared.sqe(user_data));
                         continue;
                     } else if op.requeued < MAX_REQUEUES {
@@ -519,7 +499,7 @@ impl Driver {
                         // outlives the thread that made it. Known limit: a connect cancelled
                         // mid-handshake this way and submitted again reports `EALREADY`.
                         op.requeued += 1;
-                        resent.push((ring.clone(), seq, user_data));
+                        resent.push((origin.clone(), seq, user_data));
                         again.push(op.prepared.sqe(user_data));
                         continue;
                     }
@@ -527,44 +507,29 @@ impl Driver {
                 ready.push((key_of(user_data), result));
             }
             // Delivered to the rings as they leave the table, without being gathered first: a run
-            // of a pinned ring's operations under one lock of the ring, with the ring the table
-            // kept; the others through their completers.
+            // of one ring's operations under one lock of the ring, with the ring the table kept.
             let mut ready = ready.drain(..).peekable();
             let mut freed = Freed::default();
-            let mut owned = Vec::new();
-            while let Some(&(key, result)) = ready.peek() {
-                let Finish::Pinned { pin, .. } = table[key].finish else {
-                    ready.next();
-                    let mut op = table.remove(key);
-                    let outcome = prepare::finish(&mut op.prepared, result);
-                    match op.finish.recipient(rings) {
-                        Recipient::Completer(c) => owned.push((c, outcome)),
-                        channel => channels.push((channel, outcome)),
-                    }
-                    continue;
-                };
-                let ring = rings[pin].ring.clone();
+            while let Some(&(key, _)) = ready.peek() {
+                let pin = table[key].owner.pin;
+                let origin = rings[pin].origin.clone();
                 let (mut counted, mut delivered) = (0, 0);
-                let woken = ring.complete_many(std::iter::from_fn(|| {
+                let woken = origin.deliver(std::iter::from_fn(|| {
                     let &(key, result) = ready.peek()?;
                     let op = table.get_mut(key)?;
-                    let Finish::Pinned { pin: p, seq, counted: counts } = op.finish else { return None };
-                    if p != pin {
+                    if op.owner.pin != pin {
                         return None;
                     }
                     ready.next();
                     let outcome = prepare::finish(&mut op.prepared, result);
-                    table.remove(key);
+                    let Owner { seq, counted: counts, .. } = table.remove(key).owner;
                     delivered += 1;
                     counted += usize::from(counts);
                     Some((seq, outcome))
                 }));
                 // `freed` holds the ring too: it is not dropped under this lock.
-                freed.push(ring, counted, woken);
+                freed.push(origin, counted, woken);
                 unpin(rings, pin, delivered);
-            }
-            if !owned.is_empty() {
-                freed.append(Completer::deliver_all(owned));
             }
             freed
         };
@@ -577,16 +542,12 @@ impl Driver {
         // operation before it asks the kernel, so one asked for later finds it back there.
         let late: Vec<_> = resent
             .into_iter()
-            .filter(|(ring, seq, _)| ring.is_cancelled(*seq))
+            .filter(|(origin, seq, _)| origin.is_cancelled(*seq))
             .map(|(_, _, user_data)| opcode::AsyncCancel::new(user_data).build().user_data(CANCEL))
             .collect();
         self.push(&late);
-        // Outside the table's lock: freeing room, or waking a waiting `execute`, may submit the
-        // next batch.
+        // Outside the table's lock: freeing room may submit the next batch.
         freed.release();
-        for (finish, outcome) in channels {
-            finish.finish(outcome);
-        }
     }
 }
 
@@ -696,7 +657,7 @@ impl Drop for Driver {
             tracing::error!(left = ops.len(), "io_uring dropped with operations in flight");
         }
         for (_, op) in ops {
-            op.finish.recipient(&mut rings).finish(Err(OpError::new(errno::EIO, "io_uring shut down")));
+            op.owner.completer(&mut rings).complete(Err(OpError::new(errno::EIO, "io_uring shut down")));
         }
     }
 }

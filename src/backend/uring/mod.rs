@@ -22,14 +22,10 @@ mod prepare;
 use std::io;
 use std::sync::Arc;
 
-use super::{
-    Backend, BlockingBackend, Capabilities, Completer, OpOutcome, Operation, RingBatch, Submission, Task, file_ops,
-    net_ops,
-};
+use super::{Backend, Batch, BlockingBackend, Capabilities, Completer, OpOutcome, Operation, Task, file_ops, net_ops};
 use crate::op::SyscallOpType;
-use crate::op::{OpError, errno};
 use crate::process::{DescriptorKind, Process};
-use driver::{Driver, Finish};
+use driver::Driver;
 
 /// The submission queue size: also the executor's in-flight window.
 const ENTRIES: u32 = 256;
@@ -135,7 +131,7 @@ impl UringBackend {
     /// The ring all of `ops` (each with its process) go to as they are, if they share one.
     fn plain_ring_of<'p>(
         &self,
-        mut ops: impl Iterator<Item = (&'p SyscallOpType, &'p Process)>,
+        mut ops: impl Iterator<Item = (&'p SyscallOpType, &'p Arc<Process>)>,
     ) -> Option<&Arc<Driver>> {
         let (op, process) = ops.next()?;
         let first = self.plain_ring(op, process)?;
@@ -187,23 +183,15 @@ impl UringBackend {
         }
     }
 
-    /// Submissions bound for the kernel as they are, on `driver`'s ring.
-    fn to_driver(driver: &Arc<Driver>, batch: Vec<Submission>) {
-        driver.submit(batch.into_iter().map(|sub| {
-            let (op, done) = sub.into_op();
-            (op, Finish::Completer(done))
-        }))
-    }
-
     /// A batch that is not all plain kernel requests, first on this thread and under no lock of
     /// the drivers': inline calls, the fallback's share, and socket requests tried at once (those
     /// that must wait go to the socket ring, in the batch's order).
-    fn route_each(&self, batch: Vec<Submission>) {
+    fn route_each(&self, batch: Batch) {
         let mut kernel = Vec::new();
         let mut net = Vec::new();
         let mut answered = Vec::new();
         let mut elsewhere = Vec::new();
-        for sub in batch {
+        for sub in batch.into_submissions() {
             match self.route(sub.op(), sub.process()) {
                 Route::Kernel => kernel.push(sub),
                 Route::Net if !sub.op().is_network() => net.push(sub),
@@ -215,7 +203,7 @@ impl UringBackend {
                         Err(e) => Some(Err(e)),
                     };
                     match tried {
-                        Some(outcome) => answered.push((sub.into_op().1, outcome)),
+                        Some(outcome) => answered.push((sub.into_completer(), outcome)),
                         None => net.push(sub),
                     }
                 }
@@ -228,15 +216,15 @@ impl UringBackend {
         }
         Completer::complete_all(answered);
         if !elsewhere.is_empty() {
-            self.fallback.clone().submit(elsewhere);
+            self.fallback.clone().submit(elsewhere.into_iter().collect());
         }
         // Everything answered at once (a socket's data was there): the drivers' locks are not
         // worth taking for nothing.
         if !kernel.is_empty() {
-            Self::to_driver(&self.driver, kernel);
+            self.driver.submit(kernel.into_iter().collect());
         }
         if let (Some(driver), false) = (&self.net, net.is_empty()) {
-            Self::to_driver(driver, net);
+            driver.submit(net.into_iter().collect());
         }
     }
 }
@@ -261,60 +249,24 @@ fn forced_failure(value: &str) -> io::Error {
     io::Error::from_raw_os_error(errno)
 }
 
-#[async_trait::async_trait]
 impl Backend for UringBackend {
     fn name(&self) -> &'static str {
         "uring"
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { max_in_flight: ENTRIES as usize, batch_submit: true, ring_batches: true }
-    }
-
-    async fn execute(&self, op: Operation) -> OpOutcome {
-        let driver = match (self.route(op.op(), op.process()), &self.net) {
-            (Route::Inline, _) => return inline(op),
-            (Route::Fallback, _) => return self.fallback.execute(op).await,
-            (Route::Kernel, _) => &self.driver,
-            (Route::Net, Some(net)) => {
-                // A socket request whose answer is already there is answered by one system
-                // call; only one that must wait costs an io_uring entry and the in-flight
-                // table's bookkeeping.
-                let rights = op.needs_rights()?;
-                if let Some(outcome) = net_ops::try_now(op.op(), op.process(), rights.as_deref(), || op.is_cancelled())
-                {
-                    return outcome;
-                }
-                net
-            }
-            (Route::Net, None) => return self.fallback.execute(op).await,
-        };
-        let (tx, rx) = futures_channel::oneshot::channel();
-        let (op, ring, seq) = op.into_raw();
-        driver.submit([(op, Finish::Channel { tx, ring, seq })]);
-        rx.await.unwrap_or_else(|_| Err(OpError::new(errno::EIO, "io_uring completion lost")))
+        Capabilities::new(ENTRIES as usize)
     }
 
     fn spawn(&self, task: Task) {
         self.fallback.spawn(task)
     }
 
-    fn submit_ring(self: Arc<Self>, batch: RingBatch) {
-        // A batch of plain requests for one kernel ring goes there with its ring kept once;
-        // anything else is routed request by request.
-        let process = batch.process();
-        if let Some(driver) = self.plain_ring_of(batch.ops().map(|op| (op, &**process))) {
-            let (ring, ops) = batch.into_parts();
-            driver.submit_ring(ring, ops);
-        } else {
-            self.route_each(batch.into_submissions());
-        }
-    }
-
-    fn submit(self: Arc<Self>, batch: Vec<Submission>) {
-        // A batch of plain requests for one kernel ring reaches it as it is, without being copied.
-        if let Some(driver) = self.plain_ring_of(batch.iter().map(|sub| (sub.op(), &**sub.process()))) {
-            Self::to_driver(driver, batch);
+    /// A batch of plain requests for one kernel ring goes there as it is, each run's ring kept
+    /// once; anything else is routed request by request.
+    fn submit(self: Arc<Self>, batch: Batch) {
+        if let Some(driver) = self.plain_ring_of(batch.iter()) {
+            driver.submit(batch);
         } else {
             self.route_each(batch);
         }

@@ -10,12 +10,11 @@ use io_uring::{opcode, squeue, types};
 use rustix::fs::FileType;
 use rustix::io::Errno;
 
-use crate::backend::{OpOutcome, file_ops};
+use crate::backend::{OpOutcome, Origin, file_ops};
 use crate::op::{OpError, errno};
 use crate::op::{OpResult, SyscallOpType};
 use crate::process::{Descriptor, DescriptorKind, FdSlot, Process};
 use crate::sandbox::Sandbox;
-use crate::syscalls::iouring::ring::SyscallCompletionRing;
 
 use super::net::{self, NetKind};
 
@@ -130,16 +129,16 @@ impl Descriptors {
     }
 }
 
-/// Resolves what `op` (operation `seq` of `ring`) names and takes ownership of what its entry
+/// Resolves what `op` (operation `seq` of `origin`) names and takes ownership of what its entry
 /// will point into; the entry itself comes from [`Prepared::sqe`], once the `Prepared` is where
 /// it stays. An operation that acts with rights uses those it was submitted with.
 pub(super) fn prepare(
     op: SyscallOpType,
-    ring: &SyscallCompletionRing,
+    origin: &Origin,
     seq: u64,
     fds: &mut Descriptors,
 ) -> Result<Prepared, OpError> {
-    let process = ring.process();
+    let process = origin.process();
     let mut file = |fd: i32| fds.get(process, fd);
     let with = |kind, d: Arc<Descriptor>| {
         let fd = types::Fd(d.as_fd().as_raw_fd());
@@ -204,7 +203,7 @@ pub(super) fn prepare(
         }
         SyscallOpType::Fsync { fd } => with(Kind::Fsync, file(fd)?),
         SyscallOpType::Open { path, flags, mode } => {
-            let sandbox = ring.rights(seq)?;
+            let sandbox = origin.rights(seq)?;
             let (dir, target, resolve) = sandbox.open_at(&path)?;
             let c_path = CString::new(target)
                 .map_err(|_| OpError::new(errno::EINVAL, format!("open {path:?}: the path holds a NUL byte")))?;
@@ -215,7 +214,7 @@ pub(super) fn prepare(
             Prepared { kind, fd: types::Fd(dir), _file: None, _sandbox: Some(sandbox) }
         }
         other if net::opcode_of(&other).is_some() => {
-            let rights = ring.needed_rights(&other, seq)?;
+            let rights = origin.needed_rights(&other, seq)?;
             let (kind, d) = net::prepare(process, rights.as_deref(), other)?;
             with(Kind::Net(kind), d)
         }
@@ -321,9 +320,8 @@ mod tests {
         assert_eq!(a1, b1);
         let read = |fd| SyscallOpType::ReadAt { fd, offset: 0, size: 16 };
         let mut fds = Descriptors::default();
-        let kernel_fd =
-            |r: &SyscallCompletionRing, fd, fds: &mut Descriptors| prepare(read(fd), r, 0, fds).map(|p| p.fd.0);
-        let (ra, rb) = (&*ring_a, &*ring_b);
+        let kernel_fd = |r: &Origin, fd, fds: &mut Descriptors| prepare(read(fd), r, 0, fds).map(|p| p.fd.0);
+        let (ra, rb) = (&Origin::of(&ring_a), &Origin::of(&ring_b));
         for (r, fd, expect) in
             [(ra, a1, a1k), (ra, a1, a1k), (rb, b1, b1k), (ra, a1, a1k), (ra, a2, a2k), (rb, b1, b1k)]
         {

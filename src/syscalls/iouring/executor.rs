@@ -10,38 +10,13 @@ use std::time::Instant;
 
 use super::ring::{SyscallCompletionRing, Taken, Window};
 use super::throttle::Timer;
-use crate::backend::{Backend, RingBatch, Submission};
+use crate::backend::{Backend, Batch};
 use crate::op::Result;
 use crate::op::SyscallOpType;
 use crate::sync::{Mutex, MutexGuard};
 
 /// Batches waiting for the outermost [`Shared::start`] of their thread, in order.
 type Waiting = VecDeque<(Arc<Shared>, Batch)>;
-
-/// What the executor hands its backend at once.
-enum Batch {
-    /// One ring's operations (a batch that skipped the SQ), sharing one reference to the ring.
-    Ring(RingBatch),
-    /// Submissions: operations taken from the SQs of the rings in line, or a batch that
-    /// skipped the SQ, for a backend that takes no [`RingBatch`].
-    Submissions(Vec<Submission>),
-}
-
-impl Batch {
-    fn is_empty(&self) -> bool {
-        match self {
-            Batch::Ring(b) => b.is_empty(),
-            Batch::Submissions(b) => b.is_empty(),
-        }
-    }
-
-    fn submit_to(self, backend: &Arc<dyn Backend>) {
-        match self {
-            Batch::Ring(b) => backend.clone().submit_ring(b),
-            Batch::Submissions(b) => backend.clone().submit(b),
-        }
-    }
-}
 
 /// The most batches one outermost [`Shared::start`] hands the backend itself; the rest go to
 /// the backend's threads ([`Backend::spawn`]).
@@ -87,8 +62,6 @@ pub(crate) struct Shared {
     me: std::sync::Weak<Shared>,
     backend: Arc<dyn Backend>,
     window: usize,
-    /// Whether the backend takes a batch that skipped the SQ as a [`RingBatch`].
-    ring_batches: bool,
     sched: Mutex<Sched>,
     /// Puts throttled rings back in line; made on the first one (`None` if its thread could not
     /// be made).
@@ -141,13 +114,12 @@ impl IoUringExecutor {
     /// An executor feeding `backend`.
     pub fn new(backend: Arc<dyn Backend>) -> Self {
         let caps = backend.capabilities();
-        let (window, ring_batches) = (caps.max_in_flight.max(1), caps.ring_batches);
+        let window = caps.max_in_flight.max(1);
         IoUringExecutor {
             inner: Arc::new_cyclic(|me| Shared {
                 me: me.clone(),
                 backend,
                 window,
-                ring_batches,
                 sched: Mutex::new(Sched::default()),
                 timer: OnceLock::new(),
             }),
@@ -197,18 +169,9 @@ impl IoUringExecutor {
             }
             return Ok(first);
         }
-        // Two closures, each pushing its own kind: one push that matches on the kind for every
-        // operation cost a NOP 27 more instructions (callgrind).
-        let (accepted, refused, batch) = if self.inner.ring_batches {
-            let mut batch = RingBatch::new(ring, n);
-            let (accepted, refused) = ring.submit_started(ops, to_future, &mut |d, counts| batch.push(d, counts))?;
-            (accepted, refused, Batch::Ring(batch))
-        } else {
-            let mut batch = Vec::with_capacity(n);
-            let (accepted, refused) =
-                ring.submit_started(ops, to_future, &mut |d, counts| batch.push(Submission::new(ring, d, counts)))?;
-            (accepted, refused, Batch::Submissions(batch))
-        };
+        let mut batch = Batch::with_capacity(n);
+        let (accepted, refused) =
+            batch.run(ring, |out| ring.submit_started(ops, to_future, &mut |d, counts| out.push((d, counts))))?;
         s.in_flight += accepted.counted;
         ring.seat.held.fetch_add(accepted.counted, Ordering::Relaxed);
         drop(s);
@@ -258,16 +221,16 @@ impl Shared {
 
     /// [`fill`](Self::fill)s under `s`, then starts what it took once `s` is let go of.
     fn fill_and_start(&self, mut s: MutexGuard<'_, Sched>) {
-        let mut batch = Vec::new();
+        let mut batch = Batch::with_capacity(0);
         self.fill(&mut s, &mut batch);
         drop(s);
-        self.start(Batch::Submissions(batch));
+        self.start(batch);
     }
 
     /// Starts operations from the rings in line while the window has room: the ring at the
     /// front goes on with its turn; one whose turn is used up goes to the back, one with nothing
     /// left queued leaves the line, one its rate limit holds back waits for the timer.
-    fn fill(&self, s: &mut Sched, batch: &mut Vec<Submission>) {
+    fn fill(&self, s: &mut Sched, batch: &mut Batch) {
         let Sched { ready, in_flight } = s;
         while *in_flight < self.window {
             let Some(Turn { ring, left }) = ready.front_mut() else { break };
@@ -278,7 +241,7 @@ impl Shared {
             let held = ring.seat.held.load(Ordering::Relaxed);
             let room = (self.window - *in_flight).min(*left).min(share.saturating_sub(held));
             let taken = if room > 0 {
-                ring.dispatch(room, batch, |d, counts| Submission::new(ring, d, counts))
+                batch.run(ring, |out| ring.dispatch(room, out, |d, counts| (d, counts)))
             } else {
                 Taken { counted: 0, more: true, throttled: None }
             };
@@ -382,7 +345,7 @@ impl Shared {
             }
         }
         let _outermost = Outermost;
-        batch.submit_to(&self.backend);
+        self.backend.clone().submit(batch);
         let mut started = 1;
         while let Some((shared, batch)) =
             STARTING.with(|queue| queue.borrow_mut().as_mut().and_then(VecDeque::pop_front))
@@ -405,7 +368,7 @@ impl Shared {
                 }));
                 break;
             }
-            batch.submit_to(&shared.backend);
+            shared.backend.clone().submit(batch);
             started += 1;
         }
     }
@@ -466,7 +429,6 @@ mod tests {
     #[derive(Default)]
     struct Holds(std::sync::Mutex<std::collections::VecDeque<crate::backend::Submission>>);
 
-    #[async_trait::async_trait]
     impl crate::backend::Backend for Holds {
         fn name(&self) -> &'static str {
             "holds"
@@ -474,12 +436,9 @@ mod tests {
         fn capabilities(&self) -> crate::backend::Capabilities {
             crate::backend::Capabilities::new(4)
         }
-        async fn execute(&self, _op: crate::backend::Operation) -> crate::backend::OpOutcome {
-            unreachable!("submit holds every operation")
-        }
         fn spawn(&self, _task: crate::backend::Task) {}
-        fn submit(self: Arc<Self>, batch: Vec<crate::backend::Submission>) {
-            self.0.lock().unwrap().extend(batch);
+        fn submit(self: Arc<Self>, batch: crate::backend::Batch) {
+            self.0.lock().unwrap().extend(batch.into_submissions());
         }
     }
 
@@ -522,19 +481,15 @@ mod tests {
     #[derive(Default)]
     struct Instant_(std::sync::Mutex<Vec<crate::backend::Task>>);
 
-    #[async_trait::async_trait]
     impl crate::backend::Backend for Instant_ {
         fn name(&self) -> &'static str {
             "instant"
         }
-        async fn execute(&self, _op: crate::backend::Operation) -> crate::backend::OpOutcome {
-            Ok(crate::syscalls::OpResult::None)
-        }
         fn spawn(&self, task: crate::backend::Task) {
             self.0.lock().unwrap().push(task);
         }
-        fn submit(self: Arc<Self>, batch: Vec<crate::backend::Submission>) {
-            for sub in batch {
+        fn submit(self: Arc<Self>, batch: crate::backend::Batch) {
+            for sub in batch.into_submissions() {
                 sub.complete(Ok(crate::syscalls::OpResult::None));
             }
         }

@@ -17,7 +17,7 @@ use super::future::CompletionFuture;
 use super::ring::SyscallCompletionRing;
 use super::ring::test_support::{nops, start_all};
 use super::stats::Counters;
-use crate::backend::{Backend, OpOutcome, Operation, Submission, Task};
+use crate::backend::{Backend, Batch, Task};
 use crate::op::IoUringError;
 use crate::op::OpResult;
 use crate::process::DescriptorKind;
@@ -245,7 +245,6 @@ fn loom_cancel_races_the_token_made_on_demand() {
 /// Completes every operation inside `submit`, on the thread that moved it along.
 struct Inline;
 
-#[async_trait::async_trait]
 impl Backend for Inline {
     fn name(&self) -> &'static str {
         "inline"
@@ -253,14 +252,11 @@ impl Backend for Inline {
     fn capabilities(&self) -> crate::backend::Capabilities {
         crate::backend::Capabilities::new(1)
     }
-    async fn execute(&self, _op: Operation) -> OpOutcome {
-        Ok(OpResult::None)
-    }
     fn spawn(&self, _task: Task) {
         unreachable!("submit completes inline")
     }
-    fn submit(self: Arc<Self>, batch: Vec<Submission>) {
-        for sub in batch {
+    fn submit(self: Arc<Self>, batch: Batch) {
+        for sub in batch.into_submissions() {
             sub.complete(Ok(OpResult::None));
         }
     }

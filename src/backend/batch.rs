@@ -1,0 +1,200 @@
+//! What the executor hands a backend at once: a [`Batch`] of operations in runs, each run of one
+//! process's ring, which the batch keeps once.
+
+use std::sync::Arc;
+
+use super::submission::{Completer, Submission};
+use crate::op::{OpError, Pid, SyscallOpType};
+use crate::process::Process;
+use crate::sandbox::Sandbox;
+use crate::syscalls::iouring::cancel::CancelToken;
+pub(crate) use crate::syscalls::iouring::ring::Dispatched;
+use crate::syscalls::iouring::ring::{AfterUnlock, SyscallCompletionRing};
+
+use super::OpOutcome;
+
+/// Where an operation comes from and where its outcome goes: its process's ring, as a backend
+/// sees it. Every question a backend asks about an operation (its process, its rights, whether
+/// it was cancelled) and every outcome it delivers goes through here, by sequence number.
+#[derive(Clone)]
+pub(crate) struct Origin(Arc<SyscallCompletionRing>);
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Origin").field(&self.pid()).finish()
+    }
+}
+
+impl Origin {
+    /// The origin of `ring`'s operations, for unit tests that make their own.
+    #[cfg(all(test, feature = "uring", target_os = "linux"))]
+    pub(crate) fn of(ring: &Arc<SyscallCompletionRing>) -> Self {
+        Origin(ring.clone())
+    }
+
+    pub(crate) fn pid(&self) -> Pid {
+        self.0.pid()
+    }
+
+    pub(crate) fn process(&self) -> &Arc<Process> {
+        self.0.process()
+    }
+
+    /// The rights operation `seq` was submitted with (see [`Operation::rights`]).
+    ///
+    /// [`Operation::rights`]: super::Operation::rights
+    pub(crate) fn rights(&self, seq: u64) -> Result<Arc<Sandbox>, OpError> {
+        self.0.rights(seq)
+    }
+
+    /// [`rights`](Self::rights) if `op` (operation `seq`) needs them to run, `None` otherwise.
+    pub(crate) fn needed_rights(&self, op: &SyscallOpType, seq: u64) -> Result<Option<Arc<Sandbox>>, OpError> {
+        self.0.needed_rights(op, seq)
+    }
+
+    pub(crate) fn is_cancelled(&self, seq: u64) -> bool {
+        self.0.is_cancelled(seq)
+    }
+
+    pub(crate) fn cancel_token(&self, seq: u64) -> Arc<CancelToken> {
+        self.0.cancel_token(seq)
+    }
+
+    /// Whether `self` and `other` are the same ring.
+    pub(crate) fn same(&self, other: &Origin) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Delivers outcomes under one lock of the ring; the wake-ups they leave are for
+    /// [`Freed::release`], once the caller holds no lock.
+    pub(crate) fn deliver(&self, outcomes: impl Iterator<Item = (u64, OpOutcome)>) -> Delivered {
+        Delivered(self.0.complete_many(outcomes))
+    }
+
+    /// Delivers one outcome and wakes its owner.
+    pub(crate) fn complete(&self, seq: u64, outcome: OpOutcome) {
+        self.0.complete(seq, outcome);
+    }
+
+    /// Wakes, notifies and closes what a delivery left to do.
+    pub(crate) fn finish(&self, delivered: Delivered) {
+        self.0.finish(delivered.0);
+    }
+
+    /// Gives `counted` places in the executor's window back.
+    pub(crate) fn release(&self, counted: usize) {
+        self.0.release(counted);
+    }
+}
+
+/// What delivering outcomes left to do once no lock is held (wake-ups, descriptors to close).
+#[must_use = "waiters stay asleep until it is finished"]
+pub(crate) struct Delivered(AfterUnlock);
+
+/// Operations started together: runs of one ring's operations, each run keeping its ring once.
+///
+/// A backend takes them as they are ([`Batch::into_submissions`] makes each a [`Submission`],
+/// with the duty to complete it), or keeps each run's ring once for all its operations (io_uring
+/// does, in its in-flight table). Dropped unstarted, its operations complete with `EIO`, as
+/// dropped submissions do. A wrapper that holds some operations back hands the rest on as a
+/// batch of their own ([`Batch::from_iter`](FromIterator::from_iter)).
+pub struct Batch {
+    runs: Vec<Run>,
+    ops: Vec<Queued>,
+}
+
+/// A run: its ring, and how many of the batch's operations (the next ones in order) are its.
+pub(crate) type Run = (Origin, usize);
+
+/// An operation started, and whether it holds a place in the executor's window.
+pub(crate) type Queued = (Dispatched, bool);
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").field("runs", &self.runs.len()).field("len", &self.ops.len()).finish()
+    }
+}
+
+impl Batch {
+    pub(crate) fn with_capacity(ops: usize) -> Self {
+        Batch { runs: Vec::new(), ops: Vec::with_capacity(ops) }
+    }
+
+    /// Adds a run of `ring`'s operations: those `take` pushes (each with whether it holds a
+    /// place in the window). A run of none is not kept.
+    pub(crate) fn run<R>(&mut self, ring: &Arc<SyscallCompletionRing>, take: impl FnOnce(&mut Vec<Queued>) -> R) -> R {
+        let before = self.ops.len();
+        let taken = take(&mut self.ops);
+        let len = self.ops.len() - before;
+        if len > 0 {
+            self.runs.push((Origin(ring.clone()), len));
+        }
+        taken
+    }
+
+    /// How many operations the batch holds.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether the batch holds no operation.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The operations, each with its process, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&SyscallOpType, &Arc<Process>)> {
+        let mut runs = self.runs.iter().flat_map(|(origin, len)| std::iter::repeat_n(origin.process(), *len));
+        self.ops.iter().map(move |(d, _)| (&d.op, runs.next().expect("every operation is in a run")))
+    }
+
+    /// The operations, each with its own duty to complete.
+    pub fn into_submissions(self) -> impl Iterator<Item = Submission> {
+        let (runs, ops) = self.into_runs();
+        // Each run's ring is cloned once per operation but its last, which takes the run's own.
+        let mut origins = runs.into_iter().flat_map(|(origin, len)| std::iter::repeat_n(origin, len));
+        ops.into_iter().map(move |(d, counted)| {
+            let origin = origins.next().expect("every operation is in a run");
+            Submission::new(Completer::new(origin, d.seq, counted), d.op)
+        })
+    }
+
+    /// The runs (each ring, and how many operations it has) and the operations in run order,
+    /// each with whether it holds a place in the window: for a backend that keeps each ring once.
+    pub(crate) fn into_runs(mut self) -> (Vec<Run>, Vec<Queued>) {
+        (std::mem::take(&mut self.runs), std::mem::take(&mut self.ops))
+    }
+}
+
+impl FromIterator<Submission> for Batch {
+    /// A batch of submissions; consecutive ones of one ring make one run.
+    fn from_iter<I: IntoIterator<Item = Submission>>(subs: I) -> Self {
+        let subs = subs.into_iter();
+        let mut batch = Batch { runs: Vec::new(), ops: Vec::with_capacity(subs.size_hint().0) };
+        for sub in subs {
+            let (origin, d, counted) = sub.into_queued();
+            match batch.runs.last_mut() {
+                Some((last, len)) if last.same(&origin) => *len += 1,
+                _ => batch.runs.push((origin, 1)),
+            }
+            batch.ops.push((d, counted));
+        }
+        batch
+    }
+}
+
+impl From<Submission> for Batch {
+    fn from(sub: Submission) -> Self {
+        std::iter::once(sub).collect()
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if !self.ops.is_empty() {
+            // Each submission completes with EIO as it drops.
+            let left = Batch { runs: std::mem::take(&mut self.runs), ops: std::mem::take(&mut self.ops) };
+            left.into_submissions().for_each(drop);
+        }
+    }
+}
