@@ -1,0 +1,138 @@
+//! Stopping operations early: cancelling one (a queued one completes `Cancelled` at once, a
+//! running one is asked to stop, through its backend's token if it has one), and destroying the
+//! ring.
+
+use std::sync::Arc;
+
+use super::slots::{Owner, Phase};
+use super::{AfterUnlock, RingState, SyscallCompletionRing};
+use crate::op::SyscallCompletionEntry;
+use crate::op::{IoUringError, OpError, Result};
+use crate::syscalls::iouring::cancel::CancelToken;
+
+/// A running operation's cancellation: whether it was asked for, and the token of a backend
+/// that watches for it. The token is made only when a backend asks for one (an operation that
+/// waits, an io_uring request still in the kernel after its enter): most operations finish
+/// without, and sharing a token with each would cost two atomic operations apiece.
+#[derive(Default)]
+pub(super) struct Cancel {
+    requested: bool,
+    token: Option<Arc<CancelToken>>,
+}
+
+impl Cancel {
+    /// Records the request; a backend's token is told once the ring's lock is released, as its
+    /// hook (io_uring's `ASYNC_CANCEL`) may take other locks or ask the ring about the operation.
+    pub(super) fn request(&mut self, after: &mut AfterUnlock) {
+        self.requested = true;
+        after.cancel.extend(self.token.clone());
+    }
+}
+
+impl SyscallCompletionRing {
+    /// Cancels `seq`: a queued operation completes as `Cancelled` at once; a running one is
+    /// asked to stop; a finished one is left as it is.
+    pub(crate) fn cancel(&self, seq: u64) -> Result<()> {
+        let mut s = self.lock();
+        let mut after = AfterUnlock::default();
+        let issued = s.issued(seq);
+        match s.slots.get_mut(&seq).map(|slot| &mut slot.phase) {
+            None if issued => {} // finished (in the CQ, or taken)
+            None => return Err(IoUringError::UnknownSeq { pid: self.pid, seq }),
+            Some(Phase::Done) => {}
+            Some(Phase::Running(cancel)) => cancel.request(&mut after),
+            Some(Phase::Queued) => {
+                s.sq.retain(|&(q, _)| q != seq);
+                let cancelled = Err(OpError::cancelled());
+                let queued = s.cq.len();
+                let _always_delivered = s.deliver(seq, cancelled, &mut self.clock(), &self.counters, &mut after);
+                if s.cq.len() > queued {
+                    s.cq_arrived(&mut after);
+                }
+            }
+        }
+        drop(s);
+        self.finish(after);
+        Ok(())
+    }
+
+    /// Whether running operation `seq` was asked to stop. One that already ended without its
+    /// backend (its ring destroyed, its future's completion forced) counts as asked.
+    pub(crate) fn is_cancelled(&self, seq: u64) -> bool {
+        match self.lock().slots.get(&seq).map(|slot| &slot.phase) {
+            Some(Phase::Running(cancel)) => cancel.requested,
+            Some(Phase::Queued) => false,
+            Some(Phase::Done) | None => true,
+        }
+    }
+
+    /// The cancellation token of running operation `seq`, made on first request (already
+    /// cancelled if cancellation was asked for before); of one that already ended without its
+    /// backend, a cancelled token.
+    pub(crate) fn cancel_token(&self, seq: u64) -> Arc<CancelToken> {
+        let mut s = self.lock();
+        match s.slots.get_mut(&seq).map(|slot| &mut slot.phase) {
+            Some(Phase::Running(cancel)) => {
+                let requested = cancel.requested;
+                cancel.token.get_or_insert_with(|| Arc::new(CancelToken::new(requested))).clone()
+            }
+            Some(Phase::Queued) => Arc::new(CancelToken::new(false)),
+            Some(Phase::Done) | None => Arc::new(CancelToken::new(true)),
+        }
+    }
+
+    /// Ends the ring: queued operations are cancelled, running ones asked to stop, futures
+    /// resolve `Cancelled`, CQ completions nobody took are discarded, every waiter wakes.
+    pub(crate) fn destroy(&self) {
+        let mut s = self.lock();
+        if s.destroyed {
+            return;
+        }
+        s.destroyed = true;
+        s.sq.clear();
+        let mut discarded = s.cq.len() - s.cq_stale;
+        s.cq.clear();
+        s.cq_stale = 0;
+        let mut after = AfterUnlock { notify_waiters: true, ..AfterUnlock::default() };
+        let mut forced = 0;
+        let RingState { slots, done, stamps, .. } = &mut *s;
+        slots.retain(|&seq, slot| {
+            if let Phase::Running(cancel) = &mut slot.phase {
+                cancel.request(&mut after);
+            }
+            match &mut slot.owner {
+                Owner::Future(waker) => {
+                    if !matches!(slot.phase, Phase::Done) {
+                        slot.reserved = 0;
+                        forced += 1;
+                        slot.phase = Phase::Done;
+                        done.insert(seq, SyscallCompletionEntry::cancelled(seq, slot.user_data));
+                        after.wakers.extend(waker.take());
+                    } else if let Some(entry) = done.get_mut(&seq)
+                        && let Some(fd) = entry.result.new_fd()
+                    {
+                        // The descriptor it created goes with the process: the future must not
+                        // hand out a number that names nothing (or, later, something else).
+                        *entry = SyscallCompletionEntry::cancelled(seq, slot.user_data);
+                        after.close_fds.push(fd);
+                    }
+                    true
+                }
+                Owner::Queue | Owner::Nobody => {
+                    discarded += 1;
+                    false
+                }
+            }
+        });
+        stamps.retain(|seq, _| slots.contains_key(seq));
+        // Only the futures' completions are left to take; nothing is left to run.
+        s.buffered = s.done.values().map(|e| e.result.held_bytes()).sum();
+        s.rights.clear();
+        self.counters.retired(discarded, true);
+        s.metrics.completed += forced;
+        s.metrics.cancelled += forced;
+        after.wakers.extend(s.stream_wakers.drain().map(|(_, w)| w));
+        drop(s);
+        self.finish(after);
+    }
+}
