@@ -143,16 +143,7 @@ impl Submission {
     /// transfers, or a test wrapper that injects the short reads and writes the kernel may give.
     /// It can only shrink what the policy already allowed; other operations are unchanged.
     pub fn limit_transfer(&mut self, max: usize) {
-        use SyscallOpType as Op;
-        match &mut self.op {
-            Op::Write { data, .. } | Op::WriteAt { data, .. } | Op::Send { data, .. } | Op::SendTo { data, .. } => {
-                data.truncate(max)
-            }
-            Op::Read { size, .. } | Op::ReadAt { size, .. } | Op::Recv { size, .. } | Op::RecvFrom { size, .. } => {
-                *size = (*size).min(max)
-            }
-            _ => {}
-        }
+        self.op.limit_transfer(max);
     }
 
     /// Splits into the operation and the completer, to run the one and then call the other.

@@ -122,45 +122,58 @@ impl SyscallOpType {
         }
     }
 
+    /// What the crate knows of the operation before it runs: its family, its class and whether
+    /// it acts with its process's rights. One row per operation: adding one is adding its row
+    /// here and its arms in its family's files.
+    #[inline]
+    pub(crate) fn traits(&self) -> Traits {
+        use Class::{Ends, Inline, Waits};
+        use Family::{Files, Sockets};
+        let (family, class, rights) = match self {
+            SyscallOpType::Nop => (Files, Ends, false),
+            SyscallOpType::Read { .. } => (Files, Ends, false),
+            SyscallOpType::Write { .. } => (Files, Ends, false),
+            SyscallOpType::ReadAt { .. } => (Files, Ends, false),
+            SyscallOpType::WriteAt { .. } => (Files, Ends, false),
+            SyscallOpType::Fsync { .. } => (Files, Ends, false),
+            SyscallOpType::Open { .. } => (Files, Ends, true),
+            SyscallOpType::Lseek { .. } => (Files, Inline, false),
+            SyscallOpType::Close { .. } => (Files, Inline, false),
+            SyscallOpType::Socket { .. } => (Sockets, Inline, true),
+            SyscallOpType::Bind { .. } => (Sockets, Inline, false),
+            // `Listen` and `SendTo` bind an unbound socket themselves.
+            SyscallOpType::Listen { .. } => (Sockets, Inline, true),
+            SyscallOpType::LocalAddr { .. } => (Sockets, Inline, false),
+            SyscallOpType::Accept { .. } => (Sockets, Waits, true),
+            SyscallOpType::Connect { .. } => (Sockets, Waits, false),
+            SyscallOpType::Send { .. } => (Sockets, Waits, false),
+            SyscallOpType::Recv { .. } => (Sockets, Waits, false),
+            SyscallOpType::SendTo { .. } => (Sockets, Waits, true),
+            SyscallOpType::RecvFrom { .. } => (Sockets, Waits, false),
+        };
+        Traits { family, class, rights }
+    }
+
     /// Whether the operation acts on sockets (run on a reactor rather than a blocking pool).
     pub fn is_network(&self) -> bool {
-        matches!(
-            self,
-            SyscallOpType::Socket { .. }
-                | SyscallOpType::Bind { .. }
-                | SyscallOpType::Listen { .. }
-                | SyscallOpType::LocalAddr { .. }
-        ) || self.may_wait_on_peer()
+        self.traits().family == Family::Sockets
     }
 
     /// Whether the operation may wait on a peer for an unbounded time (accept, connect, send,
     /// receive). Such operations do not occupy the executor's in-flight window, so a listener
-    /// nobody connects to cannot starve file I/O.
+    /// nobody connects to cannot starve file I/O. (A `Read` or `Write` waits so too when its
+    /// descriptor is a socket, a FIFO or a character device, which only its run can tell.)
+    #[inline]
     pub fn may_wait_on_peer(&self) -> bool {
-        matches!(
-            self,
-            SyscallOpType::Accept { .. }
-                | SyscallOpType::Connect { .. }
-                | SyscallOpType::Send { .. }
-                | SyscallOpType::Recv { .. }
-                | SyscallOpType::SendTo { .. }
-                | SyscallOpType::RecvFrom { .. }
-        )
+        self.traits().class == Class::Waits
     }
 
     /// Whether executing the operation needs its process's rights (the sandbox it was submitted
-    /// under): it opens a path, creates a descriptor, or may bind a socket (`Listen` and
-    /// `SendTo` bind an unbound socket themselves). The ring keeps those
+    /// under): it opens a path, creates a descriptor, or may bind a socket. The ring keeps those
     /// rights from submission for it, so a later `set_policy` does not change what it may do.
+    #[inline]
     pub(crate) fn acts_with_rights(&self) -> bool {
-        matches!(
-            self,
-            SyscallOpType::Open { .. }
-                | SyscallOpType::Socket { .. }
-                | SyscallOpType::Accept { .. }
-                | SyscallOpType::Listen { .. }
-                | SyscallOpType::SendTo { .. }
-        )
+        self.traits().rights
     }
 
     /// The most bytes a read (`Read`, `ReadAt`, `Recv`, `RecvFrom`) may bring back; 0 for any
@@ -183,6 +196,57 @@ impl SyscallOpType {
             | SyscallOpType::Send { data, .. }
             | SyscallOpType::SendTo { data, .. } => data.len(),
             _ => self.read_len(),
+        }
+    }
+}
+
+/// What the crate knows of an operation before it runs ([`SyscallOpType::traits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Traits {
+    pub(crate) family: Family,
+    pub(crate) class: Class,
+    /// Whether it acts with its process's rights (see [`SyscallOpType::acts_with_rights`]).
+    pub(crate) rights: bool,
+}
+
+/// Which family of operations runs an operation: each keeps in one place how a pool runs its
+/// operations and how io_uring prepares them and reads their results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    /// Files and descriptors (`backend::file_ops`).
+    Files,
+    /// Sockets (`backend::net_ops`).
+    Sockets,
+}
+
+/// How an operation runs, on every backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// Never waits: runs at once on the thread that starts it (`Lseek`, `Close`, the calls that
+    /// only set a socket up).
+    Inline,
+    /// Ends on its own (file I/O, opens, `fsync`): in the kernel's io_uring or on a pool thread,
+    /// holding a place in the executor's window until it ends.
+    Ends,
+    /// May wait on a peer for as long as it likes: waits for readiness, in the kernel or on a
+    /// reactor, holding no thread and no place in the window, and stops when cancelled.
+    Waits,
+}
+
+impl SyscallOpType {
+    /// Caps the bytes the operation moves at `max`: a write keeps only the first `max` bytes of
+    /// its data, a read or receive asks for at most `max`; other operations are unchanged.
+    pub(crate) fn limit_transfer(&mut self, max: usize) {
+        match self {
+            SyscallOpType::Write { data, .. }
+            | SyscallOpType::WriteAt { data, .. }
+            | SyscallOpType::Send { data, .. }
+            | SyscallOpType::SendTo { data, .. } => data.truncate(max),
+            SyscallOpType::Read { size, .. }
+            | SyscallOpType::ReadAt { size, .. }
+            | SyscallOpType::Recv { size, .. }
+            | SyscallOpType::RecvFrom { size, .. } => *size = (*size).min(max),
+            _ => {}
         }
     }
 }

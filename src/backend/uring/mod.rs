@@ -23,6 +23,7 @@ use std::io;
 use std::sync::Arc;
 
 use super::{Backend, Batch, BlockingBackend, Capabilities, Completer, OpOutcome, Operation, Task, file_ops, net_ops};
+use crate::op::Class;
 use crate::op::SyscallOpType;
 use crate::process::{DescriptorKind, Process};
 use driver::Driver;
@@ -148,12 +149,7 @@ impl UringBackend {
     #[inline]
     fn route(&self, op: &SyscallOpType, process: &Process) -> Route {
         match op {
-            SyscallOpType::Lseek { .. }
-            | SyscallOpType::Close { .. }
-            | SyscallOpType::Socket { .. }
-            | SyscallOpType::Bind { .. }
-            | SyscallOpType::Listen { .. }
-            | SyscallOpType::LocalAddr { .. } => Route::Inline,
+            _ if op.traits().class == Class::Inline => Route::Inline,
             SyscallOpType::Read { .. } | SyscallOpType::Write { .. } => {
                 match net_ops::read_or_write_of_peer(op, process) {
                     Some(d) if d.kind() == DescriptorKind::Socket => self.net_route(op),
@@ -161,7 +157,7 @@ impl UringBackend {
                     None => self.file_route(op),
                 }
             }
-            _ if prepare::is_socket_request(op) => self.net_route(op),
+            _ if op.may_wait_on_peer() => self.net_route(op),
             _ => self.file_route(op),
         }
     }

@@ -46,12 +46,6 @@ pub(super) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
     })
 }
 
-/// Whether `op` is a socket operation that waits on a peer (those the kernel may run only where
-/// it waits on non-blocking sockets itself).
-pub(super) fn is_socket_request(op: &SyscallOpType) -> bool {
-    net::opcode_of(op).is_some()
-}
-
 /// What an in-flight operation owns: the memory its entry points into, and the descriptors it
 /// names, kept open until the kernel is done; and what its entry is built from.
 ///
