@@ -77,8 +77,8 @@ impl Origin {
     }
 
     /// Wakes, notifies and closes what a delivery left to do.
-    pub(crate) fn finish(&self, delivered: Delivered) {
-        self.0.finish(delivered.0);
+    pub(crate) fn wake(&self, delivered: Delivered) {
+        self.0.after_unlock(delivered.0);
     }
 
     /// Gives `counted` places in the executor's window back.

@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn a_cancelled_wait_is_not_tried_again() {
         let (r, _) = ring(1, 4, 4);
-        let (seq, _) = r.submit(std::iter::once((SyscallOpType::Accept { sockfd: 3 }, 0)), false).unwrap();
+        let (seq, _) = r.enqueue(std::iter::once((SyscallOpType::Accept { sockfd: 3 }, 0)), false).unwrap();
         let mut batch = Batch::with_capacity(1);
         batch.run(&r, |out| r.dispatch(1, out, |d, counted| (d, counted)));
         let sub = batch.into_submissions().next().unwrap();

@@ -10,9 +10,7 @@ pub const BACKEND_ENV: &str = "AI_OS_KERNEL_BACKEND";
 
 /// The backends compiled into this build, fastest first: the order in which the manager tries
 /// them. io_uring first; where it is unavailable, the blocking pool, then smol, then tokio, the
-/// order of their throughput on every workload of the anchors bench (BENCHMARKS.md, session 5:
-/// NOPs, 4 KiB reads one at a time and 64 deep, 4 KiB writes; on the echo workloads the three
-/// are within 15 % of one another).
+/// order of their throughput on the anchors bench's file and NOP workloads (BENCHMARKS.md).
 pub fn available() -> &'static [&'static str] {
     &[
         #[cfg(all(feature = "uring", target_os = "linux"))]

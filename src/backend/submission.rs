@@ -197,7 +197,7 @@ impl Completer {
 
     /// Delivers the outcome to the operation's owner and frees its place in the executor.
     pub fn complete(mut self, outcome: OpOutcome) {
-        self.finish(outcome);
+        self.deliver(outcome);
     }
 
     /// The operation's sequence number in its ring.
@@ -205,7 +205,7 @@ impl Completer {
         self.seq
     }
 
-    fn finish(&mut self, outcome: OpOutcome) {
+    fn deliver(&mut self, outcome: OpOutcome) {
         self.done = true;
         self.origin.complete(self.seq, outcome);
         self.origin.release(usize::from(self.counted));
@@ -245,7 +245,7 @@ impl Completer {
 impl Drop for Completer {
     fn drop(&mut self) {
         if !self.done {
-            self.finish(Err(OpError::new(errno::EIO, "the backend dropped the operation without completing it")));
+            self.deliver(Err(OpError::new(errno::EIO, "the backend dropped the operation without completing it")));
         }
     }
 }
@@ -272,7 +272,7 @@ impl Freed {
 
     pub(crate) fn release(self) {
         for (origin, counted, delivered) in self.first.into_iter().chain(self.rest) {
-            origin.finish(delivered);
+            origin.wake(delivered);
             origin.release(counted);
         }
     }

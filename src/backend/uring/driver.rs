@@ -132,7 +132,7 @@ pub(super) struct Driver {
     /// Whether the reaper is parked on `rouse`, outside the kernel. It parks whenever nothing is
     /// in flight: a submitter takes what the kernel finished inside its own enter (NOPs,
     /// page-cached reads), and a reaper waiting in the kernel meanwhile would be woken for every
-    /// one of those completions only to find them taken (a third of the time of a NOP batch).
+    /// one of those completions only to find them taken.
     reaper_parked: Mutex<bool>,
     rouse: Condvar,
     /// What the kernel sent back, counted for tests.
@@ -266,9 +266,8 @@ impl Driver {
                         }
                         let slot = table.vacant_entry();
                         let user_data = u64::from(generation) << 32 | slot.key() as u64;
-                        // The entry is built from the table's copy, where it stays: building it
-                        // first and copying it after (a fresh value read back in wider pieces
-                        // than it was written in) stalled the CPU for a tenth of a NOP's time.
+                        // The entry is built from the table's copy, where it stays, not built
+                        // first and copied after (a store-forwarding stall on a fresh value).
                         let f = slot.insert(InFlight { generation, requeued: 0, prepared, owner });
                         let sqe = f.prepared.sqe(user_data);
                         // SAFETY: what `sqe` points to is owned by its table entry, which stays
@@ -627,8 +626,8 @@ fn kernel_waits_on_sockets(ring: &mut IoUring) -> bool {
 /// Bounds the kernel's io-wq workers for this ring (Linux 5.15 and later; older kernels keep
 /// their defaults). A request the kernel cannot complete or park at once runs on a worker
 /// thread: "bound" ones for file I/O and opens, "unbound" ones for sockets and the like. The
-/// kernel makes unbound workers on demand, up to the process's thread limit: 400 receives
-/// parked on one socket, woken by 200 one-byte writes, grew the process by 240 threads. Each
+/// kernel makes unbound workers on demand, up to the process's thread limit, one for nearly
+/// every parked receive it stops polling (see the test of this bound). Each
 /// thread that submits has its own workers, so the bound holds per submitting thread: four per
 /// core for files (the kernel's own default, at most 64), two per core for the rest (at most
 /// 32), which only ever run this crate's socket requests the kernel stopped polling. Those

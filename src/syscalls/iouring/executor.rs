@@ -142,11 +142,11 @@ impl IoUringExecutor {
         self.inner.lock().ready.len()
     }
 
-    /// Accepts `ops` into `ring` (see [`SyscallCompletionRing::submit`]) and moves them along:
+    /// Accepts `ops` into `ring` (see [`SyscallCompletionRing::enqueue`]) and moves them along:
     /// straight to the backend, skipping the SQ, when the window has room for all of them and no
     /// ring is waiting for it (so nobody is overtaken); into the SQ and the line otherwise.
     /// Returns the first sequence number.
-    pub(crate) fn submit(
+    pub(crate) fn accept(
         &self,
         ring: &Arc<SyscallCompletionRing>,
         ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
@@ -163,7 +163,7 @@ impl IoUringExecutor {
             || ring.process().is_rate_limited()
         {
             drop(s);
-            let (first, queued) = ring.submit(ops, to_future)?;
+            let (first, queued) = ring.enqueue(ops, to_future)?;
             if queued {
                 self.schedule(ring);
             }
@@ -171,11 +171,11 @@ impl IoUringExecutor {
         }
         let mut batch = Batch::with_capacity(n);
         let (accepted, refused) =
-            batch.run(ring, |out| ring.submit_started(ops, to_future, &mut |d, counts| out.push((d, counts))))?;
+            batch.run(ring, |out| ring.accept_started(ops, to_future, &mut |d, counts| out.push((d, counts))))?;
         s.in_flight += accepted.counted;
         ring.seat.held.fetch_add(accepted.counted, Ordering::Relaxed);
         drop(s);
-        ring.finish(refused);
+        ring.after_unlock(refused);
         self.inner.start(batch);
         if accepted.queued {
             self.schedule(ring);

@@ -58,7 +58,7 @@ fn on_thread<T: Send + 'static>(
 /// A ring with one running NOP, owned by a future or by the CQ.
 fn one_running(to_future: bool) -> (Arc<SyscallCompletionRing>, Arc<Counters>, u64) {
     let (r, counters) = ring(1);
-    let (seq, _) = r.submit(nops(1), to_future).unwrap();
+    let (seq, _) = r.enqueue(nops(1), to_future).unwrap();
     assert_eq!(start_all(&r), vec![seq]);
     (r, counters, seq)
 }
@@ -90,7 +90,7 @@ fn loom_future_poll_races_completion() {
 fn loom_cancel_races_dispatch_and_completion() {
     model(|| {
         let (r, counters) = ring(1);
-        let (seq, _) = r.submit(nops(1), false).unwrap();
+        let (seq, _) = r.enqueue(nops(1), false).unwrap();
         let runner = on_thread(&r, move |r| {
             let started = start_all(&r);
             for &s in &started {
@@ -131,7 +131,7 @@ fn loom_dropped_future_races_completion_closes_descriptor() {
 fn loom_wait_races_completions() {
     model(|| {
         let (r, counters) = ring(1);
-        let (first, _) = r.submit(nops(2), false).unwrap();
+        let (first, _) = r.enqueue(nops(2), false).unwrap();
         start_all(&r);
         let completer = on_thread(&r, move |r| {
             r.complete(first + 1, Ok(OpResult::None));
@@ -222,7 +222,7 @@ fn loom_cancel_hook_runs_exactly_once() {
 fn loom_cancel_races_the_token_made_on_demand() {
     model(|| {
         let (r, counters) = ring(1);
-        let (seq, _) = r.submit(nops(1), false).unwrap();
+        let (seq, _) = r.enqueue(nops(1), false).unwrap();
         start_all(&r);
         let canceller = {
             let r = r.clone();
@@ -273,7 +273,7 @@ fn loom_executor_hands_room_on() {
         let (b, cb) = ring(2);
         let submit = |r: Arc<SyscallCompletionRing>, executor: IoUringExecutor| {
             thread::spawn(move || {
-                let (seq, _) = r.submit(nops(1), false).unwrap();
+                let (seq, _) = r.enqueue(nops(1), false).unwrap();
                 executor.schedule(&r);
                 seq
             })

@@ -186,7 +186,7 @@ impl IoUringManager {
         to_future: bool,
     ) -> Result<(Arc<SyscallCompletionRing>, u64)> {
         let ring = self.ring_or_create(pid)?;
-        let first = self.inner.executor.submit(&ring, entries.map(|e| (e.op, e.user_data)), to_future)?;
+        let first = self.inner.executor.accept(&ring, entries.map(|e| (e.op, e.user_data)), to_future)?;
         Ok((ring, first))
     }
 

@@ -276,7 +276,7 @@ impl SyscallCompletionRing {
     }
 
     /// Wakes, notifies and closes what a pass under the lock left to do.
-    pub(crate) fn finish(&self, after: AfterUnlock) {
+    pub(crate) fn after_unlock(&self, after: AfterUnlock) {
         for token in after.cancel {
             token.cancel();
         }

@@ -45,11 +45,11 @@ impl SyscallCompletionRing {
     /// Delivers the outcome of a running operation to its owner.
     pub(crate) fn complete(&self, seq: u64, outcome: std::result::Result<OpResult, OpError>) {
         let after = self.complete_many(std::iter::once((seq, outcome)));
-        self.finish(after);
+        self.after_unlock(after);
     }
 
     /// Delivers many outcomes under one lock. Returns the wake-ups (and closes) to do with
-    /// [`finish`](Self::finish) once the caller holds no lock of its own: a woken task may come
+    /// [`after_unlock`](Self::after_unlock) once the caller holds no lock of its own: a woken task may come
     /// straight back for that lock.
     pub(crate) fn complete_many(
         &self,
@@ -98,7 +98,7 @@ impl SyscallCompletionRing {
             }
         }
         drop(s);
-        self.finish(after);
+        self.after_unlock(after);
     }
 
     /// Hands a future's completion to the CQ instead.
@@ -120,7 +120,7 @@ impl SyscallCompletionRing {
             }
         }
         drop(s);
-        self.finish(after);
+        self.after_unlock(after);
     }
 
     /// The rights operation `seq` was submitted with (see [`SyscallOpType::acts_with_rights`]);

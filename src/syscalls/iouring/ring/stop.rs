@@ -52,7 +52,7 @@ impl SyscallCompletionRing {
             }
         }
         drop(s);
-        self.finish(after);
+        self.after_unlock(after);
         Ok(())
     }
 
@@ -133,6 +133,6 @@ impl SyscallCompletionRing {
         s.metrics.cancelled += forced;
         after.wakers.extend(s.stream_wakers.drain().map(|(_, w)| w));
         drop(s);
-        self.finish(after);
+        self.after_unlock(after);
     }
 }

@@ -11,7 +11,7 @@ use crate::op::SyscallOpType;
 use crate::op::{IoUringError, OpError, Result};
 use crate::syscalls::iouring::metrics::Stage;
 
-/// What [`SyscallCompletionRing::submit_started`] did with a batch.
+/// What [`SyscallCompletionRing::accept_started`] did with a batch.
 pub(crate) struct Accepted {
     /// The first sequence number (the batch's are consecutive).
     pub(crate) first: u64,
@@ -42,22 +42,22 @@ impl SyscallCompletionRing {
     /// Accepts `ops` as one all-or-nothing batch; returns the first of their consecutive
     /// sequence numbers and whether any was queued for the executor. Operations the sandbox
     /// refuses complete at once with their error.
-    pub(crate) fn submit(
+    pub(crate) fn enqueue(
         &self,
         ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
         to_future: bool,
     ) -> Result<(u64, bool)> {
         let (accepted, after) = self.accept(ops, to_future, None::<&mut fn(Dispatched, bool)>)?;
-        self.finish(after);
+        self.after_unlock(after);
         Ok((accepted.first, accepted.queued))
     }
 
-    /// Like [`submit`](Self::submit), but the operations skip the SQ and go to running at once,
+    /// Like [`enqueue`](Self::enqueue), but the operations skip the SQ and go to running at once,
     /// each handed to `start` (with whether it counts against the executor's window), unless
     /// operations queued earlier are still waiting: then they queue behind them. For an executor
     /// that has room for all of them and nobody else in line. The wake-ups of operations refused
-    /// at once are left to [`finish`](Self::finish), once the executor's lock is released.
-    pub(crate) fn submit_started(
+    /// at once are left to [`after_unlock`](Self::after_unlock), once the executor's lock is released.
+    pub(crate) fn accept_started(
         &self,
         ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
         to_future: bool,

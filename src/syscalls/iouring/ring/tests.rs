@@ -27,7 +27,7 @@ fn iouring_sizes_are_validated() {
 #[test]
 fn iouring_state_machine_delivers_each_once() {
     let (r, counters) = ring(8, 8);
-    let (first, queued) = r.submit(nops(3), false).unwrap();
+    let (first, queued) = r.enqueue(nops(3), false).unwrap();
     assert!(queued);
     let seqs = start_all(&r);
     assert_eq!(seqs, vec![first, first + 1, first + 2]);
@@ -46,16 +46,16 @@ fn iouring_state_machine_delivers_each_once() {
 fn iouring_started_batches_skip_the_sq_but_never_overtake_it() {
     let (r, counters) = ring(8, 8);
     let mut started = Vec::new();
-    let (a, after) = r.submit_started(nops(3), false, &mut |d, counts| started.push((d.seq, counts))).unwrap();
-    r.finish(after);
+    let (a, after) = r.accept_started(nops(3), false, &mut |d, counts| started.push((d.seq, counts))).unwrap();
+    r.after_unlock(after);
     assert_eq!((a.queued, a.counted), (false, 3));
     assert_eq!(started, vec![(a.first, true), (a.first + 1, true), (a.first + 2, true)]);
     assert!(start_all(&r).is_empty(), "nothing went through the SQ");
     // With operations queued before them, they queue behind those.
-    let (queued, _) = r.submit(nops(1), false).unwrap();
+    let (queued, _) = r.enqueue(nops(1), false).unwrap();
     started.clear();
-    let (b, after) = r.submit_started(nops(2), false, &mut |d, counts| started.push((d.seq, counts))).unwrap();
-    r.finish(after);
+    let (b, after) = r.accept_started(nops(2), false, &mut |d, counts| started.push((d.seq, counts))).unwrap();
+    r.after_unlock(after);
     assert!(b.queued && b.counted == 0 && started.is_empty());
     assert_eq!(start_all(&r), vec![queued, b.first, b.first + 1]);
     for seq in a.first..b.first + 2 {
@@ -71,7 +71,7 @@ fn iouring_cancel_hooks_run_outside_the_ring_lock() {
     // A backend's hook may ask the ring about its operation (or take locks of its own that
     // the ring's callers hold): it runs once the ring's lock is released, or this deadlocks.
     let (r, _) = ring(8, 8);
-    let (seq, _) = r.submit(nops(1), false).unwrap();
+    let (seq, _) = r.enqueue(nops(1), false).unwrap();
     start_all(&r);
     let (tx, rx) = std::sync::mpsc::channel();
     let asked = r.clone();
@@ -93,7 +93,7 @@ fn iouring_cancel_hooks_run_outside_the_ring_lock() {
 fn iouring_waits_out_of_order_compact_the_cq() {
     let (r, counters) = ring(64, 64);
     for _ in 0..100 {
-        let (seq, _) = r.submit(nops(40), false).unwrap();
+        let (seq, _) = r.enqueue(nops(40), false).unwrap();
         for s in start_all(&r) {
             r.complete(s, Ok(OpResult::None));
         }
@@ -116,7 +116,7 @@ fn iouring_abandoned_then_completed_is_discarded_and_fd_closed() {
         rustix::fs::open(&tmp, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty())
             .unwrap();
     let vfd = r.process().install(fd, crate::process::DescriptorKind::File).unwrap();
-    let (seq, _) = r.submit(nops(1), true).unwrap();
+    let (seq, _) = r.enqueue(nops(1), true).unwrap();
     start_all(&r);
     r.abandon(seq);
     r.complete(seq, Ok(OpResult::Fd(vfd)));
@@ -132,7 +132,7 @@ fn iouring_detach_after_destroy_is_discarded_not_stranded() {
     // Found by the op-sequence fuzz target: a future detached after its ring was destroyed
     // put its completion in a CQ nobody could reach, pending forever.
     let (r, counters) = ring(8, 8);
-    let (seq, _) = r.submit(nops(1), true).unwrap();
+    let (seq, _) = r.enqueue(nops(1), true).unwrap();
     r.destroy();
     r.detach(seq);
     assert_eq!(r.outstanding(), 0);
@@ -148,21 +148,21 @@ fn iouring_cq_waiters_are_woken_once_a_pass_fills_the_cq() {
     let mut cx = Context::from_waker(&waker);
     let woken = || flag.0.swap(false, std::sync::atomic::Ordering::SeqCst);
     // A completion bound for a future leaves the CQ's waiters asleep.
-    let (fut, _) = r.submit(nops(1), true).unwrap();
+    let (fut, _) = r.enqueue(nops(1), true).unwrap();
     assert!(r.poll_cq(1, &mut cx).is_pending());
     start_all(&r);
     r.complete(fut, Ok(OpResult::None));
     assert!(!woken(), "nothing reached the CQ");
     // A pass of completions for the CQ wakes them.
-    let (first, _) = r.submit(nops(2), false).unwrap();
+    let (first, _) = r.enqueue(nops(2), false).unwrap();
     start_all(&r);
-    r.finish(r.complete_many([(first, Ok(OpResult::None)), (first + 1, Ok(OpResult::None))].into_iter()));
+    r.after_unlock(r.complete_many([(first, Ok(OpResult::None)), (first + 1, Ok(OpResult::None))].into_iter()));
     assert!(woken(), "completions reached the CQ");
     assert!(matches!(r.poll_cq(1, &mut cx), Poll::Ready(Some(_))));
     assert!(matches!(r.poll_cq(1, &mut cx), Poll::Ready(Some(_))));
     // So does a queued operation cancelled into the CQ.
     assert!(r.poll_cq(1, &mut cx).is_pending());
-    let (queued, _) = r.submit(nops(1), false).unwrap();
+    let (queued, _) = r.enqueue(nops(1), false).unwrap();
     r.cancel(queued).unwrap();
     assert!(woken(), "the cancelled operation reached the CQ");
     let Poll::Ready(Some(e)) = r.poll_cq(1, &mut cx) else { panic!("not in the CQ") };
@@ -172,7 +172,7 @@ fn iouring_cq_waiters_are_woken_once_a_pass_fills_the_cq() {
 #[test]
 fn iouring_future_is_woken_and_takes_its_entry() {
     let (r, _) = ring(8, 8);
-    let (seq, _) = r.submit(nops(1), true).unwrap();
+    let (seq, _) = r.enqueue(nops(1), true).unwrap();
     let flag = Arc::new(Flag(false.into()));
     let waker = Waker::from(flag.clone());
     let mut cx = Context::from_waker(&waker);
@@ -217,8 +217,8 @@ fn iouring_reads_hold_no_more_than_the_buffer_budget() {
     let counters = Arc::new(Counters::default());
     let r = Arc::new(SyscallCompletionRing::new(1, 8, 8, table.get_or_create(1), counters.clone()).unwrap());
     let read = |size| std::iter::once((SyscallOpType::ReadAt { fd: 3, offset: 0, size }, 0));
-    let (first, _) = r.submit(read(60), false).unwrap();
-    let (over, _) = r.submit(read(50), false).unwrap();
+    let (first, _) = r.enqueue(read(60), false).unwrap();
+    let (over, _) = r.enqueue(read(50), false).unwrap();
     assert_eq!(r.lock().buffered, 60, "the refused read reserved nothing");
     let refused = r.wait(over, None).unwrap();
     assert_eq!(refused.errno(), Some(rustix::io::Errno::NOMEM.raw_os_error()));
@@ -226,9 +226,9 @@ fn iouring_reads_hold_no_more_than_the_buffer_budget() {
     start_all(&r);
     r.complete(first, Ok(OpResult::Bytes(vec![7; 5])));
     assert_eq!(r.lock().buffered, 5);
-    let (second, _) = r.submit(read(95), false).unwrap();
+    let (second, _) = r.enqueue(read(95), false).unwrap();
     assert_eq!(r.lock().buffered, 100);
-    let (third, _) = r.submit(read(1), false).unwrap();
+    let (third, _) = r.enqueue(read(1), false).unwrap();
     assert!(r.wait(third, None).unwrap().status.is_error());
     // A queued read cancelled, a taken result: both give their bytes back.
     r.cancel(second).unwrap();
@@ -236,7 +236,7 @@ fn iouring_reads_hold_no_more_than_the_buffer_budget() {
     assert_eq!(r.wait(first, None).unwrap().result, OpResult::Bytes(vec![7; 5]));
     assert_eq!(r.lock().buffered, 0);
     // A future's result counts until the future takes it, or the ring is destroyed.
-    let (fut, _) = r.submit(read(40), true).unwrap();
+    let (fut, _) = r.enqueue(read(40), true).unwrap();
     start_all(&r);
     r.complete(fut, Ok(OpResult::Bytes(vec![1; 30])));
     assert_eq!(r.lock().buffered, 30);
@@ -249,8 +249,8 @@ fn iouring_reads_hold_no_more_than_the_buffer_budget() {
 #[test]
 fn iouring_destroy_with_running_ops_then_late_completions() {
     let (r, counters) = ring(8, 8);
-    let (fut_seq, _) = r.submit(nops(1), true).unwrap();
-    let (cq_seq, _) = r.submit(nops(2), false).unwrap();
+    let (fut_seq, _) = r.enqueue(nops(1), true).unwrap();
+    let (cq_seq, _) = r.enqueue(nops(2), false).unwrap();
     let running = {
         let mut out = Vec::new();
         r.dispatch(2, &mut out, |d, counts| (d, counts));
@@ -266,7 +266,7 @@ fn iouring_destroy_with_running_ops_then_late_completions() {
     let waker = Waker::from(Arc::new(Flag(false.into())));
     let Poll::Ready(e) = r.poll_owned(fut_seq, &mut Context::from_waker(&waker)) else { panic!() };
     assert!(e.status.is_cancelled());
-    assert!(matches!(r.submit(nops(1), false), Err(IoUringError::RingDestroyed { .. })));
+    assert!(matches!(r.enqueue(nops(1), false), Err(IoUringError::RingDestroyed { .. })));
     assert!(r.lock().stamps.is_empty(), "sampled times outlived their operations");
     let snap = counters.snapshot(0, "t");
     assert_eq!((snap.total_submissions, snap.total_completions, snap.discarded), (3, 3, 2));
@@ -278,7 +278,7 @@ fn iouring_stale_cq_entries_left_by_waits_are_skipped_and_counted_exactly() {
     // reap then step over them. After every step, `ready()` and `outstanding()` must count
     // only the completions really waiting.
     let (r, counters) = ring(16, 16);
-    let (first, _) = r.submit(nops(8), false).unwrap();
+    let (first, _) = r.enqueue(nops(8), false).unwrap();
     let seqs: Vec<u64> = (first..first + 8).collect();
     assert_eq!(start_all(&r), seqs);
     for &s in &seqs {
@@ -313,7 +313,7 @@ fn iouring_stale_cq_entries_left_by_waits_are_skipped_and_counted_exactly() {
     drop(s);
     assert!(r.poll_cq(1, &mut cx).is_pending(), "nothing left to take");
     // The ring stays exact for what follows: one more round, a wait then the stream.
-    let (more, _) = r.submit(nops(2), false).unwrap();
+    let (more, _) = r.enqueue(nops(2), false).unwrap();
     for s in start_all(&r) {
         r.complete(s, Ok(OpResult::None));
     }
