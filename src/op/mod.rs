@@ -15,6 +15,7 @@ mod result;
 
 pub use entry::{SyscallCompletionEntry, SyscallCompletionStatus, SyscallSubmissionEntry};
 pub use error::{IoUringError, OpError, Result, errno};
+#[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) use ops::Class;
 pub use ops::SyscallOpType;
 pub use result::OpResult;

@@ -14,9 +14,13 @@
 //! non-blocking socket) runs on a fallback [`BlockingBackend`]; `Lseek`, `Close` and the calls that
 //! only set a socket up (`Socket`, `Bind`, `Listen`, `LocalAddr`) are not waits and run inline, at
 //! submission.
+//!
+//! Each operation family holds how its operations are prepared as requests, how their entries
+//! are built and how their completions become outcomes (`file_ops`'s and `net_ops`'s `uring`
+//! modules); this module holds what is generic to io_uring: the rings, the in-flight table, the
+//! descriptors a batch names, and the dispatch to the families.
 
 mod driver;
-mod net;
 mod prepare;
 
 use std::io;

@@ -1,49 +1,41 @@
 //! Turning operations into submission entries that own what they point to, and completions back
-//! into results.
+//! into results: what is common to every request (the descriptors they name, the in-flight
+//! entry), and the dispatch to the families, which prepare their own requests, build their
+//! entries and read their completions (`file_ops::uring`, `net_ops::uring`).
 
-use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 
 use io_uring::{opcode, squeue, types};
 
-use rustix::fs::FileType;
-use rustix::io::Errno;
-
-use crate::backend::{OpOutcome, Origin, file_ops};
-use crate::op::{OpError, errno};
-use crate::op::{OpResult, SyscallOpType};
-use crate::process::{Descriptor, DescriptorKind, FdSlot, Process};
+use crate::backend::file_ops::uring::{self as files, FileKind, Names};
+use crate::backend::net_ops::uring::{self as net, NetKind};
+use crate::backend::{OpOutcome, Origin};
+use crate::op::OpError;
+use crate::op::SyscallOpType;
+use crate::process::{Descriptor, DescriptorKind, Process};
 use crate::sandbox::Sandbox;
 
-use super::net::{self, NetKind};
-
-/// The opcodes the crate uses, by name.
-pub(super) const OPCODES: &[(&str, u8)] = &[
-    ("NOP", opcode::Nop::CODE),
-    ("READ", opcode::Read::CODE),
-    ("WRITE", opcode::Write::CODE),
-    ("FSYNC", opcode::Fsync::CODE),
-    ("OPENAT2", opcode::OpenAt2::CODE),
-    ("ASYNC_CANCEL", opcode::AsyncCancel::CODE),
-    ("ACCEPT", opcode::Accept::CODE),
-    ("CONNECT", opcode::Connect::CODE),
-    ("SEND", opcode::Send::CODE),
-    ("RECV", opcode::Recv::CODE),
-    ("SENDMSG", opcode::SendMsg::CODE),
-    ("RECVMSG", opcode::RecvMsg::CODE),
-];
+/// The opcodes the crate uses, by name: the files', cancellation, the sockets'.
+pub(super) const OPCODES: &[(&str, u8)] = &{
+    const CANCEL: (&str, u8) = ("ASYNC_CANCEL", opcode::AsyncCancel::CODE);
+    let mut all = [CANCEL; files::OPCODES.len() + 1 + net::OPCODES.len()];
+    let mut i = 0;
+    while i < files::OPCODES.len() {
+        all[i] = files::OPCODES[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < net::OPCODES.len() {
+        all[i + 1 + j] = net::OPCODES[j];
+        j += 1;
+    }
+    all
+};
 
 /// The opcode that runs `op` in the kernel, if any.
 pub(super) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
-    Some(match op {
-        SyscallOpType::Nop => opcode::Nop::CODE,
-        SyscallOpType::Read { .. } | SyscallOpType::ReadAt { .. } => opcode::Read::CODE,
-        SyscallOpType::Write { .. } | SyscallOpType::WriteAt { .. } => opcode::Write::CODE,
-        SyscallOpType::Fsync { .. } => opcode::Fsync::CODE,
-        SyscallOpType::Open { .. } => opcode::OpenAt2::CODE,
-        other => net::opcode_of(other)?,
-    })
+    files::opcode_of(op).or_else(|| net::opcode_of(op))
 }
 
 /// What an in-flight operation owns: the memory its entry points into, and the descriptors it
@@ -62,42 +54,11 @@ pub(super) struct Prepared {
     _sandbox: Option<Arc<Sandbox>>,
 }
 
+/// A request of one family or the other, as that family prepared it.
 enum Kind {
-    Nop,
-    /// `len` bytes into `buf`'s spare capacity (none: the read is answered without the kernel's
-    /// file).
-    Read {
-        buf: Vec<u8>,
-        len: u32,
-        offset: u64,
-    },
-    /// `worker`: submitted with `IOSQE_ASYNC`, so that an io-wq worker runs it.
-    Write {
-        data: Vec<u8>,
-        offset: u64,
-        worker: bool,
-    },
-    Fsync,
-    /// Boxed: an open owns much more than the other requests, and every in-flight entry is as
-    /// large as the largest kind.
-    Open(Box<Open>),
+    File(FileKind),
     Net(NetKind),
 }
-
-/// What an `OPENAT2` request owns.
-struct Open {
-    path: CString,
-    how: types::OpenHow,
-    name: String,
-    /// The flags as the tenant gave them.
-    flags: u32,
-    rooted: bool,
-    /// The descriptor's place, taken before the kernel opens anything.
-    place: FdSlot,
-}
-
-/// The "current position" offset for `READ`/`WRITE`.
-const CURRENT: u64 = u64::MAX;
 
 /// The descriptors a batch's requests name, looked up once for a run of requests of one process
 /// on one descriptor (a batch of reads of one file): each lookup takes the process's descriptor
@@ -138,74 +99,25 @@ pub(super) fn prepare(
         let fd = types::Fd(d.as_fd().as_raw_fd());
         Prepared { kind, fd, _file: Some(d), _sandbox: None }
     };
-    // Sizes were checked against MAX_IO_SIZE, which fits a u32. A `Read` or `Write` of a socket
-    // is a `RECV` or `SEND` (flags 0, `MSG_NOSIGNAL`): it waits as read(2) and write(2) of a
-    // blocking socket do, and a closed peer is `EPIPE`, not SIGPIPE. `ReadAt` and `WriteAt` of a
-    // socket or a pipe are `ESPIPE`, as pread(2) and pwrite(2) say (the kernel's READ and WRITE
-    // would ignore the offset).
-    let read = |d: Arc<Descriptor>, size: usize, offset: u64| {
-        let len = file_ops::read_capacity(&d, size, (offset != CURRENT).then_some(offset));
-        let buf = file_ops::read_buffer(len)?;
-        let len = len as u32;
-        Ok::<_, OpError>(with(Kind::Read { buf, len, offset }, d))
-    };
-    let write = |d: Arc<Descriptor>, data: Vec<u8>, offset: u64| {
-        // A write that may raise a signal (SIGPIPE at a pipe without a reader; SIGXFSZ past the
-        // host's file size limit) is run by an io-wq worker, whose signals are all blocked,
-        // never inline in the submitting thread, which is any thread of the host.
-        let worker = match d.file_type() {
-            FileType::Fifo => true,
-            FileType::RegularFile => file_ops::file_size_limited(),
-            _ => false,
-        };
-        with(Kind::Write { data, offset, worker }, d)
-    };
-    let no_offsets = |what: &str| {
-        OpError::new(Errno::SPIPE.raw_os_error(), format!("{what}: the descriptor is a socket or a pipe (no offsets)"))
-    };
+    // A `Read` or `Write` of a socket is a `RECV` or `SEND` (flags 0, `MSG_NOSIGNAL`): it waits
+    // as read(2) and write(2) of a blocking socket do, and a closed peer is `EPIPE`, not SIGPIPE.
+    // Of anything else, it is a file's `READ` or `WRITE`.
     Ok(match op {
-        SyscallOpType::Nop => Prepared { kind: Kind::Nop, fd: types::Fd(-1), _file: None, _sandbox: None },
         SyscallOpType::Read { fd, size } => {
             let d = file(fd)?;
             if d.kind() == DescriptorKind::Socket {
                 with(Kind::Net(net::recv(&d, size, 0)?), d)
             } else {
-                read(d, size, CURRENT)?
+                with(Kind::File(files::read(&d, size)?), d)
             }
-        }
-        SyscallOpType::ReadAt { fd, offset, size } => {
-            let d = file(fd)?;
-            if d.is_stream() {
-                return Err(no_offsets("pread"));
-            }
-            read(d, size, offset)?
         }
         SyscallOpType::Write { fd, data } => {
             let d = file(fd)?;
             if d.kind() == DescriptorKind::Socket {
                 with(Kind::Net(net::send(data, 0)), d)
             } else {
-                write(d, data, CURRENT)
+                with(Kind::File(files::write(&d, data)), d)
             }
-        }
-        SyscallOpType::WriteAt { fd, offset, data } => {
-            let d = file(fd)?;
-            if d.is_stream() {
-                return Err(no_offsets("pwrite"));
-            }
-            write(d, data, offset)
-        }
-        SyscallOpType::Fsync { fd } => with(Kind::Fsync, file(fd)?),
-        SyscallOpType::Open { path, flags, mode } => {
-            let sandbox = origin.rights(seq)?;
-            let (dir, target, resolve) = sandbox.open_at(&path)?;
-            let c_path = CString::new(target)
-                .map_err(|_| OpError::new(errno::EINVAL, format!("open {path:?}: the path holds a NUL byte")))?;
-            let (oflags, mode) = sandbox.kernel_flags(flags, mode);
-            let how = types::OpenHow::new().flags(oflags.bits() as u64).mode(u64::from(mode.bits())).resolve(resolve);
-            let place = process.reserve_fd(&sandbox)?;
-            let kind = Kind::Open(Box::new(Open { path: c_path, how, name: path, flags, rooted: resolve != 0, place }));
-            Prepared { kind, fd: types::Fd(dir), _file: None, _sandbox: Some(sandbox) }
         }
         other if net::opcode_of(&other).is_some() => {
             let rights = origin.needed_rights(&other, seq)?;
@@ -213,7 +125,13 @@ pub(super) fn prepare(
             with(Kind::Net(kind), d)
         }
         other => {
-            return Err(OpError::new(errno::EINVAL, format!("{} is not an io_uring operation here", other.name())));
+            let (kind, names) = files::prepare(other, origin, seq, &mut file)?;
+            let kind = Kind::File(kind);
+            match names {
+                Names::Nothing => Prepared { kind, fd: types::Fd(-1), _file: None, _sandbox: None },
+                Names::File(d) => with(kind, d),
+                Names::Dir(dir, sandbox) => Prepared { kind, fd: types::Fd(dir), _file: None, _sandbox: Some(sandbox) },
+            }
         }
     })
 }
@@ -238,14 +156,7 @@ impl Prepared {
     pub(super) fn sqe(&mut self, user_data: u64) -> squeue::Entry {
         let fd = self.fd;
         let sqe = match &mut self.kind {
-            Kind::Nop | Kind::Read { len: 0, .. } => opcode::Nop::new().build(),
-            Kind::Read { buf, len, offset } => opcode::Read::new(fd, buf.as_mut_ptr(), *len).offset(*offset).build(),
-            Kind::Write { data, offset, worker } => {
-                let sqe = opcode::Write::new(fd, data.as_ptr(), data.len() as u32).offset(*offset).build();
-                if *worker { sqe.flags(squeue::Flags::ASYNC) } else { sqe }
-            }
-            Kind::Fsync => opcode::Fsync::new(fd).build(),
-            Kind::Open(open) => opcode::OpenAt2::new(fd, open.path.as_ptr(), &open.how).build(),
+            Kind::File(kind) => kind.sqe(fd),
             Kind::Net(kind) => kind.sqe(fd),
         };
         sqe.user_data(user_data)
@@ -256,43 +167,19 @@ impl Prepared {
 /// needs from `prepared` where it lies (in the in-flight table), rather than having the whole
 /// entry moved out first.
 pub(super) fn finish(prepared: &mut Prepared, result: i32) -> OpOutcome {
-    let kind = std::mem::replace(&mut prepared.kind, Kind::Nop);
-    if result < 0 {
-        let e = rustix::io::Errno::from_raw_os_error(-result);
-        return Err(match &kind {
-            Kind::Open(open) if open.rooted => crate::sandbox::escape_error(&open.name, e),
-            Kind::Open(open) => OpError::new(-result, format!("open {:?}", open.name)),
-            _ => OpError::from(e),
-        });
+    match std::mem::replace(&mut prepared.kind, Kind::File(FileKind::Nop)) {
+        Kind::File(kind) => files::finish(kind, result),
+        Kind::Net(_) if result < 0 => Err(OpError::from(rustix::io::Errno::from_raw_os_error(-result))),
+        Kind::Net(kind) => net::finish(kind, result),
     }
-    let n = result as usize;
-    // Every arm takes its variant whole, so nothing of `kind` is left to drop after the match.
-    Ok(match kind {
-        Kind::Nop | Kind::Fsync => OpResult::None,
-        Kind::Read { mut buf, .. } => {
-            // SAFETY: the kernel wrote `n` bytes (at most the `len` it was given, within the
-            // capacity) at the start of the buffer.
-            unsafe { buf.set_len(n.min(buf.capacity())) };
-            file_ops::fit(&mut buf);
-            OpResult::Bytes(buf)
-        }
-        Kind::Write { data, .. } => {
-            drop(data);
-            OpResult::Count(n)
-        }
-        Kind::Open(open) => {
-            // SAFETY: a successful OPENAT2 returns a new descriptor that nothing else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(result) };
-            OpResult::Fd(open.place.install(file_ops::opened(fd, open.flags))?)
-        }
-        Kind::Net(kind) => net::finish(kind, result)?,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::op::errno;
     use crate::syscalls::iouring::ring::test_support::ring;
+    use std::os::fd::OwnedFd;
 
     /// A batch's descriptor lookups, remembered from one request to the next, still name what
     /// each request's own process means by its number.

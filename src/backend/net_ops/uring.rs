@@ -22,7 +22,7 @@ use crate::process::{Descriptor, DescriptorKind, FdSlot, Process};
 use crate::sandbox::Sandbox;
 
 /// What a socket request owns while the kernel holds it, and its flags.
-pub(super) enum NetKind {
+pub(crate) enum NetKind {
     /// Room for the peer's address, and the new descriptor's place (taken before the kernel
     /// accepts anything).
     Accept(Box<AddrOut>, FdSlot),
@@ -54,20 +54,20 @@ pub(super) enum NetKind {
 }
 
 /// Room for the address the kernel writes (accept's peer).
-pub(super) struct AddrOut {
+pub(crate) struct AddrOut {
     storage: MaybeUninit<SocketAddrStorage>,
     len: SocketAddrLen,
 }
 
 /// A `sendmsg` header with its destination and one buffer.
-pub(super) struct MsgOut {
+pub(crate) struct MsgOut {
     addr: SocketAddrAny,
     iov: libc::iovec,
     hdr: libc::msghdr,
 }
 
 /// A `recvmsg` header with room for the sender's address and one buffer.
-pub(super) struct MsgIn {
+pub(crate) struct MsgIn {
     addr: AddrOut,
     iov: libc::iovec,
     hdr: libc::msghdr,
@@ -99,9 +99,19 @@ impl AddrOut {
     }
 }
 
+/// The opcodes socket requests use, by name.
+pub(crate) const OPCODES: &[(&str, u8)] = &[
+    ("ACCEPT", opcode::Accept::CODE),
+    ("CONNECT", opcode::Connect::CODE),
+    ("SEND", opcode::Send::CODE),
+    ("RECV", opcode::Recv::CODE),
+    ("SENDMSG", opcode::SendMsg::CODE),
+    ("RECVMSG", opcode::RecvMsg::CODE),
+];
+
 /// The opcode that runs a socket operation in the kernel, if any (`Socket`, `Bind`, `Listen` and
 /// `LocalAddr` never wait: they run inline).
-pub(super) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
+pub(crate) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
     Some(match op {
         SyscallOpType::Accept { .. } => opcode::Accept::CODE,
         SyscallOpType::Connect { .. } => opcode::Connect::CODE,
@@ -119,7 +129,7 @@ fn recv_flags(flags: u32) -> i32 {
 
 /// Takes ownership of what a socket operation's entry will point into; the descriptor is
 /// returned to be kept open. `rights` are the operation's own, if it needs them.
-pub(super) fn prepare(
+pub(crate) fn prepare(
     process: &Arc<Process>,
     rights: Option<&Sandbox>,
     op: SyscallOpType,
@@ -177,13 +187,13 @@ pub(super) fn prepare(
 }
 
 /// A `SEND` of `data` (a `Send`, or a `Write` of a socket: `flags` 0), never raising SIGPIPE.
-pub(super) fn send(data: Vec<u8>, flags: u32) -> NetKind {
+pub(crate) fn send(data: Vec<u8>, flags: u32) -> NetKind {
     NetKind::Send { data, flags: net_ops::send_flags(flags).bits() as i32 }
 }
 
 /// A `RECV` of up to `size` bytes from socket `d` (a `Recv`, or a `Read` of a socket: `flags`
 /// 0), into a buffer no larger than the socket can fill; `ENOMEM` if it cannot be had.
-pub(super) fn recv(d: &Descriptor, size: usize, flags: u32) -> Result<NetKind, OpError> {
+pub(crate) fn recv(d: &Descriptor, size: usize, flags: u32) -> Result<NetKind, OpError> {
     let len = net_ops::recv_capacity(d, size);
     // Sizes were checked against the policy's limit, which fits a u32.
     Ok(NetKind::Recv { buf: file_ops::read_buffer(len)?, size: len as u32, flags: recv_flags(flags) })
@@ -191,12 +201,12 @@ pub(super) fn recv(d: &Descriptor, size: usize, flags: u32) -> Result<NetKind, O
 
 impl NetKind {
     /// Whether the kernel may be given the request again to go on waiting for its socket.
-    pub(super) fn may_wait_again(&self) -> bool {
+    pub(crate) fn may_wait_again(&self) -> bool {
         !matches!(self, NetKind::Connect { .. })
     }
 
     /// The entry for socket `fd`, pointing into the boxes and buffers `self` owns.
-    pub(super) fn sqe(&mut self, fd: types::Fd) -> squeue::Entry {
+    pub(crate) fn sqe(&mut self, fd: types::Fd) -> squeue::Entry {
         match self {
             NetKind::Accept(out, _) => {
                 let flags = (rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC).bits() as i32;
@@ -216,7 +226,7 @@ impl NetKind {
 }
 
 /// The outcome of a socket request that completed with `n` (not an error).
-pub(super) fn finish(kind: NetKind, n: i32) -> Result<OpResult, OpError> {
+pub(crate) fn finish(kind: NetKind, n: i32) -> Result<OpResult, OpError> {
     let len = n as usize;
     Ok(match kind {
         NetKind::Accept(out, place) => {

@@ -1,5 +1,12 @@
-//! File operations run synchronously on the calling thread: the blocking pool's workers, or a
-//! runtime's `spawn_blocking`/`unblock` threads, call [`execute_sync`].
+//! The files family. File operations run synchronously on the calling thread: the blocking
+//! pool's workers, or a runtime's `spawn_blocking`/`unblock` threads, call [`execute_sync`].
+//!
+//! The family keeps here how a pool runs its operations, and in `uring.rs` how io_uring prepares
+//! them (`NOP`, `READ`, `WRITE`, `FSYNC`, `OPENAT2`), builds their entries and reads their
+//! completions.
+
+#[cfg(all(feature = "uring", target_os = "linux"))]
+pub(crate) mod uring;
 
 use rustix::buffer::spare_capacity;
 use rustix::fs::{FileType, SeekFrom};

@@ -2,6 +2,13 @@
 //! writes of sockets, FIFOs and character devices ([`runs_on_readiness`]). Each backend supplies
 //! the [`Readiness`] that waits for a descriptor to become ready (async-io's reactor, tokio's
 //! `AsyncFd`); the system calls are the same for all.
+//!
+//! The family keeps here how a pool runs its operations (on readiness), and in `uring.rs` how
+//! io_uring prepares them (`ACCEPT`, `CONNECT`, `SEND`, `RECV`, `SENDMSG`, `RECVMSG`), builds
+//! their entries and reads their completions.
+
+#[cfg(all(feature = "uring", target_os = "linux"))]
+pub(crate) mod uring;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,0 +1,231 @@
+//! File operations as io_uring requests: `NOP`, `READ`, `WRITE`, `FSYNC` and `OPENAT2`; how each
+//! is prepared, how its entry is built, and how its completion becomes an outcome.
+//!
+//! Every buffer and path an entry points into is owned here, in a [`FileKind`] the in-flight
+//! table keeps until the completion arrives.
+
+use std::ffi::CString;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Arc;
+
+use io_uring::{opcode, squeue, types};
+use rustix::fs::FileType;
+use rustix::io::Errno;
+
+use super::{file_size_limited, fit, opened, read_buffer, read_capacity};
+use crate::backend::{OpOutcome, Origin};
+use crate::op::{OpError, errno};
+use crate::op::{OpResult, SyscallOpType};
+use crate::process::{Descriptor, FdSlot};
+use crate::sandbox::Sandbox;
+
+/// The opcodes file requests use, by name.
+pub(crate) const OPCODES: &[(&str, u8)] = &[
+    ("NOP", opcode::Nop::CODE),
+    ("READ", opcode::Read::CODE),
+    ("WRITE", opcode::Write::CODE),
+    ("FSYNC", opcode::Fsync::CODE),
+    ("OPENAT2", opcode::OpenAt2::CODE),
+];
+
+/// The opcode that runs file operation `op` in the kernel, if any.
+pub(crate) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
+    Some(match op {
+        SyscallOpType::Nop => opcode::Nop::CODE,
+        SyscallOpType::Read { .. } | SyscallOpType::ReadAt { .. } => opcode::Read::CODE,
+        SyscallOpType::Write { .. } | SyscallOpType::WriteAt { .. } => opcode::Write::CODE,
+        SyscallOpType::Fsync { .. } => opcode::Fsync::CODE,
+        SyscallOpType::Open { .. } => opcode::OpenAt2::CODE,
+        _ => None?,
+    })
+}
+
+/// What a file request owns while the kernel holds it, and what its entry is built from.
+pub(crate) enum FileKind {
+    Nop,
+    /// `len` bytes into `buf`'s spare capacity (none: the read is answered without the kernel's
+    /// file).
+    Read {
+        buf: Vec<u8>,
+        len: u32,
+        offset: u64,
+    },
+    /// `worker`: submitted with `IOSQE_ASYNC`, so that an io-wq worker runs it.
+    Write {
+        data: Vec<u8>,
+        offset: u64,
+        worker: bool,
+    },
+    Fsync,
+    /// Boxed: an open owns much more than the other requests, and every in-flight entry is as
+    /// large as the largest kind.
+    Open(Box<Open>),
+}
+
+/// What an `OPENAT2` request owns.
+pub(crate) struct Open {
+    path: CString,
+    how: types::OpenHow,
+    name: String,
+    /// The flags as the tenant gave them.
+    flags: u32,
+    rooted: bool,
+    /// The descriptor's place, taken before the kernel opens anything.
+    place: FdSlot,
+}
+
+/// What a file request names, to be kept open until the kernel is done with it.
+pub(crate) enum Names {
+    /// Nothing (a `NOP`).
+    Nothing,
+    /// A descriptor of the process.
+    File(Arc<Descriptor>),
+    /// The directory an open starts from (the sandbox's root, or the working directory), kept
+    /// open by the sandbox.
+    Dir(i32, Arc<Sandbox>),
+}
+
+/// The "current position" offset for `READ`/`WRITE`.
+const CURRENT: u64 = u64::MAX;
+
+/// Resolves what file operation `op` (operation `seq` of `origin`) names, with `file` looking a
+/// descriptor up, and takes ownership of what its entry will point into. An `Open` uses the
+/// rights it was submitted with. A `Read` or `Write` is prepared with [`read`] or [`write`]
+/// instead, once its descriptor is known not to be a socket (a socket's is a socket request).
+#[inline]
+pub(crate) fn prepare(
+    op: SyscallOpType,
+    origin: &Origin,
+    seq: u64,
+    file: &mut impl FnMut(i32) -> Result<Arc<Descriptor>, OpError>,
+) -> Result<(FileKind, Names), OpError> {
+    // `ReadAt` and `WriteAt` of a socket or a pipe are `ESPIPE`, as pread(2) and pwrite(2) say
+    // (the kernel's READ and WRITE would ignore the offset).
+    let no_offsets = |what: &str| {
+        OpError::new(Errno::SPIPE.raw_os_error(), format!("{what}: the descriptor is a socket or a pipe (no offsets)"))
+    };
+    Ok(match op {
+        SyscallOpType::Nop => (FileKind::Nop, Names::Nothing),
+        SyscallOpType::ReadAt { fd, offset, size } => {
+            let d = file(fd)?;
+            if d.is_stream() {
+                return Err(no_offsets("pread"));
+            }
+            (read_at(&d, size, offset)?, Names::File(d))
+        }
+        SyscallOpType::WriteAt { fd, offset, data } => {
+            let d = file(fd)?;
+            if d.is_stream() {
+                return Err(no_offsets("pwrite"));
+            }
+            (write_at(&d, data, offset), Names::File(d))
+        }
+        SyscallOpType::Fsync { fd } => (FileKind::Fsync, Names::File(file(fd)?)),
+        SyscallOpType::Open { path, flags, mode } => {
+            let sandbox = origin.rights(seq)?;
+            let (dir, target, resolve) = sandbox.open_at(&path)?;
+            let c_path = CString::new(target)
+                .map_err(|_| OpError::new(errno::EINVAL, format!("open {path:?}: the path holds a NUL byte")))?;
+            let (oflags, mode) = sandbox.kernel_flags(flags, mode);
+            let how = types::OpenHow::new().flags(oflags.bits() as u64).mode(u64::from(mode.bits())).resolve(resolve);
+            let place = origin.process().reserve_fd(&sandbox)?;
+            let kind =
+                FileKind::Open(Box::new(Open { path: c_path, how, name: path, flags, rooted: resolve != 0, place }));
+            (kind, Names::Dir(dir, sandbox))
+        }
+        other => {
+            return Err(OpError::new(errno::EINVAL, format!("{} is not an io_uring operation here", other.name())));
+        }
+    })
+}
+
+/// A `Read` of `d` (not a socket) at its position.
+#[inline]
+pub(crate) fn read(d: &Descriptor, size: usize) -> Result<FileKind, OpError> {
+    read_at(d, size, CURRENT)
+}
+
+/// A `Write` of `data` to `d` (not a socket) at its position.
+#[inline]
+pub(crate) fn write(d: &Descriptor, data: Vec<u8>) -> FileKind {
+    write_at(d, data, CURRENT)
+}
+
+/// A `READ` of up to `size` bytes of `d` at `offset` ([`CURRENT`]: at its position), into a
+/// buffer no larger than the file can fill; `ENOMEM` if it cannot be had.
+#[inline]
+fn read_at(d: &Descriptor, size: usize, offset: u64) -> Result<FileKind, OpError> {
+    // Sizes were checked against MAX_IO_SIZE, which fits a u32.
+    let len = read_capacity(d, size, (offset != CURRENT).then_some(offset));
+    let buf = read_buffer(len)?;
+    let len = len as u32;
+    Ok(FileKind::Read { buf, len, offset })
+}
+
+/// A `WRITE` of `data` to `d` at `offset` ([`CURRENT`]: at its position).
+#[inline]
+fn write_at(d: &Descriptor, data: Vec<u8>, offset: u64) -> FileKind {
+    // A write that may raise a signal (SIGPIPE at a pipe without a reader; SIGXFSZ past the
+    // host's file size limit) is run by an io-wq worker, whose signals are all blocked,
+    // never inline in the submitting thread, which is any thread of the host.
+    let worker = match d.file_type() {
+        FileType::Fifo => true,
+        FileType::RegularFile => file_size_limited(),
+        _ => false,
+    };
+    FileKind::Write { data, offset, worker }
+}
+
+impl FileKind {
+    /// The entry for `fd` (the descriptor the request names; the directory an open starts
+    /// from), pointing into what `self` owns (the same each time it is built).
+    #[inline]
+    pub(crate) fn sqe(&mut self, fd: types::Fd) -> squeue::Entry {
+        match self {
+            FileKind::Nop | FileKind::Read { len: 0, .. } => opcode::Nop::new().build(),
+            FileKind::Read { buf, len, offset } => {
+                opcode::Read::new(fd, buf.as_mut_ptr(), *len).offset(*offset).build()
+            }
+            FileKind::Write { data, offset, worker } => {
+                let sqe = opcode::Write::new(fd, data.as_ptr(), data.len() as u32).offset(*offset).build();
+                if *worker { sqe.flags(squeue::Flags::ASYNC) } else { sqe }
+            }
+            FileKind::Fsync => opcode::Fsync::new(fd).build(),
+            FileKind::Open(open) => opcode::OpenAt2::new(fd, open.path.as_ptr(), &open.how).build(),
+        }
+    }
+}
+
+/// The outcome of a file request whose completion's result is `result`.
+#[inline]
+pub(crate) fn finish(kind: FileKind, result: i32) -> OpOutcome {
+    if result < 0 {
+        let e = rustix::io::Errno::from_raw_os_error(-result);
+        return Err(match &kind {
+            FileKind::Open(open) if open.rooted => crate::sandbox::escape_error(&open.name, e),
+            FileKind::Open(open) => OpError::new(-result, format!("open {:?}", open.name)),
+            _ => OpError::from(e),
+        });
+    }
+    let n = result as usize;
+    // Every arm takes its variant whole, so nothing of `kind` is left to drop after the match.
+    Ok(match kind {
+        FileKind::Nop | FileKind::Fsync => OpResult::None,
+        FileKind::Read { mut buf, .. } => {
+            // SAFETY: the kernel wrote `n` bytes (at most the `len` it was given, within the
+            // capacity) at the start of the buffer.
+            unsafe { buf.set_len(n.min(buf.capacity())) };
+            fit(&mut buf);
+            OpResult::Bytes(buf)
+        }
+        FileKind::Write { data, .. } => {
+            drop(data);
+            OpResult::Count(n)
+        }
+        FileKind::Open(open) => {
+            // SAFETY: a successful OPENAT2 returns a new descriptor that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(result) };
+            OpResult::Fd(open.place.install(opened(fd, open.flags))?)
+        }
+    })
+}
