@@ -198,7 +198,7 @@ impl FileKind {
 
 /// The outcome of a file request whose completion's result is `result`.
 #[inline]
-pub(crate) fn finish(kind: FileKind, result: i32) -> OpOutcome {
+pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
     if result < 0 {
         let e = rustix::io::Errno::from_raw_os_error(-result);
         return Err(match &kind {

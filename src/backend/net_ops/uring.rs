@@ -226,7 +226,7 @@ impl NetKind {
 }
 
 /// The outcome of a socket request that completed with `n` (not an error).
-pub(crate) fn finish(kind: NetKind, n: i32) -> Result<OpResult, OpError> {
+pub(crate) fn outcome(kind: NetKind, n: i32) -> Result<OpResult, OpError> {
     let len = n as usize;
     Ok(match kind {
         NetKind::Accept(out, place) => {

@@ -520,7 +520,7 @@ impl Driver {
                         return None;
                     }
                     ready.next();
-                    let outcome = prepare::finish(&mut op.prepared, result);
+                    let outcome = prepare::outcome(&mut op.prepared, result);
                     let Owner { seq, counted: counts, .. } = table.remove(key).owner;
                     delivered += 1;
                     counted += usize::from(counts);

@@ -46,8 +46,8 @@ pub const SETUP_FAILURE_ENV: &str = "AI_OS_KERNEL_URING_SETUP_ERRNO";
 /// the enter that submits them (its reaper sleeps while nothing is left in flight), and one for
 /// socket requests, which wait for their peer (its reaper waits in the kernel while any is
 /// parked). Kept apart, a parked accept never wakes a reaper for every page-cached read that
-/// some submitter already took (28,000 to 31,000 wake-ups a second beside one tenant's reads,
-/// measured), and socket requests never wait behind file requests in one submission queue.
+/// some submitter already took, and socket requests never wait behind file requests in one
+/// submission queue.
 pub struct UringBackend {
     driver: Arc<Driver>,
     /// The ring for socket requests; `None` where the kernel would not wait on a non-blocking

@@ -166,11 +166,11 @@ impl Prepared {
 /// The outcome of a completed operation, from its completion's `result`. Takes what the outcome
 /// needs from `prepared` where it lies (in the in-flight table), rather than having the whole
 /// entry moved out first.
-pub(super) fn finish(prepared: &mut Prepared, result: i32) -> OpOutcome {
+pub(super) fn outcome(prepared: &mut Prepared, result: i32) -> OpOutcome {
     match std::mem::replace(&mut prepared.kind, Kind::File(FileKind::Nop)) {
-        Kind::File(kind) => files::finish(kind, result),
+        Kind::File(kind) => files::outcome(kind, result),
         Kind::Net(_) if result < 0 => Err(OpError::from(rustix::io::Errno::from_raw_os_error(-result))),
-        Kind::Net(kind) => net::finish(kind, result),
+        Kind::Net(kind) => net::outcome(kind, result),
     }
 }
 

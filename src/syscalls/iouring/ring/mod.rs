@@ -30,7 +30,7 @@
 //!
 //! Everything a pass under the ring's lock leaves to do once the lock is released (cancellation
 //! hooks, wake-ups, closes) is gathered in an [`AfterUnlock`] and done by
-//! [`finish`](SyscallCompletionRing::finish).
+//! [`after_unlock`](SyscallCompletionRing::after_unlock).
 
 mod cq;
 mod seq;
