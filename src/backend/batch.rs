@@ -99,8 +99,50 @@ pub(crate) struct Delivered(AfterUnlock);
 /// dropped submissions do. A wrapper that holds some operations back hands the rest on as a
 /// batch of their own ([`Batch::from_iter`](FromIterator::from_iter)).
 pub struct Batch {
-    runs: Vec<Run>,
+    runs: Runs,
     ops: Vec<Queued>,
+}
+
+/// A batch's runs, in order. Most batches have one (a `submit_batch` that skipped the SQ): it
+/// needs no allocation.
+#[derive(Default)]
+pub(crate) struct Runs {
+    first: Option<Run>,
+    rest: Vec<Run>,
+}
+
+impl Runs {
+    fn push(&mut self, run: Run) {
+        if self.first.is_none() {
+            self.first = Some(run);
+        } else {
+            self.rest.push(run);
+        }
+    }
+
+    fn last_mut(&mut self) -> Option<&mut Run> {
+        match self.rest.last_mut() {
+            Some(last) => Some(last),
+            None => self.first.as_mut(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Run> {
+        self.first.iter().chain(&self.rest)
+    }
+}
+
+impl IntoIterator for Runs {
+    type Item = Run;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Run>, std::vec::IntoIter<Run>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
 }
 
 /// A run: its ring, and how many of the batch's operations (the next ones in order) are its.
@@ -117,7 +159,7 @@ impl std::fmt::Debug for Batch {
 
 impl Batch {
     pub(crate) fn with_capacity(ops: usize) -> Self {
-        Batch { runs: Vec::new(), ops: Vec::with_capacity(ops) }
+        Batch { runs: Runs::default(), ops: Vec::with_capacity(ops) }
     }
 
     /// Adds a run of `ring`'s operations: those `take` pushes (each with whether it holds a
@@ -161,7 +203,7 @@ impl Batch {
 
     /// The runs (each ring, and how many operations it has) and the operations in run order,
     /// each with whether it holds a place in the window: for a backend that keeps each ring once.
-    pub(crate) fn into_runs(mut self) -> (Vec<Run>, Vec<Queued>) {
+    pub(crate) fn into_runs(mut self) -> (Runs, Vec<Queued>) {
         (std::mem::take(&mut self.runs), std::mem::take(&mut self.ops))
     }
 }
@@ -170,7 +212,7 @@ impl FromIterator<Submission> for Batch {
     /// A batch of submissions; consecutive ones of one ring make one run.
     fn from_iter<I: IntoIterator<Item = Submission>>(subs: I) -> Self {
         let subs = subs.into_iter();
-        let mut batch = Batch { runs: Vec::new(), ops: Vec::with_capacity(subs.size_hint().0) };
+        let mut batch = Batch { runs: Runs::default(), ops: Vec::with_capacity(subs.size_hint().0) };
         for sub in subs {
             let (origin, d, counted) = sub.into_queued();
             match batch.runs.last_mut() {

@@ -87,7 +87,7 @@ use std::sync::Arc;
 
 pub use batch::Batch;
 #[cfg(all(feature = "uring", target_os = "linux"))]
-pub(crate) use batch::{Dispatched, Origin, Queued, Run};
+pub(crate) use batch::{Dispatched, Origin, Queued, Runs as BatchRuns};
 #[cfg(any(feature = "blocking", feature = "tokio", feature = "smol"))]
 pub use pool::run_waiting;
 pub use select::{BACKEND_ENV, Choice, available, by_name, choose, from_env};

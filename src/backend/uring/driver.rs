@@ -10,7 +10,7 @@ use slab::Slab;
 use std::os::fd::AsRawFd;
 
 use super::prepare::{self, Prepared};
-use crate::backend::{Batch, Completer, Dispatched, Freed, Origin, Queued, Run};
+use crate::backend::{Batch, BatchRuns, Completer, Dispatched, Freed, Origin, Queued};
 use crate::op::{OpError, errno};
 
 /// `user_data` of the NOP that wakes the reaper to shut down.
@@ -54,7 +54,7 @@ pub(super) struct Pin {
 
 /// The runs of a batch being submitted, each kept in the table as its first operation is.
 struct Runs {
-    runs: std::vec::IntoIter<Run>,
+    runs: <BatchRuns as IntoIterator>::IntoIter,
     /// The run of the last operation submitted, and how many of its operations are still to be.
     pin: usize,
     left: usize,
