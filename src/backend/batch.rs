@@ -32,10 +32,12 @@ impl Origin {
         Origin(ring.clone())
     }
 
+    #[inline]
     pub(crate) fn pid(&self) -> Pid {
         self.0.pid()
     }
 
+    #[inline]
     pub(crate) fn process(&self) -> &Arc<Process> {
         self.0.process()
     }
@@ -43,19 +45,23 @@ impl Origin {
     /// The rights operation `seq` was submitted with (see [`Operation::rights`]).
     ///
     /// [`Operation::rights`]: super::Operation::rights
+    #[inline]
     pub(crate) fn rights(&self, seq: u64) -> Result<Arc<Sandbox>, OpError> {
         self.0.rights(seq)
     }
 
     /// [`rights`](Self::rights) if `op` (operation `seq`) needs them to run, `None` otherwise.
+    #[inline]
     pub(crate) fn needed_rights(&self, op: &SyscallOpType, seq: u64) -> Result<Option<Arc<Sandbox>>, OpError> {
         self.0.needed_rights(op, seq)
     }
 
+    #[inline]
     pub(crate) fn is_cancelled(&self, seq: u64) -> bool {
         self.0.is_cancelled(seq)
     }
 
+    #[inline]
     pub(crate) fn cancel_token(&self, seq: u64) -> Arc<CancelToken> {
         self.0.cancel_token(seq)
     }
@@ -67,21 +73,25 @@ impl Origin {
 
     /// Delivers outcomes under one lock of the ring; the wake-ups they leave are for
     /// [`Freed::release`], once the caller holds no lock.
+    #[inline]
     pub(crate) fn deliver(&self, outcomes: impl Iterator<Item = (u64, OpOutcome)>) -> Delivered {
         Delivered(self.0.complete_many(outcomes))
     }
 
     /// Delivers one outcome and wakes its owner.
+    #[inline]
     pub(crate) fn complete(&self, seq: u64, outcome: OpOutcome) {
         self.0.complete(seq, outcome);
     }
 
     /// Wakes, notifies and closes what a delivery left to do.
+    #[inline]
     pub(crate) fn wake(&self, delivered: Delivered) {
         self.0.after_unlock(delivered.0);
     }
 
     /// Gives `counted` places in the executor's window back.
+    #[inline]
     pub(crate) fn release(&self, counted: usize) {
         self.0.release(counted);
     }
@@ -112,6 +122,7 @@ pub(crate) struct Runs {
 }
 
 impl Runs {
+    #[inline]
     fn push(&mut self, run: Run) {
         if self.first.is_none() {
             self.first = Some(run);
@@ -120,6 +131,7 @@ impl Runs {
         }
     }
 
+    #[inline]
     fn last_mut(&mut self) -> Option<&mut Run> {
         match self.rest.last_mut() {
             Some(last) => Some(last),
@@ -127,6 +139,7 @@ impl Runs {
         }
     }
 
+    #[inline]
     fn len(&self) -> usize {
         usize::from(self.first.is_some()) + self.rest.len()
     }
@@ -140,6 +153,7 @@ impl IntoIterator for Runs {
     type Item = Run;
     type IntoIter = std::iter::Chain<std::option::IntoIter<Run>, std::vec::IntoIter<Run>>;
 
+    #[inline]
     fn into_iter(self) -> Self::IntoIter {
         self.first.into_iter().chain(self.rest)
     }
@@ -158,12 +172,14 @@ impl std::fmt::Debug for Batch {
 }
 
 impl Batch {
+    #[inline]
     pub(crate) fn with_capacity(ops: usize) -> Self {
         Batch { runs: Runs::default(), ops: Vec::with_capacity(ops) }
     }
 
     /// Adds a run of `ring`'s operations: those `take` pushes (each with whether it holds a
     /// place in the window). A run of none is not kept.
+    #[inline]
     pub(crate) fn run<R>(&mut self, ring: &Arc<SyscallCompletionRing>, take: impl FnOnce(&mut Vec<Queued>) -> R) -> R {
         let before = self.ops.len();
         let taken = take(&mut self.ops);
@@ -175,11 +191,13 @@ impl Batch {
     }
 
     /// How many operations the batch holds.
+    #[inline]
     pub fn len(&self) -> usize {
         self.ops.len()
     }
 
     /// Whether the batch holds no operation.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
@@ -191,20 +209,50 @@ impl Batch {
     }
 
     /// The operations, each with its own duty to complete.
+    #[inline]
     pub fn into_submissions(self) -> impl Iterator<Item = Submission> {
         let (runs, ops) = self.into_runs();
-        // Each run's ring is cloned once per operation but its last, which takes the run's own.
-        let mut origins = runs.into_iter().flat_map(|(origin, len)| std::iter::repeat_n(origin, len));
-        ops.into_iter().map(move |(d, counted)| {
-            let origin = origins.next().expect("every operation is in a run");
-            Submission::new(Completer::new(origin, d.seq, counted), d.op)
-        })
+        Submissions { runs: runs.into_iter(), run: None, ops: ops.into_iter() }
     }
 
     /// The runs (each ring, and how many operations it has) and the operations in run order,
     /// each with whether it holds a place in the window: for a backend that keeps each ring once.
+    #[inline]
     pub(crate) fn into_runs(mut self) -> (Runs, Vec<Queued>) {
         (std::mem::take(&mut self.runs), std::mem::take(&mut self.ops))
+    }
+}
+
+/// A batch's operations as submissions ([`Batch::into_submissions`]): each run's ring is cloned
+/// for each of its operations but the last, which takes the run's own.
+struct Submissions {
+    runs: <Runs as IntoIterator>::IntoIter,
+    /// The run of the next operation, and how many of its operations are left.
+    run: Option<Run>,
+    ops: std::vec::IntoIter<Queued>,
+}
+
+impl Iterator for Submissions {
+    type Item = Submission;
+
+    #[inline]
+    fn next(&mut self) -> Option<Submission> {
+        let (d, counted) = self.ops.next()?;
+        let origin = loop {
+            match &mut self.run {
+                Some((origin, left)) if *left > 1 => {
+                    *left -= 1;
+                    break origin.clone();
+                }
+                Some(_) => break self.run.take().map(|(origin, _)| origin).expect("a run"),
+                None => self.run = Some(self.runs.next().expect("every operation is in a run")),
+            }
+        };
+        Some(Submission::new(Completer::new(origin, d.seq, counted), d.op))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.ops.size_hint()
     }
 }
 

@@ -31,21 +31,25 @@ impl std::fmt::Debug for Operation {
 
 impl Operation {
     /// The process this operation runs for.
+    #[inline]
     pub fn pid(&self) -> Pid {
         self.origin.pid()
     }
 
     /// The operation.
+    #[inline]
     pub fn op(&self) -> &SyscallOpType {
         &self.op
     }
 
     /// The operation, by value (to move its buffers into the kernel's care).
+    #[inline]
     pub fn into_op(self) -> SyscallOpType {
         self.op
     }
 
     /// The process: its descriptors and sandbox.
+    #[inline]
     pub fn process(&self) -> &Arc<Process> {
         self.origin.process()
     }
@@ -61,6 +65,7 @@ impl Operation {
 
     /// [`rights`](Self::rights) if the operation needs them to run (it opens a path, creates a
     /// descriptor or may bind a socket), `None` otherwise (without asking the ring).
+    #[inline]
     pub fn needs_rights(&self) -> Result<Option<Arc<Sandbox>>, OpError> {
         self.origin.needed_rights(&self.op, self.seq)
     }
@@ -72,6 +77,7 @@ impl Operation {
     }
 
     /// Whether cancellation was requested.
+    #[inline]
     pub fn is_cancelled(&self) -> bool {
         self.origin.is_cancelled(self.seq)
     }
@@ -103,21 +109,25 @@ impl std::fmt::Debug for Completer {
 }
 
 impl Submission {
+    #[inline]
     pub(crate) fn new(completer: Completer, op: SyscallOpType) -> Self {
         Submission { op, completer }
     }
 
     /// The operation.
+    #[inline]
     pub fn op(&self) -> &SyscallOpType {
         &self.op
     }
 
     /// The process it runs for.
+    #[inline]
     pub fn process(&self) -> &Arc<Process> {
         self.completer.origin.process()
     }
 
     /// Whether cancellation was requested.
+    #[inline]
     pub fn is_cancelled(&self) -> bool {
         self.completer.origin.is_cancelled(self.completer.seq)
     }
@@ -129,11 +139,13 @@ impl Submission {
 
     /// The rights the operation was submitted with, if it needs them to run (see
     /// [`Operation::needs_rights`]).
+    #[inline]
     pub fn needs_rights(&self) -> Result<Option<Arc<Sandbox>>, OpError> {
         self.completer.origin.needed_rights(&self.op, self.completer.seq)
     }
 
     /// The operation's sequence number in its ring.
+    #[inline]
     pub fn seq(&self) -> u64 {
         self.completer.seq
     }
@@ -147,23 +159,27 @@ impl Submission {
     }
 
     /// Splits into the operation and the completer, to run the one and then call the other.
+    #[inline]
     pub fn into_parts(self) -> (Operation, Completer) {
         let op = Operation { op: self.op, origin: self.completer.origin.clone(), seq: self.completer.seq };
         (op, self.completer)
     }
 
     /// The completer alone, for an operation answered without running it further.
+    #[inline]
     pub fn into_completer(self) -> Completer {
         self.completer
     }
 
     /// Gives the operation's place in its executor's in-flight window back now, for an operation
     /// found to wait on a peer (see [`Completer::leave_window`]).
+    #[inline]
     pub fn leave_window(&mut self) {
         self.completer.leave_window();
     }
 
     /// Completes without running (for a backend that can tell at once).
+    #[inline]
     pub fn complete(self, outcome: OpOutcome) {
         self.completer.complete(outcome);
     }
@@ -172,6 +188,7 @@ impl Submission {
     /// (its duty to complete goes with them).
     ///
     /// [`Batch`]: super::Batch
+    #[inline]
     pub(crate) fn into_queued(self) -> (Origin, Dispatched, bool) {
         let Submission { op, mut completer } = self;
         completer.done = true;
@@ -181,6 +198,7 @@ impl Submission {
 }
 
 impl Completer {
+    #[inline]
     pub(crate) fn new(origin: Origin, seq: u64, counted: bool) -> Self {
         Completer { origin, seq, counted, done: false }
     }
@@ -189,6 +207,7 @@ impl Completer {
     /// found to wait on a peer only once its descriptor is known (a `Read` or `Write` of a
     /// socket), which, like a `Recv`, must not hold a place while it waits. Call it holding no
     /// lock that starting the executor's next operations could need.
+    #[inline]
     pub fn leave_window(&mut self) {
         if std::mem::take(&mut self.counted) {
             self.origin.release(1);
@@ -196,15 +215,18 @@ impl Completer {
     }
 
     /// Delivers the outcome to the operation's owner and frees its place in the executor.
+    #[inline]
     pub fn complete(mut self, outcome: OpOutcome) {
         self.deliver(outcome);
     }
 
     /// The operation's sequence number in its ring.
+    #[inline]
     pub fn seq(&self) -> u64 {
         self.seq
     }
 
+    #[inline]
     fn deliver(&mut self, outcome: OpOutcome) {
         self.done = true;
         self.origin.complete(self.seq, outcome);
