@@ -151,11 +151,27 @@ impl Runs {
 
 impl IntoIterator for Runs {
     type Item = Run;
-    type IntoIter = std::iter::Chain<std::option::IntoIter<Run>, std::vec::IntoIter<Run>>;
+    type IntoIter = RunsIter;
 
     #[inline]
-    fn into_iter(self) -> Self::IntoIter {
-        self.first.into_iter().chain(self.rest)
+    fn into_iter(self) -> RunsIter {
+        // No iterator for an empty rest: a batch of one run frees nothing but its operations.
+        RunsIter { first: self.first, rest: (!self.rest.is_empty()).then(|| self.rest.into_iter()) }
+    }
+}
+
+/// The runs of a batch, in order.
+pub(crate) struct RunsIter {
+    first: Option<Run>,
+    rest: Option<std::vec::IntoIter<Run>>,
+}
+
+impl Iterator for RunsIter {
+    type Item = Run;
+
+    #[inline]
+    fn next(&mut self) -> Option<Run> {
+        self.first.take().or_else(|| self.rest.as_mut()?.next())
     }
 }
 
@@ -226,7 +242,7 @@ impl Batch {
 /// A batch's operations as submissions ([`Batch::into_submissions`]): each run's ring is cloned
 /// for each of its operations but the last, which takes the run's own.
 struct Submissions {
-    runs: <Runs as IntoIterator>::IntoIter,
+    runs: RunsIter,
     /// The run of the next operation, and how many of its operations are left.
     run: Option<Run>,
     ops: std::vec::IntoIter<Queued>,
