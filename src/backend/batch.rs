@@ -234,8 +234,11 @@ impl Batch {
     /// The runs (each ring, and how many operations it has) and the operations in run order,
     /// each with whether it holds a place in the window: for a backend that keeps each ring once.
     #[inline]
-    pub(crate) fn into_runs(mut self) -> (Runs, Vec<Queued>) {
-        (std::mem::take(&mut self.runs), std::mem::take(&mut self.ops))
+    pub(crate) fn into_runs(self) -> (Runs, Vec<Queued>) {
+        // Its duty to complete goes with what is taken out: the empty shell left behind holds no
+        // allocation and needs no drop.
+        let mut this = std::mem::ManuallyDrop::new(self);
+        (std::mem::take(&mut this.runs), std::mem::take(&mut this.ops))
     }
 }
 
