@@ -17,6 +17,7 @@ pub use entry::{SyscallCompletionEntry, SyscallCompletionStatus, SyscallSubmissi
 pub use error::{IoUringError, OpError, Result, errno};
 #[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) use ops::Class;
+pub(crate) use ops::Family;
 pub use ops::SyscallOpType;
 pub use result::OpResult;
 

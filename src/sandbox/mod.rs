@@ -18,23 +18,13 @@ pub use ipnet::IpNet;
 pub use net::PortRange;
 pub use rate::RateLimit;
 
-use crate::op::SyscallOpType;
+use crate::op::{Family, SyscallOpType};
 use crate::op::{OpError, errno};
 use net::NetRule;
 
 /// The largest read or write the crate will attempt, whatever the policy: Linux's own limit for
 /// one `read(2)` (`MAX_RW_COUNT`). Larger sizes are `EINVAL`, so no allocation is tried.
 pub const MAX_IO_SIZE: usize = 0x7fff_f000;
-
-/// The receive flags a tenant may pass: `MSG_PEEK` and `MSG_WAITALL`, which leave a receive
-/// waiting for the data its socket's readiness announces, and `MSG_TRUNC` and `MSG_DONTWAIT`,
-/// which are dropped (a result never claims more than it holds; a receive always waits). Any
-/// other (`MSG_ERRQUEUE`, waiting on a socket readable for other data, would be woken and fail
-/// `EAGAIN` for ever) is refused.
-const RECV_FLAGS: u32 = rustix::net::RecvFlags::PEEK.bits()
-    | rustix::net::RecvFlags::WAITALL.bits()
-    | rustix::net::RecvFlags::TRUNC.bits()
-    | rustix::net::RecvFlags::DONTWAIT.bits();
 
 /// What a virtual process may do.
 ///
@@ -333,6 +323,15 @@ impl Policy {
                 format!("{}: size {len} exceeds the policy's limit of {} bytes", op.name(), self.max_io_bytes),
             ));
         }
+        match op.traits().family {
+            Family::Files => self.check_file(op),
+            Family::Sockets => self.check_socket(op),
+        }
+    }
+
+    /// The files family's rules: offsets, `whence`, open flags (the path is resolved when it is
+    /// opened).
+    fn check_file(&self, op: &SyscallOpType) -> Result<(), OpError> {
         match op {
             SyscallOpType::ReadAt { offset, .. } | SyscallOpType::WriteAt { offset, .. }
                 if *offset > i64::MAX as u64 =>
@@ -343,31 +342,7 @@ impl Policy {
                 errno::EINVAL,
                 format!("lseek: whence {whence} is not SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA or SEEK_HOLE"),
             )),
-            SyscallOpType::Recv { flags, .. } | SyscallOpType::RecvFrom { flags, .. } if flags & !RECV_FLAGS != 0 => {
-                Err(OpError::new(
-                    errno::EINVAL,
-                    format!(
-                        "{}: flags {:#x} are not supported (MSG_PEEK and MSG_WAITALL are)",
-                        op.name(),
-                        flags & !RECV_FLAGS
-                    ),
-                ))
-            }
             SyscallOpType::Open { path, flags, .. } => self.check_open(path, *flags),
-            SyscallOpType::Socket { .. } if self.connect.is_empty() && self.bind.is_empty() => {
-                Err(OpError::new(errno::EACCES, "socket: the policy allows no network access"))
-            }
-            SyscallOpType::Connect { addr, .. } | SyscallOpType::SendTo { addr, .. }
-                if !net::admits_connect(&self.connect, addr) =>
-            {
-                Err(OpError::new(errno::EACCES, format!("{}: the policy does not allow {addr}", op.name())))
-            }
-            SyscallOpType::Bind { addr, .. } if !net::admits_bind(&self.bind, addr) => {
-                Err(OpError::new(errno::EACCES, format!("bind: the policy does not allow binding {addr}")))
-            }
-            SyscallOpType::Listen { .. } if !self.listen => {
-                Err(OpError::new(errno::EACCES, "listen: the policy does not allow listening"))
-            }
             _ => Ok(()),
         }
     }

@@ -5,6 +5,53 @@ use std::ops::{RangeFull, RangeInclusive};
 
 use ipnet::IpNet;
 
+use super::Policy;
+use crate::op::{OpError, SyscallOpType, errno};
+
+/// The receive flags a tenant may pass: `MSG_PEEK` and `MSG_WAITALL`, which leave a receive
+/// waiting for the data its socket's readiness announces, and `MSG_TRUNC` and `MSG_DONTWAIT`,
+/// which are dropped (a result never claims more than it holds; a receive always waits). Any
+/// other (`MSG_ERRQUEUE`, waiting on a socket readable for other data, would be woken and fail
+/// `EAGAIN` for ever) is refused.
+const RECV_FLAGS: u32 = rustix::net::RecvFlags::PEEK.bits()
+    | rustix::net::RecvFlags::WAITALL.bits()
+    | rustix::net::RecvFlags::TRUNC.bits()
+    | rustix::net::RecvFlags::DONTWAIT.bits();
+
+impl Policy {
+    /// The sockets family's rules: receive flags, and what the policy lets a socket be made for,
+    /// connect or send to, bind and listen on.
+    pub(super) fn check_socket(&self, op: &SyscallOpType) -> Result<(), OpError> {
+        match op {
+            SyscallOpType::Recv { flags, .. } | SyscallOpType::RecvFrom { flags, .. } if flags & !RECV_FLAGS != 0 => {
+                Err(OpError::new(
+                    errno::EINVAL,
+                    format!(
+                        "{}: flags {:#x} are not supported (MSG_PEEK and MSG_WAITALL are)",
+                        op.name(),
+                        flags & !RECV_FLAGS
+                    ),
+                ))
+            }
+            SyscallOpType::Socket { .. } if self.connect.is_empty() && self.bind.is_empty() => {
+                Err(OpError::new(errno::EACCES, "socket: the policy allows no network access"))
+            }
+            SyscallOpType::Connect { addr, .. } | SyscallOpType::SendTo { addr, .. }
+                if !admits_connect(&self.connect, addr) =>
+            {
+                Err(OpError::new(errno::EACCES, format!("{}: the policy does not allow {addr}", op.name())))
+            }
+            SyscallOpType::Bind { addr, .. } if !admits_bind(&self.bind, addr) => {
+                Err(OpError::new(errno::EACCES, format!("bind: the policy does not allow binding {addr}")))
+            }
+            SyscallOpType::Listen { .. } if !self.listen => {
+                Err(OpError::new(errno::EACCES, "listen: the policy does not allow listening"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// An inclusive range of ports. Built from a single port (`8080`), a range (`1024..=65535`) or
 /// `..` (every port, 0 included, so binding an ephemeral port is allowed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
