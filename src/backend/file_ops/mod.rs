@@ -3,7 +3,9 @@
 //!
 //! The family keeps here how a pool runs its operations, and in `uring.rs` how io_uring prepares
 //! them (`NOP`, `READ`, `WRITE`, `FSYNC`, `OPENAT2`), builds their entries and reads their
-//! completions.
+//! completions. What the rest of the crate knows of each of them before it runs (its class, whether
+//! it acts with rights, its transfer length) is its row in the operation vocabulary, and the
+//! policy's rules for it are the sandbox's (`Policy::check_file`).
 
 #[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) mod uring;
