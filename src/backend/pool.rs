@@ -6,9 +6,10 @@ use std::future::{Future, poll_fn};
 use std::task::Poll;
 
 use super::{Batch, OpOutcome, Operation, Submission, file_ops, net_ops};
-use crate::op::{OpError, OpResult, SyscallOpType};
+use crate::op::{Class, OpError, OpResult, SyscallOpType};
 
-/// How the pool backends start a batch: a `Nop` completes at once, an operation that runs on
+/// How the pool backends start a batch: a `Nop` completes at once, an operation that never
+/// waits (`Lseek`, `Close`) runs on this thread as io_uring runs it at submission, one that runs on
 /// readiness (a socket's, or a `Read` or `Write` of a socket, FIFO or character device: see
 /// [`net_ops::runs_on_readiness`]) whose answer is already there completes on this thread
 /// ([`net_ops::try_now`]), one that must wait goes to `wait` (which races it against
@@ -20,6 +21,10 @@ pub(crate) fn start_ready_first(batch: Batch, mut file: impl FnMut(Submission), 
             // than after a trip through a thread pool shared with every other process.
             let outcome = if sub.is_cancelled() { Err(OpError::cancelled()) } else { Ok(OpResult::None) };
             sub.complete(outcome);
+            continue;
+        }
+        if sub.op().traits().class == Class::Inline && !sub.op().is_network() {
+            run_blocking(sub);
             continue;
         }
         if !net_ops::runs_on_readiness(sub.op(), sub.process()) {
@@ -55,6 +60,48 @@ pub(crate) fn start_ready_first(batch: Batch, mut file: impl FnMut(Submission), 
 pub(crate) fn pool_window() -> super::Capabilities {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     super::Capabilities::new((cores * 32).clamp(32, 256))
+}
+
+/// File operations to run on a runtime's blocking pool: one, or several taken in turn by each of
+/// a few pool tasks ([`file_work`]).
+#[cfg(any(feature = "tokio", feature = "smol"))]
+pub(crate) enum FileWork {
+    One(Submission),
+    Shared(std::sync::Arc<std::sync::Mutex<std::vec::IntoIter<Submission>>>),
+}
+
+#[cfg(any(feature = "tokio", feature = "smol"))]
+impl FileWork {
+    /// Runs the operation, or the shared ones until none is left, on the calling thread.
+    pub(crate) fn run(self) {
+        match self {
+            FileWork::One(sub) => run_blocking(sub),
+            FileWork::Shared(queue) => loop {
+                // The lock is let go of before the operation runs.
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                match next {
+                    Some(sub) => run_blocking(sub),
+                    None => break,
+                }
+            },
+        }
+    }
+}
+
+/// A batch's file operations as pool tasks: one task for one operation; for more, four tasks per
+/// core at most (the blocking pool's threads per core, enough to keep a disk busy), each taking
+/// the next operation until none is left. A batch then costs a few thread wake-ups, not one per
+/// operation; an operation that blocks (an `fsync`) holds one task while the others go on. Operations a task never took (its pool
+/// shut down) are dropped with the queue and complete with `EIO`.
+#[cfg(any(feature = "tokio", feature = "smol"))]
+pub(crate) fn file_work(mut files: Vec<Submission>) -> impl Iterator<Item = FileWork> {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let one = if files.len() == 1 { files.pop().map(FileWork::One) } else { None };
+    // No queue for none or one.
+    let queue = (!files.is_empty()).then(|| std::sync::Arc::new(std::sync::Mutex::new(files.into_iter())));
+    let tasks = queue.as_ref().map_or(0, |q| q.lock().unwrap_or_else(|e| e.into_inner()).len().min(4 * cores));
+    one.into_iter().chain((0..tasks).filter_map(move |_| queue.clone().map(FileWork::Shared)))
 }
 
 /// Runs a file operation to its end on the calling thread and completes it (skipped if it was

@@ -33,15 +33,20 @@ impl Backend for SmolBackend {
         smol::spawn(task).detach();
     }
 
-    /// File operations go straight to the blocking pool; socket operations whose answer is
-    /// already there complete at once, the rest wait in a task on the executor.
+    /// File operations go to the blocking pool, a few tasks per batch ([`pool::file_work`]);
+    /// socket operations whose answer is already there complete at once, the rest wait in a
+    /// task on the executor.
     fn submit(self: Arc<Self>, batch: Batch) {
+        let mut files = Vec::new();
         pool::start_ready_first(
             batch,
-            |sub| smol::unblock(move || pool::run_blocking(sub)).detach(),
+            |sub| files.push(sub),
             |sub| {
                 self.spawn(Box::pin(pool::run_waiting(sub, |op| async move { net_ops::execute(op, &AsyncIo).await })))
             },
         );
+        for work in pool::file_work(files) {
+            smol::unblock(move || work.run()).detach();
+        }
     }
 }
