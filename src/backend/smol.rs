@@ -33,7 +33,7 @@ impl Backend for SmolBackend {
         smol::spawn(task).detach();
     }
 
-    /// File operations go to the blocking pool, a few tasks per batch ([`pool::file_work`]);
+    /// File operations go to the blocking pool, a few tasks per batch (`pool::file_work`);
     /// socket operations whose answer is already there complete at once, the rest wait in a
     /// task on the executor.
     fn submit(self: Arc<Self>, batch: Batch) {

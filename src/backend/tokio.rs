@@ -82,7 +82,7 @@ impl Backend for TokioBackend {
         drop(self.handle.spawn(task));
     }
 
-    /// File operations go to the blocking pool, a few tasks per batch ([`pool::file_work`]);
+    /// File operations go to the blocking pool, a few tasks per batch (`pool::file_work`);
     /// socket operations whose answer is already there complete at once, the rest wait in a
     /// task on the reactor.
     fn submit(self: Arc<Self>, batch: Batch) {
