@@ -6,10 +6,9 @@ use std::future::{Future, poll_fn};
 use std::task::Poll;
 
 use super::{Batch, OpOutcome, Operation, Submission, file_ops, net_ops};
-use crate::op::{Class, OpError, OpResult, SyscallOpType};
+use crate::op::{OpError, OpResult, SyscallOpType};
 
-/// How the pool backends start a batch: a `Nop` completes at once, an operation that never
-/// waits (`Lseek`, `Close`) runs on this thread as io_uring runs it at submission, one that runs on
+/// How the pool backends start a batch: a `Nop` completes at once, an operation that runs on
 /// readiness (a socket's, or a `Read` or `Write` of a socket, FIFO or character device: see
 /// [`net_ops::runs_on_readiness`]) whose answer is already there completes on this thread
 /// ([`net_ops::try_now`]), one that must wait goes to `wait` (which races it against
@@ -21,10 +20,6 @@ pub(crate) fn start_ready_first(batch: Batch, mut file: impl FnMut(Submission), 
             // than after a trip through a thread pool shared with every other process.
             let outcome = if sub.is_cancelled() { Err(OpError::cancelled()) } else { Ok(OpResult::None) };
             sub.complete(outcome);
-            continue;
-        }
-        if sub.op().traits().class == Class::Inline && !sub.op().is_network() {
-            run_blocking(sub);
             continue;
         }
         if !net_ops::runs_on_readiness(sub.op(), sub.process()) {

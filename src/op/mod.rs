@@ -15,7 +15,7 @@ mod result;
 
 pub use entry::{SyscallCompletionEntry, SyscallCompletionStatus, SyscallSubmissionEntry};
 pub use error::{IoUringError, OpError, Result, errno};
-#[cfg(any(feature = "uring", feature = "blocking", feature = "tokio", feature = "smol"))]
+#[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) use ops::Class;
 pub(crate) use ops::Family;
 pub use ops::SyscallOpType;

@@ -137,8 +137,10 @@ impl SyscallOpType {
             SyscallOpType::WriteAt { .. } => (Files, Ends, false),
             SyscallOpType::Fsync { .. } => (Files, Ends, false),
             SyscallOpType::Open { .. } => (Files, Ends, true),
-            SyscallOpType::Lseek { .. } => (Files, Inline, false),
-            SyscallOpType::Close { .. } => (Files, Inline, false),
+            // Both may reach the file system (`SEEK_END` revalidates an NFS file, `SEEK_DATA` asks
+            // a FUSE daemon, a close flushes): never on a thread that starts other tenants' work.
+            SyscallOpType::Lseek { .. } => (Files, Ends, false),
+            SyscallOpType::Close { .. } => (Files, Ends, false),
             SyscallOpType::Socket { .. } => (Sockets, Inline, true),
             SyscallOpType::Bind { .. } => (Sockets, Inline, false),
             // `Listen` and `SendTo` bind an unbound socket themselves.
@@ -222,8 +224,8 @@ pub(crate) enum Family {
 /// How an operation runs, on every backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Class {
-    /// Never waits: runs at once on the thread that starts it (`Lseek`, `Close`, the calls that
-    /// only set a socket up).
+    /// Never waits, and touches no file system: runs at once on the thread that starts it (the
+    /// socket calls that only set a socket up).
     Inline,
     /// Ends on its own (file I/O, opens, `fsync`): in the kernel's io_uring or on a pool thread,
     /// holding a place in the executor's window until it ends.

@@ -10,10 +10,10 @@
 //! `net_ops::KERNEL_WAIT`), and never surfaces `EAGAIN`. A write that could raise a signal (a
 //! FIFO's; a regular file's under a finite `RLIMIT_FSIZE`) carries `IOSQE_ASYNC`, so that an io-wq
 //! worker, whose signals are blocked, runs it instead of the host's submitting thread. What the
-//! kernel cannot do here (opcodes it lacks; socket requests where it would not wait on a
-//! non-blocking socket) runs on a fallback [`BlockingBackend`]; `Lseek`, `Close` and the calls that
-//! only set a socket up (`Socket`, `Bind`, `Listen`, `LocalAddr`) are not waits and run inline, at
-//! submission.
+//! kernel cannot do here (opcodes it lacks, `Lseek` and `Close` among them; socket requests where
+//! it would not wait on a non-blocking socket) runs on a fallback [`BlockingBackend`]; the calls
+//! that only set a socket up (`Socket`, `Bind`, `Listen`, `LocalAddr`) touch no file system and
+//! run inline, at submission.
 //!
 //! Each operation family holds how its operations are prepared as requests, how their entries
 //! are built and how their completions become outcomes (`file_ops`'s and `net_ops`'s `uring`
@@ -26,7 +26,7 @@ mod prepare;
 use std::io;
 use std::sync::Arc;
 
-use super::{Backend, Batch, BlockingBackend, Capabilities, Completer, OpOutcome, Operation, Task, file_ops, net_ops};
+use super::{Backend, Batch, BlockingBackend, Capabilities, Completer, OpOutcome, Operation, Task, net_ops};
 use crate::op::Class;
 use crate::op::SyscallOpType;
 use crate::process::{DescriptorKind, Process};
@@ -229,12 +229,9 @@ impl UringBackend {
     }
 }
 
-/// Runs an operation that never waits (`Lseek`, `Close`, and the socket calls that only set a
-/// socket up) on the calling thread.
+/// Runs an operation that never waits (the socket calls that only set a socket up) on the
+/// calling thread.
 fn inline(op: Operation) -> OpOutcome {
-    if !op.op().is_network() {
-        return file_ops::execute_sync(op);
-    }
     let rights = op.needs_rights()?;
     net_ops::execute_now(op.op(), op.process(), rights.as_deref())
 }
