@@ -50,7 +50,7 @@ impl BlockingBackend {
     /// Four threads per available core, at least 4 and at most 256: enough to keep the disk busy
     /// while some threads wait in `fsync`.
     pub fn default_threads() -> usize {
-        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = super::cores();
         (cores * 4).clamp(4, 256)
     }
 

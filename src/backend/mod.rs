@@ -108,6 +108,13 @@ use crate::op::OpResult;
 pub use crate::op::{OpError, errno};
 pub use crate::syscalls::iouring::cancel::CancelToken;
 
+/// The cores this process may run on (at least 1), asked of the system once: what the backends
+/// size their pools, windows and kernel workers by.
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// What executing one operation produced.
 pub type OpOutcome = Result<OpResult, OpError>;
 

@@ -53,8 +53,7 @@ pub(crate) fn start_ready_first(batch: Batch, mut file: impl FnMut(Submission), 
 /// take tens of microseconds to wake, busy.
 #[cfg(any(feature = "tokio", feature = "smol"))]
 pub(crate) fn pool_window() -> super::Capabilities {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    super::Capabilities::new((cores * 32).clamp(32, 256))
+    super::Capabilities::new((super::cores() * 32).clamp(32, 256))
 }
 
 /// File operations to run on a runtime's blocking pool: one, or several taken in turn by each of
@@ -86,17 +85,26 @@ impl FileWork {
 /// A batch's file operations as pool tasks: one task for one operation; for more, four tasks per
 /// core at most (the blocking pool's threads per core, enough to keep a disk busy), each taking
 /// the next operation until none is left. A batch then costs a few thread wake-ups, not one per
-/// operation; an operation that blocks (an `fsync`) holds one task while the others go on. Operations a task never took (its pool
-/// shut down) are dropped with the queue and complete with `EIO`.
+/// operation; an operation that blocks (an `fsync`) holds one task while the others go on.
+/// Operations no task took (its pool shut down) are dropped with the queue and complete with
+/// `EIO`.
 #[cfg(any(feature = "tokio", feature = "smol"))]
-pub(crate) fn file_work(mut files: Vec<Submission>) -> impl Iterator<Item = FileWork> {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+fn file_work(mut files: Vec<Submission>) -> impl Iterator<Item = FileWork> {
     let one = if files.len() == 1 { files.pop().map(FileWork::One) } else { None };
+    let tasks = files.len().min(4 * super::cores());
     // No queue for none or one.
-    let queue = (!files.is_empty()).then(|| std::sync::Arc::new(std::sync::Mutex::new(files.into_iter())));
-    let tasks = queue.as_ref().map_or(0, |q| q.lock().unwrap_or_else(|e| e.into_inner()).len().min(4 * cores));
-    one.into_iter().chain((0..tasks).filter_map(move |_| queue.clone().map(FileWork::Shared)))
+    let queue = (tasks > 0).then(|| std::sync::Arc::new(std::sync::Mutex::new(files.into_iter())));
+    let shared = queue.into_iter().flat_map(move |queue| (0..tasks).map(move |_| FileWork::Shared(queue.clone())));
+    one.into_iter().chain(shared)
+}
+
+/// How tokio and smol start a batch: as [`start_ready_first`], with the file operations gathered
+/// into a few blocking tasks ([`file_work`]), each handed to `blocking`.
+#[cfg(any(feature = "tokio", feature = "smol"))]
+pub(crate) fn start_in_few_tasks(batch: Batch, wait: impl FnMut(Submission), blocking: impl FnMut(FileWork)) {
+    let mut files = Vec::new();
+    start_ready_first(batch, |sub| files.push(sub), wait);
+    file_work(files).for_each(blocking);
 }
 
 /// Runs a file operation to its end on the calling thread and completes it (skipped if it was

@@ -33,20 +33,15 @@ impl Backend for SmolBackend {
         smol::spawn(task).detach();
     }
 
-    /// File operations go to the blocking pool, a few tasks per batch (`pool::file_work`);
-    /// socket operations whose answer is already there complete at once, the rest wait in a
-    /// task on the executor.
+    /// File operations go to the blocking pool, a few tasks per batch; socket operations whose
+    /// answer is already there complete at once, the rest wait in a task on the executor.
     fn submit(self: Arc<Self>, batch: Batch) {
-        let mut files = Vec::new();
-        pool::start_ready_first(
+        pool::start_in_few_tasks(
             batch,
-            |sub| files.push(sub),
             |sub| {
                 self.spawn(Box::pin(pool::run_waiting(sub, |op| async move { net_ops::execute(op, &AsyncIo).await })))
             },
+            |work| smol::unblock(move || work.run()).detach(),
         );
-        for work in pool::file_work(files) {
-            smol::unblock(move || work.run()).detach();
-        }
     }
 }

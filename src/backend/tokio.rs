@@ -82,22 +82,17 @@ impl Backend for TokioBackend {
         drop(self.handle.spawn(task));
     }
 
-    /// File operations go to the blocking pool, a few tasks per batch (`pool::file_work`);
-    /// socket operations whose answer is already there complete at once, the rest wait in a
-    /// task on the reactor.
+    /// File operations go to the blocking pool, a few tasks per batch; socket operations whose
+    /// answer is already there complete at once, the rest wait in a task on the reactor.
     fn submit(self: Arc<Self>, batch: Batch) {
-        let mut files = Vec::new();
-        pool::start_ready_first(
+        pool::start_in_few_tasks(
             batch,
-            |sub| files.push(sub),
             |sub| {
                 let me = self.clone();
                 self.spawn(Box::pin(pool::run_waiting(sub, move |op| async move { net_ops::execute(op, &*me).await })))
             },
+            |work| drop(self.handle.spawn_blocking(move || work.run())),
         );
-        for work in pool::file_work(files) {
-            drop(self.handle.spawn_blocking(move || work.run()));
-        }
     }
 }
 

@@ -635,7 +635,7 @@ fn kernel_waits_on_sockets(ring: &mut IoUring) -> bool {
 /// (`net_ops::KERNEL_WAIT`, one scheduler tick), after which its request ends `EAGAIN` and is
 /// sent back to wait, so that one tenant's receives cannot keep another's from the workers.
 fn bound_kernel_workers(ring: &IoUring) {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let cores = crate::backend::cores() as u32;
     let mut max = [(cores * 4).clamp(4, 64), (cores * 2).clamp(4, 32)];
     if let Err(e) = ring.submitter().register_iowq_max_workers(&mut max) {
         tracing::debug!(error = %e, "this kernel does not bound io_uring's workers");
