@@ -82,20 +82,33 @@ impl FileWork {
     }
 }
 
-/// A batch's file operations as pool tasks: one task for one operation; for more, four tasks per
-/// core at most (the blocking pool's threads per core, enough to keep a disk busy), each taking
-/// the next operation until none is left. A batch then costs a few thread wake-ups, not one per
-/// operation; an operation that blocks (an `fsync`) holds one task while the others go on.
-/// Operations no task took (its pool shut down) are dropped with the queue and complete with
-/// `EIO`.
+/// A batch's file operations as pool tasks, each process's apart: one task for one operation;
+/// for more, four tasks per core at most (the blocking pool's threads per core, enough to keep a
+/// disk busy), each taking the next of that process's operations until none is left. A batch
+/// then costs a few thread wake-ups, not one per operation. An operation that blocks (an `fsync`,
+/// a read of a hung file system) holds one task while the others go on, and never one of
+/// another process's: no process's operations wait in a queue behind another's. Operations no
+/// task took (its pool shut down) are dropped with the queue and complete with `EIO`.
 #[cfg(any(feature = "tokio", feature = "smol"))]
-fn file_work(mut files: Vec<Submission>) -> impl Iterator<Item = FileWork> {
-    let one = if files.len() == 1 { files.pop().map(FileWork::One) } else { None };
-    let tasks = files.len().min(4 * super::cores());
-    // No queue for none or one.
-    let queue = (tasks > 0).then(|| std::sync::Arc::new(std::sync::Mutex::new(files.into_iter())));
-    let shared = queue.into_iter().flat_map(move |queue| (0..tasks).map(move |_| FileWork::Shared(queue.clone())));
-    one.into_iter().chain(shared)
+fn file_work(files: Vec<Submission>) -> Vec<FileWork> {
+    let mut work = Vec::new();
+    let mut files = files.into_iter().peekable();
+    while let Some(first) = files.next() {
+        let process = std::sync::Arc::as_ptr(first.process());
+        let of_process = |sub: &Submission| std::sync::Arc::as_ptr(sub.process()) == process;
+        if !files.peek().is_some_and(of_process) {
+            work.push(FileWork::One(first));
+            continue;
+        }
+        let mut same = vec![first];
+        while let Some(next) = files.next_if(of_process) {
+            same.push(next);
+        }
+        let tasks = same.len().min(4 * super::cores());
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(same.into_iter()));
+        work.extend((0..tasks).map(|_| FileWork::Shared(queue.clone())));
+    }
+    work
 }
 
 /// How tokio and smol start a batch: as [`start_ready_first`], with the file operations gathered
@@ -104,7 +117,7 @@ fn file_work(mut files: Vec<Submission>) -> impl Iterator<Item = FileWork> {
 pub(crate) fn start_in_few_tasks(batch: Batch, wait: impl FnMut(Submission), blocking: impl FnMut(FileWork)) {
     let mut files = Vec::new();
     start_ready_first(batch, |sub| files.push(sub), wait);
-    file_work(files).for_each(blocking);
+    file_work(files).into_iter().for_each(blocking);
 }
 
 /// Runs a file operation to its end on the calling thread and completes it (skipped if it was
@@ -158,6 +171,38 @@ mod tests {
     use super::*;
     use crate::backend::Batch;
     use crate::syscalls::iouring::ring::test_support::ring;
+
+    /// A batch's file operations go to pool tasks by process: one process's operations never
+    /// share a queue (and so never wait) with another's, however the batch mixes them.
+    #[cfg(any(feature = "tokio", feature = "smol"))]
+    #[test]
+    fn file_work_keeps_each_process_apart() {
+        use crate::syscalls::iouring::ring::test_support::nops;
+        let rings = [ring(1, 8, 8).0, ring(2, 8, 8).0, ring(3, 8, 8).0];
+        let mut batch = Batch::with_capacity(7);
+        for (r, n) in rings.iter().zip([3, 1, 3]) {
+            r.enqueue(nops(n), false).unwrap();
+            batch.run(r, |out| r.dispatch(n, out, |d, counted| (d, counted)));
+        }
+        let work = file_work(batch.into_submissions().collect());
+        let mut pids = Vec::new();
+        for w in &work {
+            pids.push(match w {
+                FileWork::One(sub) => vec![sub.process().pid()],
+                FileWork::Shared(queue) => queue.lock().unwrap().as_slice().iter().map(|s| s.process().pid()).collect(),
+            });
+        }
+        // Pid 1's three share a queue (three tasks), pid 2's one is alone, pid 3's three likewise.
+        let (one, three) = (vec![1, 1, 1], vec![3, 3, 3]);
+        let expect = vec![one.clone(), one.clone(), one, vec![2], three.clone(), three.clone(), three];
+        assert_eq!(pids, expect);
+        for w in work {
+            w.run();
+        }
+        for r in &rings {
+            assert_eq!(r.reap(usize::MAX).len(), if r.pid() == 2 { 1 } else { 3 }, "every operation ran");
+        }
+    }
 
     /// A waiting operation cancelled before its task runs again is not tried again: an accept
     /// asked to stop never takes a connection that arrived meanwhile, only to discard it.
