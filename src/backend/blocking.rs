@@ -9,6 +9,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::reactor::AsyncIo;
 use std::sync::Arc;
 
+use super::lanes::{Drainer, Lanes};
 use super::{Backend, Batch, Capabilities, Task, net_ops, pool};
 
 /// Runs file operations on a fixed pool of threads with ordinary blocking system calls. Socket
@@ -23,6 +24,7 @@ use super::{Backend, Batch, Capabilities, Task, net_ops, pool};
 pub struct BlockingBackend {
     queue: Sender<Runnable>,
     threads: usize,
+    lanes: Arc<Lanes>,
 }
 
 impl BlockingBackend {
@@ -44,7 +46,7 @@ impl BlockingBackend {
                 tracing::error!(error = %e, "could not start blocking pool thread {i}");
             }
         }
-        BlockingBackend { queue, threads }
+        BlockingBackend { queue, threads, lanes: Lanes::new(threads, std::time::Duration::ZERO) }
     }
 
     /// Four threads per available core, at least 4 and at most 256: enough to keep the disk busy
@@ -84,25 +86,42 @@ impl Backend for BlockingBackend {
         Capabilities::new(self.threads * 2)
     }
 
-    /// Socket operations whose answer is already there complete at once; the rest run as tasks
-    /// on the pool, a file operation straight to its system call (it is known not to be a
-    /// socket's: no second look at its descriptor), one that waits on async-io's reactor.
+    /// Socket operations whose answer is already there complete at once; file operations go to
+    /// their processes' lanes, drained by tasks on the pool (each straight to its system call: it
+    /// is known not to be a socket's, no second look at its descriptor); one that waits runs as
+    /// a task on the pool, parked on async-io's reactor.
     fn submit(self: Arc<Self>, batch: Batch) {
-        pool::start_ready_first(
+        pool::start_in_lanes(
             batch,
-            |sub| self.spawn(Box::pin(async move { pool::run_blocking(sub) })),
+            &self.lanes,
             |sub| {
                 self.spawn(Box::pin(pool::run_waiting(sub, |op| async move { net_ops::execute(op, &AsyncIo).await })))
             },
+            |drainer| drain(&self.queue, drainer),
         );
     }
 
     fn spawn(&self, task: Task) {
-        let queue = self.queue.clone();
-        // A send fails only once every worker is gone; the dropped task then completes its
-        // operation with EIO.
-        let (runnable, handle) = async_task::spawn(task, move |job| drop(queue.send(job)));
-        runnable.schedule();
-        handle.detach();
+        spawn_on(&self.queue, task);
     }
+}
+
+/// Runs `task` on the pool behind `queue`. A send fails only once every worker is gone; the
+/// dropped task then completes its operations with EIO.
+fn spawn_on(queue: &Sender<Runnable>, task: impl std::future::Future<Output = ()> + Send + 'static) {
+    let queue = queue.clone();
+    let (runnable, handle) = async_task::spawn(task, move |job| drop(queue.send(job)));
+    runnable.schedule();
+    handle.detach();
+}
+
+/// Runs `drainer` on the pool, and the task that goes on with its lane after its turn at the
+/// back of the pool's queue, behind every other lane's and task.
+fn drain(queue: &Sender<Runnable>, drainer: Drainer) {
+    let again = queue.clone();
+    spawn_on(queue, async move {
+        if let Some(next) = drainer.run() {
+            drain(&again, next);
+        }
+    });
 }

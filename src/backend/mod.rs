@@ -67,6 +67,8 @@ mod batch;
 #[cfg(feature = "blocking")]
 mod blocking;
 pub mod file_ops;
+#[cfg(any(feature = "blocking", feature = "tokio", feature = "smol"))]
+mod lanes;
 pub mod net_ops;
 #[cfg(any(feature = "blocking", feature = "tokio", feature = "smol"))]
 mod pool;

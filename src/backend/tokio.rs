@@ -9,6 +9,7 @@ use rustix::io::Errno;
 use tokio::io::unix::AsyncFd;
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
+use super::lanes::{Drainer, Lanes};
 use super::net_ops::{Interest, Readiness};
 use super::{Backend, Batch, Capabilities, Task, net_ops, pool};
 use crate::op::OpError;
@@ -27,6 +28,7 @@ use crate::process::Descriptor;
 pub struct TokioBackend {
     handle: Handle,
     owned: Option<Runtime>,
+    lanes: Arc<Lanes>,
 }
 
 impl TokioBackend {
@@ -40,7 +42,7 @@ impl TokioBackend {
 
     /// On the runtime behind `handle`, which must outlive the operations.
     pub fn with_handle(handle: Handle) -> Self {
-        TokioBackend { handle, owned: None }
+        TokioBackend { handle, owned: None, lanes: pool::file_lanes() }
     }
 
     /// On a runtime of its own with two worker threads.
@@ -50,7 +52,7 @@ impl TokioBackend {
             .thread_name("ai-os-kernel-tokio")
             .enable_all()
             .build()?;
-        Ok(TokioBackend { handle: rt.handle().clone(), owned: Some(rt) })
+        Ok(TokioBackend { handle: rt.handle().clone(), owned: Some(rt), lanes: pool::file_lanes() })
     }
 
     /// The runtime's handle.
@@ -82,18 +84,31 @@ impl Backend for TokioBackend {
         drop(self.handle.spawn(task));
     }
 
-    /// File operations go to the blocking pool, a few tasks per batch; socket operations whose
-    /// answer is already there complete at once, the rest wait in a task on the reactor.
+    /// File operations go to their processes' lanes, drained on the blocking pool; socket
+    /// operations whose answer is already there complete at once, the rest wait in a task on the
+    /// reactor.
     fn submit(self: Arc<Self>, batch: Batch) {
-        pool::start_in_few_tasks(
+        pool::start_in_lanes(
             batch,
+            &self.lanes,
             |sub| {
                 let me = self.clone();
                 self.spawn(Box::pin(pool::run_waiting(sub, move |op| async move { net_ops::execute(op, &*me).await })))
             },
-            |work| drop(self.handle.spawn_blocking(move || work.run())),
+            |drainer| drain(self.handle.clone(), drainer),
         );
     }
+}
+
+/// Runs `drainer` on the blocking pool of `handle`'s runtime, and the task that goes on with its
+/// lane after its turn at the back of the pool's queue.
+fn drain(handle: Handle, drainer: Drainer) {
+    let on = handle.clone();
+    drop(on.spawn_blocking(move || {
+        if let Some(next) = drainer.run() {
+            drain(handle, next);
+        }
+    }));
 }
 
 impl Readiness for TokioBackend {
