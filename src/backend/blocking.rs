@@ -12,7 +12,9 @@ use std::sync::Arc;
 use super::lanes::{Drainer, Lanes};
 use super::{Backend, Batch, Capabilities, Task, net_ops, pool};
 
-/// Runs file operations on a fixed pool of threads with ordinary blocking system calls. Socket
+/// Runs file operations on a fixed pool of threads with ordinary blocking system calls, a
+/// process's one after another on the few threads that take its turn (a turn is 32 operations;
+/// then the other processes' work queued meanwhile runs first). Socket
 /// operations use non-blocking sockets parked on async-io's reactor while they wait, so an
 /// `Accept` nobody answers or a `Recv` on a silent peer holds no pool thread. It needs no async
 /// runtime.

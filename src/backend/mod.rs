@@ -9,9 +9,9 @@
 //! | backend | feature | files | sockets |
 //! |---|---|---|---|
 //! | `UringBackend` | `uring` (default, Linux) | kernel io_uring, one `io_uring_enter` per batch | kernel io_uring (`ACCEPT`, `RECV`, ...) |
-//! | `BlockingBackend` | `blocking` (default) | bounded thread pool | non-blocking, parked on async-io's reactor |
-//! | `TokioBackend` | `tokio` | `spawn_blocking` | `tokio::io::unix::AsyncFd` |
-//! | `SmolBackend` | `smol` | `blocking::unblock` | `async_io::Async` |
+//! | `BlockingBackend` | `blocking` (default) | bounded thread pool, a few threads per process at a time | non-blocking, parked on async-io's reactor |
+//! | `TokioBackend` | `tokio` | `spawn_blocking`, a few tasks per process | `tokio::io::unix::AsyncFd` |
+//! | `SmolBackend` | `smol` | `blocking::unblock`, a few tasks per process | `async_io::Async` |
 //!
 //! [`IoUringManager::new`](crate::syscalls::IoUringManager::new) picks the best one compiled in;
 //! the environment variable `AI_OS_KERNEL_BACKEND` forces one (see [`from_env`]).

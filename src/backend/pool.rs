@@ -55,8 +55,8 @@ fn start_ready_first(batch: Batch, mut file: impl FnMut(Submission), mut wait: i
 }
 
 /// The window of a backend that runs file operations on a thread pool of its runtime's (tokio's
-/// `spawn_blocking`, smol's `unblock`), whose queue serves all processes first come, first
-/// served: 32 per core (at most 256), so that the executor, which is fair across processes,
+/// `spawn_blocking`, smol's `unblock`), whose queue serves the processes' lanes first come,
+/// first served: 32 per core (at most 256), so that the executor, which is fair across processes,
 /// holds most of what the CPUs cannot run yet, rather than the pool's queue, which is not,
 /// while one process's share (a quarter: 16 on 2 cores) still keeps such a pool, whose threads
 /// take tens of microseconds to wake, busy.

@@ -7,8 +7,10 @@ use super::lanes::{Drainer, Lanes};
 use super::{Backend, Batch, Capabilities, Task, net_ops, pool};
 
 /// Runs operations the smol way: file operations on the `blocking` crate's thread pool
-/// (`unblock`), sockets on `async_io::Async`, tasks on smol's global executor, which runs on threads of its own: the caller
-/// need not run smol (its thread count follows `SMOL_THREADS`, default 1).
+/// (`unblock`: a few tasks per process that each run its operations one after another, not a
+/// task each), sockets on `async_io::Async`, tasks on smol's global executor, which runs on
+/// threads of its own: the caller need not run smol (its thread count follows `SMOL_THREADS`,
+/// default 1).
 #[derive(Debug, Clone)]
 pub struct SmolBackend {
     lanes: Arc<Lanes>,

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustix::io::Errno;
 use tokio::io::unix::AsyncFd;
@@ -16,7 +16,8 @@ use crate::op::OpError;
 use crate::process::Descriptor;
 
 /// Runs operations on a tokio runtime: file operations on its blocking pool (`spawn_blocking`,
-/// as `tokio::fs` does), sockets on its reactor (`AsyncFd`), tasks on its workers.
+/// as `tokio::fs` does, but a few tasks per process that each run its operations one after
+/// another, not a task each), sockets on its reactor (`AsyncFd`), tasks on its workers.
 ///
 /// Which runtime:
 /// - [`TokioBackend::with_handle`]: the runtime you give;
@@ -118,28 +119,124 @@ impl Readiness for TokioBackend {
         interest: Interest,
         mut attempt: impl FnMut() -> Result<T, Errno> + Send,
     ) -> impl Future<Output = Result<T, OpError>> + Send {
-        let registered = d.registration(|fd| {
-            // The registration belongs to this backend's runtime, whichever thread asks.
-            let _in_runtime = self.handle.enter();
-            let both = tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE;
-            // SAFETY: `fd` is an `Arc<OwnedFd>` moved into the `AsyncFd`: it keeps the descriptor
-            // open, and `as_raw_fd` returns the same number, for as long as the `AsyncFd` lives.
-            // The registration is stored in the `Descriptor` next to the same `Arc` and dropped
-            // before it (field order), and no code here closes or replaces the descriptor.
-            let register = || unsafe { AsyncFd::register_with_interest(fd, both) };
-            // tokio panics when the runtime was built without IO; make that a clear error.
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(register)) {
-                Ok(done) => done.map_err(|e| e.into_parts().1),
-                Err(_) => Err(io::Error::other("the tokio runtime has IO disabled: build it with enable_io()")),
-            }
-        });
+        let held =
+            d.registration(|fd| Ok(Waits { fd, registered: Mutex::new(None) })).and_then(|w| w.hold(&self.handle));
         async move {
-            let source: &AsyncFd<Arc<OwnedFd>> = registered?;
+            let held = held?;
             let interest = match interest {
                 Interest::Read => tokio::io::Interest::READABLE,
                 Interest::Write => tokio::io::Interest::WRITABLE,
             };
-            source.async_io(interest, |_| attempt().map_err(io::Error::from)).await.map_err(OpError::from)
+            held.source().async_io(interest, |_| attempt().map_err(io::Error::from)).await.map_err(OpError::from)
+        }
+    }
+}
+
+/// A descriptor's registration with the runtime's reactor: made when an operation starts waiting
+/// on it, dropped (deregistered) when the last one waiting stops. tokio keeps a registration for
+/// every edge of readiness, waited for or not, and wakes its reactor's thread for each: one kept
+/// while nothing waits would have every send to the socket (a peer's, or another tenant's)
+/// pay for a wake-up of that thread.
+struct Waits {
+    fd: Arc<OwnedFd>,
+    /// The registration and how many operations wait on it.
+    registered: Mutex<Option<(Arc<Source>, usize)>>,
+}
+
+/// A descriptor registered with the reactor.
+type Source = AsyncFd<Arc<OwnedFd>>;
+
+/// One operation's wait on a [`Waits`]: its registration, made if it is the first.
+struct Held<'a> {
+    waits: &'a Waits,
+    source: Option<Arc<Source>>,
+}
+
+impl Waits {
+    fn hold(&self, handle: &Handle) -> Result<Held<'_>, OpError> {
+        let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        let source = match registered.as_mut() {
+            Some((source, waiting)) => {
+                *waiting += 1;
+                source.clone()
+            }
+            None => {
+                let source = Arc::new(register(handle, self.fd.clone())?);
+                *registered = Some((source.clone(), 1));
+                source
+            }
+        };
+        Ok(Held { waits: self, source: Some(source) })
+    }
+}
+
+impl Held<'_> {
+    fn source(&self) -> &Source {
+        self.source.as_deref().expect("held until dropped")
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        drop(self.source.take());
+        let mut registered = self.waits.registered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, waiting)) = registered.as_mut() {
+            *waiting -= 1;
+            if *waiting == 0 {
+                // Deregistered under the lock: a wait starting meanwhile registers anew only
+                // once this registration is gone (the reactor refuses a second one).
+                registered.take();
+            }
+        }
+    }
+}
+
+/// Registers `fd` with the reactor of `handle`'s runtime, for reading and writing.
+fn register(handle: &Handle, fd: Arc<OwnedFd>) -> io::Result<Source> {
+    // The registration belongs to this backend's runtime, whichever thread asks.
+    let _in_runtime = handle.enter();
+    let both = tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE;
+    // SAFETY: `fd` is an `Arc<OwnedFd>` moved into the `AsyncFd`: it keeps the descriptor open,
+    // and `as_raw_fd` returns the same number, for as long as the `AsyncFd` lives; no code here
+    // closes or replaces the descriptor.
+    let register = || unsafe { AsyncFd::register_with_interest(fd, both) };
+    // tokio panics when the runtime was built without IO; make that a clear error.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(register)) {
+        Ok(done) => done.map_err(|e| e.into_parts().1),
+        Err(_) => Err(io::Error::other("the tokio runtime has IO disabled: build it with enable_io()")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(w: &Waits) -> Option<usize> {
+        w.registered.lock().unwrap().as_ref().map(|(_, n)| *n)
+    }
+
+    /// A descriptor is registered while operations wait on it, once however many do, and
+    /// deregistered when the last stops: registered anew afterwards (a registration left behind
+    /// would make the reactor refuse the next one).
+    #[test]
+    fn a_descriptor_is_registered_only_while_waited_on() {
+        let backend = TokioBackend::owned().unwrap();
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let w = Waits { fd: Arc::new(OwnedFd::from(a)), registered: Mutex::new(None) };
+        assert_eq!(waiting(&w), None);
+        let first = w.hold(backend.handle()).unwrap();
+        let second = w.hold(backend.handle()).unwrap();
+        assert_eq!(waiting(&w), Some(2));
+        assert!(Arc::ptr_eq(first.source.as_ref().unwrap(), second.source.as_ref().unwrap()), "one registration");
+        drop(first);
+        assert_eq!(waiting(&w), Some(1));
+        drop(second);
+        assert_eq!(waiting(&w), None, "deregistered with the last wait");
+        for _ in 0..3 {
+            let again = w.hold(backend.handle()).expect("registered anew");
+            assert_eq!(waiting(&w), Some(1));
+            drop(again);
         }
     }
 }
