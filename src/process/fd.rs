@@ -3,7 +3,7 @@
 
 use std::any::Any;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rustix::fs::FileType;
@@ -37,7 +37,14 @@ pub struct Descriptor {
     /// Whether the socket was seen bound to a local port (which it stays): its implicit-bind
     /// check is then skipped.
     bound: AtomicBool,
+    /// Whether reads of it may be tried without waiting ([`reads_nowait`](Self::reads_nowait)):
+    /// `UNKNOWN`, `NOWAIT` or `NEVER`.
+    nowait: AtomicU8,
 }
+
+const UNKNOWN: u8 = 0;
+const NOWAIT: u8 = 1;
+const NEVER: u8 = 2;
 
 impl std::fmt::Debug for Descriptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,6 +62,7 @@ impl Descriptor {
             file_type: OnceLock::new(),
             nonblocking: OnceLock::new(),
             bound: AtomicBool::new(false),
+            nowait: AtomicU8::new(UNKNOWN),
         }
     }
 
@@ -104,6 +112,29 @@ impl Descriptor {
                 && *self.nonblocking.get_or_init(|| {
                     rustix::fs::fcntl_getfl(&*self.fd).is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK))
                 })
+    }
+
+    /// Whether a read of it may be tried with `RWF_NOWAIT`, which answers from the page cache or
+    /// refuses (`EAGAIN`) and never waits for a device: a regular file not opened with
+    /// `O_DIRECT` (a direct read waits for the device however asked), until its file system is
+    /// found not to offer it ([`reads_wait`](Self::reads_wait)). One `fcntl` the first time.
+    pub fn reads_nowait(&self) -> bool {
+        match self.nowait.load(Ordering::Relaxed) {
+            NOWAIT => true,
+            NEVER => false,
+            _ => {
+                let direct =
+                    || rustix::fs::fcntl_getfl(&*self.fd).map_or(true, |f| f.contains(rustix::fs::OFlags::DIRECT));
+                let can = self.file_type() == FileType::RegularFile && !direct();
+                self.nowait.store(if can { NOWAIT } else { NEVER }, Ordering::Relaxed);
+                can
+            }
+        }
+    }
+
+    /// Records that its file system does not offer reads without waiting (`EOPNOTSUPP`).
+    pub fn reads_wait(&self) {
+        self.nowait.store(NEVER, Ordering::Relaxed);
     }
 
     /// Whether the socket was seen bound to a local port ([`seen_bound`](Self::seen_bound)).

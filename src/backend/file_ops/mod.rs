@@ -200,6 +200,53 @@ fn write_once(d: &Descriptor, data: &[u8], offset: Option<u64>) -> Result<usize,
     }
 }
 
+/// The largest `ReadAt` [`read_at_now`] tries: what it copies on the thread that starts it.
+pub(crate) const READ_NOW_MAX: usize = SIZE_CHECKED_ABOVE;
+
+/// A `ReadAt` of at most [`READ_NOW_MAX`] bytes of a regular file, answered from the page cache
+/// on the calling thread if all of it is there (`RWF_NOWAIT`, see
+/// [`Descriptor::reads_nowait`]), to the end of the file or `size`, as a pool thread would
+/// answer it. `None` when it must run on a pool thread: it is not such a read, part of it is not
+/// cached (what was copied is dropped, and the pool thread reads it all), or the read fails (the
+/// pool thread reports the error as it always does).
+#[cfg(target_os = "linux")]
+pub(crate) fn read_at_now(op: &SyscallOpType, process: &crate::process::Process) -> Option<OpOutcome> {
+    use rustix::io::{IoSliceMut, ReadWriteFlags};
+    let SyscallOpType::ReadAt { fd, offset, size } = *op else { return None };
+    // `preadv2` takes an offset of `u64::MAX` for "at the file position": none that large here.
+    if size > READ_NOW_MAX || i64::try_from(offset).is_err() {
+        return None;
+    }
+    let d = process.descriptor(fd).ok()?;
+    if !d.reads_nowait() {
+        return None;
+    }
+    let mut buf = read_buffer(size).ok()?;
+    buf.resize(size, 0);
+    let mut got = 0;
+    while got < size {
+        let at = offset.checked_add(got as u64).filter(|&at| i64::try_from(at).is_ok())?;
+        match rustix::io::preadv2(&*d, &mut [IoSliceMut::new(&mut buf[got..])], at, ReadWriteFlags::NOWAIT) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(Errno::OPNOTSUPP) => {
+                d.reads_wait();
+                return None;
+            }
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(got);
+    fit(&mut buf);
+    Some(Ok(OpResult::Bytes(buf)))
+}
+
+/// Elsewhere no read is tried without waiting.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn read_at_now(_op: &SyscallOpType, _process: &crate::process::Process) -> Option<OpOutcome> {
+    None
+}
+
 /// One non-blocking read of `d`, a FIFO or a character device ([`Descriptor::waits_on_peer`]),
 /// into `buf`'s spare room, for a readiness loop: `EAGAIN` while there is nothing to read. A FIFO
 /// that reads as end of file before any writer came (it was opened without waiting for one, see
@@ -325,6 +372,84 @@ fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, OpError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// A process with `file` (written with `data`) installed; its descriptor number.
+    #[cfg(target_os = "linux")]
+    fn with_file(data: &[u8]) -> (std::sync::Arc<crate::process::Process>, i32, std::fs::File, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, data).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let process = crate::process::ProcessTable::new().get_or_create(1);
+        let fd = process.install(file.try_clone().unwrap().into(), DescriptorKind::File).unwrap();
+        (process, fd, file, dir)
+    }
+
+    /// A `ReadAt` of a cached regular file is answered in place with what a pool thread would
+    /// read: the bytes asked for, fewer at the end of the file, none past it; what it does not
+    /// take (a `Read`, a read too large, a descriptor not open) is left to the pool.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_cached_read_is_answered_in_place() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let (process, fd, _file, _dir) = with_file(&data);
+        let read = |offset: u64, size: usize| read_at_now(&SyscallOpType::ReadAt { fd, offset, size }, &process);
+        for (offset, size) in
+            [(0, 4096), (4096, 1), (19_000, 4096), (20_000, 10), (30_000, 10), (0, 0), (5, READ_NOW_MAX)]
+        {
+            let Some(Ok(OpResult::Bytes(got))) = read(offset, size) else { panic!("{offset}, {size}: not answered") };
+            let from = (offset as usize).min(data.len());
+            assert_eq!(got, &data[from..(from + size).min(data.len())], "{offset}, {size}");
+        }
+        assert!(read(0, READ_NOW_MAX + 1).is_none(), "too large: the pool's");
+        assert!(read(u64::MAX, 1).is_none(), "preadv2's own offset: the pool's (EINVAL)");
+        assert!(
+            read_at_now(&SyscallOpType::ReadAt { fd: 99, offset: 0, size: 1 }, &process).is_none(),
+            "EBADF: the pool's"
+        );
+        assert!(
+            read_at_now(&SyscallOpType::Read { fd, size: 1 }, &process).is_none(),
+            "a read at the position: the pool's"
+        );
+    }
+
+    /// A `ReadAt` of what is not in the page cache is not answered in place: it would wait for
+    /// the disk on a thread that starts other tenants' work. (On a file system that drops a
+    /// file's clean pages when told to: ext4, xfs, btrfs; tmpfs keeps them, being their store.)
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_uncached_read_is_left_to_the_pool() {
+        let data = vec![7u8; 256 << 10];
+        let (process, fd, file, _dir) = with_file(&data);
+        let magic = rustix::fs::fstatfs(&file).unwrap().f_type as i64;
+        const EXT4: i64 = 0xEF53;
+        const XFS: i64 = 0x5846_5342;
+        const BTRFS: i64 = 0x9123_683E;
+        file.sync_all().unwrap();
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        let got = read_at_now(&SyscallOpType::ReadAt { fd, offset: 128 << 10, size: 4096 }, &process);
+        if [EXT4, XFS, BTRFS].contains(&magic) {
+            assert!(got.is_none(), "read in place from a dropped cache: {got:?}");
+        } else if let Some(Ok(OpResult::Bytes(b))) = got {
+            assert_eq!(b, vec![7u8; 4096]);
+        }
+    }
+
+    /// A descriptor opened with `O_DIRECT` is never read in place: a direct read waits for the
+    /// device even when asked not to.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_direct_descriptor_is_never_read_in_place() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let (process, _, _file, dir) = with_file(&[1u8; 8192]);
+        let direct = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(dir.path().join("f"));
+        // A file system without direct I/O refuses the open: nothing to check there.
+        let Ok(direct) = direct else { return };
+        let fd = process.install(direct.into(), DescriptorKind::File).unwrap();
+        let d = process.descriptor(fd).unwrap();
+        assert!(!d.reads_nowait());
+        assert!(read_at_now(&SyscallOpType::ReadAt { fd, offset: 0, size: 4096 }, &process).is_none());
+    }
 
     /// The variable that tells a re-run of the test binary it is the child of [`in_child`].
     const CHILD: &str = "AI_OS_KERNEL_TEST_CHILD";
