@@ -9,8 +9,9 @@ use crate::op::IoUringError;
 pub const BACKEND_ENV: &str = "AI_OS_KERNEL_BACKEND";
 
 /// The backends compiled into this build, fastest first: the order in which the manager tries
-/// them. io_uring first; where it is unavailable, the blocking pool, then smol, then tokio, the
-/// order of their throughput on the anchors bench's file and NOP workloads (BENCHMARKS.md).
+/// them. io_uring first; where it is unavailable, the blocking pool, then smol, then tokio: on
+/// the anchors bench their throughputs are within the machine's noise of each other, and the
+/// blocking pool needs no runtime and has the steadiest latency (BENCHMARKS.md).
 pub fn available() -> &'static [&'static str] {
     &[
         #[cfg(all(feature = "uring", target_os = "linux"))]
