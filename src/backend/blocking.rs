@@ -13,8 +13,9 @@ use super::lanes::{Drainer, Lanes};
 use super::{Backend, Batch, Capabilities, Task, net_ops, pool};
 
 /// Runs file operations on a fixed pool of threads with ordinary blocking system calls, a
-/// process's one after another on the few threads that take its turn (a turn is 32 operations;
-/// then the other processes' work queued meanwhile runs first). Socket
+/// process's one after another on the threads that take its turn (at most half the pool at
+/// once; a turn is 32 operations, then the other processes' work queued meanwhile runs first).
+/// Socket
 /// operations use non-blocking sockets parked on async-io's reactor while they wait, so an
 /// `Accept` nobody answers or a `Recv` on a silent peer holds no pool thread. It needs no async
 /// runtime.
@@ -48,7 +49,7 @@ impl BlockingBackend {
                 tracing::error!(error = %e, "could not start blocking pool thread {i}");
             }
         }
-        BlockingBackend { queue, threads, lanes: Lanes::new(threads, std::time::Duration::ZERO) }
+        BlockingBackend { queue, threads, lanes: Lanes::new(threads.div_ceil(2), std::time::Duration::ZERO) }
     }
 
     /// Four threads per available core, at least 4 and at most 256: enough to keep the disk busy

@@ -11,9 +11,11 @@
 //! submitted as soon as the last completed (a read at a time) costs one wake-up, not a task.
 //!
 //! What the lanes keep:
-//! - **Processes apart.** A lane holds one process's operations; no operation waits behind
-//!   another process's, and one whose operations block (a hung file system) holds its own
-//!   lane's tasks, at most [`Lanes::new`]'s `most`, never another's.
+//! - **Processes apart.** A lane holds one process's operations, and no operation waits in a
+//!   queue behind another process's. One whose operations block (a hung file system) holds its
+//!   own lane's tasks, at most [`Lanes::new`]'s `most` (and its share of the executor's window),
+//!   never another's; on a pool of a fixed size, the threads those tasks hold are not there for
+//!   the others until they end.
 //! - **Turns.** A task runs at most [`TURN`] operations, then hands its lane to a new task at
 //!   the back of the pool's queue: a pool with a fixed number of threads serves every lane in
 //!   turn, however long one process keeps its own busy.
@@ -382,26 +384,29 @@ mod tests {
         assert_eq!(a.reap(usize::MAX).len(), 2);
     }
 
-    /// A lingering task takes an operation queued after its lane was empty: no new task, and the
-    /// operation runs; with nothing queued, it ends after `linger`.
+    /// A lingering task takes an operation queued after its lane was empty and it went to sleep:
+    /// the push starts no new task and wakes it, and it runs the operation; with nothing queued,
+    /// it ends after `linger`.
     #[test]
     fn a_lingering_task_takes_the_next_operation() {
         let a = ring(1, 8, 8).0;
-        let lanes = Lanes::new(4, Duration::from_secs(5));
+        let lanes = Lanes::new(4, Duration::from_millis(500));
         let mut first = lanes.push(submissions(&[(&a, 1)]));
         let task = first.pop().unwrap();
         let runner = std::thread::spawn(move || task.run());
         let deadline = Instant::now() + Duration::from_secs(5);
-        while a.ready() < 1 {
-            assert!(Instant::now() < deadline, "the first operation never ran");
+        let asleep = || lanes.lock().lanes.get(&key(a.process())).is_some_and(|lane| !lane.parked.is_empty());
+        while a.ready() < 1 || !asleep() {
+            assert!(Instant::now() < deadline, "the task never ran its operation and went to sleep");
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert!(lanes.push(submissions(&[(&a, 1)])).is_empty(), "the lingering task takes it");
+        assert!(lanes.push(submissions(&[(&a, 1)])).is_empty(), "the sleeping task is woken for it");
         while a.ready() < 2 {
-            assert!(Instant::now() < deadline, "the lingering task never ran the second");
+            assert!(Instant::now() < deadline, "the woken task never ran the second");
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert_eq!(tasks(&lanes, &a), Some(1));
+        assert!(runner.join().unwrap().is_none(), "it ends after lingering");
+        assert_eq!(tasks(&lanes, &a), None);
         // A short linger ends on its own.
         let short = Lanes::new(4, Duration::from_millis(20));
         let started = Instant::now();
@@ -411,7 +416,5 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(20), "lingered");
         assert_eq!(tasks(&short, &a), None);
         assert_eq!(a.reap(usize::MAX).len(), 3);
-        drop(lanes);
-        drop(runner);
     }
 }

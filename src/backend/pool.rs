@@ -9,10 +9,14 @@ use super::lanes::{Drainer, Lanes};
 use super::{Batch, OpOutcome, Operation, Submission, file_ops, net_ops};
 use crate::op::{OpError, OpResult, SyscallOpType};
 
-/// The most bytes one batch's `ReadAt`s may copy from the page cache on the thread that starts
-/// it ([`file_ops::read_at_now`]): that thread may be another tenant's (a completion starts the
-/// next batch), which this keeps to a few microseconds.
-const READ_NOW_PER_BATCH: usize = 256 << 10;
+/// What one batch's `ReadAt`s may copy from the page cache on the thread that starts it
+/// ([`file_ops::read_at_now`]), each try counted as at least [`READ_NOW_TRY`] bytes (its system
+/// calls cost about what copying that does): that thread may be another tenant's (a completion
+/// starts the next batch), which this keeps to tens of microseconds a batch.
+const READ_NOW_PER_BATCH: usize = 128 << 10;
+
+/// What one try of [`file_ops::read_at_now`] counts against [`READ_NOW_PER_BATCH`] at least.
+const READ_NOW_TRY: usize = 4 << 10;
 
 /// How the pool backends start a batch: a `Nop` completes at once, a `ReadAt` of what the page
 /// cache holds is answered on this thread (up to [`READ_NOW_PER_BATCH`]), an operation that runs on
@@ -37,10 +41,10 @@ fn start_ready_first(batch: Batch, mut file: impl FnMut(Submission), mut wait: i
         }
         if !net_ops::runs_on_readiness(sub.op(), sub.process()) {
             if let &SyscallOpType::ReadAt { size, .. } = sub.op()
-                && size <= read_now_left.min(file_ops::READ_NOW_MAX)
+                && size.max(READ_NOW_TRY) <= read_now_left
             {
                 // Answered or not, it counts against what this thread may copy for the batch.
-                read_now_left -= size;
+                read_now_left -= size.max(READ_NOW_TRY);
                 if sub.is_cancelled() {
                     answered.push((sub.into_completer(), Err(OpError::cancelled())));
                     continue;
@@ -90,8 +94,8 @@ pub(crate) fn pool_window() -> super::Capabilities {
 /// core at most for a process (the blocking pool's threads per core: enough to keep a disk
 /// busy), each lingering up to a millisecond for its lane's next operation. A millisecond is
 /// well above the time a caller takes to submit its next operation once woken for the last
-/// (tens of microseconds on a loaded machine), and far below the ten seconds the runtimes keep
-/// an idle pool thread anyway.
+/// (tens of microseconds on a loaded machine), and below the time the runtimes keep an idle pool
+/// thread anyway (tokio ten seconds, the `blocking` crate half a second).
 #[cfg(any(feature = "tokio", feature = "smol"))]
 pub(crate) fn file_lanes() -> std::sync::Arc<Lanes> {
     Lanes::new(4 * super::cores(), std::time::Duration::from_millis(1))

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustix::io::Errno;
 use tokio::io::unix::AsyncFd;
@@ -119,8 +119,9 @@ impl Readiness for TokioBackend {
         interest: Interest,
         mut attempt: impl FnMut() -> Result<T, Errno> + Send,
     ) -> impl Future<Output = Result<T, OpError>> + Send {
-        let held =
-            d.registration(|fd| Ok(Waits { fd, registered: Mutex::new(None) })).and_then(|w| w.hold(&self.handle));
+        let held = d
+            .registration(|fd| Ok(Waits { fd, registered: Mutex::new(None), refused: OnceLock::new() }))
+            .and_then(|w| w.hold(&self.handle));
         async move {
             let held = held?;
             let interest = match interest {
@@ -141,6 +142,9 @@ struct Waits {
     fd: Arc<OwnedFd>,
     /// The registration and how many operations wait on it.
     registered: Mutex<Option<(Arc<Source>, usize)>>,
+    /// Why the reactor refused it, for good (a runtime without IO, a descriptor epoll does not
+    /// take): asked once, not at every wait.
+    refused: OnceLock<OpError>,
 }
 
 /// A descriptor registered with the reactor.
@@ -154,6 +158,9 @@ struct Held<'a> {
 
 impl Waits {
     fn hold(&self, handle: &Handle) -> Result<Held<'_>, OpError> {
+        if let Some(refused) = self.refused.get() {
+            return Err(refused.clone());
+        }
         let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
         let source = match registered.as_mut() {
             Some((source, waiting)) => {
@@ -161,7 +168,8 @@ impl Waits {
                 source.clone()
             }
             None => {
-                let source = Arc::new(register(handle, self.fd.clone())?);
+                let made = register(handle, self.fd.clone()).map_err(OpError::from);
+                let source = Arc::new(made.inspect_err(|e| drop(self.refused.set(e.clone())))?);
                 *registered = Some((source.clone(), 1));
                 source
             }
@@ -223,7 +231,7 @@ mod tests {
         let backend = TokioBackend::owned().unwrap();
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
-        let w = Waits { fd: Arc::new(OwnedFd::from(a)), registered: Mutex::new(None) };
+        let w = Waits { fd: Arc::new(OwnedFd::from(a)), registered: Mutex::new(None), refused: OnceLock::new() };
         assert_eq!(waiting(&w), None);
         let first = w.hold(backend.handle()).unwrap();
         let second = w.hold(backend.handle()).unwrap();
@@ -238,5 +246,20 @@ mod tests {
             assert_eq!(waiting(&w), Some(1));
             drop(again);
         }
+    }
+
+    /// A descriptor the reactor refuses (epoll takes no regular file) is refused at every wait
+    /// with the same error, asked of the reactor once.
+    #[test]
+    fn a_refused_registration_is_remembered() {
+        let backend = TokioBackend::owned().unwrap();
+        let file = tempfile::tempfile().unwrap();
+        let w = Waits { fd: Arc::new(OwnedFd::from(file)), registered: Mutex::new(None), refused: OnceLock::new() };
+        let first = w.hold(backend.handle()).err().expect("epoll refuses a regular file");
+        assert_eq!(first.errno(), libc::EPERM);
+        assert!(w.refused.get().is_some(), "remembered");
+        let again = w.hold(backend.handle()).err().expect("refused again");
+        assert_eq!(again.errno(), first.errno());
+        assert_eq!(waiting(&w), None);
     }
 }

@@ -37,14 +37,35 @@ pub struct Descriptor {
     /// Whether the socket was seen bound to a local port (which it stays): its implicit-bind
     /// check is then skipped.
     bound: AtomicBool,
-    /// Whether reads of it may be tried without waiting ([`reads_nowait`](Self::reads_nowait)):
-    /// `UNKNOWN`, `NOWAIT` or `NEVER`.
-    nowait: AtomicU8,
+    /// Whether a read of it may be answered from the page cache on the thread that starts it
+    /// ([`cached_reads`](Self::cached_reads)), as a [`CachedReads`].
+    cached_reads: AtomicU8,
 }
 
-const UNKNOWN: u8 = 0;
-const NOWAIT: u8 = 1;
-const NEVER: u8 = 2;
+/// Whether a read of a descriptor may be answered from the page cache without waiting, on the
+/// thread that starts it (`preadv2` with `RWF_NOWAIT`, which answers from the page cache or
+/// refuses): never for what could make it wait on anything but the page cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CachedReads {
+    /// Not known yet: learned by a read on a pool thread ([`Descriptor::learn_cached_reads`]).
+    Unknown,
+    /// Never: not a regular file of a local file system that offers `RWF_NOWAIT` (a network or
+    /// FUSE file system may wait on its server for what the page cache holds), opened with
+    /// `O_DIRECT` (a direct read waits for the device however asked), or on a mount that
+    /// updates the access time at every read (a read's access time update may wait for the
+    /// file system's journal).
+    Never,
+    /// Always: no read updates its access time (a `noatime` or read-only mount, or `O_NOATIME`).
+    Always,
+    /// When the read leaves the access time as it is: on a `relatime` mount, a read updates it
+    /// only if it is not later than the last change or is a day old.
+    IfAtimeFresh,
+}
+
+impl CachedReads {
+    const ALL: [CachedReads; 4] =
+        [CachedReads::Unknown, CachedReads::Never, CachedReads::Always, CachedReads::IfAtimeFresh];
+}
 
 impl std::fmt::Debug for Descriptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,7 +83,7 @@ impl Descriptor {
             file_type: OnceLock::new(),
             nonblocking: OnceLock::new(),
             bound: AtomicBool::new(false),
-            nowait: AtomicU8::new(UNKNOWN),
+            cached_reads: AtomicU8::new(CachedReads::Unknown as u8),
         }
     }
 
@@ -114,27 +135,49 @@ impl Descriptor {
                 })
     }
 
-    /// Whether a read of it may be tried with `RWF_NOWAIT`, which answers from the page cache or
-    /// refuses (`EAGAIN`) and never waits for a device: a regular file not opened with
-    /// `O_DIRECT` (a direct read waits for the device however asked), until its file system is
-    /// found not to offer it ([`reads_wait`](Self::reads_wait)). One `fcntl` the first time.
-    pub fn reads_nowait(&self) -> bool {
-        match self.nowait.load(Ordering::Relaxed) {
-            NOWAIT => true,
-            NEVER => false,
-            _ => {
-                let direct =
-                    || rustix::fs::fcntl_getfl(&*self.fd).map_or(true, |f| f.contains(rustix::fs::OFlags::DIRECT));
-                let can = self.file_type() == FileType::RegularFile && !direct();
-                self.nowait.store(if can { NOWAIT } else { NEVER }, Ordering::Relaxed);
-                can
-            }
-        }
+    /// Whether a read of it may be answered from the page cache on the thread that starts it.
+    pub fn cached_reads(&self) -> CachedReads {
+        CachedReads::ALL[usize::from(self.cached_reads.load(Ordering::Relaxed)).min(3)]
     }
 
-    /// Records that its file system does not offer reads without waiting (`EOPNOTSUPP`).
+    /// Finds out [`cached_reads`](Self::cached_reads) if it is not known: to be called on a
+    /// thread that may wait for the file system (a pool thread that just read it), as it asks
+    /// the file system (`fcntl`, `fstatfs`, `fstatvfs`) once.
+    #[cfg(target_os = "linux")]
+    // The width of `statfs`'s `f_type` differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn learn_cached_reads(&self) {
+        use rustix::fs::{OFlags, StatVfsMountFlags};
+        if self.cached_reads() != CachedReads::Unknown {
+            return;
+        }
+        // Local file systems that offer `RWF_NOWAIT` reads: ext2/3/4, xfs, btrfs, tmpfs.
+        const LOCAL: [i64; 4] = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994];
+        let learned = (|| {
+            if self.file_type() != FileType::RegularFile {
+                return CachedReads::Never;
+            }
+            let Ok(flags) = rustix::fs::fcntl_getfl(&*self.fd) else { return CachedReads::Never };
+            let local = rustix::fs::fstatfs(&*self.fd).is_ok_and(|st| LOCAL.contains(&(st.f_type as i64)));
+            let Ok(mount) = rustix::fs::fstatvfs(&*self.fd) else { return CachedReads::Never };
+            if flags.contains(OFlags::DIRECT) || !local {
+                CachedReads::Never
+            } else if flags.contains(OFlags::NOATIME)
+                || mount.f_flag.intersects(StatVfsMountFlags::NOATIME | StatVfsMountFlags::RDONLY)
+            {
+                CachedReads::Always
+            } else if mount.f_flag.contains(StatVfsMountFlags::RELATIME) {
+                CachedReads::IfAtimeFresh
+            } else {
+                CachedReads::Never
+            }
+        })();
+        self.cached_reads.store(learned as u8, Ordering::Relaxed);
+    }
+
+    /// Records that its file system refused a read without waiting (`EOPNOTSUPP`): never again.
     pub fn reads_wait(&self) {
-        self.nowait.store(NEVER, Ordering::Relaxed);
+        self.cached_reads.store(CachedReads::Never as u8, Ordering::Relaxed);
     }
 
     /// Whether the socket was seen bound to a local port ([`seen_bound`](Self::seen_bound)).

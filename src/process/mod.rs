@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-pub use fd::{Descriptor, DescriptorKind, FIRST_FD};
+pub use fd::{CachedReads, Descriptor, DescriptorKind, FIRST_FD};
 
 use crate::op::OpError;
 use crate::op::Pid;

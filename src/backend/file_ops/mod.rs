@@ -40,9 +40,14 @@ pub fn execute_sync(op: Operation) -> OpOutcome {
         }
         SyscallOpType::ReadAt { fd, offset, size } => {
             let d = process.descriptor(*fd)?;
-            read_into(read_capacity(&d, *size, Some(*offset)), |buf| {
+            let read = read_into(read_capacity(&d, *size, Some(*offset)), |buf| {
                 rustix::io::pread(&*d, spare_capacity(buf), *offset)
-            })
+            });
+            // On a pool thread, which may wait on the file system: whether the next reads of
+            // it may be answered at submission ([`read_at_now`]).
+            #[cfg(target_os = "linux")]
+            d.learn_cached_reads();
+            read
         }
         SyscallOpType::Write { fd, data } => {
             let d = process.descriptor(*fd)?;
@@ -203,14 +208,17 @@ fn write_once(d: &Descriptor, data: &[u8], offset: Option<u64>) -> Result<usize,
 /// The largest `ReadAt` [`read_at_now`] tries: what it copies on the thread that starts it.
 pub(crate) const READ_NOW_MAX: usize = SIZE_CHECKED_ABOVE;
 
-/// A `ReadAt` of at most [`READ_NOW_MAX`] bytes of a regular file, answered from the page cache
-/// on the calling thread if all of it is there (`RWF_NOWAIT`, see
-/// [`Descriptor::reads_nowait`]), to the end of the file or `size`, as a pool thread would
-/// answer it. `None` when it must run on a pool thread: it is not such a read, part of it is not
-/// cached (what was copied is dropped, and the pool thread reads it all), or the read fails (the
-/// pool thread reports the error as it always does).
+/// A `ReadAt` of at most [`READ_NOW_MAX`] bytes, answered from the page cache on the calling
+/// thread (`preadv2` with `RWF_NOWAIT`) if its descriptor allows it
+/// ([`Descriptor::cached_reads`], learned by an earlier read on a pool thread) and all of it is
+/// there, to the end of the file or `size`, as a pool thread would answer it. `None` when it
+/// must run on a pool thread: it is not such a read, the descriptor does not allow it (or not
+/// now: the read would update the access time), part of it is not cached (what was copied is
+/// dropped, and the pool thread reads it all), or the read fails (the pool thread reports the
+/// error as it always does).
 #[cfg(target_os = "linux")]
 pub(crate) fn read_at_now(op: &SyscallOpType, process: &crate::process::Process) -> Option<OpOutcome> {
+    use crate::process::CachedReads;
     use rustix::io::{IoSliceMut, ReadWriteFlags};
     let SyscallOpType::ReadAt { fd, offset, size } = *op else { return None };
     // `preadv2` takes an offset of `u64::MAX` for "at the file position": none that large here.
@@ -218,8 +226,10 @@ pub(crate) fn read_at_now(op: &SyscallOpType, process: &crate::process::Process)
         return None;
     }
     let d = process.descriptor(fd).ok()?;
-    if !d.reads_nowait() {
-        return None;
+    match d.cached_reads() {
+        CachedReads::Always => {}
+        CachedReads::IfAtimeFresh if atime_fresh(&d) => {}
+        _ => return None,
     }
     let mut buf = read_buffer(size).ok()?;
     buf.resize(size, 0);
@@ -239,6 +249,22 @@ pub(crate) fn read_at_now(op: &SyscallOpType, process: &crate::process::Process)
     buf.truncate(got);
     fit(&mut buf);
     Some(Ok(OpResult::Bytes(buf)))
+}
+
+/// Whether a read of `d` now leaves its access time as it is on a `relatime` mount: the access
+/// time is later than the last change of the data and of the inode, and less than a day old
+/// (a minute of margin). One `fstat` (of a local file system's file).
+#[cfg(target_os = "linux")]
+// The widths of `stat`'s time fields differ between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn atime_fresh(d: &Descriptor) -> bool {
+    let Ok(st) = rustix::fs::fstat(d) else { return false };
+    let time = |sec, nsec| (sec as i64, nsec as i64);
+    let atime = time(st.st_atime, st.st_atime_nsec);
+    let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else { return false };
+    atime > time(st.st_mtime, st.st_mtime_nsec)
+        && atime > time(st.st_ctime, st.st_ctime_nsec)
+        && i64::try_from(now.as_secs()).is_ok_and(|now| now.saturating_sub(atime.0) < 24 * 3600 - 60)
 }
 
 /// Elsewhere no read is tried without waiting.
@@ -373,16 +399,35 @@ fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, OpError> {
 pub(crate) mod tests {
     use super::*;
 
-    /// A process with `file` (written with `data`) installed; its descriptor number.
+    /// A process with a file (written with `data`) installed, its descriptor number, the file
+    /// and its directory. The file's access time is made later than its change (a read after a
+    /// pause past the clock's tick), and the descriptor's [`Descriptor::cached_reads`] learned,
+    /// as after a first read on a pool thread.
     #[cfg(target_os = "linux")]
     fn with_file(data: &[u8]) -> (std::sync::Arc<crate::process::Process>, i32, std::fs::File, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, data).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        std::fs::read(&path).unwrap();
         let file = std::fs::File::open(&path).unwrap();
         let process = crate::process::ProcessTable::new().get_or_create(1);
         let fd = process.install(file.try_clone().unwrap().into(), DescriptorKind::File).unwrap();
+        process.descriptor(fd).unwrap().learn_cached_reads();
         (process, fd, file, dir)
+    }
+
+    /// Whether reads of `fd` may be answered in place here at all: not on a file system this
+    /// crate does not know to offer `RWF_NOWAIT` (the tests then check nothing more).
+    #[cfg(target_os = "linux")]
+    fn in_place_here(process: &crate::process::Process, fd: i32) -> bool {
+        use crate::process::CachedReads;
+        let how = process.descriptor(fd).unwrap().cached_reads();
+        assert_ne!(how, CachedReads::Unknown, "learned");
+        if how == CachedReads::Never {
+            eprintln!("this file system's reads are never answered in place: nothing to check");
+        }
+        how != CachedReads::Never
     }
 
     /// A `ReadAt` of a cached regular file is answered in place with what a pool thread would
@@ -393,13 +438,16 @@ pub(crate) mod tests {
     fn a_cached_read_is_answered_in_place() {
         let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
         let (process, fd, _file, _dir) = with_file(&data);
+        if !in_place_here(&process, fd) {
+            return;
+        }
         let read = |offset: u64, size: usize| read_at_now(&SyscallOpType::ReadAt { fd, offset, size }, &process);
         for (offset, size) in
             [(0, 4096), (4096, 1), (19_000, 4096), (20_000, 10), (30_000, 10), (0, 0), (5, READ_NOW_MAX)]
         {
             let Some(Ok(OpResult::Bytes(got))) = read(offset, size) else { panic!("{offset}, {size}: not answered") };
             let from = (offset as usize).min(data.len());
-            assert_eq!(got, &data[from..(from + size).min(data.len())], "{offset}, {size}");
+            assert!(got == data[from..(from + size).min(data.len())], "{offset}, {size}: other bytes");
         }
         assert!(read(0, READ_NOW_MAX + 1).is_none(), "too large: the pool's");
         assert!(read(u64::MAX, 1).is_none(), "preadv2's own offset: the pool's (EINVAL)");
@@ -413,17 +461,48 @@ pub(crate) mod tests {
         );
     }
 
+    /// On a `relatime` mount, a read that would update the file's access time (not later than
+    /// its last change: the journal may make that wait) is left to the pool; once a read on a
+    /// pool thread has updated it, the next are answered in place.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_read_that_would_update_the_access_time_is_left_to_the_pool() {
+        use crate::process::CachedReads;
+        let (process, fd, _file, dir) = with_file(&[3u8; 8192]);
+        if process.descriptor(fd).unwrap().cached_reads() != CachedReads::IfAtimeFresh {
+            eprintln!("not a relatime mount: nothing to check");
+            return;
+        }
+        let read = || read_at_now(&SyscallOpType::ReadAt { fd, offset: 0, size: 4096 }, &process);
+        assert!(read().is_some(), "the access time is fresh");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        std::fs::write(dir.path().join("f"), [4u8; 8192]).unwrap();
+        assert!(read().is_none(), "changed since its last read: this read would update the access time");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        // A pool thread's read (as `execute_sync` runs it) updates the access time.
+        let d = process.descriptor(fd).unwrap();
+        let Ok(OpResult::Bytes(b)) = read_into(4096, |buf| rustix::io::pread(&*d, spare_capacity(buf), 0)) else {
+            panic!("the pool's read")
+        };
+        assert_eq!(b, [4u8; 4096]);
+        let Some(Ok(OpResult::Bytes(b))) = read() else { panic!("fresh again after the pool's read") };
+        assert_eq!(b, [4u8; 4096]);
+    }
+
     /// A `ReadAt` of what is not in the page cache is not answered in place: it would wait for
     /// the disk on a thread that starts other tenants' work. The file's clean pages are dropped
-    /// (`POSIX_FADV_DONTNEED` after `fsync`), which a file system that keeps them elsewhere (ext4,
-    /// xfs, btrfs; not tmpfs, whose pages are its store) does, though not always at the first
-    /// try (pages still in a CPU's batch are skipped): the read must be left to the pool once
-    /// they are gone.
+    /// (`POSIX_FADV_DONTNEED` after `fsync`), which a file system that keeps them elsewhere
+    /// (ext4, xfs, btrfs; not tmpfs, whose pages are its store) does, though not always at the
+    /// first try (pages still in a CPU's batch are skipped): the read must be left to the pool
+    /// once they are gone.
     #[cfg(target_os = "linux")]
     #[test]
     fn an_uncached_read_is_left_to_the_pool() {
         let data = vec![7u8; 256 << 10];
         let (process, fd, file, _dir) = with_file(&data);
+        if !in_place_here(&process, fd) {
+            return;
+        }
         let magic = rustix::fs::fstatfs(&file).unwrap().f_type as i64;
         const EXT4: i64 = 0xEF53;
         const XFS: i64 = 0x5846_5342;
@@ -434,7 +513,7 @@ pub(crate) mod tests {
             rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
             match read_at_now(&SyscallOpType::ReadAt { fd, offset: 128 << 10, size: 4096 }, &process) {
                 None => return,
-                Some(Ok(OpResult::Bytes(b))) => assert_eq!(b, vec![7u8; 4096], "answered, then rightly"),
+                Some(Ok(OpResult::Bytes(b))) => assert!(b == vec![7u8; 4096], "answered, then rightly"),
                 Some(other) => panic!("{other:?}"),
             }
             answered += 1;
@@ -443,11 +522,12 @@ pub(crate) mod tests {
         assert!(![EXT4, XFS, BTRFS].contains(&magic), "read in place {answered} times from a dropped cache");
     }
 
-    /// A descriptor opened with `O_DIRECT` is never read in place: a direct read waits for the
-    /// device even when asked not to.
+    /// A descriptor opened with `O_DIRECT` is never read in place (a direct read waits for the
+    /// device even when asked not to), nor one whose reads were not learned yet.
     #[cfg(target_os = "linux")]
     #[test]
     fn a_direct_descriptor_is_never_read_in_place() {
+        use crate::process::CachedReads;
         use std::os::unix::fs::OpenOptionsExt;
         let (process, _, _file, dir) = with_file(&[1u8; 8192]);
         let direct = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(dir.path().join("f"));
@@ -455,7 +535,10 @@ pub(crate) mod tests {
         let Ok(direct) = direct else { return };
         let fd = process.install(direct.into(), DescriptorKind::File).unwrap();
         let d = process.descriptor(fd).unwrap();
-        assert!(!d.reads_nowait());
+        assert_eq!(d.cached_reads(), CachedReads::Unknown);
+        assert!(read_at_now(&SyscallOpType::ReadAt { fd, offset: 0, size: 4096 }, &process).is_none(), "not learned");
+        d.learn_cached_reads();
+        assert_eq!(d.cached_reads(), CachedReads::Never);
         assert!(read_at_now(&SyscallOpType::ReadAt { fd, offset: 0, size: 4096 }, &process).is_none());
     }
 
