@@ -34,6 +34,13 @@ pub enum SyscallOpType {
     Close { fd: i32 },
     /// Flushes a file's data and metadata to its device. Result: [`OpResult::None`].
     Fsync { fd: i32 },
+    /// Flushes a file's data to its device, with only the metadata needed to read it back (its
+    /// length, not its times): `fdatasync`. Result: [`OpResult::None`].
+    Fdatasync { fd: i32 },
+    /// Sets a file's length to `len`: cut, or extended with zeros (`ftruncate`). The descriptor
+    /// must be open for writing (`EINVAL` otherwise); a length past the host's file size limit
+    /// is `EFBIG`, with no signal. Result: [`OpResult::None`].
+    Ftruncate { fd: i32, len: u64 },
     /// Moves the descriptor's position; `whence` is `SEEK_SET` (0), `SEEK_CUR` (1), `SEEK_END`
     /// (2), `SEEK_DATA` (3) or `SEEK_HOLE` (4). Result: [`OpResult::Offset`].
     Lseek { fd: i32, offset: i64, whence: i32 },
@@ -82,6 +89,8 @@ impl SyscallOpType {
             SyscallOpType::Open { .. } => "open",
             SyscallOpType::Close { .. } => "close",
             SyscallOpType::Fsync { .. } => "fsync",
+            SyscallOpType::Fdatasync { .. } => "fdatasync",
+            SyscallOpType::Ftruncate { .. } => "ftruncate",
             SyscallOpType::Lseek { .. } => "lseek",
             SyscallOpType::ReadAt { .. } => "pread",
             SyscallOpType::WriteAt { .. } => "pwrite",
@@ -106,6 +115,8 @@ impl SyscallOpType {
             | SyscallOpType::Write { fd, .. }
             | SyscallOpType::Close { fd }
             | SyscallOpType::Fsync { fd }
+            | SyscallOpType::Fdatasync { fd }
+            | SyscallOpType::Ftruncate { fd, .. }
             | SyscallOpType::Lseek { fd, .. }
             | SyscallOpType::ReadAt { fd, .. }
             | SyscallOpType::WriteAt { fd, .. } => Some(fd),
@@ -136,6 +147,8 @@ impl SyscallOpType {
             SyscallOpType::ReadAt { .. } => (Files, Ends, false),
             SyscallOpType::WriteAt { .. } => (Files, Ends, false),
             SyscallOpType::Fsync { .. } => (Files, Ends, false),
+            SyscallOpType::Fdatasync { .. } => (Files, Ends, false),
+            SyscallOpType::Ftruncate { .. } => (Files, Ends, false),
             SyscallOpType::Open { .. } => (Files, Ends, true),
             // Both may reach the file system (`SEEK_END` revalidates an NFS file, `SEEK_DATA` asks
             // a FUSE daemon, a close flushes): never on a thread that starts other tenants' work.

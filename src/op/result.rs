@@ -9,7 +9,7 @@ use super::SyscallOpType;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[allow(missing_docs)] // each variant's docs describe its fields
 pub enum OpResult {
-    /// Nothing: `Close`, `Fsync`, `Bind`, `Listen`, `Connect`, `Nop`, and every failed or
+    /// Nothing: `Close`, `Fsync`, `Fdatasync`, `Ftruncate`, `Bind`, `Listen`, `Connect`, `Nop`, and every failed or
     /// cancelled operation.
     #[default]
     None,

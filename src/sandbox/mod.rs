@@ -338,6 +338,9 @@ impl Policy {
             {
                 Err(OpError::new(errno::EINVAL, format!("{}: offset {offset} is past i64::MAX", op.name())))
             }
+            SyscallOpType::Ftruncate { len, .. } if *len > i64::MAX as u64 => {
+                Err(OpError::new(errno::EINVAL, format!("ftruncate: length {len} is past i64::MAX")))
+            }
             SyscallOpType::Lseek { whence, .. } if !(0..=4).contains(whence) => Err(OpError::new(
                 errno::EINVAL,
                 format!("lseek: whence {whence} is not SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA or SEEK_HOLE"),

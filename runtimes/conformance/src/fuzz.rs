@@ -183,7 +183,11 @@ fn decode_op(k: u8, arg: u8) -> Op {
         8 => Op::Lseek { fd, offset: i64::from(arg as i8) * 1000, whence: i32::from(arg % 7) - 1 },
         9 => Op::Lseek { fd, offset: i64::MIN, whence: 1 },
         10 => Op::Close { fd },
-        11 => Op::Fsync { fd },
+        11 => match arg % 3 {
+            0 => Op::Fsync { fd },
+            1 => Op::Fdatasync { fd },
+            _ => Op::Ftruncate { fd, len: if arg > 200 { u64::MAX - u64::from(arg) } else { u64::from(arg) * 1000 } },
+        },
         12 => Op::open("../f", O_RDONLY),
         13 => Op::Recv { sockfd: fd, size: 16, flags: 0 },
         14 => Op::Connect { sockfd: fd, addr: ([127, 0, 0, 1], u16::from(arg)).into() },

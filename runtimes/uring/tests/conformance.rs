@@ -73,6 +73,7 @@ fn probe_reports_the_opcodes_used() {
             "READ",
             "WRITE",
             "FSYNC",
+            "FTRUNCATE",
             "OPENAT2",
             "ASYNC_CANCEL",
             "ACCEPT",

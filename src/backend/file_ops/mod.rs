@@ -62,6 +62,16 @@ pub fn execute_sync(op: Operation) -> OpOutcome {
             retry(|| rustix::fs::fsync(&*d))?;
             Ok(OpResult::None)
         }
+        SyscallOpType::Fdatasync { fd } => {
+            let d = process.descriptor(*fd)?;
+            retry(|| rustix::fs::fdatasync(&*d))?;
+            Ok(OpResult::None)
+        }
+        SyscallOpType::Ftruncate { fd, len } => {
+            let d = process.descriptor(*fd)?;
+            retry(|| truncate(&d, *len))?;
+            Ok(OpResult::None)
+        }
         SyscallOpType::Lseek { fd, offset, whence } => {
             let d = process.descriptor(*fd)?;
             let pos = seek_from(*offset, *whence)?;
@@ -187,6 +197,13 @@ pub(crate) fn fit(buf: &mut Vec<u8>) {
 /// where the host has a file size limit at all.
 fn write(d: &Descriptor, data: &[u8], offset: Option<u64>) -> Result<usize, OpError> {
     retry(|| write_once(d, data, offset))
+}
+
+/// Sets `d`'s length to `len`, raising no signal in the host: past the host's file size limit
+/// it is `EFBIG`, and the SIGXFSZ the kernel raises with it is taken back ([`without_signal`]).
+fn truncate(d: &Descriptor, len: u64) -> Result<(), Errno> {
+    let call = || rustix::fs::ftruncate(d, len);
+    if file_size_limited() { without_signal(libc::SIGXFSZ, call) } else { call() }
 }
 
 /// One attempt of [`write`] (`EINTR` included). A terminal's write (a character device) cannot
@@ -576,8 +593,8 @@ pub(crate) mod tests {
         })
     }
 
-    /// A write past the host's file size limit is `EFBIG`, and the SIGXFSZ it raises (whose
-    /// default action is to kill the process) is taken back.
+    /// A write (or truncate) past the host's file size limit is `EFBIG`, and the SIGXFSZ it
+    /// raises (whose default action is to kill the process) is taken back.
     #[test]
     fn a_write_past_the_file_size_limit_leaves_no_signal() {
         with_file_size_limit("backend::file_ops::tests::a_write_past_the_file_size_limit_leaves_no_signal", || {
@@ -586,6 +603,8 @@ pub(crate) mod tests {
             let d = Descriptor::new(file.into(), DescriptorKind::File);
             assert_eq!(write(&d, b"fits", Some(0)).unwrap(), 4);
             assert_eq!(write(&d, b"past", Some(8192)).unwrap_err().errno(), Errno::FBIG.raw_os_error());
+            assert_eq!(truncate(&d, 8192).unwrap_err(), Errno::FBIG, "a truncate past it too");
+            truncate(&d, 2).unwrap();
         });
     }
 

@@ -1,4 +1,5 @@
-//! File operations as io_uring requests: `NOP`, `READ`, `WRITE`, `FSYNC` and `OPENAT2`; how each
+//! File operations as io_uring requests: `NOP`, `READ`, `WRITE`, `FSYNC` (`fsync` and
+//! `fdatasync`), `FTRUNCATE` and `OPENAT2`; how each
 //! is prepared, how its entry is built, and how its completion becomes an outcome.
 //!
 //! Every buffer and path an entry points into is owned here, in a [`FileKind`] the in-flight
@@ -25,6 +26,7 @@ pub(crate) const OPCODES: &[(&str, u8)] = &[
     ("READ", opcode::Read::CODE),
     ("WRITE", opcode::Write::CODE),
     ("FSYNC", opcode::Fsync::CODE),
+    ("FTRUNCATE", opcode::Ftruncate::CODE),
     ("OPENAT2", opcode::OpenAt2::CODE),
 ];
 
@@ -34,7 +36,10 @@ pub(crate) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
         SyscallOpType::Nop => opcode::Nop::CODE,
         SyscallOpType::Read { .. } | SyscallOpType::ReadAt { .. } => opcode::Read::CODE,
         SyscallOpType::Write { .. } | SyscallOpType::WriteAt { .. } => opcode::Write::CODE,
-        SyscallOpType::Fsync { .. } => opcode::Fsync::CODE,
+        SyscallOpType::Fsync { .. } | SyscallOpType::Fdatasync { .. } => opcode::Fsync::CODE,
+        // Past the host's file size limit a truncate raises SIGXFSZ: where there is one, the
+        // pool runs it, taking the signal back.
+        SyscallOpType::Ftruncate { .. } if !file_size_limited() => opcode::Ftruncate::CODE,
         SyscallOpType::Open { .. } => opcode::OpenAt2::CODE,
         _ => None?,
     })
@@ -56,7 +61,13 @@ pub(crate) enum FileKind {
         offset: u64,
         worker: bool,
     },
-    Fsync,
+    Fsync {
+        /// Data only (`fdatasync`).
+        data: bool,
+    },
+    Ftruncate {
+        len: u64,
+    },
     /// Boxed: an open owns much more than the other requests, and every in-flight entry is as
     /// large as the largest kind.
     Open(Box<Open>),
@@ -120,7 +131,9 @@ pub(crate) fn prepare(
             }
             (write_at(&d, data, offset), Names::File(d))
         }
-        SyscallOpType::Fsync { fd } => (FileKind::Fsync, Names::File(file(fd)?)),
+        SyscallOpType::Fsync { fd } => (FileKind::Fsync { data: false }, Names::File(file(fd)?)),
+        SyscallOpType::Fdatasync { fd } => (FileKind::Fsync { data: true }, Names::File(file(fd)?)),
+        SyscallOpType::Ftruncate { fd, len } => (FileKind::Ftruncate { len }, Names::File(file(fd)?)),
         SyscallOpType::Open { path, flags, mode } => {
             let sandbox = origin.rights(seq)?;
             let (dir, target, resolve) = sandbox.open_at(&path)?;
@@ -190,7 +203,9 @@ impl FileKind {
                 let sqe = opcode::Write::new(fd, data.as_ptr(), data.len() as u32).offset(*offset).build();
                 if *worker { sqe.flags(squeue::Flags::ASYNC) } else { sqe }
             }
-            FileKind::Fsync => opcode::Fsync::new(fd).build(),
+            FileKind::Fsync { data: false } => opcode::Fsync::new(fd).build(),
+            FileKind::Fsync { data: true } => opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build(),
+            FileKind::Ftruncate { len } => opcode::Ftruncate::new(fd, *len).build(),
             FileKind::Open(open) => opcode::OpenAt2::new(fd, open.path.as_ptr(), &open.how).build(),
         }
     }
@@ -210,7 +225,7 @@ pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
     let n = result as usize;
     // Every arm takes its variant whole, so nothing of `kind` is left to drop after the match.
     Ok(match kind {
-        FileKind::Nop | FileKind::Fsync => OpResult::None,
+        FileKind::Nop | FileKind::Fsync { .. } | FileKind::Ftruncate { .. } => OpResult::None,
         FileKind::Read { mut buf, .. } => {
             // SAFETY: the kernel wrote `n` bytes (at most the `len` it was given, within the
             // capacity) at the start of the buffer.

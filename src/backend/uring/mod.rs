@@ -344,7 +344,7 @@ mod tests {
         }
     }
 
-    /// A write past the host's file size limit is `EFBIG` on io_uring too: the kernel raises
+    /// A write (or truncate) past the host's file size limit is `EFBIG` on io_uring too: the kernel raises
     /// SIGXFSZ at whichever thread runs the write, which must not be a thread of the host's
     /// (checked in a child process with a 4 KiB limit, which the signal would kill).
     #[test]
@@ -371,6 +371,10 @@ mod tests {
                     let done = run(op);
                     assert_eq!(done.errno(), Some(rustix::io::Errno::FBIG.raw_os_error()), "{:?}", done.result);
                 }
+                // A truncate past it too.
+                let done = run(Op::Ftruncate { fd, len: 8192 });
+                assert_eq!(done.errno(), Some(rustix::io::Errno::FBIG.raw_os_error()), "{:?}", done.result);
+                assert!(run(Op::Ftruncate { fd, len: 2 }).status.is_success());
             },
         );
     }

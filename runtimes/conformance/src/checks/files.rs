@@ -52,6 +52,35 @@ pub fn file_ops_roundtrip(make: MakeBackend) {
     assert_eq!(std::fs::metadata(dir.path().join("data.bin")).unwrap().len(), 101);
 }
 
+/// `Ftruncate` cuts a file and extends it with zeros; `Fdatasync` flushes it. A descriptor not
+/// open refuses both (`EBADF`); a truncate of a descriptor not open for writing is `EINVAL`, as
+/// is a length past `i64::MAX` (refused before the kernel).
+pub fn truncate_and_datasync(make: MakeBackend) {
+    let m = manager(make);
+    let dir = rooted(&m, 1);
+    let path = dir.path().join("t.bin");
+    let fd = open(&m, 1, "t.bin", O_RDWR | O_CREAT | O_TRUNC);
+    assert_eq!(run_op(&m, 1, Op::Write { fd, data: b"0123456789".to_vec() }).result, OpResult::Count(10));
+    assert!(run_op(&m, 1, Op::Ftruncate { fd, len: 4 }).status.is_success());
+    assert_eq!(std::fs::read(&path).unwrap(), b"0123", "cut");
+    assert!(run_op(&m, 1, Op::Fdatasync { fd }).status.is_success());
+    assert!(run_op(&m, 1, Op::Ftruncate { fd, len: 8192 }).status.is_success());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 8192, "extended");
+    assert_eq!(run_op(&m, 1, Op::ReadAt { fd, offset: 0, size: 6 }).result, OpResult::Bytes(b"0123\0\0".to_vec()));
+    assert_eq!(run_op(&m, 1, Op::ReadAt { fd, offset: 8190, size: 10 }).result, OpResult::Bytes(vec![0, 0]));
+    assert!(run_op(&m, 1, Op::Ftruncate { fd, len: 0 }).status.is_success());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    let read_only = open(&m, 1, "t.bin", O_RDONLY);
+    assert!(run_op(&m, 1, Op::Fdatasync { fd: read_only }).status.is_success(), "a read-only descriptor flushes");
+    let refused = run_op(&m, 1, Op::Ftruncate { fd: read_only, len: 1 });
+    assert_eq!(refused.errno(), Some(errno::EINVAL), "not open for writing: {:?}", refused.status);
+    let huge = run_op(&m, 1, Op::Ftruncate { fd, len: u64::MAX });
+    assert_eq!(huge.errno(), Some(errno::EINVAL), "{:?}", huge.status);
+    assert_eq!(run_op(&m, 1, Op::Ftruncate { fd: 77, len: 1 }).errno(), Some(errno::EBADF));
+    assert_eq!(run_op(&m, 1, Op::Fdatasync { fd: 77 }).errno(), Some(errno::EBADF));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "refused truncates left no trace");
+}
+
 /// Short reads report what they got; at end of file the result is empty.
 pub fn short_read_and_eof(make: MakeBackend) {
     let m = manager(make);
