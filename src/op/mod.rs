@@ -19,7 +19,7 @@ pub use error::{IoUringError, OpError, Result, errno};
 pub(crate) use ops::Class;
 pub(crate) use ops::Family;
 pub use ops::SyscallOpType;
-pub use result::OpResult;
+pub use result::{EntryKind, FileStat, OpResult};
 
 /// A virtual process id: a tenant of the host, not an OS process.
 pub type Pid = u32;

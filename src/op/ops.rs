@@ -41,6 +41,9 @@ pub enum SyscallOpType {
     /// must be open for writing (`EINVAL` otherwise); a length past the host's file size limit
     /// is `EFBIG`, with no signal. Result: [`OpResult::None`].
     Ftruncate { fd: i32, len: u64 },
+    /// A descriptor's file's metadata: size, kind, permissions, times (`statx`). Result:
+    /// [`OpResult::Stat`].
+    Fstat { fd: i32 },
     /// Moves the descriptor's position; `whence` is `SEEK_SET` (0), `SEEK_CUR` (1), `SEEK_END`
     /// (2), `SEEK_DATA` (3) or `SEEK_HOLE` (4). Result: [`OpResult::Offset`].
     Lseek { fd: i32, offset: i64, whence: i32 },
@@ -91,6 +94,7 @@ impl SyscallOpType {
             SyscallOpType::Fsync { .. } => "fsync",
             SyscallOpType::Fdatasync { .. } => "fdatasync",
             SyscallOpType::Ftruncate { .. } => "ftruncate",
+            SyscallOpType::Fstat { .. } => "fstat",
             SyscallOpType::Lseek { .. } => "lseek",
             SyscallOpType::ReadAt { .. } => "pread",
             SyscallOpType::WriteAt { .. } => "pwrite",
@@ -117,6 +121,7 @@ impl SyscallOpType {
             | SyscallOpType::Fsync { fd }
             | SyscallOpType::Fdatasync { fd }
             | SyscallOpType::Ftruncate { fd, .. }
+            | SyscallOpType::Fstat { fd }
             | SyscallOpType::Lseek { fd, .. }
             | SyscallOpType::ReadAt { fd, .. }
             | SyscallOpType::WriteAt { fd, .. } => Some(fd),
@@ -149,6 +154,7 @@ impl SyscallOpType {
             SyscallOpType::Fsync { .. } => (Files, Ends, false),
             SyscallOpType::Fdatasync { .. } => (Files, Ends, false),
             SyscallOpType::Ftruncate { .. } => (Files, Ends, false),
+            SyscallOpType::Fstat { .. } => (Files, Ends, false),
             SyscallOpType::Open { .. } => (Files, Ends, true),
             // Both may reach the file system (`SEEK_END` revalidates an NFS file, `SEEK_DATA` asks
             // a FUSE daemon, a close flushes): never on a thread that starts other tenants' work.

@@ -1,6 +1,7 @@
 //! What an operation produced.
 
 use std::net::SocketAddr;
+use std::time::SystemTime;
 
 #[cfg(doc)]
 use super::SyscallOpType;
@@ -9,8 +10,8 @@ use super::SyscallOpType;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[allow(missing_docs)] // each variant's docs describe its fields
 pub enum OpResult {
-    /// Nothing: `Close`, `Fsync`, `Fdatasync`, `Ftruncate`, `Bind`, `Listen`, `Connect`, `Nop`, and every failed or
-    /// cancelled operation.
+    /// Nothing: `Close`, `Fsync`, `Fdatasync`, `Ftruncate`, `Bind`, `Listen`, `Connect`, `Nop`,
+    /// and every failed or cancelled operation.
     #[default]
     None,
     /// A new virtual descriptor: `Open`, `Socket`.
@@ -27,6 +28,53 @@ pub enum OpResult {
     Datagram { data: Vec<u8>, from: SocketAddr },
     /// A socket address: `LocalAddr`.
     Addr(SocketAddr),
+    /// A file's metadata: `Fstat`.
+    Stat(FileStat),
+}
+
+/// What a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// A named pipe.
+    Fifo,
+    /// A socket.
+    Socket,
+    /// A character device (a terminal, `/dev/null`).
+    CharDevice,
+    /// A block device.
+    BlockDevice,
+    /// None of these, or not reported.
+    Unknown,
+}
+
+/// A file's metadata (`statx`), as [`SyscallOpType::Fstat`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FileStat {
+    /// Its length in bytes.
+    pub size: u64,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Its permission bits, with the set-user-id, set-group-id and sticky bits (`0o7777` at
+    /// most).
+    pub mode: u32,
+    /// How many names it has.
+    pub links: u64,
+    /// When its data was last read (as the file system's access-time policy records it).
+    pub accessed: SystemTime,
+    /// When its data was last changed.
+    pub modified: SystemTime,
+    /// When its metadata (or data) was last changed.
+    pub changed: SystemTime,
+    /// When it was created, where the file system records it.
+    pub created: Option<SystemTime>,
 }
 
 impl OpResult {

@@ -74,6 +74,7 @@ fn probe_reports_the_opcodes_used() {
             "WRITE",
             "FSYNC",
             "FTRUNCATE",
+            "STATX",
             "OPENAT2",
             "ASYNC_CANCEL",
             "ACCEPT",

@@ -72,6 +72,11 @@ pub fn execute_sync(op: Operation) -> OpOutcome {
             retry(|| truncate(&d, *len))?;
             Ok(OpResult::None)
         }
+        SyscallOpType::Fstat { fd } => {
+            let d = process.descriptor(*fd)?;
+            let st = retry(|| rustix::fs::statx(&*d, c"", rustix::fs::AtFlags::EMPTY_PATH, STATX_MASK))?;
+            Ok(OpResult::Stat(file_stat(&st)))
+        }
         SyscallOpType::Lseek { fd, offset, whence } => {
             let d = process.descriptor(*fd)?;
             let pos = seek_from(*offset, *whence)?;
@@ -102,6 +107,46 @@ pub(crate) fn opened(fd: std::os::fd::OwnedFd, flags: u32) -> Descriptor {
         let _ = rustix::fs::fcntl_setfl(&fd, OFlags::from_bits_retain(flags) & kept);
     }
     Descriptor::of_file(fd, file_type)
+}
+
+/// What `Fstat` asks `statx` for: the basic fields and the creation time.
+pub(crate) const STATX_MASK: rustix::fs::StatxFlags =
+    rustix::fs::StatxFlags::BASIC_STATS.union(rustix::fs::StatxFlags::BTIME);
+
+/// A file's metadata as [`OpResult::Stat`] reports it, from what `statx` filled in.
+pub(crate) fn file_stat(st: &rustix::fs::Statx) -> crate::op::FileStat {
+    use crate::op::EntryKind;
+    use rustix::fs::StatxFlags;
+    let time = |t: &rustix::fs::StatxTimestamp| {
+        let within = std::time::Duration::new(t.tv_sec.unsigned_abs(), t.tv_nsec);
+        if t.tv_sec >= 0 {
+            std::time::UNIX_EPOCH + within
+        } else {
+            std::time::UNIX_EPOCH - std::time::Duration::new(t.tv_sec.unsigned_abs(), 0)
+                + std::time::Duration::new(0, t.tv_nsec)
+        }
+    };
+    let kind = match FileType::from_raw_mode(rustix::fs::RawMode::from(st.stx_mode)) {
+        FileType::RegularFile => EntryKind::File,
+        FileType::Directory => EntryKind::Dir,
+        FileType::Symlink => EntryKind::Symlink,
+        FileType::Fifo => EntryKind::Fifo,
+        FileType::Socket => EntryKind::Socket,
+        FileType::CharacterDevice => EntryKind::CharDevice,
+        FileType::BlockDevice => EntryKind::BlockDevice,
+        _ => EntryKind::Unknown,
+    };
+    let created = StatxFlags::from_bits_retain(st.stx_mask).contains(StatxFlags::BTIME).then(|| time(&st.stx_btime));
+    crate::op::FileStat {
+        size: st.stx_size,
+        kind,
+        mode: u32::from(st.stx_mode) & 0o7777,
+        links: u64::from(st.stx_nlink),
+        accessed: time(&st.stx_atime),
+        modified: time(&st.stx_mtime),
+        changed: time(&st.stx_ctime),
+        created,
+    }
 }
 
 /// `lseek`'s `whence` as rustix spells it.

@@ -1,5 +1,5 @@
 //! File operations as io_uring requests: `NOP`, `READ`, `WRITE`, `FSYNC` (`fsync` and
-//! `fdatasync`), `FTRUNCATE` and `OPENAT2`; how each
+//! `fdatasync`), `FTRUNCATE`, `STATX` and `OPENAT2`; how each
 //! is prepared, how its entry is built, and how its completion becomes an outcome.
 //!
 //! Every buffer and path an entry points into is owned here, in a [`FileKind`] the in-flight
@@ -27,6 +27,7 @@ pub(crate) const OPCODES: &[(&str, u8)] = &[
     ("WRITE", opcode::Write::CODE),
     ("FSYNC", opcode::Fsync::CODE),
     ("FTRUNCATE", opcode::Ftruncate::CODE),
+    ("STATX", opcode::Statx::CODE),
     ("OPENAT2", opcode::OpenAt2::CODE),
 ];
 
@@ -40,6 +41,7 @@ pub(crate) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
         // Past the host's file size limit a truncate raises SIGXFSZ: where there is one, the
         // pool runs it, taking the signal back.
         SyscallOpType::Ftruncate { .. } if !file_size_limited() => opcode::Ftruncate::CODE,
+        SyscallOpType::Fstat { .. } => opcode::Statx::CODE,
         SyscallOpType::Open { .. } => opcode::OpenAt2::CODE,
         _ => None?,
     })
@@ -68,6 +70,8 @@ pub(crate) enum FileKind {
     Ftruncate {
         len: u64,
     },
+    /// Boxed, as `Open`: the kernel fills it in (all of it, on success).
+    Fstat(Box<std::mem::MaybeUninit<rustix::fs::Statx>>),
     /// Boxed: an open owns much more than the other requests, and every in-flight entry is as
     /// large as the largest kind.
     Open(Box<Open>),
@@ -134,6 +138,7 @@ pub(crate) fn prepare(
         SyscallOpType::Fsync { fd } => (FileKind::Fsync { data: false }, Names::File(file(fd)?)),
         SyscallOpType::Fdatasync { fd } => (FileKind::Fsync { data: true }, Names::File(file(fd)?)),
         SyscallOpType::Ftruncate { fd, len } => (FileKind::Ftruncate { len }, Names::File(file(fd)?)),
+        SyscallOpType::Fstat { fd } => (FileKind::Fstat(Box::new_uninit()), Names::File(file(fd)?)),
         SyscallOpType::Open { path, flags, mode } => {
             let sandbox = origin.rights(seq)?;
             let (dir, target, resolve) = sandbox.open_at(&path)?;
@@ -206,6 +211,11 @@ impl FileKind {
             FileKind::Fsync { data: false } => opcode::Fsync::new(fd).build(),
             FileKind::Fsync { data: true } => opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build(),
             FileKind::Ftruncate { len } => opcode::Ftruncate::new(fd, *len).build(),
+            // `statx` of the descriptor itself: an empty path and `AT_EMPTY_PATH`.
+            FileKind::Fstat(st) => opcode::Statx::new(fd, c"".as_ptr(), st.as_mut_ptr().cast::<types::statx>())
+                .flags(libc::AT_EMPTY_PATH)
+                .mask(super::STATX_MASK.bits())
+                .build(),
             FileKind::Open(open) => opcode::OpenAt2::new(fd, open.path.as_ptr(), &open.how).build(),
         }
     }
@@ -226,6 +236,12 @@ pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
     // Every arm takes its variant whole, so nothing of `kind` is left to drop after the match.
     Ok(match kind {
         FileKind::Nop | FileKind::Fsync { .. } | FileKind::Ftruncate { .. } => OpResult::None,
+        FileKind::Fstat(st) => {
+            // SAFETY: a successful STATX wrote the whole `struct statx` into the buffer, which
+            // the in-flight table kept (boxed, not moved) until this completion.
+            let st = unsafe { st.assume_init() };
+            OpResult::Stat(super::file_stat(&st))
+        }
         FileKind::Read { mut buf, .. } => {
             // SAFETY: the kernel wrote `n` bytes (at most the `len` it was given, within the
             // capacity) at the start of the buffer.

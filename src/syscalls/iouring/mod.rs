@@ -15,8 +15,8 @@ mod stream;
 mod throttle;
 
 pub use crate::op::{
-    IoUringError, OpError, OpResult, Result, SyscallCompletionEntry, SyscallCompletionStatus, SyscallOpType,
-    SyscallSubmissionEntry, errno, open_flags,
+    EntryKind, FileStat, IoUringError, OpError, OpResult, Result, SyscallCompletionEntry, SyscallCompletionStatus,
+    SyscallOpType, SyscallSubmissionEntry, errno, open_flags,
 };
 pub use executor::IoUringExecutor;
 pub use future::CompletionFuture;

@@ -81,6 +81,41 @@ pub fn truncate_and_datasync(make: MakeBackend) {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "refused truncates left no trace");
 }
 
+/// `Fstat` reports what `std::fs::metadata` does of the same file: size, kind, permissions,
+/// link count and times; a directory is a directory; a descriptor not open is `EBADF`.
+pub fn fstat_reports_metadata(make: MakeBackend) {
+    use ai_os_kernel::syscalls::{EntryKind, FileStat};
+    use std::os::unix::fs::MetadataExt;
+    let m = manager(make);
+    let dir = rooted(&m, 1);
+    let path = dir.path().join("s.bin");
+    std::fs::write(&path, vec![1u8; 12_345]).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let fd = open(&m, 1, "s.bin", O_RDONLY);
+    let stat = |fd| match run_op(&m, 1, Op::Fstat { fd }).result {
+        OpResult::Stat(st) => st,
+        other => panic!("fstat: {other:?}"),
+    };
+    let st: FileStat = stat(fd);
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!((st.size, st.kind, st.mode, st.links), (12_345, EntryKind::File, 0o640, 1));
+    assert_eq!(st.modified, meta.modified().unwrap());
+    assert_eq!(st.accessed, meta.accessed().unwrap());
+    let changed = std::time::UNIX_EPOCH + Duration::new(meta.ctime() as u64, meta.ctime_nsec() as u32);
+    assert_eq!(st.changed, changed);
+    if let Ok(created) = meta.created() {
+        assert_eq!(st.created, Some(created));
+    }
+    // A change shows at the next call.
+    let w = open(&m, 1, "s.bin", O_WRONLY);
+    assert!(run_op(&m, 1, Op::Ftruncate { fd: w, len: 10 }).status.is_success());
+    assert_eq!(stat(fd).size, 10);
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let sub = open(&m, 1, "sub", O_RDONLY | O_DIRECTORY);
+    assert_eq!(stat(sub).kind, EntryKind::Dir);
+    assert_eq!(run_op(&m, 1, Op::Fstat { fd: 77 }).errno(), Some(errno::EBADF));
+}
+
 /// Short reads report what they got; at end of file the result is empty.
 pub fn short_read_and_eof(make: MakeBackend) {
     let m = manager(make);
