@@ -137,6 +137,8 @@ pub mod errno {
     pub const ENOSYS: i32 = Errno::NOSYS.raw_os_error();
     /// Not a socket.
     pub const ENOTSOCK: i32 = Errno::NOTSOCK.raw_os_error();
+    /// Not connected (a `PeerAddr` of a socket without a peer).
+    pub const ENOTCONN: i32 = Errno::NOTCONN.raw_os_error();
     /// Address family not supported.
     pub const EAFNOSUPPORT: i32 = Errno::AFNOSUPPORT.raw_os_error();
     /// Value too large (an offset past `i64::MAX`).

@@ -74,6 +74,12 @@ pub enum SyscallOpType {
     RecvFrom { sockfd: i32, size: usize, flags: u32 },
     /// The local address of a socket (`getsockname`). Result: [`OpResult::Addr`].
     LocalAddr { sockfd: i32 },
+    /// The address of a connected socket's peer (`getpeername`; `ENOTCONN` if none). Result:
+    /// [`OpResult::Addr`].
+    PeerAddr { sockfd: i32 },
+    /// Shuts down part of a full-duplex connection: `how` is `SHUT_RD` (0), `SHUT_WR` (1, the
+    /// peer then reads end of file) or `SHUT_RDWR` (2). Result: [`OpResult::None`].
+    Shutdown { sockfd: i32, how: i32 },
     /// Does nothing; completes with [`OpResult::None`]. Measures the ring itself.
     Nop,
 }
@@ -108,6 +114,8 @@ impl SyscallOpType {
             SyscallOpType::SendTo { .. } => "sendto",
             SyscallOpType::RecvFrom { .. } => "recvfrom",
             SyscallOpType::LocalAddr { .. } => "getsockname",
+            SyscallOpType::PeerAddr { .. } => "getpeername",
+            SyscallOpType::Shutdown { .. } => "shutdown",
             SyscallOpType::Nop => "nop",
         }
     }
@@ -133,7 +141,9 @@ impl SyscallOpType {
             | SyscallOpType::Recv { sockfd, .. }
             | SyscallOpType::SendTo { sockfd, .. }
             | SyscallOpType::RecvFrom { sockfd, .. }
-            | SyscallOpType::LocalAddr { sockfd } => Some(sockfd),
+            | SyscallOpType::LocalAddr { sockfd }
+            | SyscallOpType::PeerAddr { sockfd }
+            | SyscallOpType::Shutdown { sockfd, .. } => Some(sockfd),
             SyscallOpType::Open { .. } | SyscallOpType::Socket { .. } | SyscallOpType::Nop => None,
         }
     }
@@ -165,6 +175,9 @@ impl SyscallOpType {
             // `Listen` and `SendTo` bind an unbound socket themselves.
             SyscallOpType::Listen { .. } => (Sockets, Inline, true),
             SyscallOpType::LocalAddr { .. } => (Sockets, Inline, false),
+            SyscallOpType::PeerAddr { .. } => (Sockets, Inline, false),
+            // It may send a FIN, which never waits.
+            SyscallOpType::Shutdown { .. } => (Sockets, Inline, false),
             SyscallOpType::Accept { .. } => (Sockets, Waits, true),
             SyscallOpType::Connect { .. } => (Sockets, Waits, false),
             SyscallOpType::Send { .. } => (Sockets, Waits, false),

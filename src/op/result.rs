@@ -10,7 +10,8 @@ use super::SyscallOpType;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[allow(missing_docs)] // each variant's docs describe its fields
 pub enum OpResult {
-    /// Nothing: `Close`, `Fsync`, `Fdatasync`, `Ftruncate`, `Bind`, `Listen`, `Connect`, `Nop`,
+    /// Nothing: `Close`, `Fsync`, `Fdatasync`, `Ftruncate`, `Bind`, `Listen`, `Connect`,
+    /// `Shutdown`, `Nop`,
     /// and every failed or cancelled operation.
     #[default]
     None,
@@ -26,7 +27,7 @@ pub enum OpResult {
     Accepted { fd: i32, peer: SocketAddr },
     /// One datagram and its sender: `RecvFrom`.
     Datagram { data: Vec<u8>, from: SocketAddr },
-    /// A socket address: `LocalAddr`.
+    /// A socket address: `LocalAddr`, `PeerAddr`.
     Addr(SocketAddr),
     /// A file's metadata: `Fstat`.
     Stat(FileStat),

@@ -44,6 +44,9 @@ impl Policy {
             SyscallOpType::Bind { addr, .. } if !admits_bind(&self.bind, addr) => {
                 Err(OpError::new(errno::EACCES, format!("bind: the policy does not allow binding {addr}")))
             }
+            SyscallOpType::Shutdown { how, .. } if !(0..=2).contains(how) => {
+                Err(OpError::new(errno::EINVAL, format!("shutdown: how {how} is not SHUT_RD, SHUT_WR or SHUT_RDWR")))
+            }
             SyscallOpType::Listen { .. } if !self.listen => {
                 Err(OpError::new(errno::EACCES, "listen: the policy does not allow listening"))
             }

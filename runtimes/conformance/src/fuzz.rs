@@ -190,8 +190,10 @@ fn decode_op(k: u8, arg: u8) -> Op {
             _ => Op::Ftruncate { fd, len: if arg > 200 { u64::MAX - u64::from(arg) } else { u64::from(arg) * 1000 } },
         },
         12 => Op::open("../f", O_RDONLY),
-        13 => Op::Recv { sockfd: fd, size: 16, flags: 0 },
-        14 => Op::Connect { sockfd: fd, addr: ([127, 0, 0, 1], u16::from(arg)).into() },
+        13 if arg.is_multiple_of(2) => Op::Recv { sockfd: fd, size: 16, flags: 0 },
+        13 => Op::Shutdown { sockfd: fd, how: i32::from(arg % 5) - 1 },
+        14 if arg.is_multiple_of(2) => Op::Connect { sockfd: fd, addr: ([127, 0, 0, 1], u16::from(arg)).into() },
+        14 => Op::PeerAddr { sockfd: fd },
         _ => Op::Socket { domain: i32::from(arg), ty: i32::from(arg >> 4), protocol: 0 },
     }
 }

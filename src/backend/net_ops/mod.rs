@@ -107,7 +107,8 @@ pub(crate) fn read_or_write_of_peer(op: &SyscallOpType, process: &Process) -> Op
 }
 
 /// Runs a socket operation once on the calling thread, without waiting: its outcome, `EAGAIN`
-/// included. For the calls that never wait (`Socket`, `Bind`, `Listen`, `LocalAddr`). `rights`
+/// included. For the calls that never wait (`Socket`, `Bind`, `Listen`, `LocalAddr`, `PeerAddr`,
+/// `Shutdown`). `rights`
 /// are the operation's own, if it needs them ([`Operation::needs_rights`]).
 pub fn execute_now(op: &SyscallOpType, process: &Arc<Process>, rights: Option<&Sandbox>) -> OpOutcome {
     let mut attempt = std::pin::pin!(execute_ref(op, process, rights, &NoWait));
@@ -159,6 +160,19 @@ async fn execute_ref<R: Readiness>(
         }
         SyscallOpType::LocalAddr { sockfd } => {
             Ok(OpResult::Addr(inet(rustix::net::getsockname(&*socket(*sockfd)?)?.try_into().ok())?))
+        }
+        SyscallOpType::PeerAddr { sockfd } => {
+            let peer = rustix::net::getpeername(&*socket(*sockfd)?)?;
+            Ok(OpResult::Addr(inet(peer.and_then(|p| p.try_into().ok()))?))
+        }
+        SyscallOpType::Shutdown { sockfd, how } => {
+            let how = match how {
+                0 => rustix::net::Shutdown::Read,
+                1 => rustix::net::Shutdown::Write,
+                _ => rustix::net::Shutdown::Both,
+            };
+            rustix::net::shutdown(&*socket(*sockfd)?, how)?;
+            Ok(OpResult::None)
         }
         SyscallOpType::Accept { sockfd } => {
             let d = socket(*sockfd)?;

@@ -12,8 +12,8 @@
 //! worker, whose signals are blocked, runs it instead of the host's submitting thread. What the
 //! kernel cannot do here (opcodes it lacks, `Lseek` and `Close` among them; socket requests where
 //! it would not wait on a non-blocking socket) runs on a fallback [`BlockingBackend`]; the calls
-//! that only set a socket up (`Socket`, `Bind`, `Listen`, `LocalAddr`) touch no file system and
-//! run inline, at submission.
+//! that only set a socket up or ask about it (`Socket`, `Bind`, `Listen`, `LocalAddr`, `PeerAddr`,
+//! `Shutdown`) touch no file system, never wait, and run inline, at submission.
 //!
 //! Each operation family holds how its operations are prepared as requests, how their entries
 //! are built and how their completions become outcomes (`file_ops`'s and `net_ops`'s `uring`

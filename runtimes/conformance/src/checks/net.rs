@@ -468,6 +468,36 @@ pub fn bad_socket_ops(make: MakeBackend) {
     assert!(denied_big_recv(&m, s));
 }
 
+/// `PeerAddr` names the other end of a connection (each side's is the other's `LocalAddr`);
+/// `Shutdown` with `SHUT_WR` makes the peer read end of file while the other direction still
+/// carries data. An unconnected socket has no peer (`ENOTCONN`); a file is no socket
+/// (`ENOTSOCK`); a `how` other than 0, 1 or 2 is `EINVAL`.
+pub fn peer_address_and_shutdown(make: MakeBackend) {
+    let m = manager(make);
+    m.set_policy(1, loopback_policy()).unwrap();
+    let (s, c) = connect_pairs(&m, 1, 1, V4, 1)[0];
+    let addr = |op: Op| match ok(run_op(&m, 1, op), "address") {
+        OpResult::Addr(a) => a,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(addr(Op::PeerAddr { sockfd: c }), addr(Op::LocalAddr { sockfd: s }));
+    assert_eq!(addr(Op::PeerAddr { sockfd: s }), addr(Op::LocalAddr { sockfd: c }));
+    ok(run_op(&m, 1, Op::Shutdown { sockfd: c, how: libc::SHUT_WR }), "shutdown");
+    assert_eq!(run_op(&m, 1, Op::Recv { sockfd: s, size: 16, flags: 0 }).result, OpResult::Bytes(Vec::new()), "EOF");
+    send_all(&m, 1, s, b"still open");
+    assert_eq!(recv_exact(&m, 1, c, 10), b"still open");
+    let bad = run_op(&m, 1, Op::Shutdown { sockfd: c, how: 3 });
+    assert_eq!(bad.errno(), Some(errno::EINVAL), "{:?}", bad.status);
+    let lone = socket(&m, 1, V4, libc::SOCK_STREAM);
+    assert_eq!(run_op(&m, 1, Op::PeerAddr { sockfd: lone }).errno(), Some(errno::ENOTCONN));
+    assert_eq!(run_op(&m, 1, Op::PeerAddr { sockfd: 99 }).errno(), Some(errno::EBADF));
+    let dir = tempfile::tempdir().unwrap();
+    m.set_policy(2, Policy::rooted(dir.path()).read_write()).unwrap();
+    let OpResult::Fd(file) = ok(run_op(&m, 2, Op::open("f", O_RDWR | O_CREAT)), "open") else { panic!() };
+    assert_eq!(run_op(&m, 2, Op::PeerAddr { sockfd: file }).errno(), Some(errno::ENOTSOCK));
+    assert_eq!(run_op(&m, 2, Op::Shutdown { sockfd: file, how: 2 }).errno(), Some(errno::ENOTSOCK));
+}
+
 fn denied_big_recv(m: &IoUringManager, s: i32) -> bool {
     run_op(m, 1, Op::Recv { sockfd: s, size: usize::MAX, flags: 0 }).errno() == Some(errno::EINVAL)
 }
