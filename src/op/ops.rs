@@ -41,6 +41,15 @@ pub enum SyscallOpType {
     /// must be open for writing (`EINVAL` otherwise); a length past the host's file size limit
     /// is `EFBIG`, with no signal. Result: [`OpResult::None`].
     Ftruncate { fd: i32, len: u64 },
+    /// Allocates or frees a file's space (`fallocate`): with `mode` 0 it allocates
+    /// `offset..offset + len`, extending the file past its end; `mode` may combine the Linux
+    /// `FALLOC_FL_*` flags `KEEP_SIZE` (1), `PUNCH_HOLE` (2, with `KEEP_SIZE`), `COLLAPSE_RANGE`
+    /// (8), `ZERO_RANGE` (0x10), `INSERT_RANGE` (0x20) and `UNSHARE_RANGE` (0x40); any other bit
+    /// is `EINVAL`. An allocation counts `len` bytes against the policy's per-operation and rate
+    /// limits (and the largest single transfer, 2 GiB less a page), as a write of as many zeros
+    /// would. Past the host's file size limit it is
+    /// `EFBIG`, with no signal. Result: [`OpResult::None`].
+    Fallocate { fd: i32, mode: u32, offset: u64, len: u64 },
     /// A descriptor's file's metadata: size, kind, permissions, times (`statx`). Result:
     /// [`OpResult::Stat`].
     Fstat { fd: i32 },
@@ -101,6 +110,7 @@ impl SyscallOpType {
             SyscallOpType::Fdatasync { .. } => "fdatasync",
             SyscallOpType::Ftruncate { .. } => "ftruncate",
             SyscallOpType::Fstat { .. } => "fstat",
+            SyscallOpType::Fallocate { .. } => "fallocate",
             SyscallOpType::Lseek { .. } => "lseek",
             SyscallOpType::ReadAt { .. } => "pread",
             SyscallOpType::WriteAt { .. } => "pwrite",
@@ -130,6 +140,7 @@ impl SyscallOpType {
             | SyscallOpType::Fdatasync { fd }
             | SyscallOpType::Ftruncate { fd, .. }
             | SyscallOpType::Fstat { fd }
+            | SyscallOpType::Fallocate { fd, .. }
             | SyscallOpType::Lseek { fd, .. }
             | SyscallOpType::ReadAt { fd, .. }
             | SyscallOpType::WriteAt { fd, .. } => Some(fd),
@@ -165,6 +176,7 @@ impl SyscallOpType {
             SyscallOpType::Fdatasync { .. } => (Files, Ends, false),
             SyscallOpType::Ftruncate { .. } => (Files, Ends, false),
             SyscallOpType::Fstat { .. } => (Files, Ends, false),
+            SyscallOpType::Fallocate { .. } => (Files, Ends, false),
             SyscallOpType::Open { .. } => (Files, Ends, true),
             // Both may reach the file system (`SEEK_END` revalidates an NFS file, `SEEK_DATA` asks
             // a FUSE daemon, a close flushes): never on a thread that starts other tenants' work.
@@ -229,10 +241,23 @@ impl SyscallOpType {
             | SyscallOpType::WriteAt { data, .. }
             | SyscallOpType::Send { data, .. }
             | SyscallOpType::SendTo { data, .. } => data.len(),
+            // An allocation takes space as a write of as many zeros would; freeing some
+            // (`PUNCH_HOLE`, `COLLAPSE_RANGE`) does not count.
+            SyscallOpType::Fallocate { mode, len, .. } if mode & (FALLOC_PUNCH_HOLE | FALLOC_COLLAPSE_RANGE) == 0 => {
+                usize::try_from(*len).unwrap_or(usize::MAX)
+            }
             _ => self.read_len(),
         }
     }
 }
+
+/// `FALLOC_FL_PUNCH_HOLE`.
+pub(crate) const FALLOC_PUNCH_HOLE: u32 = 0x02;
+/// `FALLOC_FL_COLLAPSE_RANGE`.
+pub(crate) const FALLOC_COLLAPSE_RANGE: u32 = 0x08;
+/// The `fallocate` modes a `Fallocate` may use: `KEEP_SIZE`, `PUNCH_HOLE`, `COLLAPSE_RANGE`,
+/// `ZERO_RANGE`, `INSERT_RANGE`, `UNSHARE_RANGE`.
+pub(crate) const FALLOC_MODES: u32 = 0x01 | FALLOC_PUNCH_HOLE | FALLOC_COLLAPSE_RANGE | 0x10 | 0x20 | 0x40;
 
 /// What the crate knows of an operation before it runs ([`SyscallOpType::traits`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

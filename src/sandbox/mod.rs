@@ -338,6 +338,13 @@ impl Policy {
             {
                 Err(OpError::new(errno::EINVAL, format!("{}: offset {offset} is past i64::MAX", op.name())))
             }
+            SyscallOpType::Fallocate { mode, .. } if mode & !crate::op::FALLOC_MODES != 0 => Err(OpError::new(
+                errno::EINVAL,
+                format!("fallocate: mode bits {:#x} are not supported", mode & !crate::op::FALLOC_MODES),
+            )),
+            SyscallOpType::Fallocate { offset, len, .. } if *offset > i64::MAX as u64 || *len > i64::MAX as u64 => {
+                Err(OpError::new(errno::EINVAL, format!("fallocate: offset {offset} or length {len} is past i64::MAX")))
+            }
             SyscallOpType::Ftruncate { len, .. } if *len > i64::MAX as u64 => {
                 Err(OpError::new(errno::EINVAL, format!("ftruncate: length {len} is past i64::MAX")))
             }

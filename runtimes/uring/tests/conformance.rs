@@ -75,6 +75,7 @@ fn probe_reports_the_opcodes_used() {
             "FSYNC",
             "FTRUNCATE",
             "STATX",
+            "FALLOCATE",
             "OPENAT2",
             "ASYNC_CANCEL",
             "ACCEPT",

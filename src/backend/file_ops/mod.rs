@@ -72,6 +72,12 @@ pub fn execute_sync(op: Operation) -> OpOutcome {
             retry(|| truncate(&d, *len))?;
             Ok(OpResult::None)
         }
+        SyscallOpType::Fallocate { fd, mode, offset, len } => {
+            let d = process.descriptor(*fd)?;
+            let mode = rustix::fs::FallocateFlags::from_bits_retain(*mode);
+            retry(|| without_file_size_signal(|| rustix::fs::fallocate(&*d, mode, *offset, *len)))?;
+            Ok(OpResult::None)
+        }
         SyscallOpType::Fstat { fd } => {
             let d = process.descriptor(*fd)?;
             let st = retry(|| rustix::fs::statx(&*d, c"", rustix::fs::AtFlags::EMPTY_PATH, STATX_MASK))?;
@@ -247,7 +253,12 @@ fn write(d: &Descriptor, data: &[u8], offset: Option<u64>) -> Result<usize, OpEr
 /// Sets `d`'s length to `len`, raising no signal in the host: past the host's file size limit
 /// it is `EFBIG`, and the SIGXFSZ the kernel raises with it is taken back ([`without_signal`]).
 fn truncate(d: &Descriptor, len: u64) -> Result<(), Errno> {
-    let call = || rustix::fs::ftruncate(d, len);
+    without_file_size_signal(|| rustix::fs::ftruncate(d, len))
+}
+
+/// Runs `call`, which may grow a file, taking back the SIGXFSZ the kernel raises with an `EFBIG`
+/// past the host's file size limit (paid only where there is one).
+fn without_file_size_signal<T>(call: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
     if file_size_limited() { without_signal(libc::SIGXFSZ, call) } else { call() }
 }
 
@@ -649,6 +660,8 @@ pub(crate) mod tests {
             assert_eq!(write(&d, b"fits", Some(0)).unwrap(), 4);
             assert_eq!(write(&d, b"past", Some(8192)).unwrap_err().errno(), Errno::FBIG.raw_os_error());
             assert_eq!(truncate(&d, 8192).unwrap_err(), Errno::FBIG, "a truncate past it too");
+            let allocate = || rustix::fs::fallocate(&d, rustix::fs::FallocateFlags::empty(), 0, 8192);
+            assert_eq!(without_file_size_signal(allocate).unwrap_err(), Errno::FBIG, "an allocation too");
             truncate(&d, 2).unwrap();
         });
     }

@@ -1,5 +1,5 @@
 //! File operations as io_uring requests: `NOP`, `READ`, `WRITE`, `FSYNC` (`fsync` and
-//! `fdatasync`), `FTRUNCATE`, `STATX` and `OPENAT2`; how each
+//! `fdatasync`), `FTRUNCATE`, `FALLOCATE`, `STATX` and `OPENAT2`; how each
 //! is prepared, how its entry is built, and how its completion becomes an outcome.
 //!
 //! Every buffer and path an entry points into is owned here, in a [`FileKind`] the in-flight
@@ -28,6 +28,7 @@ pub(crate) const OPCODES: &[(&str, u8)] = &[
     ("FSYNC", opcode::Fsync::CODE),
     ("FTRUNCATE", opcode::Ftruncate::CODE),
     ("STATX", opcode::Statx::CODE),
+    ("FALLOCATE", opcode::Fallocate::CODE),
     ("OPENAT2", opcode::OpenAt2::CODE),
 ];
 
@@ -38,9 +39,10 @@ pub(crate) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
         SyscallOpType::Read { .. } | SyscallOpType::ReadAt { .. } => opcode::Read::CODE,
         SyscallOpType::Write { .. } | SyscallOpType::WriteAt { .. } => opcode::Write::CODE,
         SyscallOpType::Fsync { .. } | SyscallOpType::Fdatasync { .. } => opcode::Fsync::CODE,
-        // Past the host's file size limit a truncate raises SIGXFSZ: where there is one, the
-        // pool runs it, taking the signal back.
+        // Past the host's file size limit a truncate or an allocation raises SIGXFSZ: where
+        // there is one, the pool runs them, taking the signal back.
         SyscallOpType::Ftruncate { .. } if !file_size_limited() => opcode::Ftruncate::CODE,
+        SyscallOpType::Fallocate { .. } if !file_size_limited() => opcode::Fallocate::CODE,
         SyscallOpType::Fstat { .. } => opcode::Statx::CODE,
         SyscallOpType::Open { .. } => opcode::OpenAt2::CODE,
         _ => None?,
@@ -68,6 +70,11 @@ pub(crate) enum FileKind {
         data: bool,
     },
     Ftruncate {
+        len: u64,
+    },
+    Fallocate {
+        mode: u32,
+        offset: u64,
         len: u64,
     },
     /// Boxed, as `Open`: the kernel fills it in (all of it, on success).
@@ -138,6 +145,9 @@ pub(crate) fn prepare(
         SyscallOpType::Fsync { fd } => (FileKind::Fsync { data: false }, Names::File(file(fd)?)),
         SyscallOpType::Fdatasync { fd } => (FileKind::Fsync { data: true }, Names::File(file(fd)?)),
         SyscallOpType::Ftruncate { fd, len } => (FileKind::Ftruncate { len }, Names::File(file(fd)?)),
+        SyscallOpType::Fallocate { fd, mode, offset, len } => {
+            (FileKind::Fallocate { mode, offset, len }, Names::File(file(fd)?))
+        }
         SyscallOpType::Fstat { fd } => (FileKind::Fstat(Box::new_uninit()), Names::File(file(fd)?)),
         SyscallOpType::Open { path, flags, mode } => {
             let sandbox = origin.rights(seq)?;
@@ -211,6 +221,9 @@ impl FileKind {
             FileKind::Fsync { data: false } => opcode::Fsync::new(fd).build(),
             FileKind::Fsync { data: true } => opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build(),
             FileKind::Ftruncate { len } => opcode::Ftruncate::new(fd, *len).build(),
+            FileKind::Fallocate { mode, offset, len } => {
+                opcode::Fallocate::new(fd, *len).offset(*offset).mode(*mode as i32).build()
+            }
             // `statx` of the descriptor itself: an empty path and `AT_EMPTY_PATH`.
             FileKind::Fstat(st) => opcode::Statx::new(fd, c"".as_ptr(), st.as_mut_ptr().cast::<types::statx>())
                 .flags(libc::AT_EMPTY_PATH)
@@ -235,7 +248,9 @@ pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
     let n = result as usize;
     // Every arm takes its variant whole, so nothing of `kind` is left to drop after the match.
     Ok(match kind {
-        FileKind::Nop | FileKind::Fsync { .. } | FileKind::Ftruncate { .. } => OpResult::None,
+        FileKind::Nop | FileKind::Fsync { .. } | FileKind::Ftruncate { .. } | FileKind::Fallocate { .. } => {
+            OpResult::None
+        }
         FileKind::Fstat(st) => {
             // SAFETY: a successful STATX wrote the whole `struct statx` into the buffer, which
             // the in-flight table kept (boxed, not moved) until this completion.

@@ -371,9 +371,11 @@ mod tests {
                     let done = run(op);
                     assert_eq!(done.errno(), Some(rustix::io::Errno::FBIG.raw_os_error()), "{:?}", done.result);
                 }
-                // A truncate past it too.
-                let done = run(Op::Ftruncate { fd, len: 8192 });
-                assert_eq!(done.errno(), Some(rustix::io::Errno::FBIG.raw_os_error()), "{:?}", done.result);
+                // A truncate or an allocation past it too.
+                for op in [Op::Ftruncate { fd, len: 8192 }, Op::Fallocate { fd, mode: 0, offset: 0, len: 8192 }] {
+                    let done = run(op);
+                    assert_eq!(done.errno(), Some(rustix::io::Errno::FBIG.raw_os_error()), "{:?}", done.result);
+                }
                 assert!(run(Op::Ftruncate { fd, len: 2 }).status.is_success());
             },
         );

@@ -81,6 +81,40 @@ pub fn truncate_and_datasync(make: MakeBackend) {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "refused truncates left no trace");
 }
 
+/// `Fallocate` allocates (extending the file, or not with `KEEP_SIZE`) and punches holes; an
+/// allocation counts against the policy's per-operation limit as a write would, a hole does
+/// not. Unknown mode bits, offsets or lengths past `i64::MAX` are `EINVAL`; a descriptor not
+/// open for writing is `EBADF`.
+pub fn fallocate_allocates_and_punches(make: MakeBackend) {
+    use std::os::unix::fs::MetadataExt;
+    let m = manager(make);
+    let dir = rooted(&m, 1);
+    let path = dir.path().join("a.bin");
+    let fd = open(&m, 1, "a.bin", O_RDWR | O_CREAT | O_TRUNC);
+    let fallocate = |fd, mode, offset, len| run_op(&m, 1, Op::Fallocate { fd, mode, offset, len });
+    assert!(fallocate(fd, 0, 0, 8192).status.is_success());
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.len(), 8192, "extended");
+    assert!(meta.blocks() * 512 >= 8192, "allocated: {} blocks", meta.blocks());
+    assert!(fallocate(fd, 1, 8192, 8192).status.is_success());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 8192, "KEEP_SIZE keeps it");
+    assert_eq!(run_op(&m, 1, Op::WriteAt { fd, offset: 0, data: vec![9; 8192] }).result, OpResult::Count(8192));
+    assert!(fallocate(fd, 3, 0, 4096).status.is_success(), "PUNCH_HOLE | KEEP_SIZE");
+    assert_eq!(run_op(&m, 1, Op::ReadAt { fd, offset: 4094, size: 4 }).result, OpResult::Bytes(vec![0, 0, 9, 9]));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 8192);
+    for (mode, offset, len) in [(0x80, 0, 1), (0, u64::MAX, 1), (0, 0, u64::MAX)] {
+        let refused = fallocate(fd, mode, offset, len);
+        assert_eq!(refused.errno(), Some(errno::EINVAL), "{mode:#x} {offset} {len}: {:?}", refused.status);
+    }
+    let read_only = open(&m, 1, "a.bin", O_RDONLY);
+    assert_eq!(fallocate(read_only, 0, 0, 16384).errno(), Some(errno::EBADF));
+    assert_eq!(fallocate(77, 0, 0, 1).errno(), Some(errno::EBADF));
+    m.set_policy(1, ai_os_kernel::sandbox::Policy::rooted(dir.path()).read_write().max_io_bytes(4096)).unwrap();
+    assert_eq!(fallocate(fd, 0, 0, 65536).errno(), Some(errno::EACCES), "past the per-operation limit");
+    assert!(fallocate(fd, 3, 0, 8192).status.is_success(), "a hole frees space: not limited");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 8192, "refusals left no trace");
+}
+
 /// `Fstat` reports what `std::fs::metadata` does of the same file: size, kind, permissions,
 /// link count and times; a directory is a directory; a descriptor not open is `EBADF`.
 pub fn fstat_reports_metadata(make: MakeBackend) {
