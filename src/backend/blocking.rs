@@ -15,10 +15,9 @@ use super::{Backend, Batch, Capabilities, Task, net_ops, pool};
 /// Runs file operations on a fixed pool of threads with ordinary blocking system calls, a
 /// process's one after another on the threads that take its turn (at most half the pool at
 /// once; a turn is 32 operations, then the other processes' work queued meanwhile runs first).
-/// Socket
-/// operations use non-blocking sockets parked on async-io's reactor while they wait, so an
-/// `Accept` nobody answers or a `Recv` on a silent peer holds no pool thread. It needs no async
-/// runtime.
+/// Socket operations use non-blocking sockets parked on async-io's reactor while they wait, so
+/// an `Accept` nobody answers or a `Recv` on a silent peer holds no pool thread. It needs no
+/// async runtime.
 ///
 /// The pool has [`BlockingBackend::default_threads`] threads unless given a size; they start
 /// with the backend and exit once it and every task it still runs are gone. A panic inside an

@@ -174,12 +174,7 @@ impl Lanes {
                 }
                 _ => {
                     *all -= usize::from(lingering.is_some());
-                    lane.tasks -= 1;
-                    if lane.tasks == 0 {
-                        let gone = lanes.remove(&key);
-                        drop(state);
-                        drop(gone);
-                    }
+                    Self::leave(state, key);
                     return None;
                 }
             }
@@ -203,14 +198,21 @@ impl Lanes {
         if again && !lane.queue.is_empty() {
             return Some(Drainer { lanes: self.clone(), key, ended: false });
         }
-        lane.tasks -= 1;
-        if lane.tasks > 0 {
-            return None;
-        }
-        let gone = state.lanes.remove(&key);
-        drop(state);
-        drop(gone);
+        Self::leave(state, key);
         None
+    }
+
+    /// A task of lane `key` ends: the lane goes with its last task, and what it held (its queue,
+    /// if no task will ever run it, whose operations then complete with `EIO`) is dropped once
+    /// `state` is let go of, as completing can start the next operations and lock it again.
+    fn leave(mut state: MutexGuard<'_, State>, key: usize) {
+        let Some(lane) = state.lanes.get_mut(&key) else { return };
+        lane.tasks -= 1;
+        if lane.tasks == 0 {
+            let gone = state.lanes.remove(&key);
+            drop(state);
+            drop(gone);
+        }
     }
 }
 

@@ -18,18 +18,29 @@ const READ_NOW_PER_BATCH: usize = 128 << 10;
 /// What one try of [`file_ops::read_at_now`] counts against [`READ_NOW_PER_BATCH`] at least.
 const READ_NOW_TRY: usize = 4 << 10;
 
-/// How the pool backends start a batch: a `Nop` completes at once, a `ReadAt` of what the page
-/// cache holds is answered on this thread (up to [`READ_NOW_PER_BATCH`]), an operation that runs on
-/// readiness (a socket's, or a `Read` or `Write` of a socket, FIFO or character device: see
-/// [`net_ops::runs_on_readiness`]) whose answer is already there completes on this thread
-/// ([`net_ops::try_now`]), one that must wait goes to `wait` (which races it against
-/// cancellation with [`run_waiting`]), and a file operation goes to `file`. Those answered here
-/// are delivered together at the end, one lock of their ring and one release of their window's
-/// places per run ([`Completer::complete_all`]), not one each.
+/// How the pool backends start a batch:
+/// - a `Nop` completes at once;
+/// - a `ReadAt` of what the page cache holds is answered on this thread (up to
+///   [`READ_NOW_PER_BATCH`]);
+/// - an operation that runs on readiness (a socket's, or a `Read` or `Write` of a socket, FIFO
+///   or character device: see [`net_ops::runs_on_readiness`]) whose answer is already there
+///   completes on this thread ([`net_ops::try_now`]); one that must wait goes to `wait`, which
+///   races it against cancellation with [`run_waiting`];
+/// - any other file operation goes to its process's lane in `lanes`, which hands `blocking` the
+///   tasks it needs started.
+///
+/// Those answered here are delivered together at the end, one lock of their ring and one
+/// release of their window's places per run ([`Completer::complete_all`]), not one each.
 ///
 /// [`Completer::complete_all`]: super::Completer::complete_all
-fn start_ready_first(batch: Batch, mut file: impl FnMut(Submission), mut wait: impl FnMut(Submission)) {
+pub(crate) fn start_in_lanes(
+    batch: Batch,
+    lanes: &std::sync::Arc<Lanes>,
+    mut wait: impl FnMut(Submission),
+    blocking: impl FnMut(Drainer),
+) {
     let mut answered = Vec::new();
+    let mut files = Vec::new();
     let mut read_now_left = READ_NOW_PER_BATCH;
     for mut sub in batch.into_submissions() {
         if matches!(sub.op(), SyscallOpType::Nop) {
@@ -54,7 +65,7 @@ fn start_ready_first(batch: Batch, mut file: impl FnMut(Submission), mut wait: i
                     continue;
                 }
             }
-            file(sub);
+            files.push(sub);
             continue;
         }
         let rights = match sub.needs_rights() {
@@ -73,6 +84,9 @@ fn start_ready_first(batch: Batch, mut file: impl FnMut(Submission), mut wait: i
             sub.leave_window();
             wait(sub);
         }
+    }
+    if !files.is_empty() {
+        lanes.push(files).into_iter().for_each(blocking);
     }
     if !answered.is_empty() {
         super::Completer::complete_all(answered);
@@ -99,21 +113,6 @@ pub(crate) fn pool_window() -> super::Capabilities {
 #[cfg(any(feature = "tokio", feature = "smol"))]
 pub(crate) fn file_lanes() -> std::sync::Arc<Lanes> {
     Lanes::new(4 * super::cores(), std::time::Duration::from_millis(1))
-}
-
-/// How the pool backends start a batch: as [`start_ready_first`], with the file operations
-/// queued in their processes' [`Lanes`]; each task the lanes ask for is handed to `blocking`.
-pub(crate) fn start_in_lanes(
-    batch: Batch,
-    lanes: &std::sync::Arc<Lanes>,
-    wait: impl FnMut(Submission),
-    blocking: impl FnMut(Drainer),
-) {
-    let mut files = Vec::new();
-    start_ready_first(batch, |sub| files.push(sub), wait);
-    if !files.is_empty() {
-        lanes.push(files).into_iter().for_each(blocking);
-    }
 }
 
 /// Runs a submission that waits on a peer (accept, connect, send, receive, a read or write of a

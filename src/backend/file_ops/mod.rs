@@ -123,14 +123,11 @@ pub(crate) const STATX_MASK: rustix::fs::StatxFlags =
 pub(crate) fn file_stat(st: &rustix::fs::Statx) -> crate::op::FileStat {
     use crate::op::EntryKind;
     use rustix::fs::StatxFlags;
+    use std::time::{Duration, UNIX_EPOCH};
     let time = |t: &rustix::fs::StatxTimestamp| {
-        let within = std::time::Duration::new(t.tv_sec.unsigned_abs(), t.tv_nsec);
-        if t.tv_sec >= 0 {
-            std::time::UNIX_EPOCH + within
-        } else {
-            std::time::UNIX_EPOCH - std::time::Duration::new(t.tv_sec.unsigned_abs(), 0)
-                + std::time::Duration::new(0, t.tv_nsec)
-        }
+        let seconds = Duration::from_secs(t.tv_sec.unsigned_abs());
+        let whole = if t.tv_sec >= 0 { UNIX_EPOCH + seconds } else { UNIX_EPOCH - seconds };
+        whole + Duration::from_nanos(u64::from(t.tv_nsec))
     };
     let kind = match FileType::from_raw_mode(rustix::fs::RawMode::from(st.stx_mode)) {
         FileType::RegularFile => EntryKind::File,
