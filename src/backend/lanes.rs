@@ -132,8 +132,8 @@ impl Lanes {
     }
 
     /// The next operation of lane `key` for one of its tasks. If the lane is empty and fewer
-    /// than one task per core linger, it waits for one: it first yields its CPU a few times
-    /// (the submitter, woken by the last completion, often queues the next meanwhile, which then
+    /// than one task per core linger, it waits for one: it first yields its CPU for
+    /// [`YIELD_FOR`] (the submitter, woken by the last completion, often queues the next meanwhile, which then
     /// costs no wake-up), then sleeps until `linger` has passed since the lane was found empty.
     /// `None` ends the task (and the lane, if it was its last: nothing is queued).
     fn next(&self, key: usize) -> Option<Submission> {

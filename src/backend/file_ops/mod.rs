@@ -269,7 +269,7 @@ fn write_once(d: &Descriptor, data: &[u8], offset: Option<u64>) -> Result<usize,
     match d.file_type() {
         FileType::Socket if offset.is_none() => rustix::net::send(d, data, net_ops::send_flags(0)),
         FileType::Fifo => without_signal(libc::SIGPIPE, call),
-        FileType::RegularFile if file_size_limited() => without_signal(libc::SIGXFSZ, call),
+        FileType::RegularFile => without_file_size_signal(call),
         FileType::CharacterDevice => without_job_control(call),
         _ => call(),
     }
