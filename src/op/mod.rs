@@ -17,9 +17,9 @@ pub use entry::{SyscallCompletionEntry, SyscallCompletionStatus, SyscallSubmissi
 pub use error::{IoUringError, OpError, Result, errno};
 #[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) use ops::Class;
-pub use ops::SyscallOpType;
 pub(crate) use ops::{FALLOC_MODES, Family};
-pub use result::{EntryKind, FileStat, OpResult};
+pub use ops::{MAX_DIR_PAGE, SyscallOpType};
+pub use result::{DirEntry, DirPage, EntryKind, FileStat, OpResult};
 
 /// A virtual process id: a tenant of the host, not an OS process.
 pub type Pid = u32;

@@ -1,5 +1,6 @@
 //! Linux `open(2)` flags, so callers need no `libc` to build an
-//! [`SyscallOpType::Open`](super::SyscallOpType::Open).
+//! [`SyscallOpType::Open`](super::SyscallOpType::Open), and `renameat2(2)`'s for a
+//! [`SyscallOpType::Rename`](super::SyscallOpType::Rename).
 
 use rustix::fs::OFlags;
 
@@ -29,3 +30,8 @@ pub const O_SYNC: u32 = OFlags::SYNC.bits();
 pub const O_DSYNC: u32 = OFlags::DSYNC.bits();
 /// Non-blocking mode.
 pub const O_NONBLOCK: u32 = OFlags::NONBLOCK.bits();
+
+/// `Rename`: fail with `EEXIST` rather than replace the target.
+pub const RENAME_NOREPLACE: u32 = 1;
+/// `Rename`: swap the two names, both of which must exist.
+pub const RENAME_EXCHANGE: u32 = 2;

@@ -53,6 +53,36 @@ pub enum SyscallOpType {
     /// A descriptor's file's metadata: size, kind, permissions, times (`statx`). Result:
     /// [`OpResult::Stat`].
     Fstat { fd: i32 },
+    /// The metadata of the file at `path`, or of the symbolic link itself when `follow` is
+    /// false and `path` names one (`statx`, `lstat`). Result: [`OpResult::Stat`].
+    Stat { path: String, follow: bool },
+    /// Makes a directory at `path`, with the permission bits `mode & 0o777` less the policy's
+    /// umask. Result: [`OpResult::None`].
+    Mkdir { path: String, mode: u32 },
+    /// Removes the empty directory at `path` (`ENOTEMPTY` otherwise). Result: [`OpResult::None`].
+    Rmdir { path: String },
+    /// Removes the name `path` (a file, a symbolic link itself, never a directory: `EISDIR`).
+    /// Result: [`OpResult::None`].
+    Unlink { path: String },
+    /// Renames `from` to `to` (`renameat2`), replacing `to` unless `flags` has
+    /// [`RENAME_NOREPLACE`](super::open_flags::RENAME_NOREPLACE) (then `EEXIST`);
+    /// [`RENAME_EXCHANGE`](super::open_flags::RENAME_EXCHANGE) swaps the two. Across file systems
+    /// it is `EXDEV`. Result: [`OpResult::None`].
+    Rename { from: String, to: String, flags: u32 },
+    /// Makes a symbolic link at `link` holding `target` as given: a rooted process's links
+    /// resolve beneath its root whatever they hold. Result: [`OpResult::None`].
+    Symlink { target: String, link: String },
+    /// Makes `to` another name of the file at `from` (a hard link; a symbolic link at `from` is
+    /// linked itself, not followed). Result: [`OpResult::None`].
+    Link { from: String, to: String },
+    /// What the symbolic link at `path` holds (`EINVAL` if it is none). Result:
+    /// [`OpResult::Path`].
+    ReadLink { path: String },
+    /// One page of the directory at `path`: at most `max` entries (1 to
+    /// [`MAX_DIR_PAGE`](super::MAX_DIR_PAGE)), from `cursor` (0 for the first page, then the
+    /// page's [`next`](super::DirPage::next)). `.` and `..` are left out. Result:
+    /// [`OpResult::Dir`].
+    ReadDir { path: String, cursor: u64, max: u32 },
     /// Moves the descriptor's position; `whence` is `SEEK_SET` (0), `SEEK_CUR` (1), `SEEK_END`
     /// (2), `SEEK_DATA` (3) or `SEEK_HOLE` (4). Result: [`OpResult::Offset`].
     Lseek { fd: i32, offset: i64, whence: i32 },
@@ -112,6 +142,15 @@ impl SyscallOpType {
             SyscallOpType::Fstat { .. } => "fstat",
             SyscallOpType::Fallocate { .. } => "fallocate",
             SyscallOpType::Lseek { .. } => "lseek",
+            SyscallOpType::Stat { .. } => "stat",
+            SyscallOpType::Mkdir { .. } => "mkdir",
+            SyscallOpType::Rmdir { .. } => "rmdir",
+            SyscallOpType::Unlink { .. } => "unlink",
+            SyscallOpType::Rename { .. } => "rename",
+            SyscallOpType::Symlink { .. } => "symlink",
+            SyscallOpType::Link { .. } => "link",
+            SyscallOpType::ReadLink { .. } => "readlink",
+            SyscallOpType::ReadDir { .. } => "readdir",
             SyscallOpType::ReadAt { .. } => "pread",
             SyscallOpType::WriteAt { .. } => "pwrite",
             SyscallOpType::Socket { .. } => "socket",
@@ -155,7 +194,18 @@ impl SyscallOpType {
             | SyscallOpType::LocalAddr { sockfd }
             | SyscallOpType::PeerAddr { sockfd }
             | SyscallOpType::Shutdown { sockfd, .. } => Some(sockfd),
-            SyscallOpType::Open { .. } | SyscallOpType::Socket { .. } | SyscallOpType::Nop => None,
+            SyscallOpType::Open { .. }
+            | SyscallOpType::Stat { .. }
+            | SyscallOpType::Mkdir { .. }
+            | SyscallOpType::Rmdir { .. }
+            | SyscallOpType::Unlink { .. }
+            | SyscallOpType::Rename { .. }
+            | SyscallOpType::Symlink { .. }
+            | SyscallOpType::Link { .. }
+            | SyscallOpType::ReadLink { .. }
+            | SyscallOpType::ReadDir { .. }
+            | SyscallOpType::Socket { .. }
+            | SyscallOpType::Nop => None,
         }
     }
 
@@ -178,6 +228,16 @@ impl SyscallOpType {
             SyscallOpType::Fstat { .. } => (Files, Ends, false),
             SyscallOpType::Fallocate { .. } => (Files, Ends, false),
             SyscallOpType::Open { .. } => (Files, Ends, true),
+            // Paths resolve under the rights they were submitted with.
+            SyscallOpType::Stat { .. }
+            | SyscallOpType::Mkdir { .. }
+            | SyscallOpType::Rmdir { .. }
+            | SyscallOpType::Unlink { .. }
+            | SyscallOpType::Rename { .. }
+            | SyscallOpType::Symlink { .. }
+            | SyscallOpType::Link { .. }
+            | SyscallOpType::ReadLink { .. }
+            | SyscallOpType::ReadDir { .. } => (Files, Ends, true),
             // Both may reach the file system (`SEEK_END` revalidates an NFS file, `SEEK_DATA` asks
             // a FUSE daemon, a close flushes): never on a thread that starts other tenants' work.
             SyscallOpType::Lseek { .. } => (Files, Ends, false),
@@ -230,7 +290,41 @@ impl SyscallOpType {
             | SyscallOpType::ReadAt { size, .. }
             | SyscallOpType::Recv { size, .. }
             | SyscallOpType::RecvFrom { size, .. } => *size,
+            // What its result may hold: a link's target, a page of names.
+            SyscallOpType::ReadLink { .. } => LINK_TARGET_MAX,
+            SyscallOpType::ReadDir { max, .. } => (*max as usize).min(MAX_DIR_PAGE as usize) * DIR_ENTRY_MAX,
             _ => 0,
+        }
+    }
+
+    /// Whether the operation changes the file system by its path (makes, removes or renames a
+    /// name): what a read-only policy refuses.
+    pub(crate) fn mutates_path(&self) -> bool {
+        matches!(
+            self,
+            SyscallOpType::Mkdir { .. }
+                | SyscallOpType::Rmdir { .. }
+                | SyscallOpType::Unlink { .. }
+                | SyscallOpType::Rename { .. }
+                | SyscallOpType::Symlink { .. }
+                | SyscallOpType::Link { .. }
+        )
+    }
+
+    /// The paths the operation names (one, two for `Rename` and `Link`; a symbolic link's
+    /// target is data, not a path it resolves).
+    pub(crate) fn paths(&self) -> [Option<&str>; 2] {
+        match self {
+            SyscallOpType::Open { path, .. }
+            | SyscallOpType::Stat { path, .. }
+            | SyscallOpType::Mkdir { path, .. }
+            | SyscallOpType::Rmdir { path }
+            | SyscallOpType::Unlink { path }
+            | SyscallOpType::ReadLink { path }
+            | SyscallOpType::ReadDir { path, .. } => [Some(path), None],
+            SyscallOpType::Symlink { link, .. } => [Some(link), None],
+            SyscallOpType::Rename { from, to, .. } | SyscallOpType::Link { from, to } => [Some(from), Some(to)],
+            _ => [None, None],
         }
     }
 
@@ -250,6 +344,14 @@ impl SyscallOpType {
         }
     }
 }
+
+/// The most entries one [`SyscallOpType::ReadDir`] returns.
+pub const MAX_DIR_PAGE: u32 = 4096;
+/// The memory a `ReadDir` reserves per entry asked: the longest name (255 bytes) and the
+/// entry's own size.
+pub(crate) const DIR_ENTRY_MAX: usize = 256 + std::mem::size_of::<super::DirEntry>();
+/// The longest symbolic link target (`PATH_MAX`).
+pub(crate) const LINK_TARGET_MAX: usize = 4096;
 
 /// `FALLOC_FL_PUNCH_HOLE`.
 pub(crate) const FALLOC_PUNCH_HOLE: u32 = 0x02;

@@ -1,6 +1,8 @@
 //! What an operation produced.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 #[cfg(doc)]
@@ -29,8 +31,36 @@ pub enum OpResult {
     Datagram { data: Vec<u8>, from: SocketAddr },
     /// A socket address: `LocalAddr`, `PeerAddr`.
     Addr(SocketAddr),
-    /// A file's metadata: `Fstat`.
+    /// A file's metadata: `Fstat`, `Stat`.
     Stat(FileStat),
+    /// A symbolic link's target: `ReadLink`.
+    Path(PathBuf),
+    /// One page of a directory's entries: `ReadDir`.
+    Dir(DirPage),
+}
+
+/// One page of a directory, as [`SyscallOpType::ReadDir`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct DirPage {
+    /// The entries, in the directory's own order (not sorted), without `.` and `..`.
+    pub entries: Vec<DirEntry>,
+    /// The cursor of the next page, or `None` when this page ends the directory. An entry
+    /// added or removed between two pages may be listed or not, as with `readdir(3)`.
+    pub next: Option<u64>,
+}
+
+/// One entry of a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DirEntry {
+    /// Its name in the directory (no `/`).
+    pub name: OsString,
+    /// What it is, as the directory records it ([`EntryKind::Unknown`] on file systems that do
+    /// not: then a `Stat` tells).
+    pub kind: EntryKind,
+    /// Its inode number.
+    pub ino: u64,
 }
 
 /// What a file is.
@@ -94,6 +124,11 @@ impl OpResult {
     pub(crate) fn held_bytes(&self) -> usize {
         match self {
             OpResult::Bytes(data) | OpResult::Datagram { data, .. } => data.capacity(),
+            OpResult::Path(path) => path.capacity(),
+            OpResult::Dir(page) => {
+                page.entries.capacity() * std::mem::size_of::<DirEntry>()
+                    + page.entries.iter().map(|e| e.name.capacity()).sum::<usize>()
+            }
             _ => 0,
         }
     }

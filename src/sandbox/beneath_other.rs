@@ -12,8 +12,17 @@ pub(crate) fn open_beneath(
     _mode: u32,
     _umask: u32,
 ) -> Result<OwnedFd, OpError> {
-    Err(OpError::new(
-        errno::EACCES,
-        format!("open {path:?}: rooted policies need Linux openat2, which this platform lacks"),
-    ))
+    Err(refused("open", path))
+}
+
+pub(crate) fn path_beneath(_root: &OwnedFd, op: &str, path: &str, _follow: bool) -> Result<OwnedFd, OpError> {
+    Err(refused(op, path))
+}
+
+pub(crate) fn parent_beneath<'p>(_root: &OwnedFd, op: &str, path: &'p str) -> Result<(OwnedFd, &'p str), OpError> {
+    Err(refused(op, path))
+}
+
+fn refused(op: &str, path: &str) -> OpError {
+    OpError::new(errno::EACCES, format!("{op} {path:?}: rooted policies need Linux openat2, which this platform lacks"))
 }

@@ -67,6 +67,9 @@ enum FileAccess {
     Beneath(PathBuf),
 }
 
+/// The `Rename` flags allowed: `RENAME_NOREPLACE`, `RENAME_EXCHANGE` (one at a time).
+const RENAME_FLAGS: u32 = crate::op::open_flags::RENAME_NOREPLACE | crate::op::open_flags::RENAME_EXCHANGE;
+
 /// Default for [`Policy::max_open_fds`].
 pub const DEFAULT_MAX_OPEN_FDS: usize = 1024;
 /// Default for [`Policy::max_io_bytes`]: 64 MiB per read or write.
@@ -353,14 +356,41 @@ impl Policy {
                 format!("lseek: whence {whence} is not SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA or SEEK_HOLE"),
             )),
             SyscallOpType::Open { path, flags, .. } => self.check_open(path, *flags),
-            _ => Ok(()),
+            SyscallOpType::Rename { flags, .. } if flags & !RENAME_FLAGS != 0 || *flags == RENAME_FLAGS => {
+                Err(OpError::new(errno::EINVAL, format!("rename: flags {flags:#x} are not NOREPLACE or EXCHANGE")))
+            }
+            SyscallOpType::ReadDir { max, .. } if !(1..=crate::op::MAX_DIR_PAGE).contains(max) => Err(OpError::new(
+                errno::EINVAL,
+                format!("readdir: {max} entries a page is not 1 to {}", crate::op::MAX_DIR_PAGE),
+            )),
+            _ => self.check_paths(op),
         }
+    }
+
+    /// What every path operation must pass: the policy allows files, and changes if it
+    /// [`mutates_path`](SyscallOpType::mutates_path); no path is empty (`ENOENT`).
+    fn check_paths(&self, op: &SyscallOpType) -> Result<(), OpError> {
+        for path in op.paths().into_iter().flatten() {
+            if matches!(self.files, FileAccess::Denied) {
+                return Err(no_file_access(op.name(), path));
+            }
+            if op.mutates_path() && !self.writable {
+                return Err(OpError::new(errno::EACCES, format!("{} {path:?}: the policy is read-only", op.name())));
+            }
+            if path.is_empty() {
+                return Err(OpError::new(
+                    rustix::io::Errno::NOENT.raw_os_error(),
+                    format!("{}: empty path", op.name()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check_open(&self, path: &str, flags: u32) -> Result<(), OpError> {
         use rustix::fs::OFlags;
         if matches!(self.files, FileAccess::Denied) {
-            return Err(OpError::new(errno::EACCES, format!("open {path:?}: the policy allows no file access")));
+            return Err(no_file_access("open", path));
         }
         // rustix's `OFlags::from_bits` takes every bit: the open flags this crate knows are
         // listed here, and any other bit is refused before the kernel, which ignores unknown
@@ -443,7 +473,33 @@ impl Sandbox {
         match (&self.policy.files, &self.root) {
             (FileAccess::Anywhere, _) => path::open_anywhere(path, flags, mode, self.policy.umask),
             (FileAccess::Beneath(_), Some(root)) => path::open_beneath(root, path, flags, mode, self.policy.umask),
-            _ => Err(OpError::new(errno::EACCES, format!("open {path:?}: the policy allows no file access"))),
+            _ => Err(no_file_access("open", path)),
+        }
+    }
+
+    /// Where path operation `op` acts on `path`: the directory holding its last component
+    /// (resolved beneath the root, as [`open`](Self::open) resolves) and that component, which the
+    /// operation's `*at` call must not follow. `op` names the operation in errors.
+    pub(crate) fn at(&self, op: &str, path: &str) -> Result<At, OpError> {
+        match (&self.policy.files, &self.root) {
+            (FileAccess::Anywhere, _) => At::cwd(op, path),
+            (FileAccess::Beneath(_), Some(root)) => {
+                let (dir, name) = path::parent_beneath(root, op, path)?;
+                At::beneath(op, dir, name)
+            }
+            _ => Err(no_file_access(op, path)),
+        }
+    }
+
+    /// Where `op` finds the file at `path` itself, following a symbolic link in the last
+    /// component only when `follow`: the whole path from the working directory (pass
+    /// `AT_SYMLINK_NOFOLLOW` unless `follow`), or, beneath the root, the file opened as
+    /// `O_PATH` with an empty name (pass `AT_EMPTY_PATH`).
+    pub(crate) fn lookup(&self, op: &str, path: &str, follow: bool) -> Result<At, OpError> {
+        match (&self.policy.files, &self.root) {
+            (FileAccess::Anywhere, _) => At::cwd(op, path),
+            (FileAccess::Beneath(_), Some(root)) => At::beneath(op, path::path_beneath(root, op, path, follow)?, ""),
+            _ => Err(no_file_access(op, path)),
         }
     }
 
@@ -481,13 +537,18 @@ impl Sandbox {
         match (&self.policy.files, &self.root) {
             (FileAccess::Anywhere, _) => Ok((rustix::fs::CWD.as_raw_fd(), path, 0)),
             (FileAccess::Beneath(_), Some(root)) => Ok((root.as_raw_fd(), path::relative(path), path::RESOLVE.bits())),
-            _ => Err(OpError::new(errno::EACCES, format!("open {path:?}: the policy allows no file access"))),
+            _ => Err(no_file_access("open", path)),
         }
     }
 }
 
+pub(crate) use path::At;
 #[cfg(all(target_os = "linux", feature = "uring"))]
 pub(crate) use path::escape_error;
+
+fn no_file_access(op: &str, path: &str) -> OpError {
+    OpError::new(errno::EACCES, format!("{op} {path:?}: the policy allows no file access"))
+}
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,8 @@
-//! Opening paths: anywhere for an unrestricted policy, beneath the root for a rooted one.
+//! Opening and resolving paths: anywhere for an unrestricted policy, beneath the root for a
+//! rooted one.
 
-use std::os::fd::OwnedFd;
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
@@ -14,9 +16,9 @@ mod beneath;
 #[path = "beneath_other.rs"]
 mod beneath;
 
-pub(crate) use beneath::open_beneath;
 #[cfg(all(target_os = "linux", feature = "uring"))]
 pub(crate) use beneath::{RESOLVE, escape_error, relative};
+pub(crate) use beneath::{open_beneath, parent_beneath, path_beneath};
 
 pub(crate) fn open_root(dir: &Path) -> std::io::Result<OwnedFd> {
     Ok(rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
@@ -42,4 +44,41 @@ pub(crate) fn kernel_flags(flags: u32, mode: u32, umask: u32) -> (OFlags, Mode) 
 
 pub(crate) fn with_path(path: &str, e: rustix::io::Errno) -> OpError {
     OpError::new(e.raw_os_error(), format!("open {path:?}"))
+}
+
+/// Where a path operation acts: a directory and a path in it, for the `*at` system calls. The
+/// directory is the working directory for an unrestricted policy (the path then is the whole
+/// path), or a directory the path was resolved to beneath the root, kept open by this value.
+#[derive(Debug)]
+pub(crate) struct At {
+    dir: Option<OwnedFd>,
+    name: CString,
+}
+
+impl At {
+    /// The whole `path`, from the working directory.
+    pub(crate) fn cwd(op: &str, path: &str) -> Result<At, OpError> {
+        Ok(At { dir: None, name: c_path(op, path)? })
+    }
+
+    /// `name` in `dir`.
+    pub(crate) fn beneath(op: &str, dir: OwnedFd, name: &str) -> Result<At, OpError> {
+        Ok(At { dir: Some(dir), name: c_path(op, name)? })
+    }
+
+    /// The directory to resolve [`name`](Self::name) from.
+    pub(crate) fn dir(&self) -> BorrowedFd<'_> {
+        self.dir.as_ref().map_or(rustix::fs::CWD, |dir| dir.as_fd())
+    }
+
+    /// The path in [`dir`](Self::dir): empty when the directory is itself what the operation
+    /// names (pass `AT_EMPTY_PATH`).
+    pub(crate) fn name(&self) -> &std::ffi::CStr {
+        &self.name
+    }
+}
+
+/// `path` for the kernel: `EINVAL` if it holds a NUL byte.
+fn c_path(op: &str, path: &str) -> Result<CString, OpError> {
+    CString::new(path).map_err(|_| OpError::new(crate::op::errno::EINVAL, format!("{op} {path:?}: a NUL byte")))
 }

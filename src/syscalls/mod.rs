@@ -5,9 +5,9 @@ pub mod iouring;
 mod registry;
 
 pub use iouring::{
-    CompletionFuture, CompletionStream, DEFAULT_CQ_SIZE, DEFAULT_SQ_SIZE, EntryKind, FileStat, IoUringError,
-    IoUringExecutor, IoUringHandler, IoUringManager, IoUringStats, OpError, OpResult, Percentiles, ProcessStats,
-    SyscallCompletionEntry, SyscallCompletionRing, SyscallCompletionStatus, SyscallOpType, SyscallSubmissionEntry,
-    errno, open_flags,
+    CompletionFuture, CompletionStream, DEFAULT_CQ_SIZE, DEFAULT_SQ_SIZE, DirEntry, DirPage, EntryKind, FileStat,
+    IoUringError, IoUringExecutor, IoUringHandler, IoUringManager, IoUringStats, MAX_DIR_PAGE, OpError, OpResult,
+    Percentiles, ProcessStats, SyscallCompletionEntry, SyscallCompletionRing, SyscallCompletionStatus, SyscallOpType,
+    SyscallSubmissionEntry, errno, open_flags,
 };
 pub use registry::{AsyncSyscallExecutor, Syscall, SyscallHandler, SyscallHandlerRegistry, SyscallResult};

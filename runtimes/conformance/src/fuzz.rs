@@ -3,8 +3,8 @@
 //! explores further.
 //!
 //! - [`path_case`]: one `Open` of a hostile path with hostile flags against a rooted, read-write
-//!   policy. Whatever happens, a descriptor it yields points beneath the root, and nothing
-//!   outside the root changes.
+//!   policy, or a path operation on it. Whatever happens, a descriptor it yields points beneath
+//!   the root, and nothing outside the root changes.
 //! - [`op_sequence_case`]: a sequence of manager calls (rings of any size, submits, batches,
 //!   futures polled, dropped or detached, cancels, reaps, waits, destroys, policies) with bad
 //!   descriptors, offsets, whences and sizes among the operations. No call panics or hangs, and
@@ -129,26 +129,62 @@ fn decode_path(data: &[u8]) -> (u32, String) {
     (flags, path)
 }
 
-/// Opens the path fuzz bytes describe, beneath the root; checks that a descriptor it gets points
-/// beneath the root and that nothing outside changed.
+/// Runs the operation on a path fuzz bytes describe, beneath the root: mostly an `Open` (see
+/// `decode_path`), else a path operation, a change undone when it succeeded. Checks that a
+/// descriptor it gets points beneath the root and that nothing outside changed.
 pub fn path_case(data: &[u8]) {
     let w = path_world();
     let (flags, path) = decode_path(data);
-    let seq = w.m.submit(1, SyscallSubmissionEntry::new(1, Op::Open { path: path.clone(), flags, mode: 0o600 }, 0));
-    let seq = seq.unwrap_or_else(|e| panic!("{path:?}: submit refused: {e}"));
-    let done = w.m.wait_completion_timeout(1, seq, LIMIT).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    match done.result {
-        OpResult::Fd(fd) => {
-            let process = w.m.processes().get(1).unwrap();
-            let raw = process.descriptor(fd).unwrap().as_fd().as_raw_fd();
-            let real = std::fs::read_link(format!("/proc/self/fd/{raw}")).unwrap();
-            assert!(real.starts_with(&w.root), "{path:?} (flags {flags:#o}) opened {real:?}, outside the root");
-            let close = w.m.submit(1, SyscallSubmissionEntry::new(1, Op::Close { fd }, 0)).unwrap();
-            assert!(w.m.wait_completion_timeout(1, close, LIMIT).unwrap().status.is_success());
+    let run = |op: Op| {
+        let what = format!("{op:?}");
+        let seq = w.m.submit(1, SyscallSubmissionEntry::new(1, op, 0));
+        let seq = seq.unwrap_or_else(|e| panic!("{what}: submit refused: {e}"));
+        let done = w.m.wait_completion_timeout(1, seq, LIMIT).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(done.status.is_success() || done.errno().is_some_and(|e| e > 0), "{what}: {done:?}");
+        done
+    };
+    let pick = data.first().copied().unwrap_or(0);
+    let moved = "sub/fuzz-moved";
+    match pick / 16 {
+        0..=8 => {
+            let done = run(Op::Open { path: path.clone(), flags, mode: 0o600 });
+            if let OpResult::Fd(fd) = done.result {
+                let process = w.m.processes().get(1).unwrap();
+                let raw = process.descriptor(fd).unwrap().as_fd().as_raw_fd();
+                let real = std::fs::read_link(format!("/proc/self/fd/{raw}")).unwrap();
+                assert!(real.starts_with(&w.root), "{path:?} (flags {flags:#o}) opened {real:?}, outside the root");
+                assert!(run(Op::Close { fd }).status.is_success());
+            }
         }
-        _ => assert!(done.errno().is_some_and(|e| e > 0), "{path:?}: neither a descriptor nor an errno: {done:?}"),
+        9 => drop(run(Op::Stat { path: path.clone(), follow: pick % 2 == 0 })),
+        10 => drop(run(Op::ReadDir { path: path.clone(), cursor: u64::from(pick % 4), max: 3 })),
+        11 => drop(run(Op::ReadLink { path: path.clone() })),
+        12 => {
+            if run(Op::Mkdir { path: path.clone(), mode: 0o700 }).status.is_success() {
+                assert!(run(Op::Rmdir { path: path.clone() }).status.is_success(), "rmdir {path:?}");
+            }
+        }
+        13 => {
+            if run(Op::Symlink { target: path.clone(), link: moved.into() }).status.is_success() {
+                run(Op::Stat { path: moved.into(), follow: true });
+                run(Op::open(moved, O_RDONLY));
+                assert!(run(Op::Unlink { path: moved.into() }).status.is_success());
+            }
+        }
+        14 => {
+            if run(Op::Link { from: path.clone(), to: moved.into() }).status.is_success() {
+                assert!(run(Op::Unlink { path: moved.into() }).status.is_success());
+            }
+        }
+        _ => {
+            if run(Op::Rename { from: path.clone(), to: moved.into(), flags: u32::from(pick % 2) }).status.is_success()
+            {
+                let back = run(Op::Rename { from: moved.into(), to: path.clone(), flags: 0 });
+                assert!(back.status.is_success(), "rename back to {path:?}: {back:?}");
+            }
+        }
     }
-    assert_eq!(listing(&w.outer), w.outside_before, "{path:?} (flags {flags:#o}) changed something outside the root");
+    assert_eq!(listing(&w.outer), w.outside_before, "{path:?} (pick {pick}) changed something outside the root");
 }
 
 /// The backend op sequences run on (the one `IoUringManager::new()` picks, so
@@ -190,7 +226,13 @@ fn decode_op(k: u8, arg: u8) -> Op {
             1 => Op::Fdatasync { fd },
             _ => Op::Ftruncate { fd, len: if arg > 200 { u64::MAX - u64::from(arg) } else { u64::from(arg) * 1000 } },
         },
-        12 => Op::open("../f", O_RDONLY),
+        12 => match arg % 5 {
+            0 => Op::open("../f", O_RDONLY),
+            1 => Op::Stat { path: "f".into(), follow: arg > 128 },
+            2 => Op::ReadDir { path: "/".into(), cursor: u64::from(arg), max: u32::from(arg % 3) },
+            3 => Op::Rename { from: "f".into(), to: "f".into(), flags: u32::from(arg % 4) },
+            _ => Op::Mkdir { path: "d".into(), mode: u32::from(arg) },
+        },
         13 if arg.is_multiple_of(2) => Op::Recv { sockfd: fd, size: 16, flags: 0 },
         13 => Op::Shutdown { sockfd: fd, how: i32::from(arg % 5) - 1 },
         14 if arg.is_multiple_of(2) => Op::Connect { sockfd: fd, addr: ([127, 0, 0, 1], u16::from(arg)).into() },

@@ -7,6 +7,7 @@
 //! it acts with rights, its transfer length) is its row in the operation vocabulary, and the
 //! policy's rules for it are the sandbox's (`Policy::check_file`).
 
+mod paths;
 #[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) mod uring;
 
@@ -88,6 +89,10 @@ pub fn execute_sync(op: Operation) -> OpOutcome {
             let pos = seek_from(*offset, *whence)?;
             Ok(OpResult::Offset(rustix::fs::seek(&*d, pos)?))
         }
+        other if !other.is_network() => {
+            let rights = op.rights()?;
+            paths::execute(other, &rights)
+        }
         other => {
             Err(OpError::new(errno::EINVAL, format!("{} is a socket operation, not a file operation", other.name())))
         }
@@ -121,7 +126,6 @@ pub(crate) const STATX_MASK: rustix::fs::StatxFlags =
 
 /// A file's metadata as [`OpResult::Stat`] reports it, from what `statx` filled in.
 pub(crate) fn file_stat(st: &rustix::fs::Statx) -> crate::op::FileStat {
-    use crate::op::EntryKind;
     use rustix::fs::StatxFlags;
     use std::time::{Duration, UNIX_EPOCH};
     let time = |t: &rustix::fs::StatxTimestamp| {
@@ -129,16 +133,7 @@ pub(crate) fn file_stat(st: &rustix::fs::Statx) -> crate::op::FileStat {
         let whole = if t.tv_sec >= 0 { UNIX_EPOCH + seconds } else { UNIX_EPOCH - seconds };
         whole + Duration::from_nanos(u64::from(t.tv_nsec))
     };
-    let kind = match FileType::from_raw_mode(rustix::fs::RawMode::from(st.stx_mode)) {
-        FileType::RegularFile => EntryKind::File,
-        FileType::Directory => EntryKind::Dir,
-        FileType::Symlink => EntryKind::Symlink,
-        FileType::Fifo => EntryKind::Fifo,
-        FileType::Socket => EntryKind::Socket,
-        FileType::CharacterDevice => EntryKind::CharDevice,
-        FileType::BlockDevice => EntryKind::BlockDevice,
-        _ => EntryKind::Unknown,
-    };
+    let kind = entry_kind(FileType::from_raw_mode(rustix::fs::RawMode::from(st.stx_mode)));
     let created = StatxFlags::from_bits_retain(st.stx_mask).contains(StatxFlags::BTIME).then(|| time(&st.stx_btime));
     crate::op::FileStat {
         size: st.stx_size,
@@ -149,6 +144,21 @@ pub(crate) fn file_stat(st: &rustix::fs::Statx) -> crate::op::FileStat {
         modified: time(&st.stx_mtime),
         changed: time(&st.stx_ctime),
         created,
+    }
+}
+
+/// What a file of type `t` is, as results report it.
+pub(crate) fn entry_kind(t: FileType) -> crate::op::EntryKind {
+    use crate::op::EntryKind;
+    match t {
+        FileType::RegularFile => EntryKind::File,
+        FileType::Directory => EntryKind::Dir,
+        FileType::Symlink => EntryKind::Symlink,
+        FileType::Fifo => EntryKind::Fifo,
+        FileType::Socket => EntryKind::Socket,
+        FileType::CharacterDevice => EntryKind::CharDevice,
+        FileType::BlockDevice => EntryKind::BlockDevice,
+        _ => EntryKind::Unknown,
     }
 }
 

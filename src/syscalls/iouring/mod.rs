@@ -15,8 +15,8 @@ mod stream;
 mod throttle;
 
 pub use crate::op::{
-    EntryKind, FileStat, IoUringError, OpError, OpResult, Result, SyscallCompletionEntry, SyscallCompletionStatus,
-    SyscallOpType, SyscallSubmissionEntry, errno, open_flags,
+    DirEntry, DirPage, EntryKind, FileStat, IoUringError, MAX_DIR_PAGE, OpError, OpResult, Result,
+    SyscallCompletionEntry, SyscallCompletionStatus, SyscallOpType, SyscallSubmissionEntry, errno, open_flags,
 };
 pub use executor::IoUringExecutor;
 pub use future::CompletionFuture;
