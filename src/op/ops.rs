@@ -92,6 +92,27 @@ pub enum SyscallOpType {
     /// Writes `data` at `offset` without moving the position (`pwrite`).
     /// Result: [`OpResult::Count`].
     WriteAt { fd: i32, offset: u64, data: Vec<u8> },
+    /// Reads into buffers of `sizes` bytes, in order, at the descriptor's position (`readv`): a
+    /// later buffer gets bytes only once the ones before it are full. At most
+    /// [`MAX_IOV`](super::MAX_IOV) buffers, of a file or a block device (a socket, FIFO or
+    /// terminal is `EINVAL`: use `Recv` or `Read`). Result: [`OpResult::Buffers`], one per
+    /// size, short or empty past what was read.
+    Readv { fd: i32, sizes: Vec<usize> },
+    /// [`Readv`](Self::Readv) at `offset`, without moving the position (`preadv`).
+    ReadvAt { fd: i32, offset: u64, sizes: Vec<usize> },
+    /// Writes `bufs`, in order, at the descriptor's position (`writev`): one write of all of
+    /// them, which may be short. At most [`MAX_IOV`](super::MAX_IOV) buffers, to a file or a
+    /// block device (a socket, FIFO or terminal is `EINVAL`: use `Send` or `Write`). Result:
+    /// [`OpResult::Count`].
+    Writev { fd: i32, bufs: Vec<Vec<u8>> },
+    /// [`Writev`](Self::Writev) at `offset`, without moving the position (`pwritev`).
+    WritevAt { fd: i32, offset: u64, bufs: Vec<Vec<u8>> },
+    /// Copies up to `len` bytes from `fd_in` at `offset_in` to `fd_out` at `offset_out`, in the
+    /// kernel (`copy_file_range`: no copy through memory, and a reflink where the file system
+    /// shares blocks), moving neither position. Both are the process's regular files; across
+    /// file systems the kernel copies too. Result: [`OpResult::Count`], which may be short (0
+    /// at the end of `fd_in`). Counts `len` against the byte limits as a write would.
+    CopyRange { fd_in: i32, offset_in: u64, fd_out: i32, offset_out: u64, len: usize },
     /// Creates a socket (`AF_INET`/`AF_INET6`, `SOCK_STREAM`/`SOCK_DGRAM`). Result:
     /// [`OpResult::Fd`].
     Socket { domain: i32, ty: i32, protocol: i32 },
@@ -153,6 +174,11 @@ impl SyscallOpType {
             SyscallOpType::ReadDir { .. } => "readdir",
             SyscallOpType::ReadAt { .. } => "pread",
             SyscallOpType::WriteAt { .. } => "pwrite",
+            SyscallOpType::Readv { .. } => "readv",
+            SyscallOpType::ReadvAt { .. } => "preadv",
+            SyscallOpType::Writev { .. } => "writev",
+            SyscallOpType::WritevAt { .. } => "pwritev",
+            SyscallOpType::CopyRange { .. } => "copy_file_range",
             SyscallOpType::Socket { .. } => "socket",
             SyscallOpType::Bind { .. } => "bind",
             SyscallOpType::Listen { .. } => "listen",
@@ -182,7 +208,13 @@ impl SyscallOpType {
             | SyscallOpType::Fallocate { fd, .. }
             | SyscallOpType::Lseek { fd, .. }
             | SyscallOpType::ReadAt { fd, .. }
-            | SyscallOpType::WriteAt { fd, .. } => Some(fd),
+            | SyscallOpType::WriteAt { fd, .. }
+            | SyscallOpType::Readv { fd, .. }
+            | SyscallOpType::ReadvAt { fd, .. }
+            | SyscallOpType::Writev { fd, .. }
+            | SyscallOpType::WritevAt { fd, .. } => Some(fd),
+            // The descriptor written to (the one read from is `fd_in`).
+            SyscallOpType::CopyRange { fd_out, .. } => Some(fd_out),
             SyscallOpType::Bind { sockfd, .. }
             | SyscallOpType::Listen { sockfd, .. }
             | SyscallOpType::Accept { sockfd }
@@ -222,6 +254,9 @@ impl SyscallOpType {
             SyscallOpType::Write { .. } => (Files, Ends, false),
             SyscallOpType::ReadAt { .. } => (Files, Ends, false),
             SyscallOpType::WriteAt { .. } => (Files, Ends, false),
+            SyscallOpType::Readv { .. } | SyscallOpType::ReadvAt { .. } => (Files, Ends, false),
+            SyscallOpType::Writev { .. } | SyscallOpType::WritevAt { .. } => (Files, Ends, false),
+            SyscallOpType::CopyRange { .. } => (Files, Ends, false),
             SyscallOpType::Fsync { .. } => (Files, Ends, false),
             SyscallOpType::Fdatasync { .. } => (Files, Ends, false),
             SyscallOpType::Ftruncate { .. } => (Files, Ends, false),
@@ -290,6 +325,9 @@ impl SyscallOpType {
             | SyscallOpType::ReadAt { size, .. }
             | SyscallOpType::Recv { size, .. }
             | SyscallOpType::RecvFrom { size, .. } => *size,
+            SyscallOpType::Readv { sizes, .. } | SyscallOpType::ReadvAt { sizes, .. } => {
+                sizes.iter().fold(0, |sum: usize, size| sum.saturating_add(*size))
+            }
             // What its result may hold: a link's target, a page of names.
             SyscallOpType::ReadLink { .. } => LINK_TARGET_MAX,
             SyscallOpType::ReadDir { max, .. } => (*max as usize).min(MAX_DIR_PAGE as usize) * DIR_ENTRY_MAX,
@@ -335,6 +373,10 @@ impl SyscallOpType {
             | SyscallOpType::WriteAt { data, .. }
             | SyscallOpType::Send { data, .. }
             | SyscallOpType::SendTo { data, .. } => data.len(),
+            SyscallOpType::Writev { bufs, .. } | SyscallOpType::WritevAt { bufs, .. } => {
+                bufs.iter().fold(0, |sum: usize, buf| sum.saturating_add(buf.len()))
+            }
+            SyscallOpType::CopyRange { len, .. } => *len,
             // An allocation takes space as a write of as many zeros would; freeing some
             // (`PUNCH_HOLE`, `COLLAPSE_RANGE`) does not count.
             SyscallOpType::Fallocate { mode, len, .. } if mode & (FALLOC_PUNCH_HOLE | FALLOC_COLLAPSE_RANGE) == 0 => {
@@ -344,6 +386,9 @@ impl SyscallOpType {
         }
     }
 }
+
+/// The most buffers one vectored read or write takes (Linux's `IOV_MAX`).
+pub const MAX_IOV: usize = 1024;
 
 /// The most entries one [`SyscallOpType::ReadDir`] returns.
 pub const MAX_DIR_PAGE: u32 = 4096;
@@ -407,6 +452,21 @@ impl SyscallOpType {
             | SyscallOpType::ReadAt { size, .. }
             | SyscallOpType::Recv { size, .. }
             | SyscallOpType::RecvFrom { size, .. } => *size = (*size).min(max),
+            SyscallOpType::CopyRange { len, .. } => *len = (*len).min(max),
+            SyscallOpType::Writev { bufs, .. } | SyscallOpType::WritevAt { bufs, .. } => {
+                let mut left = max;
+                for buf in bufs.iter_mut() {
+                    buf.truncate(left);
+                    left -= buf.len();
+                }
+            }
+            SyscallOpType::Readv { sizes, .. } | SyscallOpType::ReadvAt { sizes, .. } => {
+                let mut left = max;
+                for size in sizes.iter_mut() {
+                    *size = (*size).min(left);
+                    left -= *size;
+                }
+            }
             _ => {}
         }
     }

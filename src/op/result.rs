@@ -21,7 +21,8 @@ pub enum OpResult {
     Fd(i32),
     /// Bytes read: `Read`, `ReadAt`, `Recv`. Empty at end of file or when the peer closed.
     Bytes(Vec<u8>),
-    /// Bytes written: `Write`, `WriteAt`, `Send`, `SendTo`. May be less than asked (short write).
+    /// Bytes written: `Write`, `WriteAt`, `Writev`, `WritevAt`, `Send`, `SendTo`, or copied:
+    /// `CopyRange`. May be less than asked (short write).
     Count(usize),
     /// The new position: `Lseek`.
     Offset(u64),
@@ -37,6 +38,8 @@ pub enum OpResult {
     Path(PathBuf),
     /// One page of a directory's entries: `ReadDir`.
     Dir(DirPage),
+    /// Bytes read into several buffers, one per size asked, in order: `Readv`, `ReadvAt`.
+    Buffers(Vec<Vec<u8>>),
 }
 
 /// One page of a directory, as [`SyscallOpType::ReadDir`] returns it.
@@ -125,6 +128,9 @@ impl OpResult {
         match self {
             OpResult::Bytes(data) | OpResult::Datagram { data, .. } => data.capacity(),
             OpResult::Path(path) => path.capacity(),
+            OpResult::Buffers(bufs) => {
+                bufs.capacity() * std::mem::size_of::<Vec<u8>>() + bufs.iter().map(Vec::capacity).sum::<usize>()
+            }
             OpResult::Dir(page) => {
                 page.entries.capacity() * std::mem::size_of::<DirEntry>()
                     + page.entries.iter().map(|e| e.name.capacity()).sum::<usize>()

@@ -336,10 +336,28 @@ impl Policy {
     /// opened).
     fn check_file(&self, op: &SyscallOpType) -> Result<(), OpError> {
         match op {
-            SyscallOpType::ReadAt { offset, .. } | SyscallOpType::WriteAt { offset, .. }
+            SyscallOpType::ReadAt { offset, .. }
+            | SyscallOpType::WriteAt { offset, .. }
+            | SyscallOpType::ReadvAt { offset, .. }
+            | SyscallOpType::WritevAt { offset, .. }
                 if *offset > i64::MAX as u64 =>
             {
                 Err(OpError::new(errno::EINVAL, format!("{}: offset {offset} is past i64::MAX", op.name())))
+            }
+            SyscallOpType::Readv { sizes, .. } | SyscallOpType::ReadvAt { sizes, .. }
+                if sizes.len() > crate::op::MAX_IOV =>
+            {
+                Err(too_many_buffers(op.name(), sizes.len()))
+            }
+            SyscallOpType::Writev { bufs, .. } | SyscallOpType::WritevAt { bufs, .. }
+                if bufs.len() > crate::op::MAX_IOV =>
+            {
+                Err(too_many_buffers(op.name(), bufs.len()))
+            }
+            SyscallOpType::CopyRange { offset_in, offset_out, .. }
+                if *offset_in > i64::MAX as u64 || *offset_out > i64::MAX as u64 =>
+            {
+                Err(OpError::new(errno::EINVAL, "copy_file_range: an offset is past i64::MAX"))
             }
             SyscallOpType::Fallocate { mode, .. } if mode & !crate::op::FALLOC_MODES != 0 => Err(OpError::new(
                 errno::EINVAL,
@@ -545,6 +563,10 @@ impl Sandbox {
 pub(crate) use path::At;
 #[cfg(all(target_os = "linux", feature = "uring"))]
 pub(crate) use path::escape_error;
+
+fn too_many_buffers(op: &str, n: usize) -> OpError {
+    OpError::new(errno::EINVAL, format!("{op}: {n} buffers, more than {}", crate::op::MAX_IOV))
+}
 
 fn no_file_access(op: &str, path: &str) -> OpError {
     OpError::new(errno::EACCES, format!("{op} {path:?}: the policy allows no file access"))

@@ -217,6 +217,13 @@ fn decode_op(k: u8, arg: u8) -> Op {
         6 if arg.is_multiple_of(2) => Op::WriteAt { fd, offset: u64::from(arg), data: vec![arg; 64] },
         6 => Op::Fallocate { fd, mode: u32::from(arg) % 0x90, offset: u64::from(arg) * 512, len: 4096 },
         7 if arg.is_multiple_of(2) => Op::Write { fd, data: Vec::new() },
+        7 if arg.is_multiple_of(3) => {
+            Op::ReadvAt { fd, offset: u64::from(arg) * 100, sizes: vec![usize::from(arg); 3] }
+        }
+        7 if arg.is_multiple_of(5) => Op::Writev { fd, bufs: vec![vec![arg; 10]; usize::from(arg % 4)] },
+        7 if arg.is_multiple_of(7) => {
+            Op::CopyRange { fd_in: fd, offset_in: 0, fd_out: fd + 1, offset_out: 0, len: 8192 }
+        }
         7 => Op::Fstat { fd },
         8 => Op::Lseek { fd, offset: i64::from(arg as i8) * 1000, whence: i32::from(arg % 7) - 1 },
         9 => Op::Lseek { fd, offset: i64::MIN, whence: 1 },

@@ -72,6 +72,8 @@ fn probe_reports_the_opcodes_used() {
             "NOP",
             "READ",
             "WRITE",
+            "READV",
+            "WRITEV",
             "FSYNC",
             "FTRUNCATE",
             "STATX",

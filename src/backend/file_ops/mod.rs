@@ -10,6 +10,7 @@
 mod paths;
 #[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) mod uring;
+pub(crate) mod vectored;
 
 use rustix::buffer::spare_capacity;
 use rustix::fs::{FileType, SeekFrom};
@@ -57,6 +58,18 @@ pub fn execute_sync(op: Operation) -> OpOutcome {
         SyscallOpType::WriteAt { fd, offset, data } => {
             let d = process.descriptor(*fd)?;
             Ok(OpResult::Count(write(&d, data, Some(*offset))?))
+        }
+        SyscallOpType::Readv { fd, sizes } => vectored::read(&*process.descriptor(*fd)?, sizes, None),
+        SyscallOpType::ReadvAt { fd, offset, sizes } => {
+            vectored::read(&*process.descriptor(*fd)?, sizes, Some(*offset))
+        }
+        SyscallOpType::Writev { fd, bufs } => vectored::write(&*process.descriptor(*fd)?, bufs, None),
+        SyscallOpType::WritevAt { fd, offset, bufs } => {
+            vectored::write(&*process.descriptor(*fd)?, bufs, Some(*offset))
+        }
+        SyscallOpType::CopyRange { fd_in, offset_in, fd_out, offset_out, len } => {
+            let (src, dst) = (process.descriptor(*fd_in)?, process.descriptor(*fd_out)?);
+            vectored::copy(&src, *offset_in, &dst, *offset_out, *len)
         }
         SyscallOpType::Fsync { fd } => {
             let d = process.descriptor(*fd)?;

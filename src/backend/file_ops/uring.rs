@@ -1,4 +1,4 @@
-//! File operations as io_uring requests: `NOP`, `READ`, `WRITE`, `FSYNC` (`fsync` and
+//! File operations as io_uring requests: `NOP`, `READ`, `WRITE`, `READV`, `WRITEV`, `FSYNC` (`fsync` and
 //! `fdatasync`), `FTRUNCATE`, `FALLOCATE`, `STATX` and `OPENAT2`; how each
 //! is prepared, how its entry is built, and how its completion becomes an outcome.
 //!
@@ -25,6 +25,8 @@ pub(crate) const OPCODES: &[(&str, u8)] = &[
     ("NOP", opcode::Nop::CODE),
     ("READ", opcode::Read::CODE),
     ("WRITE", opcode::Write::CODE),
+    ("READV", opcode::Readv::CODE),
+    ("WRITEV", opcode::Writev::CODE),
     ("FSYNC", opcode::Fsync::CODE),
     ("FTRUNCATE", opcode::Ftruncate::CODE),
     ("STATX", opcode::Statx::CODE),
@@ -38,6 +40,8 @@ pub(crate) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
         SyscallOpType::Nop => opcode::Nop::CODE,
         SyscallOpType::Read { .. } | SyscallOpType::ReadAt { .. } => opcode::Read::CODE,
         SyscallOpType::Write { .. } | SyscallOpType::WriteAt { .. } => opcode::Write::CODE,
+        SyscallOpType::Readv { .. } | SyscallOpType::ReadvAt { .. } => opcode::Readv::CODE,
+        SyscallOpType::Writev { .. } | SyscallOpType::WritevAt { .. } => opcode::Writev::CODE,
         SyscallOpType::Fsync { .. } | SyscallOpType::Fdatasync { .. } => opcode::Fsync::CODE,
         // Past the host's file size limit a truncate or an allocation raises SIGXFSZ: where
         // there is one, the pool runs them, taking the signal back.
@@ -77,11 +81,43 @@ pub(crate) enum FileKind {
         offset: u64,
         len: u64,
     },
+    /// Boxed, as `Open`.
+    Vectored(Box<Vectored>),
     /// Boxed, as `Open`: the kernel fills it in (all of it, on success).
     Fstat(Box<std::mem::MaybeUninit<rustix::fs::Statx>>),
     /// Boxed: an open owns much more than the other requests, and every in-flight entry is as
     /// large as the largest kind.
     Open(Box<Open>),
+}
+
+/// What a `READV` or `WRITEV` request owns: the buffers, and the `iovec`s pointing into them
+/// (into their spare capacity, for a read), whose heap memory stays put however this moves.
+pub(crate) struct Vectored {
+    bufs: Vec<Vec<u8>>,
+    iovecs: Vec<libc::iovec>,
+    offset: u64,
+    write: bool,
+    /// Submitted with `IOSQE_ASYNC`, as a `Write` may be.
+    worker: bool,
+}
+
+// SAFETY: the `iovec`s' raw pointers point only into `bufs`, which this value owns and moves
+// with it; nothing else reads or writes through them but the kernel, while the in-flight table
+// holds this value.
+unsafe impl Send for Vectored {}
+
+impl Vectored {
+    fn new(bufs: Vec<Vec<u8>>, offset: u64, write: bool, worker: bool) -> Result<Box<Vectored>, OpError> {
+        let mut iovecs = Vec::new();
+        iovecs.try_reserve_exact(bufs.len()).map_err(|_| OpError::from(Errno::NOMEM))?;
+        let mut v = Box::new(Vectored { bufs, iovecs, offset, write, worker });
+        let Vectored { bufs, iovecs, .. } = &mut *v;
+        iovecs.extend(bufs.iter_mut().map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: if write { b.len() } else { b.capacity() },
+        }));
+        Ok(v)
+    }
 }
 
 /// What an `OPENAT2` request owns.
@@ -142,6 +178,10 @@ pub(crate) fn prepare(
             }
             (write_at(&d, data, offset), Names::File(d))
         }
+        SyscallOpType::Readv { fd, sizes } => readv(file(fd)?, &sizes, CURRENT)?,
+        SyscallOpType::ReadvAt { fd, offset, sizes } => readv(file(fd)?, &sizes, offset)?,
+        SyscallOpType::Writev { fd, bufs } => writev(file(fd)?, bufs, CURRENT)?,
+        SyscallOpType::WritevAt { fd, offset, bufs } => writev(file(fd)?, bufs, offset)?,
         SyscallOpType::Fsync { fd } => (FileKind::Fsync { data: false }, Names::File(file(fd)?)),
         SyscallOpType::Fdatasync { fd } => (FileKind::Fsync { data: true }, Names::File(file(fd)?)),
         SyscallOpType::Ftruncate { fd, len } => (FileKind::Ftruncate { len }, Names::File(file(fd)?)),
@@ -165,6 +205,30 @@ pub(crate) fn prepare(
             return Err(OpError::new(errno::EINVAL, format!("{} is not an io_uring operation here", other.name())));
         }
     })
+}
+
+/// A `READV` of `d` at `offset` ([`CURRENT`]: at its position) into buffers of `sizes` bytes,
+/// no more in all than the file can fill.
+fn readv(d: Arc<Descriptor>, sizes: &[usize], offset: u64) -> Result<(FileKind, Names), OpError> {
+    super::vectored::refuse_peer(&d, "readv")?;
+    let total = sizes.iter().fold(0usize, |sum, size| sum.saturating_add(*size));
+    let mut left = read_capacity(&d, total, (offset != CURRENT).then_some(offset));
+    let mut bufs = Vec::new();
+    bufs.try_reserve_exact(sizes.len()).map_err(|_| OpError::from(Errno::NOMEM))?;
+    for size in sizes {
+        let n = (*size).min(left);
+        left -= n;
+        bufs.push(read_buffer(n)?);
+    }
+    Ok((FileKind::Vectored(Vectored::new(bufs, offset, false, false)?), Names::File(d)))
+}
+
+/// A `WRITEV` of `bufs` to `d` at `offset` ([`CURRENT`]: at its position); by an io-wq worker
+/// where it may raise SIGXFSZ, as [`write_at`].
+fn writev(d: Arc<Descriptor>, bufs: Vec<Vec<u8>>, offset: u64) -> Result<(FileKind, Names), OpError> {
+    super::vectored::refuse_peer(&d, "writev")?;
+    let worker = d.file_type() == FileType::RegularFile && file_size_limited();
+    Ok((FileKind::Vectored(Vectored::new(bufs, offset, true, worker)?), Names::File(d)))
 }
 
 /// A `Read` of `d` (not a socket) at its position.
@@ -218,6 +282,13 @@ impl FileKind {
                 let sqe = opcode::Write::new(fd, data.as_ptr(), data.len() as u32).offset(*offset).build();
                 if *worker { sqe.flags(squeue::Flags::ASYNC) } else { sqe }
             }
+            FileKind::Vectored(v) if v.write => {
+                let sqe = opcode::Writev::new(fd, v.iovecs.as_ptr(), v.iovecs.len() as u32).offset(v.offset).build();
+                if v.worker { sqe.flags(squeue::Flags::ASYNC) } else { sqe }
+            }
+            FileKind::Vectored(v) => {
+                opcode::Readv::new(fd, v.iovecs.as_ptr().cast_mut(), v.iovecs.len() as u32).offset(v.offset).build()
+            }
             FileKind::Fsync { data: false } => opcode::Fsync::new(fd).build(),
             FileKind::Fsync { data: true } => opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build(),
             FileKind::Ftruncate { len } => opcode::Ftruncate::new(fd, *len).build(),
@@ -263,6 +334,21 @@ pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
             unsafe { buf.set_len(n.min(buf.capacity())) };
             fit(&mut buf);
             OpResult::Bytes(buf)
+        }
+        FileKind::Vectored(v) if v.write => OpResult::Count(n),
+        FileKind::Vectored(v) => {
+            let Vectored { mut bufs, .. } = *v;
+            let mut left = n;
+            for buf in &mut bufs {
+                let len = left.min(buf.capacity());
+                // SAFETY: the kernel wrote `n` bytes into the iovecs in order, each iovec the
+                // whole capacity of its buffer, which the in-flight table kept until now: the
+                // first `len` bytes of this one are written.
+                unsafe { buf.set_len(len) };
+                fit(buf);
+                left -= len;
+            }
+            OpResult::Buffers(bufs)
         }
         FileKind::Write { data, .. } => {
             drop(data);

@@ -15,7 +15,7 @@ mod stream;
 mod throttle;
 
 pub use crate::op::{
-    DirEntry, DirPage, EntryKind, FileStat, IoUringError, MAX_DIR_PAGE, OpError, OpResult, Result,
+    DirEntry, DirPage, EntryKind, FileStat, IoUringError, MAX_DIR_PAGE, MAX_IOV, OpError, OpResult, Result,
     SyscallCompletionEntry, SyscallCompletionStatus, SyscallOpType, SyscallSubmissionEntry, errno, open_flags,
 };
 pub use executor::IoUringExecutor;

@@ -11,6 +11,7 @@ mod paths;
 mod qos;
 mod sandbox;
 mod starvation;
+mod vectored;
 
 pub use asynch::*;
 pub use delivery::*;
@@ -23,6 +24,7 @@ pub use paths::*;
 pub use qos::*;
 pub use sandbox::*;
 pub use starvation::*;
+pub use vectored::*;
 
 use std::sync::Arc;
 
