@@ -13,11 +13,12 @@ find src -name '*.rs' ! -name 'tests.rs' ! -name 'loom_tests.rs' | sort | awk -v
 function layer(m) {
     if (m ~ /^crate::op(::|$)/ || m == "crate::Pid") return "op"
     if (m ~ /^crate::sync(::|$)/) return "sync"
+    if (m ~ /^crate::timer(::|$)/) return "timer"
     if (m ~ /^crate::sandbox(::|$)/) return "sandbox"
     if (m ~ /^crate::process(::|$)/) return "process"
     if (m ~ /^crate::syscalls::iouring::(ring|cancel|metrics|stats|stream|future|throttle)(::|$)/) return "ring"
     if (m ~ /^crate::syscalls(::|$)/) return "core"
-    if (m ~ /^crate::backend::(file_ops|net_ops|reactor)(::|$)/) return "family"
+    if (m ~ /^crate::backend::(file_ops|net_ops|time_ops|reactor)(::|$)/) return "family"
     if (m ~ /^crate::backend::(uring|blocking|tokio|smol)(::|$)/) return "runtime"
     if (m ~ /^crate::backend::select(::|$)/) return "select"
     if (m ~ /^crate::backend(::|$)/) return "door"
@@ -29,15 +30,16 @@ function layer(m) {
 BEGIN {
     allowed["op"] = ""
     allowed["sync"] = ""
+    allowed["timer"] = ""
     allowed["sandbox"] = " op "
     allowed["process"] = " op sandbox "
-    allowed["ring"] = " op sync sandbox process "
-    allowed["door"] = " op sync sandbox process ring family "
-    allowed["family"] = " op sync sandbox process door "
-    allowed["runtime"] = " op sync sandbox process door family "
+    allowed["ring"] = " op sync timer sandbox process "
+    allowed["door"] = " op sync timer sandbox process ring family "
+    allowed["family"] = " op sync timer sandbox process door "
+    allowed["runtime"] = " op sync timer sandbox process door family "
     allowed["select"] = " op door runtime "
-    allowed["core"] = " op sync sandbox process ring door select "
-    allowed["root"] = " op sync sandbox process ring door family runtime select core "
+    allowed["core"] = " op sync timer sandbox process ring door select "
+    allowed["root"] = " op sync timer sandbox process ring door family runtime select core "
     bad = 0
 }
 # The module a file is: src/a/b.rs is crate::a::b, src/a/mod.rs is crate::a, src/lib.rs crate.

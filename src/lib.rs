@@ -72,6 +72,7 @@
 //! process          descriptor tables
 //! sandbox          policies, path resolution, network rules, rate limits
 //! op               the vocabulary: operations, results, errors, flags (imports nothing)
+//! timer, sync      one thread running tasks at their time; the locks loom can model (leaves)
 //! ```
 //!
 //! # Example
@@ -135,5 +136,6 @@ pub mod process;
 pub mod sandbox;
 mod sync;
 pub mod syscalls;
+mod timer;
 
 pub use op::Pid;

@@ -78,6 +78,8 @@ mod select;
 #[cfg(feature = "smol")]
 mod smol;
 mod submission;
+#[cfg(any(feature = "blocking", feature = "tokio", feature = "smol"))]
+mod time_ops;
 #[cfg(feature = "tokio")]
 mod tokio;
 #[cfg(all(feature = "uring", target_os = "linux"))]

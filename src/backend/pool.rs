@@ -6,7 +6,7 @@ use std::future::{Future, poll_fn};
 use std::task::Poll;
 
 use super::lanes::{Drainer, Lanes};
-use super::{Batch, OpOutcome, Operation, Submission, file_ops, net_ops};
+use super::{Batch, OpOutcome, Operation, Submission, file_ops, net_ops, time_ops};
 use crate::op::{OpError, OpResult, SyscallOpType};
 
 /// What one batch's `ReadAt`s may copy from the page cache on the thread that starts it
@@ -20,6 +20,7 @@ const READ_NOW_TRY: usize = 4 << 10;
 
 /// How the pool backends start a batch:
 /// - a `Nop` completes at once;
+/// - a `Timeout` waits on the timer ([`time_ops`]);
 /// - a `ReadAt` of what the page cache holds is answered on this thread (up to
 ///   [`READ_NOW_PER_BATCH`]);
 /// - an operation that runs on readiness (a socket's, or a `Read` or `Write` of a socket, FIFO
@@ -48,6 +49,10 @@ pub(crate) fn start_in_lanes(
             // than after a trip through a thread pool shared with every other process.
             let outcome = if sub.is_cancelled() { Err(OpError::cancelled()) } else { Ok(OpResult::None) };
             answered.push((sub.into_completer(), outcome));
+            continue;
+        }
+        if matches!(sub.op(), SyscallOpType::Timeout { .. }) {
+            time_ops::start(sub);
             continue;
         }
         if !net_ops::runs_on_readiness(sub.op(), sub.process()) {

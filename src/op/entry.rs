@@ -1,6 +1,8 @@
 //! The entries of a ring's queues: what a process submits, and what a finished operation
 //! reports.
 
+use std::time::Duration;
+
 use super::Pid;
 use super::error::{OpError, errno};
 use super::ops::SyscallOpType;
@@ -16,12 +18,25 @@ pub struct SyscallSubmissionEntry {
     pub op: SyscallOpType,
     /// Returned unchanged in [`SyscallCompletionEntry::user_data`](super::SyscallCompletionEntry::user_data).
     pub user_data: u64,
+    /// How long after its submission the operation may take: one not done by then is stopped
+    /// as [`cancel`](crate::syscalls::IoUringManager::cancel) stops it, and completes with
+    /// `ETIMEDOUT` instead of `Cancelled`. One that cannot be stopped any more (a file operation
+    /// already running on a pool thread, as one already running in io_uring's workers) completes
+    /// with its own outcome when it ends. `None` (the default): no deadline.
+    pub deadline: Option<Duration>,
 }
 
 impl SyscallSubmissionEntry {
-    /// A submission of `op` for `pid`.
+    /// A submission of `op` for `pid`, without a deadline.
     pub fn new(pid: Pid, op: SyscallOpType, user_data: u64) -> Self {
-        SyscallSubmissionEntry { pid, op, user_data }
+        SyscallSubmissionEntry { pid, op, user_data, deadline: None }
+    }
+
+    /// The same submission, with a [`deadline`](Self::deadline) of `within` after it is
+    /// submitted.
+    pub fn with_deadline(mut self, within: Duration) -> Self {
+        self.deadline = Some(within);
+        self
     }
 }
 

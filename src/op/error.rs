@@ -78,6 +78,11 @@ impl OpError {
         OpError::new(errno::ECANCELED, "operation cancelled")
     }
 
+    /// The operation's deadline passed before it completed (`ETIMEDOUT`).
+    pub fn timed_out() -> Self {
+        OpError::new(errno::ETIMEDOUT, "the operation's deadline passed")
+    }
+
     /// The `errno` value (Linux numbering).
     pub fn errno(&self) -> i32 {
         self.errno
@@ -149,4 +154,6 @@ pub mod errno {
     pub const EAGAIN: i32 = Errno::AGAIN.raw_os_error();
     /// No space left on the device.
     pub const ENOSPC: i32 = Errno::NOSPC.raw_os_error();
+    /// An operation's deadline passed.
+    pub const ETIMEDOUT: i32 = Errno::TIMEDOUT.raw_os_error();
 }

@@ -1,6 +1,7 @@
 //! The operations a process can submit, and what they produce.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 #[cfg(doc)]
 use super::OpResult;
@@ -140,6 +141,10 @@ pub enum SyscallOpType {
     /// Shuts down part of a full-duplex connection: `how` is `SHUT_RD` (0), `SHUT_WR` (1, the
     /// peer then reads end of file) or `SHUT_RDWR` (2). Result: [`OpResult::None`].
     Shutdown { sockfd: i32, how: i32 },
+    /// Completes after `duration`, with [`OpResult::None`] (`Cancelled` if cancelled first). It
+    /// waits on a timer: no thread, no place in the executor's window. A duration past what the
+    /// clock can count is `EINVAL`.
+    Timeout { duration: Duration },
     /// Does nothing; completes with [`OpResult::None`]. Measures the ring itself.
     Nop,
 }
@@ -191,6 +196,7 @@ impl SyscallOpType {
             SyscallOpType::LocalAddr { .. } => "getsockname",
             SyscallOpType::PeerAddr { .. } => "getpeername",
             SyscallOpType::Shutdown { .. } => "shutdown",
+            SyscallOpType::Timeout { .. } => "timeout",
             SyscallOpType::Nop => "nop",
         }
     }
@@ -237,6 +243,7 @@ impl SyscallOpType {
             | SyscallOpType::ReadLink { .. }
             | SyscallOpType::ReadDir { .. }
             | SyscallOpType::Socket { .. }
+            | SyscallOpType::Timeout { .. }
             | SyscallOpType::Nop => None,
         }
     }
@@ -247,9 +254,10 @@ impl SyscallOpType {
     #[inline]
     pub(crate) fn traits(&self) -> Traits {
         use Class::{Ends, Inline, Waits};
-        use Family::{Files, Sockets};
+        use Family::{Files, Sockets, Time};
         let (family, class, rights) = match self {
             SyscallOpType::Nop => (Files, Ends, false),
+            SyscallOpType::Timeout { .. } => (Time, Waits, false),
             SyscallOpType::Read { .. } => (Files, Ends, false),
             SyscallOpType::Write { .. } => (Files, Ends, false),
             SyscallOpType::ReadAt { .. } => (Files, Ends, false),
@@ -423,6 +431,8 @@ pub(crate) enum Family {
     Files,
     /// Sockets (`backend::net_ops`).
     Sockets,
+    /// Timers (`backend::time_ops`).
+    Time,
 }
 
 /// How an operation runs, on every backend.
@@ -434,8 +444,9 @@ pub(crate) enum Class {
     /// Ends on its own (file I/O, opens, `fsync`): in the kernel's io_uring or on a pool thread,
     /// holding a place in the executor's window until it ends.
     Ends,
-    /// May wait on a peer for as long as it likes: waits for readiness, in the kernel or on a
-    /// reactor, holding no thread and no place in the window, and stops when cancelled.
+    /// May wait on a peer (or a timer) for as long as it likes: waits for readiness, in the
+    /// kernel, on a reactor or on the timer, holding no thread and no place in the window, and
+    /// stops when cancelled.
     Waits,
 }
 

@@ -6,7 +6,8 @@
 //!   policy, or a path operation on it. Whatever happens, a descriptor it yields points beneath
 //!   the root, and nothing outside the root changes.
 //! - [`op_sequence_case`]: a sequence of manager calls (rings of any size, submits, batches,
-//!   futures polled, dropped or detached, cancels, reaps, waits, destroys, policies) with bad
+//!   futures polled, dropped or detached, cancels, reaps, waits, destroys, policies, linked
+//!   chains, deadlines and timeouts) with bad
 //!   descriptors, offsets, whences and sizes among the operations. No call panics or hangs, and
 //!   once every ring is destroyed, every accepted operation was completed exactly once and no
 //!   descriptor is left open.
@@ -21,7 +22,9 @@ use std::time::Duration;
 use ai_os_kernel::backend::Backend;
 use ai_os_kernel::sandbox::Policy;
 use ai_os_kernel::syscalls::open_flags::*;
-use ai_os_kernel::syscalls::{CompletionFuture, IoUringManager, OpResult, SyscallOpType as Op, SyscallSubmissionEntry};
+use ai_os_kernel::syscalls::{
+    CompletionFuture, IoUringManager, OpResult, SyscallOpType, SyscallOpType as Op, SyscallSubmissionEntry,
+};
 
 /// How long one completion may take before the case counts as a hang.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -264,7 +267,7 @@ pub fn op_sequence_case(data: &[u8]) {
         let [what, a, b] = [call[0], *call.get(1).unwrap_or(&0), *call.get(2).unwrap_or(&0)];
         let pid = u32::from(a % 3) + 1;
         let entry = |k: u8, arg: u8| SyscallSubmissionEntry::new(pid, decode_op(k, arg), u64::from(arg));
-        match what % 13 {
+        match what % 15 {
             0 => drop(m.create_ring(pid, Some(usize::from(b % 9)), Some(usize::from(b / 9 % 17)))),
             1 => drop(m.set_policy(pid, policy(b))),
             2 => {
@@ -296,6 +299,29 @@ pub fn op_sequence_case(data: &[u8]) {
                 drop(m.wait_completion_timeout(pid, seq, Duration::from_millis(u64::from(b % 20))));
             }
             11 => drop(m.destroy_ring(pid)),
+            12 => {
+                // A linked chain, each with a deadline of 0 to 3 ms or none.
+                let n = usize::from(b % 5);
+                let chain = (0..n).map(|i| {
+                    let e = entry(b.wrapping_add(i as u8 * 3), a);
+                    match (a ^ i as u8) % 5 {
+                        4 => e,
+                        ms => e.with_deadline(Duration::from_millis(u64::from(ms))),
+                    }
+                });
+                if let Ok(seqs) = m.submit_linked(pid, chain.collect()) {
+                    assert_eq!(seqs.len(), n, "a chain is accepted whole");
+                    last_seq[pid as usize] = seqs.last().copied().unwrap_or(last_seq[pid as usize]);
+                }
+            }
+            13 => {
+                let timeout = SyscallOpType::Timeout { duration: Duration::from_millis(u64::from(b % 8)) };
+                let e = SyscallSubmissionEntry::new(pid, timeout, 0);
+                let e = if a % 2 == 0 { e.with_deadline(Duration::from_millis(u64::from(a % 6))) } else { e };
+                if let Ok(seq) = m.submit(pid, e) {
+                    last_seq[pid as usize] = seq;
+                }
+            }
             _ => drop(m.stats_for(pid)),
         }
     }

@@ -29,7 +29,7 @@ macro_rules! conformance_tests {
             wait_takes_out_of_order, backpressure_sq_full, backpressure_cq_full,
             batch_all_or_nothing, wait_fails_fast, wait_timeout, destroy_wakes_everyone,
             cancel_ops, long_queue_of_instant_ops_keeps_the_stack_flat, fairness_under_flood, stats_consistent_under_concurrency,
-            file_ops_roundtrip, truncate_and_datasync, fallocate_allocates_and_punches, fstat_reports_metadata, vectored_reads_and_writes, copy_range_copies, short_read_and_eof, open_create_mode, fds_are_per_process,
+            file_ops_roundtrip, truncate_and_datasync, fallocate_allocates_and_punches, fstat_reports_metadata, vectored_reads_and_writes, copy_range_copies, timeouts_complete_in_time, deadlines_time_out, linked_chains, short_read_and_eof, open_create_mode, fds_are_per_process,
             lseek_whence, concurrent_read_at, dropped_open_closes_fd, panic_in_op_is_eio, drop_storm, opened_files_are_close_on_exec,
             default_policy_denies, rooted_paths_resolve_beneath, rooted_escapes_refused,
             read_only_refuses_writes, policy_limits,

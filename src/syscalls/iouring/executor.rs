@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::ring::{SyscallCompletionRing, Taken, Window};
+use super::ring::{Accept, SyscallCompletionRing, Taken, Window};
 use super::throttle::Timer;
 use crate::backend::{Backend, Batch};
 use crate::op::Result;
@@ -150,20 +150,23 @@ impl IoUringExecutor {
         &self,
         ring: &Arc<SyscallCompletionRing>,
         ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
-        to_future: bool,
+        how: impl Into<Accept>,
     ) -> Result<u64> {
+        let how = how.into();
         ring.scheduled_by(|| self.inner.clone());
         let n = ops.len();
         let mut s = self.inner.lock();
-        // A rate-limited process's operations always pass through its SQ, where the limits apply.
-        if !s.ready.is_empty()
+        // A rate-limited process's operations always pass through its SQ, where the limits
+        // apply, and a linked chain's, whose first operation starts only once all are checked.
+        if how.linked
+            || !s.ready.is_empty()
             || ring.seat.scheduled.load(Ordering::Relaxed)
             || self.inner.window - s.in_flight < n
             || self.inner.share(ring).saturating_sub(ring.seat.held.load(Ordering::Relaxed)) < n
             || ring.process().is_rate_limited()
         {
             drop(s);
-            let (first, queued) = ring.enqueue(ops, to_future)?;
+            let (first, queued) = ring.enqueue(ops, how)?;
             if queued {
                 self.schedule(ring);
             }
@@ -171,7 +174,7 @@ impl IoUringExecutor {
         }
         let mut batch = Batch::with_capacity(n);
         let (accepted, refused) =
-            batch.run(ring, |out| ring.accept_started(ops, to_future, &mut |d, counts| out.push((d, counts))))?;
+            batch.run(ring, |out| ring.accept_started(ops, how, &mut |d, counts| out.push((d, counts))))?;
         s.in_flight += accepted.counted;
         ring.seat.held.fetch_add(accepted.counted, Ordering::Relaxed);
         drop(s);
@@ -187,11 +190,7 @@ impl IoUringExecutor {
     /// the rate-limit timer is scheduled too) and moves what fits to the backend.
     pub(crate) fn schedule(&self, ring: &Arc<SyscallCompletionRing>) {
         ring.scheduled_by(|| self.inner.clone());
-        let mut s = self.inner.lock();
-        if !ring.seat.scheduled.swap(true, Ordering::Relaxed) {
-            s.ready.push_back(Turn::new(ring.clone()));
-        }
-        self.inner.fill_and_start(s);
+        self.inner.requeue(ring);
     }
 
     /// Looks again at a ring its process's policy (or its destruction) may have changed: one
@@ -395,6 +394,14 @@ impl Window for Shared {
         }
         if s.ready.is_empty() {
             return;
+        }
+        self.fill_and_start(s);
+    }
+
+    fn requeue(&self, ring: &Arc<SyscallCompletionRing>) {
+        let mut s = self.lock();
+        if !ring.seat.scheduled.swap(true, Ordering::Relaxed) {
+            s.ready.push_back(Turn::new(ring.clone()));
         }
         self.fill_and_start(s);
     }

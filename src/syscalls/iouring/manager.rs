@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::executor::IoUringExecutor;
 use super::future::CompletionFuture;
 use super::metrics::ProcessStats;
-use super::ring::{DEFAULT_CQ_SIZE, DEFAULT_SQ_SIZE, SyscallCompletionRing};
+use super::ring::{Accept, DEFAULT_CQ_SIZE, DEFAULT_SQ_SIZE, SyscallCompletionRing};
 use super::stats::{Counters, IoUringStats};
 use super::stream::CompletionStream;
 use crate::backend::{self, Backend};
@@ -119,8 +119,7 @@ impl IoUringManager {
 
     fn new_ring(&self, pid: Pid, sq: usize, cq: usize) -> Result<Arc<SyscallCompletionRing>> {
         let process = self.inner.processes.get_or_create(pid);
-        let ring = SyscallCompletionRing::new(pid, sq, cq, process, self.inner.counters.clone())?;
-        Ok(Arc::new(ring))
+        SyscallCompletionRing::new(pid, sq, cq, process, self.inner.counters.clone())
     }
 
     /// The ring of `pid`.
@@ -179,14 +178,27 @@ impl IoUringManager {
 
     /// Accepts entries (pids already checked) into the ring of `pid` and puts it in line for
     /// the executor; returns the ring and the first sequence number.
+    /// Gives the operations their deadlines, counted from now.
     fn enqueue(
         &self,
         pid: Pid,
         entries: impl ExactSizeIterator<Item = SyscallSubmissionEntry>,
-        to_future: bool,
+        how: impl Into<Accept>,
     ) -> Result<(Arc<SyscallCompletionRing>, u64)> {
         let ring = self.ring_or_create(pid)?;
-        let first = self.inner.executor.accept(&ring, entries.map(|e| (e.op, e.user_data)), to_future)?;
+        let now = Instant::now();
+        let mut deadlines = Vec::new();
+        let ops = entries.enumerate().map(|(i, e)| {
+            // A deadline past the clock's end is none.
+            if let Some(at) = e.deadline.and_then(|within| now.checked_add(within)) {
+                deadlines.push((i as u64, at));
+            }
+            (e.op, e.user_data)
+        });
+        let first = self.inner.executor.accept(&ring, ops, how)?;
+        for (i, at) in deadlines {
+            ring.set_deadline(first + i, at);
+        }
         Ok((ring, first))
     }
 
@@ -199,6 +211,50 @@ impl IoUringManager {
             return Ok(Vec::new());
         }
         let (_, first) = self.enqueue(pid, entries.into_iter(), false)?;
+        Ok((first..first + n).collect())
+    }
+
+    /// Submits a linked chain, all or nothing as [`submit_batch`](Self::submit_batch): each
+    /// operation runs only once the one before it succeeded (a write: wrote all its bytes), in
+    /// order, and when one fails, is cancelled or times out, every later one completes
+    /// `Cancelled` without running, as io_uring's `IOSQE_IO_LINK` chains do (on every backend).
+    /// Every operation completes exactly once, in the CQ. The sandbox checks them all at
+    /// submission: if it refuses one, that one completes with its error and the others
+    /// `Cancelled`, none having run. Returns the sequence numbers, in order.
+    ///
+    /// Replacing a file safely: write the new contents to a temporary file, flush it, rename it
+    /// over the target, each step only if the one before succeeded.
+    ///
+    /// ```
+    /// use ai_os_kernel::sandbox::Policy;
+    /// use ai_os_kernel::syscalls::{IoUringManager, OpResult, SyscallOpType as Op, SyscallSubmissionEntry};
+    /// use ai_os_kernel::syscalls::open_flags::*;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(dir.path().join("config"), b"old").unwrap();
+    /// let m = IoUringManager::new();
+    /// m.set_policy(1, Policy::rooted(dir.path()).read_write()).unwrap();
+    /// let seq = m.submit(1, SyscallSubmissionEntry::new(1, Op::open("config.tmp", O_WRONLY | O_CREAT | O_TRUNC), 0)).unwrap();
+    /// let OpResult::Fd(fd) = m.wait_completion(1, seq).unwrap().result else { panic!() };
+    ///
+    /// let chain = [
+    ///     Op::WriteAt { fd, offset: 0, data: b"new".to_vec() },
+    ///     Op::Fsync { fd },
+    ///     Op::Rename { from: "config.tmp".into(), to: "config".into(), flags: 0 },
+    /// ];
+    /// let entries = chain.into_iter().map(|op| SyscallSubmissionEntry::new(1, op, 0)).collect();
+    /// for seq in m.submit_linked(1, entries).unwrap() {
+    ///     assert!(m.wait_completion(1, seq).unwrap().status.is_success());
+    /// }
+    /// assert_eq!(std::fs::read(dir.path().join("config")).unwrap(), b"new");
+    /// ```
+    pub fn submit_linked(&self, pid: Pid, entries: Vec<SyscallSubmissionEntry>) -> Result<Vec<u64>> {
+        entries.iter().try_for_each(|e| check_pid(pid, e))?;
+        let n = entries.len() as u64;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let (_, first) = self.enqueue(pid, entries.into_iter(), Accept { to_future: false, linked: true })?;
         Ok((first..first + n).collect())
     }
 

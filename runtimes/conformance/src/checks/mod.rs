@@ -11,6 +11,7 @@ mod paths;
 mod qos;
 mod sandbox;
 mod starvation;
+mod time;
 mod vectored;
 
 pub use asynch::*;
@@ -24,6 +25,7 @@ pub use paths::*;
 pub use qos::*;
 pub use sandbox::*;
 pub use starvation::*;
+pub use time::*;
 pub use vectored::*;
 
 use std::sync::Arc;

@@ -32,7 +32,9 @@
 //! hooks, wake-ups, closes) is gathered in an [`AfterUnlock`] and done by
 //! [`after_unlock`](SyscallCompletionRing::after_unlock).
 
+mod chain;
 mod cq;
+mod deadline;
 mod seq;
 mod slots;
 mod stop;
@@ -43,7 +45,7 @@ mod wait;
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -63,7 +65,7 @@ use std::sync::OnceLock;
 
 use seq::SeqBlocks;
 use slots::Slot;
-pub(crate) use submit::{Dispatched, Taken};
+pub(crate) use submit::{Accept, Dispatched, Taken};
 
 /// Default submission queue size.
 pub const DEFAULT_SQ_SIZE: usize = 256;
@@ -95,6 +97,10 @@ pub struct SyscallCompletionRing {
     /// reference (the ring) rather than two. (The scheduler's line holds the ring only while it
     /// has queued operations, so the two keep each other alive no longer than that.)
     window: OnceLock<Arc<dyn Window>>,
+    /// The ring itself, for what a pass under its lock hands the window (a linked operation
+    /// queued by its predecessor's completion) and for deadlines' timer tasks, which must not
+    /// keep it alive.
+    me: Weak<SyscallCompletionRing>,
 }
 
 /// What starts a ring's operations: told when operations that held a place in its window leave
@@ -102,6 +108,10 @@ pub struct SyscallCompletionRing {
 pub(crate) trait Window: Send + Sync {
     /// `counted` places held by `ring`'s operations are free again.
     fn release(&self, ring: &Arc<SyscallCompletionRing>, counted: usize);
+
+    /// `ring` has operations queued again that were not there when it was last looked at (the
+    /// next operation of a linked chain): it goes back in line if it is not in it.
+    fn requeue(&self, ring: &Arc<SyscallCompletionRing>);
 }
 
 /// A ring's place in its scheduler's line. Read and written only by the scheduler, under its own
@@ -173,6 +183,12 @@ struct RingState {
     /// When each sampled operation was submitted, started and completed (the later ones set as
     /// it gets there): kept apart so that every other slot is smaller.
     stamps: FxHashMap<u64, [Instant; 3]>,
+    /// The operations of linked chains waiting for their predecessor, by seq (see [`chain`]).
+    held: FxHashMap<u64, SyscallOpType>,
+    /// The next operation of each chain operation that has one (see [`chain`]).
+    links: FxHashMap<u64, chain::Link>,
+    /// The timer task of each operation with a deadline, until it ends (see [`deadline`]).
+    deadlines: FxHashMap<u64, crate::timer::TimerKey>,
 }
 
 /// What to do once the ring's lock is released.
@@ -183,6 +199,8 @@ pub(crate) struct AfterUnlock {
     wakers: Vec<Waker>,
     notify_waiters: bool,
     close_fds: Vec<i32>,
+    /// Operations were queued that the window must be told of.
+    requeue: bool,
 }
 
 impl SyscallCompletionRing {
@@ -192,9 +210,9 @@ impl SyscallCompletionRing {
         cq_capacity: usize,
         process: Arc<Process>,
         counters: Arc<Counters>,
-    ) -> Result<Self> {
+    ) -> Result<Arc<Self>> {
         validate_sizes(sq_capacity, cq_capacity)?;
-        Ok(SyscallCompletionRing {
+        Ok(Arc::new_cyclic(|me| SyscallCompletionRing {
             pid,
             sq_capacity,
             cq_capacity,
@@ -204,7 +222,8 @@ impl SyscallCompletionRing {
             arrived: Condvar::new(),
             seat: Seat::default(),
             window: OnceLock::new(),
-        })
+            me: me.clone(),
+        }))
     }
 
     /// The process this ring belongs to.
@@ -288,6 +307,11 @@ impl SyscallCompletionRing {
         }
         for fd in after.close_fds {
             let _ = self.process.close(fd);
+        }
+        if after.requeue
+            && let (Some(me), Some(window)) = (self.me.upgrade(), self.window.get())
+        {
+            window.requeue(&me);
         }
     }
 }

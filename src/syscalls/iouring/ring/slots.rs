@@ -36,6 +36,8 @@ pub(super) enum Owner {
 pub(super) enum Phase {
     /// In the SQ.
     Queued,
+    /// Held until the operation before it in its linked chain succeeds (its op in `held`).
+    Linked,
     Running(Cancel),
     /// Completed for a future; the completion is in `done`.
     Done,
@@ -83,8 +85,9 @@ impl SyscallCompletionRing {
                 cancel.request(&mut after);
                 slot.owner = Owner::Nobody;
             }
-            Phase::Queued => {
+            Phase::Queued | Phase::Linked => {
                 s.sq.retain(|&(q, _)| q != seq);
+                s.held.remove(&seq);
                 s.remove(seq);
                 self.counters.retired(1, true);
             }
@@ -129,7 +132,7 @@ impl SyscallCompletionRing {
     pub(crate) fn rights(&self, seq: u64) -> std::result::Result<Arc<Sandbox>, OpError> {
         let s = self.lock();
         match s.slots.get(&seq) {
-            Some(Slot { phase: Phase::Running(_) | Phase::Queued, .. }) => {
+            Some(Slot { phase: Phase::Running(_) | Phase::Queued | Phase::Linked, .. }) => {
                 s.rights.get(&seq).cloned().ok_or_else(|| {
                     OpError::new(crate::op::errno::EINVAL, "the operation was submitted without rights to act")
                 })
@@ -165,9 +168,16 @@ impl RingState {
         let std::collections::hash_map::Entry::Occupied(mut slot) = self.slots.entry(seq) else {
             return Some(outcome);
         };
-        if matches!(slot.get().phase, Phase::Done) {
-            return Some(outcome);
-        }
+        let outcome = match &slot.get().phase {
+            Phase::Done => return Some(outcome),
+            // Stopped for its deadline: it timed out.
+            Phase::Running(cancel) if cancel.timed_out() && outcome.as_ref().is_err_and(OpError::is_cancelled) => {
+                Err(OpError::timed_out())
+            }
+            _ => outcome,
+        };
+        let link = if self.links.is_empty() { None } else { self.links.remove(&seq) };
+        let goes_on = link.as_ref().is_some_and(|link| link.goes_on(&outcome));
         let entry = SyscallCompletionEntry::from_outcome(seq, slot.get().user_data, outcome);
         let metrics = &mut self.metrics;
         if let Some(now) = clock.at(seq)
@@ -203,6 +213,10 @@ impl RingState {
                 self.cq.push_back(Some(entry));
             }
         }
+        self.forget_deadline(seq);
+        if let Some(link) = link {
+            self.follow(link, goes_on, clock, counters, after);
+        }
         None
     }
 
@@ -211,6 +225,7 @@ impl RingState {
     fn remove(&mut self, seq: u64) -> Option<Slot> {
         self.unstamp(seq);
         forget_rights(&mut self.rights, seq);
+        self.forget_deadline(seq);
         let slot = self.slots.remove(&seq)?;
         self.buffered -= slot.reserved;
         Some(slot)

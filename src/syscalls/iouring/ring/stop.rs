@@ -1,6 +1,6 @@
-//! Stopping operations early: cancelling one (a queued one completes `Cancelled` at once, a
-//! running one is asked to stop, through its backend's token if it has one), and destroying the
-//! ring.
+//! Stopping operations early: cancelling one (a queued or linked one completes `Cancelled` at
+//! once, a running one is asked to stop, through its backend's token if it has one), and
+//! destroying the ring.
 
 use std::sync::Arc;
 
@@ -17,10 +17,22 @@ use crate::syscalls::iouring::cancel::CancelToken;
 #[derive(Default)]
 pub(super) struct Cancel {
     requested: bool,
+    /// Asked for by its deadline (see `deadline`): a `Cancelled` outcome is `ETIMEDOUT`.
+    timed_out: bool,
     token: Option<Arc<CancelToken>>,
 }
 
 impl Cancel {
+    /// Marks the request as its deadline's.
+    pub(super) fn time_out(&mut self) {
+        self.timed_out = true;
+    }
+
+    /// Whether its deadline asked it to stop.
+    pub(super) fn timed_out(&self) -> bool {
+        self.timed_out
+    }
+
     /// Records the request; a backend's token is told once the ring's lock is released, as its
     /// hook (io_uring's `ASYNC_CANCEL`) may take other locks or ask the ring about the operation.
     pub(super) fn request(&mut self, after: &mut AfterUnlock) {
@@ -41,8 +53,9 @@ impl SyscallCompletionRing {
             None => return Err(IoUringError::UnknownSeq { pid: self.pid, seq }),
             Some(Phase::Done) => {}
             Some(Phase::Running(cancel)) => cancel.request(&mut after),
-            Some(Phase::Queued) => {
+            Some(Phase::Queued | Phase::Linked) => {
                 s.sq.retain(|&(q, _)| q != seq);
+                s.held.remove(&seq);
                 let cancelled = Err(OpError::cancelled());
                 let queued = s.cq.len();
                 let _always_delivered = s.deliver(seq, cancelled, &mut self.clock(), &self.counters, &mut after);
@@ -61,7 +74,7 @@ impl SyscallCompletionRing {
     pub(crate) fn is_cancelled(&self, seq: u64) -> bool {
         match self.lock().slots.get(&seq).map(|slot| &slot.phase) {
             Some(Phase::Running(cancel)) => cancel.requested,
-            Some(Phase::Queued) => false,
+            Some(Phase::Queued | Phase::Linked) => false,
             Some(Phase::Done) | None => true,
         }
     }
@@ -76,7 +89,7 @@ impl SyscallCompletionRing {
                 let requested = cancel.requested;
                 cancel.token.get_or_insert_with(|| Arc::new(CancelToken::new(requested))).clone()
             }
-            Some(Phase::Queued) => Arc::new(CancelToken::new(false)),
+            Some(Phase::Queued | Phase::Linked) => Arc::new(CancelToken::new(false)),
             Some(Phase::Done) | None => Arc::new(CancelToken::new(true)),
         }
     }
@@ -90,6 +103,9 @@ impl SyscallCompletionRing {
         }
         s.destroyed = true;
         s.sq.clear();
+        s.held.clear();
+        s.links.clear();
+        s.forget_deadlines();
         let mut discarded = s.cq.len() - s.cq_stale;
         s.cq.clear();
         s.cq_stale = 0;

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::chain::Link;
 use super::slots::{Owner, Phase, Slot};
 use super::stop::Cancel;
 use super::{AfterUnlock, RingState, SyscallCompletionRing};
@@ -32,6 +33,20 @@ pub(crate) struct Taken {
     pub(crate) throttled: Option<Instant>,
 }
 
+/// How a batch is accepted: its completions for futures or for the CQ (a `bool` converts to
+/// that alone), and whether it is a linked chain (see `chain`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Accept {
+    pub(crate) to_future: bool,
+    pub(crate) linked: bool,
+}
+
+impl From<bool> for Accept {
+    fn from(to_future: bool) -> Self {
+        Accept { to_future, linked: false }
+    }
+}
+
 /// An operation taken from the SQ for execution.
 pub(crate) struct Dispatched {
     pub(crate) seq: u64,
@@ -45,9 +60,9 @@ impl SyscallCompletionRing {
     pub(crate) fn enqueue(
         &self,
         ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
-        to_future: bool,
+        how: impl Into<Accept>,
     ) -> Result<(u64, bool)> {
-        let (accepted, after) = self.accept(ops, to_future, None::<&mut fn(Dispatched, bool)>)?;
+        let (accepted, after) = self.accept(ops, how.into(), None::<&mut fn(Dispatched, bool)>)?;
         self.after_unlock(after);
         Ok((accepted.first, accepted.queued))
     }
@@ -60,18 +75,19 @@ impl SyscallCompletionRing {
     pub(crate) fn accept_started(
         &self,
         ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
-        to_future: bool,
+        how: impl Into<Accept>,
         start: &mut impl FnMut(Dispatched, bool),
     ) -> Result<(Accepted, AfterUnlock)> {
-        self.accept(ops, to_future, Some(start))
+        self.accept(ops, how.into(), Some(start))
     }
 
     fn accept<F: FnMut(Dispatched, bool)>(
         &self,
         ops: impl ExactSizeIterator<Item = (SyscallOpType, u64)>,
-        to_future: bool,
+        how: Accept,
         mut start: Option<&mut F>,
     ) -> Result<(Accepted, AfterUnlock)> {
+        let Accept { to_future, linked } = how;
         let n = ops.len();
         let pid = self.pid;
         let sandbox = self.process.sandbox();
@@ -95,12 +111,15 @@ impl SyscallCompletionRing {
         s.reserve_seqs(n as u64);
         let first = s.next_seq;
         let mut accepted = Accepted { first, queued: false, counted: 0 };
-        if !s.sq.is_empty() {
+        // A chain's first operation waits in the SQ with the rest held, until all are checked.
+        let linked = linked && n > 1;
+        if !s.sq.is_empty() || linked {
             start = None;
         }
         let mut after = AfterUnlock::default();
         let mut clock = self.clock();
         s.metrics.submitted += n as u64;
+        let (mut whole_before, mut refused) = (None, false);
         for (op, user_data) in ops {
             let seq = s.next_seq;
             s.next_seq += 1;
@@ -129,12 +148,20 @@ impl SyscallCompletionRing {
                     accepted.counted += usize::from(counts);
                     start(Dispatched { seq, op }, counts);
                 }
+                (Ok(()), None) if linked && seq > first => {
+                    s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Linked, reserved });
+                    s.links.insert(seq - 1, Link { next: seq, whole: whole_before });
+                    whole_before = Link::whole_of(&op);
+                    s.held.insert(seq, op);
+                }
                 (Ok(()), None) => {
+                    whole_before = Link::whole_of(&op);
                     s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Queued, reserved });
                     s.sq.push_back((seq, op));
                     accepted.queued = true;
                 }
                 (Err(e), _) => {
+                    refused = true;
                     let entry = SyscallCompletionEntry::from_outcome(seq, user_data, Err(e));
                     s.metrics.completed += 1;
                     s.metrics.failed += 1;
@@ -146,6 +173,9 @@ impl SyscallCompletionRing {
                     }
                 }
             }
+        }
+        if linked && refused {
+            s.refuse_chain(first..first + n as u64, &mut clock, &self.counters, &mut after);
         }
         self.counters.submitted(n);
         Ok((accepted, after))

@@ -9,7 +9,7 @@ use crate::syscalls::iouring::stats::Counters;
 pub(crate) fn ring(pid: crate::op::Pid, sq: usize, cq: usize) -> (Arc<SyscallCompletionRing>, Arc<Counters>) {
     let counters = Arc::new(Counters::default());
     let process = ProcessTable::new().get_or_create(pid);
-    (Arc::new(SyscallCompletionRing::new(pid, sq, cq, process, counters.clone()).unwrap()), counters)
+    (SyscallCompletionRing::new(pid, sq, cq, process, counters.clone()).unwrap(), counters)
 }
 
 /// `n` NOPs, their `user_data` counting from 0.

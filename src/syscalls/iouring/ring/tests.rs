@@ -215,7 +215,7 @@ fn iouring_reads_hold_no_more_than_the_buffer_budget() {
     let table = ProcessTable::new();
     table.set_policy(1, Policy::default().max_buffered_bytes(100)).unwrap();
     let counters = Arc::new(Counters::default());
-    let r = Arc::new(SyscallCompletionRing::new(1, 8, 8, table.get_or_create(1), counters.clone()).unwrap());
+    let r = SyscallCompletionRing::new(1, 8, 8, table.get_or_create(1), counters.clone()).unwrap();
     let read = |size| std::iter::once((SyscallOpType::ReadAt { fd: 3, offset: 0, size }, 0));
     let (first, _) = r.enqueue(read(60), false).unwrap();
     let (over, _) = r.enqueue(read(50), false).unwrap();
@@ -324,4 +324,56 @@ fn iouring_stale_cq_entries_left_by_waits_are_skipped_and_counted_exactly() {
     assert_eq!((r.ready(), r.outstanding()), (0, 0));
     let snap = counters.snapshot(1, "t");
     assert_eq!((snap.total_submissions, snap.total_completions, snap.pending), (10, 10, 0));
+}
+
+/// A chain goes on only after an operation that succeeded, a write only if it wrote all its
+/// bytes; otherwise every later operation completes `Cancelled`, once, without running.
+#[test]
+fn a_chain_goes_on_only_after_a_whole_success() {
+    let (r, counters) = ring(8, 8);
+    let write = || (SyscallOpType::WriteAt { fd: 3, offset: 0, data: vec![0; 10] }, 0);
+    let linked = Accept { to_future: false, linked: true };
+    // A whole write: the next is queued, then runs.
+    let (first, _) = r.enqueue([write(), (SyscallOpType::Nop, 1)].into_iter(), linked).unwrap();
+    assert_eq!(start_all(&r), vec![first], "only the head runs");
+    r.complete(first, Ok(OpResult::Count(10)));
+    assert_eq!(start_all(&r), vec![first + 1]);
+    r.complete(first + 1, Ok(OpResult::None));
+    // A short write: the rest is cancelled.
+    let (first, _) =
+        r.enqueue([write(), (SyscallOpType::Nop, 1), (SyscallOpType::Nop, 2)].into_iter(), linked).unwrap();
+    assert_eq!(start_all(&r), vec![first]);
+    r.complete(first, Ok(OpResult::Count(9)));
+    assert!(start_all(&r).is_empty(), "nothing after a short write runs");
+    let done = r.reap(usize::MAX);
+    let cancelled: Vec<u64> = done.iter().filter(|e| e.status.is_cancelled()).map(|e| e.seq).collect();
+    assert_eq!(cancelled, vec![first + 1, first + 2]);
+    // A completion for a held operation from a confused backend changes nothing.
+    r.complete(first + 2, Ok(OpResult::None));
+    assert!(r.reap(usize::MAX).is_empty());
+    let snap = counters.snapshot(1, "test");
+    assert_eq!((snap.total_submissions, snap.total_completions, snap.pending), (5, 5, 0));
+    assert!(r.lock().held.is_empty() && r.lock().links.is_empty());
+}
+
+/// A running operation stopped by its deadline completes `ETIMEDOUT`, not `Cancelled`; the
+/// timer's task is taken back when an operation ends first.
+#[test]
+fn a_deadline_turns_a_cancellation_into_a_time_out() {
+    let (r, _) = ring(8, 8);
+    let (first, _) = r.enqueue(nops(2), false).unwrap();
+    assert_eq!(start_all(&r), vec![first, first + 1]);
+    r.set_deadline(first, Instant::now());
+    r.set_deadline(first + 1, Instant::now() + std::time::Duration::from_secs(3600));
+    let end = Instant::now() + std::time::Duration::from_secs(10);
+    while !r.is_cancelled(first) {
+        assert!(Instant::now() < end, "the deadline never asked it to stop");
+        std::thread::yield_now();
+    }
+    r.complete(first, Err(OpError::cancelled()));
+    r.complete(first + 1, Ok(OpResult::None));
+    let done = r.reap(usize::MAX);
+    assert_eq!(done[0].errno(), Some(crate::op::errno::ETIMEDOUT), "{:?}", done[0]);
+    assert!(done[1].status.is_success());
+    assert!(r.lock().deadlines.is_empty(), "the timer's task was taken back");
 }
