@@ -3,7 +3,9 @@
 //! [-- --file-mib N]` (`--all-features` for tokio and smol).
 //!
 //! Workloads: `nop-b1`, `nop-b32`, `read4k-qd1`, `read4k-qd64`, `write4k`, `echo-c1`, `echo-c16`,
-//! `fanout`, and `noisy` (`benches/noisy.rs`: noisy neighbours, rate limits, weights; printed on
+//! `fanout`, `copy` (the whole read file to a new one, in copies a second: `CopyRange` against
+//! `std::fs::copy` and `tokio::fs::copy`), `stat` (a `Stat` of the read file, one at a time,
+//! against `std::fs::metadata`), and `noisy` (`benches/noisy.rs`: noisy neighbours, rate limits, weights; printed on
 //! its own). Implementations: this crate's backends (`uring`, `tokio`, `smol`, `blocking`) and the
 //! anchors (`raw-io-uring`, `std`, `tokio-fs`, `tokio-epoll`). Ratios are to the best anchor of
 //! the same workload in the same run; latencies are per operation where an operation is waited
@@ -32,8 +34,8 @@ fn arg(flag: &str) -> Option<String> {
     args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned()
 }
 const ANCHORS: [&str; 4] = ["raw-io-uring", "std", "tokio-fs", "tokio-epoll"];
-const WORKLOADS: [&str; 8] =
-    ["nop-b1", "nop-b32", "read4k-qd1", "read4k-qd64", "write4k", "echo-c1", "echo-c16", "fanout"];
+const WORKLOADS: [&str; 10] =
+    ["nop-b1", "nop-b32", "read4k-qd1", "read4k-qd64", "write4k", "echo-c1", "echo-c16", "fanout", "copy", "stat"];
 
 #[path = "noisy.rs"]
 mod noisy;
@@ -165,6 +167,46 @@ fn write4k<'a>(m: &'a IoUringManager, fd: i32) -> impl FnMut() -> u64 + 'a {
         pos += 32;
         wait_all(m, 3, &m.submit_batch(3, batch).unwrap());
         32
+    }
+}
+
+/// Runs `op` as `pid` and takes its result, which must be a success.
+fn run(m: &IoUringManager, pid: u32, op: Op) -> OpResult {
+    let s = m.submit(pid, entry(pid, op)).unwrap();
+    let done = m.wait_completion(pid, s).unwrap();
+    assert!(done.status.is_success(), "{:?}", done.status);
+    done.result
+}
+
+/// The read file copied whole to `copy` beside it, as a tenant would: open both, `CopyRange`
+/// until all is copied (in steps of the policy's largest transfer), close both. One copy an
+/// iteration.
+fn copy<'a>(m: &'a IoUringManager, file: &'a std::path::Path) -> impl FnMut() -> u64 + 'a {
+    let name = file.file_name().unwrap().to_str().unwrap();
+    move || {
+        let OpResult::Fd(src) = run(m, 3, Op::open(name, O_RDONLY)) else { panic!() };
+        let OpResult::Fd(dst) = run(m, 3, Op::open("copy", O_WRONLY | O_CREAT | O_TRUNC)) else { panic!() };
+        let mut at = 0u64;
+        while at < file_size() {
+            let len = (file_size() - at).min(64 << 20) as usize;
+            let copied = run(m, 3, Op::CopyRange { fd_in: src, offset_in: at, fd_out: dst, offset_out: at, len });
+            let OpResult::Count(n) = copied else { panic!() };
+            assert!(n > 0);
+            at += n as u64;
+        }
+        run(m, 3, Op::Close { fd: src });
+        run(m, 3, Op::Close { fd: dst });
+        1
+    }
+}
+
+/// A `Stat` of the read file, one at a time.
+fn stat<'a>(m: &'a IoUringManager, file: &'a std::path::Path) -> impl FnMut() -> u64 + 'a {
+    let name = file.file_name().unwrap().to_str().unwrap().to_owned();
+    move || {
+        let OpResult::Stat(st) = run(m, 2, Op::Stat { path: name.clone(), follow: true }) else { panic!() };
+        assert_eq!(st.size, file_size());
+        1
     }
 }
 
@@ -308,6 +350,8 @@ fn backend_cells(
     push(timed("echo-c1", name, budget, true, echo(&m, &pairs[..1])));
     push(timed("echo-c16", name, budget, false, echo(&m, &pairs)));
     push(fanout(&m, name, budget));
+    push(timed("copy", name, budget, true, copy(&m, file)));
+    push(timed("stat", name, budget, true, stat(&m, file)));
 }
 
 /// NOPs in batches of `batch` on the raw io-uring crate.
@@ -532,10 +576,20 @@ fn std_cells(file: &std::fs::File, dir: &std::path::Path, budget: Duration, cell
     out.sync_all().unwrap();
     c.secs += t.elapsed().as_secs_f64();
     cells.push(c);
+    let data = dir.join("data");
+    cells.push(timed("copy", "std", budget, true, || {
+        assert_eq!(std::fs::copy(&data, dir.join("std-copy")).unwrap(), file_size());
+        1
+    }));
+    cells.push(timed("stat", "std", budget, true, || {
+        assert_eq!(std::fs::metadata(&data).unwrap().len(), file_size());
+        1
+    }));
 }
 
 fn tokio_cells(file: &std::path::Path, budget: Duration, cells: &mut Vec<Cell>) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let data = file.to_path_buf();
     let file = Arc::new(std::fs::File::open(file).unwrap());
     for (name, qd) in [("read4k-qd1", 1usize), ("read4k-qd64", 64)] {
         let mut off = Offsets::over(file_size());
@@ -550,6 +604,15 @@ fn tokio_cells(file: &std::path::Path, budget: Duration, cells: &mut Vec<Cell>) 
             rt.block_on(futures::future::join_all(reads)).len() as u64
         }));
     }
+    let copy_to = data.with_file_name("tokio-copy");
+    cells.push(timed("copy", "tokio-fs", budget, true, || {
+        assert_eq!(rt.block_on(tokio::fs::copy(&data, &copy_to)).unwrap(), file_size());
+        1
+    }));
+    cells.push(timed("stat", "tokio-fs", budget, true, || {
+        assert_eq!(rt.block_on(tokio::fs::metadata(&data)).unwrap().len(), file_size());
+        1
+    }));
     // Plain tokio echo over epoll.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let pairs = rt.block_on(async {
@@ -674,7 +737,7 @@ fn main() {
     let file = std::fs::File::open(&path).unwrap(); // page-cached: just written
 
     let backends: Vec<&str> = backend::available().to_vec();
-    let total = backends.len() as u64 * 8 + 10;
+    let total = backends.len() as u64 * 10 + 10;
     let bar = if std::io::stderr().is_terminal() && !json {
         indicatif::ProgressBar::new(total)
     } else {

@@ -4,16 +4,15 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::ring::{Accept, SyscallCompletionRing, Taken, Window};
-use super::throttle::Timer;
 use crate::backend::{Backend, Batch};
 use crate::op::Result;
 use crate::op::SyscallOpType;
 use crate::sync::{Mutex, MutexGuard};
+use crate::timer::timer;
 
 /// Batches waiting for the outermost [`Shared::start`] of their thread, in order.
 type Waiting = VecDeque<(Arc<Shared>, Batch)>;
@@ -46,8 +45,8 @@ const QUANTUM: usize = 32;
 /// constant per operation.
 ///
 /// A process with a rate limit ([`Policy::ops_rate`](crate::sandbox::Policy::ops_rate)) leaves
-/// the line when its bucket is empty, and a timer thread (made on the first such wait) puts it
-/// back when the bucket has refilled: a throttled process holds no place and no thread.
+/// the line when its bucket is empty, and a task on the host's timer thread puts it back when
+/// the bucket has refilled: a throttled process holds no place and no thread.
 ///
 /// There is no executor thread: the caller that submits, and the thread that completes an
 /// operation, each move the next operations along, so an idle manager costs nothing.
@@ -63,17 +62,6 @@ pub(crate) struct Shared {
     backend: Arc<dyn Backend>,
     window: usize,
     sched: Mutex<Sched>,
-    /// Puts throttled rings back in line; made on the first one (`None` if its thread could not
-    /// be made).
-    timer: OnceLock<Option<Arc<Timer>>>,
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        if let Some(Some(timer)) = self.timer.get() {
-            timer.stop();
-        }
-    }
 }
 
 #[derive(Default)]
@@ -121,7 +109,6 @@ impl IoUringExecutor {
                 backend,
                 window,
                 sched: Mutex::new(Sched::default()),
-                timer: OnceLock::new(),
             }),
         }
     }
@@ -281,30 +268,31 @@ impl Shared {
     }
 
     /// Takes `ring` (marked scheduled) out of line until `at`, when its rate limit admits its
-    /// next operation. Without a timer (its thread could not be made) the ring is let go of
+    /// next operation: the host's timer puts it back then (holding neither the ring nor the
+    /// executor meanwhile). Without a timer (its thread could not be made) the ring is let go of
     /// instead: its next submission puts it back in line.
     fn throttle(&self, ring: Arc<SyscallCompletionRing>, at: Instant) {
-        let timer = self.timer.get_or_init(|| match Timer::start(self.me.clone(), Shared::rejoin) {
-            Ok(timer) => Some(timer),
-            Err(e) => {
-                tracing::error!(error = %e, "could not start the rate-limit timer thread");
-                None
+        ring.seat.throttled.store(true, Ordering::Relaxed);
+        let (me, waiting) = (self.me.clone(), Arc::downgrade(&ring));
+        let rejoin = move || {
+            if let (Some(me), Some(ring)) = (me.upgrade(), waiting.upgrade()) {
+                me.rejoin(ring);
             }
-        });
-        match timer {
-            Some(timer) => {
-                ring.seat.throttled.store(true, Ordering::Relaxed);
-                timer.wake_at(at, ring);
-            }
-            None => ring.seat.scheduled.store(false, Ordering::Relaxed),
+        };
+        if let Err(e) = timer().at(at, rejoin) {
+            tracing::error!(error = %e, "could not start the timer thread for a rate limit's wait");
+            ring.seat.throttled.store(false, Ordering::Relaxed);
+            ring.seat.scheduled.store(false, Ordering::Relaxed);
         }
     }
 
-    /// Puts throttled rings back in line (the timer's call) and starts what fits. A ring put
+    /// Puts a throttled ring back in line (the timer's call) and starts what fits. A ring put
     /// back meanwhile ([`IoUringExecutor::reconsider`]) is not put back twice.
-    fn rejoin(self: &Arc<Self>, rings: Vec<Arc<SyscallCompletionRing>>) {
+    fn rejoin(&self, ring: Arc<SyscallCompletionRing>) {
         let mut s = self.lock();
-        s.ready.extend(rings.into_iter().filter(|r| r.seat.throttled.swap(false, Ordering::Relaxed)).map(Turn::new));
+        if ring.seat.throttled.swap(false, Ordering::Relaxed) {
+            s.ready.push_back(Turn::new(ring));
+        }
         self.fill_and_start(s);
     }
 

@@ -1,12 +1,9 @@
-//! Rate limits as the executor applies them: a ring's token buckets ([`Throttle`]), and the
-//! [`Timer`] that puts a throttled ring back in line when its bucket has refilled.
+//! Rate limits as the executor applies them: a ring's token buckets ([`Throttle`]). The
+//! executor puts a throttled ring back in line with a task on the host's timer when its bucket
+//! has refilled.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::ring::SyscallCompletionRing;
 use crate::op::SyscallOpType;
 use crate::sandbox::RateLimit;
 
@@ -122,123 +119,6 @@ impl Throttle {
     /// The time spent waiting for the buckets, up to `now`.
     pub(crate) fn throttled(&self, now: Instant) -> Duration {
         self.total + self.since.map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
-    }
-}
-
-/// A throttled ring and when to put it back in line.
-struct Due {
-    at: Instant,
-    /// Breaks ties in arrival order (and makes the order total without comparing rings).
-    order: u64,
-    ring: Arc<SyscallCompletionRing>,
-}
-
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.order) == (other.at, other.order)
-    }
-}
-
-impl Eq for Due {}
-
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.order).cmp(&(other.at, other.order))
-    }
-}
-
-#[derive(Default)]
-struct Pending {
-    due: BinaryHeap<Reverse<Due>>,
-    next_order: u64,
-    stopped: bool,
-}
-
-/// Puts throttled rings back in the executor's line when their time comes: one thread, made on
-/// the first throttled ring, asleep until the earliest time due, ended with its executor.
-#[derive(Default)]
-pub(crate) struct Timer {
-    pending: Mutex<Pending>,
-    changed: Condvar,
-}
-
-impl Timer {
-    /// Makes the timer and its thread, which calls `rejoin` with each ring whose time came, for
-    /// as long as `owner` lives.
-    pub(crate) fn start<O: Send + Sync + 'static>(
-        owner: Weak<O>,
-        rejoin: fn(&Arc<O>, Vec<Arc<SyscallCompletionRing>>),
-    ) -> std::io::Result<Arc<Self>> {
-        let timer = Arc::new(Timer::default());
-        let run = timer.clone();
-        std::thread::Builder::new().name("ai-os-kernel-throttle".into()).spawn(move || run.run(owner, rejoin))?;
-        Ok(timer)
-    }
-
-    /// Puts `ring` back in line at `at`.
-    pub(crate) fn wake_at(&self, at: Instant, ring: Arc<SyscallCompletionRing>) {
-        let mut p = self.lock();
-        let order = p.next_order;
-        p.next_order += 1;
-        let earliest = p.due.peek().is_none_or(|Reverse(first)| at < first.at);
-        p.due.push(Reverse(Due { at, order, ring }));
-        drop(p);
-        if earliest {
-            self.changed.notify_one();
-        }
-    }
-
-    /// Ends the thread (rings still waiting are let go: their executor is gone).
-    pub(crate) fn stop(&self) {
-        self.lock().stopped = true;
-        self.changed.notify_one();
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn run<O>(&self, owner: Weak<O>, rejoin: fn(&Arc<O>, Vec<Arc<SyscallCompletionRing>>)) {
-        let mut p = self.lock();
-        loop {
-            if p.stopped {
-                return;
-            }
-            let now = Instant::now();
-            let mut due = Vec::new();
-            while p.due.peek().is_some_and(|Reverse(first)| first.at <= now) {
-                if let Some(Reverse(d)) = p.due.pop() {
-                    due.push(d.ring);
-                }
-            }
-            if !due.is_empty() {
-                drop(p);
-                match owner.upgrade() {
-                    // A backend that panics while starting what the rings let in loses those
-                    // operations (they complete with EIO), never this thread, which every
-                    // throttled ring needs.
-                    Some(owner) => {
-                        let rejoined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rejoin(&owner, due)));
-                        if rejoined.is_err() {
-                            tracing::error!("starting operations let in by their rate limit panicked");
-                        }
-                    }
-                    None => return,
-                }
-                p = self.lock();
-                continue;
-            }
-            p = match p.due.peek().map(|Reverse(first)| first.at) {
-                Some(at) => self.changed.wait_timeout(p, at - now).unwrap_or_else(|e| e.into_inner()).0,
-                None => self.changed.wait(p).unwrap_or_else(|e| e.into_inner()),
-            };
-        }
     }
 }
 
