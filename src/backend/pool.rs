@@ -21,8 +21,9 @@ const READ_NOW_TRY: usize = 4 << 10;
 /// How the pool backends start a batch:
 /// - a `Nop` completes at once;
 /// - a `Timeout` waits on the timer ([`time_ops`]);
-/// - a `ReadAt` of what the page cache holds is answered on this thread (up to
-///   [`READ_NOW_PER_BATCH`]);
+/// - a `ReadAt` of what the page cache holds, and a `Stat` of what the kernel's caches hold on a
+///   local file system ([`file_ops::stat_now`]), are answered on this thread (up to
+///   [`READ_NOW_PER_BATCH`], a `Stat` counted as [`READ_NOW_TRY`]);
 /// - an operation that runs on readiness (a socket's, or a `Read` or `Write` of a socket, FIFO
 ///   or character device: see [`net_ops::runs_on_readiness`]) whose answer is already there
 ///   completes on this thread ([`net_ops::try_now`]); one that must wait goes to `wait`, which
@@ -56,6 +57,19 @@ pub(crate) fn start_in_lanes(
             continue;
         }
         if !net_ops::runs_on_readiness(sub.op(), sub.process()) {
+            if matches!(sub.op(), SyscallOpType::Stat { .. }) && READ_NOW_TRY <= read_now_left {
+                read_now_left -= READ_NOW_TRY;
+                let outcome = match sub.needs_rights() {
+                    _ if sub.is_cancelled() => Some(Err(OpError::cancelled())),
+                    Ok(Some(rights)) => file_ops::stat_now(sub.op(), &rights),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e)),
+                };
+                if let Some(outcome) = outcome {
+                    answered.push((sub.into_completer(), outcome));
+                    continue;
+                }
+            }
             if let &SyscallOpType::ReadAt { size, .. } = sub.op()
                 && size.max(READ_NOW_TRY) <= read_now_left
             {

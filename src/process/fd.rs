@@ -144,21 +144,17 @@ impl Descriptor {
     /// thread that may wait for the file system (a pool thread that just read it), as it asks
     /// the file system (`fcntl`, `fstatfs`, `fstatvfs`) once.
     #[cfg(target_os = "linux")]
-    // The width of `statfs`'s `f_type` differs between architectures.
-    #[allow(clippy::unnecessary_cast)]
     pub fn learn_cached_reads(&self) {
         use rustix::fs::{OFlags, StatVfsMountFlags};
         if self.cached_reads() != CachedReads::Unknown {
             return;
         }
-        // Local file systems that offer `RWF_NOWAIT` reads: ext2/3/4, xfs, btrfs, tmpfs.
-        const LOCAL: [i64; 4] = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994];
         let learned = (|| {
             if self.file_type() != FileType::RegularFile {
                 return CachedReads::Never;
             }
             let Ok(flags) = rustix::fs::fcntl_getfl(&*self.fd) else { return CachedReads::Never };
-            let local = rustix::fs::fstatfs(&*self.fd).is_ok_and(|st| LOCAL.contains(&(st.f_type as i64)));
+            let local = is_local(&*self.fd);
             let Ok(mount) = rustix::fs::fstatvfs(&*self.fd) else { return CachedReads::Never };
             if flags.contains(OFlags::DIRECT) || !local {
                 CachedReads::Never
@@ -312,4 +308,15 @@ fn closed() -> OpError {
 
 fn bad_fd(fd: i32) -> OpError {
     OpError::new(errno::EBADF, format!("descriptor {fd} is not open in this process"))
+}
+
+/// Whether `fd`'s file is on a local file system that answers from memory what it holds there,
+/// and offers `RWF_NOWAIT` reads: ext2/3/4, xfs, btrfs, tmpfs. (A network or FUSE file system
+/// may ask its server even for what it has cached.) One `fstatfs`.
+#[cfg(target_os = "linux")]
+// `f_type`'s width differs between architectures.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn is_local(fd: impl std::os::fd::AsFd) -> bool {
+    const LOCAL: [i64; 4] = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994];
+    rustix::fs::fstatfs(fd).is_ok_and(|st| LOCAL.contains(&(st.f_type as i64)))
 }

@@ -32,6 +32,29 @@ pub(crate) fn path_beneath(root: &OwnedFd, op: &str, path: &str, follow: bool) -
     rustix::fs::openat2(root, relative(path), flags, Mode::empty(), RESOLVE).map_err(|e| resolve_error(op, path, e))
 }
 
+/// [`path_beneath`] from what the kernel's lookup cache holds only (`RESOLVE_CACHED`, Linux
+/// 5.12): `None` if any component is not there, when resolving would have to ask the file
+/// system (read a directory from the disk, revalidate with a server). Relative to the working
+/// directory when `root` is `None`.
+pub(crate) fn path_cached(
+    root: Option<&OwnedFd>,
+    op: &str,
+    path: &str,
+    follow: bool,
+) -> Option<Result<OwnedFd, OpError>> {
+    let flags = OFlags::PATH | OFlags::CLOEXEC | if follow { OFlags::empty() } else { OFlags::NOFOLLOW };
+    let opened = match root {
+        Some(root) => rustix::fs::openat2(root, relative(path), flags, Mode::empty(), RESOLVE | ResolveFlags::CACHED),
+        None => rustix::fs::openat2(rustix::fs::CWD, path, flags, Mode::empty(), ResolveFlags::CACHED),
+    };
+    match opened {
+        // Not all cached; an older kernel refuses the flag (EINVAL) or the call (ENOSYS).
+        Err(Errno::AGAIN | Errno::INVAL | Errno::NOSYS) => None,
+        Err(e) => Some(Err(resolve_error(op, path, e))),
+        Ok(fd) => Some(Ok(fd)),
+    }
+}
+
 /// The directory holding `path`'s last component, beneath `root` (an `O_PATH` descriptor), and
 /// that component: a name without `/`, which the `*at` call that takes it never follows (`.`
 /// and `..` included: the kernel refuses to make, remove or rename them before it looks them

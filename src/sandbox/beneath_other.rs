@@ -26,3 +26,12 @@ pub(crate) fn parent_beneath<'p>(_root: &OwnedFd, op: &str, path: &'p str) -> Re
 fn refused(op: &str, path: &str) -> OpError {
     OpError::new(errno::EACCES, format!("{op} {path:?}: rooted policies need Linux openat2, which this platform lacks"))
 }
+
+pub(crate) fn path_cached(
+    _root: Option<&OwnedFd>,
+    _op: &str,
+    _path: &str,
+    _follow: bool,
+) -> Option<Result<OwnedFd, OpError>> {
+    None
+}

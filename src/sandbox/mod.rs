@@ -522,6 +522,19 @@ impl Sandbox {
         }
     }
 
+    /// The file at `path` itself as an `O_PATH` descriptor (following a symbolic link in the
+    /// last component only when `follow`), resolved as [`lookup`](Self::lookup) resolves, from
+    /// the kernel's lookup cache only: `None` when that would have to ask the file system, or the
+    /// kernel cannot say (before Linux 5.12). For what may be answered on the thread that
+    /// submits it.
+    pub(crate) fn lookup_cached(&self, op: &str, path: &str, follow: bool) -> Option<Result<OwnedFd, OpError>> {
+        match (&self.policy.files, &self.root) {
+            (FileAccess::Anywhere, _) => path::path_cached(None, op, path, follow),
+            (FileAccess::Beneath(_), Some(root)) => path::path_cached(Some(root), op, path, follow),
+            _ => Some(Err(no_file_access(op, path))),
+        }
+    }
+
     /// For backends that open through the kernel themselves (io_uring's `OPENAT2`): the
     /// directory descriptor paths resolve against, if the policy is rooted.
     pub fn root_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {

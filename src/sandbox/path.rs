@@ -18,7 +18,7 @@ mod beneath;
 
 #[cfg(all(target_os = "linux", feature = "uring"))]
 pub(crate) use beneath::{RESOLVE, escape_error, relative};
-pub(crate) use beneath::{open_beneath, parent_beneath, path_beneath};
+pub(crate) use beneath::{open_beneath, parent_beneath, path_beneath, path_cached};
 
 pub(crate) fn open_root(dir: &Path) -> std::io::Result<OwnedFd> {
     Ok(rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)

@@ -8,6 +8,7 @@
 //! policy's rules for it are the sandbox's (`Policy::check_file`).
 
 mod paths;
+pub(crate) use paths::stat_now;
 #[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) mod uring;
 pub(crate) mod vectored;
