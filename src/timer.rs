@@ -6,13 +6,25 @@
 //! those still due. The thread is made on the first task and sleeps until the earliest is due.
 //! A task runs on it outside the timer's lock, so it may register or take back others; it must
 //! be short (complete an operation, cancel one, wake a scheduler), as every later task waits
-//! for it. One that panics is caught and logged.
+//! for it: what it would start that may take longer (other operations) goes elsewhere (see
+//! [`on_timer_thread`]). One that panics is caught and logged.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 type Task = Box<dyn FnOnce() + Send>;
+
+thread_local! {
+    /// Whether this thread is a timer's.
+    static ON_TIMER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is a timer's: work a task would start that may take long (other
+/// tenants' operations) belongs on another thread.
+pub(crate) fn on_timer_thread() -> bool {
+    ON_TIMER.get()
+}
 
 /// A task's place in the timer, to take it back with [`Timer::cancel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -63,7 +75,9 @@ impl Timer {
     /// Takes the task at `key` back: `true` if it had not run yet (it never will), `false` if it
     /// ran or is running.
     pub(crate) fn cancel(&self, key: TimerKey) -> bool {
-        self.lock().tasks.remove(&key).is_some()
+        // Dropped once the lock is released: what the task owns may take other locks as it goes.
+        let task = self.lock().tasks.remove(&key);
+        task.is_some()
     }
 
     fn lock(&self) -> MutexGuard<'_, Due> {
@@ -71,6 +85,7 @@ impl Timer {
     }
 
     fn run(&self) {
+        ON_TIMER.set(true);
         let mut due = self.lock();
         loop {
             let now = Instant::now();

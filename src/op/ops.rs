@@ -325,16 +325,20 @@ impl SyscallOpType {
         self.traits().rights
     }
 
-    /// The most bytes a read (`Read`, `ReadAt`, `Recv`, `RecvFrom`) may bring back; 0 for any
-    /// other operation. What it counts against its process's buffer budget until it completes.
+    /// The most bytes a read (`Read`, `ReadAt`, `Readv`, `ReadvAt`, `Recv`, `RecvFrom`,
+    /// `ReadLink`, `ReadDir`) may bring back; 0 for any other operation. What it counts against
+    /// its process's buffer budget until it completes.
     pub(crate) fn read_len(&self) -> usize {
         match self {
             SyscallOpType::Read { size, .. }
             | SyscallOpType::ReadAt { size, .. }
             | SyscallOpType::Recv { size, .. }
             | SyscallOpType::RecvFrom { size, .. } => *size,
+            // The buffers' headers too: a thousand empty buffers hold memory.
             SyscallOpType::Readv { sizes, .. } | SyscallOpType::ReadvAt { sizes, .. } => {
-                sizes.iter().fold(0, |sum: usize, size| sum.saturating_add(*size))
+                sizes.iter().fold(sizes.len().saturating_mul(std::mem::size_of::<Vec<u8>>()), |sum: usize, size| {
+                    sum.saturating_add(*size)
+                })
             }
             // What its result may hold: a link's target, a page of names.
             SyscallOpType::ReadLink { .. } => LINK_TARGET_MAX,
@@ -390,7 +394,16 @@ impl SyscallOpType {
             SyscallOpType::Fallocate { mode, len, .. } if mode & (FALLOC_PUNCH_HOLE | FALLOC_COLLAPSE_RANGE) == 0 => {
                 usize::try_from(*len).unwrap_or(usize::MAX)
             }
-            _ => self.read_len(),
+            SyscallOpType::Read { size, .. }
+            | SyscallOpType::ReadAt { size, .. }
+            | SyscallOpType::Recv { size, .. }
+            | SyscallOpType::RecvFrom { size, .. } => *size,
+            SyscallOpType::Readv { sizes, .. } | SyscallOpType::ReadvAt { sizes, .. } => {
+                sizes.iter().fold(0, |sum: usize, size| sum.saturating_add(*size))
+            }
+            // A link's target or a directory's page is no transfer: only the buffer budget
+            // counts what it holds (`read_len`).
+            _ => 0,
         }
     }
 }

@@ -154,7 +154,7 @@ impl Descriptor {
                 return CachedReads::Never;
             }
             let Ok(flags) = rustix::fs::fcntl_getfl(&*self.fd) else { return CachedReads::Never };
-            let local = is_local(&*self.fd);
+            let local = crate::sandbox::is_local(&*self.fd);
             let Ok(mount) = rustix::fs::fstatvfs(&*self.fd) else { return CachedReads::Never };
             if flags.contains(OFlags::DIRECT) || !local {
                 CachedReads::Never
@@ -308,15 +308,4 @@ fn closed() -> OpError {
 
 fn bad_fd(fd: i32) -> OpError {
     OpError::new(errno::EBADF, format!("descriptor {fd} is not open in this process"))
-}
-
-/// Whether `fd`'s file is on a local file system that answers from memory what it holds there,
-/// and offers `RWF_NOWAIT` reads: ext2/3/4, xfs, btrfs, tmpfs. (A network or FUSE file system
-/// may ask its server even for what it has cached.) One `fstatfs`.
-#[cfg(target_os = "linux")]
-// `f_type`'s width differs between architectures.
-#[allow(clippy::unnecessary_cast)]
-pub(crate) fn is_local(fd: impl std::os::fd::AsFd) -> bool {
-    const LOCAL: [i64; 4] = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994];
-    rustix::fs::fstatfs(fd).is_ok_and(|st| LOCAL.contains(&(st.f_type as i64)))
 }

@@ -9,8 +9,6 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-#[cfg(target_os = "linux")]
-pub(crate) use fd::is_local;
 pub use fd::{CachedReads, Descriptor, DescriptorKind, FIRST_FD};
 
 use crate::op::OpError;

@@ -33,23 +33,17 @@ pub(crate) fn path_beneath(root: &OwnedFd, op: &str, path: &str, follow: bool) -
 }
 
 /// [`path_beneath`] from what the kernel's lookup cache holds only (`RESOLVE_CACHED`, Linux
-/// 5.12): `None` if any component is not there, when resolving would have to ask the file
-/// system (read a directory from the disk, revalidate with a server). Relative to the working
-/// directory when `root` is `None`.
-pub(crate) fn path_cached(
-    root: Option<&OwnedFd>,
-    op: &str,
-    path: &str,
-    follow: bool,
-) -> Option<Result<OwnedFd, OpError>> {
+/// 5.12), without leaving the root's mount (`RESOLVE_NO_XDEV`): `None` if any component is not
+/// cached (resolving would have to ask the file system: read a directory from the disk,
+/// revalidate with a server), if the path crosses into another mount (or would leave the root:
+/// the pool refuses that), or if the kernel cannot say.
+pub(crate) fn path_cached(root: &OwnedFd, op: &str, path: &str, follow: bool) -> Option<Result<OwnedFd, OpError>> {
     let flags = OFlags::PATH | OFlags::CLOEXEC | if follow { OFlags::empty() } else { OFlags::NOFOLLOW };
-    let opened = match root {
-        Some(root) => rustix::fs::openat2(root, relative(path), flags, Mode::empty(), RESOLVE | ResolveFlags::CACHED),
-        None => rustix::fs::openat2(rustix::fs::CWD, path, flags, Mode::empty(), ResolveFlags::CACHED),
-    };
-    match opened {
-        // Not all cached; an older kernel refuses the flag (EINVAL) or the call (ENOSYS).
-        Err(Errno::AGAIN | Errno::INVAL | Errno::NOSYS) => None,
+    let how = RESOLVE | ResolveFlags::CACHED | ResolveFlags::NO_XDEV;
+    match rustix::fs::openat2(root, relative(path), flags, Mode::empty(), how) {
+        // Not all cached, another mount or out of the root; an older kernel refuses the flags
+        // (EINVAL) or the call (ENOSYS).
+        Err(Errno::AGAIN | Errno::XDEV | Errno::INVAL | Errno::NOSYS) => None,
         Err(e) => Some(Err(resolve_error(op, path, e))),
         Ok(fd) => Some(Ok(fd)),
     }

@@ -27,11 +27,6 @@ fn refused(op: &str, path: &str) -> OpError {
     OpError::new(errno::EACCES, format!("{op} {path:?}: rooted policies need Linux openat2, which this platform lacks"))
 }
 
-pub(crate) fn path_cached(
-    _root: Option<&OwnedFd>,
-    _op: &str,
-    _path: &str,
-    _follow: bool,
-) -> Option<Result<OwnedFd, OpError>> {
+pub(crate) fn path_cached(_root: &OwnedFd, _op: &str, _path: &str, _follow: bool) -> Option<Result<OwnedFd, OpError>> {
     None
 }

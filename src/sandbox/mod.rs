@@ -467,6 +467,8 @@ impl Policy {
 pub struct Sandbox {
     policy: Policy,
     root: Option<OwnedFd>,
+    /// Whether the root is on a local file system ([`is_local`]).
+    root_local: bool,
 }
 
 impl Sandbox {
@@ -476,7 +478,8 @@ impl Sandbox {
             FileAccess::Beneath(dir) => Some(path::open_root(dir)?),
             _ => None,
         };
-        Ok(Sandbox { policy, root })
+        let root_local = root.as_ref().is_some_and(path::is_local);
+        Ok(Sandbox { policy, root, root_local })
     }
 
     /// The policy.
@@ -523,15 +526,16 @@ impl Sandbox {
     }
 
     /// The file at `path` itself as an `O_PATH` descriptor (following a symbolic link in the
-    /// last component only when `follow`), resolved as [`lookup`](Self::lookup) resolves, from
-    /// the kernel's lookup cache only: `None` when that would have to ask the file system, or the
-    /// kernel cannot say (before Linux 5.12). For what may be answered on the thread that
-    /// submits it.
+    /// last component only when `follow`), resolved beneath the root as [`lookup`](Self::lookup)
+    /// resolves, from the kernel's lookup cache only and on the root's own mount, when that mount
+    /// is a local file system ([`is_local`], learned when the policy was set): then the file's
+    /// metadata is in memory too. `None` otherwise, and for an unrestricted policy (whose paths
+    /// may reach any mount). For what may be answered on the thread that submits it.
     pub(crate) fn lookup_cached(&self, op: &str, path: &str, follow: bool) -> Option<Result<OwnedFd, OpError>> {
         match (&self.policy.files, &self.root) {
-            (FileAccess::Anywhere, _) => path::path_cached(None, op, path, follow),
-            (FileAccess::Beneath(_), Some(root)) => path::path_cached(Some(root), op, path, follow),
-            _ => Some(Err(no_file_access(op, path))),
+            (FileAccess::Beneath(_), Some(root)) if self.root_local => path::path_cached(root, op, path, follow),
+            (FileAccess::Denied, _) => Some(Err(no_file_access(op, path))),
+            _ => None,
         }
     }
 
@@ -574,9 +578,9 @@ impl Sandbox {
     }
 }
 
-pub(crate) use path::At;
 #[cfg(all(target_os = "linux", feature = "uring"))]
 pub(crate) use path::escape_error;
+pub(crate) use path::{At, is_local};
 
 fn too_many_buffers(op: &str, n: usize) -> OpError {
     OpError::new(errno::EINVAL, format!("{op}: {n} buffers, more than {}", crate::op::MAX_IOV))

@@ -82,3 +82,21 @@ impl At {
 fn c_path(op: &str, path: &str) -> Result<CString, OpError> {
     CString::new(path).map_err(|_| OpError::new(crate::op::errno::EINVAL, format!("{op} {path:?}: a NUL byte")))
 }
+
+/// Whether `fd`'s file is on a local file system that answers from memory what it holds there,
+/// and offers `RWF_NOWAIT` reads: ext2/3/4, xfs, btrfs, tmpfs. (A network or FUSE file system
+/// may ask its server even for what it has cached.) One `fstatfs`, which itself asks the file
+/// system: call it where waiting is allowed.
+#[cfg(target_os = "linux")]
+// `f_type`'s width differs between architectures.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn is_local(fd: impl AsFd) -> bool {
+    const LOCAL: [i64; 4] = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994];
+    rustix::fs::fstatfs(fd).is_ok_and(|st| LOCAL.contains(&(st.f_type as i64)))
+}
+
+/// Elsewhere no file system is known to be.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn is_local(_fd: impl AsFd) -> bool {
+    false
+}

@@ -60,12 +60,25 @@ pub(super) fn execute(op: &SyscallOpType, rights: &Sandbox) -> OpOutcome {
             if matches!(at.name().to_bytes(), b"." | b"..") {
                 return Err(OpError::new(errno::EINVAL, format!("readlink {path:?}: not a symbolic link")));
             }
+            // procfs' magic links (`/proc/self/fd/*`, `cwd`, `exe`) name the host's files: a
+            // rooted process whose root holds a procfs never reads them.
+            if rights.policy().root().is_some() && on_procfs(&at) {
+                return Err(OpError::new(errno::EACCES, format!("readlink {path:?}: a procfs link")));
+            }
             let target = call(name, path, || rustix::fs::readlinkat(at.dir(), at.name(), Vec::new()))?;
             Ok(OpResult::Path(OsString::from_vec(target.into_bytes()).into()))
         }
         SyscallOpType::ReadDir { path, cursor, max } => read_dir(rights, path, *cursor, *max),
         other => Err(OpError::new(errno::EINVAL, format!("{} is not a path operation", other.name()))),
     }
+}
+
+/// Whether what `at` names is on a procfs (`PROC_SUPER_MAGIC`). One `fstatfs` of its directory.
+// `f_type`'s width differs between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn on_procfs(at: &At) -> bool {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    rustix::fs::fstatfs(at.dir()).is_ok_and(|st| st.f_type as i64 == PROC_SUPER_MAGIC)
 }
 
 /// One system call of operation `op` on `path`, again while interrupted; its error names both.
@@ -79,10 +92,11 @@ fn call<T>(op: &str, path: &str, mut f: impl FnMut() -> Result<T, Errno>) -> Res
 }
 
 /// A `Stat` answered on the calling thread where nothing can make it wait, as io_uring tries
-/// an open inside its enter: every component of the path is in the kernel's lookup cache
-/// ([`Sandbox::lookup_cached`]), and the file is on a local file system, whose `statx` reads
-/// what it holds in memory. `None` when it must run on a pool thread. Its cost on this thread
-/// (which may be another tenant's) is four system calls: `openat2`, `fstatfs`, `statx`, `close`.
+/// an open inside its enter: a rooted process's path whose every component is in the kernel's
+/// lookup cache, on the root's own mount, a local file system whose `statx` reads what it holds
+/// in memory ([`Sandbox::lookup_cached`]). Nothing here asks the file system anything. `None`
+/// when it must run on a pool thread. Its cost on this thread (which may be another tenant's)
+/// is three system calls: `openat2`, `statx`, `close`.
 #[cfg(target_os = "linux")]
 pub(crate) fn stat_now(op: &SyscallOpType, rights: &Sandbox) -> Option<OpOutcome> {
     let SyscallOpType::Stat { path, follow } = op else { return None };
@@ -91,9 +105,6 @@ pub(crate) fn stat_now(op: &SyscallOpType, rights: &Sandbox) -> Option<OpOutcome
         // Refused or not there, as the cache says: the answer a pool thread would give.
         Err(e) => return Some(Err(e)),
     };
-    if !crate::process::is_local(&file) {
-        return None;
-    }
     let st = call("stat", path, || rustix::fs::statx(&file, c"", AtFlags::EMPTY_PATH, STATX_MASK));
     Some(st.map(|st| OpResult::Stat(file_stat(&st))))
 }
@@ -136,8 +147,9 @@ fn read_dir(rights: &Sandbox, path: &str, cursor: u64, max: u32) -> OpOutcome {
         rustix::fs::seek(&dir, rustix::fs::SeekFrom::Start(cursor)).map_err(failed)?;
     }
     let max = max as usize;
+    // Exactly what the page may hold (and reserved against the buffer budget), never more.
     let mut entries = Vec::new();
-    entries.try_reserve(max.min(256)).map_err(|_| failed(Errno::NOMEM))?;
+    entries.try_reserve_exact(max).map_err(|_| failed(Errno::NOMEM))?;
     let mut chunk = Vec::new();
     chunk.try_reserve_exact(DIR_CHUNK).map_err(|_| failed(Errno::NOMEM))?;
     let mut after_last = cursor;
@@ -157,10 +169,10 @@ fn read_dir(rights: &Sandbox, path: &str, cursor: u64, max: u32) -> OpOutcome {
             FileType::Unknown => crate::op::EntryKind::Unknown,
             known => entry_kind(known),
         };
-        entries.try_reserve(1).map_err(|_| failed(Errno::NOMEM))?;
         entries.push(DirEntry { name: OsString::from_vec(name.to_vec()), kind, ino: entry.ino() });
         after_last = entry.next_entry_cookie();
     }
+    entries.shrink_to_fit();
     Ok(OpResult::Dir(DirPage { entries, next: None }))
 }
 
@@ -168,6 +180,10 @@ fn read_dir(rights: &Sandbox, path: &str, cursor: u64, max: u32) -> OpOutcome {
 mod tests {
     use super::*;
     use crate::sandbox::Policy;
+
+    fn rights_local(rights: &Sandbox) -> bool {
+        rights.lookup_cached("stat", "/", true).is_some()
+    }
 
     fn stat_op(path: &str) -> SyscallOpType {
         SyscallOpType::Stat { path: path.into(), follow: true }
@@ -182,7 +198,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("d")).unwrap();
         std::fs::write(dir.path().join("d/f"), b"12345").unwrap();
         let rights = Sandbox::new(Policy::rooted(dir.path())).unwrap();
-        if !crate::process::is_local(rustix::fs::open(dir.path(), OFlags::RDONLY, Mode::empty()).unwrap()) {
+        if !crate::sandbox::is_local(rustix::fs::open(dir.path(), OFlags::RDONLY, Mode::empty()).unwrap()) {
             eprintln!("the temp dir is not on a listed local file system: nothing to check");
             return;
         }
@@ -206,5 +222,13 @@ mod tests {
         assert!(stat_now(&SyscallOpType::Nop, &rights).is_none());
         let proc_rights = Sandbox::new(Policy::rooted("/proc")).unwrap();
         assert!(stat_now(&stat_op("self"), &proc_rights).is_none(), "procfs: the pool's");
+        let anywhere = Sandbox::new(Policy::unrestricted()).unwrap();
+        let whole = dir.path().join("d/f");
+        assert!(stat_now(&stat_op(whole.to_str().unwrap()), &anywhere).is_none(), "unrestricted: the pool's");
+        // Another mount beneath the root: the pool's.
+        let root_rights = Sandbox::new(Policy::rooted("/")).unwrap();
+        if rights_local(&root_rights) {
+            assert!(stat_now(&stat_op("proc/self"), &root_rights).is_none(), "procfs beneath /: the pool's");
+        }
     }
 }

@@ -107,14 +107,16 @@ pub(crate) struct Vectored {
 unsafe impl Send for Vectored {}
 
 impl Vectored {
-    fn new(bufs: Vec<Vec<u8>>, offset: u64, write: bool, worker: bool) -> Result<Box<Vectored>, OpError> {
+    /// `bufs` to write, each whole (`read` is `None`), or empty buffers to read into, each up
+    /// to its length in `read` (at most its capacity).
+    fn new(bufs: Vec<Vec<u8>>, read: Option<&[usize]>, offset: u64, worker: bool) -> Result<Box<Vectored>, OpError> {
         let mut iovecs = Vec::new();
         iovecs.try_reserve_exact(bufs.len()).map_err(|_| OpError::from(Errno::NOMEM))?;
-        let mut v = Box::new(Vectored { bufs, iovecs, offset, write, worker });
+        let mut v = Box::new(Vectored { bufs, iovecs, offset, write: read.is_none(), worker });
         let Vectored { bufs, iovecs, .. } = &mut *v;
-        iovecs.extend(bufs.iter_mut().map(|b| libc::iovec {
+        iovecs.extend(bufs.iter_mut().enumerate().map(|(i, b)| libc::iovec {
             iov_base: b.as_mut_ptr().cast(),
-            iov_len: if write { b.len() } else { b.capacity() },
+            iov_len: read.map_or(b.len(), |lens| lens[i].min(b.capacity())),
         }));
         Ok(v)
     }
@@ -213,14 +215,16 @@ fn readv(d: Arc<Descriptor>, sizes: &[usize], offset: u64) -> Result<(FileKind, 
     super::vectored::refuse_peer(&d, "readv")?;
     let total = sizes.iter().fold(0usize, |sum, size| sum.saturating_add(*size));
     let mut left = read_capacity(&d, total, (offset != CURRENT).then_some(offset));
-    let mut bufs = Vec::new();
+    let (mut bufs, mut lens) = (Vec::new(), Vec::new());
     bufs.try_reserve_exact(sizes.len()).map_err(|_| OpError::from(Errno::NOMEM))?;
+    lens.try_reserve_exact(sizes.len()).map_err(|_| OpError::from(Errno::NOMEM))?;
     for size in sizes {
         let n = (*size).min(left);
         left -= n;
         bufs.push(read_buffer(n)?);
+        lens.push(n);
     }
-    Ok((FileKind::Vectored(Vectored::new(bufs, offset, false, false)?), Names::File(d)))
+    Ok((FileKind::Vectored(Vectored::new(bufs, Some(&lens), offset, false)?), Names::File(d)))
 }
 
 /// A `WRITEV` of `bufs` to `d` at `offset` ([`CURRENT`]: at its position); by an io-wq worker
@@ -228,7 +232,7 @@ fn readv(d: Arc<Descriptor>, sizes: &[usize], offset: u64) -> Result<(FileKind, 
 fn writev(d: Arc<Descriptor>, bufs: Vec<Vec<u8>>, offset: u64) -> Result<(FileKind, Names), OpError> {
     super::vectored::refuse_peer(&d, "writev")?;
     let worker = d.file_type() == FileType::RegularFile && file_size_limited();
-    Ok((FileKind::Vectored(Vectored::new(bufs, offset, true, worker)?), Names::File(d)))
+    Ok((FileKind::Vectored(Vectored::new(bufs, None, offset, worker)?), Names::File(d)))
 }
 
 /// A `Read` of `d` (not a socket) at its position.
@@ -337,13 +341,13 @@ pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
         }
         FileKind::Vectored(v) if v.write => OpResult::Count(n),
         FileKind::Vectored(v) => {
-            let Vectored { mut bufs, .. } = *v;
+            let Vectored { mut bufs, iovecs, .. } = *v;
             let mut left = n;
-            for buf in &mut bufs {
-                let len = left.min(buf.capacity());
-                // SAFETY: the kernel wrote `n` bytes into the iovecs in order, each iovec the
-                // whole capacity of its buffer, which the in-flight table kept until now: the
-                // first `len` bytes of this one are written.
+            for (buf, iovec) in bufs.iter_mut().zip(&iovecs) {
+                let len = left.min(iovec.iov_len);
+                // SAFETY: the kernel wrote `n` bytes into the iovecs in order, each iovec at
+                // most the capacity of its buffer, which the in-flight table kept until now:
+                // the first `len` bytes of this one are written.
                 unsafe { buf.set_len(len) };
                 fit(buf);
                 left -= len;

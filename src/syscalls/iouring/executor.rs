@@ -305,6 +305,14 @@ impl Shared {
         if batch.is_empty() {
             return;
         }
+        if crate::timer::on_timer_thread() {
+            // Let in by a timer task (a rate limit's wait ended, a chain's timeout fired): the
+            // host's one timer thread, which every deadline waits on, starts nothing itself.
+            if let Some(me) = self.me.upgrade() {
+                self.backend.spawn(Box::pin(async move { me.start(batch) }));
+            }
+            return;
+        }
         let outermost = STARTING.with(|queue| {
             let mut queue = queue.borrow_mut();
             match queue.as_mut() {

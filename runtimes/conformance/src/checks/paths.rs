@@ -137,6 +137,13 @@ pub fn path_ops_roundtrip(make: MakeBackend) {
     ok(run_op(&m, 1, Op::Rmdir { path: "made//".into() }), "rmdir with trailing slashes");
     ok(run_op(&m, 1, Op::Rmdir { path: "d/".into() }), "rmdir");
     assert!(!root.join("d").exists());
+    // What a link's target or a directory's page holds is no transfer: a small byte limit
+    // leaves both alone.
+    m.set_policy(1, Policy::rooted(root).read_write().max_io_bytes(16)).unwrap();
+    ok(run_op(&m, 1, Op::Symlink { target: "a-target-longer-than-16".into(), link: "long".into() }), "symlink");
+    let target = ok(run_op(&m, 1, Op::ReadLink { path: "long".into() }), "readlink");
+    assert_eq!(target, OpResult::Path("a-target-longer-than-16".into()));
+    assert!(list(&m, 1, "/", MAX_DIR_PAGE).len() >= 2);
     // Empty paths are ENOENT before the kernel; a NUL byte is EINVAL.
     assert_eq!(errno_of(&m, 1, mkdir("")), Some(libc::ENOENT));
     assert_eq!(errno_of(&m, 1, rename("full", "", 0)), Some(libc::ENOENT));
@@ -337,6 +344,12 @@ pub fn hostile_path_ops_table(make: MakeBackend) {
     refused(mkdir("swap/a"), &[]);
     refused(Op::Unlink { path: "swap/secret".into() }, &[]);
     assert!(tried >= 150, "{tried} hostile path operations");
+    // A root holding a procfs: its magic links name the host's files, and are never read.
+    m.set_policy(3, Policy::rooted("/proc")).unwrap();
+    for path in ["self/fd/0", "self/cwd", "self/exe", "self/root", "self"] {
+        let done = run_op(&m, 3, Op::ReadLink { path: path.into() });
+        assert_eq!(done.errno(), Some(A), "readlink /proc/{path}: {:?}", done.status);
+    }
     // Nothing outside changed.
     assert_eq!(std::fs::read(&secret).unwrap(), b"S");
     let mut outside_now: Vec<_> = std::fs::read_dir(outside.path()).unwrap().map(|e| e.unwrap().file_name()).collect();

@@ -45,10 +45,7 @@ impl SyscallCompletionRing {
         let Some(slot) = slots.get_mut(&seq) else { return };
         match &mut slot.phase {
             Phase::Done => return,
-            Phase::Running(cancel) => {
-                cancel.time_out();
-                cancel.request(&mut after);
-            }
+            Phase::Running(cancel) => cancel.time_out(&mut after),
             Phase::Queued | Phase::Linked => {
                 sq.retain(|&(q, _)| q != seq);
                 held.remove(&seq);

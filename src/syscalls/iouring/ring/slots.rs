@@ -90,6 +90,10 @@ impl SyscallCompletionRing {
                 s.held.remove(&seq);
                 s.remove(seq);
                 self.counters.retired(1, true);
+                // What follows it in a chain never runs.
+                if let Some(link) = s.links.remove(&seq) {
+                    s.follow(link, false, &mut self.clock(), &self.counters, &mut after);
+                }
             }
             Phase::Done => {
                 s.remove(seq);

@@ -23,9 +23,12 @@ pub(super) struct Cancel {
 }
 
 impl Cancel {
-    /// Marks the request as its deadline's.
-    pub(super) fn time_out(&mut self) {
-        self.timed_out = true;
+    /// Records its deadline's request: one cancelled before stays cancelled.
+    pub(super) fn time_out(&mut self, after: &mut AfterUnlock) {
+        if !self.requested {
+            self.timed_out = true;
+            self.request(after);
+        }
     }
 
     /// Whether its deadline asked it to stop.

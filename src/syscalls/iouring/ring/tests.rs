@@ -377,3 +377,20 @@ fn a_deadline_turns_a_cancellation_into_a_time_out() {
     assert!(done[1].status.is_success());
     assert!(r.lock().deadlines.is_empty(), "the timer's task was taken back");
 }
+
+/// A cancelled operation whose deadline passes before it stops stays `Cancelled`.
+#[test]
+fn a_cancellation_before_the_deadline_stays_a_cancellation() {
+    let (r, _) = ring(8, 8);
+    let (first, _) = r.enqueue(nops(1), false).unwrap();
+    assert_eq!(start_all(&r), vec![first]);
+    r.set_deadline(first, Instant::now() + std::time::Duration::from_millis(20));
+    r.cancel(first).unwrap();
+    let end = Instant::now() + std::time::Duration::from_secs(10);
+    while !r.lock().deadlines.is_empty() {
+        assert!(Instant::now() < end, "the deadline never passed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    r.complete(first, Err(OpError::cancelled()));
+    assert!(r.reap(usize::MAX)[0].status.is_cancelled());
+}
