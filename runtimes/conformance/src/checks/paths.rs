@@ -12,6 +12,7 @@ use ai_os_kernel::syscalls::{
     EntryKind, FileStat, IoUringManager, MAX_DIR_PAGE, OpResult, SyscallCompletionEntry, SyscallOpType as Op, errno,
 };
 
+use super::sandbox::HostileWorld;
 use super::{manager, rooted};
 use crate::support::{MakeBackend, run_op};
 
@@ -256,24 +257,9 @@ pub fn read_only_refuses_path_changes(make: MakeBackend) {
 /// link a tenant makes to anywhere is stored but never followed out; nothing outside changes.
 pub fn hostile_path_ops_table(make: MakeBackend) {
     let m = manager(make);
-    let outside = tempfile::tempdir().unwrap();
-    let secret = outside.path().join("secret");
-    std::fs::write(&secret, b"S").unwrap();
-    std::fs::create_dir(outside.path().join("sub")).unwrap();
-    let dir = rooted(&m, 1);
+    let HostileWorld { outside, secret, dir, up } = HostileWorld::new(&m, 1);
     let root = dir.path();
-    std::fs::create_dir_all(root.join("d/e")).unwrap();
-    std::fs::write(root.join("f"), b"F").unwrap();
-    symlink(&secret, root.join("abs")).unwrap();
-    symlink(outside.path(), root.join("absdir")).unwrap();
-    symlink("/", root.join("slash")).unwrap();
-    symlink("/proc/self/root", root.join("procroot")).unwrap();
-    let up = "../".repeat(root.components().count() + 2);
     let outside_rel = outside.path().to_str().unwrap().trim_start_matches('/');
-    symlink(format!("{up}{outside_rel}"), root.join("reldir")).unwrap();
-    symlink("../..", root.join("d/up2")).unwrap();
-    symlink("loop2", root.join("loop1")).unwrap();
-    symlink("loop1", root.join("loop2")).unwrap();
 
     const A: i32 = errno::EACCES;
     const L: i32 = libc::ELOOP;
@@ -351,11 +337,7 @@ pub fn hostile_path_ops_table(make: MakeBackend) {
         assert_eq!(done.errno(), Some(A), "readlink /proc/{path}: {:?}", done.status);
     }
     // Nothing outside changed.
-    assert_eq!(std::fs::read(&secret).unwrap(), b"S");
-    let mut outside_now: Vec<_> = std::fs::read_dir(outside.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    outside_now.sort();
-    assert_eq!(outside_now, ["secret", "sub"]);
-    assert!(std::fs::read_dir(outside.path().join("sub")).unwrap().next().is_none());
+    HostileWorld::outside_unchanged(outside.path());
     assert!(!root.join("stolen").exists() && !root.join("dotlink").exists() && !root.join("moved").exists());
     assert_eq!(std::fs::read(root.join("f")).unwrap(), b"F");
 }

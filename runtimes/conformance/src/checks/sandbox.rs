@@ -263,31 +263,69 @@ pub fn bad_policy_root_refused(make: MakeBackend) {
     assert!(matches!(&err, IoUringError::InvalidConfig(msg) if msg.contains(name)), "a file is no root: {err}");
 }
 
+/// A rooted process's world of hostile links, shared by the hostile tables: a directory
+/// outside (`secret`, an empty `sub`) and, in the root, a file `f`, a read-only test file `ro`,
+/// `d/e`, and links out of it by every route (absolute, relative, through `/`, `/proc`, `..`),
+/// loops and chains.
+pub(super) struct HostileWorld {
+    pub(super) outside: tempfile::TempDir,
+    pub(super) secret: std::path::PathBuf,
+    pub(super) dir: tempfile::TempDir,
+    /// Enough `../` to climb from the root to `/`.
+    pub(super) up: String,
+}
+
+impl HostileWorld {
+    pub(super) fn new(m: &ai_os_kernel::syscalls::IoUringManager, pid: u32) -> Self {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        std::fs::write(&secret, b"S").unwrap();
+        std::fs::create_dir(outside.path().join("sub")).unwrap();
+        let dir = rooted(m, pid);
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("d/e")).unwrap();
+        std::fs::write(root.join("f"), b"F").unwrap();
+        std::fs::write(root.join("ro"), b"R").unwrap();
+        let up = "../".repeat(root.components().count() + 2);
+        let outside_rel = outside.path().to_str().unwrap().trim_start_matches('/');
+        let links: [(String, &str); 14] = [
+            (secret.to_str().unwrap().into(), "abs"),
+            (outside.path().to_str().unwrap().into(), "absdir"),
+            ("/".into(), "slash"),
+            ("/proc/self/root".into(), "procroot"),
+            ("/proc/self/cwd".into(), "proccwd"),
+            (format!("{up}{outside_rel}/secret"), "rel"),
+            (format!("{up}{outside_rel}"), "reldir"),
+            ("../..".into(), "d/up2"),
+            ("loop2".into(), "loop1"),
+            ("loop1".into(), "loop2"),
+            ("self".into(), "self"),
+            ("abs".into(), "chain"),
+            ("d/e/../../abs".into(), "chain2"),
+            ("nowhere".into(), "dangling"),
+        ];
+        for (target, name) in links {
+            symlink(target, root.join(name)).unwrap();
+        }
+        HostileWorld { outside, secret, dir, up }
+    }
+
+    /// Asserts that nothing outside changed: `secret` as it was, `sub` empty, nothing else.
+    pub(super) fn outside_unchanged(outside: &std::path::Path) {
+        assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"S");
+        let mut now: Vec<_> = std::fs::read_dir(outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+        now.sort();
+        assert_eq!(now, ["secret", "sub"]);
+        assert!(std::fs::read_dir(outside.join("sub")).unwrap().next().is_none());
+    }
+}
+
 /// At least 50 hostile paths and tricks against a rooted policy, each ending in a clear errno,
 /// with nothing outside the root read, created or changed (checked on disk).
 pub fn hostile_paths_table(make: MakeBackend) {
     let m = manager(make);
-    let outside = tempfile::tempdir().unwrap();
-    let secret = outside.path().join("secret");
-    std::fs::write(&secret, b"S").unwrap();
-    let dir = rooted(&m, 1);
+    let HostileWorld { outside, secret, dir, up } = HostileWorld::new(&m, 1);
     let root = dir.path();
-    std::fs::create_dir_all(root.join("d/e")).unwrap();
-    std::fs::write(root.join("f"), b"F").unwrap();
-    symlink(&secret, root.join("abs")).unwrap();
-    symlink(outside.path(), root.join("absdir")).unwrap();
-    symlink("/", root.join("slash")).unwrap();
-    symlink("/proc/self/root", root.join("procroot")).unwrap();
-    symlink("/proc/self/cwd", root.join("proccwd")).unwrap();
-    let up = "../".repeat(root.components().count() + 2);
-    symlink(format!("{up}{}", secret.to_str().unwrap().trim_start_matches('/')), root.join("rel")).unwrap();
-    symlink("../..", root.join("d/up2")).unwrap();
-    symlink("loop2", root.join("loop1")).unwrap();
-    symlink("loop1", root.join("loop2")).unwrap();
-    symlink("self", root.join("self")).unwrap();
-    symlink("abs", root.join("chain")).unwrap();
-    symlink("d/e/../../abs", root.join("chain2")).unwrap();
-    std::fs::write(root.join("ro"), b"R").unwrap();
 
     const A: i32 = errno::EACCES;
     const L: i32 = libc::ELOOP;
@@ -386,8 +424,7 @@ pub fn hostile_paths_table(make: MakeBackend) {
     assert!(tried >= 50, "{tried} hostile paths");
     // Nothing outside changed; nothing was made where it should not be.
     assert_eq!(std::fs::read(&secret).unwrap(), b"S");
-    let outside_now: Vec<_> = std::fs::read_dir(outside.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(outside_now, vec![std::ffi::OsString::from("secret")]);
+    HostileWorld::outside_unchanged(outside.path());
     assert_eq!(std::fs::read(root.join("ro")).unwrap(), b"R");
     assert!(!root.join("ro-new").exists() && !root.join("d/ro-new").exists());
 }
