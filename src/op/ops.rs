@@ -232,19 +232,8 @@ impl SyscallOpType {
             | SyscallOpType::LocalAddr { sockfd }
             | SyscallOpType::PeerAddr { sockfd }
             | SyscallOpType::Shutdown { sockfd, .. } => Some(sockfd),
-            SyscallOpType::Open { .. }
-            | SyscallOpType::Stat { .. }
-            | SyscallOpType::Mkdir { .. }
-            | SyscallOpType::Rmdir { .. }
-            | SyscallOpType::Unlink { .. }
-            | SyscallOpType::Rename { .. }
-            | SyscallOpType::Symlink { .. }
-            | SyscallOpType::Link { .. }
-            | SyscallOpType::ReadLink { .. }
-            | SyscallOpType::ReadDir { .. }
-            | SyscallOpType::Socket { .. }
-            | SyscallOpType::Timeout { .. }
-            | SyscallOpType::Nop => None,
+            // Paths, `Socket`, `Timeout`, `Nop`.
+            _ => None,
         }
     }
 
@@ -378,16 +367,27 @@ impl SyscallOpType {
         }
     }
 
-    /// The number of bytes the operation asks to move, for the size limits.
-    pub(crate) fn io_len(&self) -> usize {
+    /// For a write (`Write`, `WriteAt`, `Writev`, `WritevAt`, `Send`, `SendTo`), the bytes it
+    /// asks to write; `None` for any other operation.
+    pub(crate) fn write_len(&self) -> Option<usize> {
         match self {
             SyscallOpType::Write { data, .. }
             | SyscallOpType::WriteAt { data, .. }
             | SyscallOpType::Send { data, .. }
-            | SyscallOpType::SendTo { data, .. } => data.len(),
+            | SyscallOpType::SendTo { data, .. } => Some(data.len()),
             SyscallOpType::Writev { bufs, .. } | SyscallOpType::WritevAt { bufs, .. } => {
-                bufs.iter().fold(0, |sum: usize, buf| sum.saturating_add(buf.len()))
+                Some(bufs.iter().fold(0, |sum: usize, buf| sum.saturating_add(buf.len())))
             }
+            _ => None,
+        }
+    }
+
+    /// The number of bytes the operation asks to move, for the size limits.
+    pub(crate) fn io_len(&self) -> usize {
+        if let Some(len) = self.write_len() {
+            return len;
+        }
+        match self {
             SyscallOpType::CopyRange { len, .. } => *len,
             // An allocation takes space as a write of as many zeros would; freeing some
             // (`PUNCH_HOLE`, `COLLAPSE_RANGE`) does not count.

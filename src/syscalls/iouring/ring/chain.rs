@@ -27,16 +27,7 @@ pub(super) struct Link {
 impl Link {
     /// For a write, what [`whole`](Self::whole) is of a link from it.
     pub(super) fn whole_of(op: &SyscallOpType) -> Option<usize> {
-        matches!(
-            op,
-            SyscallOpType::Write { .. }
-                | SyscallOpType::WriteAt { .. }
-                | SyscallOpType::Writev { .. }
-                | SyscallOpType::WritevAt { .. }
-                | SyscallOpType::Send { .. }
-                | SyscallOpType::SendTo { .. }
-        )
-        .then(|| op.io_len())
+        op.write_len()
     }
 
     /// Whether `outcome` of the operation this link follows lets the chain go on.
