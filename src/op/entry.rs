@@ -40,6 +40,26 @@ impl SyscallSubmissionEntry {
     }
 }
 
+/// What the manager's submit calls take for a pid: a whole [`SyscallSubmissionEntry`], or an
+/// operation alone, submitted for that pid with `user_data` 0 and no deadline.
+pub trait IntoSubmission {
+    /// The entry, for `pid`.
+    fn into_submission(self, pid: Pid) -> SyscallSubmissionEntry;
+}
+
+impl IntoSubmission for SyscallSubmissionEntry {
+    /// The entry as it is (its pid must be `pid`, as the manager checks).
+    fn into_submission(self, _pid: Pid) -> SyscallSubmissionEntry {
+        self
+    }
+}
+
+impl IntoSubmission for SyscallOpType {
+    fn into_submission(self, pid: Pid) -> SyscallSubmissionEntry {
+        SyscallSubmissionEntry::new(pid, self, 0)
+    }
+}
+
 /// How an operation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyscallCompletionStatus {

@@ -7,13 +7,16 @@
 //! the process table can speak of operations without depending on the rings or the backends. Its
 //! public names are re-exported by [`syscalls`](crate::syscalls), where users find them.
 
+mod convert;
 mod entry;
 mod error;
+pub mod net_flags;
 pub mod open_flags;
 mod ops;
 mod result;
 
-pub use entry::{SyscallCompletionEntry, SyscallCompletionStatus, SyscallSubmissionEntry};
+pub use convert::UnexpectedResult;
+pub use entry::{IntoSubmission, SyscallCompletionEntry, SyscallCompletionStatus, SyscallSubmissionEntry};
 pub use error::{IoUringError, OpError, Result, errno};
 #[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) use ops::Class;

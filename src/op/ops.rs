@@ -150,9 +150,11 @@ pub enum SyscallOpType {
 }
 
 impl SyscallOpType {
-    /// `Open` with the default creation mode `0o644`.
-    pub fn open(path: impl Into<String>, flags: u32) -> Self {
-        SyscallOpType::Open { path: path.into(), flags, mode: 0o644 }
+    /// `Open` with the default creation mode `0o644`. A path that is not UTF-8 (the operations
+    /// hold `String`s) has its invalid bytes replaced by U+FFFD, as
+    /// [`Path::to_string_lossy`](std::path::Path::to_string_lossy) does.
+    pub fn open(path: impl AsRef<std::path::Path>, flags: u32) -> Self {
+        SyscallOpType::Open { path: path.as_ref().to_string_lossy().into_owned(), flags, mode: 0o644 }
     }
 
     /// The operation's name, as used in error messages (`"read"`, `"open"`, ...).

@@ -15,7 +15,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 pub use ipnet::IpNet;
-pub use net::PortRange;
+pub use net::{Network, PortRange};
 pub use rate::RateLimit;
 
 use crate::op::{Family, SyscallOpType};
@@ -33,11 +33,11 @@ pub const MAX_IO_SIZE: usize = 0x7fff_f000;
 ///
 /// ```
 /// use ai_os_kernel::sandbox::Policy;
-/// use std::net::{IpAddr, Ipv4Addr};
+/// use std::net::Ipv4Addr;
 ///
 /// let p = Policy::rooted("/tmp")            // files beneath /tmp, read-only
 ///     .read_write()                         // ... and writable
-///     .allow_connect(IpAddr::V4(Ipv4Addr::LOCALHOST), 8000..=8999)
+///     .allow_connect(Ipv4Addr::LOCALHOST, 8000..9000)
 ///     .max_open_fds(64)
 ///     .max_io_bytes(1 << 20);
 /// assert!(p.is_writable());
@@ -154,16 +154,16 @@ impl Policy {
     /// Allows connecting (and sending datagrams) to addresses in `net` on `ports`. The
     /// unspecified addresses `0.0.0.0` and `::`, which the kernel sends to the host itself, are
     /// checked as the loopback address they reach.
-    pub fn allow_connect(mut self, net: impl Into<IpNet>, ports: impl Into<PortRange>) -> Self {
-        self.connect.push(NetRule { net: net.into(), ports: ports.into() });
+    pub fn allow_connect(mut self, net: impl Network, ports: impl Into<PortRange>) -> Self {
+        self.connect.push(NetRule { net: net.into_net(), ports: ports.into() });
         self
     }
 
     /// Allows binding to addresses in `net` on `ports` (include port 0 for an ephemeral port).
     /// IPv6 sockets are dual-stack: binding the IPv6 wildcard `[::]` also takes the port on
     /// every IPv4 address, so it is allowed only where the IPv4 wildcard `0.0.0.0` is too.
-    pub fn allow_bind(mut self, net: impl Into<IpNet>, ports: impl Into<PortRange>) -> Self {
-        self.bind.push(NetRule { net: net.into(), ports: ports.into() });
+    pub fn allow_bind(mut self, net: impl Network, ports: impl Into<PortRange>) -> Self {
+        self.bind.push(NetRule { net: net.into_net(), ports: ports.into() });
         self
     }
 

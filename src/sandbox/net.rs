@@ -1,9 +1,9 @@
 //! Network rules: which addresses and ports a process may connect to or bind.
 
-use std::net::{IpAddr, SocketAddr};
-use std::ops::{RangeFull, RangeInclusive};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::{Range, RangeFrom, RangeFull, RangeInclusive};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::Policy;
 use crate::op::{OpError, SyscallOpType, errno};
@@ -88,6 +88,67 @@ impl From<RangeInclusive<u16>> for PortRange {
 impl From<RangeFull> for PortRange {
     fn from(_: RangeFull) -> Self {
         PortRange::ALL
+    }
+}
+
+impl From<Range<u16>> for PortRange {
+    /// `8000..9000`: 8000 to 8999 (an empty range allows no port).
+    fn from(r: Range<u16>) -> Self {
+        match r.end.checked_sub(1) {
+            Some(last) if r.start <= last => PortRange { first: r.start, last },
+            _ => PortRange { first: 1, last: 0 },
+        }
+    }
+}
+
+impl From<RangeFrom<u16>> for PortRange {
+    /// `1024..`: 1024 to 65535.
+    fn from(r: RangeFrom<u16>) -> Self {
+        PortRange { first: r.start, last: u16::MAX }
+    }
+}
+
+/// What the network rules take as a network: an [`IpNet`] (`"10.0.0.0/8".parse()?`), or one
+/// address (`IpAddr`, `Ipv4Addr`, `Ipv6Addr`, such as `Ipv4Addr::LOCALHOST`), which is a
+/// network of that address alone.
+pub trait Network {
+    /// The network.
+    fn into_net(self) -> IpNet;
+}
+
+impl Network for IpNet {
+    fn into_net(self) -> IpNet {
+        self
+    }
+}
+
+impl Network for Ipv4Net {
+    fn into_net(self) -> IpNet {
+        self.into()
+    }
+}
+
+impl Network for Ipv6Net {
+    fn into_net(self) -> IpNet {
+        self.into()
+    }
+}
+
+impl Network for IpAddr {
+    fn into_net(self) -> IpNet {
+        self.into()
+    }
+}
+
+impl Network for Ipv4Addr {
+    fn into_net(self) -> IpNet {
+        IpAddr::V4(self).into()
+    }
+}
+
+impl Network for Ipv6Addr {
+    fn into_net(self) -> IpNet {
+        IpAddr::V6(self).into()
     }
 }
 

@@ -233,3 +233,19 @@ fn root_fd_is_the_opened_root_directory() {
     assert!(super::Sandbox::new(Policy::unrestricted()).unwrap().root_fd().is_none());
     assert!(super::Sandbox::new(Policy::default()).unwrap().root_fd().is_none());
 }
+
+/// A policy takes one address as a network of it alone, and a half-open port range as it says.
+#[test]
+fn addresses_and_half_open_port_ranges_make_rules() {
+    let p = Policy::default().allow_connect(Ipv4Addr::LOCALHOST, 8000..9000).allow_connect(Ipv6Addr::LOCALHOST, 1024..);
+    let at = |ip: IpAddr, port| Op::Connect { sockfd: 3, addr: SocketAddr::new(ip, port) };
+    let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    assert_eq!(refused(&p, &at(v4, 8000)), None);
+    assert_eq!(refused(&p, &at(v4, 8999)), None);
+    assert_eq!(refused(&p, &at(v4, 9000)), Some(errno::EACCES), "the end is not in the range");
+    assert_eq!(refused(&p, &at(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), 8000)), Some(errno::EACCES));
+    assert_eq!(refused(&p, &at(IpAddr::V6(Ipv6Addr::LOCALHOST), 65535)), None);
+    assert_eq!(refused(&p, &at(IpAddr::V6(Ipv6Addr::LOCALHOST), 1023)), Some(errno::EACCES));
+    let none = Policy::default().allow_connect(Ipv4Addr::LOCALHOST, 5..5);
+    assert_eq!(refused(&none, &at(v4, 5)), Some(errno::EACCES), "an empty range allows nothing");
+}

@@ -14,7 +14,7 @@ use super::stream::CompletionStream;
 use crate::backend::{self, Backend};
 use crate::op::Pid;
 use crate::op::SyscallCompletionEntry;
-use crate::op::SyscallSubmissionEntry;
+use crate::op::{IntoSubmission, SyscallSubmissionEntry};
 use crate::op::{IoUringError, Result};
 use crate::process::ProcessTable;
 use crate::sandbox::Policy;
@@ -162,8 +162,8 @@ impl IoUringManager {
 
     /// Submits one operation; its completion goes to the ring's CQ. Returns its sequence number.
     /// A pid without a ring gets one with default sizes.
-    pub fn submit(&self, pid: Pid, entry: SyscallSubmissionEntry) -> Result<u64> {
-        self.submit_one(pid, entry, false).map(|(_, seq)| seq)
+    pub fn submit(&self, pid: Pid, entry: impl IntoSubmission) -> Result<u64> {
+        self.submit_one(pid, entry.into_submission(pid), false).map(|(_, seq)| seq)
     }
 
     fn submit_one(
@@ -205,13 +205,39 @@ impl IoUringManager {
     /// Submits a batch, all or nothing: if it does not fit, nothing is enqueued. Completions go
     /// to the CQ. Returns the sequence numbers, in order.
     pub fn submit_batch(&self, pid: Pid, entries: Vec<SyscallSubmissionEntry>) -> Result<Vec<u64>> {
-        entries.iter().try_for_each(|e| check_pid(pid, e))?;
+        let entries = entries_for(pid, entries)?;
         let n = entries.len() as u64;
         if n == 0 {
             return Ok(Vec::new());
         }
         let (_, first) = self.enqueue(pid, entries.into_iter(), false)?;
         Ok((first..first + n).collect())
+    }
+
+    /// Submits a batch, all or nothing as [`submit_batch`](Self::submit_batch), and returns
+    /// one future per operation, in order, each owning its completion: nothing to match by
+    /// `user_data`.
+    ///
+    /// ```
+    /// use ai_os_kernel::syscalls::{IoUringManager, SyscallOpType};
+    ///
+    /// let m = IoUringManager::new();
+    /// let futures = m.submit_batch_async(1, [SyscallOpType::Nop, SyscallOpType::Nop]).unwrap();
+    /// let done = futures::executor::block_on(futures::future::join_all(futures));
+    /// assert!(done.iter().all(|d| d.status.is_success()));
+    /// ```
+    pub fn submit_batch_async<E: IntoSubmission>(
+        &self,
+        pid: Pid,
+        entries: impl IntoIterator<Item = E>,
+    ) -> Result<Vec<CompletionFuture>> {
+        let entries = entries_for(pid, entries)?;
+        let n = entries.len() as u64;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let (ring, first) = self.enqueue(pid, entries.into_iter(), true)?;
+        Ok((first..first + n).map(|seq| CompletionFuture::new(ring.clone(), seq)).collect())
     }
 
     /// Submits a linked chain, all or nothing as [`submit_batch`](Self::submit_batch): each
@@ -249,7 +275,7 @@ impl IoUringManager {
     /// assert_eq!(std::fs::read(dir.path().join("config")).unwrap(), b"new");
     /// ```
     pub fn submit_linked(&self, pid: Pid, entries: Vec<SyscallSubmissionEntry>) -> Result<Vec<u64>> {
-        entries.iter().try_for_each(|e| check_pid(pid, e))?;
+        let entries = entries_for(pid, entries)?;
         let n = entries.len() as u64;
         if n == 0 {
             return Ok(Vec::new());
@@ -259,8 +285,8 @@ impl IoUringManager {
     }
 
     /// Submits one operation and returns a future that owns its completion.
-    pub fn submit_async(&self, pid: Pid, entry: SyscallSubmissionEntry) -> Result<CompletionFuture> {
-        let (ring, seq) = self.submit_one(pid, entry, true)?;
+    pub fn submit_async(&self, pid: Pid, entry: impl IntoSubmission) -> Result<CompletionFuture> {
+        let (ring, seq) = self.submit_one(pid, entry.into_submission(pid), true)?;
         Ok(CompletionFuture::new(ring, seq))
     }
 
@@ -357,6 +383,16 @@ impl IoUringManager {
     pub fn executor(&self) -> &IoUringExecutor {
         &self.inner.executor
     }
+}
+
+/// `entries` for `pid`, each checked to be its.
+fn entries_for<E: IntoSubmission>(
+    pid: Pid,
+    entries: impl IntoIterator<Item = E>,
+) -> Result<Vec<SyscallSubmissionEntry>> {
+    let entries: Vec<_> = entries.into_iter().map(|e| e.into_submission(pid)).collect();
+    entries.iter().try_for_each(|e| check_pid(pid, e))?;
+    Ok(entries)
 }
 
 fn check_pid(pid: Pid, entry: &SyscallSubmissionEntry) -> Result<()> {

@@ -15,8 +15,9 @@ mod stream;
 mod throttle;
 
 pub use crate::op::{
-    DirEntry, DirPage, EntryKind, FileStat, IoUringError, MAX_DIR_PAGE, MAX_IOV, OpError, OpResult, Result,
-    SyscallCompletionEntry, SyscallCompletionStatus, SyscallOpType, SyscallSubmissionEntry, errno, open_flags,
+    DirEntry, DirPage, EntryKind, FileStat, IntoSubmission, IoUringError, MAX_DIR_PAGE, MAX_IOV, OpError, OpResult,
+    Result, SyscallCompletionEntry, SyscallCompletionStatus, SyscallOpType, SyscallSubmissionEntry, UnexpectedResult,
+    errno, net_flags, open_flags,
 };
 pub use executor::IoUringExecutor;
 pub use future::CompletionFuture;
