@@ -18,6 +18,7 @@ function layer(m) {
     if (m ~ /^crate::process(::|$)/) return "process"
     if (m ~ /^crate::syscalls::iouring::(ring|cancel|metrics|stats|stream|future|throttle)(::|$)/) return "ring"
     if (m ~ /^crate::syscalls(::|$)/) return "core"
+    if (m ~ /^crate::tenant(::|$)/) return "handles"
     if (m ~ /^crate::backend::(file_ops|net_ops|time_ops|reactor)(::|$)/) return "family"
     if (m ~ /^crate::backend::(uring|blocking|tokio|smol)(::|$)/) return "runtime"
     if (m ~ /^crate::backend::select(::|$)/) return "select"
@@ -39,7 +40,8 @@ BEGIN {
     allowed["runtime"] = " op sync timer sandbox process door family "
     allowed["select"] = " op door runtime "
     allowed["core"] = " op sync timer sandbox process ring door select "
-    allowed["root"] = " op sync timer sandbox process ring door family runtime select core "
+    allowed["handles"] = " op core "
+    allowed["root"] = " op sync timer sandbox process ring door family runtime select core handles "
     bad = 0
 }
 # The module a file is: src/a/b.rs is crate::a::b, src/a/mod.rs is crate::a, src/lib.rs crate.

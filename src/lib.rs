@@ -136,6 +136,7 @@ pub mod process;
 pub mod sandbox;
 mod sync;
 pub mod syscalls;
+pub mod tenant;
 mod timer;
 
 pub use op::Pid;

@@ -14,7 +14,7 @@ use super::stream::CompletionStream;
 use crate::backend::{self, Backend};
 use crate::op::Pid;
 use crate::op::SyscallCompletionEntry;
-use crate::op::{IntoSubmission, SyscallSubmissionEntry};
+use crate::op::{IntoSubmission, SyscallOpType, SyscallSubmissionEntry};
 use crate::op::{IoUringError, Result};
 use crate::process::ProcessTable;
 use crate::sandbox::Policy;
@@ -280,8 +280,16 @@ impl IoUringManager {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let (_, first) = self.enqueue(pid, entries.into_iter(), Accept { to_future: false, linked: true })?;
+        let (_, first) = self.enqueue(pid, entries.into_iter(), Accept { linked: true, ..Accept::default() })?;
         Ok((first..first + n).collect())
+    }
+
+    /// Submits `op` for `pid` with nobody to take its completion (a handle's close on drop):
+    /// it runs, and its completion is discarded. `false` if the ring refused it (full, or
+    /// destroyed).
+    pub(crate) fn submit_discarded(&self, pid: Pid, op: SyscallOpType) -> bool {
+        let discard = Accept { discard: true, ..Accept::default() };
+        self.enqueue(pid, std::iter::once(SyscallSubmissionEntry::new(pid, op, 0)), discard).is_ok()
     }
 
     /// Submits one operation and returns a future that owns its completion.

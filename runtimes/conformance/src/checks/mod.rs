@@ -3,6 +3,7 @@
 mod asynch;
 mod delivery;
 mod files;
+mod handles;
 mod hostile;
 mod isolation;
 mod lifecycle;
@@ -17,6 +18,7 @@ mod vectored;
 pub use asynch::*;
 pub use delivery::*;
 pub use files::*;
+pub use handles::*;
 pub use hostile::*;
 pub use isolation::*;
 pub use lifecycle::*;

@@ -34,16 +34,19 @@ pub(crate) struct Taken {
 }
 
 /// How a batch is accepted: its completions for futures or for the CQ (a `bool` converts to
-/// that alone), and whether it is a linked chain (see `chain`).
+/// that alone) or for nobody (`discard`: the operations run, and their completions, even their
+/// errors, are dropped as a dropped future's are), and whether it is a linked chain (see
+/// `chain`).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Accept {
     pub(crate) to_future: bool,
     pub(crate) linked: bool,
+    pub(crate) discard: bool,
 }
 
 impl From<bool> for Accept {
     fn from(to_future: bool) -> Self {
-        Accept { to_future, linked: false }
+        Accept { to_future, ..Accept::default() }
     }
 }
 
@@ -87,7 +90,7 @@ impl SyscallCompletionRing {
         how: Accept,
         mut start: Option<&mut F>,
     ) -> Result<(Accepted, AfterUnlock)> {
-        let Accept { to_future, linked } = how;
+        let Accept { to_future, linked, discard } = how;
         let n = ops.len();
         let pid = self.pid;
         let sandbox = self.process.sandbox();
@@ -127,7 +130,11 @@ impl SyscallCompletionRing {
             if let Some(now) = sampled {
                 s.stamps.insert(seq, [now; 3]);
             }
-            let owner = if to_future { Owner::Future(None) } else { Owner::Queue };
+            let owner = match (to_future, discard) {
+                (_, true) => Owner::Nobody,
+                (true, false) => Owner::Future(None),
+                (false, false) => Owner::Queue,
+            };
             let reserved = op.read_len();
             let checked = match sandbox.check(&op) {
                 Ok(()) if reserved > 0 => s.reserve_buffer(&op, reserved, sandbox.policy().buffered_byte_limit()),
@@ -165,11 +172,13 @@ impl SyscallCompletionRing {
                     let entry = SyscallCompletionEntry::from_outcome(seq, user_data, Err(e));
                     s.metrics.completed += 1;
                     s.metrics.failed += 1;
-                    if to_future {
-                        s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Done, reserved: 0 });
-                        s.done.insert(seq, entry);
-                    } else {
-                        s.push_cq(entry, &mut after);
+                    match owner {
+                        Owner::Future(_) => {
+                            s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Done, reserved: 0 });
+                            s.done.insert(seq, entry);
+                        }
+                        Owner::Queue => s.push_cq(entry, &mut after),
+                        Owner::Nobody => self.counters.retired(1, true),
                     }
                 }
             }

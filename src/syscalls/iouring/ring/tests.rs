@@ -332,7 +332,7 @@ fn iouring_stale_cq_entries_left_by_waits_are_skipped_and_counted_exactly() {
 fn a_chain_goes_on_only_after_a_whole_success() {
     let (r, counters) = ring(8, 8);
     let write = || (SyscallOpType::WriteAt { fd: 3, offset: 0, data: vec![0; 10] }, 0);
-    let linked = Accept { to_future: false, linked: true };
+    let linked = Accept { linked: true, ..Accept::default() };
     // A whole write: the next is queued, then runs.
     let (first, _) = r.enqueue([write(), (SyscallOpType::Nop, 1)].into_iter(), linked).unwrap();
     assert_eq!(start_all(&r), vec![first], "only the head runs");

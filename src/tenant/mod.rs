@@ -1,0 +1,259 @@
+//! A tenant's handles: [`Tenant`], one process's view of the manager, and the [`File`],
+//! [`TcpListener`], [`TcpStream`] and [`UdpSocket`] it opens, as `std::fs` and `tokio::net`
+//! shape them: `async` methods, `io::Result` throughout, owned buffers handed back beside the
+//! result, descriptors closed on drop, and the standard async I/O traits.
+//!
+//! Underneath, every call is an operation of the SPEC's enum API on the tenant's ring, with the
+//! same sandbox, limits, fairness and delivery rules; hosts that batch by hand keep using it.
+//!
+//! ```
+//! use ai_os_kernel::sandbox::Policy;
+//! use ai_os_kernel::syscalls::IoUringManager;
+//! use ai_os_kernel::tenant::OpenOptions;
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let dir = tempfile::tempdir()?;
+//! let manager = IoUringManager::new();
+//! manager.set_policy(7, Policy::rooted(dir.path()).read_write())?;
+//! let tenant = manager.tenant(7);
+//! futures::executor::block_on(async {
+//!     tenant.write("/notes.txt", b"hello").await?;
+//!     let file = tenant.open("/notes.txt", OpenOptions::new().read(true)).await?;
+//!     let (read, buf) = file.read_at(Vec::with_capacity(64), 0).await;
+//!     assert_eq!((read?, &buf[..]), (5, &b"hello"[..]));
+//!     tenant.rename("/notes.txt", "/kept.txt").await?;
+//!     assert_eq!(tenant.read("/kept.txt").await?, b"hello");
+//!     std::io::Result::Ok(())
+//! })
+//! # }
+//! ```
+
+mod file;
+mod net;
+mod stream;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+pub use file::{File, OpenOptions};
+pub use net::{Incoming, TcpListener, TcpStream, UdpSocket};
+
+use crate::op::{DirEntry, FileStat, OpResult, Pid, SyscallOpType as Op};
+use crate::syscalls::IoUringManager;
+
+/// One process (`pid`) of a manager, as a handle: its paths, files and sockets. Cheap to
+/// clone; every clone is the same process.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    manager: IoUringManager,
+    pid: Pid,
+}
+
+impl IoUringManager {
+    /// The handle of process `pid` (made on its first operation, as any submission makes it).
+    pub fn tenant(&self, pid: Pid) -> Tenant {
+        Tenant { manager: self.clone(), pid }
+    }
+}
+
+/// A path as the operations hold it (`String`): a path that is not UTF-8 has its invalid bytes
+/// replaced by U+FFFD.
+fn path_of(path: impl AsRef<Path>) -> String {
+    path.as_ref().to_string_lossy().into_owned()
+}
+
+impl Tenant {
+    /// The process.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &IoUringManager {
+        &self.manager
+    }
+
+    /// Runs one operation of the SPEC's API and waits for it: its result, or its errno.
+    pub async fn run(&self, op: Op) -> io::Result<OpResult> {
+        self.manager.submit_async(self.pid, op)?.await.into_result()
+    }
+
+    /// Opens `path` as `options` say.
+    pub async fn open(&self, path: impl AsRef<Path>, options: &OpenOptions) -> io::Result<File> {
+        File::open_with(self, path, options).await
+    }
+
+    /// Creates `path` (or truncates it) for writing, as `std::fs::File::create`.
+    pub async fn create(&self, path: impl AsRef<Path>) -> io::Result<File> {
+        self.open(path, OpenOptions::new().write(true).create(true).truncate(true)).await
+    }
+
+    /// The whole contents of `path`.
+    pub async fn read(&self, path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
+        self.open(path, OpenOptions::new().read(true)).await?.read_all_at(0).await
+    }
+
+    /// Writes `contents` to `path`, created or truncated, as `std::fs::write`.
+    pub async fn write(&self, path: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> io::Result<()> {
+        let file = self.create(path).await?;
+        let (written, _) = file.write_all_at(contents, 0).await;
+        written?;
+        file.close().await
+    }
+
+    /// Copies `from` to `to` (created or truncated) in the kernel, as `std::fs::copy`; the
+    /// bytes copied.
+    pub async fn copy(&self, from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<u64> {
+        let src = self.open(from, OpenOptions::new().read(true)).await?;
+        let dst = self.create(to).await?;
+        let copied = src.copy_to(&dst).await?;
+        dst.close().await?;
+        Ok(copied)
+    }
+
+    /// The metadata of `path`, following a symbolic link.
+    pub async fn metadata(&self, path: impl AsRef<Path>) -> io::Result<FileStat> {
+        Ok(self.run(Op::Stat { path: path_of(path), follow: true }).await?.try_into()?)
+    }
+
+    /// The metadata of `path` itself, a symbolic link's own if it is one.
+    pub async fn symlink_metadata(&self, path: impl AsRef<Path>) -> io::Result<FileStat> {
+        Ok(self.run(Op::Stat { path: path_of(path), follow: false }).await?.try_into()?)
+    }
+
+    /// Makes the directory `path` (mode `0o777` less the policy's umask).
+    pub async fn create_dir(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        self.run(Op::Mkdir { path: path_of(path), mode: 0o777 }).await.map(drop)
+    }
+
+    /// Removes the empty directory `path`.
+    pub async fn remove_dir(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        self.run(Op::Rmdir { path: path_of(path) }).await.map(drop)
+    }
+
+    /// Removes the file (or symbolic link) `path`.
+    pub async fn remove_file(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        self.run(Op::Unlink { path: path_of(path) }).await.map(drop)
+    }
+
+    /// Renames `from` to `to`, replacing `to`.
+    pub async fn rename(&self, from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
+        self.run(Op::Rename { from: path_of(from), to: path_of(to), flags: 0 }).await.map(drop)
+    }
+
+    /// Makes `to` another name of the file `from`.
+    pub async fn hard_link(&self, from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
+        self.run(Op::Link { from: path_of(from), to: path_of(to) }).await.map(drop)
+    }
+
+    /// Makes a symbolic link at `link` holding `target`.
+    pub async fn symlink(&self, target: impl AsRef<Path>, link: impl AsRef<Path>) -> io::Result<()> {
+        self.run(Op::Symlink { target: path_of(target), link: path_of(link) }).await.map(drop)
+    }
+
+    /// What the symbolic link `path` holds.
+    pub async fn read_link(&self, path: impl AsRef<Path>) -> io::Result<PathBuf> {
+        Ok(self.run(Op::ReadLink { path: path_of(path) }).await?.try_into()?)
+    }
+
+    /// Every entry of the directory `path` (without `.` and `..`), read in pages of 1,024.
+    pub async fn read_dir(&self, path: impl AsRef<Path>) -> io::Result<Vec<DirEntry>> {
+        let path = path_of(path);
+        let mut entries = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let page: crate::op::DirPage =
+                self.run(Op::ReadDir { path: path.clone(), cursor, max: 1024 }).await?.try_into()?;
+            entries.extend(page.entries);
+            match page.next {
+                Some(next) => cursor = next,
+                None => return Ok(entries),
+            }
+        }
+    }
+
+    /// A TCP socket bound to `addr` and listening (backlog 1,024).
+    pub async fn tcp_listen(&self, addr: impl ToSocketAddr) -> io::Result<TcpListener> {
+        TcpListener::bind(self, addr.to_socket_addr()?).await
+    }
+
+    /// A TCP connection to `addr`.
+    pub async fn tcp_connect(&self, addr: impl ToSocketAddr) -> io::Result<TcpStream> {
+        TcpStream::connect(self, addr.to_socket_addr()?).await
+    }
+
+    /// A UDP socket bound to `addr`.
+    pub async fn udp_bind(&self, addr: impl ToSocketAddr) -> io::Result<UdpSocket> {
+        UdpSocket::bind(self, addr.to_socket_addr()?).await
+    }
+}
+
+/// What a handle takes as a socket address, resolving no name (a name would block the calling
+/// thread on DNS): a `SocketAddr`, an address and a port, or text such as `"127.0.0.1:8080"`
+/// or `"[::1]:8080"` (`InvalidInput` if it is not one).
+pub trait ToSocketAddr {
+    /// The address.
+    fn to_socket_addr(&self) -> io::Result<SocketAddr>;
+}
+
+impl ToSocketAddr for SocketAddr {
+    fn to_socket_addr(&self) -> io::Result<SocketAddr> {
+        Ok(*self)
+    }
+}
+
+impl<I: Into<IpAddr> + Copy> ToSocketAddr for (I, u16) {
+    fn to_socket_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::new(self.0.into(), self.1))
+    }
+}
+
+impl ToSocketAddr for str {
+    fn to_socket_addr(&self) -> io::Result<SocketAddr> {
+        self.parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{self:?}: {e}")))
+    }
+}
+
+impl ToSocketAddr for &str {
+    fn to_socket_addr(&self) -> io::Result<SocketAddr> {
+        (**self).to_socket_addr()
+    }
+}
+
+impl ToSocketAddr for String {
+    fn to_socket_addr(&self) -> io::Result<SocketAddr> {
+        self.as_str().to_socket_addr()
+    }
+}
+
+/// A descriptor of a tenant's, closed when dropped: the close is submitted, not waited for
+/// (its completion is discarded), so the dropping thread never blocks. A ring too full to take
+/// it closes the descriptor in place; a destroyed one closed it already.
+#[derive(Debug)]
+struct Owned {
+    tenant: Tenant,
+    fd: i32,
+}
+
+impl Owned {
+    /// Closes now and reports how it went; nothing is left for the drop.
+    async fn close(mut self) -> io::Result<()> {
+        let fd = std::mem::replace(&mut self.fd, -1);
+        self.tenant.run(Op::Close { fd }).await.map(drop)
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if self.fd < 0 {
+            return;
+        }
+        let Tenant { manager, pid } = &self.tenant;
+        if !manager.submit_discarded(*pid, Op::Close { fd: self.fd })
+            && let Some(process) = manager.processes().get(*pid)
+        {
+            let _ = process.close(self.fd);
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! A tenant's sockets: [`TcpListener`], [`TcpStream`], [`UdpSocket`], each under its process's
+//! network rules.
+
+use std::future::Future;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use super::stream::Stream;
+use super::{Owned, Tenant};
+use crate::op::{OpResult, SyscallOpType as Op, net_flags};
+use crate::syscalls::CompletionFuture;
+
+/// A new socket of type `ty` for `addr`'s family, owned.
+async fn socket(tenant: &Tenant, addr: SocketAddr, ty: i32) -> io::Result<Owned> {
+    let domain = if addr.is_ipv4() { net_flags::AF_INET } else { net_flags::AF_INET6 };
+    let fd = tenant.run(Op::Socket { domain, ty, protocol: 0 }).await?.try_into()?;
+    Ok(Owned { tenant: tenant.clone(), fd })
+}
+
+async fn local_addr(owned: &Owned) -> io::Result<SocketAddr> {
+    Ok(owned.tenant.run(Op::LocalAddr { sockfd: owned.fd }).await?.try_into()?)
+}
+
+/// A listening TCP socket of a tenant's. Dropping it closes it.
+#[derive(Debug)]
+pub struct TcpListener {
+    owned: Owned,
+    local: SocketAddr,
+}
+
+impl TcpListener {
+    pub(super) async fn bind(tenant: &Tenant, addr: SocketAddr) -> io::Result<TcpListener> {
+        let owned = socket(tenant, addr, net_flags::SOCK_STREAM).await?;
+        tenant.run(Op::Bind { sockfd: owned.fd, addr }).await?;
+        tenant.run(Op::Listen { sockfd: owned.fd, backlog: 1024 }).await?;
+        let local = local_addr(&owned).await?;
+        Ok(TcpListener { owned, local })
+    }
+
+    /// The address it listens on (with the port the kernel chose for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The socket's descriptor in its process.
+    pub fn fd(&self) -> i32 {
+        self.owned.fd
+    }
+
+    /// Waits for a connection: the stream and its peer's address.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        accepted(&self.owned.tenant, self.owned.tenant.run(Op::Accept { sockfd: self.owned.fd }).await?)
+    }
+
+    /// The connections as they come, as a `Stream` (one `Accept` in flight at a time).
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self, accept: None }
+    }
+}
+
+fn accepted(tenant: &Tenant, result: OpResult) -> io::Result<(TcpStream, SocketAddr)> {
+    match result {
+        OpResult::Accepted { fd, peer } => {
+            Ok((TcpStream { stream: Stream::new(Owned { tenant: tenant.clone(), fd }) }, peer))
+        }
+        got => Err(crate::op::UnexpectedResult { expected: "a connection (Accepted)", got }.into()),
+    }
+}
+
+/// [`TcpListener::incoming`]: each connection as it is accepted; it never ends by itself.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+    accept: Option<CompletionFuture>,
+}
+
+impl futures_core::Stream for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<TcpStream>>> {
+        let this = self.get_mut();
+        let tenant = &this.listener.owned.tenant;
+        let future = match &mut this.accept {
+            Some(future) => future,
+            None => match tenant.manager.submit_async(tenant.pid, Op::Accept { sockfd: this.listener.owned.fd }) {
+                Ok(future) => this.accept.insert(future),
+                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+            },
+        };
+        let done = ready!(Pin::new(future).poll(cx));
+        this.accept = None;
+        Poll::Ready(Some(done.into_result().and_then(|r| accepted(tenant, r)).map(|(stream, _)| stream)))
+    }
+}
+
+/// A TCP connection of a tenant's. [`futures_io::AsyncRead`] and `AsyncWrite` (and tokio's
+/// with the `tokio` feature) make it a byte stream for codecs and HTTP servers; `close` (or
+/// tokio's `shutdown`) shuts it down for writing. Dropping it closes it.
+#[derive(Debug)]
+pub struct TcpStream {
+    stream: Stream,
+}
+
+impl TcpStream {
+    pub(super) async fn connect(tenant: &Tenant, addr: SocketAddr) -> io::Result<TcpStream> {
+        let owned = socket(tenant, addr, net_flags::SOCK_STREAM).await?;
+        tenant.run(Op::Connect { sockfd: owned.fd, addr }).await?;
+        Ok(TcpStream { stream: Stream::new(owned) })
+    }
+
+    /// The socket's descriptor in its process.
+    pub fn fd(&self) -> i32 {
+        self.stream.fd()
+    }
+
+    fn tenant(&self) -> &Tenant {
+        self.stream.tenant()
+    }
+
+    /// Sends `buf`: the bytes sent (perhaps fewer), and `buf`.
+    pub async fn send<B: AsRef<[u8]>>(&self, buf: B) -> (io::Result<usize>, B) {
+        let op = Op::Send { sockfd: self.fd(), data: buf.as_ref().to_vec(), flags: 0 };
+        (self.tenant().run(op).await.and_then(|r| Ok(r.try_into()?)), buf)
+    }
+
+    /// Sends all of `buf`, in as many sends as it takes.
+    pub async fn send_all<B: AsRef<[u8]>>(&self, buf: B) -> (io::Result<()>, B) {
+        let mut done = 0;
+        while done < buf.as_ref().len() {
+            let op = Op::Send { sockfd: self.fd(), data: buf.as_ref()[done..].to_vec(), flags: 0 };
+            match self.tenant().run(op).await.and_then(|r| Ok(usize::try_from(r)?)) {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => done += n,
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    /// Receives into `buf`'s spare capacity: the bytes received (0 once the peer shut its side
+    /// and everything was read), and `buf` with them appended.
+    pub async fn recv(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let size = buf.capacity() - buf.len();
+        if size == 0 {
+            return (Ok(0), buf);
+        }
+        match self.tenant().run(Op::Recv { sockfd: self.fd(), size, flags: 0 }).await {
+            Ok(OpResult::Bytes(data)) => {
+                buf.extend_from_slice(&data);
+                (Ok(data.len()), buf)
+            }
+            Ok(got) => (Err(crate::op::UnexpectedResult { expected: "bytes", got }.into()), buf),
+            Err(e) => (Err(e), buf),
+        }
+    }
+
+    /// Shuts down reading, writing or both.
+    pub async fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        let how = match how {
+            Shutdown::Read => net_flags::SHUT_RD,
+            Shutdown::Write => net_flags::SHUT_WR,
+            Shutdown::Both => net_flags::SHUT_RDWR,
+        };
+        self.tenant().run(Op::Shutdown { sockfd: self.fd(), how }).await.map(drop)
+    }
+
+    /// This end's address.
+    pub async fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.tenant().run(Op::LocalAddr { sockfd: self.fd() }).await?.try_into()?)
+    }
+
+    /// The peer's address.
+    pub async fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.tenant().run(Op::PeerAddr { sockfd: self.fd() }).await?.try_into()?)
+    }
+
+    /// Closes the connection and waits for the close.
+    pub async fn close(self) -> io::Result<()> {
+        self.stream.close().await
+    }
+}
+
+impl futures_io::AsyncRead for TcpStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.get_mut().stream.poll_read(cx, buf)
+    }
+}
+
+impl futures_io::AsyncWrite for TcpStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.get_mut().stream.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().stream.poll_flush(cx)
+    }
+
+    /// Shuts the connection down for writing (the peer reads end of file).
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().stream.poll_shutdown(cx)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl tokio::io::AsyncRead for TcpStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().stream.poll_read_buf(cx, buf)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl tokio::io::AsyncWrite for TcpStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.get_mut().stream.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().stream.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().stream.poll_shutdown(cx)
+    }
+}
+
+/// A UDP socket of a tenant's. Dropping it closes it.
+#[derive(Debug)]
+pub struct UdpSocket {
+    owned: Owned,
+}
+
+impl UdpSocket {
+    pub(super) async fn bind(tenant: &Tenant, addr: SocketAddr) -> io::Result<UdpSocket> {
+        let owned = socket(tenant, addr, net_flags::SOCK_DGRAM).await?;
+        tenant.run(Op::Bind { sockfd: owned.fd, addr }).await?;
+        Ok(UdpSocket { owned })
+    }
+
+    /// The socket's descriptor in its process.
+    pub fn fd(&self) -> i32 {
+        self.owned.fd
+    }
+
+    /// The address it is bound to.
+    pub async fn local_addr(&self) -> io::Result<SocketAddr> {
+        local_addr(&self.owned).await
+    }
+
+    /// Sends `buf` as one datagram to `addr`: the bytes sent, and `buf`.
+    pub async fn send_to<B: AsRef<[u8]>>(&self, buf: B, addr: SocketAddr) -> (io::Result<usize>, B) {
+        let op = Op::SendTo { sockfd: self.owned.fd, data: buf.as_ref().to_vec(), addr, flags: 0 };
+        (self.owned.tenant.run(op).await.and_then(|r| Ok(r.try_into()?)), buf)
+    }
+
+    /// Receives one datagram into `buf`'s spare capacity (cut to it): its length and sender,
+    /// and `buf` with it appended.
+    pub async fn recv_from(&self, mut buf: Vec<u8>) -> (io::Result<(usize, SocketAddr)>, Vec<u8>) {
+        let size = buf.capacity() - buf.len();
+        match self.owned.tenant.run(Op::RecvFrom { sockfd: self.owned.fd, size, flags: 0 }).await {
+            Ok(OpResult::Datagram { data, from }) => {
+                buf.extend_from_slice(&data);
+                (Ok((data.len(), from)), buf)
+            }
+            Ok(got) => (Err(crate::op::UnexpectedResult { expected: "a datagram", got }.into()), buf),
+            Err(e) => (Err(e), buf),
+        }
+    }
+
+    /// Closes the socket and waits for the close.
+    pub async fn close(self) -> io::Result<()> {
+        self.owned.close().await
+    }
+}
