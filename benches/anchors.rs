@@ -4,7 +4,8 @@
 //!
 //! Workloads: `nop-b1`, `nop-b32`, `read4k-qd1`, `read4k-qd64`, `write4k`, `echo-c1`, `echo-c16`,
 //! `fanout`, `copy` (the whole read file to a new one, in copies a second: `CopyRange` against
-//! `std::fs::copy` and `tokio::fs::copy`), `stat` (a `Stat` of the read file, one at a time,
+//! `std::fs::copy` and `tokio::fs::copy`), `copy-tenant` (the same through the handles:
+//! `tenant.copy(from, to)`), `stat` (a `Stat` of the read file, one at a time,
 //! against `std::fs::metadata`), and `noisy` (`benches/noisy.rs`: noisy neighbours, rate limits, weights; printed on
 //! its own). Implementations: this crate's backends (`uring`, `tokio`, `smol`, `blocking`) and the
 //! anchors (`raw-io-uring`, `std`, `tokio-fs`, `tokio-epoll`). Ratios are to the best anchor of
@@ -34,8 +35,19 @@ fn arg(flag: &str) -> Option<String> {
     args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned()
 }
 const ANCHORS: [&str; 4] = ["raw-io-uring", "std", "tokio-fs", "tokio-epoll"];
-const WORKLOADS: [&str; 10] =
-    ["nop-b1", "nop-b32", "read4k-qd1", "read4k-qd64", "write4k", "echo-c1", "echo-c16", "fanout", "copy", "stat"];
+const WORKLOADS: [&str; 11] = [
+    "nop-b1",
+    "nop-b32",
+    "read4k-qd1",
+    "read4k-qd64",
+    "write4k",
+    "echo-c1",
+    "echo-c16",
+    "fanout",
+    "copy",
+    "copy-tenant",
+    "stat",
+];
 
 #[path = "noisy.rs"]
 mod noisy;
@@ -351,6 +363,12 @@ fn backend_cells(
     push(timed("echo-c16", name, budget, false, echo(&m, &pairs)));
     push(fanout(&m, name, budget));
     push(timed("copy", name, budget, true, copy(&m, file)));
+    // The same copy through the handles: one line.
+    let (tenant, data) = (m.tenant(3), file.file_name().unwrap().to_owned());
+    push(timed("copy-tenant", name, budget, true, || {
+        assert_eq!(futures::executor::block_on(tenant.copy(&data, "copy-tenant")).unwrap(), file_size());
+        1
+    }));
     push(timed("stat", name, budget, true, stat(&m, file)));
 }
 
@@ -577,10 +595,12 @@ fn std_cells(file: &std::fs::File, dir: &std::path::Path, budget: Duration, cell
     c.secs += t.elapsed().as_secs_f64();
     cells.push(c);
     let data = dir.join("data");
-    cells.push(timed("copy", "std", budget, true, || {
-        assert_eq!(std::fs::copy(&data, dir.join("std-copy")).unwrap(), file_size());
-        1
-    }));
+    for workload in ["copy", "copy-tenant"] {
+        cells.push(timed(workload, "std", budget, true, || {
+            assert_eq!(std::fs::copy(&data, dir.join("std-copy")).unwrap(), file_size());
+            1
+        }));
+    }
     cells.push(timed("stat", "std", budget, true, || {
         assert_eq!(std::fs::metadata(&data).unwrap().len(), file_size());
         1
@@ -605,10 +625,12 @@ fn tokio_cells(file: &std::path::Path, budget: Duration, cells: &mut Vec<Cell>) 
         }));
     }
     let copy_to = data.with_file_name("tokio-copy");
-    cells.push(timed("copy", "tokio-fs", budget, true, || {
-        assert_eq!(rt.block_on(tokio::fs::copy(&data, &copy_to)).unwrap(), file_size());
-        1
-    }));
+    for workload in ["copy", "copy-tenant"] {
+        cells.push(timed(workload, "tokio-fs", budget, true, || {
+            assert_eq!(rt.block_on(tokio::fs::copy(&data, &copy_to)).unwrap(), file_size());
+            1
+        }));
+    }
     cells.push(timed("stat", "tokio-fs", budget, true, || {
         assert_eq!(rt.block_on(tokio::fs::metadata(&data)).unwrap().len(), file_size());
         1
@@ -737,7 +759,7 @@ fn main() {
     let file = std::fs::File::open(&path).unwrap(); // page-cached: just written
 
     let backends: Vec<&str> = backend::available().to_vec();
-    let total = backends.len() as u64 * 10 + 10;
+    let total = backends.len() as u64 * 11 + 10;
     let bar = if std::io::stderr().is_terminal() && !json {
         indicatif::ProgressBar::new(total)
     } else {

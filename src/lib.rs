@@ -1,6 +1,9 @@
 //! io_uring-style batched, asynchronous, sandboxed file and network I/O for the virtual
 //! processes of an agent OS kernel, or any host running many isolated tenants.
 //!
+//! Start with the [`guide`]: a tenant's files and sockets through its handles
+//! ([`tenant`]), which the SPEC's enum API below carries.
+//!
 //! # The model
 //!
 //! Each virtual process (a [`Pid`], not an OS process) has a
@@ -62,6 +65,8 @@
 //! Each layer uses only those beneath it; `scripts/layers.sh` checks it in CI.
 //!
 //! ```text
+//! tenant          a tenant's handles: files and sockets as std and tokio shape them
+//!    |
 //! syscalls        the manager, the executor (fair, weighted, rate-limited), the handler
 //!    |  hands a Batch of runs of one ring's operations to the backend, through
 //! backend          the door: Backend::submit(Batch), Submission, Completer
@@ -131,6 +136,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod guide;
 mod op;
 pub mod process;
 pub mod sandbox;

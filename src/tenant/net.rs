@@ -96,8 +96,9 @@ impl futures_core::Stream for Incoming<'_> {
 }
 
 /// A TCP connection of a tenant's. [`futures_io::AsyncRead`] and `AsyncWrite` (and tokio's
-/// with the `tokio` feature) make it a byte stream for codecs and HTTP servers; `close` (or
-/// tokio's `shutdown`) shuts it down for writing. Dropping it closes it.
+/// with the `tokio` feature) make it a byte stream for codecs and HTTP servers; the traits'
+/// `close` (tokio's `shutdown`) shuts it down for writing, and the peer reads end of file.
+/// Dropping it closes it.
 #[derive(Debug)]
 pub struct TcpStream {
     stream: Stream,
@@ -174,11 +175,6 @@ impl TcpStream {
     /// The peer's address.
     pub async fn peer_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.tenant().run(Op::PeerAddr { sockfd: self.fd() }).await?.try_into()?)
-    }
-
-    /// Closes the connection and waits for the close.
-    pub async fn close(self) -> io::Result<()> {
-        self.stream.close().await
     }
 }
 

@@ -130,14 +130,17 @@ pub async fn handles_sockets(make: MakeBackend) {
     sent.unwrap();
     let (n, buf) = client.recv(Vec::with_capacity(16)).await;
     assert!(n.unwrap() >= 1 && b"pong!".starts_with(&buf));
-    // A close shuts the writing side: the peer reads the rest, then end of file.
+    // The trait's close shuts the writing side: the peer reads the rest, then end of file.
     client.write_all(b"bye").await.unwrap();
     client.close().await.unwrap();
     let mut rest = Vec::new();
     server.read_to_end(&mut rest).await.unwrap();
     assert_eq!(rest, b"bye");
     server.shutdown(Shutdown::Both).await.unwrap();
-    drop(server);
+    let mut after = Vec::new();
+    client.read_to_end(&mut after).await.unwrap();
+    assert!(b"pong!".ends_with(&after), "the rest of what the server sent, then end of file");
+    drop((server, client));
     // Incoming connections as a stream.
     let mut incoming = listener.incoming();
     let dial = async {
