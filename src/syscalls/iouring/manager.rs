@@ -146,6 +146,17 @@ impl IoUringManager {
     /// operations submitted from now on: an operation's rights (its root, whether it may write,
     /// its network rules and limits) are those in force when it was submitted, however long it
     /// waits to run. A rooted policy whose root cannot be opened is refused.
+    ///
+    /// ```
+    /// use ai_os_kernel::sandbox::Policy;
+    /// use ai_os_kernel::syscalls::{IoUringManager, SyscallOpType, errno};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let m = IoUringManager::new();
+    /// m.set_policy(1, Policy::rooted(dir.path()).max_open_fds(16)).unwrap();
+    /// let seq = m.submit(1, SyscallOpType::open("../outside", 0)).unwrap();
+    /// assert_eq!(m.wait_completion(1, seq).unwrap().errno(), Some(errno::EACCES));
+    /// ```
     pub fn set_policy(&self, pid: Pid, policy: Policy) -> Result<()> {
         let root = policy.root().map(|r| r.display().to_string());
         self.inner.processes.set_policy(pid, policy).map_err(|e| {
@@ -162,6 +173,16 @@ impl IoUringManager {
 
     /// Submits one operation; its completion goes to the ring's CQ. Returns its sequence number.
     /// A pid without a ring gets one with default sizes.
+    ///
+    /// ```
+    /// use ai_os_kernel::syscalls::{IoUringManager, SyscallOpType, SyscallSubmissionEntry};
+    ///
+    /// let m = IoUringManager::new();
+    /// let a = m.submit(1, SyscallOpType::Nop).unwrap(); // an operation alone
+    /// let b = m.submit(1, SyscallSubmissionEntry::new(1, SyscallOpType::Nop, 42)).unwrap();
+    /// assert_eq!(m.wait_completion(1, b).unwrap().user_data, 42);
+    /// assert!(m.wait_completion(1, a).unwrap().status.is_success());
+    /// ```
     pub fn submit(&self, pid: Pid, entry: impl IntoSubmission) -> Result<u64> {
         self.submit_one(pid, entry.into_submission(pid), false).map(|(_, seq)| seq)
     }
@@ -204,6 +225,18 @@ impl IoUringManager {
 
     /// Submits a batch, all or nothing: if it does not fit, nothing is enqueued. Completions go
     /// to the CQ. Returns the sequence numbers, in order.
+    ///
+    /// ```
+    /// use ai_os_kernel::syscalls::{IoUringManager, SyscallOpType, SyscallSubmissionEntry};
+    ///
+    /// let m = IoUringManager::new();
+    /// let batch = (0..8).map(|i| SyscallSubmissionEntry::new(1, SyscallOpType::Nop, i)).collect();
+    /// let seqs = m.submit_batch(1, batch).unwrap();
+    /// let mut taken = 0;
+    /// while taken < seqs.len() {
+    ///     taken += m.reap_completions(1, None).unwrap().len();
+    /// }
+    /// ```
     pub fn submit_batch(&self, pid: Pid, entries: Vec<SyscallSubmissionEntry>) -> Result<Vec<u64>> {
         let entries = entries_for(pid, entries)?;
         let n = entries.len() as u64;
@@ -293,6 +326,14 @@ impl IoUringManager {
     }
 
     /// Submits one operation and returns a future that owns its completion.
+    ///
+    /// ```
+    /// use ai_os_kernel::syscalls::{IoUringManager, SyscallOpType};
+    ///
+    /// let m = IoUringManager::new();
+    /// let done = futures::executor::block_on(m.submit_async(1, SyscallOpType::Nop).unwrap());
+    /// assert!(done.into_result().is_ok());
+    /// ```
     pub fn submit_async(&self, pid: Pid, entry: impl IntoSubmission) -> Result<CompletionFuture> {
         let (ring, seq) = self.submit_one(pid, entry.into_submission(pid), true)?;
         Ok(CompletionFuture::new(ring, seq))
@@ -312,11 +353,34 @@ impl IoUringManager {
 
     /// [`wait_completion`](Self::wait_completion) giving up after `timeout` with
     /// [`IoUringError::Timeout`]; the operation stays outstanding.
+    ///
+    /// ```
+    /// use ai_os_kernel::syscalls::{IoUringError, IoUringManager, SyscallOpType};
+    /// use std::time::Duration;
+    ///
+    /// let m = IoUringManager::new();
+    /// let slow = m.submit(1, SyscallOpType::Timeout { duration: Duration::from_secs(60) }).unwrap();
+    /// let waited = m.wait_completion_timeout(1, slow, Duration::from_millis(10));
+    /// assert!(matches!(waited, Err(IoUringError::Timeout { .. })), "still outstanding");
+    /// m.cancel(1, slow).unwrap();
+    /// assert!(m.wait_completion(1, slow).unwrap().status.is_cancelled());
+    /// ```
     pub fn wait_completion_timeout(&self, pid: Pid, seq: u64, timeout: Duration) -> Result<SyscallCompletionEntry> {
         self.ring(pid)?.wait(seq, Instant::now().checked_add(timeout))
     }
 
     /// The CQ of `pid` as a `Stream`; it ends when the ring is destroyed.
+    ///
+    /// ```
+    /// use ai_os_kernel::syscalls::{IoUringManager, SyscallOpType};
+    /// use futures::StreamExt;
+    ///
+    /// let m = IoUringManager::new();
+    /// m.create_ring(1, None, None).unwrap();
+    /// let mut stream = m.completions(1).unwrap();
+    /// let seq = m.submit(1, SyscallOpType::Nop).unwrap();
+    /// assert_eq!(futures::executor::block_on(stream.next()).unwrap().seq, seq);
+    /// ```
     pub fn completions(&self, pid: Pid) -> Result<CompletionStream> {
         Ok(self.ring(pid)?.completions())
     }
@@ -342,6 +406,15 @@ impl IoUringManager {
     /// destroy runs belongs either to the old process (and is destroyed with it) or to the new
     /// one, never half to each. Fails with [`IoUringError::NoRing`] only if the pid has neither a
     /// ring nor a policy.
+    ///
+    /// ```
+    /// use ai_os_kernel::syscalls::{IoUringError, IoUringManager, SyscallOpType};
+    ///
+    /// let m = IoUringManager::new();
+    /// let seq = m.submit(1, SyscallOpType::Nop).unwrap();
+    /// m.destroy_ring(1).unwrap();
+    /// assert!(matches!(m.wait_completion(1, seq), Err(IoUringError::NoRing { .. })));
+    /// ```
     pub fn destroy_ring(&self, pid: Pid) -> Result<()> {
         // Both leave the tables under the rings' lock, which every ring creation holds while it
         // looks up its process: no new ring can bind to the process being torn down.
