@@ -12,14 +12,15 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use ai_os_kernel::sandbox::Policy;
 use ai_os_kernel::syscalls::{EntryKind, IoUringManager};
-use ai_os_kernel::tenant::{TcpListener, Tenant};
+use ai_os_kernel::tenant::{File, TcpListener, Tenant};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 /// A manager whose process 1 may read `dir` and listen on `addr`.
 pub fn tenant_of(dir: &std::path::Path, addr: SocketAddr) -> io::Result<Tenant> {
@@ -28,14 +29,30 @@ pub fn tenant_of(dir: &std::path::Path, addr: SocketAddr) -> io::Result<Tenant> 
     Ok(manager.tenant(1))
 }
 
-/// Serves `listener`'s connections, each on a task of its own, until accepting fails.
-pub async fn serve(tenant: Tenant, listener: TcpListener) -> io::Result<()> {
+/// The most bytes one response carries: a larger file is refused (413), never loaded whole.
+const MOST: u64 = 64 << 20;
+
+/// Serves `listener`'s connections, each on a task of its own, for as long as it runs. A
+/// connection that sends no complete request head within 10 s is dropped, so idle ones do not
+/// hold the tenant's descriptors; a failed accept (the tenant's descriptor limit, say) is
+/// logged and tried again a moment later.
+pub async fn serve(tenant: Tenant, listener: TcpListener) {
     loop {
-        let (stream, _) = listener.accept().await?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let tenant = tenant.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| respond(tenant.clone(), request));
-            let served = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
             if let Err(e) = served.await {
                 eprintln!("connection: {e}");
             }
@@ -51,7 +68,11 @@ async fn respond(tenant: Tenant, request: Request<Incoming>) -> Result<Response<
     let path = request.uri().path();
     let answer = match tenant.metadata(path).await {
         Ok(st) if st.kind == EntryKind::Dir => listing(&tenant, path).await,
-        Ok(_) => tenant.read(path).await,
+        // Only regular files, read up to the size they had: never a device or a FIFO, never a
+        // file that grows while it is read.
+        Ok(st) if st.kind != EntryKind::File => Err(io::ErrorKind::PermissionDenied.into()),
+        Ok(st) if st.size > MOST => return Ok(status(StatusCode::PAYLOAD_TOO_LARGE)),
+        Ok(st) => file(&tenant, path, st.size).await,
         Err(e) => Err(e),
     };
     Ok(match answer {
@@ -61,6 +82,17 @@ async fn respond(tenant: Tenant, request: Request<Incoming>) -> Result<Response<
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => status(StatusCode::NOT_FOUND),
         Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR),
     })
+}
+
+/// The first `size` bytes of the file at `path` (fewer if it shrank meanwhile).
+async fn file(tenant: &Tenant, path: &str, size: u64) -> io::Result<Vec<u8>> {
+    let file = File::open(tenant, path).await?;
+    let (read, buf) = file.read_exact_at(Vec::with_capacity(size as usize), 0).await;
+    match read {
+        Ok(()) => Ok(buf),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(buf),
+        Err(e) => Err(e),
+    }
 }
 
 /// A directory's names, sorted, one a line, a directory's with a trailing `/`.
@@ -95,5 +127,6 @@ async fn main() -> io::Result<()> {
     let tenant = tenant_of(std::path::Path::new(&dir), addr)?;
     let listener = tenant.tcp_listen(addr).await?;
     println!("serving {dir} on http://{}/ (backend: {})", listener.local_addr(), tenant.manager().stats().backend);
-    serve(tenant, listener).await
+    serve(tenant, listener).await;
+    Ok(())
 }

@@ -40,7 +40,7 @@ BEGIN {
     allowed["runtime"] = " op sync timer sandbox process door family "
     allowed["select"] = " op door runtime "
     allowed["core"] = " op sync timer sandbox process ring door select "
-    allowed["handles"] = " op core "
+    allowed["handles"] = " op sandbox process core "
     allowed["root"] = " op sync timer sandbox process ring door family runtime select core handles "
     bad = 0
 }

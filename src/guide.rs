@@ -157,8 +157,8 @@
 //! Every handle returns `io::Result`. A failed operation's error is its errno
 //! ([`io::Error::raw_os_error`](std::io::Error::raw_os_error)), so its kind is the one `std`
 //! would give: a policy refusal is `PermissionDenied` (`EACCES`), a missing file `NotFound`, a
-//! deadline `TimedOut`. The manager's own refusals convert too: a full ring is `WouldBlock`
-//! (take completions, then try again), a missing ring `NotFound`. With the SPEC's enum API,
+//! deadline `TimedOut`. The manager's own refusals convert too: a full ring is `ResourceBusy`
+//! (take completions, then try again), a missing ring `InvalidInput`. With the SPEC's enum API,
 //! [`into_result`](crate::syscalls::SyscallCompletionEntry::into_result) and `TryFrom` give the
 //! same:
 //!

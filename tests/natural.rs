@@ -51,7 +51,7 @@ fn attempts() -> io::Result<()> {
     m.create_ring(2, Some(1), Some(1))?;
     m.submit(2, Op::Timeout { duration: std::time::Duration::from_secs(3600) })?;
     let full: io::Error = m.submit(2, Op::Nop).unwrap_err().into();
-    assert_eq!(full.kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(full.kind(), io::ErrorKind::ResourceBusy);
     m.destroy_ring(2)?;
     Ok(())
 }

@@ -33,17 +33,21 @@ async fn the_example_serves_a_tenants_directory_over_http() {
     std::fs::write(dir.join("index.txt"), b"hello over http").unwrap();
     std::fs::write(dir.join("sub/deep.txt"), b"deeper").unwrap();
     std::os::unix::fs::symlink(outer.path().join("secret"), dir.join("escape")).unwrap();
+    let fifo = std::ffi::CString::new(dir.join("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
     let tenant = example::tenant_of(&dir, (Ipv4Addr::LOCALHOST, 0).into()).unwrap();
     let listener = tenant.tcp_listen((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let addr = listener.local_addr();
     let server = tokio::spawn(example::serve(tenant, listener));
     let checks = async {
-        assert_eq!(get(addr, "/").await, (200, b"escape\nindex.txt\nsub/\n".to_vec()));
+        assert_eq!(get(addr, "/").await, (200, b"escape\nfifo\nindex.txt\nsub/\n".to_vec()));
         assert_eq!(get(addr, "/index.txt").await, (200, b"hello over http".to_vec()));
         assert_eq!(get(addr, "/sub/").await, (200, b"deep.txt\n".to_vec()));
         assert_eq!(get(addr, "/sub/deep.txt").await, (200, b"deeper".to_vec()));
         assert_eq!(get(addr, "/missing").await.0, 404);
         assert_eq!(get(addr, "/index.txt/x").await.0, 404);
+        assert_eq!(get(addr, "/fifo").await.0, 403, "not a regular file");
         for path in ["/../secret", "/sub/../../secret", "/escape", "/%2e%2e/secret"] {
             let (status, body) = get(addr, path).await;
             assert!(status == 403 || status == 404, "{path}: {status}");

@@ -21,16 +21,19 @@ use super::error::{IoUringError, OpError, errno};
 use super::result::{DirPage, FileStat, OpResult};
 
 impl From<IoUringError> for io::Error {
-    /// The kind that says what to do about it: a full ring would block (take completions and
-    /// try again), a ring or seq that is not there is not found, a bad size or setting is
-    /// invalid input, a wait ran out of time. The message is the error's.
+    /// The kind that says what to do about it: a full ring is busy (take completions, then
+    /// try again; not `WouldBlock`, which async code takes for "a wake-up will come"), a bad
+    /// size, setting, ring or seq is invalid input, a destroyed ring is not connected, a wait
+    /// ran out of time. The message is the error's.
     fn from(e: IoUringError) -> Self {
         let kind = match &e {
             IoUringError::SubmissionQueueFull { .. } | IoUringError::CompletionQueueFull { .. } => {
-                io::ErrorKind::WouldBlock
+                io::ErrorKind::ResourceBusy
             }
-            IoUringError::BatchTooLarge { .. } | IoUringError::InvalidConfig(_) => io::ErrorKind::InvalidInput,
-            IoUringError::NoRing { .. } | IoUringError::UnknownSeq { .. } => io::ErrorKind::NotFound,
+            IoUringError::BatchTooLarge { .. }
+            | IoUringError::InvalidConfig(_)
+            | IoUringError::NoRing { .. }
+            | IoUringError::UnknownSeq { .. } => io::ErrorKind::InvalidInput,
             IoUringError::RingDestroyed { .. } => io::ErrorKind::NotConnected,
             IoUringError::Timeout { .. } => io::ErrorKind::TimedOut,
             IoUringError::Backend(_) => io::ErrorKind::Other,
@@ -120,7 +123,7 @@ mod tests {
         let cancelled = SyscallCompletionEntry::cancelled(1, 0);
         assert_eq!(cancelled.into_result().unwrap_err().raw_os_error(), Some(errno::ECANCELED));
         let full = IoUringError::CompletionQueueFull { pid: 1, capacity: 4 };
-        assert_eq!(io::Error::from(full).kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(io::Error::from(full).kind(), io::ErrorKind::ResourceBusy);
         assert_eq!(io::Error::from(OpError::timed_out()).kind(), io::ErrorKind::TimedOut);
     }
 }

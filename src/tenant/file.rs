@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::stream::Stream;
-use super::{Owned, Tenant, path_of};
+use super::{Tenant, path_of};
 use crate::op::open_flags::*;
 use crate::op::{FileStat, OpResult, SyscallOpType as Op};
 
@@ -123,8 +123,10 @@ fn invalid(why: &str) -> io::Error {
 }
 
 /// A tenant's open file. Reads and writes at an offset take `&self`, so one file serves many
-/// at once; [`futures_io::AsyncRead`], `AsyncWrite` and `AsyncSeek` (and tokio's `AsyncRead`
-/// and `AsyncWrite` with the `tokio` feature) use the file's position. Dropping it closes it
+/// at once; [`futures_io::AsyncRead`], `AsyncWrite` and `AsyncSeek` (and tokio's, with the
+/// `tokio` feature) use the file's position: a write is taken whole and runs in the
+/// background, its failure answered by the next write, flush or close, as with
+/// `tokio::fs::File`. Every transfer asks for at most the policy's `max_io_bytes`. Dropping it closes it
 /// (submitted, not waited for); [`close`](Self::close) waits and reports.
 ///
 /// The buffer-taking methods hand the buffer back beside the result, so one buffer serves a
@@ -147,9 +149,9 @@ impl File {
     }
 
     pub(super) async fn open_with(tenant: &Tenant, path: impl AsRef<Path>, options: &OpenOptions) -> io::Result<File> {
-        let op = Op::Open { path: path_of(path), flags: options.flags()?, mode: options.mode };
-        let fd = tenant.run(op).await?.try_into()?;
-        Ok(File { stream: Stream::new(Owned { tenant: tenant.clone(), fd }) })
+        let op = Op::Open { path: path_of(path)?, flags: options.flags()?, mode: options.mode };
+        let (owned, _) = tenant.run_owning(op).await?;
+        Ok(File { stream: Stream::new(owned, true) })
     }
 
     /// The file's descriptor in its process (virtual: not the kernel's).
@@ -169,7 +171,7 @@ impl File {
     /// position: the bytes read (0 at the end of the file, or when `buf` has no spare room),
     /// and `buf` with them appended.
     pub async fn read_at(&self, mut buf: Vec<u8>, pos: u64) -> (io::Result<usize>, Vec<u8>) {
-        let size = buf.capacity() - buf.len();
+        let size = (buf.capacity() - buf.len()).min(self.tenant().io_limit());
         if size == 0 {
             return (Ok(0), buf);
         }
@@ -201,15 +203,17 @@ impl File {
     /// Writes `buf` at `pos` without moving the position: the bytes written (perhaps fewer),
     /// and `buf`.
     pub async fn write_at<B: AsRef<[u8]>>(&self, buf: B, pos: u64) -> (io::Result<usize>, B) {
-        let op = Op::WriteAt { fd: self.fd(), offset: pos, data: buf.as_ref().to_vec() };
+        let most = buf.as_ref().len().min(self.tenant().io_limit());
+        let op = Op::WriteAt { fd: self.fd(), offset: pos, data: buf.as_ref()[..most].to_vec() };
         (self.run(op).await.and_then(count), buf)
     }
 
     /// Writes all of `buf` at `pos`, in as many writes as it takes.
     pub async fn write_all_at<B: AsRef<[u8]>>(&self, buf: B, pos: u64) -> (io::Result<()>, B) {
-        let mut done = 0;
+        let (mut done, step) = (0, self.tenant().io_limit());
         while done < buf.as_ref().len() {
-            let op = Op::WriteAt { fd: self.fd(), offset: pos + done as u64, data: buf.as_ref()[done..].to_vec() };
+            let chunk = &buf.as_ref()[done..(done + step).min(buf.as_ref().len())];
+            let op = Op::WriteAt { fd: self.fd(), offset: pos + done as u64, data: chunk.to_vec() };
             match self.run(op).await.and_then(count) {
                 Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
                 Ok(n) => done += n,
@@ -224,9 +228,9 @@ impl File {
     /// trait's `read_to_end`, `futures::io::AsyncReadExt`, reads from the position), in reads
     /// of at most 8 MiB (each allocating what the file can fill).
     pub async fn read_all_at(&self, mut pos: u64) -> io::Result<Vec<u8>> {
-        let mut all = Vec::new();
+        let (mut all, size) = (Vec::new(), READ_STEP.min(self.tenant().io_limit()));
         loop {
-            let data = bytes(self.run(Op::ReadAt { fd: self.fd(), offset: pos, size: READ_STEP }).await?)?;
+            let data = bytes(self.run(Op::ReadAt { fd: self.fd(), offset: pos, size }).await?)?;
             if data.is_empty() {
                 return Ok(all);
             }
@@ -242,9 +246,9 @@ impl File {
     /// Copies this file from its start to `to` (from its start) in the kernel; the bytes
     /// copied. Neither position moves.
     pub async fn copy_to(&self, to: &File) -> io::Result<u64> {
-        let mut at = 0u64;
+        let (mut at, len) = (0u64, COPY_STEP.min(self.tenant().io_limit()));
         loop {
-            let op = Op::CopyRange { fd_in: self.fd(), offset_in: at, fd_out: to.fd(), offset_out: at, len: COPY_STEP };
+            let op = Op::CopyRange { fd_in: self.fd(), offset_in: at, fd_out: to.fd(), offset_out: at, len };
             match self.run(op).await.and_then(count)? {
                 0 => return Ok(at),
                 n => at += n as u64,
@@ -278,11 +282,11 @@ impl File {
     }
 }
 
-/// What one `ReadAt` of [`File::read_all_at`] asks for.
+/// What one `ReadAt` of [`File::read_all_at`] asks for (less under a smaller `max_io_bytes`).
 const READ_STEP: usize = 8 << 20;
 
 /// What one `CopyRange` of [`File::copy_to`] asks for: 64 MiB, the policy's default largest
-/// transfer.
+/// transfer (less under a smaller `max_io_bytes`).
 const COPY_STEP: usize = 64 << 20;
 
 fn bytes(result: OpResult) -> io::Result<Vec<u8>> {
@@ -339,5 +343,16 @@ impl tokio::io::AsyncWrite for File {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_mut().stream.poll_flush(cx)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl tokio::io::AsyncSeek for File {
+    fn start_seek(self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
+        self.get_mut().stream.start_seek(position)
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        self.get_mut().stream.poll_sought(cx)
     }
 }

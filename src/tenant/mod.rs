@@ -32,15 +32,19 @@ mod file;
 mod net;
 mod stream;
 
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 pub use file::{File, OpenOptions};
 pub use net::{Incoming, TcpListener, TcpStream, UdpSocket};
 
-use crate::op::{DirEntry, FileStat, OpResult, Pid, SyscallOpType as Op};
-use crate::syscalls::IoUringManager;
+use crate::op::{DirEntry, FileStat, IoUringError, OpResult, Pid, SyscallOpType as Op};
+use crate::syscalls::{CompletionFuture, IoUringManager, SyscallCompletionRing};
 
 /// One process (`pid`) of a manager, as a handle: its paths, files and sockets. Cheap to
 /// clone; every clone is the same process.
@@ -57,10 +61,13 @@ impl IoUringManager {
     }
 }
 
-/// A path as the operations hold it (`String`): a path that is not UTF-8 has its invalid bytes
-/// replaced by U+FFFD.
-fn path_of(path: impl AsRef<Path>) -> String {
-    path.as_ref().to_string_lossy().into_owned()
+/// A path as the operations hold it (`String`); `InvalidInput` for one that is not UTF-8,
+/// rather than another name.
+fn path_of(path: impl AsRef<Path>) -> io::Result<String> {
+    let path = path.as_ref();
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{path:?} is not UTF-8")))
 }
 
 impl Tenant {
@@ -77,6 +84,26 @@ impl Tenant {
     /// Runs one operation of the SPEC's API and waits for it: its result, or its errno.
     pub async fn run(&self, op: Op) -> io::Result<OpResult> {
         self.manager.submit_async(self.pid, op)?.await.into_result()
+    }
+
+    /// Runs an operation that makes a descriptor (`Open`, `Socket`, `Accept`): its result,
+    /// with the descriptor owned by a handle of the ring it was made on.
+    async fn run_owning(&self, op: Op) -> io::Result<(Owned, OpResult)> {
+        let future = self.manager.submit_async(self.pid, op)?;
+        let ring = future.ring().clone();
+        let result = future.await.into_result()?;
+        let fd = result.new_fd().ok_or_else(|| {
+            io::Error::from(crate::op::UnexpectedResult { expected: "a descriptor", got: result.clone() })
+        })?;
+        Ok((Owned { tenant: self.clone(), ring, fd }, result))
+    }
+
+    /// The most bytes one transfer may move under the process's policy (`max_io_bytes`).
+    fn io_limit(&self) -> usize {
+        self.manager
+            .processes()
+            .get(self.pid)
+            .map_or(crate::sandbox::DEFAULT_MAX_IO_BYTES, |p| p.sandbox().policy().io_byte_limit())
     }
 
     /// Opens `path` as `options` say.
@@ -114,52 +141,52 @@ impl Tenant {
 
     /// The metadata of `path`, following a symbolic link.
     pub async fn metadata(&self, path: impl AsRef<Path>) -> io::Result<FileStat> {
-        Ok(self.run(Op::Stat { path: path_of(path), follow: true }).await?.try_into()?)
+        Ok(self.run(Op::Stat { path: path_of(path)?, follow: true }).await?.try_into()?)
     }
 
     /// The metadata of `path` itself, a symbolic link's own if it is one.
     pub async fn symlink_metadata(&self, path: impl AsRef<Path>) -> io::Result<FileStat> {
-        Ok(self.run(Op::Stat { path: path_of(path), follow: false }).await?.try_into()?)
+        Ok(self.run(Op::Stat { path: path_of(path)?, follow: false }).await?.try_into()?)
     }
 
     /// Makes the directory `path` (mode `0o777` less the policy's umask).
     pub async fn create_dir(&self, path: impl AsRef<Path>) -> io::Result<()> {
-        self.run(Op::Mkdir { path: path_of(path), mode: 0o777 }).await.map(drop)
+        self.run(Op::Mkdir { path: path_of(path)?, mode: 0o777 }).await.map(drop)
     }
 
     /// Removes the empty directory `path`.
     pub async fn remove_dir(&self, path: impl AsRef<Path>) -> io::Result<()> {
-        self.run(Op::Rmdir { path: path_of(path) }).await.map(drop)
+        self.run(Op::Rmdir { path: path_of(path)? }).await.map(drop)
     }
 
     /// Removes the file (or symbolic link) `path`.
     pub async fn remove_file(&self, path: impl AsRef<Path>) -> io::Result<()> {
-        self.run(Op::Unlink { path: path_of(path) }).await.map(drop)
+        self.run(Op::Unlink { path: path_of(path)? }).await.map(drop)
     }
 
     /// Renames `from` to `to`, replacing `to`.
     pub async fn rename(&self, from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
-        self.run(Op::Rename { from: path_of(from), to: path_of(to), flags: 0 }).await.map(drop)
+        self.run(Op::Rename { from: path_of(from)?, to: path_of(to)?, flags: 0 }).await.map(drop)
     }
 
     /// Makes `to` another name of the file `from`.
     pub async fn hard_link(&self, from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
-        self.run(Op::Link { from: path_of(from), to: path_of(to) }).await.map(drop)
+        self.run(Op::Link { from: path_of(from)?, to: path_of(to)? }).await.map(drop)
     }
 
     /// Makes a symbolic link at `link` holding `target`.
     pub async fn symlink(&self, target: impl AsRef<Path>, link: impl AsRef<Path>) -> io::Result<()> {
-        self.run(Op::Symlink { target: path_of(target), link: path_of(link) }).await.map(drop)
+        self.run(Op::Symlink { target: path_of(target)?, link: path_of(link)? }).await.map(drop)
     }
 
     /// What the symbolic link `path` holds.
     pub async fn read_link(&self, path: impl AsRef<Path>) -> io::Result<PathBuf> {
-        Ok(self.run(Op::ReadLink { path: path_of(path) }).await?.try_into()?)
+        Ok(self.run(Op::ReadLink { path: path_of(path)? }).await?.try_into()?)
     }
 
     /// Every entry of the directory `path` (without `.` and `..`), read in pages of 1,024.
     pub async fn read_dir(&self, path: impl AsRef<Path>) -> io::Result<Vec<DirEntry>> {
-        let path = path_of(path);
+        let path = path_of(path)?;
         let mut entries = Vec::new();
         let mut cursor = 0;
         loop {
@@ -228,32 +255,63 @@ impl ToSocketAddr for String {
 }
 
 /// A descriptor of a tenant's, closed when dropped: the close is submitted, not waited for
-/// (its completion is discarded), so the dropping thread never blocks. A ring too full to take
-/// it closes the descriptor in place; a destroyed one closed it already.
+/// (its completion is discarded), so the dropping thread never blocks. It goes to the ring the
+/// descriptor was made on, never to a later process of the same pid: a destroyed ring closed
+/// it already. A ring too full to take it has a thread of the backend close it.
 #[derive(Debug)]
 struct Owned {
     tenant: Tenant,
+    ring: Arc<SyscallCompletionRing>,
     fd: i32,
 }
 
 impl Owned {
-    /// Closes now and reports how it went; nothing is left for the drop.
+    /// Closes now and reports how it went. Once the close is submitted the drop has nothing
+    /// left to do; if this future is dropped before the close completes, the close still runs.
     async fn close(mut self) -> io::Result<()> {
-        let fd = std::mem::replace(&mut self.fd, -1);
-        self.tenant.run(Op::Close { fd }).await.map(drop)
+        let future = self.tenant.manager.submit_async_to(&self.ring, Op::Close { fd: self.fd })?;
+        self.fd = -1;
+        Discarding(Some(future)).await.into_result().map(drop)
     }
 }
 
 impl Drop for Owned {
     fn drop(&mut self) {
-        if self.fd < 0 {
+        if self.fd < 0 || self.ring.is_destroyed() {
             return;
         }
-        let Tenant { manager, pid } = &self.tenant;
-        if !manager.submit_discarded(*pid, Op::Close { fd: self.fd })
-            && let Some(process) = manager.processes().get(*pid)
+        let close = Op::Close { fd: self.fd };
+        if let Err(IoUringError::SubmissionQueueFull { .. } | IoUringError::CompletionQueueFull { .. }) =
+            self.tenant.manager.submit_discarded(&self.ring, close)
         {
-            let _ = process.close(self.fd);
+            let (process, fd) = (self.ring.process().clone(), self.fd);
+            self.tenant.manager.executor().backend().spawn(Box::pin(async move {
+                let _ = process.close(fd);
+            }));
+        }
+    }
+}
+
+/// A completion future that, dropped before it completes, lets its operation run on with its
+/// completion discarded rather than cancelling it.
+#[derive(Debug)]
+struct Discarding(Option<CompletionFuture>);
+
+impl Future for Discarding {
+    type Output = crate::op::SyscallCompletionEntry;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = self.0.as_mut().expect("polled after it completed");
+        let done = std::task::ready!(Pin::new(future).poll(cx));
+        self.0 = None;
+        Poll::Ready(done)
+    }
+}
+
+impl Drop for Discarding {
+    fn drop(&mut self) {
+        if let Some(future) = self.0.take() {
+            future.discard();
         }
     }
 }

@@ -15,8 +15,7 @@ use crate::syscalls::CompletionFuture;
 /// A new socket of type `ty` for `addr`'s family, owned.
 async fn socket(tenant: &Tenant, addr: SocketAddr, ty: i32) -> io::Result<Owned> {
     let domain = if addr.is_ipv4() { net_flags::AF_INET } else { net_flags::AF_INET6 };
-    let fd = tenant.run(Op::Socket { domain, ty, protocol: 0 }).await?.try_into()?;
-    Ok(Owned { tenant: tenant.clone(), fd })
+    Ok(tenant.run_owning(Op::Socket { domain, ty, protocol: 0 }).await?.0)
 }
 
 async fn local_addr(owned: &Owned) -> io::Result<SocketAddr> {
@@ -51,7 +50,8 @@ impl TcpListener {
 
     /// Waits for a connection: the stream and its peer's address.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        accepted(&self.owned.tenant, self.owned.tenant.run(Op::Accept { sockfd: self.owned.fd }).await?)
+        let (owned, result) = self.owned.tenant.run_owning(Op::Accept { sockfd: self.owned.fd }).await?;
+        accepted(owned, result)
     }
 
     /// The connections as they come, as a `Stream` (one `Accept` in flight at a time).
@@ -60,11 +60,9 @@ impl TcpListener {
     }
 }
 
-fn accepted(tenant: &Tenant, result: OpResult) -> io::Result<(TcpStream, SocketAddr)> {
+fn accepted(owned: Owned, result: OpResult) -> io::Result<(TcpStream, SocketAddr)> {
     match result {
-        OpResult::Accepted { fd, peer } => {
-            Ok((TcpStream { stream: Stream::new(Owned { tenant: tenant.clone(), fd }) }, peer))
-        }
+        OpResult::Accepted { peer, .. } => Ok((TcpStream { stream: Stream::new(owned, false) }, peer)),
         got => Err(crate::op::UnexpectedResult { expected: "a connection (Accepted)", got }.into()),
     }
 }
@@ -81,17 +79,22 @@ impl futures_core::Stream for Incoming<'_> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<TcpStream>>> {
         let this = self.get_mut();
-        let tenant = &this.listener.owned.tenant;
+        let listener = &this.listener.owned;
         let future = match &mut this.accept {
             Some(future) => future,
-            None => match tenant.manager.submit_async(tenant.pid, Op::Accept { sockfd: this.listener.owned.fd }) {
+            None => match listener.tenant.manager.submit_async_to(&listener.ring, Op::Accept { sockfd: listener.fd }) {
                 Ok(future) => this.accept.insert(future),
                 Err(e) => return Poll::Ready(Some(Err(e.into()))),
             },
         };
         let done = ready!(Pin::new(future).poll(cx));
         this.accept = None;
-        Poll::Ready(Some(done.into_result().and_then(|r| accepted(tenant, r)).map(|(stream, _)| stream)))
+        let stream = done.into_result().and_then(|result| {
+            let fd = result.new_fd().unwrap_or(-1);
+            let owned = Owned { tenant: listener.tenant.clone(), ring: listener.ring.clone(), fd };
+            accepted(owned, result)
+        });
+        Poll::Ready(Some(stream.map(|(stream, _)| stream)))
     }
 }
 
@@ -108,7 +111,7 @@ impl TcpStream {
     pub(super) async fn connect(tenant: &Tenant, addr: SocketAddr) -> io::Result<TcpStream> {
         let owned = socket(tenant, addr, net_flags::SOCK_STREAM).await?;
         tenant.run(Op::Connect { sockfd: owned.fd, addr }).await?;
-        Ok(TcpStream { stream: Stream::new(owned) })
+        Ok(TcpStream { stream: Stream::new(owned, false) })
     }
 
     /// The socket's descriptor in its process.
@@ -122,15 +125,17 @@ impl TcpStream {
 
     /// Sends `buf`: the bytes sent (perhaps fewer), and `buf`.
     pub async fn send<B: AsRef<[u8]>>(&self, buf: B) -> (io::Result<usize>, B) {
-        let op = Op::Send { sockfd: self.fd(), data: buf.as_ref().to_vec(), flags: 0 };
+        let most = buf.as_ref().len().min(self.tenant().io_limit());
+        let op = Op::Send { sockfd: self.fd(), data: buf.as_ref()[..most].to_vec(), flags: 0 };
         (self.tenant().run(op).await.and_then(|r| Ok(r.try_into()?)), buf)
     }
 
     /// Sends all of `buf`, in as many sends as it takes.
     pub async fn send_all<B: AsRef<[u8]>>(&self, buf: B) -> (io::Result<()>, B) {
-        let mut done = 0;
+        let (mut done, step) = (0, self.tenant().io_limit());
         while done < buf.as_ref().len() {
-            let op = Op::Send { sockfd: self.fd(), data: buf.as_ref()[done..].to_vec(), flags: 0 };
+            let chunk = &buf.as_ref()[done..(done + step).min(buf.as_ref().len())];
+            let op = Op::Send { sockfd: self.fd(), data: chunk.to_vec(), flags: 0 };
             match self.tenant().run(op).await.and_then(|r| Ok(usize::try_from(r)?)) {
                 Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
                 Ok(n) => done += n,
@@ -143,7 +148,7 @@ impl TcpStream {
     /// Receives into `buf`'s spare capacity: the bytes received (0 once the peer shut its side
     /// and everything was read), and `buf` with them appended.
     pub async fn recv(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        let size = buf.capacity() - buf.len();
+        let size = (buf.capacity() - buf.len()).min(self.tenant().io_limit());
         if size == 0 {
             return (Ok(0), buf);
         }
@@ -157,8 +162,9 @@ impl TcpStream {
         }
     }
 
-    /// Shuts down reading, writing or both.
-    pub async fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+    /// Shuts down reading, writing or both (named so as not to hide the traits' `shutdown`
+    /// and `close`, which shut writing down).
+    pub async fn shutdown_how(&self, how: Shutdown) -> io::Result<()> {
         let how = match how {
             Shutdown::Read => net_flags::SHUT_RD,
             Shutdown::Write => net_flags::SHUT_WR,

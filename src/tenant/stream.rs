@@ -1,58 +1,71 @@
 //! What the async I/O traits of a [`File`](super::File) and a [`TcpStream`](super::TcpStream)
-//! share: one operation in flight per direction, kept between polls, so a caller that polls
-//! again after `Pending` gets the outcome of the operation it started rather than a second one.
-//! Reads and writes at the descriptor's position are `Read` and `Write`, which on a socket wait
-//! as `Recv` and `Send` do.
+//! share. Reads and writes at the descriptor's position are `Read` and `Write`, which on a
+//! socket wait as `Recv` and `Send` do.
+//!
+//! - A read keeps its operation between polls, so a poll after `Pending` gets the outcome of
+//!   the read it started, and bytes beyond the caller's buffer are kept for the next read.
+//! - A write is taken whole at once: `poll_write` copies the bytes into an operation it runs in
+//!   the background and answers their length, as `tokio::fs::File` does. The background write
+//!   resumes itself after a short count; its failure is what the next write, flush or close
+//!   answers. So a write never reports another buffer's count.
+//! - On a file, reads, writes and seeks share the position: each waits for the others'
+//!   operation first. A socket's two directions are independent (one half may wait for data
+//!   while the other writes).
+//! - Each transfer asks for at most the policy's per-operation limit (`max_io_bytes`), so a
+//!   large buffer makes short reads and several writes, never a refusal.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use super::{Owned, Tenant};
+use super::{Discarding, Owned, Tenant};
 use crate::op::{OpResult, SyscallOpType as Op, net_flags};
 use crate::syscalls::CompletionFuture;
 
+/// A write running in the background: `data[done..]` is left, `future` writing its start.
+/// Dropped (with its handle), the write goes on: its completion is discarded, not cancelled,
+/// so what `poll_write` took is written (all but what a short count would have left).
+#[derive(Debug)]
+struct Write {
+    future: Discarding,
+    data: Vec<u8>,
+    done: usize,
+}
+
 #[derive(Debug)]
 pub(super) struct Stream {
-    owned: Owned,
     read: Option<CompletionFuture>,
     /// What a read brought beyond the buffer of the poll that took it, from `taken` on.
     leftover: Vec<u8>,
     taken: usize,
-    write: Option<CompletionFuture>,
-    /// The outcome of a write a flush waited for, for the `poll_write` that started it.
-    written: Option<io::Result<usize>>,
-    seek: Option<CompletionFuture>,
+    write: Option<Write>,
+    seek: Option<(CompletionFuture, io::SeekFrom)>,
+    /// A seek asked for by tokio's `start_seek`, not yet polled.
+    #[cfg(feature = "tokio")]
+    seek_asked: Option<io::SeekFrom>,
     shutdown: Option<CompletionFuture>,
-}
-
-/// Polls the operation in `slot`, started with `start` if none is; takes it out when done.
-fn poll_op(
-    slot: &mut Option<CompletionFuture>,
-    cx: &mut Context<'_>,
-    start: impl FnOnce() -> io::Result<CompletionFuture>,
-) -> Poll<io::Result<OpResult>> {
-    let future = match slot {
-        Some(future) => future,
-        None => slot.insert(start()?),
-    };
-    let done = ready!(Pin::new(future).poll(cx));
-    *slot = None;
-    Poll::Ready(done.into_result())
+    /// Whether reads, writes and seeks share a position (a file's).
+    ordered: bool,
+    /// Last, so that it is dropped last: operations in flight are given up before the close is
+    /// submitted behind them.
+    owned: Owned,
 }
 
 impl Stream {
-    pub(super) fn new(owned: Owned) -> Self {
+    /// A file's (`ordered`) or a socket's stream over `owned`.
+    pub(super) fn new(owned: Owned, ordered: bool) -> Self {
         Stream {
-            owned,
             read: None,
             leftover: Vec::new(),
             taken: 0,
             write: None,
-            written: None,
             seek: None,
+            #[cfg(feature = "tokio")]
+            seek_asked: None,
             shutdown: None,
+            ordered,
+            owned,
         }
     }
 
@@ -64,35 +77,126 @@ impl Stream {
         &self.owned.tenant
     }
 
-    fn submit(tenant: &Tenant, op: Op) -> io::Result<CompletionFuture> {
+    fn submit(&self, op: Op) -> io::Result<CompletionFuture> {
+        let tenant = &self.owned.tenant;
         Ok(tenant.manager.submit_async(tenant.pid, op)?)
     }
 
-    /// Closes the descriptor and waits for it; operations in flight are cancelled first.
-    pub(super) async fn close(self) -> io::Result<()> {
-        let Stream { owned, .. } = self;
-        owned.close().await
+    /// Finishes the background write, then closes the descriptor and waits for it (a read,
+    /// seek or shutdown in flight is given up first); the write's failure if it failed, else
+    /// the close's.
+    pub(super) async fn close(mut self) -> io::Result<()> {
+        let written = std::future::poll_fn(|cx| self.poll_written(cx)).await;
+        let Stream { read, seek, shutdown, owned, .. } = self;
+        drop((read, seek, shutdown));
+        let closed = owned.close().await;
+        written.and(closed)
     }
 
-    pub(super) fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    /// Drives the background write to its end: resubmits what a short count left, and answers
+    /// its failure once.
+    fn poll_written(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(write) = &mut self.write {
+            let done = ready!(Pin::new(&mut write.future).poll(cx));
+            let n = match done.into_result().and_then(|r| Ok(usize::try_from(r)?)) {
+                Ok(0) => Err(io::Error::from(io::ErrorKind::WriteZero)),
+                other => other,
+            };
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    self.write = None;
+                    return Poll::Ready(Err(e));
+                }
+            };
+            write.done += n;
+            if write.done >= write.data.len() {
+                self.write = None;
+                break;
+            }
+            let rest = write.data[write.done..].to_vec();
+            let future = self.submit(Op::Write { fd: self.owned.fd, data: rest });
+            let write = self.write.as_mut().expect("a write in flight");
+            match future {
+                Ok(future) => write.future = Discarding(Some(future)),
+                Err(e) => {
+                    self.write = None;
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Drives a read in flight to its end, keeping its bytes for the next read.
+    fn poll_read_kept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(read) = &mut self.read {
+            let done = ready!(Pin::new(read).poll(cx));
+            self.read = None;
+            let data: Vec<u8> = done.into_result()?.try_into()?;
+            self.leftover.drain(..self.taken);
+            self.leftover.extend_from_slice(&data);
+            self.taken = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Drives a seek in flight to its end (its outcome is its poller's; this only waits).
+    fn poll_seeked(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some((seek, _)) = &mut self.seek {
+            let done = ready!(Pin::new(seek).poll(cx));
+            self.seek = None;
+            done.into_result()?;
+            (self.leftover, self.taken) = (Vec::new(), 0);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The most bytes one transfer may ask for: the policy's per-operation limit.
+    fn cap(&self) -> usize {
+        self.owned.tenant.io_limit()
+    }
+
+    /// Reads up to `want` bytes, handing them to `put`; 0 at the end of the file (or when the
+    /// peer shut its side).
+    fn poll_read_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        want: usize,
+        put: impl FnOnce(&[u8]),
+    ) -> Poll<io::Result<usize>> {
+        if self.ordered && self.read.is_none() {
+            ready!(self.poll_written(cx))?;
+            ready!(self.poll_seeked(cx))?;
+        }
         if self.taken < self.leftover.len() {
-            let n = buf.len().min(self.leftover.len() - self.taken);
-            buf[..n].copy_from_slice(&self.leftover[self.taken..self.taken + n]);
+            let n = want.min(self.leftover.len() - self.taken);
+            put(&self.leftover[self.taken..self.taken + n]);
             self.taken += n;
             return Poll::Ready(Ok(n));
         }
-        if buf.is_empty() {
+        if want == 0 {
             return Poll::Ready(Ok(0));
         }
-        let (tenant, fd, size) = (&self.owned.tenant, self.owned.fd, buf.len());
-        let data: Vec<u8> =
-            ready!(poll_op(&mut self.read, cx, || Self::submit(tenant, Op::Read { fd, size })))?.try_into()?;
-        let n = buf.len().min(data.len());
-        buf[..n].copy_from_slice(&data[..n]);
+        if self.read.is_none() {
+            let size = want.min(self.cap()).max(1);
+            self.read = Some(self.submit(Op::Read { fd: self.owned.fd, size })?);
+        }
+        let read = self.read.as_mut().expect("a read in flight");
+        let done = ready!(Pin::new(read).poll(cx));
+        self.read = None;
+        let data: Vec<u8> = done.into_result()?.try_into()?;
+        let n = want.min(data.len());
+        put(&data[..n]);
         if n < data.len() {
             (self.leftover, self.taken) = (data, n);
         }
         Poll::Ready(Ok(n))
+    }
+
+    pub(super) fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let want = buf.len();
+        self.poll_read_with(cx, want, |data| buf[..data.len()].copy_from_slice(data))
     }
 
     #[cfg(feature = "tokio")]
@@ -101,59 +205,89 @@ impl Stream {
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let n = ready!(self.poll_read(cx, buf.initialize_unfilled()))?;
-        buf.advance(n);
+        let want = buf.remaining();
+        ready!(self.poll_read_with(cx, want, |data| buf.put_slice(data)))?;
         Poll::Ready(Ok(()))
     }
 
     pub(super) fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if let Some(written) = self.written.take() {
-            return Poll::Ready(written);
+        ready!(self.poll_written(cx))?;
+        if self.ordered {
+            ready!(self.poll_read_kept(cx))?;
+            ready!(self.poll_seeked(cx))?;
         }
-        if buf.is_empty() && self.write.is_none() {
+        if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let (tenant, fd) = (&self.owned.tenant, self.owned.fd);
-        let done = ready!(poll_op(&mut self.write, cx, || Self::submit(tenant, Op::Write { fd, data: buf.to_vec() })));
-        Poll::Ready(done.and_then(|r| Ok(r.try_into()?)))
+        let data = buf[..buf.len().min(self.cap())].to_vec();
+        let future = self.submit(Op::Write { fd: self.owned.fd, data: data.clone() })?;
+        let n = data.len();
+        self.write = Some(Write { future: Discarding(Some(future)), data, done: 0 });
+        Poll::Ready(Ok(n))
     }
 
-    /// Waits for a write in flight (its outcome kept for its `poll_write`); nothing is
-    /// buffered here beyond it.
+    /// Waits for the background write; its failure is the answer.
     pub(super) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(write) = &mut self.write {
-            let done = ready!(Pin::new(write).poll(cx));
-            self.write = None;
-            self.written = Some(done.into_result().and_then(|r| Ok(r.try_into()?)));
-        }
-        Poll::Ready(Ok(()))
+        self.poll_written(cx)
     }
 
-    /// Moves the position. Bytes read ahead and not yet taken are given back first: the
-    /// position is where the caller is.
+    /// Moves the position (a file's), after the operations in flight. Bytes read ahead and
+    /// not yet taken are given back first: the position is where the caller is.
     pub(super) fn poll_seek(&mut self, cx: &mut Context<'_>, pos: io::SeekFrom) -> Poll<io::Result<u64>> {
-        let ahead = (self.leftover.len() - self.taken) as i64;
-        let (offset, whence) = match pos {
-            io::SeekFrom::Start(at) => {
-                (i64::try_from(at).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?, 0)
-            }
-            io::SeekFrom::Current(by) => (by - ahead, 1),
-            io::SeekFrom::End(by) => (by, 2),
-        };
-        let (tenant, fd) = (&self.owned.tenant, self.owned.fd);
-        let at: u64 = ready!(poll_op(&mut self.seek, cx, || Self::submit(tenant, Op::Lseek { fd, offset, whence })))?
-            .try_into()?;
+        ready!(self.poll_written(cx))?;
+        ready!(self.poll_read_kept(cx))?;
+        if self.seek.as_ref().is_some_and(|(_, asked)| *asked != pos) {
+            ready!(self.poll_seeked(cx))?;
+        }
+        if self.seek.is_none() {
+            let ahead = i64::try_from(self.leftover.len() - self.taken).unwrap_or(i64::MAX);
+            let invalid = || io::Error::from(io::ErrorKind::InvalidInput);
+            let (offset, whence) = match pos {
+                io::SeekFrom::Start(at) => (i64::try_from(at).map_err(|_| invalid())?, 0),
+                io::SeekFrom::Current(by) => (by.checked_sub(ahead).ok_or_else(invalid)?, 1),
+                io::SeekFrom::End(by) => (by, 2),
+            };
+            let future = self.submit(Op::Lseek { fd: self.owned.fd, offset, whence })?;
+            self.seek = Some((future, pos));
+        }
+        let (seek, _) = self.seek.as_mut().expect("a seek in flight");
+        let done = ready!(Pin::new(seek).poll(cx));
+        self.seek = None;
+        let at: u64 = done.into_result()?.try_into()?;
         (self.leftover, self.taken) = (Vec::new(), 0);
         Poll::Ready(Ok(at))
     }
 
-    /// Shuts the socket down for writing once a write in flight is done: the peer reads end
-    /// of file.
+    /// tokio's `start_seek`: remembers where to, for [`poll_sought`](Self::poll_sought).
+    #[cfg(feature = "tokio")]
+    pub(super) fn start_seek(&mut self, pos: io::SeekFrom) -> io::Result<()> {
+        if self.seek_asked.is_some() || self.seek.is_some() {
+            return Err(io::Error::other("a seek is already in flight"));
+        }
+        self.seek_asked = Some(pos);
+        Ok(())
+    }
+
+    /// tokio's `poll_complete`: the seek asked for, or where the position is.
+    #[cfg(feature = "tokio")]
+    pub(super) fn poll_sought(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        let pos = self.seek.as_ref().map(|(_, pos)| *pos).or(self.seek_asked).unwrap_or(io::SeekFrom::Current(0));
+        let at = ready!(self.poll_seek(cx, pos));
+        self.seek_asked = None;
+        Poll::Ready(at)
+    }
+
+    /// Shuts the socket down for writing once the background write is done: the peer reads
+    /// end of file.
     pub(super) fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.poll_flush(cx))?;
-        let (tenant, sockfd) = (&self.owned.tenant, self.owned.fd);
-        let how = net_flags::SHUT_WR;
-        ready!(poll_op(&mut self.shutdown, cx, || Self::submit(tenant, Op::Shutdown { sockfd, how })))?;
-        Poll::Ready(Ok(()))
+        ready!(self.poll_written(cx))?;
+        if self.shutdown.is_none() {
+            let how = net_flags::SHUT_WR;
+            self.shutdown = Some(self.submit(Op::Shutdown { sockfd: self.owned.fd, how })?);
+        }
+        let shutdown = self.shutdown.as_mut().expect("a shutdown in flight");
+        let done = ready!(Pin::new(shutdown).poll(cx));
+        self.shutdown = None;
+        Poll::Ready(done.into_result().map(|_: OpResult| ()))
     }
 }

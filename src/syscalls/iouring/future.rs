@@ -43,6 +43,11 @@ impl CompletionFuture {
         self.seq
     }
 
+    /// The ring it belongs to.
+    pub(crate) fn ring(&self) -> &Arc<SyscallCompletionRing> {
+        &self.ring
+    }
+
     /// Gives up ownership: the operation goes on and its completion goes to the ring's CQ, where
     /// `reap_completions`, `wait_completion(seq)` and the stream find it. Returns the sequence
     /// number.
@@ -52,6 +57,17 @@ impl CompletionFuture {
             self.ring.detach(self.seq);
         }
         self.seq
+    }
+}
+
+impl CompletionFuture {
+    /// Gives up the completion without stopping the operation: it runs on, and its completion
+    /// is discarded (see [`SyscallCompletionRing::discard`]).
+    pub(crate) fn discard(mut self) {
+        if !self.finished {
+            self.finished = true;
+            self.ring.discard(self.seq);
+        }
     }
 }
 

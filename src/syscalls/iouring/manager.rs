@@ -317,12 +317,22 @@ impl IoUringManager {
         Ok((first..first + n).collect())
     }
 
-    /// Submits `op` for `pid` with nobody to take its completion (a handle's close on drop):
-    /// it runs, and its completion is discarded. `false` if the ring refused it (full, or
-    /// destroyed).
-    pub(crate) fn submit_discarded(&self, pid: Pid, op: SyscallOpType) -> bool {
+    /// Submits `op` to `ring` (and no later ring of its pid) and returns the future that owns
+    /// its completion: for a handle, whose descriptor belongs to that ring's process only.
+    pub(crate) fn submit_async_to(
+        &self,
+        ring: &Arc<SyscallCompletionRing>,
+        op: SyscallOpType,
+    ) -> Result<CompletionFuture> {
+        let seq = self.inner.executor.accept(ring, std::iter::once((op, 0)), true)?;
+        Ok(CompletionFuture::new(ring.clone(), seq))
+    }
+
+    /// Submits `op` to `ring` (and no later ring of its pid) with nobody to take its
+    /// completion (a handle's close on drop): it runs, and its completion is discarded.
+    pub(crate) fn submit_discarded(&self, ring: &Arc<SyscallCompletionRing>, op: SyscallOpType) -> Result<()> {
         let discard = Accept { discard: true, ..Accept::default() };
-        self.enqueue(pid, std::iter::once(SyscallSubmissionEntry::new(pid, op, 0)), discard).is_ok()
+        self.inner.executor.accept(ring, std::iter::once((op, 0)), discard).map(drop)
     }
 
     /// Submits one operation and returns a future that owns its completion.

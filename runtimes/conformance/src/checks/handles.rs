@@ -108,6 +108,63 @@ pub async fn handles_files(make: MakeBackend) {
     settles_at(&m, 2, 0);
 }
 
+/// The async traits' ordering and failures: a write is taken whole and its failure is the next
+/// flush's; a seek waits for the write before it; transfers larger than the policy's
+/// per-operation limit are split, never refused; a close given up still closes; a handle
+/// outliving its process never touches a later process of the same pid.
+pub async fn handles_write_in_the_background(make: MakeBackend) {
+    use futures::FutureExt;
+    let m = manager(make);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    m.set_policy(1, Policy::rooted(root).read_write().max_io_bytes(64 << 10)).unwrap();
+    let t = m.tenant(1);
+    // Writes, then a seek, then a write: in that order on the file.
+    let mut f = t.create("o.txt").await.unwrap();
+    f.write_all(b"abc").await.unwrap();
+    assert_eq!(f.seek(io::SeekFrom::Start(1)).await.unwrap(), 1);
+    f.write_all(b"Z").await.unwrap();
+    f.flush().await.unwrap();
+    assert_eq!(std::fs::read(root.join("o.txt")).unwrap(), b"aZc");
+    // A write's failure comes back from the flush.
+    let mut read_only = File::open(&t, "o.txt").await.unwrap();
+    assert_eq!(read_only.write(b"x").await.unwrap(), 1, "taken whole, written in the background");
+    let failed = read_only.flush().await.unwrap_err();
+    assert_eq!(failed.raw_os_error(), Some(libc::EBADF));
+    assert!(read_only.flush().await.is_ok(), "reported once");
+    // Larger than max_io_bytes (64 KiB): split, through the traits and the handles alike.
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 241) as u8).collect();
+    let mut w = t.create("big").await.unwrap();
+    w.write_all(&big).await.unwrap();
+    w.close().await.unwrap();
+    let mut r = File::open(&t, "big").await.unwrap();
+    let mut back = Vec::new();
+    r.read_to_end(&mut back).await.unwrap();
+    assert!(back == big, "read back through the trait");
+    assert!(t.read("big").await.unwrap() == big);
+    assert_eq!(t.copy("big", "big2").await.unwrap(), big.len() as u64);
+    assert!(std::fs::read(root.join("big2")).unwrap() == big);
+    let (done, _) = r.write_all_at(&big, 0).await;
+    assert_eq!(done.unwrap_err().raw_os_error(), Some(libc::EBADF), "read-only: refused by the kernel, not the limit");
+    drop((f, read_only, r));
+    settles_at(&m, 1, 0);
+    // A close whose future is given up after its first poll still closes.
+    let f = t.create("c").await.unwrap();
+    let _ = f.close().now_or_never();
+    settles_at(&m, 1, 0);
+    // A handle that outlives its process: dropping it leaves the next process of the pid alone.
+    let old = t.create("old").await.unwrap();
+    m.destroy_ring(1).unwrap();
+    m.set_policy(1, Policy::rooted(root).read_write()).unwrap();
+    let new = t.open("o.txt", OpenOptions::new().read(true)).await.unwrap();
+    assert_eq!(new.fd(), old.fd(), "the new process reuses the number");
+    drop(old);
+    let (read, buf) = new.read_at(Vec::with_capacity(3), 0).await;
+    assert_eq!((read.unwrap(), &buf[..]), (3, &b"aZc"[..]), "the new process's descriptor is still open");
+    drop(new);
+    settles_at(&m, 1, 0);
+}
+
 /// Sockets through the handles on loopback: a TCP echo over the async traits, end of file
 /// after a shutdown, addresses, incoming connections, UDP datagrams; closed on drop.
 pub async fn handles_sockets(make: MakeBackend) {
@@ -136,7 +193,7 @@ pub async fn handles_sockets(make: MakeBackend) {
     let mut rest = Vec::new();
     server.read_to_end(&mut rest).await.unwrap();
     assert_eq!(rest, b"bye");
-    server.shutdown(Shutdown::Both).await.unwrap();
+    server.shutdown_how(Shutdown::Both).await.unwrap();
     let mut after = Vec::new();
     client.read_to_end(&mut after).await.unwrap();
     assert!(b"pong!".ends_with(&after), "the rest of what the server sent, then end of file");

@@ -108,6 +108,28 @@ impl SyscallCompletionRing {
         self.after_unlock(after);
     }
 
+    /// A future's operation goes on with nobody to take its completion, which is discarded
+    /// when it arrives (a close a handle started and no longer waits for): unlike
+    /// [`abandon`](Self::abandon), nothing is cancelled.
+    pub(crate) fn discard(&self, seq: u64) {
+        let mut s = self.lock();
+        let mut after = AfterUnlock::default();
+        let Some(slot) = s.slots.get_mut(&seq) else { return };
+        match slot.phase {
+            Phase::Queued | Phase::Linked | Phase::Running(_) => slot.owner = Owner::Nobody,
+            Phase::Done => {
+                s.remove(seq);
+                if let Some(e) = s.done.remove(&seq) {
+                    s.buffered -= e.result.held_bytes();
+                    after.close_fds.extend(e.result.new_fd());
+                }
+                self.counters.retired(1, true);
+            }
+        }
+        drop(s);
+        self.after_unlock(after);
+    }
+
     /// Hands a future's completion to the CQ instead.
     pub(crate) fn detach(&self, seq: u64) {
         let mut s = self.lock();

@@ -178,7 +178,10 @@ impl SyscallCompletionRing {
                             s.done.insert(seq, entry);
                         }
                         Owner::Queue => s.push_cq(entry, &mut after),
-                        Owner::Nobody => self.counters.retired(1, true),
+                        Owner::Nobody => {
+                            s.unstamp(seq);
+                            self.counters.retired(1, true);
+                        }
                     }
                 }
             }
