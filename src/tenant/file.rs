@@ -5,7 +5,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::stream::Stream;
+use super::stream::{Stream, read_write_traits};
 use super::{Tenant, path_of};
 use crate::op::open_flags::*;
 use crate::op::{FileStat, OpResult, SyscallOpType as Op};
@@ -297,52 +297,12 @@ fn count(result: OpResult) -> io::Result<usize> {
     Ok(result.try_into()?)
 }
 
-impl futures_io::AsyncRead for File {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        self.get_mut().stream.poll_read(cx, buf)
-    }
-}
-
-impl futures_io::AsyncWrite for File {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.get_mut().stream.poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().stream.poll_flush(cx)
-    }
-
-    /// Waits for a write in flight; the file closes when dropped.
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().stream.poll_flush(cx)
-    }
-}
+// A file's close (the traits') waits for the write in flight; the file closes when dropped.
+read_write_traits!(File, poll_flush);
 
 impl futures_io::AsyncSeek for File {
     fn poll_seek(self: Pin<&mut Self>, cx: &mut Context<'_>, pos: io::SeekFrom) -> Poll<io::Result<u64>> {
         self.get_mut().stream.poll_seek(cx, pos)
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl tokio::io::AsyncRead for File {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().stream.poll_read_buf(cx, buf)
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl tokio::io::AsyncWrite for File {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.get_mut().stream.poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().stream.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().stream.poll_flush(cx)
     }
 }
 

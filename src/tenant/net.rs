@@ -7,7 +7,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use super::stream::Stream;
+use super::stream::{Stream, read_write_traits};
 use super::{Owned, Tenant};
 use crate::op::{OpResult, SyscallOpType as Op, net_flags};
 use crate::syscalls::CompletionFuture;
@@ -184,48 +184,8 @@ impl TcpStream {
     }
 }
 
-impl futures_io::AsyncRead for TcpStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        self.get_mut().stream.poll_read(cx, buf)
-    }
-}
-
-impl futures_io::AsyncWrite for TcpStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.get_mut().stream.poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().stream.poll_flush(cx)
-    }
-
-    /// Shuts the connection down for writing (the peer reads end of file).
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().stream.poll_shutdown(cx)
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl tokio::io::AsyncRead for TcpStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().stream.poll_read_buf(cx, buf)
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl tokio::io::AsyncWrite for TcpStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.get_mut().stream.poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().stream.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().stream.poll_shutdown(cx)
-    }
-}
+// A connection's close (the traits') shuts it down for writing: the peer reads end of file.
+read_write_traits!(TcpStream, poll_shutdown);
 
 /// A UDP socket of a tenant's. Dropping it closes it.
 #[derive(Debug)]

@@ -291,3 +291,58 @@ impl Stream {
         Poll::Ready(done.into_result().map(|_: OpResult| ()))
     }
 }
+
+/// The async read and write traits (`futures_io`'s, and tokio's with the `tokio` feature) of a
+/// handle with a `stream` field, its close (futures' `poll_close`, tokio's `poll_shutdown`)
+/// being `$close` of the [`Stream`]: a flush for a file, a shutdown for writing for a socket.
+macro_rules! read_write_traits {
+    ($handle:ty, $close:ident) => {
+        impl futures_io::AsyncRead for $handle {
+            fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+                self.get_mut().stream.poll_read(cx, buf)
+            }
+        }
+
+        impl futures_io::AsyncWrite for $handle {
+            fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+                self.get_mut().stream.poll_write(cx, buf)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.get_mut().stream.poll_flush(cx)
+            }
+
+            fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.get_mut().stream.$close(cx)
+            }
+        }
+
+        #[cfg(feature = "tokio")]
+        impl tokio::io::AsyncRead for $handle {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                self.get_mut().stream.poll_read_buf(cx, buf)
+            }
+        }
+
+        #[cfg(feature = "tokio")]
+        impl tokio::io::AsyncWrite for $handle {
+            fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+                self.get_mut().stream.poll_write(cx, buf)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.get_mut().stream.poll_flush(cx)
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.get_mut().stream.$close(cx)
+            }
+        }
+    };
+}
+
+pub(super) use read_write_traits;

@@ -95,14 +95,7 @@ impl SyscallCompletionRing {
                     s.follow(link, false, &mut self.clock(), &self.counters, &mut after);
                 }
             }
-            Phase::Done => {
-                s.remove(seq);
-                if let Some(e) = s.done.remove(&seq) {
-                    s.buffered -= e.result.held_bytes();
-                    after.close_fds.extend(e.result.new_fd());
-                }
-                self.counters.retired(1, true);
-            }
+            Phase::Done => s.forget_done(seq, &self.counters, &mut after),
         }
         drop(s);
         self.after_unlock(after);
@@ -117,14 +110,7 @@ impl SyscallCompletionRing {
         let Some(slot) = s.slots.get_mut(&seq) else { return };
         match slot.phase {
             Phase::Queued | Phase::Linked | Phase::Running(_) => slot.owner = Owner::Nobody,
-            Phase::Done => {
-                s.remove(seq);
-                if let Some(e) = s.done.remove(&seq) {
-                    s.buffered -= e.result.held_bytes();
-                    after.close_fds.extend(e.result.new_fd());
-                }
-                self.counters.retired(1, true);
-            }
+            Phase::Done => s.forget_done(seq, &self.counters, &mut after),
         }
         drop(s);
         self.after_unlock(after);
@@ -244,6 +230,17 @@ impl RingState {
             self.follow(link, goes_on, clock, counters, after);
         }
         None
+    }
+
+    /// Drops a future's completion nobody will take (its future dropped or given up): what it
+    /// holds is given back, a descriptor it made closed.
+    fn forget_done(&mut self, seq: u64, counters: &Counters, after: &mut AfterUnlock) {
+        self.remove(seq);
+        if let Some(e) = self.done.remove(&seq) {
+            self.buffered -= e.result.held_bytes();
+            after.close_fds.extend(e.result.new_fd());
+        }
+        counters.retired(1, true);
     }
 
     /// Removes a slot that ends without being taken (and without a completion), giving back
