@@ -3,7 +3,10 @@
 //! [-- --file-mib N]` (`--all-features` for tokio and smol).
 //!
 //! Workloads: `nop-b1`, `nop-b32`, `read4k-qd1`, `read4k-qd64`, `write4k`, `echo-c1`, `echo-c16`,
-//! `fanout`, `copy` (the whole read file to a new one, in copies a second: `CopyRange` against
+//! `echo-srv-c1` and `echo-srv-c16` (the server pattern: each connection's server side loops on
+//! a task of its own with its receive posted before the data comes, the clients' round trips
+//! awaited together; the same tokio code over our tenants' `TcpStream`s and over tokio's own,
+//! on one current-thread runtime), `fanout`, `copy` (the whole read file to a new one, in copies a second: `CopyRange` against
 //! `std::fs::copy` and `tokio::fs::copy`), `copy-tenant` (the same through the handles:
 //! `tenant.copy(from, to)`), `stat` (a `Stat` of the read file, one at a time,
 //! against `std::fs::metadata`), and `noisy` (`benches/noisy.rs`: noisy neighbours, rate limits, weights; printed on
@@ -35,7 +38,7 @@ fn arg(flag: &str) -> Option<String> {
     args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned()
 }
 const ANCHORS: [&str; 4] = ["raw-io-uring", "std", "tokio-fs", "tokio-epoll"];
-const WORKLOADS: [&str; 11] = [
+const WORKLOADS: [&str; 13] = [
     "nop-b1",
     "nop-b32",
     "read4k-qd1",
@@ -43,6 +46,8 @@ const WORKLOADS: [&str; 11] = [
     "write4k",
     "echo-c1",
     "echo-c16",
+    "echo-srv-c1",
+    "echo-srv-c16",
     "fanout",
     "copy",
     "copy-tenant",
@@ -361,6 +366,9 @@ fn backend_cells(
     let pairs = echo_setup(&m, 16);
     push(timed("echo-c1", name, budget, true, echo(&m, &pairs[..1])));
     push(timed("echo-c16", name, budget, false, echo(&m, &pairs)));
+    if only().is_none_or(|p| "echo-srv".starts_with(p) || p.starts_with("echo-srv")) {
+        echo_server_cells(&m, name, budget).into_iter().for_each(&mut push);
+    }
     push(fanout(&m, name, budget));
     push(timed("copy", name, budget, true, copy(&m, file)));
     // The same copy through the handles: one line.
@@ -635,6 +643,26 @@ fn tokio_cells(file: &std::path::Path, budget: Duration, cells: &mut Vec<Cell>) 
         assert_eq!(rt.block_on(tokio::fs::metadata(&data)).unwrap().len(), file_size());
         1
     }));
+    // The server pattern over tokio's own sockets, on one thread as ours.
+    if only().is_none_or(|p| "echo-srv".starts_with(p) || p.starts_with("echo-srv")) {
+        let one = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for (workload, n) in [("echo-srv-c1", 1usize), ("echo-srv-c16", 16)] {
+            let pairs = one.block_on(async {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = l.local_addr().unwrap();
+                let mut pairs = Vec::new();
+                for _ in 0..n {
+                    let c = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    let (s, _) = l.accept().await.unwrap();
+                    c.set_nodelay(true).unwrap();
+                    s.set_nodelay(true).unwrap();
+                    pairs.push((s, c));
+                }
+                pairs
+            });
+            cells.push(echo_server_pattern(workload, "tokio-epoll", budget, &one, pairs));
+        }
+    }
     // Plain tokio echo over epoll.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let pairs = rt.block_on(async {
@@ -667,6 +695,76 @@ fn tokio_cells(file: &std::path::Path, budget: Duration, cells: &mut Vec<Cell>) 
             rt.block_on(futures::future::join_all(trips)).len() as u64
         }));
     }
+}
+
+/// The server pattern over streams of type `S`, on `rt`: each server side echoes 64-byte
+/// messages on a task of its own, forever, its read posted before the data comes; an iteration
+/// is one round trip from each of the first `n` clients, awaited together.
+fn echo_server_pattern<S>(
+    workload: &'static str,
+    imp: &str,
+    budget: Duration,
+    rt: &tokio::runtime::Runtime,
+    pairs: Vec<(S, S)>,
+) -> Cell
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let n = pairs.len();
+    let mut clients = Vec::new();
+    let mut servers = Vec::new();
+    for (mut server, client) in pairs {
+        servers.push(rt.spawn(async move {
+            let mut buf = [0u8; 64];
+            while server.read_exact(&mut buf).await.is_ok() {
+                if server.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        clients.push(Arc::new(tokio::sync::Mutex::new(client)));
+    }
+    let cell = timed(workload, imp, budget, n == 1, || {
+        let trips = clients.iter().cloned().map(|c| async move {
+            let mut c = c.lock().await;
+            let mut buf = [0u8; 64];
+            c.write_all(&[1; 64]).await.unwrap();
+            c.read_exact(&mut buf).await.unwrap();
+        });
+        rt.block_on(futures::future::join_all(trips)).len() as u64
+    });
+    drop(clients);
+    for server in servers {
+        server.abort();
+    }
+    cell
+}
+
+/// `n` connected pairs (server side, client side) of a tenant's sockets on loopback.
+fn tenant_pairs(m: &IoUringManager, rt: &tokio::runtime::Runtime, n: usize) -> Vec<(TenantStream, TenantStream)> {
+    let tenant = m.tenant(4);
+    rt.block_on(async {
+        let listener = tenant.tcp_listen((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let mut pairs = Vec::new();
+        for _ in 0..n {
+            let (client, accepted) = futures::join!(tenant.tcp_connect(listener.local_addr()), listener.accept());
+            pairs.push((accepted.unwrap().0, client.unwrap()));
+        }
+        pairs
+    })
+}
+
+/// Our tenants' TCP stream.
+type TenantStream = ai_os_kernel::tenant::TcpStream;
+
+/// The server-pattern echo on our backend (`m`), one connection and sixteen.
+fn echo_server_cells(m: &IoUringManager, name: &str, budget: Duration) -> Vec<Cell> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    [("echo-srv-c1", 1), ("echo-srv-c16", 16)]
+        .into_iter()
+        .map(|(workload, n)| echo_server_pattern(workload, name, budget, &rt, tenant_pairs(m, &rt, n)))
+        .collect()
 }
 
 /// Resident memory of this process, in bytes.
@@ -759,7 +857,7 @@ fn main() {
     let file = std::fs::File::open(&path).unwrap(); // page-cached: just written
 
     let backends: Vec<&str> = backend::available().to_vec();
-    let total = backends.len() as u64 * 11 + 10;
+    let total = backends.len() as u64 * 13 + 10;
     let bar = if std::io::stderr().is_terminal() && !json {
         indicatif::ProgressBar::new(total)
     } else {
