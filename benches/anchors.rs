@@ -366,6 +366,7 @@ fn backend_cells(
     let pairs = echo_setup(&m, 16);
     push(timed("echo-c1", name, budget, true, echo(&m, &pairs[..1])));
     push(timed("echo-c16", name, budget, false, echo(&m, &pairs)));
+    #[cfg(feature = "tokio")]
     if only().is_none_or(|p| "echo-srv".starts_with(p) || p.starts_with("echo-srv")) {
         echo_server_cells(&m, name, budget).into_iter().for_each(&mut push);
     }
@@ -742,6 +743,7 @@ where
 }
 
 /// `n` connected pairs (server side, client side) of a tenant's sockets on loopback.
+#[cfg(feature = "tokio")]
 fn tenant_pairs(m: &IoUringManager, rt: &tokio::runtime::Runtime, n: usize) -> Vec<(TenantStream, TenantStream)> {
     let tenant = m.tenant(4);
     rt.block_on(async {
@@ -756,9 +758,12 @@ fn tenant_pairs(m: &IoUringManager, rt: &tokio::runtime::Runtime, n: usize) -> V
 }
 
 /// Our tenants' TCP stream.
+#[cfg(feature = "tokio")]
 type TenantStream = ai_os_kernel::tenant::TcpStream;
 
-/// The server-pattern echo on our backend (`m`), one connection and sixteen.
+/// The server-pattern echo on our backend (`m`), one connection and sixteen (our streams have
+/// tokio's traits with the `tokio` feature only).
+#[cfg(feature = "tokio")]
 fn echo_server_cells(m: &IoUringManager, name: &str, budget: Duration) -> Vec<Cell> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     [("echo-srv-c1", 1), ("echo-srv-c16", 16)]
