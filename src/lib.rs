@@ -41,6 +41,12 @@
 //!    never names an operation of another ring, even a later ring of the same pid.
 //! 6. Futures and streams store a `Waker`, so they work under tokio, smol or
 //!    `futures::executor::block_on` alike.
+//! 7. An operation given a deadline
+//!    ([`with_deadline`](syscalls::SyscallSubmissionEntry::with_deadline)) and not done by then
+//!    is stopped as a cancel stops it and completes `ETIMEDOUT`, once.
+//! 8. A linked chain ([`submit_linked`](syscalls::IoUringManager::submit_linked)) runs each
+//!    operation only after the one before succeeded; after a failure the rest complete
+//!    `Cancelled` without running.
 //!
 //! # Isolation
 //!
@@ -54,8 +60,8 @@
 //! # What may wait
 //!
 //! An operation that may wait for as long as a peer likes (an `Accept`, a `Recv`, a `Read` or
-//! `Write` of a socket, a FIFO or a character device) waits for readiness, in the kernel's
-//! io_uring or on a reactor: it holds no thread and no place in the executor's window, and a
+//! `Write` of a socket, a FIFO or a character device, a `Timeout`) waits for readiness, in the
+//! kernel's io_uring, on a reactor or on the host's timer thread: it holds no thread and no place in the executor's window, and a
 //! cancel or `destroy_ring` stops it. Opens never wait (a FIFO's included: they are made
 //! non-blocking). Everything else (file I/O, opens, `fsync`) ends on its own and takes a place
 //! in the window, which the executor shares among the processes with work queued.
