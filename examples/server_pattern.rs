@@ -1,0 +1,50 @@
+//! The server pattern on one backend, one connection: a server side that loops on a task of
+//! its own with its read posted before the data comes, and a client that sends 64 bytes and
+//! reads them back, `TRIPS` times, over a tenant's `TcpStream` (tokio's traits, on a
+//! current-thread runtime). Prints round trips a second. For counting what a round trip costs:
+//!
+//! ```sh
+//! cargo build --release --example server_pattern --features tokio
+//! strace -f -c target/release/examples/server_pattern smol 5000   # BACKEND TRIPS
+//! ```
+use ai_os_kernel::sandbox::Policy;
+use ai_os_kernel::syscalls::IoUringManager;
+use std::net::Ipv4Addr;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "uring".into());
+    let trips: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(5000);
+    let m = IoUringManager::with_backend(ai_os_kernel::backend::by_name(&name).unwrap());
+    let lo = Ipv4Addr::LOCALHOST;
+    m.set_policy(1, Policy::default().allow_bind(lo, ..).allow_connect(lo, ..).allow_listen()).unwrap();
+    let t = m.tenant(1);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let l = t.tcp_listen((lo, 0)).await.unwrap();
+        let (c, a) = futures::join!(t.tcp_connect(l.local_addr()), l.accept());
+        let (mut c, (mut s, _)) = (c.unwrap(), a.unwrap());
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            while s.read_exact(&mut buf).await.is_ok() {
+                if s.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let start = Instant::now();
+        let mut buf = [0u8; 64];
+        for _ in 0..trips {
+            c.write_all(&[1; 64]).await.unwrap();
+            c.read_exact(&mut buf).await.unwrap();
+        }
+        let e = start.elapsed();
+        eprintln!(
+            "{name}: {} trips/s, {:.1} us/trip",
+            (trips as f64 / e.as_secs_f64()) as u64,
+            e.as_secs_f64() * 1e6 / trips as f64
+        );
+    });
+}
