@@ -683,6 +683,10 @@ pub(crate) mod tests {
             assert_eq!(truncate(&d, 8192).unwrap_err(), Errno::FBIG, "a truncate past it too");
             let allocate = || rustix::fs::fallocate(&d, rustix::fs::FallocateFlags::empty(), 0, 8192);
             assert_eq!(without_file_size_signal(allocate).unwrap_err(), Errno::FBIG, "an allocation too");
+            let vectored = vectored::write(&d, &[b"pa".to_vec(), b"st".to_vec()], Some(8192));
+            assert_eq!(vectored.unwrap_err().errno(), Errno::FBIG.raw_os_error(), "a vectored write too");
+            let copied = vectored::copy(&d, 0, &d, 8192, 4);
+            assert_eq!(copied.unwrap_err().errno(), Errno::FBIG.raw_os_error(), "a copy too");
             truncate(&d, 2).unwrap();
         });
     }

@@ -371,8 +371,13 @@ mod tests {
                     let done = run(op);
                     assert_eq!(done.errno(), Some(rustix::io::Errno::FBIG.raw_os_error()), "{:?}", done.result);
                 }
-                // A truncate or an allocation past it too.
-                for op in [Op::Ftruncate { fd, len: 8192 }, Op::Fallocate { fd, mode: 0, offset: 0, len: 8192 }] {
+                // A truncate, an allocation, a vectored write (WRITEV) or a copy past it too.
+                for op in [
+                    Op::Ftruncate { fd, len: 8192 },
+                    Op::Fallocate { fd, mode: 0, offset: 0, len: 8192 },
+                    Op::WritevAt { fd, offset: 8192, bufs: vec![b"pa".to_vec(), b"st".to_vec()] },
+                    Op::CopyRange { fd_in: fd, offset_in: 0, fd_out: fd, offset_out: 8192, len: 4 },
+                ] {
                     let done = run(op);
                     assert_eq!(done.errno(), Some(rustix::io::Errno::FBIG.raw_os_error()), "{:?}", done.result);
                 }
