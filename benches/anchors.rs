@@ -648,38 +648,12 @@ fn tokio_cells(file: &std::path::Path, budget: Duration, cells: &mut Vec<Cell>) 
     if only().is_none_or(|p| "echo-srv".starts_with(p) || p.starts_with("echo-srv")) {
         let one = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         for (workload, n) in [("echo-srv-c1", 1usize), ("echo-srv-c16", 16)] {
-            let pairs = one.block_on(async {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let addr = l.local_addr().unwrap();
-                let mut pairs = Vec::new();
-                for _ in 0..n {
-                    let c = tokio::net::TcpStream::connect(addr).await.unwrap();
-                    let (s, _) = l.accept().await.unwrap();
-                    c.set_nodelay(true).unwrap();
-                    s.set_nodelay(true).unwrap();
-                    pairs.push((s, c));
-                }
-                pairs
-            });
-            cells.push(echo_server_pattern(workload, "tokio-epoll", budget, &one, pairs));
+            cells.push(echo_server_pattern(workload, "tokio-epoll", budget, &one, tokio_pairs(&one, n)));
         }
     }
     // Plain tokio echo over epoll.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let pairs = rt.block_on(async {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let mut pairs = Vec::new();
-        for _ in 0..16 {
-            let c = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let (s, _) = l.accept().await.unwrap();
-            c.set_nodelay(true).unwrap();
-            s.set_nodelay(true).unwrap();
-            pairs.push((s, c));
-        }
-        pairs
-    });
-    let pairs: Vec<_> = pairs.into_iter().map(|p| Arc::new(tokio::sync::Mutex::new(p))).collect();
+    let pairs: Vec<_> = tokio_pairs(&rt, 16).into_iter().map(|p| Arc::new(tokio::sync::Mutex::new(p))).collect();
     for (name, n) in [("echo-c1", 1usize), ("echo-c16", 16)] {
         cells.push(timed(name, "tokio-epoll", budget, n == 1, || {
             let trips = pairs[..n].iter().cloned().map(|p| {
@@ -770,6 +744,24 @@ fn echo_server_cells(m: &IoUringManager, name: &str, budget: Duration) -> Vec<Ce
         .into_iter()
         .map(|(workload, n)| echo_server_pattern(workload, name, budget, &rt, tenant_pairs(m, &rt, n)))
         .collect()
+}
+
+/// `n` connected pairs (server side, client side) of tokio's sockets on loopback, made on
+/// `rt`, without Nagle's delay.
+fn tokio_pairs(rt: &tokio::runtime::Runtime, n: usize) -> Vec<(tokio::net::TcpStream, tokio::net::TcpStream)> {
+    rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut pairs = Vec::new();
+        for _ in 0..n {
+            let c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            c.set_nodelay(true).unwrap();
+            s.set_nodelay(true).unwrap();
+            pairs.push((s, c));
+        }
+        pairs
+    })
 }
 
 /// Resident memory of this process, in bytes.

@@ -12,7 +12,9 @@
 use super::slots::Phase;
 use super::timing::Clock;
 use super::{AfterUnlock, RingState};
-use crate::op::{OpError, OpResult, SyscallOpType};
+use crate::op::{OpError, OpResult};
+#[cfg(doc)]
+use crate::op::SyscallOpType;
 use crate::syscalls::iouring::stats::Counters;
 
 /// What follows a chain operation.
@@ -20,16 +22,11 @@ pub(super) struct Link {
     /// The next operation's seq.
     pub(super) next: u64,
     /// For a write, the bytes it must write all of for the chain to go on (a short write ends
-    /// it, as in io_uring).
+    /// it, as in io_uring): its [`write_len`](SyscallOpType::write_len).
     pub(super) whole: Option<usize>,
 }
 
 impl Link {
-    /// For a write, what [`whole`](Self::whole) is of a link from it.
-    pub(super) fn whole_of(op: &SyscallOpType) -> Option<usize> {
-        op.write_len()
-    }
-
     /// Whether `outcome` of the operation this link follows lets the chain go on.
     pub(super) fn goes_on(&self, outcome: &Result<OpResult, OpError>) -> bool {
         match (outcome, self.whole) {

@@ -158,11 +158,14 @@ impl SyscallCompletionRing {
                 (Ok(()), None) if linked && seq > first => {
                     s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Linked, reserved });
                     s.links.insert(seq - 1, Link { next: seq, whole: whole_before });
-                    whole_before = Link::whole_of(&op);
+                    whole_before = op.write_len();
                     s.held.insert(seq, op);
                 }
                 (Ok(()), None) => {
-                    whole_before = Link::whole_of(&op);
+                    // Only a chain's head needs it: no other queued operation pays for it.
+                    if linked {
+                        whole_before = op.write_len();
+                    }
                     s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Queued, reserved });
                     s.sq.push_back((seq, op));
                     accepted.queued = true;
