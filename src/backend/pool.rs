@@ -57,29 +57,23 @@ pub(crate) fn start_in_lanes(
             continue;
         }
         if !net_ops::runs_on_readiness(sub.op(), sub.process()) {
-            if matches!(sub.op(), SyscallOpType::Stat { .. }) && READ_NOW_TRY <= read_now_left {
-                read_now_left -= READ_NOW_TRY;
+            // What the kernel's caches may answer on this thread, within the batch's budget
+            // (counted whether answered or not).
+            let cost = match *sub.op() {
+                SyscallOpType::ReadAt { size, .. } => Some(size.max(READ_NOW_TRY)),
+                SyscallOpType::Stat { .. } => Some(READ_NOW_TRY),
+                _ => None,
+            };
+            if let Some(cost) = cost.filter(|&cost| cost <= read_now_left) {
+                read_now_left -= cost;
+                // A `Stat` resolves with the rights it was submitted with; a `ReadAt` needs none.
                 let outcome = match sub.needs_rights() {
                     _ if sub.is_cancelled() => Some(Err(OpError::cancelled())),
                     Ok(Some(rights)) => file_ops::stat_now(sub.op(), &rights),
-                    Ok(None) => None,
+                    Ok(None) => file_ops::read_at_now(sub.op(), sub.process()),
                     Err(e) => Some(Err(e)),
                 };
                 if let Some(outcome) = outcome {
-                    answered.push((sub.into_completer(), outcome));
-                    continue;
-                }
-            }
-            if let &SyscallOpType::ReadAt { size, .. } = sub.op()
-                && size.max(READ_NOW_TRY) <= read_now_left
-            {
-                // Answered or not, it counts against what this thread may copy for the batch.
-                read_now_left -= size.max(READ_NOW_TRY);
-                if sub.is_cancelled() {
-                    answered.push((sub.into_completer(), Err(OpError::cancelled())));
-                    continue;
-                }
-                if let Some(outcome) = file_ops::read_at_now(sub.op(), sub.process()) {
                     answered.push((sub.into_completer(), outcome));
                     continue;
                 }

@@ -12,9 +12,9 @@
 use super::slots::Phase;
 use super::timing::Clock;
 use super::{AfterUnlock, RingState};
-use crate::op::{OpError, OpResult};
 #[cfg(doc)]
 use crate::op::SyscallOpType;
+use crate::op::{OpError, OpResult};
 use crate::syscalls::iouring::stats::Counters;
 
 /// What follows a chain operation.
