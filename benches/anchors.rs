@@ -648,7 +648,8 @@ fn tokio_cells(file: &std::path::Path, budget: Duration, cells: &mut Vec<Cell>) 
     if only().is_none_or(|p| "echo-srv".starts_with(p) || p.starts_with("echo-srv")) {
         let one = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         for (workload, n) in [("echo-srv-c1", 1usize), ("echo-srv-c16", 16)] {
-            cells.push(echo_server_pattern(workload, "tokio-epoll", budget, &one, tokio_pairs(&one, n)));
+            let local = tokio::task::LocalSet::new();
+            cells.push(echo_server_pattern(workload, "tokio-epoll", budget, &one, &local, tokio_pairs(&one, n)));
         }
     }
     // Plain tokio echo over epoll.
@@ -680,6 +681,7 @@ fn echo_server_pattern<S>(
     imp: &str,
     budget: Duration,
     rt: &tokio::runtime::Runtime,
+    local: &tokio::task::LocalSet,
     pairs: Vec<(S, S)>,
 ) -> Cell
 where
@@ -707,7 +709,7 @@ where
             c.write_all(&[1; 64]).await.unwrap();
             c.read_exact(&mut buf).await.unwrap();
         });
-        rt.block_on(futures::future::join_all(trips)).len() as u64
+        local.block_on(rt, futures::future::join_all(trips)).len() as u64
     });
     drop(clients);
     for server in servers {
@@ -719,16 +721,20 @@ where
 /// `n` connected pairs (server side, client side) of a tenant's sockets on loopback.
 #[cfg(feature = "tokio")]
 fn tenant_pairs(m: &IoUringManager, rt: &tokio::runtime::Runtime, n: usize) -> Vec<(TenantStream, TenantStream)> {
+    rt.block_on(tenant_pairs_async(m, n))
+}
+
+/// [`tenant_pairs`], as a future.
+#[cfg(feature = "tokio")]
+async fn tenant_pairs_async(m: &IoUringManager, n: usize) -> Vec<(TenantStream, TenantStream)> {
     let tenant = m.tenant(4);
-    rt.block_on(async {
-        let listener = tenant.tcp_listen((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let mut pairs = Vec::new();
-        for _ in 0..n {
-            let (client, accepted) = futures::join!(tenant.tcp_connect(listener.local_addr()), listener.accept());
-            pairs.push((accepted.unwrap().0, client.unwrap()));
-        }
-        pairs
-    })
+    let listener = tenant.tcp_listen((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let mut pairs = Vec::new();
+    for _ in 0..n {
+        let (client, accepted) = futures::join!(tenant.tcp_connect(listener.local_addr()), listener.accept());
+        pairs.push((accepted.unwrap().0, client.unwrap()));
+    }
+    pairs
 }
 
 /// Our tenants' TCP stream.
@@ -740,10 +746,19 @@ type TenantStream = ai_os_kernel::tenant::TcpStream;
 #[cfg(feature = "tokio")]
 fn echo_server_cells(m: &IoUringManager, name: &str, budget: Duration) -> Vec<Cell> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    [("echo-srv-c1", 1), ("echo-srv-c16", 16)]
-        .into_iter()
-        .map(|(workload, n)| echo_server_pattern(workload, name, budget, &rt, tenant_pairs(m, &rt, n)))
-        .collect()
+    let mut cells = Vec::new();
+    for (workload, n) in [("echo-srv-c1", 1), ("echo-srv-c16", 16)] {
+        let local = tokio::task::LocalSet::new();
+        cells.push(echo_server_pattern(workload, name, budget, &rt, &local, tenant_pairs(m, &rt, n)));
+        // With the manager's drive task on the runtime's thread, where it has one.
+        if name == "uring" {
+            let local = tokio::task::LocalSet::new();
+            local.spawn_local(m.drive());
+            let pairs = local.block_on(&rt, async { tenant_pairs_async(m, n).await });
+            cells.push(echo_server_pattern(workload, "uring-drive", budget, &rt, &local, pairs));
+        }
+    }
+    cells
 }
 
 /// `n` connected pairs (server side, client side) of tokio's sockets on loopback, made on

@@ -6,6 +6,7 @@
 //! ```sh
 //! cargo build --release --example server_pattern --features tokio
 //! strace -f -c target/release/examples/server_pattern smol 5000   # BACKEND TRIPS
+//! strace -f -c target/release/examples/server_pattern uring 5000 drive 16  # the drive task, 16 connections
 //! ```
 use ai_os_kernel::sandbox::Policy;
 use ai_os_kernel::syscalls::IoUringManager;
@@ -21,30 +22,48 @@ fn main() {
     let lo = Ipv4Addr::LOCALHOST;
     m.set_policy(1, Policy::default().allow_bind(lo, ..).allow_connect(lo, ..).allow_listen()).unwrap();
     let t = m.tenant(1);
+    // `drive` as a third argument: the thread's submissions and completions are worked on this
+    // thread by the manager's drive task (`IoUringManager::drive`), spawned in a `LocalSet`.
+    let drive = args.next().as_deref() == Some("drive");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
+    let local = tokio::task::LocalSet::new();
+    if drive {
+        local.spawn_local(m.drive());
+    }
+    // The connections, as a fourth argument (1 by default): each client's round trips run
+    // together with the others', each server side on a task of its own.
+    let conns: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+    local.block_on(&rt, async {
         let l = t.tcp_listen((lo, 0)).await.unwrap();
-        let (c, a) = futures::join!(t.tcp_connect(l.local_addr()), l.accept());
-        let (mut c, (mut s, _)) = (c.unwrap(), a.unwrap());
-        tokio::spawn(async move {
-            let mut buf = [0u8; 64];
-            while s.read_exact(&mut buf).await.is_ok() {
-                if s.write_all(&buf).await.is_err() {
-                    break;
+        let mut clients = Vec::new();
+        for _ in 0..conns {
+            let (c, a) = futures::join!(t.tcp_connect(l.local_addr()), l.accept());
+            let (c, (mut s, _)) = (c.unwrap(), a.unwrap());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                while s.read_exact(&mut buf).await.is_ok() {
+                    if s.write_all(&buf).await.is_err() {
+                        break;
+                    }
                 }
-            }
-        });
-        let start = Instant::now();
-        let mut buf = [0u8; 64];
-        for _ in 0..trips {
-            c.write_all(&[1; 64]).await.unwrap();
-            c.read_exact(&mut buf).await.unwrap();
+            });
+            clients.push(c);
         }
+        let start = Instant::now();
+        futures::future::join_all(clients.iter_mut().map(|c| async move {
+            let mut buf = [0u8; 64];
+            for _ in 0..trips {
+                c.write_all(&[1; 64]).await.unwrap();
+                c.read_exact(&mut buf).await.unwrap();
+            }
+        }))
+        .await;
         let e = start.elapsed();
+        let all = trips * conns;
         eprintln!(
             "{name}: {} trips/s, {:.1} us/trip",
-            (trips as f64 / e.as_secs_f64()) as u64,
-            e.as_secs_f64() * 1e6 / trips as f64
+            (all as f64 / e.as_secs_f64()) as u64,
+            e.as_secs_f64() * 1e6 / all as f64
         );
     });
 }

@@ -152,6 +152,59 @@
 //! # }
 //! ```
 //!
+//! # The fast path: a drive task per thread
+//!
+//! By default each submission enters the kernel on its own, and completions that come later
+//! are taken by a thread of the backend's, which wakes the waiting task from there. A server
+//! that runs its connections on one thread's executor does better with the manager's
+//! [`drive`](crate::syscalls::IoUringManager::drive) task spawned on that thread: on io_uring
+//! the thread gets a kernel ring of its own, everything its tasks submit in one turn of the
+//! executor reaches the kernel in one system call, and completions are taken on the thread
+//! itself when its reactor reports them. Threads that each run a drive task share no ring. It
+//! changes no result: without the task, or if it stops being polled, everything completes as
+//! before (BENCHMARKS.md has what it saves: about 4 system calls per round trip of one
+//! connection where there were 10, and 0.3 with sixteen).
+//!
+//! ```
+//! # #[cfg(feature = "tokio")]
+//! # fn main() -> std::io::Result<()> {
+//! use ai_os_kernel::sandbox::Policy;
+//! use ai_os_kernel::syscalls::IoUringManager;
+//! use std::net::Ipv4Addr;
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let manager = IoUringManager::new();
+//! let lo = Ipv4Addr::LOCALHOST;
+//! manager.set_policy(1, Policy::default().allow_bind(lo, ..).allow_connect(lo, ..).allow_listen())?;
+//! let tenant = manager.tenant(1);
+//! let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! let local = tokio::task::LocalSet::new();
+//! local.spawn_local(manager.drive());
+//! local.block_on(&rt, async {
+//!     let listener = tenant.tcp_listen((lo, 0)).await?;
+//!     let addr = listener.local_addr();
+//!     tokio::spawn(async move {
+//!         let (mut stream, _) = listener.accept().await?;
+//!         let mut buf = [0u8; 64];
+//!         while stream.read_exact(&mut buf).await.is_ok() {
+//!             stream.write_all(&buf).await?;
+//!         }
+//!         std::io::Result::Ok(())
+//!     });
+//!     let mut client = tenant.tcp_connect(addr).await?;
+//!     for _ in 0..100 {
+//!         client.write_all(&[7; 64]).await?;
+//!         let mut back = [0u8; 64];
+//!         client.read_exact(&mut back).await?;
+//!         assert_eq!(back, [7; 64]);
+//!     }
+//!     std::io::Result::Ok(())
+//! })
+//! # }
+//! # #[cfg(not(feature = "tokio"))]
+//! # fn main() {}
+//! ```
+//!
 //! # Handling errors
 //!
 //! Every handle returns `io::Result`. A failed operation's error is its errno

@@ -8,7 +8,7 @@
 //!
 //! | backend | feature | files | sockets |
 //! |---|---|---|---|
-//! | `UringBackend` | `uring` (default, Linux) | kernel io_uring, one `io_uring_enter` per batch | kernel io_uring (`ACCEPT`, `RECV`, ...) |
+//! | `UringBackend` | `uring` (default, Linux) | kernel io_uring, one `io_uring_enter` per batch (per executor tick for a thread with a [`drive`](Backend::drive) task) | kernel io_uring (`ACCEPT`, `RECV`, ...) |
 //! | `BlockingBackend` | `blocking` (default) | bounded thread pool, a few threads per process at a time | non-blocking, parked on async-io's reactor |
 //! | `TokioBackend` | `tokio` | `spawn_blocking`, a few tasks per process | `tokio::io::unix::AsyncFd` |
 //! | `SmolBackend` | `smol` | `blocking::unblock`, a few tasks per process | `async_io::Async` |
@@ -125,6 +125,9 @@ pub type OpOutcome = Result<OpResult, OpError>;
 /// A future a backend drives to completion ([`Backend::spawn`]).
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
+/// A future that works on the thread that polls it ([`Backend::drive`]).
+pub type LocalTask = Pin<Box<dyn Future<Output = ()> + 'static>>;
+
 /// What a backend can do, for the executor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -166,4 +169,14 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Drives `task` to completion on the backend's threads or runtime.
     fn spawn(&self, task: Task);
+
+    /// A task for the calling thread's local executor that does this backend's work for the
+    /// operations this thread submits, on this thread, while it lives: one kernel entry per
+    /// executor tick for all of them, completions taken without another thread in between.
+    /// `None` (the default) where the backend has no such work, or the thread has such a task
+    /// already. Never needed for correctness: without the task, or once it ends, every
+    /// operation completes as it would have.
+    fn drive(self: Arc<Self>) -> Option<LocalTask> {
+        None
+    }
 }

@@ -165,3 +165,53 @@ fn parked_socket_requests_wait_in_the_kernel() {
         assert_eq!(got.result, OpResult::Bytes(b"ping".to_vec()));
     });
 }
+
+/// The async checks again, each future driven with the manager's drive task beside it on the
+/// same thread (`Backend::drive`): the thread's operations go to a kernel ring of its own,
+/// pushed without entering the kernel and entered once per turn of the executor, their
+/// completions taken by the drive task.
+mod driven {
+    use std::cell::RefCell;
+    use std::sync::Arc;
+    use std::task::Poll;
+
+    use ai_os_kernel::backend::{Backend, LocalTask};
+    use ai_os_kernel_conformance::support::BoxFuture;
+
+    thread_local! {
+        /// Backends made on this thread whose drive task is not started yet.
+        static MADE: RefCell<Vec<Arc<dyn Backend>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn uring_driven() -> Arc<dyn Backend> {
+        let backend = super::uring();
+        MADE.with(|made| made.borrow_mut().push(backend.clone()));
+        backend
+    }
+
+    /// Polls `f`, then the drive tasks of the backends it made so far, on this thread; checks
+    /// that every io_uring backend made got its task.
+    fn block_on_driven(mut f: BoxFuture) {
+        let mut drives: Vec<LocalTask> = Vec::new();
+        let (mut on_uring, mut started) = (0, 0);
+        futures::executor::block_on(futures::future::poll_fn(|cx| {
+            if f.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            for backend in MADE.with(|made| std::mem::take(&mut *made.borrow_mut())) {
+                on_uring += usize::from(backend.name() == "uring");
+                let drive = backend.drive();
+                started += usize::from(drive.is_some());
+                drives.extend(drive);
+            }
+            drives.retain_mut(|drive| drive.as_mut().poll(cx).is_pending());
+            Poll::Pending
+        }));
+        assert_eq!(started, on_uring, "a drive task for each io_uring backend");
+    }
+
+    ai_os_kernel_conformance::__async_checks!(uring_driven, block_on_driven;
+        futures_resolve, stream_delivers_then_ends, woken_from_another_thread, async_echo_concurrent,
+        handles_files, handles_sockets, handles_write_in_the_background,
+    );
+}

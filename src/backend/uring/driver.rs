@@ -2,8 +2,12 @@
 //! and the reaper thread that takes completions.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::task::Waker;
+use std::time::Duration;
+
+use atomic_waker::AtomicWaker;
 
 use io_uring::{IoUring, Probe, opcode, squeue, types};
 use slab::Slab;
@@ -135,10 +139,35 @@ pub(super) struct Driver {
     /// one of those completions only to find them taken.
     reaper_parked: Mutex<bool>,
     rouse: Condvar,
+    /// Set on a thread's own ring (see [`Local`]); `None` on the shared rings.
+    local: Option<Local>,
     /// What the kernel sent back, counted for tests.
     #[cfg(test)]
     counts: Counts,
 }
+
+/// What a thread's own ring keeps for the drive task that does its work on that thread (see
+/// `super::local`). While the task lives, that thread's submissions are pushed to the
+/// submission queue without entering the kernel and the task is woken: every submission of one
+/// executor tick reaches the kernel in the task's one `io_uring_enter`, and the task takes the
+/// completions on that thread as its executor's reactor reports the ring readable. The reaper
+/// then only watches: if the task makes no pass for a while with work waiting (its executor is
+/// blocked), the reaper makes one, so that nothing waits on a task that cannot run.
+pub(super) struct Local {
+    /// The task's waker.
+    waker: AtomicWaker,
+    /// Whether the task is alive.
+    driving: AtomicBool,
+    /// Submissions were pushed and not entered since the task's last pass.
+    unsubmitted: AtomicBool,
+    /// Passes the task made, for the reaper's watch.
+    passes: AtomicU64,
+}
+
+/// How long the reaper lets a drive task go without a pass while work waits, at first; doubled
+/// while nothing waits, up to [`WATCH_AT_MOST`].
+const WATCH_EVERY: Duration = Duration::from_millis(2);
+const WATCH_AT_MOST: Duration = Duration::from_millis(64);
 
 /// Completions the driver did not deliver, or delivered otherwise than the kernel reported them.
 #[cfg(test)]
@@ -148,12 +177,15 @@ pub(super) struct Counts {
     pub(super) interrupted: std::sync::atomic::AtomicUsize,
     /// Socket requests sent back to wait after an `EAGAIN`.
     pub(super) sent_back: std::sync::atomic::AtomicUsize,
+    /// `io_uring_enter` calls that submitted what was pushed.
+    pub(super) enters: std::sync::atomic::AtomicUsize,
 }
 
 impl Driver {
     /// Sets up the ring and starts the reaper. Socket requests go to the kernel only if
-    /// `kernel_sockets` and the kernel waits on non-blocking sockets.
-    pub(super) fn start(entries: u32, kernel_sockets: bool) -> io::Result<Arc<Self>> {
+    /// `kernel_sockets` and the kernel waits on non-blocking sockets. A `local` ring is one
+    /// thread's own, worked by a drive task on that thread while one lives.
+    pub(super) fn start(entries: u32, kernel_sockets: bool, local: bool) -> io::Result<Arc<Self>> {
         // Without the SQ's index array (Linux 6.6 and later) the kernel reads entries in order,
         // one indirection less per entry; older kernels refuse the flag with EINVAL.
         let mut ring = match IoUring::builder().setup_no_sqarray().build(entries) {
@@ -185,6 +217,12 @@ impl Driver {
             shutting_down: AtomicBool::new(false),
             reaper_parked: Mutex::new(false),
             rouse: Condvar::new(),
+            local: local.then(|| Local {
+                waker: AtomicWaker::new(),
+                driving: AtomicBool::new(false),
+                unsubmitted: AtomicBool::new(false),
+                passes: AtomicU64::new(0),
+            }),
             #[cfg(test)]
             counts: Counts::default(),
         });
@@ -242,6 +280,8 @@ impl Driver {
         // The requests pushed, for those still in flight after the enter (the thread's vector
         // from its last batch, so that each batch does not allocate one).
         let mut submitted = SUBMITTED.with(|v| v.take());
+        // A thread's own ring with its drive task alive: pushed here, entered by the task.
+        let deferred = self.local.as_ref().is_some_and(|l| l.driving.load(Ordering::Acquire));
         let mut refused = Vec::new();
         let mut left_window = Vec::new();
         {
@@ -291,14 +331,15 @@ impl Driver {
             // dropped: dropped under the lock.)
             drop(sq);
             drop(sq_lock);
-            if pushed {
+            if pushed && !deferred {
                 self.submit_pushed();
             }
         }
         // Operations the kernel finished inside that enter (NOPs, page-cached reads) are
         // delivered here and now, sparing the reaper's wake-up and the waiter's. Skipped if
-        // someone is already taking completions: they will deliver these too.
-        if let Ok(mut cq) = self.cq.try_lock() {
+        // someone is already taking completions: they will deliver these too. (Deferred, the
+        // drive task enters and takes them.)
+        if !deferred && let Ok(mut cq) = self.cq.try_lock() {
             self.deliver_ready(&mut cq);
         }
         // Only what is still in the kernel can be cancelled there: operations that completed
@@ -318,9 +359,13 @@ impl Driver {
             }
             !table.is_empty()
         };
+        let entered_none = deferred && !submitted.is_empty();
         submitted.clear();
         SUBMITTED.with(|v| v.set(submitted));
-        if left_in_flight {
+        if let (Some(local), true) = (&self.local, entered_none) {
+            local.unsubmitted.store(true, Ordering::Release);
+            local.waker.wake();
+        } else if left_in_flight {
             self.rouse_reaper();
         }
         for (cancel, user_data) in cancels {
@@ -377,6 +422,8 @@ impl Driver {
 
     /// Submits what is pushed (by this thread or any other) with one `io_uring_enter`.
     fn submit_pushed(&self) {
+        #[cfg(test)]
+        self.counts.enters.fetch_add(1, Ordering::Relaxed);
         loop {
             match self.ring.submitter().submit() {
                 Ok(_) => break,
@@ -418,7 +465,7 @@ impl Driver {
     /// Parks the reaper while nothing is in flight.
     fn park_while_idle(&self) {
         let mut parked = self.reaper_parked.lock().unwrap_or_else(|e| e.into_inner());
-        while self.table().ops.is_empty() && !self.shutting_down.load(Ordering::Acquire) {
+        while self.table().ops.is_empty() && !self.shutting_down.load(Ordering::Acquire) && self.driven().is_none() {
             *parked = true;
             parked = self.rouse.wait(parked).unwrap_or_else(|e| e.into_inner());
         }
@@ -427,10 +474,18 @@ impl Driver {
 
     /// The reaper: waits for completions and delivers them, until shut down with nothing left.
     fn reap(self: Arc<Self>) {
+        let mut watch = WATCH_EVERY;
         loop {
+            if let Some(local) = self.driven() {
+                watch = self.watch(local, watch);
+                continue;
+            }
             self.park_while_idle();
             if self.shutting_down.load(Ordering::Acquire) && self.table().ops.is_empty() {
                 return;
+            }
+            if self.driven().is_some() {
+                continue;
             }
             match self.ring.submitter().submit_and_wait(1) {
                 Ok(_) => {}
@@ -445,6 +500,89 @@ impl Driver {
                 return;
             }
         }
+    }
+
+    /// What a live drive task keeps, while one works this ring and the backend is not shutting
+    /// down (then the reaper reaps what is left itself).
+    fn driven(&self) -> Option<&Local> {
+        self.local.as_ref().filter(|l| l.driving.load(Ordering::Acquire) && !self.shutting_down.load(Ordering::Acquire))
+    }
+
+    /// The reaper's turn while a drive task works the ring: waits up to `every` (or until the
+    /// task ends), then, if the task made no pass meanwhile and work waits (submissions not
+    /// entered, completions not taken), makes one itself. How long to wait next time.
+    fn watch(&self, local: &Local, every: Duration) -> Duration {
+        let before = local.passes.load(Ordering::Acquire);
+        {
+            let parked = self.reaper_parked.lock().unwrap_or_else(|e| e.into_inner());
+            if local.driving.load(Ordering::Acquire) && !self.shutting_down.load(Ordering::Acquire) {
+                drop(self.rouse.wait_timeout(parked, every).unwrap_or_else(|e| e.into_inner()));
+            }
+        }
+        if local.passes.load(Ordering::Acquire) != before {
+            return WATCH_EVERY;
+        }
+        let waiting = local.unsubmitted.load(Ordering::Acquire) || {
+            let _cq = self.cq.lock().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: the `cq` lock is held, so no other `CompletionQueue` of this ring exists.
+            !unsafe { self.ring.completion_shared() }.is_empty()
+        };
+        if !waiting {
+            return (every * 2).min(WATCH_AT_MOST);
+        }
+        self.pass(local);
+        WATCH_EVERY
+    }
+
+    /// One pass over a thread's own ring: enters the kernel for what was pushed and not
+    /// entered, then delivers what completed (unless someone else is delivering already).
+    fn pass(&self, local: &Local) {
+        local.passes.fetch_add(1, Ordering::AcqRel);
+        if local.unsubmitted.swap(false, Ordering::AcqRel) {
+            self.submit_pushed();
+        }
+        if let Ok(mut cq) = self.cq.try_lock() {
+            self.deliver_ready(&mut cq);
+        }
+    }
+
+    /// A drive task's pass on its thread: registers its waker, then makes a pass. False on a
+    /// ring that is no thread's own, or once the backend shuts down (the task ends).
+    pub(super) fn drive_pass(&self, waker: &Waker) -> bool {
+        let Some(local) = &self.local else { return false };
+        if self.shutting_down.load(Ordering::Acquire) {
+            return false;
+        }
+        local.waker.register(waker);
+        self.pass(local);
+        true
+    }
+
+    /// Whether submissions wait to be entered by the drive task (pushed during its pass).
+    pub(super) fn has_unsubmitted(&self) -> bool {
+        self.local.as_ref().is_some_and(|l| l.unsubmitted.load(Ordering::Acquire))
+    }
+
+    /// Starts or ends the drive task's work on this ring. Ended, what it left is entered and the
+    /// reaper reaps again (and, as the ring is no thread's own any more, shuts down once its
+    /// last operation completes).
+    pub(super) fn set_driving(&self, on: bool) {
+        let Some(local) = &self.local else { return };
+        local.driving.store(on, Ordering::Release);
+        if on {
+            // A reaper waiting in the kernel comes out to watch instead.
+            self.push(&[opcode::Nop::new().build().user_data(WAKE)]);
+        } else if local.unsubmitted.swap(false, Ordering::AcqRel) {
+            self.submit_pushed();
+        }
+        // A reaper parked or watching looks again.
+        let _parked = self.reaper_parked.lock().unwrap_or_else(|e| e.into_inner());
+        self.rouse.notify_one();
+    }
+
+    /// The ring's descriptor: readable while completions wait to be taken.
+    pub(super) fn ring_fd(&self) -> std::os::fd::RawFd {
+        self.ring.as_raw_fd()
     }
 
     /// Takes every completion ready now and delivers it. `ready`, the guard of the `cq` lock,

@@ -1,7 +1,9 @@
 //! [`UringBackend`]: the kernel's io_uring, for real.
 //!
 //! A batch from the executor becomes one `io_uring_enter`; a reaper thread waits for completions
-//! and delivers them in bulk. Every buffer, path and descriptor an operation hands the kernel is
+//! and delivers them in bulk. A thread that runs a drive task ([`Backend::drive`], see the `local` module)
+//! has a ring of its own instead: its submissions are entered once per tick of its executor and
+//! its completions taken on it. Every buffer, path and descriptor an operation hands the kernel is
 //! owned by the in-flight table until its completion arrives, whatever happened to the future that
 //! asked. Sockets wait in the kernel too (`ACCEPT`, `CONNECT`, `SEND`, `RECV`, `SENDMSG`,
 //! `RECVMSG`; a `Read` or `Write` of a socket is a `RECV` or `SEND`): a parked accept or receive
@@ -21,12 +23,13 @@
 //! descriptors a batch names, and the dispatch to the families.
 
 mod driver;
+mod local;
 mod prepare;
 
 use std::io;
 use std::sync::Arc;
 
-use super::{Backend, Batch, BlockingBackend, Capabilities, Completer, OpOutcome, Operation, Task, net_ops};
+use super::{Backend, Batch, BlockingBackend, Capabilities, Completer, LocalTask, OpOutcome, Operation, Task, net_ops};
 use crate::op::Class;
 use crate::op::SyscallOpType;
 use crate::process::{DescriptorKind, Process};
@@ -49,11 +52,16 @@ pub const SETUP_FAILURE_ENV: &str = "AI_OS_KERNEL_URING_SETUP_ERRNO";
 /// some submitter already took, and socket requests never wait behind file requests in one
 /// submission queue.
 pub struct UringBackend {
+    /// Tells this backend's rings apart from another's in a thread's [`local`] registry.
+    id: usize,
     driver: Arc<Driver>,
     /// The ring for socket requests; `None` where the kernel would not wait on a non-blocking
     /// socket (they run on the fallback then).
     net: Option<Arc<Driver>>,
     fallback: Arc<BlockingBackend>,
+    /// The rings of threads with drive tasks ([`UringBackend::drive`]), shut down with the
+    /// backend (their tasks end then).
+    own_rings: std::sync::Mutex<Vec<std::sync::Weak<Driver>>>,
 }
 
 impl std::fmt::Debug for UringBackend {
@@ -103,9 +111,41 @@ impl UringBackend {
         if let Ok(forced) = std::env::var(SETUP_FAILURE_ENV) {
             return Err(forced_failure(&forced));
         }
-        let driver = Driver::start(ENTRIES, false)?;
-        let net = if kernel_sockets { Some(Driver::start(ENTRIES, true)?).filter(|d| d.sockets_wait()) } else { None };
-        Ok(UringBackend { driver, net, fallback: Arc::new(BlockingBackend::new()) })
+        static IDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let driver = Driver::start(ENTRIES, false, false)?;
+        let net =
+            if kernel_sockets { Some(Driver::start(ENTRIES, true, false)?).filter(|d| d.sockets_wait()) } else { None };
+        Ok(UringBackend {
+            id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            driver,
+            net,
+            fallback: Arc::new(BlockingBackend::new()),
+            own_rings: Default::default(),
+        })
+    }
+
+    /// A task that gives the thread polling it a kernel ring of its own and works it there
+    /// (spawn it on the thread's local executor: `tokio::task::spawn_local`, a smol
+    /// `LocalExecutor`): the thread's submissions of one executor tick reach the kernel in one
+    /// `io_uring_enter`, and their completions are taken on this thread as the executor's
+    /// reactor reports them, with no reaper thread in between. `None` if this thread has one
+    /// already. The task ends with the backend; when it ends (or is dropped) the thread's
+    /// submissions go to the shared rings again. See `IoUringManager::drive`.
+    fn own_ring_task(&self) -> Option<local::Drive> {
+        if local::own_ring(self.id).is_some() {
+            return None;
+        }
+        let driver = match Driver::start(ENTRIES, self.net.is_some(), true) {
+            Ok(driver) => driver,
+            Err(e) => {
+                tracing::debug!(error = %e, "no ring of its own for this thread");
+                return None;
+            }
+        };
+        let mut own = self.own_rings.lock().unwrap_or_else(|e| e.into_inner());
+        own.retain(|ring| ring.strong_count() > 0);
+        own.push(Arc::downgrade(&driver));
+        Some(local::Drive::new(self.id, driver))
     }
 
     /// The opcodes this crate uses and whether the kernel supports them.
@@ -185,8 +225,9 @@ impl UringBackend {
 
     /// A batch that is not all plain kernel requests, first on this thread and under no lock of
     /// the drivers': inline calls, the fallback's share, and socket requests tried at once (those
-    /// that must wait go to the socket ring, in the batch's order).
-    fn route_each(&self, batch: Batch) {
+    /// that must wait go to the socket ring, in the batch's order). Kernel requests go to
+    /// `file` and socket requests to `sockets` (the shared rings, or this thread's own for both).
+    fn route_each(&self, batch: Batch, file: &Arc<Driver>, sockets: Option<&Arc<Driver>>) {
         let mut kernel = Vec::new();
         let mut net = Vec::new();
         let mut answered = Vec::new();
@@ -221,9 +262,9 @@ impl UringBackend {
         // Everything answered at once (a socket's data was there): the drivers' locks are not
         // worth taking for nothing.
         if !kernel.is_empty() {
-            self.driver.submit(kernel.into_iter().collect());
+            file.submit(kernel.into_iter().collect());
         }
-        if let (Some(driver), false) = (&self.net, net.is_empty()) {
+        if let (Some(driver), false) = (sockets, net.is_empty()) {
             driver.submit(net.into_iter().collect());
         }
     }
@@ -261,12 +302,26 @@ impl Backend for UringBackend {
 
     /// A batch of plain requests for one kernel ring goes there as it is, each run's ring kept
     /// once; anything else is routed request by request.
+    ///
+    /// On a thread with a drive task ([`Backend::drive`]), every kernel request
+    /// goes to that thread's own ring instead.
     fn submit(self: Arc<Self>, batch: Batch) {
-        if let Some(driver) = self.plain_ring_of(batch.iter()) {
+        if let Some(own) = local::own_ring(self.id) {
+            if self.plain_ring_of(batch.iter()).is_some() {
+                own.submit(batch);
+            } else {
+                let sockets = self.net.as_ref().map(|_| &own);
+                self.route_each(batch, &own, sockets);
+            }
+        } else if let Some(driver) = self.plain_ring_of(batch.iter()) {
             driver.submit(batch);
         } else {
-            self.route_each(batch);
+            self.route_each(batch, &self.driver, self.net.as_ref());
         }
+    }
+
+    fn drive(self: Arc<Self>) -> Option<LocalTask> {
+        self.own_ring_task().map(|task| Box::pin(task) as LocalTask)
     }
 }
 
@@ -275,6 +330,11 @@ impl Drop for UringBackend {
         self.driver.shut_down();
         if let Some(net) = &self.net {
             net.shut_down();
+        }
+        for own in self.own_rings.get_mut().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            if let Some(own) = own.upgrade() {
+                own.shut_down();
+            }
         }
     }
 }
@@ -942,6 +1002,108 @@ mod tests {
         eprintln!("{result:?} after {rounds} wake-ups for nothing, {took:?} after the last");
         assert_eq!(result, Some(-libc::EAGAIN), "after {rounds} wake-ups for nothing");
         assert!(took < Duration::from_millis(500), "the worker's accept ended only after {took:?}");
+    }
+
+    /// A current-thread tokio runtime and a `LocalSet` with `m`'s drive task spawned on it.
+    fn driven(m: &IoUringManager) -> (tokio::runtime::Runtime, tokio::task::LocalSet) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.spawn_local(m.drive());
+        (rt, local)
+    }
+
+    /// Inside a drive task's thread: the operations one task submits in one tick reach the
+    /// thread's own ring, which enters the kernel once for all of them (twice at most, if the
+    /// task's wake-up comes between), and none reaches the shared rings.
+    #[test]
+    fn iouring_a_drive_task_enters_once_per_tick() {
+        use std::sync::atomic::Ordering;
+        let Ok(uring) = UringBackend::new() else { return };
+        let uring = Arc::new(uring);
+        let m = IoUringManager::with_backend(uring.clone());
+        let (rt, local) = driven(&m);
+        local.block_on(&rt, async {
+            // The drive task starts at its first poll.
+            tokio::task::yield_now().await;
+            let own = super::local::own_ring(uring.id).expect("this thread has a ring of its own");
+            let shared = uring.driver.counts().enters.load(Ordering::Relaxed);
+            let before = own.counts().enters.load(Ordering::Relaxed);
+            let nops: Vec<_> = (0..64).map(|_| m.submit_async(1, Op::Nop).unwrap()).collect();
+            for done in futures::future::join_all(nops).await {
+                assert!(done.status.is_success(), "{:?}", done.status);
+            }
+            let enters = own.counts().enters.load(Ordering::Relaxed) - before;
+            assert!((1..=2).contains(&enters), "64 NOPs of one tick took {enters} kernel entries");
+            assert_eq!(uring.driver.counts().enters.load(Ordering::Relaxed), shared, "the shared ring was entered");
+        });
+        assert_eq!(m.stats().pending, 0);
+    }
+
+    /// A thread that blocks with a drive task on it (its executor cannot run the task) still
+    /// gets what it submitted: the ring's reaper enters and delivers it.
+    #[test]
+    fn iouring_a_blocked_drive_task_is_taken_over() {
+        let Ok(uring) = UringBackend::new() else { return };
+        let uring = Arc::new(uring);
+        let m = IoUringManager::with_backend(uring.clone());
+        let (rt, local) = driven(&m);
+        local.block_on(&rt, async {
+            tokio::task::yield_now().await;
+            assert!(super::local::own_ring(uring.id).is_some());
+            for round in 0..3 {
+                let seq = m.submit(1, SyscallSubmissionEntry::new(1, Op::Nop, round)).unwrap();
+                // Blocks this thread, and with it the drive task.
+                let start = Instant::now();
+                let done = m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap();
+                assert!(done.status.is_success());
+                assert!(start.elapsed() < Duration::from_secs(2), "taken over only after {:?}", start.elapsed());
+            }
+        });
+    }
+
+    /// A receive submitted under a drive task, which is then dropped before the receive's data
+    /// comes: the ring's reaper takes its completion, and the thread's later submissions go to
+    /// the shared rings. A receive cancelled before the drive task entered it ends cancelled.
+    #[test]
+    fn iouring_a_dropped_drive_task_hands_its_ring_back() {
+        let Some((_, m, _dir)) = parked_setup(&[1]) else { return };
+        let (fd, addr) = parked_socket(&m, 1);
+        let (rt, local) = driven(&m);
+        let (seq, cancelled) = local.block_on(&rt, async {
+            tokio::task::yield_now().await;
+            let cancelled = m.submit_async(1, Op::Read { fd, size: 5 }).unwrap();
+            m.cancel(1, cancelled.seq()).unwrap();
+            let cancelled = cancelled.await;
+            (m.submit(1, SyscallSubmissionEntry::new(1, Op::Read { fd, size: 5 }, 3)).unwrap(), cancelled)
+        });
+        assert!(cancelled.status.is_cancelled(), "{:?}", cancelled.status);
+        drop(local);
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"hello", addr).unwrap();
+        let done = m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap();
+        assert_eq!((done.result, done.user_data), (OpResult::Bytes(b"hello".to_vec()), 3));
+        assert_eq!(m.stats().pending, 0);
+    }
+
+    /// A drive task ends when its backend shuts down; a second one on the same thread ends at
+    /// once.
+    #[test]
+    fn iouring_drive_tasks_end_with_their_backend() {
+        let Ok(uring) = UringBackend::new() else { return };
+        let m = IoUringManager::with_backend(Arc::new(uring));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let local = tokio::task::LocalSet::new();
+        let first = local.spawn_local(m.drive());
+        local.block_on(&rt, async move {
+            tokio::task::yield_now().await;
+            let second = tokio::time::timeout(Duration::from_secs(10), m.drive()).await;
+            assert!(second.is_ok(), "a second drive task on this thread did not end at once");
+            assert!(!first.is_finished());
+            drop(m);
+            tokio::time::timeout(Duration::from_secs(10), first)
+                .await
+                .expect("the drive task ended with its backend")
+                .unwrap();
+        });
     }
 
     /// The tests above return early where io_uring is refused (`parked_setup` gives `None`); this

@@ -470,6 +470,43 @@ impl IoUringManager {
         &self.inner.processes
     }
 
+    /// A task that does the backend's work for what this thread submits, on this thread: spawn
+    /// it on the thread's local executor (`tokio::task::spawn_local` in a `LocalSet`, a smol
+    /// `LocalExecutor`, a `futures` `LocalPool`) and keep submitting from that thread.
+    ///
+    /// On io_uring the thread gets a kernel ring of its own: what its tasks submit in one tick
+    /// of the executor reaches the kernel in one `io_uring_enter`, and completions are taken on
+    /// this thread when the executor's reactor (tokio's inside a tokio runtime, async-io's
+    /// elsewhere) reports the ring readable, with no other thread woken in between. Submitters
+    /// on different threads, each with its task, share no kernel ring.
+    ///
+    /// It is never needed for correctness: every operation completes as it would without it,
+    /// and if the executor stops polling the task while work waits (the thread blocks), the
+    /// backend takes over within milliseconds. The future returns at once where the backend has
+    /// no such work, or this thread has such a task already; it returns when the manager's
+    /// backend shuts down, and dropping it ends its work.
+    ///
+    /// ```
+    /// use futures::task::LocalSpawnExt;
+    /// use ai_os_kernel::syscalls::{IoUringManager, SyscallOpType};
+    ///
+    /// let manager = IoUringManager::new();
+    /// let mut pool = futures::executor::LocalPool::new();
+    /// pool.spawner().spawn_local(manager.drive()).unwrap();
+    /// let nops: Vec<_> = (0..32).map(|_| manager.submit_async(1, SyscallOpType::Nop).unwrap()).collect();
+    /// for done in pool.run_until(futures::future::join_all(nops)) {
+    ///     assert!(done.status.is_success());
+    /// }
+    /// ```
+    pub fn drive(&self) -> impl Future<Output = ()> + 'static {
+        let task = self.inner.executor.backend().clone().drive();
+        async move {
+            if let Some(task) = task {
+                task.await;
+            }
+        }
+    }
+
     /// The executor feeding the backend.
     pub fn executor(&self) -> &IoUringExecutor {
         &self.inner.executor

@@ -1,0 +1,189 @@
+//! A thread's own kernel ring, worked by a drive task on that thread ([`Drive`]).
+//!
+//! Without one, every `submit` enters the kernel itself and a reaper thread takes the
+//! completions that come later, waking each waiting task from there: a socket round trip costs
+//! a kernel entry per operation and a crossing of threads per completion. A drive task, spawned
+//! on a thread's local executor, gives that thread a ring of its own: the thread's submissions
+//! are pushed there without entering the kernel, and the task, woken once per tick of its
+//! executor, enters once for all of them and takes the completions on this thread as the
+//! executor's reactor reports the ring readable (tokio's, inside a tokio runtime; async-io's
+//! otherwise). Submitters on different threads with drive tasks share no kernel ring.
+//!
+//! The task is a helper, never a dependency: the ring's reaper watches it, and makes a pass
+//! itself when the task makes none while work waits (its executor is blocked); when the task
+//! ends, the reaper reaps what is left and the thread's submissions go to the shared rings again.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::driver::Driver;
+
+thread_local! {
+    /// The rings of this thread's live drive tasks, by the id of the backend they belong to.
+    static OWN: RefCell<Vec<(usize, Arc<Driver>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// This thread's own ring for backend `id`, if a drive task works one here.
+#[inline]
+pub(super) fn own_ring(id: usize) -> Option<Arc<Driver>> {
+    OWN.with(|own| {
+        let own = own.borrow();
+        own.iter().find(|(of, _)| *of == id).map(|(_, driver)| driver.clone())
+    })
+}
+
+/// How many passes one poll of the task makes while the ring keeps turning readable, before it
+/// lets its executor run other tasks.
+const PASSES_PER_POLL: usize = 8;
+
+/// The drive task of one thread's own ring (see the [module docs](self)). Not `Send`: it works
+/// the thread that polls it.
+pub(super) struct Drive {
+    id: usize,
+    driver: Arc<Driver>,
+    /// Set at the first poll, with the thread's registration.
+    readiness: Option<Readiness>,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Drive {
+    /// The task for `driver`, a ring of backend `id`'s own for this thread.
+    pub(super) fn new(id: usize, driver: Arc<Driver>) -> Self {
+        Drive { id, driver, readiness: None, _not_send: std::marker::PhantomData }
+    }
+
+    /// Registers the ring as this thread's at the first poll: `false` if another drive task
+    /// works this backend on this thread already, or the reactor refuses the ring.
+    fn start(&mut self) -> bool {
+        if own_ring(self.id).is_some() {
+            return false;
+        }
+        match Readiness::new(&self.driver) {
+            Ok(readiness) => self.readiness = Some(readiness),
+            Err(e) => {
+                tracing::debug!(error = %e, "no reactor takes the ring: the thread's submissions stay on the shared rings");
+                return false;
+            }
+        }
+        OWN.with(|own| own.borrow_mut().push((self.id, self.driver.clone())));
+        self.driver.set_driving(true);
+        true
+    }
+}
+
+impl Future for Drive {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.readiness.is_none() && !this.start() {
+            return Poll::Ready(());
+        }
+        for _ in 0..PASSES_PER_POLL {
+            if !this.driver.drive_pass(cx.waker()) {
+                // The backend is shutting down: its reaper reaps what is left.
+                return Poll::Ready(());
+            }
+            let readiness = this.readiness.as_mut().expect("registered at the first poll");
+            match readiness.poll_readable(cx) {
+                // Completions came since the pass (or during it): another pass.
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(error = %e, "the reactor lost the ring: the reaper reaps it");
+                    return Poll::Ready(());
+                }
+                Poll::Pending => {
+                    // Submissions pushed while delivering (room freed starts queued batches):
+                    // entered next tick, with whatever the tasks it woke submit meanwhile.
+                    if this.driver.has_unsubmitted() {
+                        cx.waker().wake_by_ref();
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Drop for Drive {
+    fn drop(&mut self) {
+        if self.readiness.take().is_none() {
+            return;
+        }
+        // Ended on its own thread (the task is not `Send`): from now on its submissions go to the
+        // shared rings, and this ring's reaper reaps what is left, then stops.
+        let _ = OWN.try_with(|own| own.borrow_mut().retain(|(id, _)| *id != self.id));
+        self.driver.set_driving(false);
+        self.driver.shut_down();
+    }
+}
+
+/// The ring's descriptor, for a reactor: readable while completions wait to be taken. Holds the
+/// ring open.
+struct RingFd(Arc<Driver>);
+
+impl AsRawFd for RingFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.ring_fd()
+    }
+}
+
+impl AsFd for RingFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the descriptor is the ring's, open for as long as its `Driver` lives, which
+        // `self` keeps alive.
+        unsafe { BorrowedFd::borrow_raw(self.0.ring_fd()) }
+    }
+}
+
+/// Whose reactor tells the task that completions came.
+enum Readiness {
+    /// Tokio's, when the task runs inside a tokio runtime.
+    #[cfg(feature = "tokio")]
+    Tokio(tokio::io::unix::AsyncFd<RingFd>),
+    /// Async-io's otherwise (driven on this thread inside `async_io::block_on`, and by its own
+    /// thread elsewhere).
+    AsyncIo(async_io::Async<RingFd>),
+}
+
+impl Readiness {
+    fn new(driver: &Arc<Driver>) -> io::Result<Self> {
+        #[cfg(feature = "tokio")]
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let interest = tokio::io::Interest::READABLE;
+            // SAFETY: the `RingFd` moved into the `AsyncFd` keeps the ring, and so its
+            // descriptor, open, and `as_raw_fd` returns that same descriptor, for as long as the
+            // `AsyncFd` lives; nothing here closes or replaces it.
+            let register =
+                || unsafe { tokio::io::unix::AsyncFd::register_with_interest(RingFd(driver.clone()), interest) };
+            // tokio panics where the runtime was built without IO: async-io's reactor then.
+            if let Ok(registered) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(register)) {
+                return registered.map(Readiness::Tokio).map_err(|e| e.into_parts().1);
+            }
+        }
+        async_io::Async::new_nonblocking(RingFd(driver.clone())).map(Readiness::AsyncIo)
+    }
+
+    /// Ready once the ring turned readable since the last time this returned ready.
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            #[cfg(feature = "tokio")]
+            Readiness::Tokio(fd) => match fd.poll_read_ready(cx) {
+                Poll::Ready(Ok(mut ready)) => {
+                    ready.clear_ready();
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            },
+            Readiness::AsyncIo(fd) => fd.poll_readable(cx),
+        }
+    }
+}
