@@ -179,6 +179,10 @@ pub(super) struct Counts {
     pub(super) sent_back: std::sync::atomic::AtomicUsize,
     /// `io_uring_enter` calls that submitted what was pushed.
     pub(super) enters: std::sync::atomic::AtomicUsize,
+    /// Passes the reaper made for a drive task that made none.
+    pub(super) taken_over: std::sync::atomic::AtomicUsize,
+    /// Keeps the reaper from taking over a drive task's passes.
+    pub(super) hold_watch: AtomicBool,
 }
 
 impl Driver {
@@ -446,6 +450,10 @@ impl Driver {
 
     pub(super) fn shut_down(&self) {
         self.shutting_down.store(true, Ordering::Release);
+        // A drive task ends at its next poll.
+        if let Some(local) = &self.local {
+            local.waker.wake();
+        }
         self.push(&[opcode::Nop::new().build().user_data(WAKE)]);
         let _parked = self.reaper_parked.lock().unwrap_or_else(|e| e.into_inner());
         self.rouse.notify_one();
@@ -522,7 +530,11 @@ impl Driver {
         if local.passes.load(Ordering::Acquire) != before {
             return WATCH_EVERY;
         }
-        let waiting = local.unsubmitted.load(Ordering::Acquire) || {
+        #[cfg(test)]
+        if self.counts.hold_watch.load(Ordering::Relaxed) {
+            return WATCH_EVERY;
+        }
+        let waiting = local.unsubmitted.load(Ordering::Acquire) || self.needs_enter() || {
             let _cq = self.cq.lock().unwrap_or_else(|e| e.into_inner());
             // SAFETY: the `cq` lock is held, so no other `CompletionQueue` of this ring exists.
             !unsafe { self.ring.completion_shared() }.is_empty()
@@ -530,20 +542,33 @@ impl Driver {
         if !waiting {
             return (every * 2).min(WATCH_AT_MOST);
         }
+        #[cfg(test)]
+        self.counts.taken_over.fetch_add(1, Ordering::Relaxed);
         self.pass(local);
         WATCH_EVERY
     }
 
     /// One pass over a thread's own ring: enters the kernel for what was pushed and not
-    /// entered, then delivers what completed (unless someone else is delivering already).
+    /// entered (or for completions the kernel holds back while the queue is full), then
+    /// delivers what completed (unless someone else is delivering already).
     fn pass(&self, local: &Local) {
         local.passes.fetch_add(1, Ordering::AcqRel);
-        if local.unsubmitted.swap(false, Ordering::AcqRel) {
+        if local.unsubmitted.swap(false, Ordering::AcqRel) | self.needs_enter() {
             self.submit_pushed();
         }
         if let Ok(mut cq) = self.cq.try_lock() {
             self.deliver_ready(&mut cq);
         }
+    }
+
+    /// Whether the ring itself holds work for an enter: entries pushed that the kernel has not
+    /// taken (an enter refused with `EBUSY`, or cut short), or completions it keeps aside
+    /// because the queue was full, which only an enter that asks for events brings back.
+    fn needs_enter(&self) -> bool {
+        let _sq = self.sq.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the `sq` lock is held, so no other `SubmissionQueue` of this ring exists.
+        let sq = unsafe { self.ring.submission_shared() };
+        !sq.is_empty() || sq.cq_overflow()
     }
 
     /// A drive task's pass on its thread: registers its waker, then makes a pass. False on a
@@ -558,9 +583,10 @@ impl Driver {
         true
     }
 
-    /// Whether submissions wait to be entered by the drive task (pushed during its pass).
-    pub(super) fn has_unsubmitted(&self) -> bool {
-        self.local.as_ref().is_some_and(|l| l.unsubmitted.load(Ordering::Acquire))
+    /// Whether work waits for the drive task's next pass (pushed during its pass, or left in
+    /// the ring by it).
+    pub(super) fn needs_pass(&self) -> bool {
+        self.local.as_ref().is_some_and(|l| l.unsubmitted.load(Ordering::Acquire)) || self.needs_enter()
     }
 
     /// Starts or ends the drive task's work on this ring. Ended, what it left is entered and the

@@ -31,9 +31,22 @@ thread_local! {
 /// This thread's own ring for backend `id`, if a drive task works one here.
 #[inline]
 pub(super) fn own_ring(id: usize) -> Option<Arc<Driver>> {
-    OWN.with(|own| {
+    // None while the thread's locals are torn down (a batch dropped then may still submit).
+    OWN.try_with(|own| {
         let own = own.borrow();
         own.iter().find(|(of, _)| *of == id).map(|(_, driver)| driver.clone())
+    })
+    .ok()
+    .flatten()
+}
+
+/// The one own ring of this thread, in tests that make one backend per thread.
+#[cfg(test)]
+pub(super) fn only_own_ring() -> Option<Arc<Driver>> {
+    OWN.with(|own| {
+        let own = own.borrow();
+        assert!(own.len() <= 1, "one own ring per test thread");
+        own.first().map(|(_, driver)| driver.clone())
     })
 }
 
@@ -100,7 +113,7 @@ impl Future for Drive {
                 Poll::Pending => {
                     // Submissions pushed while delivering (room freed starts queued batches):
                     // entered next tick, with whatever the tasks it woke submit meanwhile.
-                    if this.driver.has_unsubmitted() {
+                    if this.driver.needs_pass() {
                         cx.waker().wake_by_ref();
                     }
                     return Poll::Pending;
@@ -115,6 +128,8 @@ impl Future for Drive {
 impl Drop for Drive {
     fn drop(&mut self) {
         if self.readiness.take().is_none() {
+            // Never started: nothing was routed to the ring, whose reaper stops now.
+            self.driver.shut_down();
             return;
         }
         // Ended on its own thread (the task is not `Send`): from now on its submissions go to the
@@ -163,7 +178,9 @@ impl Readiness {
             // `AsyncFd` lives; nothing here closes or replaces it.
             let register =
                 || unsafe { tokio::io::unix::AsyncFd::register_with_interest(RingFd(driver.clone()), interest) };
-            // tokio panics where the runtime was built without IO: async-io's reactor then.
+            // tokio panics where the runtime was built without IO: async-io's reactor then
+            // (the panic hook still reports it; under `panic = "abort"` it aborts: build the
+            // runtime with IO, as any that runs sockets is).
             if let Ok(registered) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(register)) {
                 return registered.map(Readiness::Tokio).map_err(|e| e.into_parts().1);
             }

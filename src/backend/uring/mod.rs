@@ -1026,12 +1026,16 @@ mod tests {
             // The drive task starts at its first poll.
             tokio::task::yield_now().await;
             let own = super::local::own_ring(uring.id).expect("this thread has a ring of its own");
+            // Only the task works the ring: a lost wake-up hangs (and times out) here.
+            own.counts().hold_watch.store(true, Ordering::Relaxed);
             let shared = uring.driver.counts().enters.load(Ordering::Relaxed);
             let before = own.counts().enters.load(Ordering::Relaxed);
             let nops: Vec<_> = (0..64).map(|_| m.submit_async(1, Op::Nop).unwrap()).collect();
-            for done in futures::future::join_all(nops).await {
+            let all = tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(nops));
+            for done in all.await.expect("the drive task entered and delivered the NOPs") {
                 assert!(done.status.is_success(), "{:?}", done.status);
             }
+            assert_eq!(own.counts().taken_over.load(Ordering::Relaxed), 0);
             let enters = own.counts().enters.load(Ordering::Relaxed) - before;
             assert!((1..=2).contains(&enters), "64 NOPs of one tick took {enters} kernel entries");
             assert_eq!(uring.driver.counts().enters.load(Ordering::Relaxed), shared, "the shared ring was entered");
@@ -1049,7 +1053,7 @@ mod tests {
         let (rt, local) = driven(&m);
         local.block_on(&rt, async {
             tokio::task::yield_now().await;
-            assert!(super::local::own_ring(uring.id).is_some());
+            let own = super::local::own_ring(uring.id).expect("this thread has a ring of its own");
             for round in 0..3 {
                 let seq = m.submit(1, SyscallSubmissionEntry::new(1, Op::Nop, round)).unwrap();
                 // Blocks this thread, and with it the drive task.
@@ -1058,6 +1062,7 @@ mod tests {
                 assert!(done.status.is_success());
                 assert!(start.elapsed() < Duration::from_secs(2), "taken over only after {:?}", start.elapsed());
             }
+            assert!(own.counts().taken_over.load(std::sync::atomic::Ordering::Relaxed) >= 3);
         });
     }
 
@@ -1066,39 +1071,67 @@ mod tests {
     /// the shared rings. A receive cancelled before the drive task entered it ends cancelled.
     #[test]
     fn iouring_a_dropped_drive_task_hands_its_ring_back() {
-        let Some((_, m, _dir)) = parked_setup(&[1]) else { return };
+        use std::sync::atomic::Ordering;
+        let Some((net, m, _dir)) = parked_setup(&[1]) else { return };
         let (fd, addr) = parked_socket(&m, 1);
         let (rt, local) = driven(&m);
-        let (seq, cancelled) = local.block_on(&rt, async {
+        let (seq, cancelled, own) = local.block_on(&rt, async {
             tokio::task::yield_now().await;
             let cancelled = m.submit_async(1, Op::Read { fd, size: 5 }).unwrap();
             m.cancel(1, cancelled.seq()).unwrap();
-            let cancelled = cancelled.await;
-            (m.submit(1, SyscallSubmissionEntry::new(1, Op::Read { fd, size: 5 }, 3)).unwrap(), cancelled)
+            let cancelled = tokio::time::timeout(Duration::from_secs(10), cancelled).await.expect("cancelled in time");
+            let seq = m.submit(1, SyscallSubmissionEntry::new(1, Op::Read { fd, size: 5 }, 3)).unwrap();
+            (seq, cancelled, own_ring_of(&m))
         });
         assert!(cancelled.status.is_cancelled(), "{:?}", cancelled.status);
+        let own = own.expect("this thread had a ring of its own");
+        own.counts().hold_watch.store(true, Ordering::Relaxed);
         drop(local);
+        // The ring's own reaper takes the receive's completion.
         std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"hello", addr).unwrap();
         let done = m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap();
         assert_eq!((done.result, done.user_data), (OpResult::Bytes(b"hello".to_vec()), 3));
+        assert_eq!(own.counts().taken_over.load(Ordering::Relaxed), 0);
+        until("the ring's reaper stopped", || Arc::strong_count(&own) == 1);
+        // This thread's next receive waits on the shared socket ring.
+        let seq = m.submit(1, SyscallSubmissionEntry::new(1, Op::Read { fd, size: 5 }, 4)).unwrap();
+        until("the receive is on the shared ring", || net.in_flight() == 1);
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"again", addr).unwrap();
+        let done = m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap();
+        assert_eq!(done.result, OpResult::Bytes(b"again".to_vec()));
         assert_eq!(m.stats().pending, 0);
+    }
+
+    /// This thread's own ring under `m`'s backend (the thread's only one), if it has one.
+    fn own_ring_of(m: &IoUringManager) -> Option<Arc<Driver>> {
+        super::local::only_own_ring().filter(|_| m.stats().backend == "uring")
     }
 
     /// A drive task ends when its backend shuts down; a second one on the same thread ends at
     /// once.
     #[test]
     fn iouring_drive_tasks_end_with_their_backend() {
-        let Ok(uring) = UringBackend::new() else { return };
-        let m = IoUringManager::with_backend(Arc::new(uring));
+        let Some((_, m, _dir)) = parked_setup(&[1]) else { return };
+        let (fd, _) = parked_socket(&m, 1);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let local = tokio::task::LocalSet::new();
         let first = local.spawn_local(m.drive());
         local.block_on(&rt, async move {
             tokio::task::yield_now().await;
+            let own = own_ring_of(&m).expect("this thread has a ring of its own");
             let second = tokio::time::timeout(Duration::from_secs(10), m.drive()).await;
             assert!(second.is_ok(), "a second drive task on this thread did not end at once");
+            // A drive task dropped unpolled leaves no ring behind (its reaper stops).
+            drop(m.drive());
             assert!(!first.is_finished());
+            // A receive waits on the ring as the backend goes.
+            let parked = m.submit_async(1, Op::Read { fd, size: 5 }).unwrap();
+            tokio::task::yield_now().await;
+            until("the receive is in the kernel", || own.in_flight() == 1);
+            drop(own);
             drop(m);
+            let parked = tokio::time::timeout(Duration::from_secs(10), parked).await.expect("the receive ended");
+            assert!(!parked.status.is_success());
             tokio::time::timeout(Duration::from_secs(10), first)
                 .await
                 .expect("the drive task ended with its backend")
