@@ -1,0 +1,280 @@
+//! `ours`: this crate's `IoUringManager` over its `UringBackend`, through the polling API
+//! (`submit`, `submit_batch`, `wait_completion`, `reap_completions`) for the NOPs and files as
+//! `benches/anchors.rs` does, and through a tenant's `TcpStream` with tokio's I/O traits for
+//! the echo.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ai_os_kernel::Pid;
+use ai_os_kernel::backend::UringBackend;
+use ai_os_kernel::sandbox::{IpNet, Policy};
+use ai_os_kernel::syscalls::open_flags::{O_RDONLY, O_WRONLY};
+use ai_os_kernel::syscalls::{IoUringManager, OpResult, SyscallOpType as Op, SyscallSubmissionEntry as Entry};
+
+use crate::measure::{Env, FILE_SIZE, Offsets, Runner, Sample, WRITE_BATCH, WriteFile, on_threads};
+use crate::std_tokio::{current_thread, echo_server_pattern};
+use crate::{Outcome, threads_of};
+
+/// The pid whose NOPs are timed.
+const NOP_PID: Pid = 1;
+/// The pid whose reads are timed.
+const READ_PID: Pid = 2;
+/// The pid whose writes are timed.
+const WRITE_PID: Pid = 3;
+/// The first pid of the echo's tenants (one per thread).
+const NET_PID: Pid = 4;
+/// The first pid of the thread-scaling cells' processes (one per thread).
+const THREAD_PID: Pid = 10;
+
+/// Runs `workload` on our manager with the manager's drive task (`IoUringManager::drive`) on
+/// each thread that submits, in a `LocalSet` of a tokio current-thread runtime of the thread's:
+/// the async API (`submit_async`, `submit_batch_async`, a tenant's streams), each thread's
+/// operations on a kernel ring of its own, entered once per tick.
+pub fn run_driven(workload: &str, env: &Env) -> Outcome {
+    let m = IoUringManager::with_backend(Arc::new(UringBackend::new()?));
+    Ok(match workload {
+        "nop-b1" => driven(&m, |m| nop_async(m, NOP_PID, 1, env.runner())),
+        "nop-b32" => driven(&m, |m| nop_async(m, NOP_PID, 32, env.runner())),
+        "read4k-qd1" => driven(&m, |m| read4k_async(m, env, READ_PID, 1, 0, env.runner()))?,
+        "read4k-qd64" => driven(&m, |m| read4k_async(m, env, READ_PID, 64, 0, env.runner()))?,
+        "echo-srv-c1" => echo_driven(&m, NET_PID, 1, env.runner())?,
+        "echo-srv-c16" => echo_driven(&m, NET_PID, 16, env.runner())?,
+        "echo-srv-c16-t2" => on_threads(env, 2, move |i, runner| {
+            echo_driven(&m, NET_PID + i as Pid, 8, runner).expect("echo on one thread");
+        }),
+        w if w.starts_with("nop-b1-t") => on_threads(env, threads_of(w), move |i, runner| {
+            driven(&m, |m| nop_async(m, THREAD_PID + i as Pid, 1, runner));
+        }),
+        w if w.starts_with("read4k-qd1-t") => {
+            let env2 = env.clone();
+            on_threads(env, threads_of(w), move |i, runner| {
+                driven(&m, |m| read4k_async(m, &env2, THREAD_PID + i as Pid, 1, i as u64, runner))
+                    .expect("reads on one thread");
+            })
+        }
+        _ => return Err(format!("ours-drive: no workload {workload}").into()),
+    })
+}
+
+/// Runs the future `body` makes on a tokio current-thread runtime of this thread's, in a
+/// `LocalSet` with `m`'s drive task.
+fn driven<'m, F: std::future::Future>(m: &'m IoUringManager, body: impl FnOnce(&'m IoUringManager) -> F) -> F::Output {
+    let rt = current_thread().expect("a runtime");
+    let local = tokio::task::LocalSet::new();
+    local.spawn_local(m.drive());
+    local.block_on(&rt, body(m))
+}
+
+/// [`nop`] through `submit_async` and `submit_batch_async`.
+async fn nop_async(m: &IoUringManager, pid: Pid, batch: usize, mut runner: Runner) -> Sample {
+    m.create_ring(pid, Some(256), Some(512)).expect("ring");
+    loop {
+        if batch == 1 {
+            assert!(m.submit_async(pid, Op::Nop).expect("submit").await.status.is_success());
+        } else {
+            let futures = m.submit_batch_async(pid, (0..batch).map(|_| Op::Nop).collect::<Vec<_>>()).expect("submit");
+            for done in futures::future::join_all(futures).await {
+                assert!(done.status.is_success());
+            }
+        }
+        if !runner.record(batch as u64) {
+            return runner.finish();
+        }
+    }
+}
+
+/// [`read4k`] through `submit_async` and `submit_batch_async`.
+async fn read4k_async(
+    m: &IoUringManager,
+    env: &Env,
+    pid: Pid,
+    qd: usize,
+    stream: u64,
+    mut runner: Runner,
+) -> std::io::Result<Sample> {
+    m.create_ring(pid, Some(256), Some(512))?;
+    m.set_policy(pid, Policy::rooted(&env.dir))?;
+    let OpResult::Fd(fd) = m.submit_async(pid, Op::open(crate::measure::DATA, O_RDONLY))?.await.into_result()? else {
+        return Err(std::io::Error::other("open gave no descriptor"));
+    };
+    let mut off = Offsets::new(stream);
+    let full = |r: &OpResult| matches!(r, OpResult::Bytes(b) if b.len() == 4096);
+    loop {
+        let ops: Vec<Op> = (0..qd).map(|_| Op::ReadAt { fd, offset: off.next_offset(), size: 4096 }).collect();
+        for done in futures::future::join_all(m.submit_batch_async(pid, ops)?).await {
+            let read = done.into_result()?;
+            assert!(full(&read), "short read: {read:?}");
+        }
+        if !runner.record(qd as u64) {
+            return Ok(runner.finish());
+        }
+    }
+}
+
+/// [`echo`] with the drive task on the runtime's thread.
+fn echo_driven(m: &IoUringManager, pid: Pid, n: usize, runner: Runner) -> std::io::Result<Sample> {
+    echo_on(m, pid, n, runner, true)
+}
+
+/// Runs `workload` on our manager.
+pub fn run(workload: &str, env: &Env) -> Outcome {
+    let m = IoUringManager::with_backend(Arc::new(UringBackend::new()?));
+    Ok(match workload {
+        "nop-b1" => nop(&m, NOP_PID, 1, env.runner()),
+        "nop-b32" => nop(&m, NOP_PID, 32, env.runner()),
+        "read4k-qd1" => read4k(&m, env, READ_PID, 1, 0, env.runner())?,
+        "read4k-qd64" => read4k(&m, env, READ_PID, 64, 0, env.runner())?,
+        "write4k" => write4k(&m, env, env.runner())?,
+        "echo-srv-c1" => echo(&m, NET_PID, 1, env.runner())?,
+        "echo-srv-c16" => echo(&m, NET_PID, 16, env.runner())?,
+        "echo-srv-c16-t2" => on_threads(env, 2, move |i, runner| {
+            echo(&m, NET_PID + i as Pid, 8, runner).expect("echo on one thread");
+        }),
+        w if w.starts_with("nop-b1-t") => on_threads(env, threads_of(w), move |i, runner| {
+            nop(&m, THREAD_PID + i as Pid, 1, runner);
+        }),
+        w if w.starts_with("read4k-qd1-t") => {
+            let env2 = env.clone();
+            on_threads(env, threads_of(w), move |i, runner| {
+                read4k(&m, &env2, THREAD_PID + i as Pid, 1, i as u64, runner).expect("reads on one thread");
+            })
+        }
+        _ => return Err(format!("ours: no workload {workload}").into()),
+    })
+}
+
+/// An entry of `op` for `pid`.
+fn entry(pid: Pid, op: Op) -> Entry {
+    Entry::new(pid, op, 0)
+}
+
+/// Takes a batch's completions as the polling API intends: `reap_completions` takes every one
+/// that is ready under one lock, and `wait_completion` blocks only when none is. Each must
+/// have succeeded and, if `check` says so, have the result it accepts.
+fn wait_all(m: &IoUringManager, pid: Pid, seqs: &[u64], check: impl Fn(&OpResult) -> bool) {
+    let first = seqs[0];
+    let mut left = vec![true; seqs.len()];
+    let mut remaining = seqs.len();
+    let mut oldest = 0;
+    while remaining > 0 {
+        let mut ready = m.reap_completions(pid, None).expect("reap");
+        if ready.is_empty() {
+            // Nothing ready: block on the oldest operation not yet taken.
+            while !left[oldest] {
+                oldest += 1;
+            }
+            ready.push(m.wait_completion(pid, seqs[oldest]).expect("completion"));
+        }
+        for done in ready {
+            assert!(done.status.is_success() && check(&done.result), "seq {} failed: {:?}", done.seq, done.result);
+            assert!(std::mem::replace(&mut left[(done.seq - first) as usize], false), "seq {} taken twice", done.seq);
+            remaining -= 1;
+        }
+    }
+}
+
+/// NOPs to `pid`, `batch` at a time: `submit` and `wait_completion` one at a time,
+/// `submit_batch` and [`wait_all`] in batches.
+fn nop(m: &IoUringManager, pid: Pid, batch: usize, mut runner: Runner) -> Sample {
+    m.create_ring(pid, Some(256), Some(512)).expect("ring");
+    loop {
+        if batch == 1 {
+            let seq = m.submit(pid, entry(pid, Op::Nop)).expect("submit");
+            assert!(m.wait_completion(pid, seq).expect("completion").status.is_success());
+        } else {
+            let seqs = m.submit_batch(pid, (0..batch).map(|_| entry(pid, Op::Nop)).collect()).expect("submit");
+            wait_all(m, pid, &seqs, |_| true);
+        }
+        if !runner.record(batch as u64) {
+            return runner.finish();
+        }
+    }
+}
+
+/// Runs one operation of `pid` and waits for it.
+fn run_one(m: &IoUringManager, pid: Pid, op: Op) -> std::io::Result<OpResult> {
+    let seq = m.submit(pid, entry(pid, op))?;
+    m.wait_completion(pid, seq)?.into_result()
+}
+
+/// 4 KiB reads of the data file at random offsets (stream `stream`), `qd` at a time, by `pid`.
+fn read4k(
+    m: &IoUringManager,
+    env: &Env,
+    pid: Pid,
+    qd: usize,
+    stream: u64,
+    mut runner: Runner,
+) -> std::io::Result<Sample> {
+    m.create_ring(pid, Some(256), Some(512))?;
+    m.set_policy(pid, Policy::rooted(&env.dir))?;
+    let OpResult::Fd(fd) = run_one(m, pid, Op::open(crate::measure::DATA, O_RDONLY))? else {
+        return Err(std::io::Error::other("open gave no descriptor"));
+    };
+    let mut off = Offsets::new(stream);
+    let full = |r: &OpResult| matches!(r, OpResult::Bytes(b) if b.len() == 4096);
+    loop {
+        if qd == 1 {
+            let read = run_one(m, pid, Op::ReadAt { fd, offset: off.next_offset(), size: 4096 })?;
+            assert!(full(&read), "short read: {read:?}");
+        } else {
+            let batch = (0..qd).map(|_| entry(pid, Op::ReadAt { fd, offset: off.next_offset(), size: 4096 })).collect();
+            wait_all(m, pid, &m.submit_batch(pid, batch)?, full);
+        }
+        if !runner.record(qd as u64) {
+            return Ok(runner.finish());
+        }
+    }
+}
+
+/// 4 KiB writes at ascending offsets, [`WRITE_BATCH`] at a time (`submit_batch`).
+fn write4k(m: &IoUringManager, env: &Env, mut runner: Runner) -> std::io::Result<Sample> {
+    let mut file = WriteFile::create(&env.dir, "ours")?;
+    m.create_ring(WRITE_PID, Some(256), Some(512))?;
+    m.set_policy(WRITE_PID, Policy::rooted(&env.dir).read_write())?;
+    let name = file.path.file_name().expect("a file name").to_owned();
+    let OpResult::Fd(fd) = run_one(m, WRITE_PID, Op::open(name, O_WRONLY))? else {
+        return Err(std::io::Error::other("open gave no descriptor"));
+    };
+    let written = |r: &OpResult| matches!(r, OpResult::Count(4096));
+    loop {
+        let first = file.next_batch();
+        let batch = (0..WRITE_BATCH)
+            .map(|i| entry(WRITE_PID, Op::WriteAt { fd, offset: first + i * 4096, data: vec![7; 4096] }))
+            .collect();
+        wait_all(m, WRITE_PID, &m.submit_batch(WRITE_PID, batch)?, written);
+        debug_assert!(first + WRITE_BATCH * 4096 <= FILE_SIZE);
+        if !runner.record(WRITE_BATCH) {
+            return Ok(runner.finish());
+        }
+    }
+}
+
+/// The server pattern on `n` loopback connections of tenant `pid`'s, on a tokio
+/// current-thread runtime of this thread's.
+fn echo(m: &IoUringManager, pid: Pid, n: usize, runner: Runner) -> std::io::Result<Sample> {
+    echo_on(m, pid, n, runner, false)
+}
+
+/// [`echo`], with `m`'s drive task on the runtime's thread if `drive`.
+fn echo_on(m: &IoUringManager, pid: Pid, n: usize, runner: Runner, drive: bool) -> std::io::Result<Sample> {
+    let loopback: IpNet = "127.0.0.0/8".parse().expect("a network");
+    m.set_policy(pid, Policy::default().allow_bind(loopback, ..).allow_listen().allow_connect(loopback, ..))?;
+    let rt = current_thread()?;
+    let local = tokio::task::LocalSet::new();
+    if drive {
+        local.spawn_local(m.drive());
+    }
+    let tenant = m.tenant(pid);
+    let pairs = local.block_on(&rt, async {
+        let listener = tenant.tcp_listen((Ipv4Addr::LOCALHOST, 0)).await?;
+        let mut pairs = Vec::new();
+        for _ in 0..n {
+            let (client, accepted) = futures::join!(tenant.tcp_connect(listener.local_addr()), listener.accept());
+            pairs.push((accepted?.0, client?));
+        }
+        std::io::Result::Ok(pairs)
+    })?;
+    Ok(echo_server_pattern(&rt, &local, pairs, runner))
+}
