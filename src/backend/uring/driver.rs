@@ -85,11 +85,26 @@ fn unpin(rings: &mut Slab<Pin>, pin: usize, n: usize) {
     }
 }
 
-/// The operations the kernel holds, and the rings their batches share.
+/// The operations the kernel holds, and the rings their batches share. Its lock also
+/// serialises taking completions (the kernel's completion queue has one consumer at a time):
+/// whoever holds it may take them, and `ready` is the vector a pass gathers them in, kept for
+/// the next pass.
 #[derive(Default)]
 struct Table {
     ops: Slab<InFlight>,
     rings: Slab<Pin>,
+    ready: Vec<(usize, i32)>,
+}
+
+/// What a pass over the completions leaves to do once the table's lock is let go.
+#[derive(Default)]
+struct Taken {
+    /// Requests to hand back to the kernel.
+    again: Vec<squeue::Entry>,
+    /// Who each request handed back belongs to: its ring, sequence number and `user_data`.
+    resent: Vec<(Origin, u64, u64)>,
+    /// The rooms the delivered operations free.
+    freed: Freed,
 }
 
 /// An operation the kernel holds: everything it points into lives here until its completion.
@@ -123,9 +138,7 @@ pub(super) struct Driver {
     ring: IoUring,
     /// Serialises access to the submission queue (the kernel's ring memory).
     sq: Mutex<()>,
-    /// Serialises taking completions: the reaper, or a submitter that finds some ready. Holds
-    /// the vector a pass gathers them in, kept for the next pass.
-    cq: Mutex<Vec<(usize, i32)>>,
+    /// The in-flight table; its lock is also the completion queue's (see [`Table`]).
     in_flight: Mutex<Table>,
     /// High half of every `user_data`, so a late cancel never hits a reused slot.
     generation: AtomicU32,
@@ -213,7 +226,6 @@ impl Driver {
         let driver = Arc::new(Driver {
             ring,
             sq: Mutex::new(()),
-            cq: Mutex::new(Vec::new()),
             in_flight: Mutex::new(Table::default()),
             generation: AtomicU32::new(0),
             supported,
@@ -290,7 +302,7 @@ impl Driver {
         let mut left_window = Vec::new();
         {
             let mut guard = self.table();
-            let Table { ops: table, rings } = &mut *guard;
+            let Table { ops: table, rings, .. } = &mut *guard;
             let sq_lock = self.sq.lock().unwrap_or_else(|e| e.into_inner());
             // SAFETY: the `sq` lock is held, so no other `SubmissionQueue` of this ring exists.
             let mut sq = unsafe { self.ring.submission_shared() };
@@ -339,21 +351,18 @@ impl Driver {
                 self.submit_pushed();
             }
         }
-        // Operations the kernel finished inside that enter (NOPs, page-cached reads) are
-        // delivered here and now, sparing the reaper's wake-up and the waiter's. Skipped if
-        // someone is already taking completions: they will deliver these too. (Deferred, the
-        // drive task enters and takes them.)
-        if !deferred && let Ok(mut cq) = self.cq.try_lock() {
-            self.deliver_ready(&mut cq);
-        }
-        // Only what is still in the kernel can be cancelled there: operations that completed
-        // inside the enter need no token or hook (a hook for one that completes just after this
-        // check asks the kernel to cancel an unknown request, which is harmless). Whatever is
-        // still there needs the reaper in the kernel.
+        // Under one lock of the table: operations the kernel finished inside that enter (NOPs,
+        // page-cached reads) are delivered here and now, sparing the reaper's wake-up and the
+        // waiter's (deferred, the drive task enters and takes them); then only what is still
+        // in the kernel can be cancelled there: operations that completed need no token or
+        // hook (a hook for one that completes just after this asks the kernel to cancel an
+        // unknown request, which is harmless). Whatever is still there needs the reaper in the
+        // kernel.
         let mut cancels = Vec::new();
-        let left_in_flight = {
-            let mut table = self.table();
-            let Table { ops: table, rings } = &mut *table;
+        let (left_in_flight, taken) = {
+            let mut guard = self.table();
+            let taken = if deferred { Taken::default() } else { self.take_ready(&mut guard) };
+            let Table { ops: table, rings, .. } = &mut *guard;
             if !table.is_empty() {
                 for &user_data in &submitted {
                     if let Some(f) = in_flight(table, user_data) {
@@ -361,8 +370,9 @@ impl Driver {
                     }
                 }
             }
-            !table.is_empty()
+            (!table.is_empty(), taken)
         };
+        self.finish(taken);
         let entered_none = deferred && !submitted.is_empty();
         submitted.clear();
         SUBMITTED.with(|v| v.set(submitted));
@@ -500,10 +510,7 @@ impl Driver {
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INTR.raw_os_error()) => continue,
                 Err(e) => tracing::debug!(error = %e, "io_uring_enter while reaping"),
             }
-            {
-                let mut cq = self.cq.lock().unwrap_or_else(|e| e.into_inner());
-                self.deliver_ready(&mut cq);
-            }
+            self.deliver_ready();
             if self.shutting_down.load(Ordering::Acquire) && self.table().ops.is_empty() {
                 return;
             }
@@ -535,8 +542,8 @@ impl Driver {
             return WATCH_EVERY;
         }
         let waiting = local.unsubmitted.load(Ordering::Acquire) || self.needs_enter() || {
-            let _cq = self.cq.lock().unwrap_or_else(|e| e.into_inner());
-            // SAFETY: the `cq` lock is held, so no other `CompletionQueue` of this ring exists.
+            let _table = self.table();
+            // SAFETY: the table's lock is held, so no other `CompletionQueue` of this ring exists.
             !unsafe { self.ring.completion_shared() }.is_empty()
         };
         if !waiting {
@@ -550,15 +557,13 @@ impl Driver {
 
     /// One pass over a thread's own ring: enters the kernel for what was pushed and not
     /// entered (or for completions the kernel holds back while the queue is full), then
-    /// delivers what completed (unless someone else is delivering already).
+    /// delivers what completed.
     fn pass(&self, local: &Local) {
         local.passes.fetch_add(1, Ordering::AcqRel);
         if local.unsubmitted.swap(false, Ordering::AcqRel) | self.needs_enter() {
             self.submit_pushed();
         }
-        if let Ok(mut cq) = self.cq.try_lock() {
-            self.deliver_ready(&mut cq);
-        }
+        self.deliver_ready();
     }
 
     /// Whether the ring itself holds work for an enter: entries pushed that the kernel has not
@@ -611,22 +616,28 @@ impl Driver {
         self.ring.as_raw_fd()
     }
 
-    /// Takes every completion ready now and delivers it. `ready`, the guard of the `cq` lock,
-    /// proves the caller is the only one taking completions; its vector gathers them.
-    fn deliver_ready(&self, ready: &mut MutexGuard<'_, Vec<(usize, i32)>>) {
-        // SAFETY: the `cq` lock is held, so no other `CompletionQueue` of this ring exists.
+    /// Takes every completion ready now and delivers it.
+    fn deliver_ready(&self) {
+        let taken = self.take_ready(&mut self.table());
+        self.finish(taken);
+    }
+
+    /// Takes every completion ready now and delivers it, under the table's lock (`table`, from
+    /// its guard, proves the caller is the only one taking completions): what is left to do
+    /// once the lock is let go ([`finish`](Self::finish)).
+    fn take_ready(&self, table: &mut Table) -> Taken {
+        // SAFETY: the table's lock is held, so no other `CompletionQueue` of this ring exists.
         let mut cq = unsafe { self.ring.completion_shared() };
         if cq.is_empty() {
-            return;
+            return Taken::default();
         }
+        let Table { ops: table, rings, ready } = table;
         // Empty, unless a pass panicked half-way: keys it left may name reused slots by now.
         ready.clear();
         let mut again = Vec::new();
-        // Who each request sent back belongs to, to ask again after it is back (see below).
+        // Who each request sent back belongs to, to ask again after it is back (see `finish`).
         let mut resent = Vec::new();
         let freed = {
-            let mut table = self.table();
-            let Table { ops: table, rings } = &mut *table;
             for c in &mut cq {
                 let (user_data, mut result) = (c.user_data(), stopped_is_cancelled(c.result()));
                 let Some(op) = in_flight(table, user_data) else { continue };
@@ -696,8 +707,14 @@ impl Driver {
             }
             freed
         };
-        // Hands the entries back to the kernel before anything else is submitted.
+        // The kernel may reuse the entries taken.
         drop(cq);
+        Taken { again, resent, freed }
+    }
+
+    /// What a pass over the completions left to do, outside the table's lock.
+    fn finish(&self, Taken { again, resent, freed }: Taken) {
+        // Hands the entries back to the kernel before anything else is submitted.
         self.push(&again);
         // A cancellation asked for while a request was out of the kernel, between its completion
         // and its return, found nothing there to cancel: each request sent back whose
@@ -815,7 +832,7 @@ fn cancel_in_kernel(driver: &Weak<Driver>, user_data: u64) {
 impl Drop for Driver {
     fn drop(&mut self) {
         // Only the reaper's exit drops the driver, and it exits with nothing in flight.
-        let Table { ops, mut rings } = std::mem::take(&mut *self.table());
+        let Table { ops, mut rings, .. } = std::mem::take(&mut *self.table());
         if !ops.is_empty() {
             tracing::error!(left = ops.len(), "io_uring dropped with operations in flight");
         }

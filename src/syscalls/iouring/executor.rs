@@ -141,15 +141,22 @@ impl IoUringExecutor {
     ) -> Result<u64> {
         let how = how.into();
         ring.scheduled_by(|| self.inner.clone());
+        let mut ops = ops.peekable();
         let n = ops.len();
+        // The places the batch may take in the window: exactly those of one operation (none if
+        // it waits on a peer), at most one each for more.
+        let most = match ops.peek() {
+            Some((op, _)) if n == 1 => usize::from(!op.may_wait_on_peer()),
+            _ => n,
+        };
         let mut s = self.inner.lock();
         // A rate-limited process's operations always pass through its SQ, where the limits
         // apply, and a linked chain's, whose first operation starts only once all are checked.
         if how.linked
             || !s.ready.is_empty()
             || ring.seat.scheduled.load(Ordering::Relaxed)
-            || self.inner.window - s.in_flight < n
-            || self.inner.share(ring).saturating_sub(ring.seat.held.load(Ordering::Relaxed)) < n
+            || self.inner.window - s.in_flight < most
+            || self.inner.share(ring).saturating_sub(ring.seat.held.load(Ordering::Relaxed)) < most
             || ring.process().is_rate_limited()
         {
             drop(s);
@@ -159,12 +166,19 @@ impl IoUringExecutor {
             }
             return Ok(first);
         }
-        let mut batch = Batch::with_capacity(n);
-        let (accepted, refused) =
-            batch.run(ring, |out| ring.accept_started(ops, how, &mut |d, counts| out.push((d, counts))))?;
-        s.in_flight += accepted.counted;
-        ring.seat.held.fetch_add(accepted.counted, Ordering::Relaxed);
+        // Their places are taken now, and the lock let go before the ring checks and accepts
+        // them: the one lock every submitter shares is held for these few lines only. Places
+        // they do not take (refused, or not counted) are given back below, as a completion's.
+        s.in_flight += most;
+        ring.seat.held.fetch_add(most, Ordering::Relaxed);
         drop(s);
+        let mut batch = Batch::with_capacity(n);
+        let accepted = batch.run(ring, |out| ring.accept_started(ops, how, &mut |d, counts| out.push((d, counts))));
+        let counted = accepted.as_ref().map_or(0, |(accepted, _)| accepted.counted);
+        if counted < most {
+            self.inner.release(ring, most - counted);
+        }
+        let (accepted, refused) = accepted?;
         ring.after_unlock(refused);
         self.inner.start(batch);
         if accepted.queued {

@@ -207,11 +207,14 @@ impl IoUringManager {
         how: impl Into<Accept>,
     ) -> Result<(Arc<SyscallCompletionRing>, u64)> {
         let ring = self.ring_or_create(pid)?;
-        let now = Instant::now();
+        // Read once, and only for a batch with deadlines: the same now for all of them.
+        let mut now = None;
         let mut deadlines = Vec::new();
         let ops = entries.enumerate().map(|(i, e)| {
             // A deadline past the clock's end is none.
-            if let Some(at) = e.deadline.and_then(|within| now.checked_add(within)) {
+            if let Some(within) = e.deadline
+                && let Some(at) = now.get_or_insert_with(Instant::now).checked_add(within)
+            {
                 deadlines.push((i as u64, at));
             }
             (e.op, e.user_data)
