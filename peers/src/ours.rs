@@ -63,7 +63,12 @@ fn driven<'m, F: std::future::Future>(m: &'m IoUringManager, body: impl FnOnce(&
     let rt = current_thread().expect("a runtime");
     let local = tokio::task::LocalSet::new();
     local.spawn_local(m.drive());
-    local.block_on(&rt, body(m))
+    local.block_on(&rt, async {
+        // The drive task starts at its first poll: a body whose operations never wait (NOPs
+        // answered inside the enter) would not let it run otherwise.
+        tokio::task::yield_now().await;
+        body(m).await
+    })
 }
 
 /// [`nop`] through `submit_async` and `submit_batch_async`.

@@ -356,8 +356,10 @@ impl Driver {
         // waiter's (deferred, the drive task enters and takes them); then only what is still
         // in the kernel can be cancelled there: operations that completed need no token or
         // hook (a hook for one that completes just after this asks the kernel to cancel an
-        // unknown request, which is harmless). Whatever is still there needs the reaper in the
-        // kernel.
+        // unknown request, which is harmless). Whatever of this batch is still there needs the
+        // reaper in the kernel (what other submitters left there, they rouse it for: a reaper
+        // roused for every submission while another thread's operation waits would be woken
+        // for each, for nothing).
         let mut cancels = Vec::new();
         let (left_in_flight, taken) = {
             let mut guard = self.table();
@@ -370,7 +372,7 @@ impl Driver {
                     }
                 }
             }
-            (!table.is_empty(), taken)
+            (!cancels.is_empty(), taken)
         };
         self.finish(taken);
         let entered_none = deferred && !submitted.is_empty();
