@@ -11,7 +11,7 @@ use super::ring::{Accept, SyscallCompletionRing, Taken, Window};
 use crate::backend::{Backend, Batch};
 use crate::op::Result;
 use crate::op::SyscallOpType;
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{AtomicBool, AtomicUsize, Mutex, MutexGuard};
 use crate::timer::timer;
 
 /// Batches waiting for the outermost [`Shared::start`] of their thread, in order.
@@ -62,12 +62,18 @@ pub(crate) struct Shared {
     backend: Arc<dyn Backend>,
     window: usize,
     sched: Mutex<Sched>,
+    /// Operations in the window. Taken under the lock (a batch started, the line filled); given
+    /// back without it when nothing waits for room ([`Window::release`]).
+    in_flight: AtomicUsize,
+    /// Whether a ring is in line (`Sched::ready` is not empty): set under the lock, true from
+    /// before a ring is put in line until after the line empties, so that a completion that
+    /// finds it false and its ring not out of line at its share has nobody to hand room to.
+    waiting: AtomicBool,
 }
 
 #[derive(Default)]
 struct Sched {
     ready: VecDeque<Turn>,
-    in_flight: usize,
 }
 
 /// A ring in line, and what is left of its turn: how many more operations it may start before
@@ -109,6 +115,8 @@ impl IoUringExecutor {
                 backend,
                 window,
                 sched: Mutex::new(Sched::default()),
+                in_flight: AtomicUsize::new(0),
+                waiting: AtomicBool::new(false),
             }),
         }
     }
@@ -121,7 +129,7 @@ impl IoUringExecutor {
     /// Operations handed to the backend and not yet completed (those that wait on a peer
     /// excepted).
     pub fn in_flight(&self) -> usize {
-        self.inner.lock().in_flight
+        self.inner.in_flight.load(Ordering::SeqCst)
     }
 
     /// Rings with queued operations waiting for room in the backend.
@@ -149,13 +157,13 @@ impl IoUringExecutor {
             Some((op, _)) if n == 1 => usize::from(!op.may_wait_on_peer()),
             _ => n,
         };
-        let mut s = self.inner.lock();
+        let s = self.inner.lock();
         // A rate-limited process's operations always pass through its SQ, where the limits
         // apply, and a linked chain's, whose first operation starts only once all are checked.
         if how.linked
             || !s.ready.is_empty()
             || ring.seat.scheduled.load(Ordering::Relaxed)
-            || self.inner.window - s.in_flight < most
+            || self.inner.window - self.inner.in_flight.load(Ordering::SeqCst) < most
             || self.inner.share(ring).saturating_sub(ring.seat.held.load(Ordering::Relaxed)) < most
             || ring.process().is_rate_limited()
         {
@@ -169,8 +177,8 @@ impl IoUringExecutor {
         // Their places are taken now, and the lock let go before the ring checks and accepts
         // them: the one lock every submitter shares is held for these few lines only. Places
         // they do not take (refused, or not counted) are given back below, as a completion's.
-        s.in_flight += most;
-        ring.seat.held.fetch_add(most, Ordering::Relaxed);
+        self.inner.in_flight.fetch_add(most, Ordering::SeqCst);
+        ring.seat.held.fetch_add(most, Ordering::SeqCst);
         drop(s);
         let mut batch = Batch::with_capacity(n);
         let accepted = batch.run(ring, |out| ring.accept_started(ops, how, &mut |d, counts| out.push((d, counts))));
@@ -202,14 +210,14 @@ impl IoUringExecutor {
         let mut s = inner.lock();
         if ring.seat.throttled.swap(false, Ordering::Relaxed) {
             s.ready.push_back(Turn::new(ring.clone()));
-        } else if ring.seat.at_share.load(Ordering::Relaxed)
-            && ring.seat.held.load(Ordering::Relaxed) < inner.share(ring)
+        } else if ring.seat.at_share.load(Ordering::SeqCst) && ring.seat.held.load(Ordering::SeqCst) < inner.share(ring)
         {
-            ring.seat.at_share.store(false, Ordering::Relaxed);
+            ring.seat.at_share.store(false, Ordering::SeqCst);
             s.ready.push_back(Turn { ring: ring.clone(), left: ring.seat.turn_left.swap(0, Ordering::Relaxed) });
         } else {
             return;
         }
+        inner.note_waiting(&s);
         inner.fill_and_start(s);
     }
 }
@@ -219,10 +227,16 @@ impl Shared {
         crate::sync::lock(&self.sched)
     }
 
+    /// Records whether a ring is in line, under the lock (`s`), after every change to the line.
+    fn note_waiting(&self, s: &Sched) {
+        self.waiting.store(!s.ready.is_empty(), Ordering::SeqCst);
+    }
+
     /// [`fill`](Self::fill)s under `s`, then starts what it took once `s` is let go of.
     fn fill_and_start(&self, mut s: MutexGuard<'_, Sched>) {
         let mut batch = Batch::with_capacity(0);
         self.fill(&mut s, &mut batch);
+        self.note_waiting(&s);
         drop(s);
         self.start(batch);
     }
@@ -231,24 +245,30 @@ impl Shared {
     /// front goes on with its turn; one whose turn is used up goes to the back, one with nothing
     /// left queued leaves the line, one its rate limit holds back waits for the timer.
     fn fill(&self, s: &mut Sched, batch: &mut Batch) {
-        let Sched { ready, in_flight } = s;
-        while *in_flight < self.window {
+        // The line is not empty while this runs (`waiting` is true): completions meanwhile give
+        // their room back under the lock, after this, and see a ring it takes out of line.
+        let Sched { ready } = s;
+        loop {
+            let in_flight = self.in_flight.load(Ordering::SeqCst);
+            if in_flight >= self.window {
+                break;
+            }
             let Some(Turn { ring, left }) = ready.front_mut() else { break };
             if *left == 0 {
                 *left = turn_size(ring);
             }
             let share = self.share(ring);
-            let held = ring.seat.held.load(Ordering::Relaxed);
-            let room = (self.window - *in_flight).min(*left).min(share.saturating_sub(held));
+            let held = ring.seat.held.load(Ordering::SeqCst);
+            let room = (self.window - in_flight).min(*left).min(share.saturating_sub(held));
             let taken = if room > 0 {
                 batch.run(ring, |out| ring.dispatch(room, out, |d, counts| (d, counts)))
             } else {
                 Taken { counted: 0, more: true, throttled: None }
             };
-            *in_flight += taken.counted;
+            self.in_flight.fetch_add(taken.counted, Ordering::SeqCst);
             *left -= taken.counted.min(*left);
-            ring.seat.held.store(held + taken.counted, Ordering::Relaxed);
-            let (used_up, at_share) = (*left == 0, held + taken.counted >= share);
+            let held = ring.seat.held.fetch_add(taken.counted, Ordering::SeqCst) + taken.counted;
+            let (used_up, at_share) = (*left == 0, held >= share);
             if let Some(at) = taken.throttled {
                 if let Some(turn) = ready.pop_front() {
                     self.throttle(turn.ring, at);
@@ -261,8 +281,8 @@ impl Shared {
                 // It holds its whole share: out of line (still scheduled) until one of its
                 // operations completes, keeping what is left of its turn.
                 if let Some(turn) = ready.pop_front() {
-                    turn.ring.seat.at_share.store(true, Ordering::Relaxed);
                     turn.ring.seat.turn_left.store(turn.left, Ordering::Relaxed);
+                    turn.ring.seat.at_share.store(true, Ordering::SeqCst);
                 }
             } else if used_up && let Some(turn) = ready.pop_front() {
                 ready.push_back(turn);
@@ -306,6 +326,7 @@ impl Shared {
         let mut s = self.lock();
         if ring.seat.throttled.swap(false, Ordering::Relaxed) {
             s.ready.push_back(Turn::new(ring));
+            self.note_waiting(&s);
         }
         self.fill_and_start(s);
     }
@@ -387,11 +408,20 @@ impl Window for Shared {
     /// Operations of `ring` left the backend (`counted` of them in the window): their room goes
     /// to the next rings in line, `ring` back among them if it was out of line for holding its
     /// whole share.
+    ///
+    /// Without the lock when no ring is in line and `ring` is not out of line at its share: the
+    /// one lock every submitter shares is not taken for nothing. The room is given back before
+    /// either is read, and whoever puts a ring in line or out of it sets its flag before it
+    /// reads the room (all sequentially consistent): either this sees the flag and takes the
+    /// lock, or that sees the room.
     fn release(&self, ring: &Arc<SyscallCompletionRing>, counted: usize) {
+        self.in_flight.fetch_sub(counted, Ordering::SeqCst);
+        ring.seat.held.fetch_sub(counted, Ordering::SeqCst);
+        if !ring.seat.at_share.load(Ordering::SeqCst) && !self.waiting.load(Ordering::SeqCst) {
+            return;
+        }
         let mut s = self.lock();
-        s.in_flight -= counted;
-        ring.seat.held.fetch_sub(counted, Ordering::Relaxed);
-        if ring.seat.at_share.swap(false, Ordering::Relaxed) {
+        if ring.seat.at_share.swap(false, Ordering::SeqCst) {
             // Back in line: at the front to go on with a turn its share cut short (so that every
             // ring starts its weight's worth per round of the line, capped or not), at the back
             // if that turn was used up.
@@ -401,6 +431,7 @@ impl Window for Shared {
             } else {
                 s.ready.push_back(turn);
             }
+            self.note_waiting(&s);
         }
         if s.ready.is_empty() {
             return;
@@ -412,6 +443,7 @@ impl Window for Shared {
         let mut s = self.lock();
         if !ring.seat.scheduled.swap(true, Ordering::Relaxed) {
             s.ready.push_back(Turn::new(ring.clone()));
+            self.note_waiting(&s);
         }
         self.fill_and_start(s);
     }
