@@ -180,12 +180,11 @@ impl IoUringExecutor {
         self.inner.in_flight.fetch_add(most, Ordering::SeqCst);
         ring.seat.held.fetch_add(most, Ordering::SeqCst);
         drop(s);
+        let mut reserved = Reserved { window: &self.inner, ring, places: most };
         let mut batch = Batch::with_capacity(n);
         let accepted = batch.run(ring, |out| ring.accept_started(ops, how, &mut |d, counts| out.push((d, counts))));
-        let counted = accepted.as_ref().map_or(0, |(accepted, _)| accepted.counted);
-        if counted < most {
-            self.inner.release(ring, most - counted);
-        }
+        reserved.places -= accepted.as_ref().map_or(0, |(accepted, _)| accepted.counted);
+        drop(reserved);
         let (accepted, refused) = accepted?;
         ring.after_unlock(refused);
         self.inner.start(batch);
@@ -222,6 +221,22 @@ impl IoUringExecutor {
     }
 }
 
+/// Window places taken for a batch and not (yet) held by its operations: given back when
+/// dropped, whatever happened to the batch.
+struct Reserved<'a> {
+    window: &'a Shared,
+    ring: &'a Arc<SyscallCompletionRing>,
+    places: usize,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if self.places > 0 {
+            self.window.release(self.ring, self.places);
+        }
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Sched> {
         crate::sync::lock(&self.sched)
@@ -245,8 +260,9 @@ impl Shared {
     /// front goes on with its turn; one whose turn is used up goes to the back, one with nothing
     /// left queued leaves the line, one its rate limit holds back waits for the timer.
     fn fill(&self, s: &mut Sched, batch: &mut Batch) {
-        // The line is not empty while this runs (`waiting` is true): completions meanwhile give
-        // their room back under the lock, after this, and see a ring it takes out of line.
+        // The line is not empty while this runs (`waiting` is true): a completion meanwhile
+        // gives its room back (without the lock), then finds `waiting` true and takes the lock,
+        // after this, where it sees a ring this took out of line at its share.
         let Sched { ready } = s;
         loop {
             let in_flight = self.in_flight.load(Ordering::SeqCst);
@@ -410,14 +426,18 @@ impl Window for Shared {
     /// whole share.
     ///
     /// Without the lock when no ring is in line and `ring` is not out of line at its share: the
-    /// one lock every submitter shares is not taken for nothing. The room is given back before
-    /// either is read, and whoever puts a ring in line or out of it sets its flag before it
-    /// reads the room (all sequentially consistent): either this sees the flag and takes the
-    /// lock, or that sees the room.
+    /// one lock every submitter shares is not taken for nothing. The room is given back first
+    /// (all sequentially consistent). `waiting` is set before a ring is put in line and stays
+    /// set while [`fill`](Shared::fill) runs; a ring goes out of line at its share only inside
+    /// `fill`, before `waiting` may be cleared. So if this reads `waiting` false, either it did
+    /// so before that `fill` began, which then saw the room given back, or after it ended, and
+    /// then it reads the ring's `at_share` as that `fill` left it and takes the lock.
+    /// (`waiting` must be read first: read second, a `fill` could begin between the two reads,
+    /// miss the room given back and take the ring out of line with nothing of it in flight.)
     fn release(&self, ring: &Arc<SyscallCompletionRing>, counted: usize) {
         self.in_flight.fetch_sub(counted, Ordering::SeqCst);
         ring.seat.held.fetch_sub(counted, Ordering::SeqCst);
-        if !ring.seat.at_share.load(Ordering::SeqCst) && !self.waiting.load(Ordering::SeqCst) {
+        if !self.waiting.load(Ordering::SeqCst) && !ring.seat.at_share.load(Ordering::SeqCst) {
             return;
         }
         let mut s = self.lock();

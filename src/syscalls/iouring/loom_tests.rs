@@ -288,3 +288,61 @@ fn loom_executor_hands_room_on() {
         all_retired(&b, &cb);
     });
 }
+
+/// A backend that keeps every operation until the test completes it.
+#[derive(Default)]
+struct Parked(loom::sync::Mutex<Vec<crate::backend::Submission>>);
+
+impl Parked {
+    /// Completes every operation kept so far.
+    fn complete_all(&self) {
+        let kept = std::mem::take(&mut *self.0.lock().unwrap());
+        for sub in kept {
+            sub.complete(Ok(OpResult::None));
+        }
+    }
+}
+
+impl Backend for Parked {
+    fn name(&self) -> &'static str {
+        "parked"
+    }
+    fn capabilities(&self) -> crate::backend::Capabilities {
+        // A window of 4: each ring's default share is a quarter of it, 1.
+        crate::backend::Capabilities::new(4)
+    }
+    fn spawn(&self, _task: Task) {
+        unreachable!("nothing is spawned")
+    }
+    fn submit(self: Arc<Self>, batch: Batch) {
+        self.0.lock().unwrap().extend(batch.into_submissions());
+    }
+}
+
+/// A ring at its share (1) with one operation in the backend queues a second, which takes it
+/// out of line, while the first completes (giving its room back without the executor's lock):
+/// the ring is never left out of line with nothing of it in flight, and the second runs.
+#[test]
+fn loom_a_ring_at_its_share_is_put_back_by_its_completion() {
+    model(|| {
+        let parked = Arc::new(Parked::default());
+        let executor = IoUringExecutor::new(parked.clone());
+        let (r, counters) = ring(1);
+        let (first, _) = r.enqueue(nops(1), false).unwrap();
+        executor.schedule(&r);
+        assert_eq!(parked.0.lock().unwrap().len(), 1, "the first operation is in the backend");
+        let completer = {
+            let parked = parked.clone();
+            thread::spawn(move || parked.complete_all())
+        };
+        let (second, _) = r.enqueue(nops(1), false).unwrap();
+        executor.schedule(&r);
+        completer.join().unwrap();
+        // The second is in the backend now, whichever way the two went.
+        parked.complete_all();
+        assert_eq!(r.wait(first, None).unwrap().seq, first);
+        assert_eq!(r.wait(second, None).unwrap().seq, second);
+        assert_eq!((executor.in_flight(), executor.ready_rings()), (0, 0));
+        all_retired(&r, &counters);
+    });
+}

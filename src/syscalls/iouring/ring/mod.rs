@@ -114,8 +114,8 @@ pub(crate) trait Window: Send + Sync {
     fn requeue(&self, ring: &Arc<SyscallCompletionRing>);
 }
 
-/// A ring's place in its scheduler's line. Read and written only by the scheduler, under its own
-/// lock (the atomics only let a shared ring carry it).
+/// A ring's place in its scheduler's line, written by the scheduler under its own lock, but for
+/// `held`, which a completion lowers without it (see the executor's `Window::release`).
 #[derive(Default)]
 pub(crate) struct Seat {
     /// Whether the ring is in line (or out of it for a while, below, and coming back).
