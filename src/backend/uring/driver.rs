@@ -296,13 +296,18 @@ impl Driver {
         // The requests pushed, for those still in flight after the enter (the thread's vector
         // from its last batch, so that each batch does not allocate one).
         let mut submitted = SUBMITTED.with(|v| v.take());
-        // A thread's own ring with its drive task alive: pushed here, entered by the task.
-        let deferred = self.local.as_ref().is_some_and(|l| l.driving.load(Ordering::Acquire));
         let mut refused = Vec::new();
         let mut left_window = Vec::new();
+        let deferred;
         {
             let mut guard = self.table();
             let Table { ops: table, rings, .. } = &mut *guard;
+            // A thread's own ring with its drive task alive: pushed here, entered by the task,
+            // with whatever else this tick submits, if anything is in flight already (a tick
+            // of a server's tasks). An idle ring's batch is entered at once, and what completes
+            // inside the enter is delivered here: a task that submits one operation at a time
+            // and waits for it gets it back without a turn of its executor.
+            deferred = !table.is_empty() && self.local.as_ref().is_some_and(|l| l.driving.load(Ordering::Acquire));
             let sq_lock = self.sq.lock().unwrap_or_else(|e| e.into_inner());
             // SAFETY: the `sq` lock is held, so no other `SubmissionQueue` of this ring exists.
             let mut sq = unsafe { self.ring.submission_shared() };

@@ -1012,15 +1012,30 @@ mod tests {
         (rt, local)
     }
 
-    /// Inside a drive task's thread: the operations one task submits in one tick reach the
-    /// thread's own ring, which enters the kernel once for all of them (twice at most, if the
-    /// task's wake-up comes between), and none reaches the shared rings.
+    /// A backend with socket requests in the kernel, a manager on it, and pid 1 allowed UDP on
+    /// the loopback: `None`, said out loud, where io_uring or its socket requests are missing.
+    fn uring_with_sockets() -> Option<(Arc<UringBackend>, IoUringManager, tempfile::TempDir)> {
+        let uring = UringBackend::new().ok().filter(|u| u.probe().sockets_in_kernel);
+        let Some(uring) = uring.map(Arc::new) else {
+            eprintln!("no io_uring with socket requests in the kernel: nothing to check here");
+            return None;
+        };
+        let m = IoUringManager::with_backend(uring.clone());
+        let dir = tempfile::tempdir().unwrap();
+        m.set_policy(1, policy(dir.path())).unwrap();
+        Some((uring, m, dir))
+    }
+
+    /// Inside a drive task's thread, with an operation of the thread's waiting in its own ring:
+    /// the operations one task submits in one tick reach that ring, which enters the kernel once
+    /// for all of them (twice at most, if the task's wake-up comes between), and none reaches
+    /// the shared rings. On an idle ring an operation is entered at once, and one that
+    /// completes inside the enter needs no turn of the task.
     #[test]
     fn iouring_a_drive_task_enters_once_per_tick() {
         use std::sync::atomic::Ordering;
-        let Ok(uring) = UringBackend::new() else { return };
-        let uring = Arc::new(uring);
-        let m = IoUringManager::with_backend(uring.clone());
+        let Some((uring, m, _dir)) = uring_with_sockets() else { return };
+        let (fd, addr) = parked_socket(&m, 1);
         let (rt, local) = driven(&m);
         local.block_on(&rt, async {
             // The drive task starts at its first poll.
@@ -1029,31 +1044,43 @@ mod tests {
             // Only the task works the ring: a lost wake-up hangs (and times out) here.
             own.counts().hold_watch.store(true, Ordering::Relaxed);
             let shared = uring.driver.counts().enters.load(Ordering::Relaxed);
+            // Idle: entered at once, done inside the enter.
+            let before = own.counts().enters.load(Ordering::Relaxed);
+            let nop = m.submit_async(1, Op::Nop).unwrap();
+            assert_eq!(own.counts().enters.load(Ordering::Relaxed), before + 1);
+            assert!(nop.await.status.is_success());
+            // A receive waits in the ring: the next tick's 64 NOPs are entered together.
+            let parked = m.submit_async(1, Op::Read { fd, size: 5 }).unwrap();
             let before = own.counts().enters.load(Ordering::Relaxed);
             let nops: Vec<_> = (0..64).map(|_| m.submit_async(1, Op::Nop).unwrap()).collect();
+            assert_eq!(own.counts().enters.load(Ordering::Relaxed), before, "entered before the tick ended");
             let all = tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(nops));
             for done in all.await.expect("the drive task entered and delivered the NOPs") {
                 assert!(done.status.is_success(), "{:?}", done.status);
             }
-            assert_eq!(own.counts().taken_over.load(Ordering::Relaxed), 0);
             let enters = own.counts().enters.load(Ordering::Relaxed) - before;
             assert!((1..=2).contains(&enters), "64 NOPs of one tick took {enters} kernel entries");
+            std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"hello", addr).unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(10), parked).await.expect("the receive completed");
+            assert_eq!(got.result, OpResult::Bytes(b"hello".to_vec()));
+            assert_eq!(own.counts().taken_over.load(Ordering::Relaxed), 0);
             assert_eq!(uring.driver.counts().enters.load(Ordering::Relaxed), shared, "the shared ring was entered");
         });
         assert_eq!(m.stats().pending, 0);
     }
 
     /// A thread that blocks with a drive task on it (its executor cannot run the task) still
-    /// gets what it submitted: the ring's reaper enters and delivers it.
+    /// gets what it submitted to be entered by the task: the ring's reaper enters and delivers it.
     #[test]
     fn iouring_a_blocked_drive_task_is_taken_over() {
-        let Ok(uring) = UringBackend::new() else { return };
-        let uring = Arc::new(uring);
-        let m = IoUringManager::with_backend(uring.clone());
+        let Some((uring, m, _dir)) = uring_with_sockets() else { return };
+        let (fd, addr) = parked_socket(&m, 1);
         let (rt, local) = driven(&m);
         local.block_on(&rt, async {
             tokio::task::yield_now().await;
             let own = super::local::own_ring(uring.id).expect("this thread has a ring of its own");
+            // A receive waits in the ring, so what follows waits for the task to be entered.
+            let parked = m.submit_async(1, Op::Read { fd, size: 5 }).unwrap();
             for round in 0..3 {
                 let seq = m.submit(1, SyscallSubmissionEntry::new(1, Op::Nop, round)).unwrap();
                 // Blocks this thread, and with it the drive task.
@@ -1063,6 +1090,9 @@ mod tests {
                 assert!(start.elapsed() < Duration::from_secs(2), "taken over only after {:?}", start.elapsed());
             }
             assert!(own.counts().taken_over.load(std::sync::atomic::Ordering::Relaxed) >= 3);
+            std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"hello", addr).unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(10), parked).await.expect("the receive completed");
+            assert_eq!(got.result, OpResult::Bytes(b"hello".to_vec()));
         });
     }
 
