@@ -159,11 +159,12 @@
 //! that runs its connections on one thread's executor does better with the manager's
 //! [`drive`](crate::syscalls::IoUringManager::drive) task spawned on that thread: on io_uring
 //! the thread gets a kernel ring of its own, everything its tasks submit in one turn of the
-//! executor reaches the kernel in one system call, and completions are taken on the thread
-//! itself when its reactor reports them. Threads that each run a drive task share no ring. It
-//! changes no result: without the task, or if it stops being polled, everything completes as
-//! before (BENCHMARKS.md has what it saves: about 4 system calls per round trip of one
-//! connection where there were 10, and 0.3 with sixteen).
+//! executor reaches the kernel in one system call while any of them waits (a connection's
+//! receive), and completions are taken on the thread itself when its reactor reports them.
+//! Threads that each run a drive task share no ring. It changes no result: without the task,
+//! or if it stops being polled, everything completes as before (BENCHMARKS.md has what it
+//! saves: about 4 system calls per round trip of one connection where there were 7 to 10, and
+//! 0.26 with sixteen where there were 5 to 7).
 //!
 //! ```
 //! # #[cfg(feature = "tokio")]

@@ -160,9 +160,10 @@ pub(super) struct Driver {
 }
 
 /// What a thread's own ring keeps for the drive task that does its work on that thread (see
-/// `super::local`). While the task lives, that thread's submissions are pushed to the
-/// submission queue without entering the kernel and the task is woken: every submission of one
-/// executor tick reaches the kernel in the task's one `io_uring_enter`, and the task takes the
+/// `super::local`). While the task lives and anything is in flight on the ring, that thread's
+/// submissions are pushed to the submission queue without entering the kernel and the task is
+/// woken: every submission of one executor tick reaches the kernel in the task's one
+/// `io_uring_enter` (an idle ring's batch is entered at once), and the task takes the
 /// completions on that thread as its executor's reactor reports the ring readable. The reaper
 /// then only watches: if the task makes no pass for a while with work waiting (its executor is
 /// blocked), the reaper makes one, so that nothing waits on a task that cannot run.

@@ -3,11 +3,13 @@
 //! Without one, every `submit` enters the kernel itself and a reaper thread takes the
 //! completions that come later, waking each waiting task from there: a socket round trip costs
 //! a kernel entry per operation and a crossing of threads per completion. A drive task, spawned
-//! on a thread's local executor, gives that thread a ring of its own: the thread's submissions
-//! are pushed there without entering the kernel, and the task, woken once per tick of its
-//! executor, enters once for all of them and takes the completions on this thread as the
-//! executor's reactor reports the ring readable (tokio's, inside a tokio runtime; async-io's
-//! otherwise). Submitters on different threads with drive tasks share no kernel ring.
+//! on a thread's local executor, gives that thread a ring of its own. While anything of the
+//! thread's waits in that ring (a server's parked receives), its submissions are pushed there
+//! without entering the kernel, and the task, woken once per tick of its executor, enters once
+//! for all of them; it takes the completions on this thread as the executor's reactor reports
+//! the ring readable (tokio's, inside a tokio runtime; async-io's otherwise). On an idle ring a
+//! submission is entered at once and what completes inside the enter is delivered there, as
+//! without the task. Submitters on different threads with drive tasks share no kernel ring.
 //!
 //! The task is a helper, never a dependency: the ring's reaper watches it, and makes a pass
 //! itself when the task makes none while work waits (its executor is blocked); when the task

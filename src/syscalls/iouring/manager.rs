@@ -477,8 +477,10 @@ impl IoUringManager {
     /// it on the thread's local executor (`tokio::task::spawn_local` in a `LocalSet`, a smol
     /// `LocalExecutor`, a `futures` `LocalPool`) and keep submitting from that thread.
     ///
-    /// On io_uring the thread gets a kernel ring of its own: what its tasks submit in one tick
-    /// of the executor reaches the kernel in one `io_uring_enter`, and completions are taken on
+    /// On io_uring the thread gets a kernel ring of its own: while anything of the thread's
+    /// waits there (a server's receives), what its tasks submit in one tick of the executor
+    /// reaches the kernel in one `io_uring_enter` (an idle ring's submission is entered at once,
+    /// and what completes inside the enter is delivered there), and completions are taken on
     /// this thread when the executor's reactor (tokio's inside a tokio runtime, async-io's
     /// elsewhere) reports the ring readable, with no other thread woken in between. Submitters
     /// on different threads, each with its task, share no kernel ring.
