@@ -98,11 +98,7 @@ async fn read4k_async(
     stream: u64,
     mut runner: Runner,
 ) -> std::io::Result<Sample> {
-    m.create_ring(pid, Some(256), Some(512))?;
-    m.set_policy(pid, Policy::rooted(&env.dir))?;
-    let OpResult::Fd(fd) = m.submit_async(pid, Op::open(crate::measure::DATA, O_RDONLY))?.await.into_result()? else {
-        return Err(std::io::Error::other("open gave no descriptor"));
-    };
+    let fd = open_data(m, env, pid)?;
     let mut off = Offsets::new(stream);
     let full = |r: &OpResult| matches!(r, OpResult::Bytes(b) if b.len() == 4096);
     loop {
@@ -203,6 +199,18 @@ fn run_one(m: &IoUringManager, pid: Pid, op: Op) -> std::io::Result<OpResult> {
     m.wait_completion(pid, seq)?.into_result()
 }
 
+/// Gives `pid` a ring and a policy rooted at the cell's directory, and opens the data file
+/// there for it (waiting for it on this thread: no drive task's turn is needed, as an open runs
+/// on the backend's pool).
+fn open_data(m: &IoUringManager, env: &Env, pid: Pid) -> std::io::Result<i32> {
+    m.create_ring(pid, Some(256), Some(512))?;
+    m.set_policy(pid, Policy::rooted(&env.dir))?;
+    match run_one(m, pid, Op::open(crate::measure::DATA, O_RDONLY))? {
+        OpResult::Fd(fd) => Ok(fd),
+        _ => Err(std::io::Error::other("open gave no descriptor")),
+    }
+}
+
 /// 4 KiB reads of the data file at random offsets (stream `stream`), `qd` at a time, by `pid`.
 fn read4k(
     m: &IoUringManager,
@@ -212,11 +220,7 @@ fn read4k(
     stream: u64,
     mut runner: Runner,
 ) -> std::io::Result<Sample> {
-    m.create_ring(pid, Some(256), Some(512))?;
-    m.set_policy(pid, Policy::rooted(&env.dir))?;
-    let OpResult::Fd(fd) = run_one(m, pid, Op::open(crate::measure::DATA, O_RDONLY))? else {
-        return Err(std::io::Error::other("open gave no descriptor"));
-    };
+    let fd = open_data(m, env, pid)?;
     let mut off = Offsets::new(stream);
     let full = |r: &OpResult| matches!(r, OpResult::Bytes(b) if b.len() == 4096);
     loop {

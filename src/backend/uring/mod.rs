@@ -1026,6 +1026,28 @@ mod tests {
         Some((uring, m, dir))
     }
 
+    /// [`uring_with_sockets`], pid 1's UDP socket on the loopback (its descriptor and address),
+    /// and a runtime with the manager's drive task spawned ([`driven`]).
+    #[allow(clippy::type_complexity)]
+    fn driven_with_a_socket() -> Option<(
+        Arc<UringBackend>,
+        IoUringManager,
+        tempfile::TempDir,
+        (i32, std::net::SocketAddr),
+        (tokio::runtime::Runtime, tokio::task::LocalSet),
+    )> {
+        let (uring, m, dir) = uring_with_sockets()?;
+        let socket = parked_socket(&m, 1);
+        let runtime = driven(&m);
+        Some((uring, m, dir, socket, runtime))
+    }
+
+    /// Lets the drive task start (at its first poll), then gives this thread's own ring.
+    async fn own_ring_started(uring: &UringBackend) -> Arc<Driver> {
+        tokio::task::yield_now().await;
+        super::local::own_ring(uring.id).expect("this thread has a ring of its own")
+    }
+
     /// Inside a drive task's thread, with an operation of the thread's waiting in its own ring:
     /// the operations one task submits in one tick reach that ring, which enters the kernel once
     /// for all of them (twice at most, if the task's wake-up comes between), and none reaches
@@ -1034,13 +1056,9 @@ mod tests {
     #[test]
     fn iouring_a_drive_task_enters_once_per_tick() {
         use std::sync::atomic::Ordering;
-        let Some((uring, m, _dir)) = uring_with_sockets() else { return };
-        let (fd, addr) = parked_socket(&m, 1);
-        let (rt, local) = driven(&m);
+        let Some((uring, m, _dir, (fd, addr), (rt, local))) = driven_with_a_socket() else { return };
         local.block_on(&rt, async {
-            // The drive task starts at its first poll.
-            tokio::task::yield_now().await;
-            let own = super::local::own_ring(uring.id).expect("this thread has a ring of its own");
+            let own = own_ring_started(&uring).await;
             // Only the task works the ring: a lost wake-up hangs (and times out) here.
             own.counts().hold_watch.store(true, Ordering::Relaxed);
             let shared = uring.driver.counts().enters.load(Ordering::Relaxed);
@@ -1073,12 +1091,9 @@ mod tests {
     /// gets what it submitted to be entered by the task: the ring's reaper enters and delivers it.
     #[test]
     fn iouring_a_blocked_drive_task_is_taken_over() {
-        let Some((uring, m, _dir)) = uring_with_sockets() else { return };
-        let (fd, addr) = parked_socket(&m, 1);
-        let (rt, local) = driven(&m);
+        let Some((uring, m, _dir, (fd, addr), (rt, local))) = driven_with_a_socket() else { return };
         local.block_on(&rt, async {
-            tokio::task::yield_now().await;
-            let own = super::local::own_ring(uring.id).expect("this thread has a ring of its own");
+            let own = own_ring_started(&uring).await;
             // A receive waits in the ring, so what follows waits for the task to be entered.
             let parked = m.submit_async(1, Op::Read { fd, size: 5 }).unwrap();
             for round in 0..3 {
