@@ -206,6 +206,45 @@
 //! # fn main() {}
 //! ```
 //!
+//! With no other runtime, [`IoUringManager::block_on`](crate::syscalls::IoUringManager::block_on)
+//! does the same and parks the thread in the kernel between ticks, in the `io_uring_enter` that
+//! submits the tick's operations: two system calls per round trip of one connection, as monoio
+//! and compio pay. Join the tasks inside the future it runs:
+//!
+//! ```
+//! use ai_os_kernel::sandbox::Policy;
+//! use ai_os_kernel::syscalls::IoUringManager;
+//! use futures::io::{AsyncReadExt, AsyncWriteExt};
+//! use std::net::Ipv4Addr;
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let manager = IoUringManager::new();
+//! let lo = Ipv4Addr::LOCALHOST;
+//! manager.set_policy(1, Policy::default().allow_bind(lo, ..).allow_connect(lo, ..).allow_listen())?;
+//! let tenant = manager.tenant(1);
+//! manager.block_on(async {
+//!     let listener = tenant.tcp_listen((lo, 0)).await?;
+//!     let (client, accepted) = futures::join!(tenant.tcp_connect(listener.local_addr()), listener.accept());
+//!     let (mut client, (mut server, _)) = (client?, accepted?);
+//!     let echo = async {
+//!         let mut buf = [0u8; 5];
+//!         server.read_exact(&mut buf).await?;
+//!         server.write_all(&buf).await
+//!     };
+//!     let ask = async {
+//!         client.write_all(b"hello").await?;
+//!         let mut back = [0u8; 5];
+//!         client.read_exact(&mut back).await?;
+//!         std::io::Result::Ok(back)
+//!     };
+//!     let (echoed, back) = futures::join!(echo, ask);
+//!     echoed?;
+//!     assert_eq!(&back?, b"hello");
+//!     std::io::Result::Ok(())
+//! })
+//! # }
+//! ```
+//!
 //! # Handling errors
 //!
 //! Every handle returns `io::Result`. A failed operation's error is its errno

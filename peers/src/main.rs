@@ -29,12 +29,12 @@
 //!
 //! | workload | one operation | implementations |
 //! |---|---|---|
-//! | `nop-b1`, `nop-b32` | a NOP; submitted one at a time, or 32 at a time and all awaited | ours, ours-drive, raw-io-uring |
-//! | `read4k-qd1`, `read4k-qd64` | a 4 KiB read at a random 4 KiB-aligned offset of a 64 MiB file in the page cache; 1 or 64 in flight | ours, ours-drive, raw-io-uring, monoio, compio, std (qd1) |
+//! | `nop-b1`, `nop-b32` | a NOP; submitted one at a time, or 32 at a time and all awaited | ours, ours-drive, ours-block-on, raw-io-uring |
+//! | `read4k-qd1`, `read4k-qd64` | a 4 KiB read at a random 4 KiB-aligned offset of a 64 MiB file in the page cache; 1 or 64 in flight | ours, ours-drive, ours-block-on, raw-io-uring, monoio, compio, std (qd1) |
 //! | `write4k` | a buffered 4 KiB positional write, 32 in flight, at ascending offsets of a file truncated whenever it reaches 64 MiB | ours, raw-io-uring, monoio, compio, std (one at a time) |
-//! | `echo-srv-c1`, `echo-srv-c16` | a 64-byte round trip over TCP on 127.0.0.1: each connection's server side is a task looping `read_exact(64)` and `write_all` back, its read posted before the data comes; an iteration is one round trip from each of the 1 or 16 clients, awaited together, all on one thread | ours, ours-drive, raw-io-uring, monoio, compio, tokio-epoll |
+//! | `echo-srv-c1`, `echo-srv-c16` | a 64-byte round trip over TCP on 127.0.0.1: each connection's server side is a task looping `read_exact(64)` and `write_all` back, its read posted before the data comes; an iteration is one round trip from each of the 1 or 16 clients, awaited together, all on one thread | ours, ours-drive, ours-block-on, raw-io-uring, monoio, compio, tokio-epoll |
 //! | `echo-srv-c16-t2` | the same with two threads, each running 8 connections on its own runtime | as above |
-//! | `nop-b1-tN`, `read4k-qd1-tN` | `nop-b1` and `read4k-qd1` on N threads (1, 2, all cores) at once | ours, ours-drive, raw-io-uring |
+//! | `nop-b1-tN`, `read4k-qd1-tN` | `nop-b1` and `read4k-qd1` on N threads (1, 2, all cores) at once | ours, ours-drive, ours-block-on, raw-io-uring |
 //!
 //! The implementations:
 //!
@@ -48,6 +48,10 @@
 //!   thread's operations go to a kernel ring of its own, entered once per tick of the runtime;
 //!   NOPs and reads through the async API (`submit_async`, `submit_batch_async`), the echo as
 //!   `ours`. Not run for `write4k`.
+//! - `ours-block-on`: the same manager with no other runtime: each thread's work runs in
+//!   `IoUringManager::block_on` (a kernel ring of its own, parked in `io_uring_enter` between
+//!   ticks); the echo through a tenant's streams with futures' I/O traits, server sides and
+//!   clients joined on the thread. Not run for `write4k`.
 //! - `raw-io-uring`: the io-uring crate by hand, one ring per thread, buffers reused, one
 //!   `submit_and_wait` per batch; the echo is a hand-written event loop of RECVs and SENDs
 //!   with one `submit_and_wait(1)` per tick.
@@ -142,7 +146,8 @@ const WORKLOADS: [&str; 14] = [
 ];
 
 /// The implementations, in the order printed.
-const IMPLS: [&str; 7] = ["ours", "ours-drive", "raw-io-uring", "monoio", "compio", "tokio-epoll", "std"];
+const IMPLS: [&str; 8] =
+    ["ours", "ours-drive", "ours-block-on", "raw-io-uring", "monoio", "compio", "tokio-epoll", "std"];
 
 /// The implementations a workload's ratios are taken against.
 const PEERS: [&str; 5] = ["monoio", "compio", "raw-io-uring", "tokio-epoll", "std"];
@@ -165,7 +170,7 @@ pub fn threads_of(workload: &str) -> usize {
 /// is listed but not run, `Some(Ok(()))` if it runs.
 fn support(workload: &str, imp: &str) -> Option<Result<(), &'static str>> {
     let scaling = workload.starts_with("nop-b1-t") || workload.starts_with("read4k-qd1-t");
-    if scaling && !matches!(imp, "ours" | "ours-drive" | "raw-io-uring") {
+    if scaling && !matches!(imp, "ours" | "ours-drive" | "ours-block-on" | "raw-io-uring") {
         return None;
     }
     if workload.ends_with("-tall") && cores() <= 2 {
@@ -175,8 +180,8 @@ fn support(workload: &str, imp: &str) -> Option<Result<(), &'static str>> {
     let echo = workload.starts_with("echo-");
     match imp {
         "ours" | "raw-io-uring" => Some(Ok(())),
-        "ours-drive" if workload == "write4k" => None,
-        "ours-drive" => Some(Ok(())),
+        "ours-drive" | "ours-block-on" if workload == "write4k" => None,
+        "ours-drive" | "ours-block-on" => Some(Ok(())),
         "monoio" if nop => Some(Err("monoio has no NOP operation")),
         "compio" if nop => Some(Err("compio (compio-driver 0.12) has no NOP operation")),
         "monoio" | "compio" => Some(Ok(())),
@@ -457,6 +462,7 @@ fn child(workload: &str, imp: &str, dir: PathBuf) -> ! {
     let outcome = match imp {
         "ours" => ours::run(workload, &env),
         "ours-drive" => ours::run_driven(workload, &env),
+        "ours-block-on" => ours::run_block_on(workload, &env),
         "raw-io-uring" => raw::run(workload, &env),
         "monoio" => monoio::run(workload, &env),
         "compio" => compio::run(workload, &env),
@@ -538,7 +544,7 @@ fn print_tables(cells: &[Cell]) {
 fn scaling(cells: &[Cell]) -> Vec<(&'static str, &'static str, usize, f64)> {
     let mut out = Vec::new();
     for base in ["nop-b1", "read4k-qd1"] {
-        for imp in ["ours", "ours-drive", "raw-io-uring"] {
+        for imp in ["ours", "ours-drive", "ours-block-on", "raw-io-uring"] {
             let rate = |suffix: &str| {
                 let name = format!("{base}-{suffix}");
                 cells.iter().find(|c| c.workload == name && c.imp == imp).and_then(Cell::ops_per_sec)

@@ -57,6 +57,82 @@ pub fn run_driven(workload: &str, env: &Env) -> Outcome {
     })
 }
 
+/// Runs `workload` on our manager with no other runtime: each thread that submits runs its
+/// work in `IoUringManager::block_on` (a kernel ring of its own, parked in `io_uring_enter`
+/// between ticks); NOPs and reads through the async API, the echo through a tenant's streams
+/// with futures' I/O traits, its server sides and clients joined on the thread.
+pub fn run_block_on(workload: &str, env: &Env) -> Outcome {
+    let m = IoUringManager::with_backend(Arc::new(UringBackend::new()?));
+    Ok(match workload {
+        "nop-b1" => m.block_on(nop_async(&m, NOP_PID, 1, env.runner())),
+        "nop-b32" => m.block_on(nop_async(&m, NOP_PID, 32, env.runner())),
+        "read4k-qd1" => m.block_on(read4k_async(&m, env, READ_PID, 1, 0, env.runner()))?,
+        "read4k-qd64" => m.block_on(read4k_async(&m, env, READ_PID, 64, 0, env.runner()))?,
+        "echo-srv-c1" => echo_block_on(&m, NET_PID, 1, env.runner())?,
+        "echo-srv-c16" => echo_block_on(&m, NET_PID, 16, env.runner())?,
+        "echo-srv-c16-t2" => on_threads(env, 2, move |i, runner| {
+            echo_block_on(&m, NET_PID + i as Pid, 8, runner).expect("echo on one thread");
+        }),
+        w if w.starts_with("nop-b1-t") => on_threads(env, threads_of(w), move |i, runner| {
+            m.block_on(nop_async(&m, THREAD_PID + i as Pid, 1, runner));
+        }),
+        w if w.starts_with("read4k-qd1-t") => {
+            let env2 = env.clone();
+            on_threads(env, threads_of(w), move |i, runner| {
+                m.block_on(read4k_async(&m, &env2, THREAD_PID + i as Pid, 1, i as u64, runner))
+                    .expect("reads on one thread");
+            })
+        }
+        _ => return Err(format!("ours-block-on: no workload {workload}").into()),
+    })
+}
+
+/// The server pattern on `n` loopback connections of tenant `pid`'s, in `m.block_on`: the
+/// server sides (each looping `read_exact` of 64 bytes and `write_all` back) and the clients'
+/// round trips joined on this thread.
+fn echo_block_on(m: &IoUringManager, pid: Pid, n: usize, mut runner: Runner) -> std::io::Result<Sample> {
+    use futures::io::{AsyncReadExt, AsyncWriteExt};
+    let loopback: IpNet = "127.0.0.0/8".parse().expect("a network");
+    m.set_policy(pid, Policy::default().allow_bind(loopback, ..).allow_listen().allow_connect(loopback, ..))?;
+    let tenant = m.tenant(pid);
+    m.block_on(async {
+        let listener = tenant.tcp_listen((Ipv4Addr::LOCALHOST, 0)).await?;
+        let (mut clients, mut servers) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let (client, accepted) = futures::join!(tenant.tcp_connect(listener.local_addr()), listener.accept());
+            clients.push(client?);
+            servers.push(accepted?.0);
+        }
+        let serve = futures::future::join_all(servers.iter_mut().map(|server| async move {
+            let mut buf = [0u8; 64];
+            while server.read_exact(&mut buf).await.is_ok() {
+                if server.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        let trips = async {
+            loop {
+                futures::future::join_all(clients.iter_mut().map(|client| async move {
+                    let mut buf = [0u8; 64];
+                    client.write_all(&[1; 64]).await.expect("client write");
+                    client.read_exact(&mut buf).await.expect("client read");
+                    assert_eq!(buf, [1; 64]);
+                }))
+                .await;
+                if !runner.record(n as u64) {
+                    return runner.finish();
+                }
+            }
+        };
+        futures::pin_mut!(serve, trips);
+        match futures::future::select(serve, trips).await {
+            futures::future::Either::Right((sample, _)) => Ok(sample),
+            futures::future::Either::Left(_) => Err(std::io::Error::other("a server side ended")),
+        }
+    })
+}
+
 /// Runs the future `body` makes on a tokio current-thread runtime of this thread's, in a
 /// `LocalSet` with `m`'s drive task.
 fn driven<'m, F: std::future::Future>(m: &'m IoUringManager, body: impl FnOnce(&'m IoUringManager) -> F) -> F::Output {

@@ -179,4 +179,30 @@ pub trait Backend: Send + Sync + 'static {
     fn drive(self: Arc<Self>) -> Option<LocalTask> {
         None
     }
+
+    /// Runs `future` to completion on the calling thread, doing this backend's work for what
+    /// the thread submits between its polls. The default polls it and parks the thread until
+    /// its waker is called ([`park_until_ready`]); io_uring gives the thread a ring of its own
+    /// and parks it in the kernel, in the enter that submits the tick's operations.
+    fn run_here(self: Arc<Self>, future: Pin<&mut dyn Future<Output = ()>>) {
+        park_until_ready(future);
+    }
+}
+
+/// Polls `future` on this thread until it is ready, parking the thread while it waits.
+pub fn park_until_ready(mut future: Pin<&mut dyn Future<Output = ()>>) {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    while future.as_mut().poll(&mut cx).is_pending() {
+        std::thread::park();
+    }
 }

@@ -201,4 +201,29 @@ mod tests {
         let done = r.wait(seq, None).unwrap();
         assert!(done.status.is_cancelled(), "{:?}", done);
     }
+
+    /// `IoUringManager::block_on` on a pool backend (the default `run_here`): the thread parks
+    /// until a pool thread's completion, a timer or a waker on another thread wakes it.
+    #[cfg(feature = "blocking")]
+    #[test]
+    fn block_on_parks_until_woken() {
+        use crate::syscalls::IoUringManager;
+        let m = IoUringManager::with_backend(Arc::new(crate::backend::BlockingBackend::new()));
+        let (nops, timeout, sent) = m.block_on(async {
+            let nops = futures::future::join_all((0..8).map(|_| m.submit_async(1, SyscallOpType::Nop).unwrap())).await;
+            let timeout = m.submit_async(1, SyscallOpType::Timeout { duration: std::time::Duration::from_millis(20) });
+            let timeout = timeout.unwrap().await;
+            let (tx, rx) = futures::channel::oneshot::channel();
+            let waker = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                tx.send(7).unwrap();
+            });
+            let sent = rx.await.unwrap();
+            waker.join().unwrap();
+            (nops, timeout, sent)
+        });
+        assert!(nops.iter().all(|done| done.status.is_success()));
+        assert!(timeout.status.is_success(), "{:?}", timeout.status);
+        assert_eq!(sent, 7);
+    }
 }

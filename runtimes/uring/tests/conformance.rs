@@ -180,10 +180,11 @@ mod driven {
 
     thread_local! {
         /// Backends made on this thread whose drive task is not started yet.
-        static MADE: RefCell<Vec<Arc<dyn Backend>>> = const { RefCell::new(Vec::new()) };
+        pub(super) static MADE: RefCell<Vec<Arc<dyn Backend>>> = const { RefCell::new(Vec::new()) };
     }
 
-    fn uring_driven() -> Arc<dyn Backend> {
+    /// [`super::uring`], kept in [`MADE`] for the thread's driver.
+    pub(super) fn uring_driven() -> Arc<dyn Backend> {
         let backend = super::uring();
         MADE.with(|made| made.borrow_mut().push(backend.clone()));
         backend
@@ -211,6 +212,47 @@ mod driven {
     }
 
     ai_os_kernel_conformance::__async_checks!(uring_driven, block_on_driven;
+        futures_resolve, stream_delivers_then_ends, woken_from_another_thread, async_echo_concurrent,
+        handles_files, handles_sockets, handles_write_in_the_background,
+    );
+}
+
+/// The async checks once more, each future handed to its backend's `run_here` (what
+/// `IoUringManager::block_on` uses) once it has made the backend: on io_uring the thread's own
+/// ring, parked in the kernel between ticks.
+mod run_here {
+    use std::sync::Arc;
+    use std::task::{Context, Wake, Waker};
+
+    use ai_os_kernel_conformance::support::BoxFuture;
+
+    /// Unparks the thread that polls.
+    struct Unpark(std::thread::Thread);
+
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    /// Polls `f` on this thread until it has made its backend, then hands it to the backend's
+    /// `run_here` to the end.
+    fn block_on_run_here(mut f: BoxFuture) {
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if f.as_mut().poll(&mut cx).is_ready() {
+                return;
+            }
+            if let Some(backend) = super::driven::MADE.with(|made| made.borrow_mut().pop()) {
+                backend.run_here(f.as_mut());
+                return;
+            }
+            std::thread::park();
+        }
+    }
+
+    ai_os_kernel_conformance::__async_checks!(super::driven::uring_driven, block_on_run_here;
         futures_resolve, stream_delivers_then_ends, woken_from_another_thread, async_echo_concurrent,
         handles_files, handles_sockets, handles_write_in_the_background,
     );

@@ -178,8 +178,9 @@ pub(super) struct Local {
     passes: AtomicU64,
 }
 
-/// How long the reaper lets a drive task go without a pass while work waits, at first; doubled
-/// while nothing waits, up to [`WATCH_AT_MOST`].
+/// How long the reaper lets a drive task go without a pass while work waits, at first (and
+/// after it had to take over); doubled while the task keeps up or nothing waits, up to
+/// [`WATCH_AT_MOST`].
 const WATCH_EVERY: Duration = Duration::from_millis(2);
 const WATCH_AT_MOST: Duration = Duration::from_millis(64);
 
@@ -542,8 +543,11 @@ impl Driver {
                 drop(self.rouse.wait_timeout(parked, every).unwrap_or_else(|e| e.into_inner()));
             }
         }
+        // The task is working: look less often (at most every `WATCH_AT_MOST`, which bounds how
+        // long a stall goes unnoticed), so that a busy thread's reaper is not woken 500 times a
+        // second for nothing.
         if local.passes.load(Ordering::Acquire) != before {
-            return WATCH_EVERY;
+            return (every * 2).min(WATCH_AT_MOST);
         }
         #[cfg(test)]
         if self.counts.hold_watch.load(Ordering::Relaxed) {
@@ -594,6 +598,29 @@ impl Driver {
         local.waker.register(waker);
         self.pass(local);
         true
+    }
+
+    /// Parks the thread that owns this ring in the kernel until a completion comes (a thread
+    /// waking it sends a `WAKE` NOP, [`wake_parked`](Self::wake_parked)), entering what was
+    /// pushed on the way in; then makes a pass. A completion already waiting returns at once.
+    pub(super) fn park_in_kernel(&self) {
+        let Some(local) = &self.local else { return };
+        local.unsubmitted.store(false, Ordering::Release);
+        #[cfg(test)]
+        self.counts.enters.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.ring.submitter().submit_and_wait(1)
+            && e.raw_os_error() != Some(rustix::io::Errno::INTR.raw_os_error())
+        {
+            // EBUSY: completions must be taken first, which the pass does.
+            tracing::debug!(error = %e, "io_uring_enter while parked");
+        }
+        self.pass(local);
+    }
+
+    /// Wakes the thread parked in [`park_in_kernel`](Self::park_in_kernel) (harmless if it is
+    /// not parked: the NOP's completion is taken and ignored).
+    pub(super) fn wake_parked(&self) {
+        self.push(&[opcode::Nop::new().build().user_data(WAKE)]);
     }
 
     /// Whether work waits for the drive task's next pass (pushed during its pass, or left in

@@ -21,7 +21,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll, Waker};
 
 use super::driver::Driver;
 
@@ -136,6 +137,87 @@ impl Drop for Drive {
         }
         // Ended on its own thread (the task is not `Send`): from now on its submissions go to the
         // shared rings, and this ring's reaper reaps what is left, then stops.
+        let _ = OWN.try_with(|own| own.borrow_mut().retain(|(id, _)| *id != self.id));
+        self.driver.set_driving(false);
+        self.driver.shut_down();
+    }
+}
+
+/// Runs `future` to completion on this thread with `driver` as the thread's own ring, worked
+/// here between polls: after each poll one pass enters what the poll submitted and delivers what
+/// completed; with nothing left to poll, the thread parks in the kernel, in `io_uring_enter`,
+/// until a completion comes or a waker on another thread sends a NOP to wake it. So one tick's
+/// operations cost one kernel entry, which also waits for the next: no reactor's wait beside it.
+/// `false`, with `future` not polled, if this thread already has a ring of its own for backend
+/// `id`.
+pub(super) fn run_here(id: usize, driver: Arc<Driver>, mut future: Pin<&mut dyn Future<Output = ()>>) -> bool {
+    if own_ring(id).is_some() {
+        driver.shut_down();
+        return false;
+    }
+    OWN.with(|own| own.borrow_mut().push((id, driver.clone())));
+    driver.set_driving(true);
+    // Ends the ring's work here as a dropped drive task does, however `future` ends.
+    let _own = Own { id, driver: driver.clone() };
+    let signal = Arc::new(Signal { state: AtomicU8::new(RUNNING), driver: Arc::downgrade(&driver) });
+    let waker = Waker::from(signal.clone());
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        signal.state.store(RUNNING, Ordering::SeqCst);
+        if future.as_mut().poll(&mut cx).is_ready() {
+            return true;
+        }
+        // The pass is made after every poll anyway: submissions deferred during the poll need
+        // not wake this loop (a no-op waker for them), only completions and other threads do.
+        if !driver.drive_pass(Waker::noop()) {
+            // The backend shut down: woken by its NOP, or not at all.
+            std::thread::park_timeout(std::time::Duration::from_millis(1));
+            continue;
+        }
+        // Woken meanwhile (the pass delivered to a task of this future): poll again.
+        if signal.state.compare_exchange(RUNNING, PARKED, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            driver.park_in_kernel();
+        }
+    }
+}
+
+/// Polling the future, or about to.
+const RUNNING: u8 = 0;
+/// Parked in the kernel (or about to be): a waker must send a NOP.
+const PARKED: u8 = 1;
+/// Woken while running: poll again before parking.
+const NOTIFIED: u8 = 2;
+
+/// The waker of [`run_here`]'s future.
+struct Signal {
+    state: AtomicU8,
+    driver: std::sync::Weak<Driver>,
+}
+
+impl std::task::Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // A thread that parked (or is about to) is sent a NOP; its enter returns with the NOP's
+        // completion (or at once, if the NOP comes first).
+        if self.state.swap(NOTIFIED, Ordering::SeqCst) == PARKED
+            && let Some(driver) = self.driver.upgrade()
+        {
+            driver.wake_parked();
+        }
+    }
+}
+
+/// [`run_here`]'s registration, ended on drop as a started drive task's is.
+struct Own {
+    id: usize,
+    driver: Arc<Driver>,
+}
+
+impl Drop for Own {
+    fn drop(&mut self) {
         let _ = OWN.try_with(|own| own.borrow_mut().retain(|(id, _)| *id != self.id));
         self.driver.set_driving(false);
         self.driver.shut_down();

@@ -512,6 +512,37 @@ impl IoUringManager {
         }
     }
 
+    /// Runs `future` to completion on this thread, which does the backend's work for what it
+    /// submits meanwhile: the simplest fast executor for a thread of tenants' tasks (join them
+    /// inside `future`, or run a `FuturesUnordered`).
+    ///
+    /// On io_uring the thread gets a kernel ring of its own, as with [`drive`](Self::drive),
+    /// and parks in the kernel between ticks: the one `io_uring_enter` that submits a tick's
+    /// operations also waits for the next completion, and a task woken from another thread
+    /// wakes it with a NOP. A socket round trip costs two system calls, not four (no reactor's
+    /// wait beside it). On the other backends it polls `future` and parks the thread until it
+    /// is woken. Only this crate's operations (and wakers from other threads) wake it: a future
+    /// that needs another runtime's reactor or timers belongs on that runtime.
+    ///
+    /// ```
+    /// use ai_os_kernel::syscalls::{IoUringManager, SyscallOpType};
+    ///
+    /// let manager = IoUringManager::new();
+    /// let all = manager.block_on(async {
+    ///     let nops: Vec<_> = (0..32).map(|_| manager.submit_async(1, SyscallOpType::Nop).unwrap()).collect();
+    ///     futures::future::join_all(nops).await
+    /// });
+    /// assert!(all.iter().all(|done| done.status.is_success()));
+    /// ```
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        let mut out = None;
+        {
+            let run = std::pin::pin!(async { out = Some(future.await) });
+            self.inner.executor.backend().clone().run_here(run);
+        }
+        out.expect("run_here returns once the future is ready")
+    }
+
     /// The executor feeding the backend.
     pub fn executor(&self) -> &IoUringExecutor {
         &self.inner.executor
