@@ -189,20 +189,29 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
-/// Polls `future` on this thread until it is ready, parking the thread while it waits.
+/// Polls `future` on this thread until it is ready, parking the thread while it waits. A wake
+/// is a flag as well as an unpark: something inside a poll that parks the thread too (a nested
+/// `park_until_ready`, a blocking receive) may take the unpark, never the flag.
 pub fn park_until_ready(mut future: Pin<&mut dyn Future<Output = ()>>) {
-    struct Unpark(std::thread::Thread);
+    struct Unpark {
+        thread: std::thread::Thread,
+        woken: std::sync::atomic::AtomicBool,
+    }
     impl std::task::Wake for Unpark {
         fn wake(self: Arc<Self>) {
-            self.0.unpark();
+            self.wake_by_ref();
         }
         fn wake_by_ref(self: &Arc<Self>) {
-            self.0.unpark();
+            self.woken.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.thread.unpark();
         }
     }
-    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let unpark = Arc::new(Unpark { thread: std::thread::current(), woken: false.into() });
+    let waker = std::task::Waker::from(unpark.clone());
     let mut cx = std::task::Context::from_waker(&waker);
     while future.as_mut().poll(&mut cx).is_pending() {
-        std::thread::park();
+        while !unpark.woken.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            std::thread::park();
+        }
     }
 }

@@ -176,6 +176,9 @@ pub(super) struct Local {
     unsubmitted: AtomicBool,
     /// Passes the task made, for the reaper's watch.
     passes: AtomicU64,
+    /// Every submission is deferred, even on an idle ring: the thread parks in the kernel with
+    /// the enter that submits them (`IoUringManager::block_on`).
+    defer_all: AtomicBool,
 }
 
 /// How long the reaper lets a drive task go without a pass while work waits, at first (and
@@ -240,6 +243,7 @@ impl Driver {
                 driving: AtomicBool::new(false),
                 unsubmitted: AtomicBool::new(false),
                 passes: AtomicU64::new(0),
+                defer_all: AtomicBool::new(false),
             }),
             #[cfg(test)]
             counts: Counts::default(),
@@ -309,7 +313,9 @@ impl Driver {
             // of a server's tasks). An idle ring's batch is entered at once, and what completes
             // inside the enter is delivered here: a task that submits one operation at a time
             // and waits for it gets it back without a turn of its executor.
-            deferred = !table.is_empty() && self.local.as_ref().is_some_and(|l| l.driving.load(Ordering::Acquire));
+            deferred = self.local.as_ref().is_some_and(|l| {
+                l.driving.load(Ordering::Acquire) && (!table.is_empty() || l.defer_all.load(Ordering::Acquire))
+            });
             let sq_lock = self.sq.lock().unwrap_or_else(|e| e.into_inner());
             // SAFETY: the `sq` lock is held, so no other `SubmissionQueue` of this ring exists.
             let mut sq = unsafe { self.ring.submission_shared() };
@@ -602,7 +608,8 @@ impl Driver {
 
     /// Parks the thread that owns this ring in the kernel until a completion comes (a thread
     /// waking it sends a `WAKE` NOP, [`wake_parked`](Self::wake_parked)), entering what was
-    /// pushed on the way in; then makes a pass. A completion already waiting returns at once.
+    /// pushed on the way in. A completion already waiting returns at once. Takes nothing: the
+    /// caller makes a pass after it.
     pub(super) fn park_in_kernel(&self) {
         let Some(local) = &self.local else { return };
         local.unsubmitted.store(false, Ordering::Release);
@@ -611,10 +618,27 @@ impl Driver {
         if let Err(e) = self.ring.submitter().submit_and_wait(1)
             && e.raw_os_error() != Some(rustix::io::Errno::INTR.raw_os_error())
         {
-            // EBUSY: completions must be taken first, which the pass does.
+            // EBUSY: completions must be taken first, which the caller's pass does.
             tracing::debug!(error = %e, "io_uring_enter while parked");
         }
+    }
+
+    /// Defers every submission to this ring's owner, idle or not (see [`Local::defer_all`]).
+    pub(super) fn defer_all(&self, on: bool) {
+        if let Some(local) = &self.local {
+            local.defer_all.store(on, Ordering::Release);
+        }
+    }
+
+    /// A pass over a thread's own ring by the thread itself, its drive task's waker left as it
+    /// is. False once the backend shuts down.
+    pub(super) fn pass_here(&self) -> bool {
+        let Some(local) = &self.local else { return false };
+        if self.shutting_down.load(Ordering::Acquire) {
+            return false;
+        }
         self.pass(local);
+        true
     }
 
     /// Wakes the thread parked in [`park_in_kernel`](Self::park_in_kernel) (harmless if it is

@@ -143,40 +143,57 @@ impl Drop for Drive {
     }
 }
 
-/// Runs `future` to completion on this thread with `driver` as the thread's own ring, worked
-/// here between polls: after each poll one pass enters what the poll submitted and delivers what
-/// completed; with nothing left to poll, the thread parks in the kernel, in `io_uring_enter`,
-/// until a completion comes or a waker on another thread sends a NOP to wake it. So one tick's
-/// operations cost one kernel entry, which also waits for the next: no reactor's wait beside it.
-/// `false`, with `future` not polled, if this thread already has a ring of its own for backend
-/// `id`.
-pub(super) fn run_here(id: usize, driver: Arc<Driver>, mut future: Pin<&mut dyn Future<Output = ()>>) -> bool {
-    if own_ring(id).is_some() {
+/// Runs `future` to completion on this thread with a new ring, `driver`, as the thread's own
+/// (see [`run_on`]). `Err(future)`, not polled, if the thread cannot take it (its locals are
+/// being torn down); the ring is shut down then.
+pub(super) fn run_here(
+    id: usize,
+    driver: Arc<Driver>,
+    future: Pin<&mut dyn Future<Output = ()>>,
+) -> Result<(), Pin<&mut dyn Future<Output = ()>>> {
+    if OWN.try_with(|own| own.borrow_mut().push((id, driver.clone()))).is_err() {
         driver.shut_down();
-        return false;
+        return Err(future);
     }
-    OWN.with(|own| own.borrow_mut().push((id, driver.clone())));
     driver.set_driving(true);
+    // The loop below parks in the enter that submits what a tick deferred.
+    driver.defer_all(true);
     // Ends the ring's work here as a dropped drive task does, however `future` ends.
     let _own = Own { id, driver: driver.clone() };
-    let signal = Arc::new(Signal { state: AtomicU8::new(RUNNING), driver: Arc::downgrade(&driver) });
+    run_on(&driver, future);
+    Ok(())
+}
+
+/// Runs `future` to completion on this thread, working `driver` (the thread's own ring) here
+/// between polls: with nothing left to poll, the thread parks in the kernel, in the
+/// `io_uring_enter` that submits what the poll deferred, until a completion comes or a waker on
+/// another thread sends a NOP to wake it; then one pass delivers what completed. So one tick's
+/// operations cost one kernel entry, which also waits for the next: no reactor's wait beside it.
+/// Inside a drive task's executor (a `block_on` there) it works that task's ring the same way,
+/// leaving the task's waker as it is.
+pub(super) fn run_on(driver: &Arc<Driver>, mut future: Pin<&mut dyn Future<Output = ()>>) {
+    let signal = Arc::new(Signal { state: AtomicU8::new(RUNNING), driver: Arc::downgrade(driver) });
     let waker = Waker::from(signal.clone());
     let mut cx = Context::from_waker(&waker);
     loop {
         signal.state.store(RUNNING, Ordering::SeqCst);
         if future.as_mut().poll(&mut cx).is_ready() {
-            return true;
+            return;
         }
-        // The pass is made after every poll anyway: submissions deferred during the poll need
-        // not wake this loop (a no-op waker for them), only completions and other threads do.
-        if !driver.drive_pass(Waker::noop()) {
-            // The backend shut down: woken by its NOP, or not at all.
-            std::thread::park_timeout(std::time::Duration::from_millis(1));
-            continue;
-        }
-        // Woken meanwhile (the pass delivered to a task of this future): poll again.
         if signal.state.compare_exchange(RUNNING, PARKED, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            // Nothing to poll: the enter that submits what the poll deferred also waits for
+            // the next completion (at once if one is there), or a waker's NOP.
             driver.park_in_kernel();
+            // Running before the pass, whose completions wake this thread's own tasks: they need
+            // no NOP (the loop polls again anyway).
+            signal.state.store(RUNNING, Ordering::SeqCst);
+        }
+        // Woken during the poll, or back from the kernel: what was deferred is entered and what
+        // completed delivered, then the future is polled again.
+        if !driver.pass_here() {
+            // The backend shut down (it cannot while its manager's `block_on` runs): as on any
+            // other backend from here.
+            return crate::backend::park_until_ready(future);
         }
     }
 }
@@ -219,6 +236,7 @@ struct Own {
 impl Drop for Own {
     fn drop(&mut self) {
         let _ = OWN.try_with(|own| own.borrow_mut().retain(|(id, _)| *id != self.id));
+        self.driver.defer_all(false);
         self.driver.set_driving(false);
         self.driver.shut_down();
     }

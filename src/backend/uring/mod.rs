@@ -332,15 +332,16 @@ impl Backend for UringBackend {
     }
 
     /// On a ring of the thread's own, parked in the kernel between ticks (see the `local`
-    /// module's `run_here`); where the thread has one already (a drive task), as the default.
-    fn run_here(self: Arc<Self>, mut future: Pin<&mut dyn Future<Output = ()>>) {
-        if local::own_ring(self.id).is_none()
-            && let Some(driver) = self.own_ring()
-            && local::run_here(self.id, driver, future.as_mut())
-        {
-            return;
+    /// module's `run_here`): a new one, or the one the thread has already (a drive task's, or
+    /// an outer `block_on`'s).
+    fn run_here(self: Arc<Self>, future: Pin<&mut dyn Future<Output = ()>>) {
+        if let Some(own) = local::own_ring(self.id) {
+            return local::run_on(&own, future);
         }
-        super::park_until_ready(future);
+        let Some(driver) = self.own_ring() else { return super::park_until_ready(future) };
+        if let Err(future) = local::run_here(self.id, driver, future) {
+            super::park_until_ready(future);
+        }
     }
 }
 
@@ -1130,10 +1131,20 @@ mod tests {
         });
     }
 
+    /// Runs `f` on a thread of its own and waits for it at most 30 s: a lost wake-up fails the
+    /// test rather than hanging it.
+    fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()).unwrap());
+        rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("{what}: no end within 30 s"))
+    }
+
     /// `IoUringManager::block_on` on io_uring: the thread's own ring, parked in the kernel
     /// between ticks. A receive wakes it when its datagram comes, a waker on another thread
-    /// wakes it with a NOP, and a TCP round trip of a server side and a client joined on the
-    /// thread costs at most two kernel entries (the reaper never takes over).
+    /// wakes it with a NOP, each a few kernel entries however long the wait (no spinning); a TCP
+    /// round trip of a server side and a client joined on the thread costs at most two, and one
+    /// with a peer on another thread too (the thread parks in the enter that submits its send
+    /// and its receive). The reaper never takes over.
     #[test]
     fn iouring_block_on_parks_in_the_kernel() {
         use futures::io::{AsyncReadExt, AsyncWriteExt};
@@ -1142,58 +1153,112 @@ mod tests {
         let lo: crate::sandbox::IpNet = "127.0.0.0/8".parse().unwrap();
         m.set_policy(2, Policy::default().allow_bind(lo, ..).allow_listen().allow_connect(lo, ..)).unwrap();
         let (fd, addr) = parked_socket(&m, 1);
-        let t = m.tenant(2);
-        let finished = m.block_on(async {
-            let own = super::local::only_own_ring().expect("this thread has a ring of its own");
-            own.counts().hold_watch.store(true, Ordering::Relaxed);
-            // A receive, whose datagram comes from another thread while this one is parked.
-            let parked = m.submit_async(1, Op::Read { fd, size: 5 }).unwrap();
-            let sender = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(50));
-                std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"hello", addr).unwrap();
-            });
-            assert_eq!(parked.await.result, OpResult::Bytes(b"hello".to_vec()));
-            sender.join().unwrap();
-            // A waker called on another thread.
-            let (tx, rx) = futures::channel::oneshot::channel();
-            let waker = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(50));
-                tx.send(7).unwrap();
-            });
-            assert_eq!(rx.await.unwrap(), 7);
-            waker.join().unwrap();
-            // Round trips of a server side and a client, joined.
-            let l = t.tcp_listen((std::net::Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-            let (c, a) = futures::join!(t.tcp_connect(l.local_addr()), l.accept());
-            let (mut c, (mut s, _)) = (c.unwrap(), a.unwrap());
-            const TRIPS: usize = 200;
-            let before = own.counts().enters.load(Ordering::Relaxed);
-            let serve = async {
-                let mut buf = [0u8; 64];
-                for _ in 0..TRIPS {
-                    s.read_exact(&mut buf).await.unwrap();
-                    s.write_all(&buf).await.unwrap();
-                }
-            };
-            let trips = async {
+        let m = bounded("block_on", move || {
+            let t = m.tenant(2);
+            m.block_on(async {
+                let own = super::local::only_own_ring().expect("this thread has a ring of its own");
+                let entries = || own.counts().enters.load(Ordering::Relaxed);
+                // A receive, whose datagram comes from another thread while this one is parked.
+                let before = entries();
+                let parked = m.submit_async(1, Op::Read { fd, size: 5 }).unwrap();
+                let sender = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"hello", addr).unwrap();
+                });
+                assert_eq!(parked.await.result, OpResult::Bytes(b"hello".to_vec()));
+                sender.join().unwrap();
+                // A waker called on another thread.
+                let (tx, rx) = futures::channel::oneshot::channel();
+                let waker = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    tx.send(7).unwrap();
+                });
+                assert_eq!(rx.await.unwrap(), 7);
+                waker.join().unwrap();
+                let waited = entries() - before;
+                assert!(waited <= 8, "two waits of 50 ms took {waited} kernel entries");
+                // Round trips of a server side and a client, joined.
+                const TRIPS: usize = 200;
+                let l = t.tcp_listen((std::net::Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+                let (c, a) = futures::join!(t.tcp_connect(l.local_addr()), l.accept());
+                let (mut c, (mut s, _)) = (c.unwrap(), a.unwrap());
+                let before = entries();
+                let serve = async {
+                    let mut buf = [0u8; 64];
+                    for _ in 0..TRIPS {
+                        s.read_exact(&mut buf).await.unwrap();
+                        s.write_all(&buf).await.unwrap();
+                    }
+                };
+                let trips = async {
+                    for i in 0..TRIPS {
+                        let mut back = [0u8; 64];
+                        c.write_all(&[i as u8; 64]).await.unwrap();
+                        c.read_exact(&mut back).await.unwrap();
+                        assert_eq!(back, [i as u8; 64]);
+                    }
+                };
+                futures::join!(serve, trips);
+                let took = entries() - before;
+                assert!(took <= 2 * TRIPS + 8, "{TRIPS} round trips took {took} kernel entries");
+                // Round trips with a peer on another thread: this one parks for each reply.
+                let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let host_addr = host.local_addr().unwrap();
+                let echo = std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let (mut peer, _) = host.accept().unwrap();
+                    peer.set_nodelay(true).unwrap();
+                    let mut buf = [0u8; 64];
+                    for _ in 0..TRIPS {
+                        peer.read_exact(&mut buf).unwrap();
+                        peer.write_all(&buf).unwrap();
+                    }
+                });
+                let mut far = t.tcp_connect(host_addr).await.unwrap();
+                let before = entries();
                 for i in 0..TRIPS {
                     let mut back = [0u8; 64];
-                    c.write_all(&[i as u8; 64]).await.unwrap();
-                    c.read_exact(&mut back).await.unwrap();
+                    far.write_all(&[i as u8; 64]).await.unwrap();
+                    far.read_exact(&mut back).await.unwrap();
                     assert_eq!(back, [i as u8; 64]);
                 }
-            };
-            futures::join!(serve, trips);
-            let enters = own.counts().enters.load(Ordering::Relaxed) - before;
-            assert!(enters <= 2 * TRIPS + 8, "{TRIPS} round trips took {enters} kernel entries");
-            assert_eq!(own.counts().taken_over.load(Ordering::Relaxed), 0);
-            true
+                let took = entries() - before;
+                assert!(took <= 2 * TRIPS + 8, "{TRIPS} round trips with a peer elsewhere took {took} kernel entries");
+                echo.join().unwrap();
+                assert_eq!(own.counts().taken_over.load(Ordering::Relaxed), 0);
+            });
+            // Its ring went with it: the thread's submissions go to the shared rings again.
+            assert!(super::local::only_own_ring().is_none());
+            m
         });
-        assert!(finished);
-        // Its ring went with it: the thread's submissions go to the shared rings again.
-        assert!(super::local::only_own_ring().is_none());
         // The handles' closes, submitted as they dropped, complete.
         until("nothing is pending", || m.stats().pending == 0);
+    }
+
+    /// `block_on` inside a drive task's executor (and inside another `block_on`) works the
+    /// thread's existing ring, and leaves the drive task working it after.
+    #[test]
+    fn iouring_block_on_nests_on_the_threads_ring() {
+        bounded("nested block_on", move || {
+            let Some((uring, m, _dir, (fd, addr), (rt, local))) = driven_with_a_socket() else { return };
+            local.block_on(&rt, async {
+                let own = own_ring_started(&uring).await;
+                own.counts().hold_watch.store(true, std::sync::atomic::Ordering::Relaxed);
+                // Something waits in the ring: what follows is deferred.
+                let parked = m.submit_async(1, Op::Read { fd, size: 5 }).unwrap();
+                let inner = m.block_on(async {
+                    let nested = m.block_on(async { m.submit_async(1, Op::Nop).unwrap().await });
+                    assert!(nested.status.is_success());
+                    futures::future::join_all((0..8).map(|_| m.submit_async(1, Op::Nop).unwrap())).await
+                });
+                assert!(inner.iter().all(|done| done.status.is_success()));
+                // The drive task works the ring again.
+                std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"hello", addr).unwrap();
+                let got = tokio::time::timeout(Duration::from_secs(10), parked).await.expect("the receive completed");
+                assert_eq!(got.result, OpResult::Bytes(b"hello".to_vec()));
+                assert!(super::local::own_ring(uring.id).is_some());
+            });
+        });
     }
 
     /// A receive submitted under a drive task, which is then dropped before the receive's data
