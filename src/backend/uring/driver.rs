@@ -17,7 +17,7 @@ use super::prepare::{self, Prepared};
 use crate::backend::{Batch, BatchRuns, Completer, Dispatched, Freed, Origin, Queued};
 use crate::op::{OpError, errno};
 
-/// `user_data` of the NOP that wakes the reaper to shut down.
+/// `user_data` of the NOPs that wake whoever waits in the kernel (the reaper, a parked owner).
 const WAKE: u64 = u64::MAX;
 /// `user_data` of cancellation requests (their completions carry nothing to deliver).
 const CANCEL: u64 = u64::MAX - 1;
@@ -479,7 +479,8 @@ impl Driver {
         if let Some(local) = &self.local {
             local.waker.wake();
         }
-        self.push(&[opcode::Nop::new().build().user_data(WAKE)]);
+        // A reaper (or an owner) waiting in the kernel comes out.
+        self.wake_parked();
         let _parked = self.reaper_parked.lock().unwrap_or_else(|e| e.into_inner());
         self.rouse.notify_one();
     }
@@ -578,7 +579,7 @@ impl Driver {
     /// delivers what completed.
     fn pass(&self, local: &Local) {
         local.passes.fetch_add(1, Ordering::AcqRel);
-        if local.unsubmitted.swap(false, Ordering::AcqRel) | self.needs_enter() {
+        if local.unsubmitted.swap(false, Ordering::AcqRel) || self.needs_enter() {
             self.submit_pushed();
         }
         self.deliver_ready();
@@ -597,13 +598,10 @@ impl Driver {
     /// A drive task's pass on its thread: registers its waker, then makes a pass. False on a
     /// ring that is no thread's own, or once the backend shuts down (the task ends).
     pub(super) fn drive_pass(&self, waker: &Waker) -> bool {
-        let Some(local) = &self.local else { return false };
-        if self.shutting_down.load(Ordering::Acquire) {
-            return false;
+        if let Some(local) = &self.local {
+            local.waker.register(waker);
         }
-        local.waker.register(waker);
-        self.pass(local);
-        true
+        self.pass_here()
     }
 
     /// Parks the thread that owns this ring in the kernel until a completion comes (a thread
@@ -641,8 +639,9 @@ impl Driver {
         true
     }
 
-    /// Wakes the thread parked in [`park_in_kernel`](Self::park_in_kernel) (harmless if it is
-    /// not parked: the NOP's completion is taken and ignored).
+    /// Wakes whoever waits in the kernel on this ring: the thread parked in
+    /// [`park_in_kernel`](Self::park_in_kernel), or the reaper (harmless if nobody waits: the
+    /// NOP's completion is taken and ignored).
     pub(super) fn wake_parked(&self) {
         self.push(&[opcode::Nop::new().build().user_data(WAKE)]);
     }
@@ -661,7 +660,7 @@ impl Driver {
         local.driving.store(on, Ordering::Release);
         if on {
             // A reaper waiting in the kernel comes out to watch instead.
-            self.push(&[opcode::Nop::new().build().user_data(WAKE)]);
+            self.wake_parked();
         } else if local.unsubmitted.swap(false, Ordering::AcqRel) {
             self.submit_pushed();
         }

@@ -62,15 +62,15 @@ const PASSES_PER_POLL: usize = 8;
 pub(super) struct Drive {
     id: usize,
     driver: Arc<Driver>,
-    /// Set at the first poll, with the thread's registration.
-    readiness: Option<Readiness>,
+    /// Set at the first poll: the reactor's registration, and the thread's.
+    started: Option<(Readiness, Own)>,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl Drive {
     /// The task for `driver`, a ring of backend `id`'s own for this thread.
     pub(super) fn new(id: usize, driver: Arc<Driver>) -> Self {
-        Drive { id, driver, readiness: None, _not_send: std::marker::PhantomData }
+        Drive { id, driver, started: None, _not_send: std::marker::PhantomData }
     }
 
     /// Registers the ring as this thread's at the first poll: `false` if another drive task
@@ -79,15 +79,15 @@ impl Drive {
         if own_ring(self.id).is_some() {
             return false;
         }
-        match Readiness::new(&self.driver) {
-            Ok(readiness) => self.readiness = Some(readiness),
+        let readiness = match Readiness::new(&self.driver) {
+            Ok(readiness) => readiness,
             Err(e) => {
                 tracing::debug!(error = %e, "no reactor takes the ring: the thread's submissions stay on the shared rings");
                 return false;
             }
-        }
-        OWN.with(|own| own.borrow_mut().push((self.id, self.driver.clone())));
-        self.driver.set_driving(true);
+        };
+        let Some(own) = Own::register(self.id, &self.driver) else { return false };
+        self.started = Some((readiness, own));
         true
     }
 }
@@ -97,7 +97,7 @@ impl Future for Drive {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if this.readiness.is_none() && !this.start() {
+        if this.started.is_none() && !this.start() {
             return Poll::Ready(());
         }
         for _ in 0..PASSES_PER_POLL {
@@ -105,7 +105,7 @@ impl Future for Drive {
                 // The backend is shutting down: its reaper reaps what is left.
                 return Poll::Ready(());
             }
-            let readiness = this.readiness.as_mut().expect("registered at the first poll");
+            let (readiness, _) = this.started.as_mut().expect("registered at the first poll");
             match readiness.poll_readable(cx) {
                 // Completions came since the pass (or during it): another pass.
                 Poll::Ready(Ok(())) => continue,
@@ -130,16 +130,11 @@ impl Future for Drive {
 
 impl Drop for Drive {
     fn drop(&mut self) {
-        if self.readiness.take().is_none() {
-            // Never started: nothing was routed to the ring, whose reaper stops now.
+        // Started, its registration ends the ring's work here; never started, nothing was
+        // routed to the ring, whose reaper stops now.
+        if self.started.take().is_none() {
             self.driver.shut_down();
-            return;
         }
-        // Ended on its own thread (the task is not `Send`): from now on its submissions go to the
-        // shared rings, and this ring's reaper reaps what is left, then stops.
-        let _ = OWN.try_with(|own| own.borrow_mut().retain(|(id, _)| *id != self.id));
-        self.driver.set_driving(false);
-        self.driver.shut_down();
     }
 }
 
@@ -151,15 +146,13 @@ pub(super) fn run_here(
     driver: Arc<Driver>,
     future: Pin<&mut dyn Future<Output = ()>>,
 ) -> Result<(), Pin<&mut dyn Future<Output = ()>>> {
-    if OWN.try_with(|own| own.borrow_mut().push((id, driver.clone()))).is_err() {
+    // Ends the ring's work here as a dropped drive task does, however `future` ends.
+    let Some(_own) = Own::register(id, &driver) else {
         driver.shut_down();
         return Err(future);
-    }
-    driver.set_driving(true);
+    };
     // The loop below parks in the enter that submits what a tick deferred.
     driver.defer_all(true);
-    // Ends the ring's work here as a dropped drive task does, however `future` ends.
-    let _own = Own { id, driver: driver.clone() };
     run_on(&driver, future);
     Ok(())
 }
@@ -227,10 +220,34 @@ impl std::task::Wake for Signal {
     }
 }
 
-/// [`run_here`]'s registration, ended on drop as a started drive task's is.
+/// A thread's registration of its own ring for a backend: while it lives, the thread's
+/// submissions to that backend go to the ring, worked on this thread (a drive task, or
+/// [`run_here`]); dropped, they go to the shared rings again, and the ring's reaper reaps what
+/// is left, then stops.
 struct Own {
     id: usize,
     driver: Arc<Driver>,
+}
+
+impl Own {
+    /// `None` if the thread has a ring of its own for backend `id` already, or its locals are
+    /// being torn down.
+    fn register(id: usize, driver: &Arc<Driver>) -> Option<Own> {
+        let fresh = OWN
+            .try_with(|own| {
+                let mut own = own.borrow_mut();
+                let fresh = own.iter().all(|(of, _)| *of != id);
+                if fresh {
+                    own.push((id, driver.clone()));
+                }
+                fresh
+            })
+            .unwrap_or(false);
+        fresh.then(|| {
+            driver.set_driving(true);
+            Own { id, driver: driver.clone() }
+        })
+    }
 }
 
 impl Drop for Own {
