@@ -23,7 +23,7 @@ impl Backend for Inline {
     fn spawn(&self, task: Task) {
         futures::executor::block_on(task)
     }
-    fn submit(self: Arc<Self>, batch: Batch) {
+    fn submit(&self, batch: Batch) {
         for sub in batch.into_submissions() {
             sub.complete(Ok(OpResult::None));
         }

@@ -221,7 +221,7 @@ mod on_the_blocking_pool {
         fn spawn(&self, _task: backend::Task) {
             unreachable!("nothing is spawned")
         }
-        fn submit(self: Arc<Self>, batch: backend::Batch) {
+        fn submit(&self, batch: backend::Batch) {
             assert_eq!((batch.len(), batch.is_empty()), (3, false));
             assert!(batch.iter().all(|(_, process)| process.pid() == 7));
             drop(batch);

@@ -5,11 +5,12 @@
 //! # Running
 //!
 //! ```text
-//! cargo run --release --manifest-path peers/Cargo.toml -- [--only PREFIX] [--secs S] [--rounds N]
-//!     [--json] [--plot FILE.svg] [--timeout SECS]
+//! cargo run --release --manifest-path peers/Cargo.toml -- [--only PREFIX] [--impls A,B] [--secs S]
+//!     [--rounds N] [--json] [--plot FILE.svg] [--timeout SECS]
 //! ```
 //!
 //! - `--only PREFIX`: only the workloads whose names start with it (`echo`, `read4k-qd1-t`).
+//! - `--impls A,B`: only these implementations (`ours,raw-io-uring`).
 //! - `--secs S` (default 1.0): each cell's timed section, after a warm-up of a tenth of it
 //!   (at least 50 ms).
 //! - `--rounds N` (default 3): every cell is run once per round, the rounds one after another;
@@ -228,10 +229,11 @@ fn main() {
     }
     let rounds = arg("--rounds").and_then(|s| s.parse::<usize>().ok()).filter(|&n| n > 0).unwrap_or(3);
     let only = arg("--only");
+    let impls = arg("--impls");
     let json = flag("--json");
     let mut cells: Vec<Cell> = Vec::new();
     for workload in WORKLOADS.iter().filter(|w| only.as_deref().is_none_or(|p| w.starts_with(p))) {
-        for imp in IMPLS {
+        for imp in IMPLS.iter().filter(|i| impls.as_deref().is_none_or(|l| l.split(',').any(|x| x == **i))) {
             if let Some(support) = support(workload, imp) {
                 cells.push(Cell { workload, imp, skipped: support.err(), samples: Vec::new(), failed: None });
             }

@@ -92,7 +92,7 @@ impl Backend for BlockingBackend {
     /// their processes' lanes, drained by tasks on the pool (each straight to its system call: it
     /// is known not to be a socket's, no second look at its descriptor); one that waits runs as
     /// a task on the pool, parked on async-io's reactor.
-    fn submit(self: Arc<Self>, batch: Batch) {
+    fn submit(&self, batch: Batch) {
         pool::start_in_lanes(
             batch,
             &self.lanes,

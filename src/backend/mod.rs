@@ -39,7 +39,7 @@
 //!
 //! impl Backend for Threads {
 //!     fn name(&self) -> &'static str { "threads" }
-//!     fn submit(self: Arc<Self>, batch: Batch) {
+//!     fn submit(&self, batch: Batch) {
 //!         for sub in batch.into_submissions() {
 //!             if matches!(sub.op(), SyscallOpType::Nop) {
 //!                 sub.complete(Ok(OpResult::None));
@@ -165,7 +165,7 @@ pub trait Backend: Send + Sync + 'static {
     /// [`Submission`] (or the batch's own bulk path); one dropped unfinished completes with
     /// `EIO`. An operation that waits on a peer (see [`net_ops::may_wait_on_peer`]) must stop
     /// when it is cancelled; any other may run to its end.
-    fn submit(self: Arc<Self>, batch: Batch);
+    fn submit(&self, batch: Batch);
 
     /// Drives `task` to completion on the backend's threads or runtime.
     fn spawn(&self, task: Task);

@@ -56,7 +56,7 @@ impl Backend for SmolBackend {
     /// File operations go to their processes' lanes, drained on the blocking pool; socket
     /// operations whose answer is already there complete at once, the rest wait in a task on the
     /// executor.
-    fn submit(self: Arc<Self>, batch: Batch) {
+    fn submit(&self, batch: Batch) {
         pool::start_in_lanes(
             batch,
             &self.lanes,

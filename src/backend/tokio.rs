@@ -88,13 +88,16 @@ impl Backend for TokioBackend {
     /// File operations go to their processes' lanes, drained on the blocking pool; socket
     /// operations whose answer is already there complete at once, the rest wait in a task on the
     /// reactor.
-    fn submit(self: Arc<Self>, batch: Batch) {
+    fn submit(&self, batch: Batch) {
         pool::start_in_lanes(
             batch,
             &self.lanes,
             |sub| {
-                let me = self.clone();
-                self.spawn(Box::pin(pool::run_waiting(sub, move |op| async move { net_ops::execute(op, &*me).await })))
+                let reactor = Reactor(self.handle.clone());
+                self.spawn(Box::pin(pool::run_waiting(
+                    sub,
+                    move |op| async move { net_ops::execute(op, &reactor).await },
+                )))
             },
             |drainer| drain(self.handle.clone(), drainer),
         );
@@ -112,7 +115,10 @@ fn drain(handle: Handle, drainer: Drainer) {
     }));
 }
 
-impl Readiness for TokioBackend {
+/// The runtime's reactor, which socket operations wait on.
+struct Reactor(Handle);
+
+impl Readiness for Reactor {
     fn retry<T: Send>(
         &self,
         d: &Descriptor,
@@ -121,7 +127,7 @@ impl Readiness for TokioBackend {
     ) -> impl Future<Output = Result<T, OpError>> + Send {
         let held = d
             .registration(|fd| Ok(Waits { fd, registered: Mutex::new(None), refused: OnceLock::new() }))
-            .and_then(|w| w.hold(&self.handle));
+            .and_then(|w| w.hold(&self.0));
         async move {
             let held = held?;
             let interest = match interest {

@@ -130,22 +130,23 @@ impl Backend for Held {
     /// Each operation waits at the gate in a task of its own, then goes to the inner backend (an
     /// uninterruptible one's file operation runs to its end there and then, as one the kernel
     /// had started would, whatever happened to its future).
-    fn submit(self: Arc<Self>, batch: Batch) {
+    fn submit(&self, batch: Batch) {
         for sub in batch.into_submissions() {
-            let me = self.clone();
+            let (inner, gate, delay, uninterruptible) =
+                (self.inner.clone(), self.gate.clone(), self.delay, self.uninterruptible);
             self.inner.spawn(Box::pin(async move {
-                let cancel = (!me.uninterruptible).then(|| sub.cancel_token());
-                if me.gate.wait(cancel.as_deref()).await.is_err() {
+                let cancel = (!uninterruptible).then(|| sub.cancel_token());
+                if gate.wait(cancel.as_deref()).await.is_err() {
                     return sub.complete(Err(OpError::cancelled()));
                 }
-                if !me.delay.is_zero() {
-                    futures_timer::Delay::new(me.delay).await;
+                if !delay.is_zero() {
+                    futures_timer::Delay::new(delay).await;
                 }
-                if me.uninterruptible && !net_ops::runs_on_readiness(sub.op(), sub.process()) {
+                if uninterruptible && !net_ops::runs_on_readiness(sub.op(), sub.process()) {
                     let (op, done) = sub.into_parts();
                     return done.complete(file_ops::execute_sync(op));
                 }
-                me.inner.clone().submit(Batch::from(sub));
+                inner.submit(Batch::from(sub));
             }));
         }
     }
@@ -172,7 +173,7 @@ impl Backend for Panicky {
 
     /// A `Read` of size 13 panics in a task of the inner backend's, holding its submission; the
     /// rest go to the inner backend.
-    fn submit(self: Arc<Self>, batch: Batch) {
+    fn submit(&self, batch: Batch) {
         let (panics, rest): (Vec<Submission>, Vec<Submission>) =
             batch.into_submissions().partition(|sub| matches!(sub.op(), SyscallOpType::Read { size: 13, .. }));
         for sub in panics {
@@ -182,7 +183,7 @@ impl Backend for Panicky {
             }));
         }
         if !rest.is_empty() {
-            self.inner.clone().submit(rest.into_iter().collect());
+            self.inner.submit(rest.into_iter().collect());
         }
     }
 
@@ -250,7 +251,7 @@ impl Backend for Faulty {
 
     /// Errors complete at once, short transfers are cut and go on, delays and panics happen in a
     /// task of the inner backend's; what is left goes to the inner backend as one batch.
-    fn submit(self: Arc<Self>, batch: Batch) {
+    fn submit(&self, batch: Batch) {
         let count = |kind: usize| self.injected[kind].fetch_add(1, Ordering::SeqCst);
         let mut rest = Vec::new();
         for mut sub in batch.into_submissions() {
@@ -283,7 +284,7 @@ impl Backend for Faulty {
             }
         }
         if !rest.is_empty() {
-            self.inner.clone().submit(rest.into_iter().collect());
+            self.inner.submit(rest.into_iter().collect());
         }
     }
 

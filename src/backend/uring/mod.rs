@@ -264,7 +264,7 @@ impl UringBackend {
         }
         Completer::complete_all(answered);
         if !elsewhere.is_empty() {
-            self.fallback.clone().submit(elsewhere.into_iter().collect());
+            self.fallback.submit(elsewhere.into_iter().collect());
         }
         // Everything answered at once (a socket's data was there): the drivers' locks are not
         // worth taking for nothing.
@@ -312,7 +312,7 @@ impl Backend for UringBackend {
     ///
     /// On a thread with a drive task ([`Backend::drive`]), every kernel request
     /// goes to that thread's own ring instead.
-    fn submit(self: Arc<Self>, batch: Batch) {
+    fn submit(&self, batch: Batch) {
         if let Some(own) = local::own_ring(self.id) {
             if self.plain_ring_of(batch.iter()).is_some() {
                 own.submit(batch);

@@ -391,7 +391,7 @@ impl Shared {
             }
         }
         let _outermost = Outermost;
-        self.backend.clone().submit(batch);
+        self.backend.submit(batch);
         let mut started = 1;
         while let Some((shared, batch)) =
             STARTING.with(|queue| queue.borrow_mut().as_mut().and_then(VecDeque::pop_front))
@@ -414,7 +414,7 @@ impl Shared {
                 }));
                 break;
             }
-            shared.backend.clone().submit(batch);
+            shared.backend.submit(batch);
             started += 1;
         }
     }
@@ -506,7 +506,7 @@ mod tests {
             crate::backend::Capabilities::new(4)
         }
         fn spawn(&self, _task: crate::backend::Task) {}
-        fn submit(self: Arc<Self>, batch: crate::backend::Batch) {
+        fn submit(&self, batch: crate::backend::Batch) {
             self.0.lock().unwrap().extend(batch.into_submissions());
         }
     }
@@ -557,7 +557,7 @@ mod tests {
         fn spawn(&self, task: crate::backend::Task) {
             self.0.lock().unwrap().push(task);
         }
-        fn submit(self: Arc<Self>, batch: crate::backend::Batch) {
+        fn submit(&self, batch: crate::backend::Batch) {
             for sub in batch.into_submissions() {
                 sub.complete(Ok(crate::syscalls::OpResult::None));
             }

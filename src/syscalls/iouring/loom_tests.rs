@@ -255,7 +255,7 @@ impl Backend for Inline {
     fn spawn(&self, _task: Task) {
         unreachable!("submit completes inline")
     }
-    fn submit(self: Arc<Self>, batch: Batch) {
+    fn submit(&self, batch: Batch) {
         for sub in batch.into_submissions() {
             sub.complete(Ok(OpResult::None));
         }
@@ -314,7 +314,7 @@ impl Backend for Parked {
     fn spawn(&self, _task: Task) {
         unreachable!("nothing is spawned")
     }
-    fn submit(self: Arc<Self>, batch: Batch) {
+    fn submit(&self, batch: Batch) {
         self.0.lock().unwrap().extend(batch.into_submissions());
     }
 }

@@ -1,14 +1,13 @@
 //! [`IoUringManager`]: the one entry point, by pid.
 
-use std::sync::{Arc, RwLock};
-
-use rustc_hash::FxHashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::executor::IoUringExecutor;
 use super::future::CompletionFuture;
 use super::metrics::ProcessStats;
 use super::ring::{Accept, DEFAULT_CQ_SIZE, DEFAULT_SQ_SIZE, SyscallCompletionRing};
+use super::rings::Rings;
 use super::stats::{Counters, IoUringStats};
 use super::stream::CompletionStream;
 use crate::backend::{self, Backend};
@@ -38,7 +37,7 @@ pub struct IoUringManager {
 struct Inner {
     /// Looked up on every call. Fx hashing: pids are assigned by the host, not chosen by the
     /// tenants whose operations run here.
-    rings: RwLock<FxHashMap<Pid, Arc<SyscallCompletionRing>>>,
+    rings: Rings,
     processes: Arc<ProcessTable>,
     executor: IoUringExecutor,
     counters: Arc<Counters>,
@@ -48,7 +47,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Waiting operations hold the executor, and so the backend, until they end: without this,
         // an accept nobody answers would keep both alive after the last handle is gone.
-        let rings = std::mem::take(self.rings.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let rings = std::mem::take(&mut *self.rings.write());
         for ring in rings.into_values() {
             ring.destroy();
         }
@@ -89,7 +88,7 @@ impl IoUringManager {
     pub fn with_backend(backend: Arc<dyn Backend>) -> Self {
         IoUringManager {
             inner: Arc::new(Inner {
-                rings: RwLock::default(),
+                rings: Rings::default(),
                 processes: Arc::new(ProcessTable::new()),
                 executor: IoUringExecutor::new(backend),
                 counters: Arc::default(),
@@ -108,7 +107,7 @@ impl IoUringManager {
     ) -> Result<Arc<SyscallCompletionRing>> {
         let sq = sq_size.unwrap_or(DEFAULT_SQ_SIZE);
         let cq = cq_size.unwrap_or(DEFAULT_CQ_SIZE.max(sq));
-        let mut rings = self.inner.rings.write().unwrap_or_else(|e| e.into_inner());
+        let mut rings = self.inner.rings.write();
         if rings.contains_key(&pid) {
             return Err(IoUringError::InvalidConfig(format!("pid {pid} already has a ring; destroy it first")));
         }
@@ -124,8 +123,7 @@ impl IoUringManager {
 
     /// The ring of `pid`.
     pub fn ring(&self, pid: Pid) -> Result<Arc<SyscallCompletionRing>> {
-        let rings = self.inner.rings.read().unwrap_or_else(|e| e.into_inner());
-        rings.get(&pid).cloned().ok_or(IoUringError::NoRing { pid })
+        self.inner.rings.get(pid).ok_or(IoUringError::NoRing { pid })
     }
 
     /// The ring of `pid`, created with default sizes if it has none.
@@ -133,7 +131,7 @@ impl IoUringManager {
         if let Ok(ring) = self.ring(pid) {
             return Ok(ring);
         }
-        let mut rings = self.inner.rings.write().unwrap_or_else(|e| e.into_inner());
+        let mut rings = self.inner.rings.write();
         if let Some(ring) = rings.get(&pid) {
             return Ok(ring.clone());
         }
@@ -164,8 +162,7 @@ impl IoUringManager {
         })?;
         // A ring held out of line by its old weight, share or rate limit is looked at again now,
         // not when that limit would have let it go.
-        let ring = self.inner.rings.read().unwrap_or_else(|e| e.into_inner()).get(&pid).cloned();
-        if let Some(ring) = ring {
+        if let Some(ring) = self.inner.rings.get(pid) {
             self.inner.executor.reconsider(&ring);
         }
         Ok(())
@@ -432,7 +429,7 @@ impl IoUringManager {
         // Both leave the tables under the rings' lock, which every ring creation holds while it
         // looks up its process: no new ring can bind to the process being torn down.
         let (ring, process) = {
-            let mut rings = self.inner.rings.write().unwrap_or_else(|e| e.into_inner());
+            let mut rings = self.inner.rings.write();
             (rings.remove(&pid), self.inner.processes.take(pid))
         };
         if ring.is_none() && process.is_none() {
@@ -451,7 +448,7 @@ impl IoUringManager {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> IoUringStats {
-        let active = self.inner.rings.read().unwrap_or_else(|e| e.into_inner()).len();
+        let active = self.inner.rings.read().len();
         self.inner.counters.snapshot(active, self.inner.executor.backend().name())
     }
 

@@ -10,6 +10,7 @@ mod loom_tests;
 mod manager;
 mod metrics;
 pub(crate) mod ring;
+mod rings;
 mod stats;
 mod stream;
 mod throttle;

@@ -1,6 +1,6 @@
 //! Counters behind [`IoUringStats`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// A snapshot of the manager's counters.
 ///
@@ -25,12 +25,40 @@ pub struct IoUringStats {
     pub backend: &'static str,
 }
 
-#[derive(Debug, Default)]
+/// The manager's counters, striped: each thread counts in a stripe of its own (its cache line),
+/// so that submitters on different cores never pass a line between them for the counts; a
+/// snapshot sums the stripes.
+#[derive(Debug)]
 pub(crate) struct Counters {
+    stripes: Box<[Stripe]>,
+    untimed: AtomicBool,
+}
+
+/// One thread's counts (or a few threads', past [`STRIPES`] threads), on a line of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe {
     submissions: AtomicU64,
     completions: AtomicU64,
     discarded: AtomicU64,
-    untimed: AtomicBool,
+}
+
+/// Stripes per manager: 2 KiB.
+const STRIPES: usize = 16;
+
+/// The calling thread's stripe: threads take them in turn as they first count.
+fn stripe_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static MINE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
+    }
+    MINE.try_with(|i| *i).unwrap_or(0)
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters { stripes: (0..STRIPES).map(|_| Stripe::default()).collect(), untimed: AtomicBool::new(false) }
+    }
 }
 
 impl Counters {
@@ -43,31 +71,37 @@ impl Counters {
         self.untimed.store(!on, Relaxed);
     }
 
+    fn mine(&self) -> &Stripe {
+        &self.stripes[stripe_index()]
+    }
+
     pub(crate) fn submitted(&self, n: usize) {
-        self.submissions.fetch_add(n as u64, Relaxed);
+        self.mine().submissions.fetch_add(n as u64, Relaxed);
     }
 
     pub(crate) fn retired(&self, n: usize, discarded: bool) {
         if n == 0 {
             return;
         }
+        let mine = self.mine();
         if discarded {
-            self.discarded.fetch_add(n as u64, Relaxed);
+            mine.discarded.fetch_add(n as u64, Relaxed);
         }
-        self.completions.fetch_add(n as u64, Relaxed);
+        mine.completions.fetch_add(n as u64, Relaxed);
     }
 
     pub(crate) fn snapshot(&self, active_rings: usize, backend: &'static str) -> IoUringStats {
         // Completions first: read the other way round, a completion landing in between could
         // make `pending` negative.
-        let total_completions = self.completions.load(Relaxed);
-        let total_submissions = self.submissions.load(Relaxed);
+        let sum = |count: fn(&Stripe) -> &AtomicU64| self.stripes.iter().map(|s| count(s).load(Relaxed)).sum::<u64>();
+        let total_completions = sum(|s| &s.completions);
+        let total_submissions = sum(|s| &s.submissions);
         IoUringStats {
             active_rings,
             total_submissions,
             total_completions,
             pending: total_submissions.saturating_sub(total_completions),
-            discarded: self.discarded.load(Relaxed),
+            discarded: sum(|s| &s.discarded),
             backend,
         }
     }
