@@ -66,6 +66,13 @@ impl Origin {
         self.0.cancel_token(seq)
     }
 
+    /// Registers `stop` as what stops each of `ops` (see `SyscallCompletionRing::stop_with`).
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    #[inline]
+    pub(crate) fn stop_with(&self, ops: impl Iterator<Item = (u64, u64)>, stop: &std::sync::Weak<dyn super::Stop>) {
+        self.0.stop_with(ops, stop)
+    }
+
     /// Whether `self` and `other` are the same ring.
     pub(crate) fn same(&self, other: &Origin) -> bool {
         Arc::ptr_eq(&self.0, &other.0)

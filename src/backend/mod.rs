@@ -111,6 +111,8 @@ pub use uring::UringBackend;
 use crate::op::OpResult;
 pub use crate::op::{OpError, errno};
 pub use crate::syscalls::iouring::cancel::CancelToken;
+#[cfg(all(feature = "uring", target_os = "linux"))]
+pub(crate) use crate::syscalls::iouring::cancel::Stop;
 
 /// The cores this process may run on (at least 1), asked of the system once: what the backends
 /// size their pools, windows and kernel workers by.

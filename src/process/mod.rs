@@ -28,6 +28,8 @@ pub struct Process {
     rate_limited: AtomicBool,
     /// The policy's share of the executor's window; 0 for the executor's default.
     max_in_flight: AtomicUsize,
+    /// The policy's most bytes per transfer, which handles read to size their transfers.
+    max_io_bytes: AtomicUsize,
 }
 
 impl Process {
@@ -39,18 +41,28 @@ impl Process {
             weight: AtomicU32::new(1),
             rate_limited: AtomicBool::new(false),
             max_in_flight: AtomicUsize::new(0),
+            max_io_bytes: AtomicUsize::new(0),
         };
         p.schedule_by(&sandbox);
         p
     }
 
-    /// Keeps the scheduling parts of `sandbox`'s policy where the executor reads them.
+    /// Keeps the scheduling parts of `sandbox`'s policy where the executor reads them, and its
+    /// transfer limit where handles do.
     fn schedule_by(&self, sandbox: &Sandbox) {
         let policy = sandbox.policy();
+        self.max_io_bytes.store(policy.io_byte_limit(), Ordering::Relaxed);
         self.weight.store(policy.scheduling_weight(), Ordering::Relaxed);
         let limited = policy.ops_rate_limit().is_some() || policy.bytes_rate_limit().is_some();
         self.rate_limited.store(limited, Ordering::Relaxed);
         self.max_in_flight.store(policy.in_flight_limit().unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The most bytes one transfer may move under the policy in force (`max_io_bytes`): what a
+    /// handle asks for at most, so that a large buffer makes short transfers, never a refusal
+    /// (the policy itself is checked at each submission).
+    pub(crate) fn io_limit(&self) -> usize {
+        self.max_io_bytes.load(Ordering::Relaxed)
     }
 
     /// The most operations the policy in force lets the process have in the backend at once, if

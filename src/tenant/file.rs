@@ -171,7 +171,7 @@ impl File {
     /// position: the bytes read (0 at the end of the file, or when `buf` has no spare room),
     /// and `buf` with them appended.
     pub async fn read_at(&self, mut buf: Vec<u8>, pos: u64) -> (io::Result<usize>, Vec<u8>) {
-        let size = (buf.capacity() - buf.len()).min(self.tenant().io_limit());
+        let size = (buf.capacity() - buf.len()).min(self.stream.cap());
         if size == 0 {
             return (Ok(0), buf);
         }
@@ -203,14 +203,14 @@ impl File {
     /// Writes `buf` at `pos` without moving the position: the bytes written (perhaps fewer),
     /// and `buf`.
     pub async fn write_at<B: AsRef<[u8]>>(&self, buf: B, pos: u64) -> (io::Result<usize>, B) {
-        let most = buf.as_ref().len().min(self.tenant().io_limit());
+        let most = buf.as_ref().len().min(self.stream.cap());
         let op = Op::WriteAt { fd: self.fd(), offset: pos, data: buf.as_ref()[..most].to_vec() };
         (self.run(op).await.and_then(count), buf)
     }
 
     /// Writes all of `buf` at `pos`, in as many writes as it takes.
     pub async fn write_all_at<B: AsRef<[u8]>>(&self, buf: B, pos: u64) -> (io::Result<()>, B) {
-        let (mut done, step) = (0, self.tenant().io_limit());
+        let (mut done, step) = (0, self.stream.cap());
         while done < buf.as_ref().len() {
             let chunk = &buf.as_ref()[done..(done + step).min(buf.as_ref().len())];
             let op = Op::WriteAt { fd: self.fd(), offset: pos + done as u64, data: chunk.to_vec() };
@@ -228,7 +228,7 @@ impl File {
     /// trait's `read_to_end`, `futures::io::AsyncReadExt`, reads from the position), in reads
     /// of at most 8 MiB (each allocating what the file can fill).
     pub async fn read_all_at(&self, mut pos: u64) -> io::Result<Vec<u8>> {
-        let (mut all, size) = (Vec::new(), READ_STEP.min(self.tenant().io_limit()));
+        let (mut all, size) = (Vec::new(), READ_STEP.min(self.stream.cap()));
         loop {
             let data = bytes(self.run(Op::ReadAt { fd: self.fd(), offset: pos, size }).await?)?;
             if data.is_empty() {
@@ -246,7 +246,7 @@ impl File {
     /// Copies this file from its start to `to` (from its start) in the kernel; the bytes
     /// copied. Neither position moves.
     pub async fn copy_to(&self, to: &File) -> io::Result<u64> {
-        let (mut at, len) = (0u64, COPY_STEP.min(self.tenant().io_limit()));
+        let (mut at, len) = (0u64, COPY_STEP.min(self.stream.cap()));
         loop {
             let op = Op::CopyRange { fd_in: self.fd(), offset_in: at, fd_out: to.fd(), offset_out: at, len };
             match self.run(op).await.and_then(count)? {

@@ -98,14 +98,6 @@ impl Tenant {
         Ok((Owned { tenant: self.clone(), ring, fd }, result))
     }
 
-    /// The most bytes one transfer may move under the process's policy (`max_io_bytes`).
-    fn io_limit(&self) -> usize {
-        self.manager
-            .processes()
-            .get(self.pid)
-            .map_or(crate::sandbox::DEFAULT_MAX_IO_BYTES, |p| p.sandbox().policy().io_byte_limit())
-    }
-
     /// Opens `path` as `options` say.
     pub async fn open(&self, path: impl AsRef<Path>, options: &OpenOptions) -> io::Result<File> {
         File::open_with(self, path, options).await

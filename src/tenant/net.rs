@@ -125,14 +125,14 @@ impl TcpStream {
 
     /// Sends `buf`: the bytes sent (perhaps fewer), and `buf`.
     pub async fn send<B: AsRef<[u8]>>(&self, buf: B) -> (io::Result<usize>, B) {
-        let most = buf.as_ref().len().min(self.tenant().io_limit());
+        let most = buf.as_ref().len().min(self.stream.cap());
         let op = Op::Send { sockfd: self.fd(), data: buf.as_ref()[..most].to_vec(), flags: 0 };
         (self.tenant().run(op).await.and_then(|r| Ok(r.try_into()?)), buf)
     }
 
     /// Sends all of `buf`, in as many sends as it takes.
     pub async fn send_all<B: AsRef<[u8]>>(&self, buf: B) -> (io::Result<()>, B) {
-        let (mut done, step) = (0, self.tenant().io_limit());
+        let (mut done, step) = (0, self.stream.cap());
         while done < buf.as_ref().len() {
             let chunk = &buf.as_ref()[done..(done + step).min(buf.as_ref().len())];
             let op = Op::Send { sockfd: self.fd(), data: chunk.to_vec(), flags: 0 };
@@ -148,7 +148,7 @@ impl TcpStream {
     /// Receives into `buf`'s spare capacity: the bytes received (0 once the peer shut its side
     /// and everything was read), and `buf` with them appended.
     pub async fn recv(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        let size = (buf.capacity() - buf.len()).min(self.tenant().io_limit());
+        let size = (buf.capacity() - buf.len()).min(self.stream.cap());
         if size == 0 {
             return (Ok(0), buf);
         }

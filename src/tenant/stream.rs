@@ -152,9 +152,10 @@ impl Stream {
         Poll::Ready(Ok(()))
     }
 
-    /// The most bytes one transfer may ask for: the policy's per-operation limit.
-    fn cap(&self) -> usize {
-        self.owned.tenant.io_limit()
+    /// The most bytes one transfer may ask for: the policy's per-operation limit, read from the
+    /// process the descriptor belongs to (no lookup).
+    pub(super) fn cap(&self) -> usize {
+        self.owned.ring.process().io_limit()
     }
 
     /// Reads up to `want` bytes, handing them to `put`; 0 at the end of the file (or when the

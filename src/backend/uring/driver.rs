@@ -14,6 +14,7 @@ use slab::Slab;
 use std::os::fd::AsRawFd;
 
 use super::prepare::{self, Prepared};
+use crate::backend::Stop;
 use crate::backend::{Batch, BatchRuns, Completer, Dispatched, Freed, Origin, Queued};
 use crate::op::{OpError, errno};
 
@@ -367,25 +368,32 @@ impl Driver {
         // Under one lock of the table: operations the kernel finished inside that enter (NOPs,
         // page-cached reads) are delivered here and now, sparing the reaper's wake-up and the
         // waiter's (deferred, the drive task enters and takes them); then only what is still
-        // in the kernel can be cancelled there: operations that completed need no token or
-        // hook (a hook for one that completes just after this asks the kernel to cancel an
-        // unknown request, which is harmless). Whatever of this batch is still there needs the
-        // reaper in the kernel (what other submitters left there, they rouse it for: a reaper
-        // roused for every submission while another thread's operation waits would be woken
-        // for each, for nothing).
-        let mut cancels = Vec::new();
-        let (left_in_flight, taken) = {
+        // in the kernel can be cancelled there: each is registered with its ring as stopped by
+        // this driver (no allocation; one that completes just after this is left alone by its
+        // ring, or asks the kernel to cancel an unknown request, which is harmless). Whatever
+        // of this batch is still there needs the reaper in the kernel (what other submitters
+        // left there, they rouse it for: a reaper roused for every submission while another
+        // thread's operation waits would be woken for each, for nothing). `stops` holds them as
+        // (seq, user_data), in `runs` of one ring each.
+        let (mut stops, mut runs) = (Vec::new(), Vec::<(Origin, usize)>::new());
+        let taken = {
             let mut guard = self.table();
             let taken = if deferred { Taken::default() } else { self.take_ready(&mut guard) };
             let Table { ops: table, rings, .. } = &mut *guard;
             if !table.is_empty() {
+                let mut last_pin = None;
                 for &user_data in &submitted {
                     if let Some(f) = in_flight(table, user_data) {
-                        cancels.push((f.owner.origin(rings).cancel_token(f.owner.seq), user_data));
+                        match runs.last_mut() {
+                            Some((_, n)) if last_pin == Some(f.owner.pin) => *n += 1,
+                            _ => runs.push((f.owner.origin(rings).clone(), 1)),
+                        }
+                        last_pin = Some(f.owner.pin);
+                        stops.push((f.owner.seq, user_data));
                     }
                 }
             }
-            (!cancels.is_empty(), taken)
+            taken
         };
         self.finish(taken);
         let entered_none = deferred && !submitted.is_empty();
@@ -394,12 +402,15 @@ impl Driver {
         if let (Some(local), true) = (&self.local, entered_none) {
             local.unsubmitted.store(true, Ordering::Release);
             local.waker.wake();
-        } else if left_in_flight {
+        } else if !stops.is_empty() {
             self.rouse_reaper();
         }
-        for (cancel, user_data) in cancels {
-            let driver = Arc::downgrade(self);
-            cancel.on_cancel(move || cancel_in_kernel(&driver, user_data));
+        if !stops.is_empty() {
+            let me: Weak<dyn Stop> = Arc::downgrade(self) as Weak<Driver>;
+            let mut stops = stops.into_iter();
+            for (origin, n) in runs {
+                origin.stop_with(stops.by_ref().take(n), &me);
+            }
         }
         // Completed outside the table's lock: completing may submit the next batch.
         for (completer, e) in refused {
@@ -881,9 +892,9 @@ fn bound_kernel_workers(ring: &IoUring) {
     }
 }
 
-fn cancel_in_kernel(driver: &Weak<Driver>, user_data: u64) {
-    if let Some(driver) = driver.upgrade() {
-        driver.cancel(user_data);
+impl Stop for Driver {
+    fn stop(&self, user_data: u64) {
+        self.cancel(user_data);
     }
 }
 

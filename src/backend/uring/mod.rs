@@ -64,6 +64,9 @@ pub struct UringBackend {
     /// The rings of threads with drive tasks ([`UringBackend::drive`]), shut down with the
     /// backend (their tasks end then).
     own_rings: std::sync::Mutex<Vec<std::sync::Weak<Driver>>>,
+    /// Socket calls tried at once, before (or instead of) their request, counted for tests.
+    #[cfg(test)]
+    tried_at_once: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for UringBackend {
@@ -123,6 +126,8 @@ impl UringBackend {
             net,
             fallback: Arc::new(BlockingBackend::new()),
             own_rings: Default::default(),
+            #[cfg(test)]
+            tried_at_once: Default::default(),
         })
     }
 
@@ -180,6 +185,13 @@ impl UringBackend {
         }
     }
 
+    /// Whether `op` of `process` goes to a thread's own ring as it is: every kernel request,
+    /// socket requests included (none is tried at once there).
+    #[inline]
+    fn as_is_to_own(&self, op: &SyscallOpType, process: &Process) -> bool {
+        matches!(self.route(op, process), Route::Kernel | Route::Net)
+    }
+
     /// The ring all of `ops` (each with its process) go to as they are, if they share one.
     fn plain_ring_of<'p>(
         &self,
@@ -231,10 +243,11 @@ impl UringBackend {
     }
 
     /// A batch that is not all plain kernel requests, first on this thread and under no lock of
-    /// the drivers': inline calls, the fallback's share, and socket requests tried at once (those
-    /// that must wait go to the socket ring, in the batch's order). Kernel requests go to
-    /// `file` and socket requests to `sockets` (the shared rings, or this thread's own for both).
-    fn route_each(&self, batch: Batch, file: &Arc<Driver>, sockets: Option<&Arc<Driver>>) {
+    /// the drivers': inline calls, the fallback's share, and, if `try_first`, socket requests
+    /// tried at once (those that must wait go to the socket ring, in the batch's order). Kernel
+    /// requests go to `file` and socket requests to `sockets` (the shared rings, or this
+    /// thread's own for both).
+    fn route_each(&self, batch: Batch, file: &Arc<Driver>, sockets: Option<&Arc<Driver>>, try_first: bool) {
         let mut kernel = Vec::new();
         let mut net = Vec::new();
         let mut answered = Vec::new();
@@ -242,8 +255,10 @@ impl UringBackend {
         for sub in batch.into_submissions() {
             match self.route(sub.op(), sub.process()) {
                 Route::Kernel => kernel.push(sub),
-                Route::Net if !sub.op().is_network() => net.push(sub),
+                Route::Net if !try_first || !sub.op().is_network() => net.push(sub),
                 Route::Net => {
+                    #[cfg(test)]
+                    self.tried_at_once.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let tried = match sub.needs_rights() {
                         Ok(rights) => {
                             net_ops::try_now(sub.op(), sub.process(), rights.as_deref(), || sub.is_cancelled())
@@ -314,16 +329,19 @@ impl Backend for UringBackend {
     /// goes to that thread's own ring instead.
     fn submit(&self, batch: Batch) {
         if let Some(own) = local::own_ring(self.id) {
-            if self.plain_ring_of(batch.iter()).is_some() {
+            // Every socket request goes to the kernel as it is: the tick's one enter submits it,
+            // where a call tried at once would mostly fail (a receive posted before its data
+            // comes) and cost a system call of its own.
+            if batch.iter().all(|(op, process)| self.as_is_to_own(op, process)) {
                 own.submit(batch);
             } else {
                 let sockets = self.net.as_ref().map(|_| &own);
-                self.route_each(batch, &own, sockets);
+                self.route_each(batch, &own, sockets, false);
             }
         } else if let Some(driver) = self.plain_ring_of(batch.iter()) {
             driver.submit(batch);
         } else {
-            self.route_each(batch, &self.driver, self.net.as_ref());
+            self.route_each(batch, &self.driver, self.net.as_ref(), true);
         }
     }
 
@@ -1149,7 +1167,7 @@ mod tests {
     fn iouring_block_on_parks_in_the_kernel() {
         use futures::io::{AsyncReadExt, AsyncWriteExt};
         use std::sync::atomic::Ordering;
-        let Some((_uring, m, _dir)) = uring_with_sockets() else { return };
+        let Some((uring, m, _dir)) = uring_with_sockets() else { return };
         let lo: crate::sandbox::IpNet = "127.0.0.0/8".parse().unwrap();
         m.set_policy(2, Policy::default().allow_bind(lo, ..).allow_listen().allow_connect(lo, ..)).unwrap();
         let (fd, addr) = parked_socket(&m, 1);
@@ -1201,6 +1219,36 @@ mod tests {
                 futures::join!(serve, trips);
                 let took = entries() - before;
                 assert!(took <= 2 * TRIPS + 8, "{TRIPS} round trips took {took} kernel entries");
+                // The same with `Send` and `Recv`: each goes to the kernel as it is, none is
+                // tried at once first (a receive posted before its data would fail it).
+                let (tried, before) = (uring.tried_at_once.load(Ordering::Relaxed), entries());
+                let (cfd, sfd) = (c.fd(), s.fd());
+                let serve = async {
+                    for _ in 0..TRIPS {
+                        let got = m.submit_async(2, Op::Recv { sockfd: sfd, size: 64, flags: 0 }).unwrap().await;
+                        let OpResult::Bytes(data) = got.result else { panic!("{got:?}") };
+                        let sent = m.submit_async(2, Op::Send { sockfd: sfd, data, flags: 0 }).unwrap().await;
+                        assert_eq!(sent.result, OpResult::Count(64));
+                    }
+                };
+                let trips = async {
+                    for i in 0..TRIPS {
+                        let sent = m.submit_async(2, Op::Send { sockfd: cfd, data: vec![i as u8; 64], flags: 0 });
+                        assert_eq!(sent.unwrap().await.result, OpResult::Count(64));
+                        let mut back = Vec::new();
+                        while back.len() < 64 {
+                            let size = 64 - back.len();
+                            let got = m.submit_async(2, Op::Recv { sockfd: cfd, size, flags: 0 }).unwrap().await;
+                            let OpResult::Bytes(data) = got.result else { panic!("{got:?}") };
+                            back.extend(data);
+                        }
+                        assert_eq!(back, [i as u8; 64]);
+                    }
+                };
+                futures::join!(serve, trips);
+                let took = entries() - before;
+                assert!(took <= 2 * TRIPS + 8, "{TRIPS} round trips of Send and Recv took {took} kernel entries");
+                assert_eq!(uring.tried_at_once.load(Ordering::Relaxed), tried, "a socket call was tried at once");
                 // Round trips with a peer on another thread: this one parks for each reply.
                 let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 let host_addr = host.local_addr().unwrap();

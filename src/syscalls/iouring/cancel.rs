@@ -5,6 +5,16 @@ use std::task::{Context, Poll};
 
 use crate::sync::{AtomicBool, AtomicWaker, Mutex};
 
+/// What stops the operations a backend keeps by a key of its own (io_uring's requests, by their
+/// `user_data`): told once, with the operation's key, when its cancellation is asked for. Held
+/// weakly by the ring beside the operation, so registering one allocates nothing and takes only
+/// the ring's lock (see `SyscallCompletionRing::stop_with`); a [`CancelToken`] is for backends
+/// that poll for cancellation.
+pub(crate) trait Stop: Send + Sync {
+    /// Asks the backend to stop the operation it keeps as `key` (harmless if it already ended).
+    fn stop(&self, key: u64);
+}
+
 /// A hook run on cancellation.
 type Hook = Box<dyn Fn() + Send + Sync>;
 

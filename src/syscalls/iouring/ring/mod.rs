@@ -49,7 +49,7 @@ use std::sync::{Arc, Weak};
 use std::task::Waker;
 use std::time::Instant;
 
-use super::cancel::CancelToken;
+use super::cancel::{CancelToken, Stop};
 use super::metrics::{Metrics, ProcessStats};
 use super::stats::Counters;
 use super::stream::CompletionStream;
@@ -196,6 +196,8 @@ struct RingState {
 #[must_use]
 pub(crate) struct AfterUnlock {
     cancel: Vec<Arc<CancelToken>>,
+    /// Backends to tell to stop an operation, by its key there.
+    stops: Vec<(std::sync::Weak<dyn Stop>, u64)>,
     wakers: Vec<Waker>,
     notify_waiters: bool,
     close_fds: Vec<i32>,
@@ -298,6 +300,11 @@ impl SyscallCompletionRing {
     pub(crate) fn after_unlock(&self, after: AfterUnlock) {
         for token in after.cancel {
             token.cancel();
+        }
+        for (stop, key) in after.stops {
+            if let Some(stop) = stop.upgrade() {
+                stop.stop(key);
+            }
         }
         for w in after.wakers {
             w.wake();

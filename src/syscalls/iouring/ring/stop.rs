@@ -2,13 +2,13 @@
 //! once, a running one is asked to stop, through its backend's token if it has one), and
 //! destroying the ring.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::slots::{Owner, Phase};
 use super::{AfterUnlock, RingState, SyscallCompletionRing};
 use crate::op::SyscallCompletionEntry;
 use crate::op::{IoUringError, OpError, Result};
-use crate::syscalls::iouring::cancel::CancelToken;
+use crate::syscalls::iouring::cancel::{CancelToken, Stop};
 
 /// A running operation's cancellation: whether it was asked for, and the token of a backend
 /// that watches for it. The token is made only when a backend asks for one (an operation that
@@ -20,6 +20,8 @@ pub(super) struct Cancel {
     /// Asked for by its deadline (see `deadline`): a `Cancelled` outcome is `ETIMEDOUT`.
     timed_out: bool,
     token: Option<Arc<CancelToken>>,
+    /// The backend that stops it, and its key there (see [`Stop`]).
+    stop: Option<(Weak<dyn Stop>, u64)>,
 }
 
 impl Cancel {
@@ -41,6 +43,7 @@ impl Cancel {
     pub(super) fn request(&mut self, after: &mut AfterUnlock) {
         self.requested = true;
         after.cancel.extend(self.token.clone());
+        after.stops.extend(self.stop.take());
     }
 }
 
@@ -95,6 +98,27 @@ impl SyscallCompletionRing {
             Some(Phase::Queued | Phase::Linked) => Arc::new(CancelToken::new(false)),
             Some(Phase::Done) | None => Arc::new(CancelToken::new(true)),
         }
+    }
+
+    /// Registers `stop` as what stops each of `ops` (a running operation's sequence number and
+    /// its key in the backend), under one lock: one whose cancellation was asked for already is
+    /// stopped at once (once the lock is let go); one that already ended is left alone. Used by
+    /// the backends that keep operations by a key (io_uring's).
+    #[cfg_attr(not(all(feature = "uring", target_os = "linux")), allow(dead_code))]
+    pub(crate) fn stop_with(&self, ops: impl Iterator<Item = (u64, u64)>, stop: &Weak<dyn Stop>) {
+        let mut s = self.lock();
+        let mut after = AfterUnlock::default();
+        for (seq, key) in ops {
+            if let Some(Phase::Running(cancel)) = s.slots.get_mut(&seq).map(|slot| &mut slot.phase) {
+                if cancel.requested {
+                    after.stops.push((stop.clone(), key));
+                } else {
+                    cancel.stop = Some((stop.clone(), key));
+                }
+            }
+        }
+        drop(s);
+        self.after_unlock(after);
     }
 
     /// Ends the ring: queued operations are cancelled, running ones asked to stop, futures

@@ -89,6 +89,51 @@ fn iouring_cancel_hooks_run_outside_the_ring_lock() {
     assert!(r.reap(1)[0].status.is_cancelled());
 }
 
+/// Records the keys a backend was asked to stop, and asks the ring about each as it is told
+/// (which deadlocks if it is told under the ring's lock).
+struct Stops {
+    ring: Arc<SyscallCompletionRing>,
+    told: std::sync::Mutex<Vec<(u64, bool)>>,
+}
+
+impl crate::syscalls::iouring::cancel::Stop for Stops {
+    fn stop(&self, key: u64) {
+        let cancelled = self.ring.is_cancelled(key - 1000);
+        self.told.lock().unwrap().push((key, cancelled));
+    }
+}
+
+#[test]
+fn iouring_a_backend_registered_to_stop_an_operation_is_told_once_outside_the_lock() {
+    let (r, _) = ring(8, 8);
+    let (first, _) = r.enqueue(nops(4), false).unwrap();
+    start_all(&r);
+    let stops = Arc::new(Stops { ring: r.clone(), told: Default::default() });
+    let weak: std::sync::Weak<dyn crate::syscalls::iouring::cancel::Stop> =
+        Arc::downgrade(&stops) as std::sync::Weak<Stops>;
+    let told = || std::mem::take(&mut *stops.told.lock().unwrap());
+    // `first` is cancelled before its backend registers: stopped at registration.
+    r.cancel(first).unwrap();
+    // `first + 3` ended before: nothing to stop.
+    r.complete(first + 3, Ok(OpResult::None));
+    r.stop_with((first..first + 4).map(|seq| (seq, seq + 1000)), &weak);
+    assert_eq!(told(), vec![(first + 1000, true)]);
+    // Cancelled after: told once, however often it is asked for.
+    r.cancel(first + 1).unwrap();
+    r.cancel(first + 1).unwrap();
+    assert_eq!(told(), vec![(first + 1001, true)]);
+    // The ring's end asks the rest, once.
+    r.destroy();
+    assert_eq!(told(), vec![(first + 1002, true)]);
+    // A backend gone is not told.
+    let (r, _) = ring(8, 8);
+    let (seq, _) = r.enqueue(nops(1), false).unwrap();
+    start_all(&r);
+    r.stop_with(std::iter::once((seq, 1)), &weak);
+    drop(stops);
+    r.cancel(seq).unwrap();
+}
+
 #[test]
 fn iouring_waits_out_of_order_compact_the_cq() {
     let (r, counters) = ring(64, 64);
