@@ -91,6 +91,7 @@ pub fn run_block_on(workload: &str, env: &Env) -> Outcome {
 /// server sides (each looping `read_exact` of 64 bytes and `write_all` back) and the clients'
 /// round trips joined on this thread.
 fn echo_block_on(m: &IoUringManager, pid: Pid, n: usize, mut runner: Runner) -> std::io::Result<Sample> {
+    use futures::StreamExt;
     use futures::io::{AsyncReadExt, AsyncWriteExt};
     let loopback: IpNet = "127.0.0.0/8".parse().expect("a network");
     m.set_policy(pid, Policy::default().allow_bind(loopback, ..).allow_listen().allow_connect(loopback, ..))?;
@@ -103,23 +104,33 @@ fn echo_block_on(m: &IoUringManager, pid: Pid, n: usize, mut runner: Runner) -> 
             clients.push(client?);
             servers.push(accepted?.0);
         }
-        let serve = futures::future::join_all(servers.iter_mut().map(|server| async move {
-            let mut buf = [0u8; 64];
-            while server.read_exact(&mut buf).await.is_ok() {
-                if server.write_all(&buf).await.is_err() {
-                    break;
+        // Sets that poll only the futures woken, as a runtime's tasks are (`join_all` of a few
+        // polls every one of them at each wake-up).
+        let serve = servers
+            .iter_mut()
+            .map(|server| async move {
+                let mut buf = [0u8; 64];
+                while server.read_exact(&mut buf).await.is_ok() {
+                    if server.write_all(&buf).await.is_err() {
+                        break;
+                    }
                 }
-            }
-        }));
+            })
+            .collect::<futures::stream::FuturesUnordered<_>>()
+            .collect::<Vec<()>>();
         let trips = async {
             loop {
-                futures::future::join_all(clients.iter_mut().map(|client| async move {
-                    let mut buf = [0u8; 64];
-                    client.write_all(&[1; 64]).await.expect("client write");
-                    client.read_exact(&mut buf).await.expect("client read");
-                    assert_eq!(buf, [1; 64]);
-                }))
-                .await;
+                clients
+                    .iter_mut()
+                    .map(|client| async move {
+                        let mut buf = [0u8; 64];
+                        client.write_all(&[1; 64]).await.expect("client write");
+                        client.read_exact(&mut buf).await.expect("client read");
+                        assert_eq!(buf, [1; 64]);
+                    })
+                    .collect::<futures::stream::FuturesUnordered<_>>()
+                    .collect::<Vec<()>>()
+                    .await;
                 if !runner.record(n as u64) {
                     return runner.finish();
                 }

@@ -13,7 +13,7 @@ use io_uring::{IoUring, Probe, opcode, squeue, types};
 use slab::Slab;
 use std::os::fd::AsRawFd;
 
-use super::prepare::{self, Prepared};
+use super::prepare::{self, Descriptors, Prepared};
 use crate::backend::Stop;
 use crate::backend::{Batch, BatchRuns, Completer, Dispatched, Freed, Origin, Queued};
 use crate::op::{OpError, errno};
@@ -286,7 +286,7 @@ impl Driver {
     /// Hands a batch to the kernel, [`ENTER_AT_MOST`] requests per `io_uring_enter`, each run's
     /// ring kept once for all its operations. An operation that cannot even be prepared (a bad
     /// descriptor, say) completes at once with its error.
-    pub(super) fn submit(self: &Arc<Self>, batch: Batch) {
+    pub(super) fn submit(self: &Arc<Self>, batch: Batch, fds: &mut Descriptors) {
         if batch.is_empty() {
             return;
         }
@@ -294,12 +294,12 @@ impl Driver {
         let mut runs = Runs { runs: runs.into_iter(), pin: 0, left: 0 };
         let mut ops = ops.into_iter().peekable();
         while ops.peek().is_some() {
-            self.submit_some(ops.by_ref().take(ENTER_AT_MOST), &mut runs);
+            self.submit_some(ops.by_ref().take(ENTER_AT_MOST), &mut runs, fds);
         }
     }
 
     /// [`submit`](Self::submit) of at most [`ENTER_AT_MOST`] requests: one enter.
-    fn submit_some(self: &Arc<Self>, ops: impl Iterator<Item = Queued>, runs: &mut Runs) {
+    fn submit_some(self: &Arc<Self>, ops: impl Iterator<Item = Queued>, runs: &mut Runs, fds: &mut Descriptors) {
         // The requests pushed, for those still in flight after the enter (the thread's vector
         // from its last batch, so that each batch does not allocate one).
         let mut submitted = SUBMITTED.with(|v| v.take());
@@ -321,10 +321,9 @@ impl Driver {
             // SAFETY: the `sq` lock is held, so no other `SubmissionQueue` of this ring exists.
             let mut sq = unsafe { self.ring.submission_shared() };
             let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-            let mut fds = prepare::Descriptors::default();
             for (Dispatched { seq, op }, counted) in ops {
                 let mut owner = Owner { pin: runs.pin_next(rings), seq, counted };
-                match prepare::prepare(op, owner.origin(rings), seq, &mut fds) {
+                match prepare::prepare(op, owner.origin(rings), seq, fds) {
                     Ok(prepared) => {
                         // A `Read` or `Write` of a socket waits on its peer as a `Recv` does,
                         // which the executor could not tell: it holds no place in the window

@@ -36,6 +36,7 @@ use crate::op::Class;
 use crate::op::SyscallOpType;
 use crate::process::{DescriptorKind, Process};
 use driver::Driver;
+use prepare::Descriptors;
 
 /// The submission queue size: also the executor's in-flight window.
 const ENTRIES: u32 = 256;
@@ -177,8 +178,8 @@ impl UringBackend {
     /// request, the socket ring for a `Read` or `Write` of a socket (a socket call is first tried
     /// at once).
     #[inline]
-    fn plain_ring(&self, op: &SyscallOpType, process: &Process) -> Option<&Arc<Driver>> {
-        match self.route(op, process) {
+    fn plain_ring(&self, op: &SyscallOpType, process: &Process, fds: &mut Descriptors) -> Option<&Arc<Driver>> {
+        match self.route(op, process, fds) {
             Route::Kernel => Some(&self.driver),
             Route::Net if !op.is_network() => self.net.as_ref(),
             _ => None,
@@ -188,18 +189,20 @@ impl UringBackend {
     /// Whether `op` of `process` goes to a thread's own ring as it is: every kernel request,
     /// socket requests included (none is tried at once there).
     #[inline]
-    fn as_is_to_own(&self, op: &SyscallOpType, process: &Process) -> bool {
-        matches!(self.route(op, process), Route::Kernel | Route::Net)
+    fn as_is_to_own(&self, op: &SyscallOpType, process: &Process, fds: &mut Descriptors) -> bool {
+        matches!(self.route(op, process, fds), Route::Kernel | Route::Net)
     }
 
     /// The ring all of `ops` (each with its process) go to as they are, if they share one.
     fn plain_ring_of<'p>(
         &self,
         mut ops: impl Iterator<Item = (&'p SyscallOpType, &'p Arc<Process>)>,
+        fds: &mut Descriptors,
     ) -> Option<&Arc<Driver>> {
         let (op, process) = ops.next()?;
-        let first = self.plain_ring(op, process)?;
-        ops.all(|(op, process)| self.plain_ring(op, process).is_some_and(|d| Arc::ptr_eq(d, first))).then_some(first)
+        let first = self.plain_ring(op, process, fds)?;
+        ops.all(|(op, process)| self.plain_ring(op, process, fds).is_some_and(|d| Arc::ptr_eq(d, first)))
+            .then_some(first)
     }
 
     /// Where `op` of `process` runs: in the kernel (the file ring, or the socket ring), inline
@@ -210,11 +213,11 @@ impl UringBackend {
     /// for one (the kernel's `READ` would report end of file) and a terminal cannot stop the
     /// host. Only a `Read` or a `Write` has its descriptor looked up here.
     #[inline]
-    fn route(&self, op: &SyscallOpType, process: &Process) -> Route {
+    fn route(&self, op: &SyscallOpType, process: &Process, fds: &mut Descriptors) -> Route {
         match op {
             _ if op.traits().class == Class::Inline => Route::Inline,
-            SyscallOpType::Read { .. } | SyscallOpType::Write { .. } => {
-                match net_ops::read_or_write_of_peer(op, process) {
+            SyscallOpType::Read { fd, .. } | SyscallOpType::Write { fd, .. } => {
+                match fds.get(process, *fd).ok().filter(|d| d.waits_on_peer()) {
                     Some(d) if d.kind() == DescriptorKind::Socket => self.net_route(op),
                     Some(_) => Route::Fallback,
                     None => self.file_route(op),
@@ -247,13 +250,20 @@ impl UringBackend {
     /// tried at once (those that must wait go to the socket ring, in the batch's order). Kernel
     /// requests go to `file` and socket requests to `sockets` (the shared rings, or this
     /// thread's own for both).
-    fn route_each(&self, batch: Batch, file: &Arc<Driver>, sockets: Option<&Arc<Driver>>, try_first: bool) {
+    fn route_each(
+        &self,
+        batch: Batch,
+        file: &Arc<Driver>,
+        sockets: Option<&Arc<Driver>>,
+        try_first: bool,
+        fds: &mut Descriptors,
+    ) {
         let mut kernel = Vec::new();
         let mut net = Vec::new();
         let mut answered = Vec::new();
         let mut elsewhere = Vec::new();
         for sub in batch.into_submissions() {
-            match self.route(sub.op(), sub.process()) {
+            match self.route(sub.op(), sub.process(), fds) {
                 Route::Kernel => kernel.push(sub),
                 Route::Net if !try_first || !sub.op().is_network() => net.push(sub),
                 Route::Net => {
@@ -284,10 +294,10 @@ impl UringBackend {
         // Everything answered at once (a socket's data was there): the drivers' locks are not
         // worth taking for nothing.
         if !kernel.is_empty() {
-            file.submit(kernel.into_iter().collect());
+            file.submit(kernel.into_iter().collect(), fds);
         }
         if let (Some(driver), false) = (sockets, net.is_empty()) {
-            driver.submit(net.into_iter().collect());
+            driver.submit(net.into_iter().collect(), fds);
         }
     }
 }
@@ -328,20 +338,23 @@ impl Backend for UringBackend {
     /// On a thread with a drive task ([`Backend::drive`]), every kernel request
     /// goes to that thread's own ring instead.
     fn submit(&self, batch: Batch) {
+        // The descriptors looked up to route the batch, kept for preparing its requests: one
+        // lookup per request (and one per run of requests on one descriptor).
+        let mut fds = Descriptors::default();
         if let Some(own) = local::own_ring(self.id) {
             // Every socket request goes to the kernel as it is: the tick's one enter submits it,
             // where a call tried at once would mostly fail (a receive posted before its data
             // comes) and cost a system call of its own.
-            if batch.iter().all(|(op, process)| self.as_is_to_own(op, process)) {
-                own.submit(batch);
+            if batch.iter().all(|(op, process)| self.as_is_to_own(op, process, &mut fds)) {
+                own.submit(batch, &mut fds);
             } else {
                 let sockets = self.net.as_ref().map(|_| &own);
-                self.route_each(batch, &own, sockets, false);
+                self.route_each(batch, &own, sockets, false, &mut fds);
             }
-        } else if let Some(driver) = self.plain_ring_of(batch.iter()) {
-            driver.submit(batch);
+        } else if let Some(driver) = self.plain_ring_of(batch.iter(), &mut fds) {
+            driver.submit(batch, &mut fds);
         } else {
-            self.route_each(batch, &self.driver, self.net.as_ref(), true);
+            self.route_each(batch, &self.driver, self.net.as_ref(), true, &mut fds);
         }
     }
 

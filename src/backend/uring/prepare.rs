@@ -61,8 +61,10 @@ enum Kind {
 }
 
 /// The descriptors a batch's requests name, looked up once for a run of requests of one process
-/// on one descriptor (a batch of reads of one file): each lookup takes the process's descriptor
-/// table lock, the dearest step of preparing a read.
+/// on one descriptor (a batch of reads of one file), by routing and preparing alike: each lookup
+/// takes the process's descriptor table lock, the dearest step of preparing a read. Lives for
+/// one `submit` of one batch: what a descriptor named when the batch was routed is what its
+/// requests act on.
 #[derive(Default)]
 pub(super) struct Descriptors {
     /// The last one looked up: the process (by address, alive for the whole batch: every request
@@ -71,7 +73,7 @@ pub(super) struct Descriptors {
 }
 
 impl Descriptors {
-    fn get(&mut self, process: &Process, fd: i32) -> Result<Arc<Descriptor>, OpError> {
+    pub(super) fn get(&mut self, process: &Process, fd: i32) -> Result<Arc<Descriptor>, OpError> {
         if let Some((p, f, d)) = &self.last
             && std::ptr::eq(*p, process)
             && *f == fd
