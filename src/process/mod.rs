@@ -44,14 +44,13 @@ impl Process {
             max_io_bytes: AtomicUsize::new(0),
         };
         p.schedule_by(&sandbox);
+        p.max_io_bytes.store(sandbox.policy().io_byte_limit(), Ordering::Release);
         p
     }
 
-    /// Keeps the scheduling parts of `sandbox`'s policy where the executor reads them, and its
-    /// transfer limit where handles do.
+    /// Keeps the scheduling parts of `sandbox`'s policy where the executor reads them.
     fn schedule_by(&self, sandbox: &Sandbox) {
         let policy = sandbox.policy();
-        self.max_io_bytes.store(policy.io_byte_limit(), Ordering::Relaxed);
         self.weight.store(policy.scheduling_weight(), Ordering::Relaxed);
         let limited = policy.ops_rate_limit().is_some() || policy.bytes_rate_limit().is_some();
         self.rate_limited.store(limited, Ordering::Relaxed);
@@ -62,7 +61,7 @@ impl Process {
     /// handle asks for at most, so that a large buffer makes short transfers, never a refusal
     /// (the policy itself is checked at each submission).
     pub(crate) fn io_limit(&self) -> usize {
-        self.max_io_bytes.load(Ordering::Relaxed)
+        self.max_io_bytes.load(Ordering::Acquire)
     }
 
     /// The most operations the policy in force lets the process have in the backend at once, if
@@ -94,7 +93,11 @@ impl Process {
     fn set_sandbox(&self, sandbox: Arc<Sandbox>) {
         let mut current = self.sandbox.write().unwrap_or_else(|e| e.into_inner());
         self.schedule_by(&sandbox);
+        let limit = sandbox.policy().io_byte_limit();
         *current = sandbox;
+        // After the sandbox, under its lock: a handle that reads the new limit submits under
+        // the new sandbox (or a later one), never under the old with the new limit.
+        self.max_io_bytes.store(limit, Ordering::Release);
     }
 
     fn fds(&self) -> std::sync::MutexGuard<'_, FdTable> {

@@ -102,19 +102,26 @@ impl SyscallCompletionRing {
 
     /// Registers `stop` as what stops each of `ops` (a running operation's sequence number and
     /// its key in the backend), under one lock: one whose cancellation was asked for already is
-    /// stopped at once (once the lock is let go); one that already ended is left alone. Used by
+    /// stopped at once (once the lock is let go), as is every one of a destroyed ring; one that
+    /// ended on its own is left alone. Used by
     /// the backends that keep operations by a key (io_uring's).
     #[cfg_attr(not(all(feature = "uring", target_os = "linux")), allow(dead_code))]
     pub(crate) fn stop_with(&self, ops: impl Iterator<Item = (u64, u64)>, stop: &Weak<dyn Stop>) {
         let mut s = self.lock();
         let mut after = AfterUnlock::default();
+        // A destroyed ring asked every operation it had to stop, those whose slots it ended
+        // (forced futures, the CQ's) too: each is stopped now, wherever its slot stands (one
+        // that ended on its own meanwhile asks the backend for nothing it still has).
+        let destroyed = s.destroyed;
         for (seq, key) in ops {
-            if let Some(Phase::Running(cancel)) = s.slots.get_mut(&seq).map(|slot| &mut slot.phase) {
-                if cancel.requested {
-                    after.stops.push((stop.clone(), key));
-                } else {
+            match s.slots.get_mut(&seq).map(|slot| &mut slot.phase) {
+                Some(Phase::Running(cancel)) if !cancel.requested && !destroyed => {
                     cancel.stop = Some((stop.clone(), key));
                 }
+                Some(Phase::Running(_)) => after.stops.push((stop.clone(), key)),
+                _ if destroyed => after.stops.push((stop.clone(), key)),
+                // Ended on its own: nothing to stop.
+                _ => {}
             }
         }
         drop(s);

@@ -125,6 +125,20 @@ fn iouring_a_backend_registered_to_stop_an_operation_is_told_once_outside_the_lo
     // The ring's end asks the rest, once.
     r.destroy();
     assert_eq!(told(), vec![(first + 1002, true)]);
+    // A ring destroyed before its backend registers (between the enter and the registration):
+    // every operation it had is stopped at registration, its futures' and its CQ's alike.
+    let (r, _) = ring(8, 8);
+    let stops = Arc::new(Stops { ring: r.clone(), told: Default::default() });
+    let weak: std::sync::Weak<dyn crate::syscalls::iouring::cancel::Stop> =
+        Arc::downgrade(&stops) as std::sync::Weak<Stops>;
+    let (queued, _) = r.enqueue(nops(1), false).unwrap();
+    let (owned, _) = r.enqueue(nops(1), true).unwrap();
+    start_all(&r);
+    r.destroy();
+    r.stop_with([(queued, queued + 1000), (owned, owned + 1000)].into_iter(), &weak);
+    let told = std::mem::take(&mut *stops.told.lock().unwrap());
+    assert_eq!(told.iter().map(|&(key, _)| key).collect::<Vec<_>>(), vec![queued + 1000, owned + 1000]);
+    assert!(told.iter().all(|&(_, cancelled)| cancelled), "each counts as asked to stop");
     // A backend gone is not told.
     let (r, _) = ring(8, 8);
     let (seq, _) = r.enqueue(nops(1), false).unwrap();
