@@ -120,9 +120,18 @@ struct InFlight {
     owner: Owner,
 }
 
+/// What a thread's batch keeps of its requests between pushing them and registering those left
+/// in the kernel: kept by the thread for its next batch, empty, so that a batch allocates none.
+#[derive(Default)]
+struct Scratch {
+    /// The requests pushed, as (`user_data`, seq); then those still in flight.
+    submitted: Vec<(u64, u64)>,
+    /// The rings of those still in flight, each with how many (consecutive) are its.
+    runs: Vec<(Origin, usize)>,
+}
+
 thread_local! {
-    /// Each thread's vector of the `user_data` its last batch pushed, kept for its next batch.
-    static SUBMITTED: std::cell::Cell<Vec<u64>> = const { std::cell::Cell::new(Vec::new()) };
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
 }
 
 /// The most requests one `io_uring_enter` submits: the kernel runs what completes at once (page-
@@ -302,7 +311,7 @@ impl Driver {
     fn submit_some(self: &Arc<Self>, ops: impl Iterator<Item = Queued>, runs: &mut Runs, fds: &mut Descriptors) {
         // The requests pushed, for those still in flight after the enter (the thread's vector
         // from its last batch, so that each batch does not allocate one).
-        let mut submitted = SUBMITTED.with(|v| v.take());
+        let Scratch { mut submitted, runs: mut left_runs } = SCRATCH.try_with(|s| s.take()).unwrap_or_default();
         let mut refused = Vec::new();
         let mut left_window = Vec::new();
         let deferred;
@@ -343,7 +352,7 @@ impl Driver {
                         // until the kernel reports the request complete: no completion is taken
                         // without the table's lock, held here.
                         unsafe { self.queue(&mut sq, &sqe) };
-                        submitted.push(user_data);
+                        submitted.push((user_data, seq));
                     }
                     Err(e) => refused.push((owner.completer(rings), e)),
                 }
@@ -372,45 +381,45 @@ impl Driver {
         // ring, or asks the kernel to cancel an unknown request, which is harmless). Whatever
         // of this batch is still there needs the reaper in the kernel (what other submitters
         // left there, they rouse it for: a reaper roused for every submission while another
-        // thread's operation waits would be woken for each, for nothing). `stops` holds them as
-        // (seq, user_data), in `runs` of one ring each.
-        let (mut stops, mut runs) = (Vec::new(), Vec::<(Origin, usize)>::new());
+        // thread's operation waits would be woken for each, for nothing). `submitted` keeps
+        // them, in `left_runs` of one ring each.
+        let entered_none = deferred && !submitted.is_empty();
         let taken = {
             let mut guard = self.table();
             let taken = if deferred { Taken::default() } else { self.take_ready(&mut guard) };
             let Table { ops: table, rings, .. } = &mut *guard;
-            if !table.is_empty() {
-                let mut last_pin = None;
-                for &user_data in &submitted {
-                    if let Some(f) = in_flight(table, user_data) {
-                        match runs.last_mut() {
-                            Some((_, n)) if last_pin == Some(f.owner.pin) => *n += 1,
-                            _ => runs.push((f.owner.origin(rings).clone(), 1)),
-                        }
-                        last_pin = Some(f.owner.pin);
-                        stops.push((f.owner.seq, user_data));
-                    }
-                }
+            let mut last_pin = None;
+            if table.is_empty() {
+                submitted.clear();
             }
+            submitted.retain(|&(user_data, _)| {
+                let Some(f) = in_flight(table, user_data) else { return false };
+                match left_runs.last_mut() {
+                    Some((_, n)) if last_pin == Some(f.owner.pin) => *n += 1,
+                    _ => left_runs.push((f.owner.origin(rings).clone(), 1)),
+                }
+                last_pin = Some(f.owner.pin);
+                true
+            });
             taken
         };
         self.finish(taken);
-        let entered_none = deferred && !submitted.is_empty();
-        submitted.clear();
-        SUBMITTED.with(|v| v.set(submitted));
+        let left_in_flight = !submitted.is_empty();
         if let (Some(local), true) = (&self.local, entered_none) {
             local.unsubmitted.store(true, Ordering::Release);
             local.waker.wake();
-        } else if !stops.is_empty() {
+        } else if left_in_flight {
             self.rouse_reaper();
         }
-        if !stops.is_empty() {
+        if left_in_flight {
             let me: Weak<dyn Stop> = Arc::downgrade(self) as Weak<Driver>;
-            let mut stops = stops.into_iter();
-            for (origin, n) in runs {
+            let mut stops = submitted.drain(..).map(|(user_data, seq)| (seq, user_data));
+            for (origin, n) in left_runs.drain(..) {
                 origin.stop_with(stops.by_ref().take(n), &me);
             }
         }
+        submitted.clear();
+        let _ = SCRATCH.try_with(|s| s.set(Scratch { submitted, runs: left_runs }));
         // Completed outside the table's lock: completing may submit the next batch.
         for (completer, e) in refused {
             completer.complete(Err(e));

@@ -191,6 +191,33 @@ struct RingState {
     deadlines: FxHashMap<u64, crate::timer::TimerKey>,
 }
 
+/// The wakers a pass wakes once the lock is let go: most wake one, which takes no allocation.
+#[derive(Default)]
+struct Wakers {
+    one: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Extend<Waker> for Wakers {
+    fn extend<I: IntoIterator<Item = Waker>>(&mut self, wakers: I) {
+        for waker in wakers {
+            match self.one {
+                None => self.one = Some(waker),
+                Some(_) => self.more.push(waker),
+            }
+        }
+    }
+}
+
+impl IntoIterator for Wakers {
+    type Item = Waker;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Waker>, std::vec::IntoIter<Waker>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.one.into_iter().chain(self.more)
+    }
+}
+
 /// What to do once the ring's lock is released.
 #[derive(Default)]
 #[must_use]
@@ -198,7 +225,7 @@ pub(crate) struct AfterUnlock {
     cancel: Vec<Arc<CancelToken>>,
     /// Backends to tell to stop an operation, by its key there.
     stops: Vec<(std::sync::Weak<dyn Stop>, u64)>,
-    wakers: Vec<Waker>,
+    wakers: Wakers,
     notify_waiters: bool,
     close_fds: Vec<i32>,
     /// Operations were queued that the window must be told of.
