@@ -63,8 +63,9 @@ enum Kind {
 /// The descriptors a batch's requests name, looked up once for a run of requests of one process
 /// on one descriptor (a batch of reads of one file), by routing and preparing alike: each lookup
 /// takes the process's descriptor table lock, the dearest step of preparing a read. Lives for
-/// one `submit` of one batch: what a descriptor named when the batch was routed is what its
-/// requests act on.
+/// one `submit` of one batch and keeps only the last lookup: a request prepared right after it
+/// was routed (most batches hold one) acts on what its descriptor named then; the others look
+/// theirs up again.
 #[derive(Default)]
 pub(super) struct Descriptors {
     /// The last one looked up: the process (by address, alive for the whole batch: every request
