@@ -492,6 +492,11 @@ impl Driver {
         self.push(&[sqe]);
     }
 
+    /// Whether the ring was shut down (its reaper ends once nothing is left in flight).
+    pub(super) fn is_shut_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
     pub(super) fn shut_down(&self) {
         self.shutting_down.store(true, Ordering::Release);
         // A drive task ends at its next poll.

@@ -29,6 +29,43 @@ use super::driver::Driver;
 thread_local! {
     /// The rings of this thread's live drive tasks, by the id of the backend they belong to.
     static OWN: RefCell<Vec<(usize, Arc<Driver>)>> = const { RefCell::new(Vec::new()) };
+    /// The rings this thread's `block_on`s left, by backend: the next one of the same backend
+    /// takes its ring back, as making a ring and its reaper thread costs a hundred times an
+    /// operation. Idle, a ring's reaper sleeps (it reaps what was left in flight first).
+    static IDLE: RefCell<Idle> = const { RefCell::new(Idle(Vec::new())) };
+}
+
+/// The idle rings of a thread; shut down with it (each reaper ends once its ring is empty).
+struct Idle(Vec<(usize, Arc<Driver>)>);
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        for (_, driver) in &self.0 {
+            driver.shut_down();
+        }
+    }
+}
+
+/// The ring a `block_on` of backend `id` left on this thread, if there is one and its backend
+/// has not shut it down. Rings of backends gone are let go of on the way.
+pub(super) fn idle_ring(id: usize) -> Option<Arc<Driver>> {
+    IDLE.try_with(|idle| {
+        let idle = &mut idle.borrow_mut().0;
+        idle.retain(|(_, driver)| !driver.is_shut_down());
+        let at = idle.iter().position(|(of, _)| *of == id)?;
+        Some(idle.swap_remove(at).1)
+    })
+    .ok()
+    .flatten()
+}
+
+/// Keeps `driver`, a ring of backend `id` a `block_on` worked, for the thread's next one; shuts
+/// it down if the thread is ending.
+fn keep_idle(id: usize, driver: Arc<Driver>) {
+    let kept = IDLE.try_with(|idle| idle.borrow_mut().0.push((id, driver.clone())));
+    if kept.is_err() {
+        driver.shut_down();
+    }
 }
 
 /// This thread's own ring for backend `id`, if a drive task works one here.
@@ -86,7 +123,7 @@ impl Drive {
                 return false;
             }
         };
-        let Some(own) = Own::register(self.id, &self.driver) else { return false };
+        let Some(own) = Own::register(self.id, &self.driver, false) else { return false };
         self.started = Some((readiness, own));
         true
     }
@@ -138,16 +175,18 @@ impl Drop for Drive {
     }
 }
 
-/// Runs `future` to completion on this thread with a new ring, `driver`, as the thread's own
-/// (see [`run_on`]). `Err(future)`, not polled, if the thread cannot take it (its locals are
+/// Runs `future` to completion on this thread with `driver` as the thread's own ring (see
+/// [`run_on`]): a new one, or the one its last `block_on` left ([`idle_ring`]), kept for the
+/// next one afterwards. `Err(future)`, not polled, if the thread cannot take it (its locals are
 /// being torn down); the ring is shut down then.
 pub(super) fn run_here(
     id: usize,
     driver: Arc<Driver>,
     future: Pin<&mut dyn Future<Output = ()>>,
 ) -> Result<(), Pin<&mut dyn Future<Output = ()>>> {
-    // Ends the ring's work here as a dropped drive task does, however `future` ends.
-    let Some(_own) = Own::register(id, &driver) else {
+    // Ends the ring's work here as a dropped drive task does, however `future` ends, and keeps
+    // the ring for the thread's next `block_on`.
+    let Some(_own) = Own::register(id, &driver, true) else {
         driver.shut_down();
         return Err(future);
     };
@@ -227,12 +266,14 @@ impl std::task::Wake for Signal {
 struct Own {
     id: usize,
     driver: Arc<Driver>,
+    /// Kept idle for the thread's next `block_on` when dropped, rather than shut down.
+    keep: bool,
 }
 
 impl Own {
     /// `None` if the thread has a ring of its own for backend `id` already, or its locals are
     /// being torn down.
-    fn register(id: usize, driver: &Arc<Driver>) -> Option<Own> {
+    fn register(id: usize, driver: &Arc<Driver>, keep: bool) -> Option<Own> {
         let fresh = OWN
             .try_with(|own| {
                 let mut own = own.borrow_mut();
@@ -245,7 +286,7 @@ impl Own {
             .unwrap_or(false);
         fresh.then(|| {
             driver.set_driving(true);
-            Own { id, driver: driver.clone() }
+            Own { id, driver: driver.clone(), keep }
         })
     }
 }
@@ -255,7 +296,11 @@ impl Drop for Own {
         let _ = OWN.try_with(|own| own.borrow_mut().retain(|(id, _)| *id != self.id));
         self.driver.defer_all(false);
         self.driver.set_driving(false);
-        self.driver.shut_down();
+        if self.keep {
+            keep_idle(self.id, self.driver.clone());
+        } else {
+            self.driver.shut_down();
+        }
     }
 }
 

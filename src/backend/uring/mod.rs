@@ -369,7 +369,9 @@ impl Backend for UringBackend {
         if let Some(own) = local::own_ring(self.id) {
             return local::run_on(&own, future);
         }
-        let Some(driver) = self.own_ring() else { return super::park_until_ready(future) };
+        let Some(driver) = local::idle_ring(self.id).or_else(|| self.own_ring()) else {
+            return super::park_until_ready(future);
+        };
         if let Err(future) = local::run_here(self.id, driver, future) {
             super::park_until_ready(future);
         }
@@ -1294,6 +1296,46 @@ mod tests {
         });
         // The handles' closes, submitted as they dropped, complete.
         until("nothing is pending", || m.stats().pending == 0);
+    }
+
+    /// A thread's `block_on`s share one ring: the next takes back what the last left, with what
+    /// it left in flight reaped meanwhile; between them the thread's submissions go to the
+    /// shared rings. The ring goes (its reaper ends) with the thread, and with its backend.
+    #[test]
+    fn iouring_block_on_keeps_the_threads_ring_for_the_next() {
+        bounded("block_on's ring kept", move || {
+            let Some((uring, m, _dir)) = uring_with_sockets() else { return };
+            let (fd, addr) = parked_socket(&m, 1);
+            let (first, left) = m.block_on(async {
+                let own = super::local::only_own_ring().expect("a ring of its own");
+                // Left in flight as it ends: reaped once the ring is idle.
+                (own, m.submit(1, SyscallSubmissionEntry::new(1, Op::Read { fd, size: 5 }, 7)).unwrap())
+            });
+            assert!(super::local::only_own_ring().is_none(), "between them, the shared rings");
+            std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"hello", addr).unwrap();
+            let reaped = m.wait_completion_timeout(1, left, Duration::from_secs(10)).expect("reaped while idle");
+            assert_eq!(reaped.result, OpResult::Bytes(b"hello".to_vec()));
+            for _ in 0..3 {
+                let again = m.block_on(async {
+                    assert!(m.submit_async(1, Op::Nop).unwrap().await.status.is_success());
+                    super::local::only_own_ring().expect("a ring of its own")
+                });
+                assert!(Arc::ptr_eq(&first, &again), "the same ring");
+            }
+            let first = Arc::downgrade(&first);
+            // Another thread's `block_on` has a ring of its own, which ends with the thread.
+            let other = std::thread::scope(|s| {
+                s.spawn(|| Arc::downgrade(&m.block_on(async { super::local::only_own_ring().unwrap() })))
+                    .join()
+                    .unwrap()
+            });
+            assert!(!std::ptr::eq(other.as_ptr(), first.as_ptr()));
+            until("the ring of a thread gone ended", || other.strong_count() == 0);
+            // The kept ring ends with its backend.
+            drop(m);
+            drop(uring);
+            until("the kept ring ended with its backend", || first.upgrade().is_none_or(|ring| ring.is_shut_down()));
+        });
     }
 
     /// `block_on` inside a drive task's executor (and inside another `block_on`) works the

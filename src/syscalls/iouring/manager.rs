@@ -517,8 +517,11 @@ impl IoUringManager {
     /// and parks in the kernel between ticks: the one `io_uring_enter` that submits a tick's
     /// operations also waits for the next completion, and a task woken from another thread
     /// wakes it with a NOP. A socket round trip costs two system calls, not four (no reactor's
-    /// wait beside it). On the other backends it polls `future` and parks the thread until it
-    /// is woken. Only this crate's operations (and wakers from other threads) wake it: a future
+    /// wait beside it). The thread keeps its ring for its next `block_on` (a ring and its reaper
+    /// thread cost a hundred operations to make: a `block_on` of one operation costs a few
+    /// microseconds, not hundreds), until the thread or the backend ends; between two, the
+    /// ring's reaper sleeps. On the other backends it polls `future` and parks the thread until
+    /// it is woken. Only this crate's operations (and wakers from other threads) wake it: a future
     /// that needs another runtime's reactor or timers belongs on that runtime.
     ///
     /// ```
