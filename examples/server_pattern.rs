@@ -64,14 +64,17 @@ fn main() {
             }
         }))
         .await;
-        let e = start.elapsed();
-        let all = trips * conns;
-        eprintln!(
-            "{name}: {} trips/s, {:.1} us/trip",
-            (all as f64 / e.as_secs_f64()) as u64,
-            e.as_secs_f64() * 1e6 / all as f64
-        );
+        report(&name, trips * conns, start.elapsed());
     });
+}
+
+/// Prints the round trips a second, and the time of one.
+fn report(name: &str, all: usize, took: std::time::Duration) {
+    eprintln!(
+        "{name}: {} trips/s, {:.1} us/trip",
+        (all as f64 / took.as_secs_f64()) as u64,
+        took.as_secs_f64() * 1e6 / all as f64
+    );
 }
 
 /// Futures' I/O traits only (tokio's are in scope above).
@@ -110,13 +113,7 @@ mod plain {
             }));
             futures::pin_mut!(serve, trip);
             futures::future::select(serve, trip).await;
-            let e = start.elapsed();
-            let all = trips * conns;
-            eprintln!(
-                "{name} (block_on): {} trips/s, {:.1} us/trip",
-                (all as f64 / e.as_secs_f64()) as u64,
-                e.as_secs_f64() * 1e6 / all as f64
-            );
+            super::report(&format!("{name} (block_on)"), trips * conns, start.elapsed());
         });
     }
 }

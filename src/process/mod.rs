@@ -41,10 +41,9 @@ impl Process {
             weight: AtomicU32::new(1),
             rate_limited: AtomicBool::new(false),
             max_in_flight: AtomicUsize::new(0),
-            max_io_bytes: AtomicUsize::new(0),
+            max_io_bytes: AtomicUsize::new(sandbox.policy().io_byte_limit()),
         };
         p.schedule_by(&sandbox);
-        p.max_io_bytes.store(sandbox.policy().io_byte_limit(), Ordering::Release);
         p
     }
 

@@ -418,7 +418,7 @@ impl Driver {
                 origin.stop_with(stops.by_ref().take(n), &me);
             }
         }
-        submitted.clear();
+        // Both empty again (drained, or nothing was left in flight).
         let _ = SCRATCH.try_with(|s| s.set(Scratch { submitted, runs: left_runs }));
         // Completed outside the table's lock: completing may submit the next batch.
         for (completer, e) in refused {
