@@ -251,9 +251,9 @@ impl Drop for Drainer {
 /// Runs a file operation to its end (skipped if it was cancelled before it started); a panic
 /// inside it is caught and becomes `EIO`, so that the task goes on with its lane.
 pub(crate) fn execute(sub: Submission) -> (Completer, OpOutcome) {
-    let (op, done) = sub.into_parts();
+    let (mut op, done) = sub.into_parts();
     if op.is_cancelled() {
-        return (done, Err(OpError::cancelled()));
+        return (done, Err(OpError::cancelled().giving_back(op.take_buffer())));
     }
     let outcome = catch_unwind(AssertUnwindSafe(|| file_ops::execute_sync(op))).unwrap_or_else(|_| {
         tracing::error!("a file operation panicked; it completed with EIO");

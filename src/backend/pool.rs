@@ -141,10 +141,13 @@ pub async fn run_waiting<F>(sub: Submission, execute: impl FnOnce(Operation) -> 
 where
     F: Future<Output = OpOutcome>,
 {
-    let (op, mut completer) = sub.into_parts();
+    let (mut op, mut completer) = sub.into_parts();
     if op.is_cancelled() {
-        return completer.complete(Err(OpError::cancelled()));
+        return completer.complete(Err(OpError::cancelled().giving_back(op.take_buffer())));
     }
+    // One that carries the caller's buffer answers its cancellation itself, giving the buffer
+    // back (`net_ops::execute`): it is asked first.
+    let lends = matches!(op.op(), SyscallOpType::ReadInto { .. } | SyscallOpType::WriteFrom { .. });
     // One that was not known to wait when it was counted (a `Read` or `Write` of a socket)
     // gives its place in the window back.
     completer.leave_window();
@@ -152,6 +155,9 @@ where
     let exec = execute(op);
     let mut exec = std::pin::pin!(exec);
     let outcome = poll_fn(|cx| {
+        if lends && let Poll::Ready(outcome) = exec.as_mut().poll(cx) {
+            return Poll::Ready(outcome);
+        }
         if cancel.poll_cancelled(cx).is_ready() {
             return Poll::Ready(Err(OpError::cancelled()));
         }

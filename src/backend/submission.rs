@@ -54,6 +54,12 @@ impl Operation {
         self.origin.process()
     }
 
+    /// The caller's buffer a `ReadInto` or `WriteFrom` carries, taken out to run with and to
+    /// give back with the outcome; `None` for other operations.
+    pub(crate) fn take_buffer(&mut self) -> Option<Vec<u8>> {
+        self.op.take_buffer()
+    }
+
     /// The rights the operation was submitted with: the sandbox that decides where an `Open`
     /// resolves, how many descriptors the process may hold, and what a socket may bind. Taken
     /// at submission, whatever `set_policy` did since. `ECANCELED` if the operation's process

@@ -60,6 +60,24 @@ impl SyscallCompletionEntry {
             SyscallCompletionStatus::Error(_) => Err(io::Error::from_raw_os_error(self.errno().unwrap_or(errno::EIO))),
         }
     }
+
+    /// How an operation that carried the caller's buffer (`ReadInto`, `WriteFrom`) ended: the
+    /// count it moved, or its `errno` as an [`io::Error`], and the buffer back, whatever the
+    /// outcome ([`OpResult::Buf`]). The buffer is empty only where none came back: a backend
+    /// that lost the operation (`EIO`), or a completion of another operation (then the error
+    /// says what it held instead).
+    pub fn into_buf(self) -> (io::Result<usize>, Vec<u8>) {
+        let errno = self.errno();
+        let (count, buf) = match self.result {
+            OpResult::Buf { count, buf } => (Ok(count), buf),
+            got => (Err(io::Error::from(UnexpectedResult { expected: "the caller's buffer (Buf)", got })), Vec::new()),
+        };
+        let moved = match self.status {
+            SyscallCompletionStatus::Success => count,
+            _ => Err(io::Error::from_raw_os_error(errno.unwrap_or(errno::EIO))),
+        };
+        (moved, buf)
+    }
 }
 
 /// A result that is not the value asked of it (`TryFrom<OpResult>`): the operation produced

@@ -96,7 +96,8 @@ pub struct SyscallCompletionEntry {
     pub seq: u64,
     /// How the operation ended.
     pub status: SyscallCompletionStatus,
-    /// What it produced ([`OpResult::None`] unless it succeeded).
+    /// What it produced: [`OpResult::None`] unless it succeeded, but for an operation that
+    /// carried the caller's buffer, which has it back in [`OpResult::Buf`] however it ended.
     pub result: OpResult,
     /// The value given to [`SyscallSubmissionEntry::new`](SyscallSubmissionEntry::new).
     pub user_data: u64,
@@ -104,20 +105,22 @@ pub struct SyscallCompletionEntry {
 }
 
 impl SyscallCompletionEntry {
-    /// A completion from an operation's outcome. `ECANCELED` becomes `Cancelled`.
+    /// A completion from an operation's outcome. `ECANCELED` becomes `Cancelled`. A failure
+    /// that gives the caller's buffer back has it in the result ([`OpResult::Buf`], count 0).
     pub fn from_outcome(seq: u64, user_data: u64, outcome: Result<OpResult, OpError>) -> Self {
         match outcome {
             Ok(result) => {
                 SyscallCompletionEntry { seq, status: SyscallCompletionStatus::Success, result, user_data, errno: 0 }
             }
-            Err(e) if e.is_cancelled() => Self::cancelled(seq, user_data),
-            Err(e) => SyscallCompletionEntry {
-                seq,
-                status: SyscallCompletionStatus::Error(e.message().to_owned()),
-                result: OpResult::None,
-                user_data,
-                errno: e.errno(),
-            },
+            Err(mut e) => {
+                let result = e.take_buffer().map_or(OpResult::None, |buf| OpResult::Buf { count: 0, buf });
+                let status = if e.is_cancelled() {
+                    SyscallCompletionStatus::Cancelled
+                } else {
+                    SyscallCompletionStatus::Error(e.message().to_owned())
+                };
+                SyscallCompletionEntry { seq, status, result, user_data, errno: e.errno() }
+            }
         }
     }
 

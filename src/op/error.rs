@@ -59,18 +59,21 @@ pub type Result<T, E = IoUringError> = std::result::Result<T, E>;
 pub struct OpError {
     errno: i32,
     message: String,
+    /// The caller's buffer of the operation that failed, given back with its completion (see
+    /// [`OpResult::Buf`](super::OpResult::Buf)).
+    buf: Option<Vec<u8>>,
 }
 
 impl OpError {
     /// An error with the system's text for `errno`.
     pub fn from_errno(errno: i32) -> Self {
-        OpError { errno, message: io::Error::from_raw_os_error(errno).to_string() }
+        OpError { errno, message: io::Error::from_raw_os_error(errno).to_string(), buf: None }
     }
 
     /// An error with its own explanation; the errno's name and number are appended.
     pub fn new(errno: i32, why: impl fmt::Display) -> Self {
         let sys = io::Error::from_raw_os_error(errno);
-        OpError { errno, message: format!("{why} ({sys})") }
+        OpError { errno, message: format!("{why} ({sys})"), buf: None }
     }
 
     /// The operation was cancelled (`ECANCELED`).
@@ -97,6 +100,20 @@ impl OpError {
     pub fn is_cancelled(&self) -> bool {
         self.errno == errno::ECANCELED
     }
+
+    /// The same error, giving the caller's buffer back with it (`None`: the operation carried
+    /// none).
+    pub(crate) fn giving_back(mut self, buf: Option<Vec<u8>>) -> Self {
+        if buf.is_some() {
+            self.buf = buf;
+        }
+        self
+    }
+
+    /// The caller's buffer it gives back, taken out of it.
+    pub(crate) fn take_buffer(&mut self) -> Option<Vec<u8>> {
+        self.buf.take()
+    }
 }
 
 impl fmt::Display for OpError {
@@ -110,8 +127,8 @@ impl std::error::Error for OpError {}
 impl From<io::Error> for OpError {
     fn from(e: io::Error) -> Self {
         match e.raw_os_error() {
-            Some(errno) => OpError { errno, message: e.to_string() },
-            None => OpError { errno: errno::EIO, message: e.to_string() },
+            Some(errno) => OpError { errno, message: e.to_string(), buf: None },
+            None => OpError { errno: errno::EIO, message: e.to_string(), buf: None },
         }
     }
 }

@@ -108,6 +108,23 @@ pub enum SyscallOpType {
     Writev { fd: i32, bufs: Vec<Vec<u8>> },
     /// [`Writev`](Self::Writev) at `offset`, without moving the position (`pwritev`).
     WritevAt { fd: i32, offset: u64, bufs: Vec<Vec<u8>> },
+    /// Reads up to `size` bytes into the caller's `buf`, after the bytes it holds: at `offset`
+    /// without moving the position (`pread`), or at the position when `offset` is `None`. A
+    /// buffer with `size` bytes of spare capacity is read into as it is, with no allocation
+    /// (one with less is grown first: `ENOMEM` if it cannot be). On a socket (`offset` `None`) it
+    /// is a receive without flags, as [`Read`](Self::Read) is. Result: [`OpResult::Buf`], `buf`
+    /// with the bytes read appended; the buffer comes back in the completion's result however
+    /// the operation ends (see [`OpResult::Buf`]). [`read_into`](Self::read_into) fills the
+    /// spare capacity.
+    ReadInto { fd: i32, offset: Option<u64>, buf: Vec<u8>, size: usize },
+    /// Writes the caller's `buf[range]`: at `offset` without moving the position (`pwrite`), or
+    /// at the position when `offset` is `None` (on a socket, a send without flags, as
+    /// [`Write`](Self::Write) is). Nothing is copied: the kernel, or the pool thread, writes from
+    /// `buf` itself. Result: [`OpResult::Buf`], the count written (which may be short) and `buf`
+    /// as it was, to submit again from `range.start + count` for the rest; the buffer comes back
+    /// however the operation ends. A range outside `buf` is `EINVAL`.
+    /// [`write_from`](Self::write_from) writes all of it.
+    WriteFrom { fd: i32, offset: Option<u64>, buf: Vec<u8>, range: std::ops::Range<usize> },
     /// Copies up to `len` bytes from `fd_in` at `offset_in` to `fd_out` at `offset_out`, in the
     /// kernel (`copy_file_range`: no copy through memory, and a reflink where the file system
     /// shares blocks), moving neither position. Both are the process's regular files; across
@@ -157,6 +174,19 @@ impl SyscallOpType {
         SyscallOpType::Open { path: path.as_ref().to_string_lossy().into_owned(), flags, mode: 0o644 }
     }
 
+    /// A [`ReadInto`](Self::ReadInto) of as many bytes as `buf` has spare capacity for: no
+    /// allocation.
+    pub fn read_into(fd: i32, offset: Option<u64>, buf: Vec<u8>) -> Self {
+        let size = buf.capacity() - buf.len();
+        SyscallOpType::ReadInto { fd, offset, buf, size }
+    }
+
+    /// A [`WriteFrom`](Self::WriteFrom) of all of `buf`.
+    pub fn write_from(fd: i32, offset: Option<u64>, buf: Vec<u8>) -> Self {
+        let range = 0..buf.len();
+        SyscallOpType::WriteFrom { fd, offset, buf, range }
+    }
+
     /// The operation's name, as used in error messages (`"read"`, `"open"`, ...).
     pub fn name(&self) -> &'static str {
         match self {
@@ -185,6 +215,8 @@ impl SyscallOpType {
             SyscallOpType::ReadvAt { .. } => "preadv",
             SyscallOpType::Writev { .. } => "writev",
             SyscallOpType::WritevAt { .. } => "pwritev",
+            SyscallOpType::ReadInto { .. } => "read_into",
+            SyscallOpType::WriteFrom { .. } => "write_from",
             SyscallOpType::CopyRange { .. } => "copy_file_range",
             SyscallOpType::Socket { .. } => "socket",
             SyscallOpType::Bind { .. } => "bind",
@@ -220,7 +252,9 @@ impl SyscallOpType {
             | SyscallOpType::Readv { fd, .. }
             | SyscallOpType::ReadvAt { fd, .. }
             | SyscallOpType::Writev { fd, .. }
-            | SyscallOpType::WritevAt { fd, .. } => Some(fd),
+            | SyscallOpType::WritevAt { fd, .. }
+            | SyscallOpType::ReadInto { fd, .. }
+            | SyscallOpType::WriteFrom { fd, .. } => Some(fd),
             // The descriptor written to (the one read from is `fd_in`).
             SyscallOpType::CopyRange { fd_out, .. } => Some(fd_out),
             SyscallOpType::Bind { sockfd, .. }
@@ -255,6 +289,7 @@ impl SyscallOpType {
             SyscallOpType::WriteAt { .. } => (Files, Ends, false),
             SyscallOpType::Readv { .. } | SyscallOpType::ReadvAt { .. } => (Files, Ends, false),
             SyscallOpType::Writev { .. } | SyscallOpType::WritevAt { .. } => (Files, Ends, false),
+            SyscallOpType::ReadInto { .. } | SyscallOpType::WriteFrom { .. } => (Files, Ends, false),
             SyscallOpType::CopyRange { .. } => (Files, Ends, false),
             SyscallOpType::Fsync { .. } => (Files, Ends, false),
             SyscallOpType::Fdatasync { .. } => (Files, Ends, false),
@@ -316,11 +351,15 @@ impl SyscallOpType {
         self.traits().rights
     }
 
-    /// The most bytes a read (`Read`, `ReadAt`, `Readv`, `ReadvAt`, `Recv`, `RecvFrom`,
-    /// `ReadLink`, `ReadDir`) may bring back; 0 for any other operation. What it counts against
-    /// its process's buffer budget until it completes.
-    pub(crate) fn read_len(&self) -> usize {
+    /// The most memory the operation's result may hold: what a read (`Read`, `ReadAt`,
+    /// `Readv`, `ReadvAt`, `Recv`, `RecvFrom`, `ReadLink`, `ReadDir`) may bring back, or the
+    /// caller's buffer a `ReadInto` or `WriteFrom` gives back (its capacity, grown to what the
+    /// read asks); 0 for any other operation. What it counts against its process's buffer
+    /// budget until it completes.
+    pub(crate) fn held_len(&self) -> usize {
         match self {
+            SyscallOpType::ReadInto { buf, size, .. } => buf.capacity().max(buf.len().saturating_add(*size)),
+            SyscallOpType::WriteFrom { buf, .. } => buf.capacity(),
             SyscallOpType::Read { size, .. }
             | SyscallOpType::ReadAt { size, .. }
             | SyscallOpType::Recv { size, .. }
@@ -369,7 +408,7 @@ impl SyscallOpType {
         }
     }
 
-    /// For a write (`Write`, `WriteAt`, `Writev`, `WritevAt`, `Send`, `SendTo`), the bytes it
+    /// For a write (`Write`, `WriteAt`, `Writev`, `WritevAt`, `WriteFrom`, `Send`, `SendTo`), the bytes it
     /// asks to write; `None` for any other operation.
     pub(crate) fn write_len(&self) -> Option<usize> {
         match self {
@@ -380,6 +419,8 @@ impl SyscallOpType {
             SyscallOpType::Writev { bufs, .. } | SyscallOpType::WritevAt { bufs, .. } => {
                 Some(bufs.iter().fold(0, |sum: usize, buf| sum.saturating_add(buf.len())))
             }
+            // A range outside the buffer is refused at submission; until then it asks for none.
+            SyscallOpType::WriteFrom { buf, range, .. } => Some(if range.end <= buf.len() { range.len() } else { 0 }),
             _ => None,
         }
     }
@@ -398,14 +439,27 @@ impl SyscallOpType {
             }
             SyscallOpType::Read { size, .. }
             | SyscallOpType::ReadAt { size, .. }
+            | SyscallOpType::ReadInto { size, .. }
             | SyscallOpType::Recv { size, .. }
             | SyscallOpType::RecvFrom { size, .. } => *size,
             SyscallOpType::Readv { sizes, .. } | SyscallOpType::ReadvAt { sizes, .. } => {
                 sizes.iter().fold(0, |sum: usize, size| sum.saturating_add(*size))
             }
             // A link's target or a directory's page is no transfer: only the buffer budget
-            // counts what it holds (`read_len`).
+            // counts what it holds (`held_len`).
             _ => 0,
+        }
+    }
+}
+
+impl SyscallOpType {
+    /// The caller's buffer a `ReadInto` or `WriteFrom` carries, taken out of it (an empty `Vec`
+    /// is left behind), to be given back with the operation's completion; `None` for any other
+    /// operation.
+    pub(crate) fn take_buffer(&mut self) -> Option<Vec<u8>> {
+        match self {
+            SyscallOpType::ReadInto { buf, .. } | SyscallOpType::WriteFrom { buf, .. } => Some(std::mem::take(buf)),
+            _ => None,
         }
     }
 }
@@ -467,9 +521,12 @@ pub(crate) enum Class {
 
 impl SyscallOpType {
     /// Caps the bytes the operation moves at `max`: a write keeps only the first `max` bytes of
-    /// its data, a read or receive asks for at most `max`; other operations are unchanged.
+    /// its data (a `WriteFrom` writes only the first `max` of its range, its buffer untouched),
+    /// a read or receive asks for at most `max`; other operations are unchanged.
     pub(crate) fn limit_transfer(&mut self, max: usize) {
         match self {
+            SyscallOpType::WriteFrom { range, .. } => range.end = range.start.saturating_add(max).min(range.end),
+            SyscallOpType::ReadInto { size, .. } => *size = (*size).min(max),
             SyscallOpType::Write { data, .. }
             | SyscallOpType::WriteAt { data, .. }
             | SyscallOpType::Send { data, .. }

@@ -40,6 +40,14 @@ pub enum OpResult {
     Dir(DirPage),
     /// Bytes read into several buffers, one per size asked, in order: `Readv`, `ReadvAt`.
     Buffers(Vec<Vec<u8>>),
+    /// The caller's buffer given back, with the bytes the operation moved: `ReadInto` (`buf`
+    /// with the `count` bytes read appended) and `WriteFrom` (`count` bytes of its range
+    /// written, `buf` as it was). It comes back however the operation ends: a failed or
+    /// cancelled one (refused at submission, cancelled while queued, stopped in the kernel)
+    /// has it in its completion's result with `count` 0, as it was submitted; only a backend that
+    /// lost the operation itself (its pool shut down or panicked, `EIO`) or a ring destroyed
+    /// while the operation ran cannot give it back.
+    Buf { count: usize, buf: Vec<u8> },
 }
 
 /// One page of a directory, as [`SyscallOpType::ReadDir`] returns it.
@@ -126,7 +134,9 @@ impl OpResult {
     /// counts against its process's buffer budget until taken.
     pub(crate) fn held_bytes(&self) -> usize {
         match self {
-            OpResult::Bytes(data) | OpResult::Datagram { data, .. } => data.capacity(),
+            OpResult::Bytes(data) | OpResult::Datagram { data, .. } | OpResult::Buf { buf: data, .. } => {
+                data.capacity()
+            }
             OpResult::Path(path) => path.capacity(),
             OpResult::Buffers(bufs) => {
                 bufs.capacity() * std::mem::size_of::<Vec<u8>>() + bufs.iter().map(Vec::capacity).sum::<usize>()

@@ -345,6 +345,18 @@ impl Policy {
             {
                 Err(OpError::new(errno::EINVAL, format!("{}: offset {offset} is past i64::MAX", op.name())))
             }
+            SyscallOpType::ReadInto { offset: Some(offset), .. }
+            | SyscallOpType::WriteFrom { offset: Some(offset), .. }
+                if *offset > i64::MAX as u64 =>
+            {
+                Err(OpError::new(errno::EINVAL, format!("{}: offset {offset} is past i64::MAX", op.name())))
+            }
+            SyscallOpType::WriteFrom { buf, range, .. } if range.start > range.end || range.end > buf.len() => {
+                Err(OpError::new(
+                    errno::EINVAL,
+                    format!("write_from: range {range:?} is not within the buffer's {} bytes", buf.len()),
+                ))
+            }
             SyscallOpType::Readv { sizes, .. } | SyscallOpType::ReadvAt { sizes, .. }
                 if sizes.len() > crate::op::MAX_IOV =>
             {

@@ -170,18 +170,13 @@ impl File {
     /// Reads at `pos` into `buf`'s spare capacity (after its length), without moving the
     /// position: the bytes read (0 at the end of the file, or when `buf` has no spare room),
     /// and `buf` with them appended.
-    pub async fn read_at(&self, mut buf: Vec<u8>, pos: u64) -> (io::Result<usize>, Vec<u8>) {
+    pub async fn read_at(&self, buf: Vec<u8>, pos: u64) -> (io::Result<usize>, Vec<u8>) {
         let size = (buf.capacity() - buf.len()).min(self.stream.cap());
         if size == 0 {
             return (Ok(0), buf);
         }
-        match self.run(Op::ReadAt { fd: self.fd(), offset: pos, size }).await.and_then(bytes) {
-            Ok(data) => {
-                buf.extend_from_slice(&data);
-                (Ok(data.len()), buf)
-            }
-            Err(e) => (Err(e), buf),
-        }
+        // Read into `buf` where it lies: no other buffer, no copy.
+        self.tenant().run_lending(Op::ReadInto { fd: self.fd(), offset: Some(pos), buf, size }).await
     }
 
     /// Reads at `pos` until `buf`'s spare capacity is full; `UnexpectedEof` if the file ends
@@ -211,15 +206,26 @@ impl File {
     /// Writes all of `buf` at `pos`, in as many writes as it takes.
     pub async fn write_all_at<B: AsRef<[u8]>>(&self, buf: B, pos: u64) -> (io::Result<()>, B) {
         let (mut done, step) = (0, self.stream.cap());
+        // Each chunk is copied once; what a short write left of it is written from where it
+        // stopped, without another copy.
+        let mut chunk = Vec::new();
         while done < buf.as_ref().len() {
-            let chunk = &buf.as_ref()[done..(done + step).min(buf.as_ref().len())];
-            let op = Op::WriteAt { fd: self.fd(), offset: pos + done as u64, data: chunk.to_vec() };
-            match self.run(op).await.and_then(count) {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
+            chunk.clear();
+            chunk.extend_from_slice(&buf.as_ref()[done..(done + step).min(buf.as_ref().len())]);
+            let mut from = 0;
+            while from < chunk.len() {
+                let range = from..chunk.len();
+                let op = Op::WriteFrom { fd: self.fd(), offset: Some(pos + (done + from) as u64), buf: chunk, range };
+                let (wrote, back) = self.tenant().run_lending(op).await;
+                chunk = back;
+                match wrote {
+                    Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                    Ok(n) => from += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted && !chunk.is_empty() => {}
+                    Err(e) => return (Err(e), buf),
+                }
             }
+            done += from;
         }
         (Ok(()), buf)
     }

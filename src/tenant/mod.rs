@@ -86,6 +86,17 @@ impl Tenant {
         self.manager.submit_async(self.pid, op)?.await.into_result()
     }
 
+    /// Runs an operation that carries the caller's buffer (`ReadInto`, `WriteFrom`) and waits
+    /// for it: the count it moved or its error, and the buffer back (see
+    /// [`SyscallCompletionEntry::into_buf`](crate::op::SyscallCompletionEntry::into_buf); one
+    /// the ring refused to take, full or destroyed, comes back empty).
+    pub(crate) async fn run_lending(&self, op: Op) -> (io::Result<usize>, Vec<u8>) {
+        match self.manager.submit_async(self.pid, op) {
+            Ok(future) => future.await.into_buf(),
+            Err(e) => (Err(e.into()), Vec::new()),
+        }
+    }
+
     /// Runs an operation that makes a descriptor (`Open`, `Socket`, `Accept`): its result,
     /// with the descriptor owned by a handle of the ring it was made on.
     async fn run_owning(&self, op: Op) -> io::Result<(Owned, OpResult)> {

@@ -133,33 +133,38 @@ impl TcpStream {
     /// Sends all of `buf`, in as many sends as it takes.
     pub async fn send_all<B: AsRef<[u8]>>(&self, buf: B) -> (io::Result<()>, B) {
         let (mut done, step) = (0, self.stream.cap());
+        // Each chunk is copied once; what a short send left of it is sent from where it
+        // stopped, without another copy.
+        let mut chunk = Vec::new();
         while done < buf.as_ref().len() {
-            let chunk = &buf.as_ref()[done..(done + step).min(buf.as_ref().len())];
-            let op = Op::Send { sockfd: self.fd(), data: chunk.to_vec(), flags: 0 };
-            match self.tenant().run(op).await.and_then(|r| Ok(usize::try_from(r)?)) {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => done += n,
-                Err(e) => return (Err(e), buf),
+            chunk.clear();
+            chunk.extend_from_slice(&buf.as_ref()[done..(done + step).min(buf.as_ref().len())]);
+            let mut from = 0;
+            while from < chunk.len() {
+                let range = from..chunk.len();
+                let (sent, back) =
+                    self.tenant().run_lending(Op::WriteFrom { fd: self.fd(), offset: None, buf: chunk, range }).await;
+                chunk = back;
+                match sent {
+                    Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                    Ok(n) => from += n,
+                    Err(e) => return (Err(e), buf),
+                }
             }
+            done += from;
         }
         (Ok(()), buf)
     }
 
     /// Receives into `buf`'s spare capacity: the bytes received (0 once the peer shut its side
     /// and everything was read), and `buf` with them appended.
-    pub async fn recv(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    pub async fn recv(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         let size = (buf.capacity() - buf.len()).min(self.stream.cap());
         if size == 0 {
             return (Ok(0), buf);
         }
-        match self.tenant().run(Op::Recv { sockfd: self.fd(), size, flags: 0 }).await {
-            Ok(OpResult::Bytes(data)) => {
-                buf.extend_from_slice(&data);
-                (Ok(data.len()), buf)
-            }
-            Ok(got) => (Err(crate::op::UnexpectedResult { expected: "bytes", got }.into()), buf),
-            Err(e) => (Err(e), buf),
-        }
+        // Received into `buf` where it lies: no other buffer, no copy.
+        self.tenant().run_lending(Op::ReadInto { fd: self.fd(), offset: None, buf, size }).await
     }
 
     /// Shuts down reading, writing or both (named so as not to hide the traits' `shutdown`

@@ -1,11 +1,13 @@
 //! What the async I/O traits of a [`File`](super::File) and a [`TcpStream`](super::TcpStream)
-//! share. Reads and writes at the descriptor's position are `Read` and `Write`, which on a
-//! socket wait as `Recv` and `Send` do.
+//! share. Reads and writes at the descriptor's position are `ReadInto` and `WriteFrom`, which on
+//! a socket wait as `Recv` and `Send` do.
 //!
 //! - A read keeps its operation between polls, so a poll after `Pending` gets the outcome of
 //!   the read it started, and bytes beyond the caller's buffer are kept for the next read.
-//! - A write is taken whole at once: `poll_write` copies the bytes into an operation it runs in
-//!   the background and answers their length, as `tokio::fs::File` does. The background write
+//! - A read reads into the stream's own buffer (`ReadInto`), kept from one read to the next.
+//! - A write is taken whole at once: `poll_write` copies the bytes into the buffer of an
+//!   operation (`WriteFrom`) it runs in the background and answers their length, as
+//!   `tokio::fs::File` does; the buffer comes back for the next write. The background write
 //!   resumes itself after a short count; its failure is what the next write, flush or close
 //!   answers. So a write never reports another buffer's count.
 //! - On a file, reads, writes and seeks share the position: each waits for the others'
@@ -23,23 +25,32 @@ use super::{Discarding, Owned, Tenant};
 use crate::op::{OpResult, SyscallOpType as Op, net_flags};
 use crate::syscalls::CompletionFuture;
 
-/// A write running in the background: `data[done..]` is left, `future` writing its start.
-/// Dropped (with its handle), the write goes on: its completion is discarded, not cancelled,
-/// so what `poll_write` took is written (all but what a short count would have left).
+/// A write running in the background: `future` writes bytes `from..end` of the buffer it
+/// carries (the buffer comes back with its completion, to write the rest after a short count
+/// without another copy, then to take the next write's bytes). Dropped (with its handle), the
+/// write goes on: its completion is discarded, not cancelled, so what `poll_write` took is
+/// written (all but what a short count would have left).
 #[derive(Debug)]
 struct Write {
     future: Discarding,
-    data: Vec<u8>,
-    done: usize,
+    from: usize,
+    end: usize,
 }
+
+/// The largest buffer a stream keeps between transfers, for its next read or write: a read or
+/// write of more allocates its own, and lets it go after.
+const KEEP_AT_MOST: usize = 64 << 10;
 
 #[derive(Debug)]
 pub(super) struct Stream {
     read: Option<CompletionFuture>,
-    /// What a read brought beyond the buffer of the poll that took it, from `taken` on.
+    /// What a read brought beyond the buffer of the poll that took it, from `taken` on; once
+    /// all taken, the buffer the next read reads into.
     leftover: Vec<u8>,
     taken: usize,
     write: Option<Write>,
+    /// The buffer of the last write, back from it, for the next.
+    spare: Vec<u8>,
     seek: Option<(CompletionFuture, io::SeekFrom)>,
     /// A seek asked for by tokio's `start_seek`, not yet polled.
     #[cfg(feature = "tokio")]
@@ -60,6 +71,7 @@ impl Stream {
             leftover: Vec::new(),
             taken: 0,
             write: None,
+            spare: Vec::new(),
             seek: None,
             #[cfg(feature = "tokio")]
             seek_asked: None,
@@ -98,34 +110,41 @@ impl Stream {
     fn poll_written(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some(write) = &mut self.write {
             let done = ready!(Pin::new(&mut write.future).poll(cx));
-            let n = match done.into_result().and_then(|r| Ok(usize::try_from(r)?)) {
-                Ok(0) => Err(io::Error::from(io::ErrorKind::WriteZero)),
-                other => other,
-            };
-            let n = match n {
+            let (from, end) = (write.from, write.end);
+            self.write = None;
+            let (wrote, buf) = done.into_buf();
+            let n = match wrote {
+                Ok(0) => return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero))),
                 Ok(n) => n,
-                Err(e) => {
-                    self.write = None;
-                    return Poll::Ready(Err(e));
-                }
+                Err(e) => return Poll::Ready(Err(e)),
             };
-            write.done += n;
-            if write.done >= write.data.len() {
-                self.write = None;
+            let from = from + n;
+            if from >= end {
+                self.keep_for_writes(buf);
                 break;
             }
-            let rest = write.data[write.done..].to_vec();
-            let future = self.submit(Op::Write { fd: self.owned.fd, data: rest });
-            let write = self.write.as_mut().expect("a write in flight");
-            match future {
-                Ok(future) => write.future = Discarding(Some(future)),
-                Err(e) => {
-                    self.write = None;
-                    return Poll::Ready(Err(e));
-                }
-            }
+            let future = self.submit(Op::WriteFrom { fd: self.owned.fd, offset: None, buf, range: from..end })?;
+            self.write = Some(Write { future: Discarding(Some(future)), from, end });
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Keeps a write's buffer, back from it, for the next write (unless it is large).
+    fn keep_for_writes(&mut self, buf: Vec<u8>) {
+        if buf.capacity() <= KEEP_AT_MOST {
+            self.spare = buf;
+        }
+    }
+
+    /// The buffer the next read reads into: the last read's, all taken (unless it is large).
+    fn read_buffer(&mut self) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.leftover);
+        self.taken = 0;
+        if buf.capacity() > KEEP_AT_MOST {
+            return Vec::new();
+        }
+        buf.clear();
+        buf
     }
 
     /// Drives a read in flight to its end, keeping its bytes for the next read.
@@ -133,10 +152,11 @@ impl Stream {
         if let Some(read) = &mut self.read {
             let done = ready!(Pin::new(read).poll(cx));
             self.read = None;
-            let data: Vec<u8> = done.into_result()?.try_into()?;
-            self.leftover.drain(..self.taken);
-            self.leftover.extend_from_slice(&data);
-            self.taken = 0;
+            // A read starts only once the last one's bytes were all taken: what it brings is
+            // all that is left to take.
+            let (read, buf) = done.into_buf();
+            (self.leftover, self.taken) = (buf, 0);
+            read?;
         }
         Poll::Ready(Ok(()))
     }
@@ -181,17 +201,18 @@ impl Stream {
         }
         if self.read.is_none() {
             let size = want.min(self.cap()).max(1);
-            self.read = Some(self.submit(Op::Read { fd: self.owned.fd, size })?);
+            let buf = self.read_buffer();
+            self.read = Some(self.submit(Op::ReadInto { fd: self.owned.fd, offset: None, buf, size })?);
         }
         let read = self.read.as_mut().expect("a read in flight");
         let done = ready!(Pin::new(read).poll(cx));
         self.read = None;
-        let data: Vec<u8> = done.into_result()?.try_into()?;
-        let n = want.min(data.len());
-        put(&data[..n]);
-        if n < data.len() {
-            (self.leftover, self.taken) = (data, n);
-        }
+        let (read, data) = done.into_buf();
+        (self.leftover, self.taken) = (data, 0);
+        read?;
+        let n = want.min(self.leftover.len());
+        put(&self.leftover[..n]);
+        self.taken = n;
         Poll::Ready(Ok(n))
     }
 
@@ -220,10 +241,13 @@ impl Stream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let data = buf[..buf.len().min(self.cap())].to_vec();
-        let future = self.submit(Op::Write { fd: self.owned.fd, data: data.clone() })?;
-        let n = data.len();
-        self.write = Some(Write { future: Discarding(Some(future)), data, done: 0 });
+        // The one copy a write takes: into the buffer the operation carries (the last write's).
+        let n = buf.len().min(self.cap());
+        let mut data = std::mem::take(&mut self.spare);
+        data.clear();
+        data.extend_from_slice(&buf[..n]);
+        let future = self.submit(Op::write_from(self.owned.fd, None, data))?;
+        self.write = Some(Write { future: Discarding(Some(future)), from: 0, end: n });
         Poll::Ready(Ok(n))
     }
 

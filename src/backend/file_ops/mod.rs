@@ -24,7 +24,10 @@ use crate::process::{Descriptor, DescriptorKind};
 
 /// Executes a file operation (or `Nop`) with blocking system calls. Socket operations are
 /// refused with `EINVAL`: they wait on a reactor, see [`net_ops`].
-pub fn execute_sync(op: Operation) -> OpOutcome {
+pub fn execute_sync(mut op: Operation) -> OpOutcome {
+    if let Some(buf) = op.take_buffer() {
+        return with_buffer(op.op(), op.process(), buf);
+    }
     let process = op.process();
     match op.op() {
         SyscallOpType::Nop => Ok(OpResult::None),
@@ -189,6 +192,73 @@ pub fn seek_from(offset: i64, whence: i32) -> Result<SeekFrom, OpError> {
         4 => u64::try_from(offset).map(SeekFrom::Hole).map_err(|_| negative()),
         _ => Err(OpError::new(errno::EINVAL, format!("lseek: whence {whence} is not supported"))),
     }
+}
+
+/// Runs a `ReadInto` or `WriteFrom` of a file with the caller's buffer, taken out of `op`: it
+/// comes back in the outcome however the operation ends ([`give_back`]).
+fn with_buffer(op: &SyscallOpType, process: &crate::process::Process, mut buf: Vec<u8>) -> OpOutcome {
+    let moved = match *op {
+        SyscallOpType::ReadInto { fd, offset, size, .. } => process.descriptor(fd).and_then(|d| {
+            let size = room_for(&d, &mut buf, size, offset)?;
+            retry(|| {
+                // SAFETY: both calls return the bytes they wrote at the start of `room`.
+                unsafe {
+                    fill_spare(&mut buf, size, |room| match offset {
+                        Some(offset) => rustix::io::pread(&*d, room, offset).map(|(read, _)| read.len()),
+                        None => rustix::io::read(&*d, room).map(|(read, _)| read.len()),
+                    })
+                }
+            })
+        }),
+        SyscallOpType::WriteFrom { fd, offset, ref range, .. } => {
+            process.descriptor(fd).and_then(|d| write(&d, &buf[range.clone()], offset))
+        }
+        _ => Err(OpError::new(errno::EINVAL, format!("{} carries no buffer", op.name()))),
+    };
+    give_back(moved, buf)
+}
+
+/// The outcome of an operation that carried the caller's buffer: the buffer, with the count the
+/// operation moved or with its error.
+pub(crate) fn give_back(moved: Result<usize, OpError>, buf: Vec<u8>) -> OpOutcome {
+    match moved {
+        Ok(count) => Ok(OpResult::Buf { count, buf }),
+        Err(e) => Err(e.giving_back(Some(buf))),
+    }
+}
+
+/// Makes room in the caller's `buf` for a read of up to `size` bytes of `d` at `offset`
+/// (`None`: at its position), and returns how many to read: `size` if it has that much spare
+/// capacity (nothing allocated); otherwise it grows by what `d` can fill
+/// ([`read_capacity`]), or fails `ENOMEM` if it cannot.
+pub(crate) fn room_for(d: &Descriptor, buf: &mut Vec<u8>, size: usize, offset: Option<u64>) -> Result<usize, OpError> {
+    if buf.capacity() - buf.len() >= size {
+        return Ok(size);
+    }
+    let size = read_capacity(d, size, offset);
+    buf.try_reserve_exact(size)
+        .map_err(|_| OpError::new(Errno::NOMEM.raw_os_error(), format!("cannot grow a read buffer by {size} bytes")))?;
+    Ok(size)
+}
+
+/// One read of up to `size` bytes into `buf`'s spare capacity (room for them was made,
+/// [`room_for`]), appended to its bytes: the count `read` reports.
+///
+/// # Safety
+///
+/// `read` must return the number of bytes it initialised at the start of the room it is given
+/// (what rustix's reads into a `MaybeUninit` slice report).
+pub(crate) unsafe fn fill_spare(
+    buf: &mut Vec<u8>,
+    size: usize,
+    read: impl FnOnce(&mut [std::mem::MaybeUninit<u8>]) -> Result<usize, Errno>,
+) -> Result<usize, Errno> {
+    let len = buf.len();
+    let room = &mut buf.spare_capacity_mut()[..size];
+    let n = read(room)?.min(size);
+    // SAFETY: the caller's `read` initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(len + n) };
+    Ok(n)
 }
 
 /// Reads up to `size` bytes into a fresh buffer, without zeroing it first. A zero-size read
@@ -368,32 +438,32 @@ pub(crate) fn read_at_now(_op: &SyscallOpType, _process: &crate::process::Proces
 }
 
 /// One non-blocking read of `d`, a FIFO or a character device ([`Descriptor::waits_on_peer`]),
-/// into `buf`'s spare room, for a readiness loop: `EAGAIN` while there is nothing to read. A FIFO
+/// into `room` (the count read, at its start), for a readiness loop: `EAGAIN` while there is nothing to read. A FIFO
 /// that reads as end of file before any writer came (it was opened without waiting for one, see
 /// [`opened`]) is `EAGAIN` too: it reads as end of file only once a writer came and went (poll
 /// reports a hang-up), as after a blocking open that waited for the writer.
-pub(crate) fn read_now(d: &Descriptor, buf: &mut Vec<u8>) -> Result<(), Errno> {
+pub(crate) fn read_now(d: &Descriptor, room: &mut [std::mem::MaybeUninit<u8>]) -> Result<usize, Errno> {
     use rustix::event::{PollFd, PollFlags};
     loop {
         let n = match d.file_type() {
-            FileType::CharacterDevice => without_job_control(|| rustix::io::read(d, spare_capacity(&mut *buf))),
-            _ => rustix::io::read(d, spare_capacity(&mut *buf)),
+            FileType::CharacterDevice => without_job_control(|| rustix::io::read(d, &mut *room).map(|(r, _)| r.len())),
+            _ => rustix::io::read(d, &mut *room).map(|(r, _)| r.len()),
         };
         match n {
             Err(Errno::INTR) => continue,
-            Ok(0) if buf.capacity() > 0 && d.file_type() == FileType::Fifo => {
+            Ok(0) if !room.is_empty() && d.file_type() == FileType::Fifo => {
                 let mut fds = [PollFd::new(d, PollFlags::IN)];
                 rustix::event::poll(&mut fds, Some(&rustix::time::Timespec::default()))?;
                 let seen = fds[0].revents();
                 if seen.contains(PollFlags::HUP) && !seen.contains(PollFlags::IN) {
-                    return Ok(());
+                    return Ok(0);
                 }
                 if !seen.contains(PollFlags::IN) {
                     return Err(Errno::AGAIN);
                 }
                 // Data came after the read: read again.
             }
-            other => return other.map(drop),
+            other => return other,
         }
     }
 }

@@ -38,8 +38,12 @@ pub(crate) const OPCODES: &[(&str, u8)] = &[
 pub(crate) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
     Some(match op {
         SyscallOpType::Nop => opcode::Nop::CODE,
-        SyscallOpType::Read { .. } | SyscallOpType::ReadAt { .. } => opcode::Read::CODE,
-        SyscallOpType::Write { .. } | SyscallOpType::WriteAt { .. } => opcode::Write::CODE,
+        SyscallOpType::Read { .. } | SyscallOpType::ReadAt { .. } | SyscallOpType::ReadInto { .. } => {
+            opcode::Read::CODE
+        }
+        SyscallOpType::Write { .. } | SyscallOpType::WriteAt { .. } | SyscallOpType::WriteFrom { .. } => {
+            opcode::Write::CODE
+        }
         SyscallOpType::Readv { .. } | SyscallOpType::ReadvAt { .. } => opcode::Readv::CODE,
         SyscallOpType::Writev { .. } | SyscallOpType::WritevAt { .. } => opcode::Writev::CODE,
         SyscallOpType::Fsync { .. } | SyscallOpType::Fdatasync { .. } => opcode::Fsync::CODE,
@@ -56,18 +60,23 @@ pub(crate) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
 /// What a file request owns while the kernel holds it, and what its entry is built from.
 pub(crate) enum FileKind {
     Nop,
-    /// `len` bytes into `buf`'s spare capacity (none: the read is answered without the kernel's
-    /// file).
+    /// `len` bytes into `buf`'s spare capacity, after its bytes (none: the read is answered
+    /// without the kernel's file). `lent`: `buf` is the caller's (a `ReadInto`), given back.
     Read {
         buf: Vec<u8>,
         len: u32,
         offset: u64,
+        lent: bool,
     },
-    /// `worker`: submitted with `IOSQE_ASYNC`, so that an io-wq worker runs it.
+    /// `data[start..start + len]`. `worker`: submitted with `IOSQE_ASYNC`, so that an io-wq
+    /// worker runs it. `lent`: `data` is the caller's (a `WriteFrom`), given back.
     Write {
         data: Vec<u8>,
+        start: usize,
+        len: u32,
         offset: u64,
         worker: bool,
+        lent: bool,
     },
     Fsync {
         /// Data only (`fdatasync`).
@@ -146,7 +155,7 @@ pub(crate) enum Names {
 }
 
 /// The "current position" offset for `READ`/`WRITE`.
-const CURRENT: u64 = u64::MAX;
+pub(crate) const CURRENT: u64 = u64::MAX;
 
 /// Resolves what file operation `op` (operation `seq` of `origin`) names, with `file` looking a
 /// descriptor up, and takes ownership of what its entry will point into. An `Open` uses the
@@ -159,11 +168,6 @@ pub(crate) fn prepare(
     seq: u64,
     file: &mut impl FnMut(i32) -> Result<Arc<Descriptor>, OpError>,
 ) -> Result<(FileKind, Names), OpError> {
-    // `ReadAt` and `WriteAt` of a socket or a pipe are `ESPIPE`, as pread(2) and pwrite(2) say
-    // (the kernel's READ and WRITE would ignore the offset).
-    let no_offsets = |what: &str| {
-        OpError::new(Errno::SPIPE.raw_os_error(), format!("{what}: the descriptor is a socket or a pipe (no offsets)"))
-    };
     Ok(match op {
         SyscallOpType::Nop => (FileKind::Nop, Names::Nothing),
         SyscallOpType::ReadAt { fd, offset, size } => {
@@ -207,6 +211,12 @@ pub(crate) fn prepare(
             return Err(OpError::new(errno::EINVAL, format!("{} is not an io_uring operation here", other.name())));
         }
     })
+}
+
+/// The error of a read or write at an offset (`what`) of a socket or a pipe: `ESPIPE`, as
+/// pread(2) and pwrite(2) say (the kernel's READ and WRITE would ignore the offset).
+pub(crate) fn no_offsets(what: &str) -> OpError {
+    OpError::new(Errno::SPIPE.raw_os_error(), format!("{what}: the descriptor is a socket or a pipe (no offsets)"))
 }
 
 /// A `READV` of `d` at `offset` ([`CURRENT`]: at its position) into buffers of `sizes` bytes,
@@ -255,7 +265,26 @@ fn read_at(d: &Descriptor, size: usize, offset: u64) -> Result<FileKind, OpError
     let len = read_capacity(d, size, (offset != CURRENT).then_some(offset));
     let buf = read_buffer(len)?;
     let len = len as u32;
-    Ok(FileKind::Read { buf, len, offset })
+    Ok(FileKind::Read { buf, len, offset, lent: false })
+}
+
+/// A `READ` of up to `size` bytes of `d` (not a socket) at `offset` ([`CURRENT`]: at its
+/// position) into the caller's `buf`, after its bytes (a `ReadInto`): the buffer comes back with
+/// an error if it cannot grow to what the read needs.
+pub(crate) fn read_into(d: &Descriptor, mut buf: Vec<u8>, size: usize, offset: u64) -> Result<FileKind, OpError> {
+    match super::room_for(d, &mut buf, size, (offset != CURRENT).then_some(offset)) {
+        // Sizes were checked against MAX_IO_SIZE, which fits a u32.
+        Ok(len) => Ok(FileKind::Read { buf, len: len as u32, offset, lent: true }),
+        Err(e) => Err(e.giving_back(Some(buf))),
+    }
+}
+
+/// A `WRITE` of the caller's `buf[range]` to `d` (not a socket) at `offset` ([`CURRENT`]: at its
+/// position), a `WriteFrom`: as [`write_at`], the buffer given back with the outcome.
+pub(crate) fn write_from(d: &Descriptor, buf: Vec<u8>, range: std::ops::Range<usize>, offset: u64) -> FileKind {
+    let FileKind::Write { worker, .. } = write_at(d, Vec::new(), offset) else { unreachable!("a write") };
+    // The range was checked within the buffer, its length against MAX_IO_SIZE (a u32).
+    FileKind::Write { data: buf, start: range.start, len: range.len() as u32, offset, worker, lent: true }
 }
 
 /// A `WRITE` of `data` to `d` at `offset` ([`CURRENT`]: at its position).
@@ -269,7 +298,8 @@ fn write_at(d: &Descriptor, data: Vec<u8>, offset: u64) -> FileKind {
         FileType::RegularFile => file_size_limited(),
         _ => false,
     };
-    FileKind::Write { data, offset, worker }
+    // The length was checked against MAX_IO_SIZE, which fits a u32.
+    FileKind::Write { len: data.len() as u32, data, start: 0, offset, worker, lent: false }
 }
 
 impl FileKind {
@@ -279,11 +309,12 @@ impl FileKind {
     pub(crate) fn sqe(&mut self, fd: types::Fd) -> squeue::Entry {
         match self {
             FileKind::Nop | FileKind::Read { len: 0, .. } => opcode::Nop::new().build(),
-            FileKind::Read { buf, len, offset } => {
-                opcode::Read::new(fd, buf.as_mut_ptr(), *len).offset(*offset).build()
+            FileKind::Read { buf, len, offset, .. } => {
+                let room = buf.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+                opcode::Read::new(fd, room, *len).offset(*offset).build()
             }
-            FileKind::Write { data, offset, worker } => {
-                let sqe = opcode::Write::new(fd, data.as_ptr(), data.len() as u32).offset(*offset).build();
+            FileKind::Write { data, start, len, offset, worker, .. } => {
+                let sqe = opcode::Write::new(fd, data[*start..].as_ptr(), *len).offset(*offset).build();
                 if *worker { sqe.flags(squeue::Flags::ASYNC) } else { sqe }
             }
             FileKind::Vectored(v) if v.write => {
@@ -314,9 +345,12 @@ impl FileKind {
 pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
     if result < 0 {
         let e = rustix::io::Errno::from_raw_os_error(-result);
-        return Err(match &kind {
+        return Err(match kind {
             FileKind::Open(open) if open.rooted => crate::sandbox::escape_error(&open.name, e),
             FileKind::Open(open) => OpError::new(-result, format!("open {:?}", open.name)),
+            FileKind::Read { buf, lent: true, .. } | FileKind::Write { data: buf, lent: true, .. } => {
+                OpError::from(e).giving_back(Some(buf))
+            }
             _ => OpError::from(e),
         });
     }
@@ -332,12 +366,17 @@ pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
             let st = unsafe { st.assume_init() };
             OpResult::Stat(super::file_stat(&st))
         }
-        FileKind::Read { mut buf, .. } => {
+        FileKind::Read { mut buf, len, lent, .. } => {
+            let n = n.min(len as usize);
             // SAFETY: the kernel wrote `n` bytes (at most the `len` it was given, within the
-            // capacity) at the start of the buffer.
-            unsafe { buf.set_len(n.min(buf.capacity())) };
-            fit(&mut buf);
-            OpResult::Bytes(buf)
+            // spare capacity) at the start of the buffer's spare capacity.
+            unsafe { buf.set_len(buf.len() + n) };
+            if lent {
+                OpResult::Buf { count: n, buf }
+            } else {
+                fit(&mut buf);
+                OpResult::Bytes(buf)
+            }
         }
         FileKind::Vectored(v) if v.write => OpResult::Count(n),
         FileKind::Vectored(v) => {
@@ -354,6 +393,7 @@ pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
             }
             OpResult::Buffers(bufs)
         }
+        FileKind::Write { data, lent: true, .. } => OpResult::Buf { count: n, buf: data },
         FileKind::Write { data, .. } => {
             drop(data);
             OpResult::Count(n)

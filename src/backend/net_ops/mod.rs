@@ -49,9 +49,76 @@ pub trait Readiness: Send + Sync {
 
 /// Executes a socket operation (see [`SyscallOpType::is_network`]); other operations are
 /// refused with `EINVAL`.
-pub async fn execute<R: Readiness>(op: Operation, ready: &R) -> OpOutcome {
+pub async fn execute<R: Readiness>(mut op: Operation, ready: &R) -> OpOutcome {
+    if let Some(buf) = op.take_buffer() {
+        return with_buffer(&op, buf, ready).await;
+    }
     let rights = op.needs_rights()?;
     execute_ref(op.op(), op.process(), rights.as_deref(), ready).await
+}
+
+/// Runs a `ReadInto` or `WriteFrom` of a socket, FIFO or character device with the caller's
+/// buffer, taken out of `op`, raced against its cancellation here, where the buffer outlives the
+/// race: it comes back in the outcome however the operation ends (the pool's
+/// [`run_waiting`](super::run_waiting) lets this run answer a cancellation first).
+async fn with_buffer<R: Readiness>(op: &Operation, mut buf: Vec<u8>, ready: &R) -> OpOutcome {
+    let cancel = op.cancel_token();
+    let moved = {
+        let mut run = std::pin::pin!(moved_with(op.op(), op.process(), &mut buf, ready));
+        std::future::poll_fn(|cx| {
+            if cancel.poll_cancelled(cx).is_ready() {
+                return std::task::Poll::Ready(Err(OpError::cancelled()));
+            }
+            run.as_mut().poll(cx)
+        })
+        .await
+    };
+    file_ops::give_back(moved, buf)
+}
+
+/// What [`with_buffer`] runs: the count moved.
+async fn moved_with<R: Readiness>(
+    op: &SyscallOpType,
+    process: &Process,
+    buf: &mut Vec<u8>,
+    ready: &R,
+) -> Result<usize, OpError> {
+    match *op {
+        SyscallOpType::ReadInto { fd, size, .. } => {
+            let d = process.descriptor(fd)?;
+            let socket = d.kind() == DescriptorKind::Socket;
+            let size = if socket { size } else { size.min(STREAM_CHUNK) };
+            let size = file_ops::room_for(&d, buf, size, None)?;
+            if size == 0 {
+                return Ok(0);
+            }
+            ready
+                .retry(&d, Interest::Read, || {
+                    // SAFETY: both reads return the bytes they wrote at the start of `room`.
+                    unsafe {
+                        file_ops::fill_spare(buf, size, |room| {
+                            if socket {
+                                rustix::net::recv(&*d, room, RecvFlags::empty()).map(|((read, _), _)| read.len())
+                            } else {
+                                file_ops::read_now(&d, room)
+                            }
+                        })
+                    }
+                })
+                .await
+        }
+        SyscallOpType::WriteFrom { fd, ref range, .. } => {
+            let d = process.descriptor(fd)?;
+            let data = &buf[range.clone()];
+            if d.kind() == DescriptorKind::Socket {
+                let flags = send_flags(0);
+                return ready.retry(&d, Interest::Write, || rustix::net::send(&*d, data, flags)).await;
+            }
+            let data = &data[..data.len().min(STREAM_CHUNK)];
+            ready.retry(&d, Interest::Write, || file_ops::write_now(&d, data)).await
+        }
+        _ => Err(OpError::new(errno::EINVAL, format!("{} carries no buffer", op.name()))),
+    }
 }
 
 /// Tries an operation that runs on the readiness path ([`runs_on_readiness`]: the caller has
@@ -71,7 +138,10 @@ pub fn try_now(
     rights: Option<&Sandbox>,
     is_cancelled: impl FnOnce() -> bool,
 ) -> Option<OpOutcome> {
-    if matches!(op, SyscallOpType::Connect { .. }) || is_cancelled() {
+    // One that carries the caller's buffer runs where it can give it back (see `with_buffer`).
+    if matches!(op, SyscallOpType::Connect { .. } | SyscallOpType::ReadInto { .. } | SyscallOpType::WriteFrom { .. })
+        || is_cancelled()
+    {
         return None;
     }
     match execute_now(op, process, rights) {
@@ -96,10 +166,14 @@ pub fn may_wait_on_peer(op: &SyscallOpType, process: &Process) -> bool {
     op.may_wait_on_peer() || read_or_write_of_peer(op, process).is_some()
 }
 
-/// The descriptor a `Read` or `Write` names, if it waits on a peer (one descriptor lookup).
+/// The descriptor a `Read` or `Write` (or a `ReadInto` or `WriteFrom` at the position) names,
+/// if it waits on a peer (one descriptor lookup).
 pub(crate) fn read_or_write_of_peer(op: &SyscallOpType, process: &Process) -> Option<Arc<Descriptor>> {
     match op {
-        SyscallOpType::Read { fd, .. } | SyscallOpType::Write { fd, .. } => {
+        SyscallOpType::Read { fd, .. }
+        | SyscallOpType::Write { fd, .. }
+        | SyscallOpType::ReadInto { fd, offset: None, .. }
+        | SyscallOpType::WriteFrom { fd, offset: None, .. } => {
             process.descriptor(*fd).ok().filter(|d| d.waits_on_peer())
         }
         _ => None,
@@ -235,7 +309,13 @@ async fn execute_ref<R: Readiness>(
             let size = (*size).min(STREAM_CHUNK);
             let mut buf = file_ops::read_buffer(file_ops::read_capacity(&d, size, None))?;
             if size > 0 {
-                ready.retry(&d, Interest::Read, || file_ops::read_now(&d, &mut buf)).await?;
+                let room = buf.capacity();
+                ready
+                    .retry(&d, Interest::Read, || {
+                        // SAFETY: `read_now` returns the bytes it wrote at the start of `room`.
+                        unsafe { file_ops::fill_spare(&mut buf, room, |room| file_ops::read_now(&d, room)) }
+                    })
+                    .await?;
             }
             file_ops::fit(&mut buf);
             Ok(OpResult::Bytes(buf))

@@ -29,16 +29,21 @@ pub(crate) enum NetKind {
     Connect {
         addr: Box<SocketAddrAny>,
     },
+    /// `data[start..start + len]`; `lent`: `data` is the caller's (a `WriteFrom`), given back.
     Send {
         data: Vec<u8>,
+        start: usize,
+        len: u32,
         flags: i32,
+        lent: bool,
     },
-    /// `size` bytes into `buf`'s spare capacity (none: answered at once, as the other backends
-    /// do).
+    /// `size` bytes into `buf`'s spare capacity, after its bytes (none: answered at once, as the
+    /// other backends do); `lent`: `buf` is the caller's (a `ReadInto`), given back.
     Recv {
         buf: Vec<u8>,
         size: u32,
         flags: i32,
+        lent: bool,
     },
     SendTo {
         msg: Box<MsgOut>,
@@ -188,7 +193,30 @@ pub(crate) fn prepare(
 
 /// A `SEND` of `data` (a `Send`, or a `Write` of a socket: `flags` 0), never raising SIGPIPE.
 pub(crate) fn send(data: Vec<u8>, flags: u32) -> NetKind {
-    NetKind::Send { data, flags: net_ops::send_flags(flags).bits() as i32 }
+    // The length was checked against the policy's limit, which fits a u32.
+    NetKind::Send {
+        len: data.len() as u32,
+        data,
+        start: 0,
+        flags: net_ops::send_flags(flags).bits() as i32,
+        lent: false,
+    }
+}
+
+/// A `SEND` of the caller's `buf[range]` (a `WriteFrom` of a socket), given back with the
+/// outcome.
+pub(crate) fn send_from(buf: Vec<u8>, range: std::ops::Range<usize>) -> NetKind {
+    let flags = net_ops::send_flags(0).bits() as i32;
+    NetKind::Send { data: buf, start: range.start, len: range.len() as u32, flags, lent: true }
+}
+
+/// A `RECV` of up to `size` bytes from socket `d` into the caller's `buf`, after its bytes (a
+/// `ReadInto` of a socket): the buffer comes back with an error if it cannot grow.
+pub(crate) fn recv_into(d: &Descriptor, mut buf: Vec<u8>, size: usize) -> Result<NetKind, OpError> {
+    match file_ops::room_for(d, &mut buf, size, None) {
+        Ok(size) => Ok(NetKind::Recv { buf, size: size as u32, flags: 0, lent: true }),
+        Err(e) => Err(e.giving_back(Some(buf))),
+    }
 }
 
 /// A `RECV` of up to `size` bytes from socket `d` (a `Recv`, or a `Read` of a socket: `flags`
@@ -196,7 +224,7 @@ pub(crate) fn send(data: Vec<u8>, flags: u32) -> NetKind {
 pub(crate) fn recv(d: &Descriptor, size: usize, flags: u32) -> Result<NetKind, OpError> {
     let len = net_ops::recv_capacity(d, size);
     // Sizes were checked against the policy's limit, which fits a u32.
-    Ok(NetKind::Recv { buf: file_ops::read_buffer(len)?, size: len as u32, flags: recv_flags(flags) })
+    Ok(NetKind::Recv { buf: file_ops::read_buffer(len)?, size: len as u32, flags: recv_flags(flags), lent: false })
 }
 
 impl NetKind {
@@ -213,14 +241,28 @@ impl NetKind {
                 opcode::Accept::new(fd, out.storage.as_mut_ptr().cast(), &mut out.len).flags(flags).build()
             }
             NetKind::Connect { addr } => opcode::Connect::new(fd, addr.as_ptr().cast(), addr.addr_len()).build(),
-            NetKind::Send { data, flags } => {
-                opcode::Send::new(fd, data.as_ptr(), data.len() as u32).flags(*flags).build()
+            NetKind::Send { data, start, len, flags, .. } => {
+                opcode::Send::new(fd, data[*start..].as_ptr(), *len).flags(*flags).build()
             }
             // Nothing to wait for.
             NetKind::Recv { size: 0, .. } => opcode::Nop::new().build(),
-            NetKind::Recv { buf, size, flags } => opcode::Recv::new(fd, buf.as_mut_ptr(), *size).flags(*flags).build(),
+            NetKind::Recv { buf, size, flags, .. } => {
+                let room = buf.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+                opcode::Recv::new(fd, room, *size).flags(*flags).build()
+            }
             NetKind::SendTo { msg, flags, .. } => opcode::SendMsg::new(fd, &msg.hdr).flags(*flags).build(),
             NetKind::RecvFrom { msg, flags, .. } => opcode::RecvMsg::new(fd, &mut msg.hdr).flags(*flags).build(),
+        }
+    }
+}
+
+impl NetKind {
+    /// The caller's buffer it carries (a `ReadInto` or `WriteFrom` of a socket), to give back
+    /// with its error.
+    pub(crate) fn into_lent(self) -> Option<Vec<u8>> {
+        match self {
+            NetKind::Send { data: buf, lent: true, .. } | NetKind::Recv { buf, lent: true, .. } => Some(buf),
+            _ => None,
         }
     }
 }
@@ -240,13 +282,19 @@ pub(crate) fn outcome(kind: NetKind, n: i32) -> Result<OpResult, OpError> {
             OpResult::Accepted { fd: place.install(Descriptor::new(fd, DescriptorKind::Socket))?, peer }
         }
         NetKind::Connect { .. } => OpResult::None,
+        NetKind::Send { data, lent: true, .. } => OpResult::Buf { count: len, buf: data },
         NetKind::Send { .. } | NetKind::SendTo { .. } => OpResult::Count(len),
-        NetKind::Recv { mut buf, .. } => {
-            // SAFETY: the kernel wrote `len` bytes (at most the capacity it was given) at the
-            // start of the buffer.
-            unsafe { buf.set_len(len.min(buf.capacity())) };
-            file_ops::fit(&mut buf);
-            OpResult::Bytes(buf)
+        NetKind::Recv { mut buf, size, lent, .. } => {
+            let len = len.min(size as usize);
+            // SAFETY: the kernel wrote `len` bytes (at most the `size` it was given, within the
+            // spare capacity) at the start of the buffer's spare capacity.
+            unsafe { buf.set_len(buf.len() + len) };
+            if lent {
+                OpResult::Buf { count: len, buf }
+            } else {
+                file_ops::fit(&mut buf);
+                OpResult::Bytes(buf)
+            }
         }
         NetKind::RecvFrom { msg, mut buf, size, .. } => {
             // SAFETY: as for `Recv`; the datagram's bytes past the buffer were discarded by the

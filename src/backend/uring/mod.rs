@@ -211,12 +211,16 @@ impl UringBackend {
     /// fallback as the others do. A `Read` or `Write` of a FIFO or a character device always
     /// does: it waits on the fallback's reactor, where a read of a FIFO with no writer yet waits
     /// for one (the kernel's `READ` would report end of file) and a terminal cannot stop the
-    /// host. Only a `Read` or a `Write` has its descriptor looked up here.
+    /// host. So does a `ReadInto` or `WriteFrom` at the position. Only these have their
+    /// descriptor looked up here.
     #[inline]
     fn route(&self, op: &SyscallOpType, process: &Process, fds: &mut Descriptors) -> Route {
         match op {
             _ if op.traits().class == Class::Inline => Route::Inline,
-            SyscallOpType::Read { fd, .. } | SyscallOpType::Write { fd, .. } => {
+            SyscallOpType::Read { fd, .. }
+            | SyscallOpType::Write { fd, .. }
+            | SyscallOpType::ReadInto { fd, offset: None, .. }
+            | SyscallOpType::WriteFrom { fd, offset: None, .. } => {
                 match fds.get(process, *fd).ok().filter(|d| d.waits_on_peer()) {
                     Some(d) if d.kind() == DescriptorKind::Socket => self.net_route(op),
                     Some(_) => Route::Fallback,

@@ -122,6 +122,28 @@ pub(super) fn prepare(
                 with(Kind::File(files::write(&d, data)), d)
             }
         }
+        SyscallOpType::ReadInto { fd, offset, buf, size } => {
+            let d = match file(fd) {
+                Ok(d) => d,
+                Err(e) => return Err(e.giving_back(Some(buf))),
+            };
+            match offset {
+                None if d.kind() == DescriptorKind::Socket => with(Kind::Net(net::recv_into(&d, buf, size)?), d),
+                Some(_) if d.is_stream() => return Err(files::no_offsets("pread").giving_back(Some(buf))),
+                _ => with(Kind::File(files::read_into(&d, buf, size, offset.unwrap_or(files::CURRENT))?), d),
+            }
+        }
+        SyscallOpType::WriteFrom { fd, offset, buf, range } => {
+            let d = match file(fd) {
+                Ok(d) => d,
+                Err(e) => return Err(e.giving_back(Some(buf))),
+            };
+            match offset {
+                None if d.kind() == DescriptorKind::Socket => with(Kind::Net(net::send_from(buf, range)), d),
+                Some(_) if d.is_stream() => return Err(files::no_offsets("pwrite").giving_back(Some(buf))),
+                _ => with(Kind::File(files::write_from(&d, buf, range, offset.unwrap_or(files::CURRENT))), d),
+            }
+        }
         other if net::opcode_of(&other).is_some() => {
             let rights = origin.needed_rights(&other, seq)?;
             let (kind, d) = net::prepare(process, rights.as_deref(), other)?;
@@ -172,7 +194,9 @@ impl Prepared {
 pub(super) fn outcome(prepared: &mut Prepared, result: i32) -> OpOutcome {
     match std::mem::replace(&mut prepared.kind, Kind::File(FileKind::Nop)) {
         Kind::File(kind) => files::outcome(kind, result),
-        Kind::Net(_) if result < 0 => Err(OpError::from(rustix::io::Errno::from_raw_os_error(-result))),
+        Kind::Net(kind) if result < 0 => {
+            Err(OpError::from(rustix::io::Errno::from_raw_os_error(-result)).giving_back(kind.into_lent()))
+        }
         Kind::Net(kind) => net::outcome(kind, result),
     }
 }

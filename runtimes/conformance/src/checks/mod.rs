@@ -1,6 +1,7 @@
 //! The checks, by topic. Each takes the backend factory and panics on a failure.
 
 mod asynch;
+mod buffers;
 mod delivery;
 mod files;
 mod handles;
@@ -16,6 +17,7 @@ mod time;
 mod vectored;
 
 pub use asynch::*;
+pub use buffers::*;
 pub use delivery::*;
 pub use files::*;
 pub use handles::*;
@@ -64,7 +66,7 @@ fn rooted(m: &IoUringManager, pid: Pid) -> tempfile::TempDir {
 }
 
 /// Makes a FIFO at `path` (owner read-write).
-fn mkfifo(path: &std::path::Path) {
+pub(crate) fn mkfifo(path: &std::path::Path) {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("a path without NUL");
     // SAFETY: `c_path` is a valid NUL-terminated path that outlives the call.
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo {path:?}");

@@ -16,7 +16,7 @@ use super::{entry, manager};
 use crate::support::{MakeBackend, eventually, run_op};
 
 const T: Duration = Duration::from_secs(30);
-const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub(crate) const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 
 /// Loopback only: bind, listen, connect and send to 127.0.0.0/8 and ::1.

@@ -61,12 +61,24 @@ impl RingState {
         }
         let mut next = Some(link.next);
         while let Some(seq) = next {
-            if self.held.remove(&seq).is_none() {
-                break;
-            }
+            let Some(mut op) = self.held.remove(&seq) else { break };
             next = self.links.remove(&seq).map(|l| l.next);
-            let _always_delivered = self.deliver(seq, Err(OpError::cancelled()), clock, counters, after);
+            let cancelled = OpError::cancelled().giving_back(op.take_buffer());
+            let _always_delivered = self.deliver(seq, Err(cancelled), clock, counters, after);
         }
+    }
+
+    /// Takes queued or held operation `seq` out of the SQ (or its chain's hold), which it ends
+    /// without running: the caller's buffer it carried, to give back with its completion.
+    pub(super) fn unqueue(&mut self, seq: u64) -> Option<Vec<u8>> {
+        let mut op = match self.held.remove(&seq) {
+            Some(op) => op,
+            None => {
+                let at = self.sq.iter().position(|&(q, _)| q == seq)?;
+                self.sq.remove(at)?.1
+            }
+        };
+        op.take_buffer()
     }
 
     /// Ends a chain whose operations were just accepted (`seqs`, queued or held, none started)
@@ -79,12 +91,12 @@ impl RingState {
         counters: &Counters,
         after: &mut AfterUnlock,
     ) {
-        self.sq.retain(|(q, _)| !seqs.contains(q));
         for seq in seqs {
             self.links.remove(&seq);
-            self.held.remove(&seq);
+            let buf = self.unqueue(seq);
             if self.slots.contains_key(&seq) {
-                let _always_delivered = self.deliver(seq, Err(OpError::cancelled()), clock, counters, after);
+                let cancelled = OpError::cancelled().giving_back(buf);
+                let _always_delivered = self.deliver(seq, Err(cancelled), clock, counters, after);
             }
         }
     }

@@ -41,16 +41,14 @@ impl SyscallCompletionRing {
             return; // It ended meanwhile.
         }
         let mut after = AfterUnlock::default();
-        let RingState { slots, sq, held, .. } = &mut *s;
-        let Some(slot) = slots.get_mut(&seq) else { return };
+        let Some(slot) = s.slots.get_mut(&seq) else { return };
         match &mut slot.phase {
             Phase::Done => return,
             Phase::Running(cancel) => cancel.time_out(&mut after),
             Phase::Queued | Phase::Linked => {
-                sq.retain(|&(q, _)| q != seq);
-                held.remove(&seq);
+                let buf = s.unqueue(seq);
                 let queued = s.cq.len();
-                let timed_out = Err(OpError::timed_out());
+                let timed_out = Err(OpError::timed_out().giving_back(buf));
                 let _always_delivered = s.deliver(seq, timed_out, &mut self.clock(), &self.counters, &mut after);
                 if s.cq.len() > queued {
                     s.cq_arrived(&mut after);

@@ -86,8 +86,8 @@ impl SyscallCompletionRing {
                 slot.owner = Owner::Nobody;
             }
             Phase::Queued | Phase::Linked => {
-                s.sq.retain(|&(q, _)| q != seq);
-                s.held.remove(&seq);
+                // Nobody is left to take its buffer back.
+                drop(s.unqueue(seq));
                 s.remove(seq);
                 self.counters.retired(1, true);
                 // What follows it in a chain never runs.
@@ -180,13 +180,13 @@ impl RingState {
         let std::collections::hash_map::Entry::Occupied(mut slot) = self.slots.entry(seq) else {
             return Some(outcome);
         };
-        let outcome = match &slot.get().phase {
-            Phase::Done => return Some(outcome),
-            // Stopped for its deadline: it timed out.
-            Phase::Running(cancel) if cancel.timed_out() && outcome.as_ref().is_err_and(OpError::is_cancelled) => {
-                Err(OpError::timed_out())
+        let outcome = match (&slot.get().phase, outcome) {
+            (Phase::Done, outcome) => return Some(outcome),
+            // Stopped for its deadline: it timed out (with the caller's buffer, if it has one).
+            (Phase::Running(cancel), Err(mut e)) if cancel.timed_out() && e.is_cancelled() => {
+                Err(OpError::timed_out().giving_back(e.take_buffer()))
             }
-            _ => outcome,
+            (_, outcome) => outcome,
         };
         let link = if self.links.is_empty() { None } else { self.links.remove(&seq) };
         let goes_on = link.as_ref().is_some_and(|link| link.goes_on(&outcome));

@@ -60,9 +60,8 @@ impl SyscallCompletionRing {
             Some(Phase::Done) => {}
             Some(Phase::Running(cancel)) => cancel.request(&mut after),
             Some(Phase::Queued | Phase::Linked) => {
-                s.sq.retain(|&(q, _)| q != seq);
-                s.held.remove(&seq);
-                let cancelled = Err(OpError::cancelled());
+                let buf = s.unqueue(seq);
+                let cancelled = Err(OpError::cancelled().giving_back(buf));
                 let queued = s.cq.len();
                 let _always_delivered = s.deliver(seq, cancelled, &mut self.clock(), &self.counters, &mut after);
                 if s.cq.len() > queued {
@@ -136,8 +135,10 @@ impl SyscallCompletionRing {
             return;
         }
         s.destroyed = true;
-        s.sq.clear();
-        s.held.clear();
+        // The buffers of queued operations go back to their futures, with their cancellation.
+        let RingState { sq, held, .. } = &mut *s;
+        let mut bufs: rustc_hash::FxHashMap<u64, Vec<u8>> =
+            sq.drain(..).chain(held.drain()).filter_map(|(seq, mut op)| Some((seq, op.take_buffer()?))).collect();
         s.links.clear();
         s.forget_deadlines();
         let mut discarded = s.cq.len() - s.cq_stale;
@@ -156,7 +157,8 @@ impl SyscallCompletionRing {
                         slot.reserved = 0;
                         forced += 1;
                         slot.phase = Phase::Done;
-                        done.insert(seq, SyscallCompletionEntry::cancelled(seq, slot.user_data));
+                        let cancelled = OpError::cancelled().giving_back(bufs.remove(&seq));
+                        done.insert(seq, SyscallCompletionEntry::from_outcome(seq, slot.user_data, Err(cancelled)));
                         after.wakers.extend(waker.take());
                     } else if let Some(entry) = done.get_mut(&seq)
                         && let Some(fd) = entry.result.new_fd()

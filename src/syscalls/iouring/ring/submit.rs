@@ -123,7 +123,7 @@ impl SyscallCompletionRing {
         let mut clock = self.clock();
         s.metrics.submitted += n as u64;
         let (mut whole_before, mut refused) = (None, false);
-        for (op, user_data) in ops {
+        for (mut op, user_data) in ops {
             let seq = s.next_seq;
             s.next_seq += 1;
             let sampled = clock.at(seq);
@@ -135,7 +135,7 @@ impl SyscallCompletionRing {
                 (true, false) => Owner::Future(None),
                 (false, false) => Owner::Queue,
             };
-            let reserved = op.read_len();
+            let reserved = op.held_len();
             let checked = match sandbox.check(&op) {
                 Ok(()) if reserved > 0 => s.reserve_buffer(&op, reserved, sandbox.policy().buffered_byte_limit()),
                 checked => checked,
@@ -172,9 +172,14 @@ impl SyscallCompletionRing {
                 }
                 (Err(e), _) => {
                     refused = true;
+                    let e = e.giving_back(op.take_buffer());
                     let entry = SyscallCompletionEntry::from_outcome(seq, user_data, Err(e));
                     s.metrics.completed += 1;
                     s.metrics.failed += 1;
+                    // The caller's buffer it gives back counts as any result's does, until taken.
+                    if !matches!(owner, Owner::Nobody) {
+                        s.buffered += entry.result.held_bytes();
+                    }
                     match owner {
                         Owner::Future(_) => {
                             s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Done, reserved: 0 });
