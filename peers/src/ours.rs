@@ -187,12 +187,20 @@ async fn read4k_async(
 ) -> std::io::Result<Sample> {
     let fd = open_data(m, env, pid)?;
     let mut off = Offsets::new(stream);
-    let full = |r: &OpResult| matches!(r, OpResult::Bytes(b) if b.len() == 4096);
+    // Owned buffers handed to each read and back, reused (`ReadInto`), as the peers' are.
+    let mut bufs = vec![Vec::with_capacity(4096); qd];
     loop {
-        let ops: Vec<Op> = (0..qd).map(|_| Op::ReadAt { fd, offset: off.next_offset(), size: 4096 }).collect();
+        let ops: Vec<Op> = bufs
+            .drain(..)
+            .map(|mut buf| {
+                buf.clear();
+                Op::read_into(fd, Some(off.next_offset()), buf)
+            })
+            .collect();
         for done in futures::future::join_all(m.submit_batch_async(pid, ops)?).await {
-            let read = done.into_result()?;
-            assert!(full(&read), "short read: {read:?}");
+            let (read, buf) = done.into_buf();
+            assert_eq!(read?, 4096, "short read");
+            bufs.push(buf);
         }
         if !runner.record(qd as u64) {
             return Ok(runner.finish());
@@ -240,7 +248,7 @@ fn entry(pid: Pid, op: Op) -> Entry {
 /// Takes a batch's completions as the polling API intends: `reap_completions` takes every one
 /// that is ready under one lock, and `wait_completion` blocks only when none is. Each must
 /// have succeeded and, if `check` says so, have the result it accepts.
-fn wait_all(m: &IoUringManager, pid: Pid, seqs: &[u64], check: impl Fn(&OpResult) -> bool) {
+fn wait_all(m: &IoUringManager, pid: Pid, seqs: &[u64], mut check: impl FnMut(OpResult) -> bool) {
     let first = seqs[0];
     let mut left = vec![true; seqs.len()];
     let mut remaining = seqs.len();
@@ -255,7 +263,8 @@ fn wait_all(m: &IoUringManager, pid: Pid, seqs: &[u64], check: impl Fn(&OpResult
             ready.push(m.wait_completion(pid, seqs[oldest]).expect("completion"));
         }
         for done in ready {
-            assert!(done.status.is_success() && check(&done.result), "seq {} failed: {:?}", done.seq, done.result);
+            let (seq, ok) = (done.seq, done.status.is_success());
+            assert!(ok && check(done.result), "seq {seq} failed");
             assert!(std::mem::replace(&mut left[(done.seq - first) as usize], false), "seq {} taken twice", done.seq);
             remaining -= 1;
         }
@@ -309,14 +318,28 @@ fn read4k(
 ) -> std::io::Result<Sample> {
     let fd = open_data(m, env, pid)?;
     let mut off = Offsets::new(stream);
-    let full = |r: &OpResult| matches!(r, OpResult::Bytes(b) if b.len() == 4096);
+    // Owned buffers handed to each read and back, reused (`ReadInto`), as the peers' are.
+    let mut bufs = vec![Vec::with_capacity(4096); qd];
+    let read_into = |buf: Vec<u8>, off: &mut Offsets| {
+        let mut buf = buf;
+        buf.clear();
+        Op::read_into(fd, Some(off.next_offset()), buf)
+    };
+    let full = |bufs: &mut Vec<Vec<u8>>, r: OpResult| match r {
+        OpResult::Buf { count: 4096, buf } => {
+            bufs.push(buf);
+            true
+        }
+        _ => false,
+    };
     loop {
         if qd == 1 {
-            let read = run_one(m, pid, Op::ReadAt { fd, offset: off.next_offset(), size: 4096 })?;
-            assert!(full(&read), "short read: {read:?}");
+            let op = read_into(bufs.pop().expect("a buffer"), &mut off);
+            let read = run_one(m, pid, op)?;
+            assert!(full(&mut bufs, read), "short read");
         } else {
-            let batch = (0..qd).map(|_| entry(pid, Op::ReadAt { fd, offset: off.next_offset(), size: 4096 })).collect();
-            wait_all(m, pid, &m.submit_batch(pid, batch)?, full);
+            let batch = bufs.drain(..).map(|buf| entry(pid, read_into(buf, &mut off))).collect::<Vec<_>>();
+            wait_all(m, pid, &m.submit_batch(pid, batch)?, |r| full(&mut bufs, r));
         }
         if !runner.record(qd as u64) {
             return Ok(runner.finish());
@@ -333,12 +356,22 @@ fn write4k(m: &IoUringManager, env: &Env, mut runner: Runner) -> std::io::Result
     let OpResult::Fd(fd) = run_one(m, WRITE_PID, Op::open(name, O_WRONLY))? else {
         return Err(std::io::Error::other("open gave no descriptor"));
     };
-    let written = |r: &OpResult| matches!(r, OpResult::Count(4096));
+    // Owned buffers written from where they lie and handed back (`WriteFrom`), reused, as the
+    // peers' are.
+    let mut bufs = vec![vec![7u8; 4096]; WRITE_BATCH as usize];
     loop {
         let first = file.next_batch();
         let batch = (0..WRITE_BATCH)
-            .map(|i| entry(WRITE_PID, Op::WriteAt { fd, offset: first + i * 4096, data: vec![7; 4096] }))
+            .zip(bufs.drain(..))
+            .map(|(i, buf)| entry(WRITE_PID, Op::write_from(fd, Some(first + i * 4096), buf)))
             .collect();
+        let written = |r: OpResult| match r {
+            OpResult::Buf { count: 4096, buf } => {
+                bufs.push(buf);
+                true
+            }
+            _ => false,
+        };
         wait_all(m, WRITE_PID, &m.submit_batch(WRITE_PID, batch)?, written);
         debug_assert!(first + WRITE_BATCH * 4096 <= FILE_SIZE);
         if !runner.record(WRITE_BATCH) {

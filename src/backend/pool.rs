@@ -155,13 +155,24 @@ where
     let exec = execute(op);
     let mut exec = std::pin::pin!(exec);
     let outcome = poll_fn(|cx| {
-        if lends && let Poll::Ready(outcome) = exec.as_mut().poll(cx) {
+        if !lends {
+            if cancel.poll_cancelled(cx).is_ready() {
+                return Poll::Ready(Err(OpError::cancelled()));
+            }
+            return exec.as_mut().poll(cx);
+        }
+        if let Poll::Ready(outcome) = exec.as_mut().poll(cx) {
             return Poll::Ready(outcome);
         }
+        // Cancelled since that poll: the run, polled again, sees it and gives the buffer back
+        // (one that does not answer its cancellation ends without it).
         if cancel.poll_cancelled(cx).is_ready() {
-            return Poll::Ready(Err(OpError::cancelled()));
+            return match exec.as_mut().poll(cx) {
+                Poll::Ready(outcome) => Poll::Ready(outcome),
+                Poll::Pending => Poll::Ready(Err(OpError::cancelled())),
+            };
         }
-        exec.as_mut().poll(cx)
+        Poll::Pending
     })
     .await;
     completer.complete(outcome);

@@ -156,6 +156,13 @@ impl Submission {
         self.completer.seq
     }
 
+    /// The caller's buffer a `ReadInto` or `WriteFrom` carries, taken out of it (an empty one is
+    /// left), for a backend that ends the operation without running it: its error gives the
+    /// buffer back with [`OpError::giving_back`]. `None` for other operations.
+    pub fn take_buffer(&mut self) -> Option<Vec<u8>> {
+        self.op.take_buffer()
+    }
+
     /// Caps the bytes this operation moves at `max`: a write sends only the first `max` bytes of
     /// its data, a read or receive asks for at most `max`. For a backend that must split large
     /// transfers, or a test wrapper that injects the short reads and writes the kernel may give.

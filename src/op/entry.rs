@@ -90,7 +90,7 @@ impl SyscallCompletionStatus {
 
 /// The completion of one operation: its sequence number, how it ended, what it produced, and
 /// the submitter's `user_data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SyscallCompletionEntry {
     /// The sequence number `submit` returned.
     pub seq: u64,
@@ -102,16 +102,33 @@ pub struct SyscallCompletionEntry {
     /// The value given to [`SyscallSubmissionEntry::new`](SyscallSubmissionEntry::new).
     pub user_data: u64,
     errno: i32,
+    /// What its result counts against its process's buffer budget until it is taken (set by
+    /// the ring when it delivers it; not part of what the completion says).
+    held: usize,
 }
+
+impl PartialEq for SyscallCompletionEntry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.seq, &self.status, &self.result, self.user_data, self.errno)
+            == (other.seq, &other.status, &other.result, other.user_data, other.errno)
+    }
+}
+
+impl Eq for SyscallCompletionEntry {}
 
 impl SyscallCompletionEntry {
     /// A completion from an operation's outcome. `ECANCELED` becomes `Cancelled`. A failure
     /// that gives the caller's buffer back has it in the result ([`OpResult::Buf`], count 0).
     pub fn from_outcome(seq: u64, user_data: u64, outcome: Result<OpResult, OpError>) -> Self {
         match outcome {
-            Ok(result) => {
-                SyscallCompletionEntry { seq, status: SyscallCompletionStatus::Success, result, user_data, errno: 0 }
-            }
+            Ok(result) => SyscallCompletionEntry {
+                seq,
+                status: SyscallCompletionStatus::Success,
+                result,
+                user_data,
+                errno: 0,
+                held: 0,
+            },
             Err(mut e) => {
                 let result = e.take_buffer().map_or(OpResult::None, |buf| OpResult::Buf { count: 0, buf });
                 let status = if e.is_cancelled() {
@@ -119,7 +136,7 @@ impl SyscallCompletionEntry {
                 } else {
                     SyscallCompletionStatus::Error(e.message().to_owned())
                 };
-                SyscallCompletionEntry { seq, status, result, user_data, errno: e.errno() }
+                SyscallCompletionEntry { seq, status, result, user_data, errno: e.errno(), held: 0 }
             }
         }
     }
@@ -132,11 +149,25 @@ impl SyscallCompletionEntry {
             result: OpResult::None,
             user_data,
             errno: errno::ECANCELED,
+            held: 0,
         }
     }
 
     /// The `errno` of a failed operation (`ECANCELED` for a cancelled one); `None` on success.
     pub fn errno(&self) -> Option<i32> {
         (self.errno != 0).then_some(self.errno)
+    }
+
+    /// What it counts against its process's buffer budget until it is taken.
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Counts `held` bytes against the budget for it: what its operation reserved, or what its
+    /// result holds if that is less (a caller's buffer counts only for what the read grew it
+    /// by, which its reservation bounds).
+    pub(crate) fn hold(&mut self, reserved: usize) -> usize {
+        self.held = reserved.min(self.result.held_bytes());
+        self.held
     }
 }

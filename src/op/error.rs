@@ -55,7 +55,7 @@ pub type Result<T, E = IoUringError> = std::result::Result<T, E>;
 /// [`SyscallCompletionStatus::Error`](super::SyscallCompletionStatus::Error) completion whose
 /// [`errno()`](super::SyscallCompletionEntry::errno) is [`OpError::errno`]. `ECANCELED` turns
 /// into `Cancelled` instead.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct OpError {
     errno: i32,
     message: String,
@@ -101,9 +101,12 @@ impl OpError {
         self.errno == errno::ECANCELED
     }
 
-    /// The same error, giving the caller's buffer back with it (`None`: the operation carried
-    /// none).
-    pub(crate) fn giving_back(mut self, buf: Option<Vec<u8>>) -> Self {
+    /// The same error, giving the caller's buffer of the operation back with it (`None`: the
+    /// operation carried none): its completion has it in [`OpResult::Buf`](super::OpResult::Buf).
+    /// For a backend that ends a `ReadInto` or `WriteFrom` with an error
+    /// ([`Submission::take_buffer`](crate::backend::Submission::take_buffer) takes the buffer
+    /// out of it).
+    pub fn giving_back(mut self, buf: Option<Vec<u8>>) -> Self {
         if buf.is_some() {
             self.buf = buf;
         }
@@ -113,6 +116,18 @@ impl OpError {
     /// The caller's buffer it gives back, taken out of it.
     pub(crate) fn take_buffer(&mut self) -> Option<Vec<u8>> {
         self.buf.take()
+    }
+}
+
+impl fmt::Debug for OpError {
+    /// The errno and message, and the length of a buffer given back (not its bytes).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("OpError");
+        d.field("errno", &self.errno).field("message", &self.message);
+        if let Some(buf) = &self.buf {
+            d.field("buffer_len", &buf.len());
+        }
+        d.finish()
     }
 }
 

@@ -351,15 +351,14 @@ impl SyscallOpType {
         self.traits().rights
     }
 
-    /// The most memory the operation's result may hold: what a read (`Read`, `ReadAt`,
-    /// `Readv`, `ReadvAt`, `Recv`, `RecvFrom`, `ReadLink`, `ReadDir`) may bring back, or the
-    /// caller's buffer a `ReadInto` or `WriteFrom` gives back (its capacity, grown to what the
-    /// read asks); 0 for any other operation. What it counts against its process's buffer
-    /// budget until it completes.
+    /// The most memory the operation may allocate for its result: what a read (`Read`,
+    /// `ReadAt`, `Readv`, `ReadvAt`, `Recv`, `RecvFrom`, `ReadLink`, `ReadDir`) may bring back,
+    /// or what a `ReadInto` may grow the caller's buffer by (the caller's own memory is not
+    /// the crate's to count); 0 for any other operation. What it counts against its process's
+    /// buffer budget until it completes (and its result, until taken).
     pub(crate) fn held_len(&self) -> usize {
         match self {
-            SyscallOpType::ReadInto { buf, size, .. } => buf.capacity().max(buf.len().saturating_add(*size)),
-            SyscallOpType::WriteFrom { buf, .. } => buf.capacity(),
+            SyscallOpType::ReadInto { buf, size, .. } => buf.len().saturating_add(*size).saturating_sub(buf.capacity()),
             SyscallOpType::Read { size, .. }
             | SyscallOpType::ReadAt { size, .. }
             | SyscallOpType::Recv { size, .. }

@@ -44,9 +44,12 @@ pub enum OpResult {
     /// with the `count` bytes read appended) and `WriteFrom` (`count` bytes of its range
     /// written, `buf` as it was). It comes back however the operation ends: a failed or
     /// cancelled one (refused at submission, cancelled while queued, stopped in the kernel)
-    /// has it in its completion's result with `count` 0, as it was submitted; only a backend that
-    /// lost the operation itself (its pool shut down or panicked, `EIO`) or a ring destroyed
-    /// while the operation ran cannot give it back.
+    /// has it in its completion's result with `count` 0, as it was submitted. Only a backend
+    /// that lost the operation itself (its pool shut down or panicked, `EIO`) or a ring
+    /// destroyed while the operation ran cannot give it back; and a submission the ring refuses
+    /// outright (`submit` returns an error: full, destroyed) has no completion, its entry
+    /// dropped with the error (a [`Tenant`](crate::tenant::Tenant)'s handles get theirs back
+    /// even then).
     Buf { count: usize, buf: Vec<u8> },
 }
 

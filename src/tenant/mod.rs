@@ -87,13 +87,13 @@ impl Tenant {
     }
 
     /// Runs an operation that carries the caller's buffer (`ReadInto`, `WriteFrom`) and waits
-    /// for it: the count it moved or its error, and the buffer back (see
-    /// [`SyscallCompletionEntry::into_buf`](crate::op::SyscallCompletionEntry::into_buf); one
-    /// the ring refused to take, full or destroyed, comes back empty).
+    /// for it: the count it moved or its error, and the buffer back, whatever the outcome
+    /// (see [`SyscallCompletionEntry::into_buf`](crate::op::SyscallCompletionEntry::into_buf)),
+    /// a refusal by the ring itself (full, destroyed) included.
     pub(crate) async fn run_lending(&self, op: Op) -> (io::Result<usize>, Vec<u8>) {
-        match self.manager.submit_async(self.pid, op) {
+        match self.manager.submit_async_or_back(self.pid, op) {
             Ok(future) => future.await.into_buf(),
-            Err(e) => (Err(e.into()), Vec::new()),
+            Err((e, op)) => (Err(e.into()), op.and_then(|mut op| op.take_buffer()).unwrap_or_default()),
         }
     }
 

@@ -131,13 +131,14 @@ impl Backend for Held {
     /// uninterruptible one's file operation runs to its end there and then, as one the kernel
     /// had started would, whatever happened to its future).
     fn submit(&self, batch: Batch) {
-        for sub in batch.into_submissions() {
+        for mut sub in batch.into_submissions() {
             let (inner, gate, delay, uninterruptible) =
                 (self.inner.clone(), self.gate.clone(), self.delay, self.uninterruptible);
             self.inner.spawn(Box::pin(async move {
                 let cancel = (!uninterruptible).then(|| sub.cancel_token());
                 if gate.wait(cancel.as_deref()).await.is_err() {
-                    return sub.complete(Err(OpError::cancelled()));
+                    let buf = sub.take_buffer();
+                    return sub.complete(Err(OpError::cancelled().giving_back(buf)));
                 }
                 if !delay.is_zero() {
                     futures_timer::Delay::new(delay).await;

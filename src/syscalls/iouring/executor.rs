@@ -153,9 +153,12 @@ impl IoUringExecutor {
         let n = ops.len();
         // The places the batch may take in the window: exactly those of one operation (none if
         // it waits on a peer), at most one each for more.
-        let most = match ops.peek() {
-            Some((op, _)) if n == 1 => usize::from(!op.may_wait_on_peer()),
-            _ => n,
+        let most = match how.waits_alone {
+            Some(waits) if n == 1 => usize::from(!waits),
+            _ => match ops.peek() {
+                Some((op, _)) if n == 1 => usize::from(!op.may_wait_on_peer()),
+                _ => n,
+            },
         };
         let s = self.inner.lock();
         // A rate-limited process's operations always pass through its SQ, where the limits

@@ -349,6 +349,22 @@ impl IoUringManager {
         Ok(CompletionFuture::new(ring, seq))
     }
 
+    /// [`submit_async`](Self::submit_async) of one operation of `pid` that, refused by the ring
+    /// itself (full, destroyed), gives the operation back with the error, with the caller's
+    /// buffer it may carry (a refusal comes before the ring takes it).
+    pub(crate) fn submit_async_or_back(
+        &self,
+        pid: Pid,
+        op: SyscallOpType,
+    ) -> std::result::Result<CompletionFuture, (IoUringError, Option<SyscallOpType>)> {
+        let how = Accept { to_future: true, waits_alone: Some(op.may_wait_on_peer()), ..Accept::default() };
+        let mut held = Some(SyscallSubmissionEntry::new(pid, op, 0));
+        match self.enqueue(pid, TakeOne(&mut held), how) {
+            Ok((ring, seq)) => Ok(CompletionFuture::new(ring, seq)),
+            Err(e) => Err((e, held.map(|entry| entry.op))),
+        }
+    }
+
     /// Takes up to `max` (default: all) completions from the CQ, in completion order, without
     /// blocking.
     pub fn reap_completions(&self, pid: Pid, max: Option<usize>) -> Result<Vec<SyscallCompletionEntry>> {
@@ -558,6 +574,25 @@ fn entries_for<E: IntoSubmission>(
     entries.iter().try_for_each(|e| check_pid(pid, e))?;
     Ok(entries)
 }
+
+/// The one item of an `Option` it borrows, taken only if the iterator is read: what is not
+/// taken stays with the lender.
+struct TakeOne<'a, T>(&'a mut Option<T>);
+
+impl<T> Iterator for TakeOne<'_, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.0.take()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = usize::from(self.0.is_some());
+        (n, Some(n))
+    }
+}
+
+impl<T> ExactSizeIterator for TakeOne<'_, T> {}
 
 fn check_pid(pid: Pid, entry: &SyscallSubmissionEntry) -> Result<()> {
     if entry.pid != pid {

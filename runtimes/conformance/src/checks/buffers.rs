@@ -108,7 +108,24 @@ pub fn owned_buffers_on_files(make: MakeBackend) {
     assert_eq!(count, 4);
     let (count, buf) = given_back(run_op(&m, 1, Op::read_into(fifo, None, buffer(b"<", 16))));
     assert_eq!((count, buf.as_slice()), (4, &b"<pipe"[..]));
+    // A short write ends its linked chain, as a `Write`'s does: more than a pipe holds.
+    let big = vec![1u8; 200 << 10];
+    let seqs = m.submit_linked(1, vec![entry(1, Op::write_from(fifo, None, big), 0), entry(1, Op::Fsync { fd }, 1)]);
+    let done: Vec<_> = seqs.unwrap().iter().map(|&s| m.wait_completion_timeout(1, s, T).unwrap()).collect();
+    let (count, buf) = given_back(done[0].clone());
+    assert!(count > 0 && count < buf.len(), "a short write: {count} of {}", buf.len());
+    assert!(done[1].status.is_cancelled(), "the chain ended: {:?}", done[1].status);
     assert_eq!(m.stats().pending, 0);
+
+    // The buffer budget counts what the crate allocates, not the caller's own memory: a read
+    // into a large buffer of the caller's fits a small budget; one that must grow the buffer
+    // past it is refused (`ENOMEM`), with the buffer back.
+    m.set_policy(1, Policy::rooted(dir.path()).read_write().max_buffered_bytes(1024)).unwrap();
+    let (count, buf) = given_back(run_op(&m, 1, Op::read_into(fd, Some(0), Vec::with_capacity(64 << 10))));
+    assert_eq!((count, buf.as_slice()), (6, &b"xyz789"[..]));
+    let done = run_op(&m, 1, Op::ReadInto { fd, offset: Some(0), buf: b"g".to_vec(), size: 2048 });
+    assert_eq!(done.errno(), Some(libc::ENOMEM), "{:?}", done.status);
+    assert_eq!(given_back(done), (0, b"g".to_vec()));
 }
 
 /// Sockets: a `ReadInto` at the position of a connected socket waits for data as a receive,
@@ -208,4 +225,14 @@ pub fn owned_buffers_come_back_unrun(make: MakeBackend) {
     gate.open();
     let _ = m.wait_completion_timeout(1, running, Duration::from_millis(1));
     eventually(T, "late completions retired", || m.stats().pending == 0);
+
+    // A backend outside the crate (a wrapper holding operations at a gate) that ends one
+    // without running it gives the buffer back through the public API.
+    let (m, gate) = held(make, 1);
+    let running = m.submit(1, entry(1, Op::read_into(77, Some(0), buffer(b"g", 4)), 0)).unwrap();
+    eventually(T, "the read waits at the gate", || gate.arrived.load(std::sync::atomic::Ordering::SeqCst) == 1);
+    m.cancel(1, running).unwrap();
+    let done = m.wait_completion_timeout(1, running, T).unwrap();
+    assert!(done.status.is_cancelled(), "{:?}", done.status);
+    assert_eq!(given_back(done), (0, b"g".to_vec()));
 }

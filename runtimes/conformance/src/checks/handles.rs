@@ -37,6 +37,27 @@ pub async fn handles_files(make: MakeBackend) {
     assert_eq!((n.unwrap(), &buf[..]), (5, &b"world"[..]));
     let (n, buf) = f.read_at(buf, 0).await;
     assert_eq!((n.unwrap(), buf.len()), (0, 5), "no spare room: nothing read");
+    // Read where the buffer lies: the same allocation back, the bytes appended.
+    let mut room = Vec::with_capacity(16);
+    room.extend_from_slice(b">");
+    let at = room.as_ptr() as usize;
+    let (n, room) = f.read_at(room, 0).await;
+    assert_eq!((n.unwrap(), &room[..], room.as_ptr() as usize), (11, &b">hello world"[..], at));
+    // A ring too full to take the read gives the buffer back with its refusal.
+    m.create_ring(2, Some(1), Some(1)).unwrap();
+    m.set_policy(2, Policy::rooted(root)).unwrap();
+    let full = File::open(&m.tenant(2), "a.txt").await.unwrap();
+    let slow = m
+        .submit(2, ai_os_kernel::syscalls::SyscallOpType::Timeout { duration: std::time::Duration::from_secs(60) })
+        .unwrap();
+    let mut kept = Vec::with_capacity(16);
+    kept.extend_from_slice(b"kept");
+    let (refused, kept) = full.read_at(kept, 0).await;
+    assert_eq!(refused.unwrap_err().kind(), io::ErrorKind::ResourceBusy);
+    assert_eq!(kept, b"kept");
+    m.cancel(2, slow).unwrap();
+    assert!(m.wait_completion(2, slow).unwrap().status.is_cancelled());
+    drop(full);
     let (done, _) = f.write_all_at(b"HELLO", 0).await;
     done.unwrap();
     let (done, buf) = f.read_exact_at(Vec::with_capacity(11), 0).await;

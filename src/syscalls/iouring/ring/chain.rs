@@ -30,7 +30,7 @@ impl Link {
     /// Whether `outcome` of the operation this link follows lets the chain go on.
     pub(super) fn goes_on(&self, outcome: &Result<OpResult, OpError>) -> bool {
         match (outcome, self.whole) {
-            (Ok(OpResult::Count(n)), Some(whole)) => *n == whole,
+            (Ok(OpResult::Count(n) | OpResult::Buf { count: n, .. }), Some(whole)) => *n == whole,
             (Ok(_), _) => true,
             (Err(_), _) => false,
         }

@@ -75,7 +75,7 @@ impl RingState {
     #[inline]
     fn took(&mut self, entry: &SyscallCompletionEntry, clock: &mut Clock) {
         let seq = entry.seq;
-        self.buffered -= entry.result.held_bytes();
+        self.buffered -= entry.held();
         if let Some(times) = self.unstamp(seq)
             && let Some(now) = clock.at(seq)
         {

@@ -190,7 +190,7 @@ impl RingState {
         };
         let link = if self.links.is_empty() { None } else { self.links.remove(&seq) };
         let goes_on = link.as_ref().is_some_and(|link| link.goes_on(&outcome));
-        let entry = SyscallCompletionEntry::from_outcome(seq, slot.get().user_data, outcome);
+        let mut entry = SyscallCompletionEntry::from_outcome(seq, slot.get().user_data, outcome);
         let metrics = &mut self.metrics;
         if let Some(now) = clock.at(seq)
             && let Some(times) = self.stamps.get_mut(&seq)
@@ -202,10 +202,11 @@ impl RingState {
         metrics.failed += u64::from(entry.status.is_error());
         metrics.cancelled += u64::from(entry.status.is_cancelled());
         forget_rights(&mut self.rights, seq);
-        // What the read reserved becomes what its result holds, until taken.
-        self.buffered -= std::mem::take(&mut slot.get_mut().reserved);
+        // What the read reserved becomes what its result holds (no more), until taken.
+        let reserved = std::mem::take(&mut slot.get_mut().reserved);
+        self.buffered -= reserved;
         if !matches!(slot.get().owner, Owner::Nobody) {
-            self.buffered += entry.result.held_bytes();
+            self.buffered += entry.hold(reserved);
         }
         match &mut slot.get_mut().owner {
             Owner::Nobody => {
@@ -237,7 +238,7 @@ impl RingState {
     fn forget_done(&mut self, seq: u64, counters: &Counters, after: &mut AfterUnlock) {
         self.remove(seq);
         if let Some(e) = self.done.remove(&seq) {
-            self.buffered -= e.result.held_bytes();
+            self.buffered -= e.held();
             after.close_fds.extend(e.result.new_fd());
         }
         counters.retired(1, true);

@@ -178,7 +178,7 @@ impl SyscallCompletionRing {
         });
         stamps.retain(|seq, _| slots.contains_key(seq));
         // Only the futures' completions are left to take; nothing is left to run.
-        s.buffered = s.done.values().map(|e| e.result.held_bytes()).sum();
+        s.buffered = s.done.values().map(SyscallCompletionEntry::held).sum();
         s.rights.clear();
         self.counters.retired(discarded, true);
         s.metrics.completed += forced;

@@ -42,6 +42,10 @@ pub(crate) struct Accept {
     pub(crate) to_future: bool,
     pub(crate) linked: bool,
     pub(crate) discard: bool,
+    /// For a batch of one operation: whether it waits on a peer, when the caller knows, so
+    /// that the executor need not take the operation out of the batch to look (one refused
+    /// stays with its caller).
+    pub(crate) waits_alone: Option<bool>,
 }
 
 impl From<bool> for Accept {
@@ -90,7 +94,7 @@ impl SyscallCompletionRing {
         how: Accept,
         mut start: Option<&mut F>,
     ) -> Result<(Accepted, AfterUnlock)> {
-        let Accept { to_future, linked, discard } = how;
+        let Accept { to_future, linked, discard, .. } = how;
         let n = ops.len();
         let pid = self.pid;
         let sandbox = self.process.sandbox();
@@ -176,10 +180,6 @@ impl SyscallCompletionRing {
                     let entry = SyscallCompletionEntry::from_outcome(seq, user_data, Err(e));
                     s.metrics.completed += 1;
                     s.metrics.failed += 1;
-                    // The caller's buffer it gives back counts as any result's does, until taken.
-                    if !matches!(owner, Owner::Nobody) {
-                        s.buffered += entry.result.held_bytes();
-                    }
                     match owner {
                         Owner::Future(_) => {
                             s.slots.insert(seq, Slot { user_data, owner, phase: Phase::Done, reserved: 0 });
