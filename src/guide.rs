@@ -75,6 +75,35 @@
 //! # }
 //! ```
 //!
+//! Underneath, the enum API has the same owned buffers: `ReadInto` reads into the caller's
+//! `Vec` and `WriteFrom` writes one where it lies, and the completion gives the buffer back
+//! ([`OpResult::Buf`](crate::syscalls::OpResult::Buf)) however the operation ends, an error
+//! or a cancellation included.
+//!
+//! ```
+//! # use ai_os_kernel::sandbox::Policy;
+//! use ai_os_kernel::syscalls::{IoUringManager, OpResult, SyscallOpType, open_flags::*};
+//! # fn main() -> std::io::Result<()> {
+//! # let dir = tempfile::tempdir()?;
+//! # let manager = IoUringManager::new();
+//! # manager.set_policy(1, Policy::rooted(dir.path()).read_write())?;
+//! let seq = manager.submit(1, SyscallOpType::open("data", O_RDWR | O_CREAT))?;
+//! let fd: i32 = manager.wait_completion(1, seq)?.into_result()?.try_into()?;
+//! futures::executor::block_on(async {
+//!     let write = SyscallOpType::write_from(fd, Some(0), b"0123456789".to_vec());
+//!     let (wrote, _) = manager.submit_async(1, write)?.await.into_buf();
+//!     assert_eq!(wrote?, 10);
+//!     let buf = Vec::with_capacity(4096);
+//!     let (read, buf) = manager.submit_async(1, SyscallOpType::read_into(fd, Some(2), buf))?.await.into_buf();
+//!     assert_eq!((read?, &buf[..]), (8, &b"23456789"[..]));
+//!     // A bad descriptor fails, and the buffer still comes back.
+//!     let failed = manager.submit_async(1, SyscallOpType::read_into(99, Some(0), buf))?.await;
+//!     assert!(matches!(failed.result, OpResult::Buf { count: 0, ref buf } if buf == b"23456789"));
+//!     std::io::Result::Ok(())
+//! })
+//! # }
+//! ```
+//!
 //! # An async TCP server, under tokio
 //!
 //! With the `tokio` feature a [`TcpStream`](crate::tenant::TcpStream) is a

@@ -188,7 +188,7 @@ async fn read4k_async(
     let fd = open_data(m, env, pid)?;
     let mut off = Offsets::new(stream);
     // Owned buffers handed to each read and back, reused (`ReadInto`), as the peers' are.
-    let mut bufs = vec![Vec::with_capacity(4096); qd];
+    let mut bufs: Vec<Vec<u8>> = (0..qd).map(|_| Vec::with_capacity(4096)).collect();
     loop {
         let ops: Vec<Op> = bufs
             .drain(..)
@@ -319,7 +319,7 @@ fn read4k(
     let fd = open_data(m, env, pid)?;
     let mut off = Offsets::new(stream);
     // Owned buffers handed to each read and back, reused (`ReadInto`), as the peers' are.
-    let mut bufs = vec![Vec::with_capacity(4096); qd];
+    let mut bufs: Vec<Vec<u8>> = (0..qd).map(|_| Vec::with_capacity(4096)).collect();
     let read_into = |buf: Vec<u8>, off: &mut Offsets| {
         let mut buf = buf;
         buf.clear();

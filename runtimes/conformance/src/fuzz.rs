@@ -216,7 +216,20 @@ fn decode_op(k: u8, arg: u8) -> Op {
         2 => Op::open("f", O_RDWR),
         3 => Op::ReadAt { fd, offset: u64::from(arg) * 512, size: 4096 },
         4 => Op::ReadAt { fd, offset: u64::MAX - u64::from(arg), size: 1 },
+        // The caller's buffer: at an offset or the position, sizes from none to absurd, with
+        // room or without.
+        5 if arg.is_multiple_of(3) => Op::ReadInto {
+            fd,
+            offset: (arg > 100).then(|| u64::from(arg) * 512),
+            buf: Vec::with_capacity(usize::from(arg) * 16),
+            size: if arg > 200 { usize::MAX - usize::from(arg) } else { usize::from(arg) * 32 },
+        },
         5 => Op::Read { fd, size: if arg.is_multiple_of(2) { 0 } else { usize::MAX } },
+        6 if arg % 3 == 1 => {
+            // A range that may lie outside the buffer.
+            let range = usize::from(arg % 80)..usize::from(arg % 100);
+            Op::WriteFrom { fd, offset: (arg > 128).then(|| u64::from(arg)), buf: vec![arg; 64], range }
+        }
         6 if arg.is_multiple_of(2) => Op::WriteAt { fd, offset: u64::from(arg), data: vec![arg; 64] },
         6 => Op::Fallocate { fd, mode: u32::from(arg) % 0x90, offset: u64::from(arg) * 512, len: 4096 },
         7 if arg.is_multiple_of(2) => Op::Write { fd, data: Vec::new() },
@@ -251,8 +264,25 @@ fn decode_op(k: u8, arg: u8) -> Op {
     }
 }
 
+/// The bit of a `user_data` that marks an operation carrying the caller's buffer.
+const LENDS_SHIFT: u32 = 32;
+
+/// Checks that a completion of an operation that carried the caller's buffer gives it back
+/// (all but one cancelled by its ring's destruction while it ran, which cannot).
+fn gave_back(done: &ai_os_kernel::syscalls::SyscallCompletionEntry) {
+    if done.user_data >> LENDS_SHIFT == 1 {
+        assert!(
+            matches!(done.result, OpResult::Buf { .. }) || done.status.is_cancelled(),
+            "no buffer back: {:?} {:?}",
+            done.status,
+            done.result
+        );
+    }
+}
+
 /// Runs the manager calls fuzz bytes describe, three bytes a call, then checks that everything
-/// accepted was completed exactly once and nothing is left open.
+/// accepted was completed exactly once and nothing is left open; that every completion of an
+/// operation that carried the caller's buffer gives it back.
 pub fn op_sequence_case(data: &[u8]) {
     let m = IoUringManager::with_backend(shared_backend());
     let policy = |pick: u8| match pick % 3 {
@@ -266,7 +296,11 @@ pub fn op_sequence_case(data: &[u8]) {
     for call in data.chunks(3) {
         let [what, a, b] = [call[0], *call.get(1).unwrap_or(&0), *call.get(2).unwrap_or(&0)];
         let pid = u32::from(a % 3) + 1;
-        let entry = |k: u8, arg: u8| SyscallSubmissionEntry::new(pid, decode_op(k, arg), u64::from(arg));
+        let entry = |k: u8, arg: u8| {
+            let op = decode_op(k, arg);
+            let lends = matches!(op, Op::ReadInto { .. } | Op::WriteFrom { .. });
+            SyscallSubmissionEntry::new(pid, op, u64::from(arg) | u64::from(lends) << LENDS_SHIFT)
+        };
         match what % 15 {
             0 => drop(m.create_ring(pid, Some(usize::from(b % 9)), Some(usize::from(b / 9 % 17)))),
             1 => drop(m.set_policy(pid, policy(b))),
@@ -287,16 +321,19 @@ pub fn op_sequence_case(data: &[u8]) {
                 let i = usize::from(b) % futures.len();
                 if let Poll::Ready(done) = std::pin::Pin::new(&mut futures[i]).poll(&mut Context::from_waker(&waker)) {
                     assert_eq!(done.seq, futures[i].seq());
+                    gave_back(&done);
                     drop(futures.swap_remove(i));
                 }
             }
             6 if !futures.is_empty() => drop(futures.swap_remove(usize::from(b) % futures.len())),
             7 if !futures.is_empty() => drop(futures.swap_remove(usize::from(b) % futures.len()).detach()),
             8 => drop(m.cancel(pid, last_seq[pid as usize].wrapping_sub(u64::from(b % 4)))),
-            9 => drop(m.reap_completions(pid, Some(usize::from(b % 5)))),
+            9 => m.reap_completions(pid, Some(usize::from(b % 5))).iter().flatten().for_each(gave_back),
             10 => {
                 let seq = last_seq[pid as usize].wrapping_sub(u64::from(b % 4));
-                drop(m.wait_completion_timeout(pid, seq, Duration::from_millis(u64::from(b % 20))));
+                m.wait_completion_timeout(pid, seq, Duration::from_millis(u64::from(b % 20)))
+                    .iter()
+                    .for_each(gave_back);
             }
             11 => drop(m.destroy_ring(pid)),
             12 => {

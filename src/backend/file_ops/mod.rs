@@ -199,8 +199,9 @@ pub fn seek_from(offset: i64, whence: i32) -> Result<SeekFrom, OpError> {
 fn with_buffer(op: &SyscallOpType, process: &crate::process::Process, mut buf: Vec<u8>) -> OpOutcome {
     let moved = match *op {
         SyscallOpType::ReadInto { fd, offset, size, .. } => process.descriptor(fd).and_then(|d| {
+            let had = buf.capacity();
             let size = room_for(&d, &mut buf, size, offset)?;
-            retry(|| {
+            let read = retry(|| {
                 // SAFETY: both calls return the bytes they wrote at the start of `room`.
                 unsafe {
                     fill_spare(&mut buf, size, |room| match offset {
@@ -208,7 +209,9 @@ fn with_buffer(op: &SyscallOpType, process: &crate::process::Process, mut buf: V
                         None => rustix::io::read(&*d, room).map(|(read, _)| read.len()),
                     })
                 }
-            })
+            });
+            trim_growth(&mut buf, had);
+            read
         }),
         SyscallOpType::WriteFrom { fd, offset, ref range, .. } => {
             process.descriptor(fd).and_then(|d| write(&d, &buf[range.clone()], offset))
@@ -322,6 +325,15 @@ pub(crate) fn read_buffer(size: usize) -> Result<Vec<u8>, OpError> {
         OpError::new(Errno::NOMEM.raw_os_error(), format!("cannot allocate a read buffer of {size} bytes"))
     })?;
     Ok(buf)
+}
+
+/// Gives back what a read grew the caller's buffer by (from `had` bytes of capacity) and did not
+/// fill, when that is worth a reallocation: the crate's speculative room (what a file or socket
+/// might have held) does not stay with the caller, whose own capacity does.
+pub(crate) fn trim_growth(buf: &mut Vec<u8>, had: usize) {
+    if buf.capacity() > had && buf.capacity() - buf.len() > SHRINK_ABOVE {
+        buf.shrink_to(had.max(buf.len()));
+    }
 }
 
 /// Gives back a read buffer's spare room when it is worth a reallocation, so that a result

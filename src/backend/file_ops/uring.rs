@@ -61,12 +61,13 @@ pub(crate) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
 pub(crate) enum FileKind {
     Nop,
     /// `len` bytes into `buf`'s spare capacity, after its bytes (none: the read is answered
-    /// without the kernel's file). `lent`: `buf` is the caller's (a `ReadInto`), given back.
+    /// without the kernel's file). `lent`: `buf` is the caller's (a `ReadInto`), given back,
+    /// with the capacity it came with.
     Read {
         buf: Vec<u8>,
         len: u32,
         offset: u64,
-        lent: bool,
+        lent: Option<usize>,
     },
     /// `data[start..start + len]`. `worker`: submitted with `IOSQE_ASYNC`, so that an io-wq
     /// worker runs it. `lent`: `data` is the caller's (a `WriteFrom`), given back.
@@ -265,16 +266,17 @@ fn read_at(d: &Descriptor, size: usize, offset: u64) -> Result<FileKind, OpError
     let len = read_capacity(d, size, (offset != CURRENT).then_some(offset));
     let buf = read_buffer(len)?;
     let len = len as u32;
-    Ok(FileKind::Read { buf, len, offset, lent: false })
+    Ok(FileKind::Read { buf, len, offset, lent: None })
 }
 
 /// A `READ` of up to `size` bytes of `d` (not a socket) at `offset` ([`CURRENT`]: at its
 /// position) into the caller's `buf`, after its bytes (a `ReadInto`): the buffer comes back with
 /// an error if it cannot grow to what the read needs.
 pub(crate) fn read_into(d: &Descriptor, mut buf: Vec<u8>, size: usize, offset: u64) -> Result<FileKind, OpError> {
+    let had = buf.capacity();
     match super::room_for(d, &mut buf, size, (offset != CURRENT).then_some(offset)) {
         // Sizes were checked against MAX_IO_SIZE, which fits a u32.
-        Ok(len) => Ok(FileKind::Read { buf, len: len as u32, offset, lent: true }),
+        Ok(len) => Ok(FileKind::Read { buf, len: len as u32, offset, lent: Some(had) }),
         Err(e) => Err(e.giving_back(Some(buf))),
     }
 }
@@ -348,7 +350,7 @@ pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
         return Err(match kind {
             FileKind::Open(open) if open.rooted => crate::sandbox::escape_error(&open.name, e),
             FileKind::Open(open) => OpError::new(-result, format!("open {:?}", open.name)),
-            FileKind::Read { buf, lent: true, .. } | FileKind::Write { data: buf, lent: true, .. } => {
+            FileKind::Read { buf, lent: Some(_), .. } | FileKind::Write { data: buf, lent: true, .. } => {
                 OpError::from(e).giving_back(Some(buf))
             }
             _ => OpError::from(e),
@@ -371,11 +373,15 @@ pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
             // SAFETY: the kernel wrote `n` bytes (at most the `len` it was given, within the
             // spare capacity) at the start of the buffer's spare capacity.
             unsafe { buf.set_len(buf.len() + n) };
-            if lent {
-                OpResult::Buf { count: n, buf }
-            } else {
-                fit(&mut buf);
-                OpResult::Bytes(buf)
+            match lent {
+                Some(had) => {
+                    super::trim_growth(&mut buf, had);
+                    OpResult::Buf { count: n, buf }
+                }
+                None => {
+                    fit(&mut buf);
+                    OpResult::Bytes(buf)
+                }
             }
         }
         FileKind::Vectored(v) if v.write => OpResult::Count(n),

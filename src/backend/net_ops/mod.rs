@@ -63,6 +63,7 @@ pub async fn execute<R: Readiness>(mut op: Operation, ready: &R) -> OpOutcome {
 /// [`run_waiting`](super::run_waiting) lets this run answer a cancellation first).
 async fn with_buffer<R: Readiness>(op: &Operation, mut buf: Vec<u8>, ready: &R) -> OpOutcome {
     let cancel = op.cancel_token();
+    let had = buf.capacity();
     let moved = {
         let mut run = std::pin::pin!(moved_with(op.op(), op.process(), &mut buf, ready));
         std::future::poll_fn(|cx| {
@@ -73,6 +74,7 @@ async fn with_buffer<R: Readiness>(op: &Operation, mut buf: Vec<u8>, ready: &R) 
         })
         .await
     };
+    file_ops::trim_growth(&mut buf, had);
     file_ops::give_back(moved, buf)
 }
 

@@ -38,12 +38,13 @@ pub(crate) enum NetKind {
         lent: bool,
     },
     /// `size` bytes into `buf`'s spare capacity, after its bytes (none: answered at once, as the
-    /// other backends do); `lent`: `buf` is the caller's (a `ReadInto`), given back.
+    /// other backends do); `lent`: `buf` is the caller's (a `ReadInto`), given back, with the
+    /// capacity it came with.
     Recv {
         buf: Vec<u8>,
         size: u32,
         flags: i32,
-        lent: bool,
+        lent: Option<usize>,
     },
     SendTo {
         msg: Box<MsgOut>,
@@ -213,8 +214,9 @@ pub(crate) fn send_from(buf: Vec<u8>, range: std::ops::Range<usize>) -> NetKind 
 /// A `RECV` of up to `size` bytes from socket `d` into the caller's `buf`, after its bytes (a
 /// `ReadInto` of a socket): the buffer comes back with an error if it cannot grow.
 pub(crate) fn recv_into(d: &Descriptor, mut buf: Vec<u8>, size: usize) -> Result<NetKind, OpError> {
+    let had = buf.capacity();
     match file_ops::room_for(d, &mut buf, size, None) {
-        Ok(size) => Ok(NetKind::Recv { buf, size: size as u32, flags: 0, lent: true }),
+        Ok(size) => Ok(NetKind::Recv { buf, size: size as u32, flags: 0, lent: Some(had) }),
         Err(e) => Err(e.giving_back(Some(buf))),
     }
 }
@@ -224,7 +226,7 @@ pub(crate) fn recv_into(d: &Descriptor, mut buf: Vec<u8>, size: usize) -> Result
 pub(crate) fn recv(d: &Descriptor, size: usize, flags: u32) -> Result<NetKind, OpError> {
     let len = net_ops::recv_capacity(d, size);
     // Sizes were checked against the policy's limit, which fits a u32.
-    Ok(NetKind::Recv { buf: file_ops::read_buffer(len)?, size: len as u32, flags: recv_flags(flags), lent: false })
+    Ok(NetKind::Recv { buf: file_ops::read_buffer(len)?, size: len as u32, flags: recv_flags(flags), lent: None })
 }
 
 impl NetKind {
@@ -261,7 +263,7 @@ impl NetKind {
     /// with its error.
     pub(crate) fn into_lent(self) -> Option<Vec<u8>> {
         match self {
-            NetKind::Send { data: buf, lent: true, .. } | NetKind::Recv { buf, lent: true, .. } => Some(buf),
+            NetKind::Send { data: buf, lent: true, .. } | NetKind::Recv { buf, lent: Some(_), .. } => Some(buf),
             _ => None,
         }
     }
@@ -289,11 +291,15 @@ pub(crate) fn outcome(kind: NetKind, n: i32) -> Result<OpResult, OpError> {
             // SAFETY: the kernel wrote `len` bytes (at most the `size` it was given, within the
             // spare capacity) at the start of the buffer's spare capacity.
             unsafe { buf.set_len(buf.len() + len) };
-            if lent {
-                OpResult::Buf { count: len, buf }
-            } else {
-                file_ops::fit(&mut buf);
-                OpResult::Bytes(buf)
+            match lent {
+                Some(had) => {
+                    file_ops::trim_growth(&mut buf, had);
+                    OpResult::Buf { count: len, buf }
+                }
+                None => {
+                    file_ops::fit(&mut buf);
+                    OpResult::Bytes(buf)
+                }
             }
         }
         NetKind::RecvFrom { msg, mut buf, size, .. } => {

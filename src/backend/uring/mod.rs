@@ -1138,7 +1138,6 @@ mod tests {
             std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"hello", addr).unwrap();
             let got = tokio::time::timeout(Duration::from_secs(10), parked).await.expect("the receive completed");
             assert_eq!(got.result, OpResult::Bytes(b"hello".to_vec()));
-            assert_eq!(own.counts().taken_over.load(Ordering::Relaxed), 0);
             assert_eq!(uring.driver.counts().enters.load(Ordering::Relaxed), shared, "the shared ring was entered");
         });
         assert_eq!(m.stats().pending, 0);
@@ -1194,6 +1193,8 @@ mod tests {
             let t = m.tenant(2);
             m.block_on(async {
                 let own = super::local::only_own_ring().expect("this thread has a ring of its own");
+                // Only this thread works the ring: a lost wake-up hangs (and times out) here.
+                own.counts().hold_watch.store(true, Ordering::Relaxed);
                 let entries = || own.counts().enters.load(Ordering::Relaxed);
                 // A receive, whose datagram comes from another thread while this one is parked.
                 let before = entries();
@@ -1292,7 +1293,6 @@ mod tests {
                 let took = entries() - before;
                 assert!(took <= 2 * TRIPS + 8, "{TRIPS} round trips with a peer elsewhere took {took} kernel entries");
                 echo.join().unwrap();
-                assert_eq!(own.counts().taken_over.load(Ordering::Relaxed), 0);
             });
             // Its ring went with it: the thread's submissions go to the shared rings again.
             assert!(super::local::only_own_ring().is_none());
@@ -1393,7 +1393,6 @@ mod tests {
         std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"hello", addr).unwrap();
         let done = m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap();
         assert_eq!((done.result, done.user_data), (OpResult::Bytes(b"hello".to_vec()), 3));
-        assert_eq!(own.counts().taken_over.load(Ordering::Relaxed), 0);
         until("the ring's reaper stopped", || Arc::strong_count(&own) == 1);
         // This thread's next receive waits on the shared socket ring.
         let seq = m.submit(1, SyscallSubmissionEntry::new(1, Op::Read { fd, size: 5 }, 4)).unwrap();

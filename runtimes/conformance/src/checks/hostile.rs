@@ -72,7 +72,11 @@ fn write_until_error(m: &IoUringManager, pid: Pid, op: impl Fn() -> Op) -> i32 {
     for _ in 0..8 {
         let done = run_op(m, pid, op());
         match done.errno() {
-            None => assert!(matches!(done.result, OpResult::Count(n) if n > 0), "{:?}", done.result),
+            None => assert!(
+                matches!(done.result, OpResult::Count(n) | OpResult::Buf { count: n, .. } if n > 0),
+                "{:?}",
+                done.result
+            ),
             Some(e) => return e,
         }
     }
@@ -85,16 +89,20 @@ pub fn hostile_write_to_a_closed_peer_is_epipe_not_sigpipe(make: MakeBackend) {
     sigpipe_kills();
     let m = manager(make);
     m.set_policy(1, loopback_policy()).unwrap();
-    for via_send in [false, true] {
+    for via in ["write", "send", "write_from"] {
         let (server, client) = tcp_pair(&m, 1);
         // Closed with nothing unread: a FIN, so the reset the next write draws is `EPIPE`
         // (the peer closed for writing and for good), not `ECONNRESET`.
         assert!(run_op(&m, 1, Op::Close { fd: server }).status.is_success());
         let e = write_until_error(&m, 1, || {
             let data = b"into the void".to_vec();
-            if via_send { Op::Send { sockfd: client, data, flags: 0 } } else { Op::Write { fd: client, data } }
+            match via {
+                "send" => Op::Send { sockfd: client, data, flags: 0 },
+                "write" => Op::Write { fd: client, data },
+                _ => Op::write_from(client, None, data),
+            }
         });
-        assert_eq!(e, libc::EPIPE, "send: {via_send}");
+        assert_eq!(e, libc::EPIPE, "{via}");
     }
 }
 
@@ -180,6 +188,13 @@ pub fn hostile_huge_file_reads_allocate_what_the_file_holds(make: MakeBackend) {
         assert_eq!(got, expect, "{what}");
         assert!(got.capacity() < SMALL, "{what}: {} bytes kept for {}", got.capacity(), got.len());
     }
+    // The same into the caller's empty buffer: it grows by what the file can fill, and what
+    // the read did not fill is given back.
+    for offset in [Some(0), None] {
+        let done = run_op(&m, 1, Op::ReadInto { fd, offset, buf: Vec::new(), size: HUGE });
+        let OpResult::Buf { buf, .. } = done.result else { panic!("read_into: {:?}", done.status) };
+        assert!(buf.capacity() < SMALL, "read_into: {} bytes kept for {}", buf.capacity(), buf.len());
+    }
 }
 
 /// A 64 MiB `Recv` with 5 bytes queued, and a 64 MiB `RecvFrom` of a 5-byte datagram, return
@@ -197,6 +212,12 @@ pub fn hostile_huge_receives_allocate_what_arrived(make: MakeBackend) {
     let got = bytes(run_op(&m, 1, Op::Read { fd: server, size: HUGE }), "read");
     assert_eq!(got, b"again");
     assert!(got.capacity() < SMALL, "read: {} bytes kept for {}", got.capacity(), got.len());
+    // And into the caller's empty buffer.
+    send_small(&m, 1, client, b"third");
+    let done = run_op(&m, 1, Op::ReadInto { fd: server, offset: None, buf: Vec::new(), size: HUGE });
+    let OpResult::Buf { buf, .. } = done.result else { panic!("read_into: {:?}", done.status) };
+    assert_eq!(buf, b"third");
+    assert!(buf.capacity() < SMALL, "read_into: {} bytes kept for {}", buf.capacity(), buf.len());
 
     let (a, _) = bound(&m, 1, V4, libc::SOCK_DGRAM);
     let (b, b_addr) = bound(&m, 1, V4, libc::SOCK_DGRAM);
