@@ -309,6 +309,7 @@
 //! | a `Stat` of a cached path | about 2.5 µs (`std::fs::metadata` 0.7 µs) |
 //! | a 64 MiB copy (`Tenant::copy`) | as `std::fs::copy`: the kernel's |
 //! | a read's buffer | its size, counted against the policy's `max_buffered_bytes` until taken |
+//! | a read into the caller's buffer (`ReadInto`, a handle's `read_at`, `recv`) | no allocation if it has room; only what it grows by is counted |
 //! | a handle | one descriptor of the process (counted by `max_open_fds`), closed on drop |
 //!
 //! A tenant's reads hold at most `max_buffered_bytes` (256 MiB by default) at once, and each
