@@ -23,7 +23,8 @@ use ai_os_kernel::backend::Backend;
 use ai_os_kernel::sandbox::Policy;
 use ai_os_kernel::syscalls::open_flags::*;
 use ai_os_kernel::syscalls::{
-    CompletionFuture, IoUringManager, OpResult, SyscallOpType, SyscallOpType as Op, SyscallSubmissionEntry,
+    CompletionFuture, IoUringManager, OpResult, SyscallCompletionEntry, SyscallOpType, SyscallOpType as Op,
+    SyscallSubmissionEntry,
 };
 
 /// How long one completion may take before the case counts as a hang.
@@ -264,20 +265,27 @@ fn decode_op(k: u8, arg: u8) -> Op {
     }
 }
 
-/// The bit of a `user_data` that marks an operation carrying the caller's buffer.
-const LENDS_SHIFT: u32 = 32;
+/// The bits of a `user_data` above the fuzz byte: whether the operation carries the caller's
+/// buffer, its pid, and how often that pid's ring had been destroyed when it was submitted.
+fn lent(lends: bool, pid: u32, generation: u8) -> u64 {
+    u64::from(lends) << 32 | u64::from(pid) << 40 | u64::from(generation) << 48
+}
 
-/// Checks that a completion of an operation that carried the caller's buffer gives it back
-/// (all but one cancelled by its ring's destruction while it ran, which cannot).
-fn gave_back(done: &ai_os_kernel::syscalls::SyscallCompletionEntry) {
-    if done.user_data >> LENDS_SHIFT == 1 {
-        assert!(
-            matches!(done.result, OpResult::Buf { .. }) || done.status.is_cancelled(),
-            "no buffer back: {:?} {:?}",
-            done.status,
-            done.result
-        );
+/// Checks that a completion of an operation that carried the caller's buffer gives it back: all
+/// but one cancelled because its ring was destroyed while it ran (the ring's generation moved
+/// on since its submission), which cannot.
+fn gave_back(done: &SyscallCompletionEntry, destroyed: &[u8; 4]) {
+    if done.user_data >> 32 & 1 == 0 {
+        return;
     }
+    let (pid, generation) = ((done.user_data >> 40 & 0xff) as usize, (done.user_data >> 48) as u8);
+    let ring_gone = done.status.is_cancelled() && destroyed[pid] != generation;
+    assert!(
+        matches!(done.result, OpResult::Buf { .. }) || ring_gone,
+        "no buffer back: {:?} {:?}",
+        done.status,
+        done.result
+    );
 }
 
 /// Runs the manager calls fuzz bytes describe, three bytes a call, then checks that everything
@@ -292,15 +300,20 @@ pub fn op_sequence_case(data: &[u8]) {
     };
     let mut futures: Vec<CompletionFuture> = Vec::new();
     let mut last_seq = [0u64; 4];
+    // How often each pid's ring was destroyed: an operation that carried a buffer and ran while
+    // its ring was destroyed is the one that may end without it.
+    let mut destroyed = [0u8; 4];
     let waker = futures::task::noop_waker();
     for call in data.chunks(3) {
         let [what, a, b] = [call[0], *call.get(1).unwrap_or(&0), *call.get(2).unwrap_or(&0)];
         let pid = u32::from(a % 3) + 1;
+        let generation = destroyed[pid as usize];
         let entry = |k: u8, arg: u8| {
             let op = decode_op(k, arg);
             let lends = matches!(op, Op::ReadInto { .. } | Op::WriteFrom { .. });
-            SyscallSubmissionEntry::new(pid, op, u64::from(arg) | u64::from(lends) << LENDS_SHIFT)
+            SyscallSubmissionEntry::new(pid, op, u64::from(arg) | lent(lends, pid, generation))
         };
+        let gave_back = |done: &SyscallCompletionEntry| gave_back(done, &destroyed);
         match what % 15 {
             0 => drop(m.create_ring(pid, Some(usize::from(b % 9)), Some(usize::from(b / 9 % 17)))),
             1 => drop(m.set_policy(pid, policy(b))),
@@ -335,7 +348,11 @@ pub fn op_sequence_case(data: &[u8]) {
                     .iter()
                     .for_each(gave_back);
             }
-            11 => drop(m.destroy_ring(pid)),
+            11 => {
+                if m.destroy_ring(pid).is_ok() {
+                    destroyed[pid as usize] += 1;
+                }
+            }
             12 => {
                 // A linked chain, each with a deadline of 0 to 3 ms or none.
                 let n = usize::from(b % 5);

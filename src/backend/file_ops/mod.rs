@@ -331,8 +331,25 @@ pub(crate) fn read_buffer(size: usize) -> Result<Vec<u8>, OpError> {
 /// fill, when that is worth a reallocation: the crate's speculative room (what a file or socket
 /// might have held) does not stay with the caller, whose own capacity does.
 pub(crate) fn trim_growth(buf: &mut Vec<u8>, had: usize) {
-    if buf.capacity() > had && buf.capacity() - buf.len() > SHRINK_ABOVE {
+    if buf.capacity() - had.max(buf.len()) > SHRINK_ABOVE {
         buf.shrink_to(had.max(buf.len()));
+    }
+}
+
+/// The result of a read that appended `n` bytes to `buf`: the caller's buffer back, with the
+/// count (`lent`: the capacity it came with, see [`trim_growth`]), or a buffer of the crate's
+/// fitted to what it holds.
+#[cfg(all(feature = "uring", target_os = "linux"))]
+pub(crate) fn read_result(mut buf: Vec<u8>, n: usize, lent: Option<usize>) -> OpResult {
+    match lent {
+        Some(had) => {
+            trim_growth(&mut buf, had);
+            OpResult::Buf { count: n, buf }
+        }
+        None => {
+            fit(&mut buf);
+            OpResult::Bytes(buf)
+        }
     }
 }
 

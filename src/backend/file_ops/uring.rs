@@ -350,9 +350,11 @@ pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
         return Err(match kind {
             FileKind::Open(open) if open.rooted => crate::sandbox::escape_error(&open.name, e),
             FileKind::Open(open) => OpError::new(-result, format!("open {:?}", open.name)),
-            FileKind::Read { buf, lent: Some(_), .. } | FileKind::Write { data: buf, lent: true, .. } => {
+            FileKind::Read { mut buf, lent: Some(had), .. } => {
+                super::trim_growth(&mut buf, had);
                 OpError::from(e).giving_back(Some(buf))
             }
+            FileKind::Write { data: buf, lent: true, .. } => OpError::from(e).giving_back(Some(buf)),
             _ => OpError::from(e),
         });
     }
@@ -373,16 +375,7 @@ pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
             // SAFETY: the kernel wrote `n` bytes (at most the `len` it was given, within the
             // spare capacity) at the start of the buffer's spare capacity.
             unsafe { buf.set_len(buf.len() + n) };
-            match lent {
-                Some(had) => {
-                    super::trim_growth(&mut buf, had);
-                    OpResult::Buf { count: n, buf }
-                }
-                None => {
-                    fit(&mut buf);
-                    OpResult::Bytes(buf)
-                }
-            }
+            super::read_result(buf, n, lent)
         }
         FileKind::Vectored(v) if v.write => OpResult::Count(n),
         FileKind::Vectored(v) => {

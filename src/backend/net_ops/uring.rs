@@ -260,10 +260,14 @@ impl NetKind {
 
 impl NetKind {
     /// The caller's buffer it carries (a `ReadInto` or `WriteFrom` of a socket), to give back
-    /// with its error.
+    /// with its error (without the room the receive made in it).
     pub(crate) fn into_lent(self) -> Option<Vec<u8>> {
         match self {
-            NetKind::Send { data: buf, lent: true, .. } | NetKind::Recv { buf, lent: Some(_), .. } => Some(buf),
+            NetKind::Send { data: buf, lent: true, .. } => Some(buf),
+            NetKind::Recv { mut buf, lent: Some(had), .. } => {
+                file_ops::trim_growth(&mut buf, had);
+                Some(buf)
+            }
             _ => None,
         }
     }
@@ -291,16 +295,7 @@ pub(crate) fn outcome(kind: NetKind, n: i32) -> Result<OpResult, OpError> {
             // SAFETY: the kernel wrote `len` bytes (at most the `size` it was given, within the
             // spare capacity) at the start of the buffer's spare capacity.
             unsafe { buf.set_len(buf.len() + len) };
-            match lent {
-                Some(had) => {
-                    file_ops::trim_growth(&mut buf, had);
-                    OpResult::Buf { count: len, buf }
-                }
-                None => {
-                    file_ops::fit(&mut buf);
-                    OpResult::Bytes(buf)
-                }
-            }
+            file_ops::read_result(buf, len, lent)
         }
         NetKind::RecvFrom { msg, mut buf, size, .. } => {
             // SAFETY: as for `Recv`; the datagram's bytes past the buffer were discarded by the

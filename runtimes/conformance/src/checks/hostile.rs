@@ -190,9 +190,11 @@ pub fn hostile_huge_file_reads_allocate_what_the_file_holds(make: MakeBackend) {
     }
     // The same into the caller's empty buffer: it grows by what the file can fill, and what
     // the read did not fill is given back.
-    for offset in [Some(0), None] {
+    for (offset, expect) in [(Some(0), &b"small"[..]), (Some(2), b"all"), (None, b"")] {
         let done = run_op(&m, 1, Op::ReadInto { fd, offset, buf: Vec::new(), size: HUGE });
-        let OpResult::Buf { buf, .. } = done.result else { panic!("read_into: {:?}", done.status) };
+        assert!(done.status.is_success(), "read_into at {offset:?}: {:?}", done.status);
+        let OpResult::Buf { buf, .. } = done.result else { panic!("read_into: no buffer back") };
+        assert_eq!(buf, expect, "read_into at {offset:?} (the position is at the end)");
         assert!(buf.capacity() < SMALL, "read_into: {} bytes kept for {}", buf.capacity(), buf.len());
     }
 }
@@ -218,6 +220,15 @@ pub fn hostile_huge_receives_allocate_what_arrived(make: MakeBackend) {
     let OpResult::Buf { buf, .. } = done.result else { panic!("read_into: {:?}", done.status) };
     assert_eq!(buf, b"third");
     assert!(buf.capacity() < SMALL, "read_into: {} bytes kept for {}", buf.capacity(), buf.len());
+    // Cancelled while it waits: the buffer comes back without the room made for the wait.
+    let parked = Op::ReadInto { fd: server, offset: None, buf: Vec::new(), size: HUGE };
+    let seq = m.submit(1, entry(1, parked, 0)).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    m.cancel(1, seq).unwrap();
+    let done = m.wait_completion_timeout(1, seq, T).unwrap();
+    assert!(done.status.is_cancelled(), "{:?}", done.status);
+    let OpResult::Buf { buf, .. } = done.result else { panic!("a cancelled read_into gave no buffer back") };
+    assert!(buf.capacity() < SMALL, "cancelled read_into: {} bytes kept", buf.capacity());
 
     let (a, _) = bound(&m, 1, V4, libc::SOCK_DGRAM);
     let (b, b_addr) = bound(&m, 1, V4, libc::SOCK_DGRAM);
