@@ -37,7 +37,10 @@ fn fault_of_block(block: usize) -> Fault {
 
 fn plan(op: &Op) -> Fault {
     match op {
-        Op::ReadAt { offset, .. } | Op::WriteAt { offset, .. } => fault_of_block(*offset as usize / BLOCK),
+        Op::ReadAt { offset, .. }
+        | Op::WriteAt { offset, .. }
+        | Op::ReadInto { offset: Some(offset), .. }
+        | Op::WriteFrom { offset: Some(offset), .. } => fault_of_block(*offset as usize / BLOCK),
         _ => Fault::None,
     }
 }
@@ -60,12 +63,14 @@ fn open(m: &IoUringManager, pid: Pid, path: &str) -> i32 {
 }
 
 /// What a read or write of `block` must have completed with, given its fault; returns the bytes
-/// it moved.
-fn check(name: &str, block: usize, done: &SyscallCompletionEntry, full: usize) -> usize {
+/// it moved. One that carried the caller's buffer (`owned`) has it back, but where the backend
+/// lost the operation (a panic).
+fn check(name: &str, block: usize, done: &SyscallCompletionEntry, full: usize, owned: bool) -> usize {
     let what = format!("{name}: block {block}: {done:?}");
     match fault_of_block(block) {
         Fault::Errno(errno) => {
             assert_eq!(done.errno(), Some(errno), "{what}");
+            assert_eq!(matches!(done.result, OpResult::Buf { count: 0, .. }), owned, "{what}: the buffer back");
             0
         }
         Fault::Panic => {
@@ -75,8 +80,9 @@ fn check(name: &str, block: usize, done: &SyscallCompletionEntry, full: usize) -
         fault => {
             assert!(done.status.is_success(), "{what}");
             let moved = match &done.result {
-                OpResult::Bytes(b) => b.len(),
-                OpResult::Count(n) => *n,
+                OpResult::Bytes(b) if !owned => b.len(),
+                OpResult::Count(n) if !owned => *n,
+                OpResult::Buf { count, .. } if owned => *count,
                 other => panic!("{what}: unexpected {other:?}"),
             };
             assert_eq!(moved, if fault == Fault::Short(SHORT) { SHORT } else { full }, "{what}");
@@ -121,24 +127,31 @@ fn faults_on(name: &'static str) {
         .map(|pid| {
             let (m, data) = (m.clone(), data.clone());
             std::thread::spawn(move || {
+                // Even pids read into and write from buffers of their own (`ReadInto`,
+                // `WriteFrom`): a short one is cut by `limit_transfer` as the others are.
+                let owned = pid % 2 == 0;
                 let fd = open(&m, pid, "data");
-                let reads = (0..32).map(|b| Op::ReadAt { fd, offset: (b * BLOCK) as u64, size: BLOCK }).collect();
-                for (block, done) in run(&m, pid, reads).iter().enumerate() {
-                    let moved = check(name, block, done, BLOCK);
-                    if let OpResult::Bytes(b) = &done.result {
+                let read = |b: usize| match owned {
+                    true => Op::read_into(fd, Some((b * BLOCK) as u64), Vec::with_capacity(BLOCK)),
+                    false => Op::ReadAt { fd, offset: (b * BLOCK) as u64, size: BLOCK },
+                };
+                for (block, done) in run(&m, pid, (0..32).map(read).collect()).iter().enumerate() {
+                    let moved = check(name, block, done, BLOCK, owned);
+                    if let OpResult::Bytes(b) | OpResult::Buf { buf: b, .. } = &done.result {
                         assert_eq!(b[..], data[block * BLOCK..block * BLOCK + moved], "{name}: block {block} bytes");
                     }
                 }
                 // Each process writes its own 8 blocks of "out", one per kind of fault.
                 let out = open(&m, pid, "out");
                 let first = pid as usize * 8;
-                let writes = (first..first + 8)
-                    .map(|b| Op::WriteAt { fd: out, offset: (b * BLOCK) as u64, data: vec![pid as u8; BLOCK] })
-                    .collect();
-                let written: Vec<usize> = run(&m, pid, writes)
+                let write = |b: usize| match owned {
+                    true => Op::write_from(out, Some((b * BLOCK) as u64), vec![pid as u8; BLOCK]),
+                    false => Op::WriteAt { fd: out, offset: (b * BLOCK) as u64, data: vec![pid as u8; BLOCK] },
+                };
+                let written: Vec<usize> = run(&m, pid, (first..first + 8).map(write).collect())
                     .iter()
                     .enumerate()
-                    .map(|(j, done)| check(name, first + j, done, BLOCK))
+                    .map(|(j, done)| check(name, first + j, done, BLOCK, owned))
                     .collect();
                 // Still served after its faults.
                 let again = run(&m, pid, vec![Op::ReadAt { fd, offset: 0, size: BLOCK }]).remove(0);

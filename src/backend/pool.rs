@@ -219,6 +219,38 @@ mod tests {
         assert!(done.status.is_cancelled(), "{:?}", done);
     }
 
+    /// A waiting operation that carries the caller's buffer is asked for its own answer to a
+    /// cancellation, which gives the buffer back; a run that does not answer it still ends,
+    /// cancelled (without the buffer it kept).
+    #[test]
+    fn a_cancelled_wait_with_a_buffer_gives_it_back() {
+        for answers in [true, false] {
+            let (r, _) = ring(1, 4, 4);
+            let read = SyscallOpType::ReadInto { fd: 3, offset: None, buf: b"mine".to_vec(), size: 8 };
+            let (seq, _) = r.enqueue(std::iter::once((read, 0)), false).unwrap();
+            let mut batch = Batch::with_capacity(1);
+            batch.run(&r, |out| r.dispatch(1, out, |d, counted| (d, counted)));
+            let sub = batch.into_submissions().next().unwrap();
+            let mut task = Box::pin(run_waiting(sub, move |mut op| async move {
+                let mut buf = op.take_buffer();
+                let cancel = op.cancel_token();
+                poll_fn(|cx| match cancel.poll_cancelled(cx) {
+                    Poll::Ready(()) if answers => Poll::Ready(Err(OpError::cancelled().giving_back(buf.take()))),
+                    _ => Poll::Pending,
+                })
+                .await
+            }));
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(task.as_mut().poll(&mut cx).is_pending());
+            r.cancel(seq).unwrap();
+            assert!(task.as_mut().poll(&mut cx).is_ready(), "it ended (answers: {answers})");
+            let done = r.wait(seq, None).unwrap();
+            assert!(done.status.is_cancelled(), "{:?}", done.status);
+            let back = matches!(&done.result, OpResult::Buf { count: 0, buf } if buf == b"mine");
+            assert_eq!(back, answers, "{:?}", done.result);
+        }
+    }
+
     /// `IoUringManager::block_on` on a pool backend (the default `run_here`): the thread parks
     /// until a pool thread's completion, a timer or a waker on another thread wakes it.
     #[cfg(feature = "blocking")]

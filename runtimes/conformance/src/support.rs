@@ -260,7 +260,8 @@ impl Backend for Faulty {
                 Fault::None => rest.push(sub),
                 Fault::Errno(errno) => {
                     count(0);
-                    sub.complete(Err(OpError::new(errno, "injected fault")));
+                    let buf = sub.take_buffer();
+                    sub.complete(Err(OpError::new(errno, "injected fault").giving_back(buf)));
                 }
                 Fault::Short(max) => {
                     count(1);
