@@ -48,8 +48,9 @@ pub enum OpResult {
     /// that lost the operation itself (its pool shut down or panicked, `EIO`) or a ring
     /// destroyed while the operation ran cannot give it back; and a submission the ring refuses
     /// outright (`submit` returns an error: full, destroyed) has no completion, its entry
-    /// dropped with the error (a [`Tenant`](crate::tenant::Tenant)'s handles get theirs back
-    /// even then).
+    /// dropped with the error, unless it was submitted with
+    /// [`submit_from`](crate::syscalls::IoUringManager::submit_from), which leaves it with the
+    /// caller (as a [`Tenant`](crate::tenant::Tenant)'s handles do).
     Buf { count: usize, buf: Vec<u8> },
 }
 

@@ -91,9 +91,10 @@ impl Tenant {
     /// (see [`SyscallCompletionEntry::into_buf`](crate::op::SyscallCompletionEntry::into_buf)),
     /// a refusal by the ring itself (full, destroyed) included.
     pub(crate) async fn run_lending(&self, op: Op) -> (io::Result<usize>, Vec<u8>) {
-        match self.manager.submit_async_or_back(self.pid, op) {
+        let mut slot = Some(crate::op::SyscallSubmissionEntry::new(self.pid, op, 0));
+        match self.manager.submit_async_from(self.pid, &mut slot) {
             Ok(future) => future.await.into_buf(),
-            Err((e, op)) => (Err(e.into()), op.and_then(|mut op| op.take_buffer()).unwrap_or_default()),
+            Err(e) => (Err(e.into()), slot.and_then(|mut entry| entry.op.take_buffer()).unwrap_or_default()),
         }
     }
 

@@ -349,20 +349,48 @@ impl IoUringManager {
         Ok(CompletionFuture::new(ring, seq))
     }
 
-    /// [`submit_async`](Self::submit_async) of one operation of `pid` that, refused by the ring
-    /// itself (full, destroyed), gives the operation back with the error, with the caller's
-    /// buffer it may carry (a refusal comes before the ring takes it).
-    pub(crate) fn submit_async_or_back(
+    /// [`submit`](Self::submit) that takes the entry out of `slot` only if the ring accepts it:
+    /// refused (a full or destroyed ring, another pid's entry), the entry stays in `slot`, with
+    /// the caller's buffer it may carry (`ReadInto`, `WriteFrom`), which a refused `submit`
+    /// drops. An empty `slot` is refused as an empty batch of nothing would be: `InvalidConfig`.
+    ///
+    /// ```
+    /// use ai_os_kernel::syscalls::{IoUringError, IoUringManager, SyscallOpType, SyscallSubmissionEntry};
+    ///
+    /// let m = IoUringManager::new();
+    /// m.create_ring(1, Some(1), Some(1)).unwrap();
+    /// let _busy = m.submit(1, SyscallOpType::Timeout { duration: std::time::Duration::from_secs(60) }).unwrap();
+    /// let mut slot = Some(SyscallSubmissionEntry::new(1, SyscallOpType::read_into(3, Some(0), Vec::with_capacity(64)), 0));
+    /// let refused = m.submit_from(1, &mut slot).unwrap_err();
+    /// assert!(matches!(refused, IoUringError::CompletionQueueFull { .. }));
+    /// assert!(slot.is_some(), "the entry, and its buffer, stay with the caller");
+    /// ```
+    pub fn submit_from(&self, pid: Pid, slot: &mut Option<SyscallSubmissionEntry>) -> Result<u64> {
+        self.submit_one_from(pid, slot, false).map(|(_, seq)| seq)
+    }
+
+    /// [`submit_async`](Self::submit_async) that takes the entry out of `slot` only if the ring
+    /// accepts it (see [`submit_from`](Self::submit_from)).
+    pub fn submit_async_from(&self, pid: Pid, slot: &mut Option<SyscallSubmissionEntry>) -> Result<CompletionFuture> {
+        let (ring, seq) = self.submit_one_from(pid, slot, true)?;
+        Ok(CompletionFuture::new(ring, seq))
+    }
+
+    /// One entry, taken out of `slot` by the ring only once it accepts it (every refusal comes
+    /// before the ring reads its batch; the executor is told the operation's class rather than
+    /// taking it out to look).
+    fn submit_one_from(
         &self,
         pid: Pid,
-        op: SyscallOpType,
-    ) -> std::result::Result<CompletionFuture, (IoUringError, Option<SyscallOpType>)> {
-        let how = Accept { to_future: true, waits_alone: Some(op.may_wait_on_peer()), ..Accept::default() };
-        let mut held = Some(SyscallSubmissionEntry::new(pid, op, 0));
-        match self.enqueue(pid, TakeOne(&mut held), how) {
-            Ok((ring, seq)) => Ok(CompletionFuture::new(ring, seq)),
-            Err(e) => Err((e, held.map(|entry| entry.op))),
-        }
+        slot: &mut Option<SyscallSubmissionEntry>,
+        to_future: bool,
+    ) -> Result<(Arc<SyscallCompletionRing>, u64)> {
+        let Some(entry) = slot.as_ref() else {
+            return Err(IoUringError::InvalidConfig("no entry to submit".into()));
+        };
+        check_pid(pid, entry)?;
+        let how = Accept { to_future, waits_alone: Some(entry.op.may_wait_on_peer()), ..Accept::default() };
+        self.enqueue(pid, TakeOne(slot), how)
     }
 
     /// Takes up to `max` (default: all) completions from the CQ, in completion order, without

@@ -207,6 +207,20 @@ pub fn owned_buffers_come_back_unrun(make: MakeBackend) {
     let bufs: Vec<Vec<u8>> = ends.into_iter().map(|e| given_back(e).1).collect();
     assert_eq!(bufs, [b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]);
 
+    // A submission the ring refuses outright has no completion: `submit_from` leaves the entry,
+    // buffer and all, with the caller; one accepted takes it.
+    m.create_ring(2, Some(1), Some(1)).unwrap();
+    let busy = m.submit(2, Op::Timeout { duration: Duration::from_secs(60) }).unwrap();
+    let mut slot = Some(entry(2, Op::write_from(3, Some(0), b"mine".to_vec()), 0));
+    assert!(m.submit_async_from(2, &mut slot).is_err(), "a full ring");
+    let Some(SyscallSubmissionEntry { op: Op::WriteFrom { buf, .. }, .. }) = &slot else { panic!("the entry left") };
+    assert_eq!(buf, b"mine");
+    m.cancel(2, busy).unwrap();
+    assert!(m.wait_completion_timeout(2, busy, T).unwrap().status.is_cancelled());
+    let seq = m.submit_from(2, &mut slot).unwrap();
+    assert!(slot.is_none(), "accepted: the ring took it");
+    assert_eq!(given_back(m.wait_completion_timeout(2, seq, T).unwrap()).1, b"mine");
+
     // Behind an operation that holds the only place: cancelled in the queue.
     let (m, gate) = held(make, 1);
     let running = m.submit(1, entry(1, Op::Nop, 0)).unwrap();
