@@ -71,10 +71,15 @@ fn check(name: &str, block: usize, done: &SyscallCompletionEntry, full: usize, o
         Fault::Errno(errno) => {
             assert_eq!(done.errno(), Some(errno), "{what}");
             assert_eq!(matches!(done.result, OpResult::Buf { count: 0, .. }), owned, "{what}: the buffer back");
+            // The caller's own: a write's whole, a read's empty with its room.
+            if let OpResult::Buf { buf, .. } = &done.result {
+                assert!(buf.len() == full || (buf.is_empty() && buf.capacity() >= full), "{what}: not the caller's");
+            }
             0
         }
         Fault::Panic => {
             assert_eq!(done.errno(), Some(EIO), "{what}: a panic is EIO");
+            assert!(!matches!(done.result, OpResult::Buf { .. }), "{what}: a lost operation has no buffer");
             0
         }
         fault => {

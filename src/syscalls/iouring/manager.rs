@@ -352,7 +352,7 @@ impl IoUringManager {
     /// [`submit`](Self::submit) that takes the entry out of `slot` only if the ring accepts it:
     /// refused (a full or destroyed ring, another pid's entry), the entry stays in `slot`, with
     /// the caller's buffer it may carry (`ReadInto`, `WriteFrom`), which a refused `submit`
-    /// drops. An empty `slot` is refused as an empty batch of nothing would be: `InvalidConfig`.
+    /// drops. An empty `slot` is refused with `InvalidConfig`; nothing is created or submitted.
     ///
     /// ```
     /// use ai_os_kernel::syscalls::{IoUringError, IoUringManager, SyscallOpType, SyscallSubmissionEntry};
