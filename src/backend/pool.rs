@@ -147,7 +147,7 @@ where
     }
     // One that carries the caller's buffer answers its cancellation itself, giving the buffer
     // back (`net_ops::execute`): it is asked first.
-    let lends = matches!(op.op(), SyscallOpType::ReadInto { .. } | SyscallOpType::WriteFrom { .. });
+    let lends = op.op().lends_buffer();
     // One that was not known to wait when it was counted (a `Read` or `Write` of a socket)
     // gives its place in the window back.
     completer.leave_window();

@@ -461,6 +461,12 @@ impl SyscallOpType {
             _ => None,
         }
     }
+
+    /// Whether it carries the caller's buffer (`ReadInto`, `WriteFrom`), given back with its
+    /// completion however it ends.
+    pub(crate) fn lends_buffer(&self) -> bool {
+        matches!(self, SyscallOpType::ReadInto { .. } | SyscallOpType::WriteFrom { .. })
+    }
 }
 
 /// The most buffers one vectored read or write takes (Linux's `IOV_MAX`).

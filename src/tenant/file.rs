@@ -205,29 +205,8 @@ impl File {
 
     /// Writes all of `buf` at `pos`, in as many writes as it takes.
     pub async fn write_all_at<B: AsRef<[u8]>>(&self, buf: B, pos: u64) -> (io::Result<()>, B) {
-        let (mut done, step) = (0, self.stream.cap());
-        // Each chunk is copied once; what a short write left of it is written from where it
-        // stopped, without another copy.
-        let mut chunk = Vec::new();
-        while done < buf.as_ref().len() {
-            chunk.clear();
-            chunk.extend_from_slice(&buf.as_ref()[done..(done + step).min(buf.as_ref().len())]);
-            let mut from = 0;
-            while from < chunk.len() {
-                let range = from..chunk.len();
-                let op = Op::WriteFrom { fd: self.fd(), offset: Some(pos + (done + from) as u64), buf: chunk, range };
-                let (wrote, back) = self.tenant().run_lending(op).await;
-                chunk = back;
-                match wrote {
-                    Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                    Ok(n) => from += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted && !chunk.is_empty() => {}
-                    Err(e) => return (Err(e), buf),
-                }
-            }
-            done += from;
-        }
-        (Ok(()), buf)
+        let written = self.tenant().write_all(self.fd(), Some(pos), buf.as_ref(), self.stream.cap()).await;
+        (written, buf)
     }
 
     /// Everything from `pos` to the end of the file, without moving the position (the

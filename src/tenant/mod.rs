@@ -98,6 +98,35 @@ impl Tenant {
         }
     }
 
+    /// Writes all of `bytes` to `fd`, at `pos` and on (at the descriptor's position when
+    /// `None`, as a socket's sends are), in chunks of at most `step` bytes: each is copied once
+    /// into the one buffer the writes carry (`WriteFrom`), and what a short write left of it is
+    /// written from where it stopped, without another copy. An interrupted write is tried
+    /// again, as `write_all` does.
+    async fn write_all(&self, fd: i32, pos: Option<u64>, bytes: &[u8], step: usize) -> io::Result<()> {
+        let (mut done, mut chunk) = (0, Vec::new());
+        while done < bytes.len() {
+            chunk.clear();
+            chunk.extend_from_slice(&bytes[done..(done + step).min(bytes.len())]);
+            let mut from = 0;
+            while from < chunk.len() {
+                let offset = pos.map(|pos| pos + (done + from) as u64);
+                let range = from..chunk.len();
+                let op = Op::WriteFrom { fd, offset, buf: chunk, range };
+                let (wrote, back) = self.run_lending(op).await;
+                chunk = back;
+                match wrote {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => from += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted && !chunk.is_empty() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            done += from;
+        }
+        Ok(())
+    }
+
     /// Runs an operation that makes a descriptor (`Open`, `Socket`, `Accept`): its result,
     /// with the descriptor owned by a handle of the ring it was made on.
     async fn run_owning(&self, op: Op) -> io::Result<(Owned, OpResult)> {

@@ -132,28 +132,8 @@ impl TcpStream {
 
     /// Sends all of `buf`, in as many sends as it takes.
     pub async fn send_all<B: AsRef<[u8]>>(&self, buf: B) -> (io::Result<()>, B) {
-        let (mut done, step) = (0, self.stream.cap());
-        // Each chunk is copied once; what a short send left of it is sent from where it
-        // stopped, without another copy.
-        let mut chunk = Vec::new();
-        while done < buf.as_ref().len() {
-            chunk.clear();
-            chunk.extend_from_slice(&buf.as_ref()[done..(done + step).min(buf.as_ref().len())]);
-            let mut from = 0;
-            while from < chunk.len() {
-                let range = from..chunk.len();
-                let (sent, back) =
-                    self.tenant().run_lending(Op::WriteFrom { fd: self.fd(), offset: None, buf: chunk, range }).await;
-                chunk = back;
-                match sent {
-                    Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                    Ok(n) => from += n,
-                    Err(e) => return (Err(e), buf),
-                }
-            }
-            done += from;
-        }
-        (Ok(()), buf)
+        let sent = self.tenant().write_all(self.fd(), None, buf.as_ref(), self.stream.cap()).await;
+        (sent, buf)
     }
 
     /// Receives into `buf`'s spare capacity: the bytes received (0 once the peer shut its side

@@ -204,12 +204,7 @@ impl Stream {
             let buf = self.read_buffer();
             self.read = Some(self.submit(Op::ReadInto { fd: self.owned.fd, offset: None, buf, size })?);
         }
-        let read = self.read.as_mut().expect("a read in flight");
-        let done = ready!(Pin::new(read).poll(cx));
-        self.read = None;
-        let (read, data) = done.into_buf();
-        (self.leftover, self.taken) = (data, 0);
-        read?;
+        ready!(self.poll_read_kept(cx))?;
         let n = want.min(self.leftover.len());
         put(&self.leftover[..n]);
         self.taken = n;

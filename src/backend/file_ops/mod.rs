@@ -13,7 +13,6 @@ pub(crate) use paths::stat_now;
 pub(crate) mod uring;
 pub(crate) mod vectored;
 
-use rustix::buffer::spare_capacity;
 use rustix::fs::{FileType, SeekFrom};
 use rustix::io::Errno;
 
@@ -40,15 +39,10 @@ pub fn execute_sync(mut op: Operation) -> OpOutcome {
             Ok(OpResult::Fd(place.install(opened(fd, *flags))?))
         }
         SyscallOpType::Close { fd } => process.close(*fd).map(|()| OpResult::None),
-        SyscallOpType::Read { fd, size } => {
-            let d = process.descriptor(*fd)?;
-            read_into(read_capacity(&d, *size, None), |buf| rustix::io::read(&*d, spare_capacity(buf)))
-        }
+        SyscallOpType::Read { fd, size } => read_fresh(&*process.descriptor(*fd)?, *size, None),
         SyscallOpType::ReadAt { fd, offset, size } => {
             let d = process.descriptor(*fd)?;
-            let read = read_into(read_capacity(&d, *size, Some(*offset)), |buf| {
-                rustix::io::pread(&*d, spare_capacity(buf), *offset)
-            });
+            let read = read_fresh(&d, *size, Some(*offset));
             // On a pool thread, which may wait on the file system: whether the next reads of
             // it may be answered at submission ([`read_at_now`]).
             #[cfg(target_os = "linux")]
@@ -197,33 +191,43 @@ pub fn seek_from(offset: i64, whence: i32) -> Result<SeekFrom, OpError> {
 /// Runs a `ReadInto` or `WriteFrom` of a file with the caller's buffer, taken out of `op`: it
 /// comes back in the outcome however the operation ends ([`give_back`]).
 fn with_buffer(op: &SyscallOpType, process: &crate::process::Process, mut buf: Vec<u8>) -> OpOutcome {
+    let had = buf.capacity();
     let moved = match *op {
-        SyscallOpType::ReadInto { fd, offset, size, .. } => process.descriptor(fd).and_then(|d| {
-            let had = buf.capacity();
-            let size = room_for(&d, &mut buf, size, offset)?;
-            let read = retry(|| {
-                // SAFETY: both calls return the bytes they wrote at the start of `room`.
-                unsafe {
-                    fill_spare(&mut buf, size, |room| match offset {
-                        Some(offset) => rustix::io::pread(&*d, room, offset).map(|(read, _)| read.len()),
-                        None => rustix::io::read(&*d, room).map(|(read, _)| read.len()),
-                    })
-                }
-            });
-            trim_growth(&mut buf, had);
-            read
-        }),
+        SyscallOpType::ReadInto { fd, offset, size, .. } => {
+            process.descriptor(fd).and_then(|d| read_file(&d, &mut buf, size, offset))
+        }
         SyscallOpType::WriteFrom { fd, offset, ref range, .. } => {
             process.descriptor(fd).and_then(|d| write(&d, &buf[range.clone()], offset))
         }
         _ => Err(OpError::new(errno::EINVAL, format!("{} carries no buffer", op.name()))),
     };
-    give_back(moved, buf)
+    give_back(moved, buf, had)
 }
 
-/// The outcome of an operation that carried the caller's buffer: the buffer, with the count the
-/// operation moved or with its error.
-pub(crate) fn give_back(moved: Result<usize, OpError>, buf: Vec<u8>) -> OpOutcome {
+/// Reads up to `size` bytes of `d` at `offset` (`None`: at its position) into `buf`, after its
+/// bytes, grown if it must be by what `d` can fill ([`room_for`]); no system call for none. The
+/// count read.
+fn read_file(d: &Descriptor, buf: &mut Vec<u8>, size: usize, offset: Option<u64>) -> Result<usize, OpError> {
+    let size = room_for(d, buf, size, offset)?;
+    if size == 0 {
+        return Ok(0);
+    }
+    retry(|| {
+        // SAFETY: both calls return the bytes they wrote at the start of `room`.
+        unsafe {
+            fill_spare(buf, size, |room| match offset {
+                Some(offset) => rustix::io::pread(d, room, offset).map(|(read, _)| read.len()),
+                None => rustix::io::read(d, room).map(|(read, _)| read.len()),
+            })
+        }
+    })
+}
+
+/// The outcome of an operation that carried the caller's buffer (which came with `had` bytes of
+/// capacity): the buffer, without the room a read made in it and left empty
+/// ([`trim_growth`]), with the count the operation moved or with its error.
+pub(crate) fn give_back(moved: Result<usize, OpError>, mut buf: Vec<u8>, had: usize) -> OpOutcome {
+    trim_growth(&mut buf, had);
     match moved {
         Ok(count) => Ok(OpResult::Buf { count, buf }),
         Err(e) => Err(e.giving_back(Some(buf))),
@@ -264,13 +268,11 @@ pub(crate) unsafe fn fill_spare(
     Ok(n)
 }
 
-/// Reads up to `size` bytes into a fresh buffer, without zeroing it first. A zero-size read
-/// returns nothing without a system call (the descriptor was already checked).
-fn read_into(size: usize, mut read: impl FnMut(&mut Vec<u8>) -> Result<usize, Errno>) -> OpOutcome {
-    let mut buf = read_buffer(size)?;
-    if size > 0 {
-        retry(|| read(&mut buf))?;
-    }
+/// [`read_file`] into a fresh buffer, fitted to what it holds: the result of a `Read` or a
+/// `ReadAt`.
+fn read_fresh(d: &Descriptor, size: usize, offset: Option<u64>) -> OpOutcome {
+    let mut buf = Vec::new();
+    read_file(d, &mut buf, size, offset)?;
     fit(&mut buf);
     Ok(OpResult::Bytes(buf))
 }
@@ -674,9 +676,7 @@ pub(crate) mod tests {
         std::thread::sleep(std::time::Duration::from_millis(30));
         // A pool thread's read (as `execute_sync` runs it) updates the access time.
         let d = process.descriptor(fd).unwrap();
-        let Ok(OpResult::Bytes(b)) = read_into(4096, |buf| rustix::io::pread(&*d, spare_capacity(buf), 0)) else {
-            panic!("the pool's read")
-        };
+        let Ok(OpResult::Bytes(b)) = read_fresh(&d, 4096, Some(0)) else { panic!("the pool's read") };
         assert_eq!(b, [4u8; 4096]);
         let Some(Ok(OpResult::Bytes(b))) = read() else { panic!("fresh again after the pool's read") };
         assert_eq!(b, [4u8; 4096]);

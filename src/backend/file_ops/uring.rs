@@ -284,27 +284,43 @@ pub(crate) fn read_into(d: &Descriptor, mut buf: Vec<u8>, size: usize, offset: u
 /// A `WRITE` of the caller's `buf[range]` to `d` (not a socket) at `offset` ([`CURRENT`]: at its
 /// position), a `WriteFrom`: as [`write_at`], the buffer given back with the outcome.
 pub(crate) fn write_from(d: &Descriptor, buf: Vec<u8>, range: std::ops::Range<usize>, offset: u64) -> FileKind {
-    let FileKind::Write { worker, .. } = write_at(d, Vec::new(), offset) else { unreachable!("a write") };
     // The range was checked within the buffer, its length against MAX_IO_SIZE (a u32).
-    FileKind::Write { data: buf, start: range.start, len: range.len() as u32, offset, worker, lent: true }
+    let (start, len, worker) = (range.start, range.len() as u32, needs_worker(d));
+    FileKind::Write { data: buf, start, len, offset, worker, lent: true }
 }
 
 /// A `WRITE` of `data` to `d` at `offset` ([`CURRENT`]: at its position).
 #[inline]
 fn write_at(d: &Descriptor, data: Vec<u8>, offset: u64) -> FileKind {
-    // A write that may raise a signal (SIGPIPE at a pipe without a reader; SIGXFSZ past the
-    // host's file size limit) is run by an io-wq worker, whose signals are all blocked,
-    // never inline in the submitting thread, which is any thread of the host.
-    let worker = match d.file_type() {
+    // The length was checked against MAX_IO_SIZE, which fits a u32.
+    FileKind::Write { len: data.len() as u32, data, start: 0, offset, worker: needs_worker(d), lent: false }
+}
+
+/// Whether a write to `d` may raise a signal (SIGPIPE at a pipe without a reader; SIGXFSZ past
+/// the host's file size limit): then an io-wq worker, whose signals are all blocked, runs it,
+/// never the submitting thread, which is any thread of the host.
+fn needs_worker(d: &Descriptor) -> bool {
+    match d.file_type() {
         FileType::Fifo => true,
         FileType::RegularFile => file_size_limited(),
         _ => false,
-    };
-    // The length was checked against MAX_IO_SIZE, which fits a u32.
-    FileKind::Write { len: data.len() as u32, data, start: 0, offset, worker, lent: false }
+    }
 }
 
 impl FileKind {
+    /// The caller's buffer it carries (a `ReadInto` or `WriteFrom`), to give back with its
+    /// error (without the room the read made in it).
+    fn into_lent(self) -> Option<Vec<u8>> {
+        match self {
+            FileKind::Write { data: buf, lent: true, .. } => Some(buf),
+            FileKind::Read { mut buf, lent: Some(had), .. } => {
+                super::trim_growth(&mut buf, had);
+                Some(buf)
+            }
+            _ => None,
+        }
+    }
+
     /// The entry for `fd` (the descriptor the request names; the directory an open starts
     /// from), pointing into what `self` owns (the same each time it is built).
     #[inline]
@@ -350,12 +366,7 @@ pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
         return Err(match kind {
             FileKind::Open(open) if open.rooted => crate::sandbox::escape_error(&open.name, e),
             FileKind::Open(open) => OpError::new(-result, format!("open {:?}", open.name)),
-            FileKind::Read { mut buf, lent: Some(had), .. } => {
-                super::trim_growth(&mut buf, had);
-                OpError::from(e).giving_back(Some(buf))
-            }
-            FileKind::Write { data: buf, lent: true, .. } => OpError::from(e).giving_back(Some(buf)),
-            _ => OpError::from(e),
+            kind => OpError::from(e).giving_back(kind.into_lent()),
         });
     }
     let n = result as usize;

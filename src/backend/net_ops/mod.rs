@@ -74,8 +74,7 @@ async fn with_buffer<R: Readiness>(op: &Operation, mut buf: Vec<u8>, ready: &R) 
         })
         .await
     };
-    file_ops::trim_growth(&mut buf, had);
-    file_ops::give_back(moved, buf)
+    file_ops::give_back(moved, buf, had)
 }
 
 /// What [`with_buffer`] runs: the count moved.
@@ -86,41 +85,49 @@ async fn moved_with<R: Readiness>(
     ready: &R,
 ) -> Result<usize, OpError> {
     match *op {
-        SyscallOpType::ReadInto { fd, size, .. } => {
-            let d = process.descriptor(fd)?;
-            let socket = d.kind() == DescriptorKind::Socket;
-            let size = if socket { size } else { size.min(STREAM_CHUNK) };
-            let size = file_ops::room_for(&d, buf, size, None)?;
-            if size == 0 {
-                return Ok(0);
-            }
-            ready
-                .retry(&d, Interest::Read, || {
-                    // SAFETY: both reads return the bytes they wrote at the start of `room`.
-                    unsafe {
-                        file_ops::fill_spare(buf, size, |room| {
-                            if socket {
-                                rustix::net::recv(&*d, room, RecvFlags::empty()).map(|((read, _), _)| read.len())
-                            } else {
-                                file_ops::read_now(&d, room)
-                            }
-                        })
-                    }
-                })
-                .await
-        }
+        SyscallOpType::ReadInto { fd, size, .. } => read_peer(&*process.descriptor(fd)?, ready, buf, size).await,
         SyscallOpType::WriteFrom { fd, ref range, .. } => {
-            let d = process.descriptor(fd)?;
-            let data = &buf[range.clone()];
-            if d.kind() == DescriptorKind::Socket {
-                let flags = send_flags(0);
-                return ready.retry(&d, Interest::Write, || rustix::net::send(&*d, data, flags)).await;
-            }
-            let data = &data[..data.len().min(STREAM_CHUNK)];
-            ready.retry(&d, Interest::Write, || file_ops::write_now(&d, data)).await
+            write_peer(&*process.descriptor(fd)?, ready, &buf[range.clone()]).await
         }
         _ => Err(OpError::new(errno::EINVAL, format!("{} carries no buffer", op.name()))),
     }
+}
+
+/// A read at the position of `d`, a socket (a receive without flags), a FIFO or a character
+/// device (at most [`STREAM_CHUNK`]): waits for data, then appends up to `size` bytes to `buf`,
+/// grown if it must be by what `d` can fill. The count read.
+async fn read_peer<R: Readiness>(d: &Descriptor, ready: &R, buf: &mut Vec<u8>, size: usize) -> Result<usize, OpError> {
+    let socket = d.kind() == DescriptorKind::Socket;
+    let size = if socket { size } else { size.min(STREAM_CHUNK) };
+    let size = file_ops::room_for(d, buf, size, None)?;
+    if size == 0 {
+        return Ok(0);
+    }
+    ready
+        .retry(d, Interest::Read, || {
+            // SAFETY: both reads return the bytes they wrote at the start of `room`.
+            unsafe {
+                file_ops::fill_spare(buf, size, |room| {
+                    if socket {
+                        rustix::net::recv(d, room, RecvFlags::empty()).map(|((read, _), _)| read.len())
+                    } else {
+                        file_ops::read_now(d, room)
+                    }
+                })
+            }
+        })
+        .await
+}
+
+/// A write at the position of `d`, a socket (a send without flags), a FIFO or a character
+/// device (at most [`STREAM_CHUNK`]): waits for room, then writes what fits. The count written.
+async fn write_peer<R: Readiness>(d: &Descriptor, ready: &R, data: &[u8]) -> Result<usize, OpError> {
+    if d.kind() == DescriptorKind::Socket {
+        let flags = send_flags(0);
+        return ready.retry(d, Interest::Write, || rustix::net::send(d, data, flags)).await;
+    }
+    let data = &data[..data.len().min(STREAM_CHUNK)];
+    ready.retry(d, Interest::Write, || file_ops::write_now(d, data)).await
 }
 
 /// Tries an operation that runs on the readiness path ([`runs_on_readiness`]: the caller has
@@ -141,9 +148,7 @@ pub fn try_now(
     is_cancelled: impl FnOnce() -> bool,
 ) -> Option<OpOutcome> {
     // One that carries the caller's buffer runs where it can give it back (see `with_buffer`).
-    if matches!(op, SyscallOpType::Connect { .. } | SyscallOpType::ReadInto { .. } | SyscallOpType::WriteFrom { .. })
-        || is_cancelled()
-    {
+    if matches!(op, SyscallOpType::Connect { .. }) || op.lends_buffer() || is_cancelled() {
         return None;
     }
     match execute_now(op, process, rights) {
@@ -159,25 +164,26 @@ pub fn try_now(
 /// a non-blocking read(2) or write(2) retried on readiness. Either waits for data or for room
 /// as on a blocking descriptor, holding no thread; a closed peer is `EPIPE`, never SIGPIPE.
 pub fn runs_on_readiness(op: &SyscallOpType, process: &Process) -> bool {
-    op.is_network() || read_or_write_of_peer(op, process).is_some()
+    op.is_network() || read_or_write_of_peer(op, |fd| process.descriptor(fd)).is_some()
 }
 
 /// Whether `op` may wait on a peer for an unbounded time: [`SyscallOpType::may_wait_on_peer`],
 /// or a `Read` or `Write` of a descriptor that waits on a peer.
 pub fn may_wait_on_peer(op: &SyscallOpType, process: &Process) -> bool {
-    op.may_wait_on_peer() || read_or_write_of_peer(op, process).is_some()
+    op.may_wait_on_peer() || read_or_write_of_peer(op, |fd| process.descriptor(fd)).is_some()
 }
 
 /// The descriptor a `Read` or `Write` (or a `ReadInto` or `WriteFrom` at the position) names,
-/// if it waits on a peer (one descriptor lookup).
-pub(crate) fn read_or_write_of_peer(op: &SyscallOpType, process: &Process) -> Option<Arc<Descriptor>> {
+/// if it waits on a peer (one descriptor lookup, with `lookup`).
+pub(crate) fn read_or_write_of_peer(
+    op: &SyscallOpType,
+    lookup: impl FnOnce(i32) -> Result<Arc<Descriptor>, OpError>,
+) -> Option<Arc<Descriptor>> {
     match op {
         SyscallOpType::Read { fd, .. }
         | SyscallOpType::Write { fd, .. }
         | SyscallOpType::ReadInto { fd, offset: None, .. }
-        | SyscallOpType::WriteFrom { fd, offset: None, .. } => {
-            process.descriptor(*fd).ok().filter(|d| d.waits_on_peer())
-        }
+        | SyscallOpType::WriteFrom { fd, offset: None, .. } => lookup(*fd).ok().filter(|d| d.waits_on_peer()),
         _ => None,
     }
 }
@@ -288,12 +294,7 @@ async fn execute_ref<R: Readiness>(
         }
         SyscallOpType::Send { sockfd, data, flags } => send(&*socket(*sockfd)?, ready, data, *flags).await,
         SyscallOpType::Write { fd, data } => {
-            let d = process.descriptor(*fd)?;
-            if d.kind() == DescriptorKind::Socket {
-                return send(&d, ready, data, 0).await;
-            }
-            let data = &data[..data.len().min(STREAM_CHUNK)];
-            Ok(OpResult::Count(ready.retry(&d, Interest::Write, || file_ops::write_now(&d, data)).await?))
+            Ok(OpResult::Count(write_peer(&*process.descriptor(*fd)?, ready, data).await?))
         }
         SyscallOpType::SendTo { sockfd, data, addr, flags } => {
             let d = socket(*sockfd)?;
@@ -304,21 +305,8 @@ async fn execute_ref<R: Readiness>(
         }
         SyscallOpType::Recv { sockfd, size, flags } => recv(&*socket(*sockfd)?, ready, *size, *flags).await,
         SyscallOpType::Read { fd, size } => {
-            let d = process.descriptor(*fd)?;
-            if d.kind() == DescriptorKind::Socket {
-                return recv(&d, ready, *size, 0).await;
-            }
-            let size = (*size).min(STREAM_CHUNK);
-            let mut buf = file_ops::read_buffer(file_ops::read_capacity(&d, size, None))?;
-            if size > 0 {
-                let room = buf.capacity();
-                ready
-                    .retry(&d, Interest::Read, || {
-                        // SAFETY: `read_now` returns the bytes it wrote at the start of `room`.
-                        unsafe { file_ops::fill_spare(&mut buf, room, |room| file_ops::read_now(&d, room)) }
-                    })
-                    .await?;
-            }
+            let mut buf = Vec::new();
+            read_peer(&*process.descriptor(*fd)?, ready, &mut buf, *size).await?;
             file_ops::fit(&mut buf);
             Ok(OpResult::Bytes(buf))
         }

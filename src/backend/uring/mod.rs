@@ -217,11 +217,11 @@ impl UringBackend {
     fn route(&self, op: &SyscallOpType, process: &Process, fds: &mut Descriptors) -> Route {
         match op {
             _ if op.traits().class == Class::Inline => Route::Inline,
-            SyscallOpType::Read { fd, .. }
-            | SyscallOpType::Write { fd, .. }
-            | SyscallOpType::ReadInto { fd, offset: None, .. }
-            | SyscallOpType::WriteFrom { fd, offset: None, .. } => {
-                match fds.get(process, *fd).ok().filter(|d| d.waits_on_peer()) {
+            SyscallOpType::Read { .. }
+            | SyscallOpType::Write { .. }
+            | SyscallOpType::ReadInto { offset: None, .. }
+            | SyscallOpType::WriteFrom { offset: None, .. } => {
+                match net_ops::read_or_write_of_peer(op, |fd| fds.get(process, fd)) {
                     Some(d) if d.kind() == DescriptorKind::Socket => self.net_route(op),
                     Some(_) => Route::Fallback,
                     None => self.file_route(op),

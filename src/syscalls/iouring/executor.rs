@@ -153,12 +153,11 @@ impl IoUringExecutor {
         let n = ops.len();
         // The places the batch may take in the window: exactly those of one operation (none if
         // it waits on a peer), at most one each for more.
-        let most = match how.waits_alone {
-            Some(waits) if n == 1 => usize::from(!waits),
-            _ => match ops.peek() {
-                Some((op, _)) if n == 1 => usize::from(!op.may_wait_on_peer()),
-                _ => n,
-            },
+        let most = if n == 1 {
+            let waits = how.waits_alone.unwrap_or_else(|| ops.peek().is_some_and(|(op, _)| op.may_wait_on_peer()));
+            usize::from(!waits)
+        } else {
+            n
         };
         let s = self.inner.lock();
         // A rate-limited process's operations always pass through its SQ, where the limits

@@ -81,6 +81,25 @@ impl RingState {
         op.take_buffer()
     }
 
+    /// Ends queued or held operation `seq` with `e` (its cancellation, its deadline), without
+    /// running it: the caller's buffer it carried goes back with it, and whoever waits on the CQ
+    /// is told.
+    pub(super) fn end_queued(
+        &mut self,
+        seq: u64,
+        e: OpError,
+        clock: &mut Clock,
+        counters: &Counters,
+        after: &mut AfterUnlock,
+    ) {
+        let e = e.giving_back(self.unqueue(seq));
+        let queued = self.cq.len();
+        let _always_delivered = self.deliver(seq, Err(e), clock, counters, after);
+        if self.cq.len() > queued {
+            self.cq_arrived(after);
+        }
+    }
+
     /// Ends a chain whose operations were just accepted (`seqs`, queued or held, none started)
     /// because the sandbox refused one of them (already completed with its error): every other
     /// completes `Cancelled`.

@@ -46,13 +46,7 @@ impl SyscallCompletionRing {
             Phase::Done => return,
             Phase::Running(cancel) => cancel.time_out(&mut after),
             Phase::Queued | Phase::Linked => {
-                let buf = s.unqueue(seq);
-                let queued = s.cq.len();
-                let timed_out = Err(OpError::timed_out().giving_back(buf));
-                let _always_delivered = s.deliver(seq, timed_out, &mut self.clock(), &self.counters, &mut after);
-                if s.cq.len() > queued {
-                    s.cq_arrived(&mut after);
-                }
+                s.end_queued(seq, OpError::timed_out(), &mut self.clock(), &self.counters, &mut after);
             }
         }
         drop(s);

@@ -60,13 +60,7 @@ impl SyscallCompletionRing {
             Some(Phase::Done) => {}
             Some(Phase::Running(cancel)) => cancel.request(&mut after),
             Some(Phase::Queued | Phase::Linked) => {
-                let buf = s.unqueue(seq);
-                let cancelled = Err(OpError::cancelled().giving_back(buf));
-                let queued = s.cq.len();
-                let _always_delivered = s.deliver(seq, cancelled, &mut self.clock(), &self.counters, &mut after);
-                if s.cq.len() > queued {
-                    s.cq_arrived(&mut after);
-                }
+                s.end_queued(seq, OpError::cancelled(), &mut self.clock(), &self.counters, &mut after);
             }
         }
         drop(s);
