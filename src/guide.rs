@@ -181,6 +181,48 @@
 //! # }
 //! ```
 //!
+//! # Every connection from one accept
+//!
+//! [`TcpListener::incoming`](crate::tenant::TcpListener::incoming) is a `Stream` of
+//! connections that one multishot accept takes, however many come
+//! ([`SyscallOpType::AcceptMulti`](crate::syscalls::SyscallOpType::AcceptMulti), one kernel
+//! request on io_uring). Below the handles,
+//! [`submit_multishot`](crate::syscalls::IoUringManager::submit_multishot) gives its results one
+//! by one, then its completion.
+//!
+//! ```
+//! # fn main() -> std::io::Result<()> {
+//! use ai_os_kernel::sandbox::Policy;
+//! use ai_os_kernel::syscalls::IoUringManager;
+//! use futures::StreamExt;
+//! use futures::io::{AsyncReadExt, AsyncWriteExt};
+//! use std::net::Ipv4Addr;
+//!
+//! let manager = IoUringManager::new();
+//! let lo = Ipv4Addr::LOCALHOST;
+//! manager.set_policy(1, Policy::default().allow_bind(lo, ..).allow_connect(lo, ..).allow_listen())?;
+//! let tenant = manager.tenant(1);
+//! futures::executor::block_on(async {
+//!     let listener = tenant.tcp_listen((lo, 0)).await?;
+//!     let mut clients = Vec::new();
+//!     for _ in 0..3 {
+//!         clients.push(tenant.tcp_connect(listener.local_addr()).await?);
+//!     }
+//!     let mut incoming = listener.incoming();
+//!     for _ in 0..clients.len() {
+//!         let mut server = incoming.next().await.expect("it never ends")?;
+//!         server.write_all(b"hi").await?;
+//!     }
+//!     for client in &mut clients {
+//!         let mut hi = [0u8; 2];
+//!         client.read_exact(&mut hi).await?;
+//!         assert_eq!(&hi, b"hi");
+//!     }
+//!     std::io::Result::Ok(())
+//! })
+//! # }
+//! ```
+//!
 //! # The fast path: a drive task per thread
 //!
 //! By default each submission enters the kernel on its own, and completions that come later

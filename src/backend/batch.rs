@@ -85,6 +85,22 @@ impl Origin {
         Delivered(self.0.complete_many(outcomes))
     }
 
+    /// One result of multishot operation `seq` (see `SyscallCompletionRing::more`): whether its
+    /// backend should go on.
+    #[inline]
+    pub(crate) fn more(&self, seq: u64, outcome: OpOutcome) -> bool {
+        self.0.more(seq, outcome)
+    }
+
+    /// [`more`](Self::more), its wake-up left for [`Freed::release`], for a backend under a
+    /// lock of its own.
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    #[inline]
+    pub(crate) fn more_later(&self, seq: u64, outcome: OpOutcome) -> (bool, Delivered) {
+        let (goes_on, after) = self.0.more_later(seq, outcome);
+        (goes_on, Delivered(after))
+    }
+
     /// Delivers one outcome and wakes its owner.
     #[inline]
     pub(crate) fn complete(&self, seq: u64, outcome: OpOutcome) {

@@ -87,6 +87,17 @@ impl Operation {
     pub fn is_cancelled(&self) -> bool {
         self.origin.is_cancelled(self.seq)
     }
+
+    /// Hands one result of a multishot operation ([`SyscallOpType::is_multishot`]) to its
+    /// stream, before the operation completes: whether to go on. `false` once enough results
+    /// wait untaken, or nobody will take them (the operation was cancelled, its stream dropped,
+    /// its ring destroyed): the backend stops and completes the operation (an `AcceptMulti`
+    /// with [`OpResult::None`](crate::op::OpResult::None) when it stopped for this, not for a
+    /// cancellation). A result nobody will take is dropped, a descriptor it made closed.
+    #[inline]
+    pub fn more(&self, outcome: super::OpOutcome) -> bool {
+        self.origin.more(self.seq, outcome)
+    }
 }
 
 /// An operation together with the duty to complete it.

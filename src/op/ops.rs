@@ -140,6 +140,16 @@ pub enum SyscallOpType {
     Listen { sockfd: i32, backlog: i32 },
     /// Waits for and accepts one connection. Result: [`OpResult::Accepted`].
     Accept { sockfd: i32 },
+    /// Accepts connections as they come, each a result of its own, until stopped: a multishot
+    /// accept (`IORING_ACCEPT_MULTISHOT` on io_uring). Submitted only with
+    /// [`IoUringManager::submit_multishot`](crate::syscalls::IoUringManager::submit_multishot),
+    /// whose stream yields each connection as [`OpResult::Accepted`], then the operation's own
+    /// completion: [`OpResult::None`] when it ended by itself (its results waited untaken, or a
+    /// descriptor place could not be had for the next one: submit it again for more), an error
+    /// (`EMFILE` at the descriptor limit), or cancelled. A place in the descriptor table is
+    /// taken before each connection, as for `Accept`; on io_uring the kernel may accept one
+    /// more while the operation is being stopped for the limit, which is then closed.
+    AcceptMulti { sockfd: i32 },
     /// Connects a socket to `addr`. Result: [`OpResult::None`].
     Connect { sockfd: i32, addr: SocketAddr },
     /// Sends `data` on a connected socket. Result: [`OpResult::Count`], which may be short.
@@ -222,6 +232,7 @@ impl SyscallOpType {
             SyscallOpType::Bind { .. } => "bind",
             SyscallOpType::Listen { .. } => "listen",
             SyscallOpType::Accept { .. } => "accept",
+            SyscallOpType::AcceptMulti { .. } => "accept_multishot",
             SyscallOpType::Connect { .. } => "connect",
             SyscallOpType::Send { .. } => "send",
             SyscallOpType::Recv { .. } => "recv",
@@ -260,6 +271,7 @@ impl SyscallOpType {
             SyscallOpType::Bind { sockfd, .. }
             | SyscallOpType::Listen { sockfd, .. }
             | SyscallOpType::Accept { sockfd }
+            | SyscallOpType::AcceptMulti { sockfd }
             | SyscallOpType::Connect { sockfd, .. }
             | SyscallOpType::Send { sockfd, .. }
             | SyscallOpType::Recv { sockfd, .. }
@@ -319,7 +331,7 @@ impl SyscallOpType {
             SyscallOpType::PeerAddr { .. } => (Sockets, Inline, false),
             // It may send a FIN, which never waits.
             SyscallOpType::Shutdown { .. } => (Sockets, Inline, false),
-            SyscallOpType::Accept { .. } => (Sockets, Waits, true),
+            SyscallOpType::Accept { .. } | SyscallOpType::AcceptMulti { .. } => (Sockets, Waits, true),
             SyscallOpType::Connect { .. } => (Sockets, Waits, false),
             SyscallOpType::Send { .. } => (Sockets, Waits, false),
             SyscallOpType::Recv { .. } => (Sockets, Waits, false),
@@ -341,6 +353,14 @@ impl SyscallOpType {
     #[inline]
     pub fn may_wait_on_peer(&self) -> bool {
         self.traits().class == Class::Waits
+    }
+
+    /// Whether the operation gives many results (`AcceptMulti`): it is submitted only with
+    /// [`IoUringManager::submit_multishot`](crate::syscalls::IoUringManager::submit_multishot),
+    /// whose stream takes them.
+    #[inline]
+    pub fn is_multishot(&self) -> bool {
+        matches!(self, SyscallOpType::AcceptMulti { .. })
     }
 
     /// Whether executing the operation needs its process's rights (the sandbox it was submitted

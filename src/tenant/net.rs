@@ -1,7 +1,6 @@
 //! A tenant's sockets: [`TcpListener`], [`TcpStream`], [`UdpSocket`], each under its process's
 //! network rules.
 
-use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
@@ -10,7 +9,8 @@ use std::task::{Context, Poll, ready};
 use super::stream::{Stream, read_write_traits};
 use super::{Owned, Tenant};
 use crate::op::{OpResult, SyscallOpType as Op, net_flags};
-use crate::syscalls::CompletionFuture;
+use crate::syscalls::Multishot;
+use futures_core::stream::FusedStream;
 
 /// A new socket of type `ty` for `addr`'s family, owned.
 async fn socket(tenant: &Tenant, addr: SocketAddr, ty: i32) -> io::Result<Owned> {
@@ -54,9 +54,12 @@ impl TcpListener {
         accepted(owned, result)
     }
 
-    /// The connections as they come, as a `Stream` (one `Accept` in flight at a time).
+    /// The connections as they come, as a `Stream`: one multishot accept
+    /// ([`AcceptMulti`](crate::op::SyscallOpType::AcceptMulti)) takes them all, submitted again
+    /// whenever it stops (connections left untaken, an error, which the stream yields). Dropping
+    /// the stream closes the connections it had not yet handed on.
     pub fn incoming(&self) -> Incoming<'_> {
-        Incoming { listener: self, accept: None }
+        Incoming { listener: self, accepts: None }
     }
 }
 
@@ -71,7 +74,7 @@ fn accepted(owned: Owned, result: OpResult) -> io::Result<(TcpStream, SocketAddr
 #[derive(Debug)]
 pub struct Incoming<'a> {
     listener: &'a TcpListener,
-    accept: Option<CompletionFuture>,
+    accepts: Option<Multishot>,
 }
 
 impl futures_core::Stream for Incoming<'_> {
@@ -80,21 +83,33 @@ impl futures_core::Stream for Incoming<'_> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<TcpStream>>> {
         let this = self.get_mut();
         let listener = &this.listener.owned;
-        let future = match &mut this.accept {
-            Some(future) => future,
-            None => match listener.tenant.manager.submit_async_to(&listener.ring, Op::Accept { sockfd: listener.fd }) {
-                Ok(future) => this.accept.insert(future),
-                Err(e) => return Poll::Ready(Some(Err(e.into()))),
-            },
-        };
-        let done = ready!(Pin::new(future).poll(cx));
-        this.accept = None;
-        let stream = done.into_result().and_then(|result| {
+        loop {
+            let accepts = match &mut this.accepts {
+                Some(accepts) => accepts,
+                None => match listener
+                    .tenant
+                    .manager
+                    .submit_multishot_to(&listener.ring, Op::AcceptMulti { sockfd: listener.fd })
+                {
+                    Ok(accepts) => this.accepts.insert(accepts),
+                    Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                },
+            };
+            let done = ready!(Pin::new(&mut *accepts).poll_next(cx));
+            if accepts.is_terminated() || done.is_none() {
+                this.accepts = None;
+            }
+            // Its completion: stopped with nothing to report (it is submitted again), or an
+            // error.
+            let result = match done.map(|done| done.into_result()) {
+                None | Some(Ok(OpResult::None)) => continue,
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Some(Ok(result)) => result,
+            };
             let fd = result.new_fd().unwrap_or(-1);
             let owned = Owned { tenant: listener.tenant.clone(), ring: listener.ring.clone(), fd };
-            accepted(owned, result)
-        });
-        Poll::Ready(Some(stream.map(|(stream, _)| stream)))
+            return Poll::Ready(Some(accepted(owned, result).map(|(stream, _)| stream)));
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //!   once every ring is destroyed, every accepted operation was completed exactly once and no
 //!   descriptor is left open.
 
+use futures::stream::{FusedStream as _, Stream as _};
 use std::future::Future as _;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ use ai_os_kernel::backend::Backend;
 use ai_os_kernel::sandbox::Policy;
 use ai_os_kernel::syscalls::open_flags::*;
 use ai_os_kernel::syscalls::{
-    CompletionFuture, IoUringManager, OpResult, SyscallCompletionEntry, SyscallOpType, SyscallOpType as Op,
+    CompletionFuture, IoUringManager, Multishot, OpResult, SyscallCompletionEntry, SyscallOpType, SyscallOpType as Op,
     SyscallSubmissionEntry,
 };
 
@@ -259,6 +260,7 @@ fn decode_op(k: u8, arg: u8) -> Op {
         },
         13 if arg.is_multiple_of(2) => Op::Recv { sockfd: fd, size: 16, flags: 0 },
         13 => Op::Shutdown { sockfd: fd, how: i32::from(arg % 5) - 1 },
+        14 if arg % 6 == 1 => Op::AcceptMulti { sockfd: fd },
         14 if arg.is_multiple_of(2) => Op::Connect { sockfd: fd, addr: ([127, 0, 0, 1], u16::from(arg)).into() },
         14 => Op::PeerAddr { sockfd: fd },
         _ => Op::Socket { domain: i32::from(arg), ty: i32::from(arg >> 4), protocol: 0 },
@@ -299,6 +301,7 @@ pub fn op_sequence_case(data: &[u8]) {
         _ => Policy::default(),
     };
     let mut futures: Vec<CompletionFuture> = Vec::new();
+    let mut shots: Vec<Multishot> = Vec::new();
     let mut last_seq = [0u64; 4];
     // How often each pid's ring was destroyed: an operation that carried a buffer and ran while
     // its ring was destroyed is the one that may end without it.
@@ -329,7 +332,23 @@ pub fn op_sequence_case(data: &[u8]) {
                     last_seq[pid as usize] = seqs.last().copied().unwrap_or(last_seq[pid as usize]);
                 }
             }
+            4 if a % 4 == 3 => shots.extend(m.submit_multishot(pid, entry(b, a)).ok()),
             4 => futures.extend(m.submit_async(pid, entry(b, a)).ok()),
+            5 if !shots.is_empty() && a % 2 == 1 => {
+                let i = usize::from(b) % shots.len();
+                match std::pin::Pin::new(&mut shots[i]).poll_next(&mut Context::from_waker(&waker)) {
+                    Poll::Ready(Some(done)) => {
+                        assert_eq!(done.seq, shots[i].seq());
+                        gave_back(&done);
+                        if shots[i].is_terminated() {
+                            drop(shots.swap_remove(i));
+                        }
+                    }
+                    Poll::Ready(None) => panic!("a multishot stream ended before its completion"),
+                    Poll::Pending => {}
+                }
+            }
+            6 if !shots.is_empty() && a % 2 == 1 => drop(shots.swap_remove(usize::from(b) % shots.len())),
             5 if !futures.is_empty() => {
                 let i = usize::from(b) % futures.len();
                 if let Poll::Ready(done) = std::pin::Pin::new(&mut futures[i]).poll(&mut Context::from_waker(&waker)) {
@@ -380,6 +399,7 @@ pub fn op_sequence_case(data: &[u8]) {
         }
     }
     drop(futures);
+    drop(shots);
     for pid in 1..=3 {
         let _ = m.destroy_ring(pid);
     }

@@ -54,7 +54,65 @@ pub async fn execute<R: Readiness>(mut op: Operation, ready: &R) -> OpOutcome {
         return with_buffer(&op, buf, ready).await;
     }
     let rights = op.needs_rights()?;
+    if let SyscallOpType::AcceptMulti { sockfd } = *op.op() {
+        return accept_many(&op, sockfd, rights.as_deref(), ready).await;
+    }
     execute_ref(op.op(), op.process(), rights.as_deref(), ready).await
+}
+
+/// An `AcceptMulti`: accepts connections as they come, handing each to the operation's stream
+/// ([`Operation::more`]) until told to stop, then ends with [`OpResult::None`] (cancelled, if it
+/// was). Each connection is accepted as an `Accept`'s is: a place in the descriptor table taken
+/// first (at the limit the operation ends with `EMFILE`, the connection left queued), installed
+/// and handed on in the poll that accepted it, so that no cancellation comes between. Any error
+/// ends the operation, as it ends a multishot accept in the kernel. A flood of connections
+/// taken as fast as they come holds its thread for at most [`ACCEPTS_IN_A_ROW`] at a time.
+async fn accept_many<R: Readiness>(op: &Operation, sockfd: i32, rights: Option<&Sandbox>, ready: &R) -> OpOutcome {
+    let d = socket(op.process(), sockfd)?;
+    let rights = rights.ok_or_else(without_rights)?;
+    for taken in 1.. {
+        let accepted = accept(op.process(), rights, &d, ready).await?;
+        if !op.more(Ok(accepted)) {
+            break;
+        }
+        if taken % ACCEPTS_IN_A_ROW == 0 {
+            yield_once().await;
+        }
+    }
+    if op.is_cancelled() { Err(OpError::cancelled()) } else { Ok(OpResult::None) }
+}
+
+/// How many connections a multishot accept on a pool takes before it lets its thread run
+/// other tasks.
+const ACCEPTS_IN_A_ROW: usize = 16;
+
+/// Lets the executor run other tasks once before going on.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            return std::task::Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Waits for a connection on listener `d` and installs it in `process`'s descriptor table (a
+/// place taken first: a refused accept leaves the connection queued for a later one).
+async fn accept<R: Readiness>(process: &Arc<Process>, rights: &Sandbox, d: &Descriptor, ready: &R) -> OpOutcome {
+    // Taken for the whole wait, as an io_uring accept in the kernel must.
+    let place = process.reserve_fd(rights)?;
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let (fd, peer) = ready.retry(d, Interest::Read, || rustix::net::acceptfrom_with(d, flags)).await?;
+    // A connection inherits its listener's timeouts, but every socket the crate holds has them
+    // set by the crate itself (a refusal drops, closes, the connection).
+    bound_kernel_waits(&fd)?;
+    let peer = inet(peer.and_then(|p| p.try_into().ok()))?;
+    // The new connection is installed in the same poll that accepted it, so no cancellation can
+    // come between and lose it.
+    Ok(OpResult::Accepted { fd: place.install(Descriptor::new(fd, DescriptorKind::Socket))?, peer })
 }
 
 /// Runs a `ReadInto` or `WriteFrom` of a socket, FIFO or character device with the caller's
@@ -148,7 +206,7 @@ pub fn try_now(
     is_cancelled: impl FnOnce() -> bool,
 ) -> Option<OpOutcome> {
     // One that carries the caller's buffer runs where it can give it back (see `with_buffer`).
-    if matches!(op, SyscallOpType::Connect { .. }) || op.lends_buffer() || is_cancelled() {
+    if matches!(op, SyscallOpType::Connect { .. }) || op.lends_buffer() || op.is_multishot() || is_cancelled() {
         return None;
     }
     match execute_now(op, process, rights) {
@@ -243,10 +301,7 @@ async fn execute_ref<R: Readiness>(
         SyscallOpType::LocalAddr { sockfd } => {
             Ok(OpResult::Addr(inet(rustix::net::getsockname(&*socket(*sockfd)?)?.try_into().ok())?))
         }
-        SyscallOpType::PeerAddr { sockfd } => {
-            let peer = rustix::net::getpeername(&*socket(*sockfd)?)?;
-            Ok(OpResult::Addr(inet(peer.and_then(|p| p.try_into().ok()))?))
-        }
+        SyscallOpType::PeerAddr { sockfd } => Ok(OpResult::Addr(peer_of(&*socket(*sockfd)?)?)),
         SyscallOpType::Shutdown { sockfd, how } => {
             let how = match how {
                 0 => rustix::net::Shutdown::Read,
@@ -257,19 +312,7 @@ async fn execute_ref<R: Readiness>(
             Ok(OpResult::None)
         }
         SyscallOpType::Accept { sockfd } => {
-            let d = socket(*sockfd)?;
-            // Taken for the whole wait, as an io_uring accept in the kernel must: a refused
-            // accept leaves the connection queued for a later one.
-            let place = reserve()?;
-            let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-            let (fd, peer) = ready.retry(&d, Interest::Read, || rustix::net::acceptfrom_with(&*d, flags)).await?;
-            // A connection inherits its listener's timeouts, but every socket the crate holds
-            // has them set by the crate itself (a refusal drops, closes, the connection).
-            bound_kernel_waits(&fd)?;
-            let peer = inet(peer.and_then(|p| p.try_into().ok()))?;
-            // The new connection is installed in the same poll that accepted it, so no
-            // cancellation can come between and lose it.
-            Ok(OpResult::Accepted { fd: place.install(Descriptor::new(fd, DescriptorKind::Socket))?, peer })
+            accept(process, rights.ok_or_else(without_rights)?, &*socket(*sockfd)?, ready).await
         }
         SyscallOpType::Connect { sockfd, addr } => {
             let d = socket(*sockfd)?;
@@ -474,6 +517,11 @@ pub(crate) fn check_implicit_bind(d: &Descriptor, rights: Option<&Sandbox>, what
 /// The refusal of an operation that needs rights and was run without them (a backend bug).
 pub(crate) fn without_rights() -> OpError {
     OpError::new(errno::EINVAL, "the operation was run without the rights it was submitted with")
+}
+
+/// The address of the peer of connected socket `fd` (IPv4 or IPv6).
+pub(crate) fn peer_of(fd: impl std::os::fd::AsFd) -> Result<SocketAddr, OpError> {
+    inet(rustix::net::getpeername(fd)?.and_then(|p| p.try_into().ok()))
 }
 
 fn inet(addr: Option<SocketAddr>) -> Result<SocketAddr, OpError> {

@@ -26,6 +26,9 @@ pub(crate) enum NetKind {
     /// Room for the peer's address, and the new descriptor's place (taken before the kernel
     /// accepts anything).
     Accept(Box<AddrOut>, FdSlot),
+    /// A multishot accept (`AcceptMulti`): its results are taken with [`NetKind::shot`], its
+    /// completion with [`NetKind::ended`].
+    AcceptMulti(Box<Many>),
     Connect {
         addr: Box<SocketAddrAny>,
     },
@@ -57,6 +60,18 @@ pub(crate) enum NetKind {
         size: usize,
         flags: u32,
     },
+}
+
+/// What a multishot accept keeps while the kernel accepts for it.
+pub(crate) struct Many {
+    process: Arc<Process>,
+    rights: Arc<Sandbox>,
+    /// The place the next connection is installed in, taken before the kernel may accept it
+    /// (`None` once none could be).
+    place: Option<FdSlot>,
+    /// Set once it was asked to stop: what its completion reports then (nothing, the stream
+    /// asking no more, or the error that stopped it).
+    stopping: Option<Result<(), OpError>>,
 }
 
 /// Room for the address the kernel writes (accept's peer).
@@ -119,7 +134,7 @@ pub(crate) const OPCODES: &[(&str, u8)] = &[
 /// `LocalAddr` never wait: they run inline).
 pub(crate) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
     Some(match op {
-        SyscallOpType::Accept { .. } => opcode::Accept::CODE,
+        SyscallOpType::Accept { .. } | SyscallOpType::AcceptMulti { .. } => opcode::Accept::CODE,
         SyscallOpType::Connect { .. } => opcode::Connect::CODE,
         SyscallOpType::Send { .. } => opcode::Send::CODE,
         SyscallOpType::Recv { .. } => opcode::Recv::CODE,
@@ -137,9 +152,19 @@ fn recv_flags(flags: u32) -> i32 {
 /// returned to be kept open. `rights` are the operation's own, if it needs them.
 pub(crate) fn prepare(
     process: &Arc<Process>,
-    rights: Option<&Sandbox>,
+    rights: Option<Arc<Sandbox>>,
     op: SyscallOpType,
 ) -> Result<(NetKind, Arc<Descriptor>), OpError> {
+    if let SyscallOpType::AcceptMulti { sockfd } = op {
+        let d = socket(process, sockfd)?;
+        let rights = rights.ok_or_else(net_ops::without_rights)?;
+        let place = Some(process.reserve_fd(&rights)?);
+        return Ok((
+            NetKind::AcceptMulti(Box::new(Many { process: process.clone(), rights, place, stopping: None })),
+            d,
+        ));
+    }
+    let rights = rights.as_deref();
     // Sizes were checked against the policy's limit, which fits a u32.
     Ok(match op {
         SyscallOpType::Accept { sockfd } => {
@@ -242,6 +267,12 @@ impl NetKind {
                 let flags = (rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC).bits() as i32;
                 opcode::Accept::new(fd, out.storage.as_mut_ptr().cast(), &mut out.len).flags(flags).build()
             }
+            // The peer's address is asked for each connection: one kernel-written address would
+            // be overwritten by the next accept before it is read.
+            NetKind::AcceptMulti(_) => {
+                let flags = (rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC).bits() as i32;
+                opcode::AcceptMulti::new(fd).flags(flags).build()
+            }
             NetKind::Connect { addr } => opcode::Connect::new(fd, addr.as_ptr().cast(), addr.addr_len()).build(),
             NetKind::Send { data, start, len, flags, .. } => {
                 opcode::Send::new(fd, data[*start..].as_ptr(), *len).flags(*flags).build()
@@ -259,6 +290,75 @@ impl NetKind {
 }
 
 impl NetKind {
+    /// Whether it gives many results before its completion (a multishot accept).
+    pub(crate) fn is_multishot(&self) -> bool {
+        matches!(self, NetKind::AcceptMulti(_))
+    }
+
+    /// A multishot accept's connection `fd` (a completion's non-negative result): installed in
+    /// the place taken for it, the next place taken, as an [`OpResult::Accepted`] for its
+    /// stream; `None` when it cannot be handed on (no place was left for it, or it cannot be
+    /// set up: it is closed, and the request stops with that error). With whether the request
+    /// must be stopped: no place is left for the next one.
+    pub(crate) fn shot(&mut self, fd: i32) -> (Option<OpResult>, bool) {
+        // SAFETY: a successful ACCEPT returns a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let NetKind::AcceptMulti(many) = self else { return (None, false) };
+        let Some(place) = many.place.take() else { return (None, false) };
+        let installed = net_ops::bound_kernel_waits(&fd).and_then(|()| net_ops::peer_of(&fd)).and_then(|peer| {
+            Ok(OpResult::Accepted { fd: place.install(Descriptor::new(fd, DescriptorKind::Socket))?, peer })
+        });
+        let installed = match installed {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                many.stopping = Some(Err(e));
+                return (None, true);
+            }
+        };
+        match many.process.reserve_fd(&many.rights) {
+            Ok(next) => many.place = Some(next),
+            Err(e) => many.stopping = Some(Err(e)),
+        }
+        (Some(installed), many.stopping.is_some())
+    }
+
+    /// Records that a multishot accept is being stopped because its stream asks no more (unless
+    /// an error stopped it first).
+    pub(crate) fn stop(&mut self) {
+        if let NetKind::AcceptMulti(many) = self {
+            many.stopping.get_or_insert(Ok(()));
+        }
+    }
+
+    /// Whether a multishot accept is being stopped by this crate (not cancelled by the kernel on
+    /// its own): its `ECANCELED` is its completion, not a reason to submit it again.
+    pub(crate) fn stopping(&self) -> bool {
+        matches!(self, NetKind::AcceptMulti(many) if many.stopping.is_some())
+    }
+
+    /// Forgets why a multishot accept was being stopped: its cancellation was asked for, which
+    /// its completion reports instead.
+    pub(crate) fn cancelled(&mut self) {
+        if let NetKind::AcceptMulti(many) = self {
+            many.stopping = None;
+        }
+    }
+
+    /// A multishot accept's completion, from its last completion's `result`: an error, or,
+    /// stopped by this crate, [`OpResult::None`] (or the error that stopped it); ended by the
+    /// kernel after a connection (handed on as a result), `None` too.
+    pub(crate) fn ended(self, result: i32) -> Result<OpResult, OpError> {
+        let stopping = match self {
+            NetKind::AcceptMulti(many) => many.stopping,
+            _ => None,
+        };
+        match stopping {
+            Some(how) => how.map(|()| OpResult::None),
+            None if result < 0 => Err(OpError::from(rustix::io::Errno::from_raw_os_error(-result))),
+            None => Ok(OpResult::None),
+        }
+    }
+
     /// The caller's buffer it carries (a `ReadInto` or `WriteFrom` of a socket), to give back
     /// with its error (without the room the receive made in it).
     pub(crate) fn into_lent(self) -> Option<Vec<u8>> {
@@ -277,6 +377,7 @@ impl NetKind {
 pub(crate) fn outcome(kind: NetKind, n: i32) -> Result<OpResult, OpError> {
     let len = n as usize;
     Ok(match kind {
+        kind @ NetKind::AcceptMulti(_) => return kind.ended(n),
         NetKind::Accept(out, place) => {
             // SAFETY: a successful ACCEPT returns a new descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(n) };

@@ -106,6 +106,10 @@ struct Taken {
     resent: Vec<(Origin, u64, u64)>,
     /// The rooms the delivered operations free.
     freed: Freed,
+    /// The wake-ups multishot requests' results leave.
+    shots: Freed,
+    /// Multishot requests to stop, by `user_data`.
+    stops: Vec<u64>,
 }
 
 /// An operation the kernel holds: everything it points into lives here until its completion.
@@ -265,6 +269,13 @@ impl Driver {
 
     pub(super) fn supports(&self, code: u8) -> bool {
         self.supported[usize::from(code)]
+    }
+
+    /// Whether the kernel accepts many connections for one request (`IORING_ACCEPT_MULTISHOT`,
+    /// Linux 5.19): asked of the probe through `IORING_OP_SOCKET`, which came in the same
+    /// release.
+    pub(super) fn multishot_accept(&self) -> bool {
+        self.supports(opcode::Socket::CODE)
     }
 
     /// Whether socket requests may go to the kernel.
@@ -719,10 +730,39 @@ impl Driver {
         let mut again = Vec::new();
         // Who each request sent back belongs to, to ask again after it is back (see `finish`).
         let mut resent = Vec::new();
+        let (mut shots, mut stops) = (Freed::default(), Vec::new());
         let freed = {
             for c in &mut cq {
                 let (user_data, mut result) = (c.user_data(), stopped_is_cancelled(c.result()));
                 let Some(op) = in_flight(table, user_data) else { continue };
+                // A multishot request's connection: handed to its stream at once. The request
+                // is stopped once its stream asks no more (or no place is left for the next);
+                // it goes on unless the kernel ended it.
+                if result >= 0
+                    && let Some(kind) = op.prepared.multishot()
+                {
+                    let (origin, seq) = (op.owner.origin(rings), op.owner.seq);
+                    let was_stopping = kind.stopping();
+                    let (shot, stop) = kind.shot(result);
+                    let mut goes_on = !stop;
+                    if let Some(shot) = shot {
+                        let (more, delivered) = origin.more_later(seq, Ok(shot));
+                        goes_on &= more;
+                        shots.push(origin.clone(), 0, delivered);
+                    }
+                    if !goes_on {
+                        kind.stop();
+                        if !was_stopping {
+                            stops.push(user_data);
+                        }
+                    }
+                    if io_uring::cqueue::more(c.flags()) {
+                        continue;
+                    }
+                    // Its last: the kernel ended it after this connection.
+                    ready.push((key_of(user_data), 0));
+                    continue;
+                }
                 #[cfg(test)]
                 if c.result() == -rustix::io::Errno::INTR.raw_os_error() {
                     self.counts.interrupted.fetch_add(1, Ordering::Relaxed);
@@ -736,6 +776,11 @@ impl Driver {
                     let (origin, seq) = (op.owner.origin(rings), op.owner.seq);
                     if origin.is_cancelled(seq) {
                         result = -rustix::io::Errno::CANCELED.raw_os_error();
+                        if let Some(kind) = op.prepared.multishot() {
+                            kind.cancelled();
+                        }
+                    } else if op.prepared.multishot().is_some_and(|kind| kind.stopping()) {
+                        // Stopped by this crate: that is its completion.
                     } else if waits_again {
                         // A parked socket request never surfaces `EAGAIN`. Its poll retries are
                         // bounded: a receive woken 128 times for data others took is run blocking
@@ -791,11 +836,11 @@ impl Driver {
         };
         // The kernel may reuse the entries taken.
         drop(cq);
-        Taken { again, resent, freed }
+        Taken { again, resent, freed, shots, stops }
     }
 
     /// What a pass over the completions left to do, outside the table's lock.
-    fn finish(&self, Taken { again, resent, freed }: Taken) {
+    fn finish(&self, Taken { again, resent, freed, shots, stops }: Taken) {
         // Hands the entries back to the kernel before anything else is submitted.
         self.push(&again);
         // A cancellation asked for while a request was out of the kernel, between its completion
@@ -805,10 +850,13 @@ impl Driver {
         let late: Vec<_> = resent
             .into_iter()
             .filter(|(origin, seq, _)| origin.is_cancelled(*seq))
-            .map(|(_, _, user_data)| opcode::AsyncCancel::new(user_data).build().user_data(CANCEL))
+            .map(|(_, _, user_data)| user_data)
+            .chain(stops)
+            .map(|user_data| opcode::AsyncCancel::new(user_data).build().user_data(CANCEL))
             .collect();
         self.push(&late);
         // Outside the table's lock: freeing room may submit the next batch.
+        shots.release();
         freed.release();
     }
 }

@@ -244,7 +244,9 @@ impl UringBackend {
     /// The socket ring, if there is one and the kernel has the opcode.
     fn net_route(&self, op: &SyscallOpType) -> Route {
         match (&self.net, prepare::opcode_of(op)) {
-            (Some(net), Some(code)) if net.supports(code) => Route::Net,
+            (Some(net), Some(code)) if net.supports(code) && (!op.is_multishot() || net.multishot_accept()) => {
+                Route::Net
+            }
             _ => Route::Fallback,
         }
     }

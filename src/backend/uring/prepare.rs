@@ -146,7 +146,7 @@ pub(super) fn prepare(
         }
         other if net::opcode_of(&other).is_some() => {
             let rights = origin.needed_rights(&other, seq)?;
-            let (kind, d) = net::prepare(process, rights.as_deref(), other)?;
+            let (kind, d) = net::prepare(process, rights, other)?;
             with(Kind::Net(kind), d)
         }
         other => {
@@ -166,6 +166,15 @@ impl Prepared {
     /// send or a receive; a connect is started once and never again).
     pub(super) fn may_wait_again(&self) -> bool {
         matches!(&self.kind, Kind::Net(kind) if kind.may_wait_again())
+    }
+
+    /// The request, if it gives many results before its completion (a multishot accept).
+    #[inline]
+    pub(super) fn multishot(&mut self) -> Option<&mut NetKind> {
+        match &mut self.kind {
+            Kind::Net(kind) if kind.is_multishot() => Some(kind),
+            _ => None,
+        }
     }
 
     /// Whether the request waits on a peer: a socket request, a `Read` or `Write` of a socket
@@ -194,6 +203,7 @@ impl Prepared {
 pub(super) fn outcome(prepared: &mut Prepared, result: i32) -> OpOutcome {
     match std::mem::replace(&mut prepared.kind, Kind::File(FileKind::Nop)) {
         Kind::File(kind) => files::outcome(kind, result),
+        Kind::Net(kind) if kind.is_multishot() => kind.ended(result),
         Kind::Net(kind) if result < 0 => {
             Err(OpError::from(rustix::io::Errno::from_raw_os_error(-result)).giving_back(kind.into_lent()))
         }

@@ -125,6 +125,64 @@ fn loom_dropped_future_races_completion_closes_descriptor() {
     });
 }
 
+/// A multishot operation, running, owned by its stream.
+fn one_multishot() -> (Arc<SyscallCompletionRing>, Arc<Counters>, u64) {
+    let (r, counters) = ring(1);
+    let how = super::ring::Accept { to_future: true, multishot: true, ..Default::default() };
+    let (seq, _) = r.enqueue(nops(1), how).unwrap();
+    assert_eq!(start_all(&r), vec![seq]);
+    (r, counters, seq)
+}
+
+/// A multishot operation's two results and its completion racing its stream's polls: the stream
+/// gets both results, in order, then the completion, and is woken for each.
+#[test]
+fn loom_multishot_results_race_the_stream() {
+    model(|| {
+        let (r, counters, seq) = one_multishot();
+        let (a, b) = (new_descriptor(&r), new_descriptor(&r));
+        let backend = on_thread(&r, move |r| {
+            assert!(r.more(seq, Ok(OpResult::Fd(a))));
+            assert!(r.more(seq, Ok(OpResult::Fd(b))));
+            r.complete(seq, Ok(OpResult::None));
+        });
+        let mut shots = super::Multishot::new(r.clone(), seq);
+        let mut got = Vec::new();
+        let next = |shots: &mut super::Multishot| {
+            loom::future::block_on(poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut *shots), cx)))
+        };
+        while let Some(entry) = next(&mut shots) {
+            got.push(entry.result);
+        }
+        backend.join().unwrap();
+        assert_eq!(got, vec![OpResult::Fd(a), OpResult::Fd(b), OpResult::None]);
+        assert_eq!(r.process().open_descriptors(), 2, "both handed on");
+        all_retired(&r, &counters);
+    });
+}
+
+/// A multishot stream dropped while its results come: each result is either refused (the
+/// backend told to stop) or dropped with the stream, and every descriptor is closed once.
+#[test]
+fn loom_dropped_multishot_races_its_results() {
+    model(|| {
+        let (r, counters, seq) = one_multishot();
+        let (a, b) = (new_descriptor(&r), new_descriptor(&r));
+        let backend = on_thread(&r, move |r| {
+            if r.more(seq, Ok(OpResult::Fd(a))) {
+                r.more(seq, Ok(OpResult::Fd(b)));
+            } else {
+                let _ = r.process().close(b);
+            }
+            r.complete(seq, Err(crate::op::OpError::cancelled()));
+        });
+        drop(super::Multishot::new(r.clone(), seq));
+        backend.join().unwrap();
+        assert_eq!(r.process().open_descriptors(), 0, "every result's descriptor closed");
+        all_retired(&r, &counters);
+    });
+}
+
 /// `wait_completion` on one operation while two complete: it wakes for its own, whichever
 /// order they land in, and leaves the other in the CQ.
 #[test]

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::executor::IoUringExecutor;
 use super::future::CompletionFuture;
 use super::metrics::ProcessStats;
+use super::multishot::Multishot;
 use super::ring::{Accept, DEFAULT_CQ_SIZE, DEFAULT_SQ_SIZE, SyscallCompletionRing};
 use super::rings::Rings;
 use super::stats::{Counters, IoUringStats};
@@ -328,6 +329,18 @@ impl IoUringManager {
         Ok(CompletionFuture::new(ring.clone(), seq))
     }
 
+    /// [`submit_multishot`](Self::submit_multishot) of `op` to `ring` (and no later ring of its
+    /// pid), for a handle.
+    pub(crate) fn submit_multishot_to(
+        &self,
+        ring: &Arc<SyscallCompletionRing>,
+        op: SyscallOpType,
+    ) -> Result<Multishot> {
+        let how = Accept { to_future: true, multishot: true, ..Accept::default() };
+        let seq = self.inner.executor.accept(ring, std::iter::once((op, 0)), how)?;
+        Ok(Multishot::new(ring.clone(), seq))
+    }
+
     /// Submits `op` to `ring` (and no later ring of its pid) with nobody to take its
     /// completion (a handle's close on drop): it runs, and its completion is discarded.
     pub(crate) fn submit_discarded(&self, ring: &Arc<SyscallCompletionRing>, op: SyscallOpType) -> Result<()> {
@@ -347,6 +360,42 @@ impl IoUringManager {
     pub fn submit_async(&self, pid: Pid, entry: impl IntoSubmission) -> Result<CompletionFuture> {
         let (ring, seq) = self.submit_one(pid, entry.into_submission(pid), true)?;
         Ok(CompletionFuture::new(ring, seq))
+    }
+
+    /// Submits a multishot operation (an [`AcceptMulti`](SyscallOpType::AcceptMulti)) and
+    /// returns the stream of its results, then of its completion (see [`Multishot`]). Any other
+    /// operation gives only its completion; a multishot operation submitted any other way
+    /// completes at once with `EINVAL`.
+    ///
+    /// ```
+    /// use ai_os_kernel::sandbox::Policy;
+    /// use ai_os_kernel::syscalls::{IoUringManager, OpResult, SyscallOpType};
+    /// use futures::StreamExt;
+    /// use std::net::Ipv4Addr;
+    ///
+    /// let m = IoUringManager::new();
+    /// m.set_policy(1, Policy::default().allow_bind(Ipv4Addr::LOCALHOST, ..).allow_listen()).unwrap();
+    /// futures::executor::block_on(async {
+    ///     let tenant = m.tenant(1);
+    ///     let listener = tenant.tcp_listen((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    ///     let mut accepts = m.submit_multishot(1, SyscallOpType::AcceptMulti { sockfd: listener.fd() }).unwrap();
+    ///     let clients: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(listener.local_addr()).unwrap()).collect();
+    ///     for _ in &clients {
+    ///         let one = accepts.next().await.unwrap();
+    ///         assert!(matches!(one.result, OpResult::Accepted { .. }));
+    ///     }
+    ///     m.cancel(1, accepts.seq()).unwrap();
+    ///     // Last, its completion; then the stream ends.
+    ///     assert!(accepts.next().await.unwrap().status.is_cancelled());
+    ///     assert!(accepts.next().await.is_none());
+    /// });
+    /// ```
+    pub fn submit_multishot(&self, pid: Pid, entry: impl IntoSubmission) -> Result<Multishot> {
+        let entry = entry.into_submission(pid);
+        check_pid(pid, &entry)?;
+        let how = Accept { to_future: true, multishot: true, ..Accept::default() };
+        let (ring, seq) = self.enqueue(pid, std::iter::once(entry), how)?;
+        Ok(Multishot::new(ring, seq))
     }
 
     /// [`submit`](Self::submit) that takes the entry out of `slot` only if the ring accepts it:

@@ -36,6 +36,7 @@ mod chain;
 mod cq;
 mod deadline;
 mod seq;
+mod shots;
 mod slots;
 mod stop;
 mod submit;
@@ -64,6 +65,7 @@ use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard};
 use std::sync::OnceLock;
 
 use seq::SeqBlocks;
+pub use shots::SHOTS_WAITING;
 use slots::Slot;
 pub(crate) use submit::{Accept, Dispatched, Taken};
 
@@ -159,6 +161,8 @@ struct RingState {
     slots: FxHashMap<u64, Slot>,
     /// Futures' completions, until the future takes them.
     done: FxHashMap<u64, SyscallCompletionEntry>,
+    /// The results multishot operations gave, until their stream takes them (see [`shots`]).
+    shots: FxHashMap<u64, VecDeque<SyscallCompletionEntry>>,
     /// CQ-owned completions in completion order, taken from the front without a lookup.
     /// `wait_completion` takes one out of order by leaving a `None` behind, passed over or
     /// compacted later.

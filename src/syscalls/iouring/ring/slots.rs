@@ -84,6 +84,7 @@ impl SyscallCompletionRing {
             Phase::Running(cancel) => {
                 cancel.request(&mut after);
                 slot.owner = Owner::Nobody;
+                s.forget_shots(seq, &mut after);
             }
             Phase::Queued | Phase::Linked => {
                 // Nobody is left to take its buffer back.
@@ -237,6 +238,7 @@ impl RingState {
     /// holds is given back, a descriptor it made closed.
     fn forget_done(&mut self, seq: u64, counters: &Counters, after: &mut AfterUnlock) {
         self.remove(seq);
+        self.forget_shots(seq, after);
         if let Some(e) = self.done.remove(&seq) {
             self.buffered -= e.held();
             after.close_fds.extend(e.result.new_fd());

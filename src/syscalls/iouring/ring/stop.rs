@@ -38,6 +38,11 @@ impl Cancel {
         self.timed_out
     }
 
+    /// Whether it was asked to stop.
+    pub(super) fn is_requested(&self) -> bool {
+        self.requested
+    }
+
     /// Records the request; a backend's token is told once the ring's lock is released, as its
     /// hook (io_uring's `ASYNC_CANCEL`) may take other locks or ask the ring about the operation.
     pub(super) fn request(&mut self, after: &mut AfterUnlock) {
@@ -135,10 +140,11 @@ impl SyscallCompletionRing {
             sq.drain(..).chain(held.drain()).filter_map(|(seq, mut op)| Some((seq, op.take_buffer()?))).collect();
         s.links.clear();
         s.forget_deadlines();
+        let mut after = AfterUnlock { notify_waiters: true, ..AfterUnlock::default() };
+        s.forget_all_shots(&mut after);
         let mut discarded = s.cq.len() - s.cq_stale;
         s.cq.clear();
         s.cq_stale = 0;
-        let mut after = AfterUnlock { notify_waiters: true, ..AfterUnlock::default() };
         let mut forced = 0;
         let RingState { slots, done, stamps, .. } = &mut *s;
         slots.retain(|&seq, slot| {

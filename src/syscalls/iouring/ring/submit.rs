@@ -42,6 +42,9 @@ pub(crate) struct Accept {
     pub(crate) to_future: bool,
     pub(crate) linked: bool,
     pub(crate) discard: bool,
+    /// For a future's batch of one: it may be a multishot operation, whose results its stream
+    /// takes (none other is accepted).
+    pub(crate) multishot: bool,
     /// For a batch of one operation: whether it waits on a peer, when the caller knows, so
     /// that the executor need not take the operation out of the batch to look (one refused
     /// stays with its caller).
@@ -94,8 +97,9 @@ impl SyscallCompletionRing {
         how: Accept,
         mut start: Option<&mut F>,
     ) -> Result<(Accepted, AfterUnlock)> {
-        let Accept { to_future, linked, discard, .. } = how;
+        let Accept { to_future, linked, discard, multishot, .. } = how;
         let n = ops.len();
+        let multishot = multishot && to_future && n == 1;
         let pid = self.pid;
         let sandbox = self.process.sandbox();
         let limit = self.cq_capacity.min(sandbox.policy().outstanding_limit());
@@ -141,6 +145,7 @@ impl SyscallCompletionRing {
             };
             let reserved = op.held_len();
             let checked = match sandbox.check(&op) {
+                Ok(()) if op.is_multishot() && !multishot => Err(not_multishot(&op)),
                 Ok(()) if reserved > 0 => s.reserve_buffer(&op, reserved, sandbox.policy().buffered_byte_limit()),
                 checked => checked,
             };
@@ -263,6 +268,15 @@ impl RingState {
         self.buffered += len;
         Ok(())
     }
+}
+
+/// The refusal of a multishot operation submitted where its results have nobody to take them.
+#[cold]
+fn not_multishot(op: &SyscallOpType) -> OpError {
+    OpError::new(
+        rustix::io::Errno::INVAL.raw_os_error(),
+        format!("{} gives many results: submit it alone with submit_multishot", op.name()),
+    )
 }
 
 /// The refusal of a read whose `len` bytes would pass the buffer budget `limit`.

@@ -4,15 +4,24 @@
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use super::SyscallCompletionRing;
 use super::slots::{Owner, Phase, Slot};
+use super::{RingState, SyscallCompletionRing};
 use crate::op::SyscallCompletionEntry;
 use crate::op::{IoUringError, Result};
 
 impl SyscallCompletionRing {
     /// A future polls for its completion.
     pub(crate) fn poll_owned(&self, seq: u64, cx: &mut Context<'_>) -> Poll<SyscallCompletionEntry> {
-        let mut s = self.lock();
+        self.poll_owned_locked(&mut self.lock(), seq, cx)
+    }
+
+    /// [`poll_owned`](Self::poll_owned) under the lock the caller holds.
+    pub(super) fn poll_owned_locked(
+        &self,
+        s: &mut RingState,
+        seq: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<SyscallCompletionEntry> {
         let Some(slot) = s.slots.get_mut(&seq) else {
             // Unreachable through the public API: a future's slot lives until the future takes it.
             return Poll::Ready(SyscallCompletionEntry::cancelled(seq, 0));

@@ -1,0 +1,196 @@
+//! Multishot operations (`AcceptMulti`): many results, each handed to the operation's stream,
+//! then its one completion; bounded, cancellable, and leaving nothing behind.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use ai_os_kernel::syscalls::{
+    IoUringManager, Multishot, OpResult, SHOTS_WAITING, SyscallCompletionEntry, SyscallOpType as Op, errno,
+};
+use futures::StreamExt;
+use futures::executor::block_on;
+use futures::stream::FusedStream;
+
+use super::net::{V4, listener, loopback_policy};
+use super::{entry, manager};
+use crate::support::{MakeBackend, eventually, run_op};
+
+const T: Duration = Duration::from_secs(30);
+
+/// The stream's next item; panics if it ended.
+fn next(shots: &mut Multishot) -> SyscallCompletionEntry {
+    block_on(shots.next()).expect("the stream ended before its completion")
+}
+
+/// The connection a result holds: its descriptor in the process.
+fn accepted(done: SyscallCompletionEntry) -> i32 {
+    match done.result {
+        OpResult::Accepted { fd, .. } => fd,
+        other => panic!("not a connection: {other:?} ({:?})", done.status),
+    }
+}
+
+/// Takes results until the completion, which it returns with the connections taken before it.
+fn drain(shots: &mut Multishot) -> (Vec<i32>, SyscallCompletionEntry) {
+    let mut fds = Vec::new();
+    loop {
+        let done = next(shots);
+        if shots.is_terminated() {
+            assert!(block_on(shots.next()).is_none(), "nothing after the completion");
+            return (fds, done);
+        }
+        fds.push(accepted(done));
+    }
+}
+
+/// `data` sent by `client` arrives at the process's connection `fd`.
+fn carries(m: &IoUringManager, fd: i32, client: &mut TcpStream, data: &[u8]) {
+    client.write_all(data).unwrap();
+    let mut got = Vec::new();
+    while got.len() < data.len() {
+        match run_op(m, 1, Op::Recv { sockfd: fd, size: data.len() - got.len(), flags: 0 }).result {
+            OpResult::Bytes(b) if !b.is_empty() => got.extend(b),
+            other => panic!("recv on an accepted connection: {other:?}"),
+        }
+    }
+    assert_eq!(got, data);
+}
+
+fn open(m: &IoUringManager) -> usize {
+    m.processes().get(1).map_or(0, |p| p.open_descriptors())
+}
+
+/// An `AcceptMulti` hands each connection to its stream as it comes, installed in the process
+/// (each works, with its own descriptor), and ends with its one completion: cancelled when
+/// cancelled, after which the stream ends. Submitted any other way it is refused with `EINVAL`
+/// and accepts nothing; any other operation submitted so gives only its completion. A
+/// connection that came as the cancellation did is either a result or still queued for the
+/// next accept: none is lost.
+pub fn multishot_accept_streams_connections(make: MakeBackend) {
+    let m = manager(make);
+    m.set_policy(1, loopback_policy()).unwrap();
+    let (lfd, addr) = listener(&m, 1, V4);
+
+    // Refused elsewhere: to the CQ, to a future.
+    assert_eq!(run_op(&m, 1, Op::AcceptMulti { sockfd: lfd }).errno(), Some(errno::EINVAL));
+    let refused = block_on(m.submit_async(1, entry(1, Op::AcceptMulti { sockfd: lfd }, 0)).unwrap());
+    assert_eq!(refused.errno(), Some(errno::EINVAL));
+    // Any other operation: its completion alone.
+    let mut nop = m.submit_multishot(1, entry(1, Op::Nop, 9)).unwrap();
+    let done = next(&mut nop);
+    assert!(nop.is_terminated() && done.status.is_success() && done.user_data == 9, "{done:?}");
+    assert!(block_on(nop.next()).is_none());
+
+    let mut shots = m.submit_multishot(1, entry(1, Op::AcceptMulti { sockfd: lfd }, 7)).unwrap();
+    let mut clients: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut fds = Vec::new();
+    for _ in 0..clients.len() {
+        let done = next(&mut shots);
+        assert!(!shots.is_terminated(), "a result, not the completion: {done:?}");
+        assert_eq!((done.seq, done.user_data), (shots.seq(), 7));
+        let OpResult::Accepted { fd, peer } = done.result else { panic!("{done:?}") };
+        assert!(clients.iter().any(|c| c.local_addr().unwrap() == peer), "{peer} is one of the clients");
+        fds.push((fd, peer));
+    }
+    let mut distinct: Vec<i32> = fds.iter().map(|(fd, _)| *fd).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), clients.len(), "a descriptor each");
+    for (fd, peer) in &fds {
+        let client = clients.iter_mut().find(|c| c.local_addr().unwrap() == *peer).unwrap();
+        carries(&m, *fd, client, format!("to {fd}").as_bytes());
+    }
+
+    // One more connects as the operation is cancelled.
+    let late = TcpStream::connect(addr).unwrap();
+    m.cancel(1, shots.seq()).unwrap();
+    let (raced, done) = drain(&mut shots);
+    assert!(done.status.is_cancelled(), "{done:?}");
+    assert!(raced.len() <= 1, "only the late one could come: {raced:?}");
+    if raced.is_empty() {
+        // Still queued: a later accept has it.
+        let OpResult::Accepted { peer, .. } = run_op(&m, 1, Op::Accept { sockfd: lfd }).result else {
+            panic!("the late connection was lost")
+        };
+        assert_eq!(peer, late.local_addr().unwrap());
+    }
+    assert_eq!(open(&m), 1 + clients.len() + 1, "the listener and every connection, once");
+}
+
+/// Results nobody takes are bounded: once [`SHOTS_WAITING`] wait, the operation stops and
+/// completes ([`OpResult::None`]); submitted again it takes the rest, and every connection
+/// arrives once. Dropping the stream closes the connections it had not handed on (their
+/// clients read end of file); destroying the ring does too, and the stream ends cancelled.
+pub fn multishot_accept_is_bounded_and_leaves_nothing(make: MakeBackend) {
+    let m = manager(make);
+    m.set_policy(1, loopback_policy()).unwrap();
+    let (lfd, addr) = listener(&m, 1, V4);
+
+    let n = SHOTS_WAITING + 16;
+    let mut shots = m.submit_multishot(1, Op::AcceptMulti { sockfd: lfd }).unwrap();
+    let clients: Vec<TcpStream> = (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // Untaken, the results stop at the bound (and a few on their way as it was reached).
+    eventually(T, "the bound reached", || open(&m) > SHOTS_WAITING);
+    let (mut fds, done) = drain(&mut shots);
+    assert!(done.status.is_success(), "stopped for room: {done:?}");
+    assert_eq!(done.result, OpResult::None);
+    assert!(fds.len() >= SHOTS_WAITING && fds.len() <= n, "{} results before it stopped", fds.len());
+    let mut again = m.submit_multishot(1, Op::AcceptMulti { sockfd: lfd }).unwrap();
+    while fds.len() < n {
+        let done = next(&mut again);
+        assert!(!again.is_terminated(), "{done:?}");
+        fds.push(accepted(done));
+    }
+    drop(again);
+    let mut peers: Vec<_> = fds
+        .iter()
+        .map(|&fd| match run_op(&m, 1, Op::PeerAddr { sockfd: fd }).result {
+            OpResult::Addr(a) => a,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let mut expected: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+    peers.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(peers, expected, "every connection once");
+    for fd in fds {
+        run_op(&m, 1, Op::Close { fd });
+    }
+    eventually(T, "closed", || open(&m) == 1);
+
+    // Dropped with results waiting: their connections are closed.
+    let shots = m.submit_multishot(1, Op::AcceptMulti { sockfd: lfd }).unwrap();
+    let mut dropped: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    eventually(T, "accepted", || open(&m) == 4);
+    drop(shots);
+    eventually(T, "the untaken connections closed", || open(&m) == 1);
+    for client in &mut dropped {
+        client.set_read_timeout(Some(T)).unwrap();
+        let mut byte = [0u8; 1];
+        assert!(matches!(client.read(&mut byte), Ok(0) | Err(_)), "closed by the server");
+    }
+
+    // Destroyed with results waiting: the stream ends cancelled.
+    let mut shots = m.submit_multishot(1, Op::AcceptMulti { sockfd: lfd }).unwrap();
+    let _more: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    eventually(T, "accepted", || open(&m) == 3);
+    m.destroy_ring(1).unwrap();
+    let (_, done) = drain(&mut shots);
+    assert!(done.status.is_cancelled(), "{done:?}");
+}
+
+/// At the descriptor limit an `AcceptMulti` ends with `EMFILE` after the connections it had
+/// room for; it never holds more descriptors than the policy allows.
+pub fn multishot_accept_stops_at_the_descriptor_limit(make: MakeBackend) {
+    let m = manager(make);
+    m.set_policy(1, loopback_policy().max_open_fds(3)).unwrap();
+    let (lfd, addr) = listener(&m, 1, V4);
+    let mut shots = m.submit_multishot(1, Op::AcceptMulti { sockfd: lfd }).unwrap();
+    let _clients: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let (fds, done) = drain(&mut shots);
+    assert_eq!(fds.len(), 2, "room for two beside the listener");
+    assert_eq!(done.errno(), Some(errno::EMFILE), "{done:?}");
+    assert_eq!(open(&m), 3);
+    let _ = lfd;
+}

@@ -1,0 +1,92 @@
+//! The results of multishot operations (see [`SyscallOpType::is_multishot`]), which give many
+//! before their completion: each waits in its operation's queue here until the operation's
+//! stream ([`Multishot`](crate::syscalls::Multishot)) takes it, then the completion comes last.
+//!
+//! The queue is bounded: once [`SHOTS_WAITING`] results wait untaken, the backend is told to stop
+//! (its [`more`](SyscallCompletionRing::more) answers `false`) and the operation completes; a
+//! result already on its way is still kept, so none is lost, and each holds a place in its
+//! process's descriptor table, so the descriptor limit bounds them all. A result nobody will take
+//! (its stream dropped, its ring destroyed) is dropped, and the descriptor it made closed.
+//!
+//! [`SyscallOpType::is_multishot`]: crate::op::SyscallOpType::is_multishot
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll};
+
+use super::slots::{Owner, Phase, Slot};
+use super::{AfterUnlock, RingState, SyscallCompletionRing};
+use crate::op::{OpError, OpResult, SyscallCompletionEntry};
+
+/// How many results of one multishot operation may wait untaken before its backend is told to
+/// stop.
+pub const SHOTS_WAITING: usize = 64;
+
+impl SyscallCompletionRing {
+    /// One result of multishot operation `seq`, for its stream; whether its backend should go
+    /// on. `false` once [`SHOTS_WAITING`] results wait, or when nobody will take them (the
+    /// operation was cancelled or its stream dropped, the ring destroyed: the result is dropped,
+    /// a descriptor it made closed).
+    pub(crate) fn more(&self, seq: u64, outcome: Result<OpResult, OpError>) -> bool {
+        let (goes_on, after) = self.more_later(seq, outcome);
+        self.after_unlock(after);
+        goes_on
+    }
+
+    /// [`more`](Self::more), leaving the wake-up (or close) for
+    /// [`after_unlock`](Self::after_unlock), for a backend that holds a lock of its own.
+    pub(crate) fn more_later(&self, seq: u64, outcome: Result<OpResult, OpError>) -> (bool, AfterUnlock) {
+        let mut after = AfterUnlock::default();
+        let mut s = self.lock();
+        let RingState { slots, shots, destroyed, .. } = &mut *s;
+        let goes_on = match slots.get_mut(&seq) {
+            Some(Slot { owner: Owner::Future(waker), phase: Phase::Running(cancel), user_data, .. }) if !*destroyed => {
+                after.wakers.extend(waker.take());
+                let waiting = shots.entry(seq).or_default();
+                waiting.push_back(SyscallCompletionEntry::from_outcome(seq, *user_data, outcome));
+                waiting.len() < SHOTS_WAITING && !cancel.is_requested()
+            }
+            _ => {
+                after.close_fds.extend(outcome.ok().and_then(|r| r.new_fd()));
+                false
+            }
+        };
+        (goes_on, after)
+    }
+
+    /// A multishot operation's stream polls for its next result, or, once none waits and the
+    /// operation has completed, its completion (`true`: the last).
+    pub(crate) fn poll_shot(&self, seq: u64, cx: &mut Context<'_>) -> Poll<(SyscallCompletionEntry, bool)> {
+        let mut s = self.lock();
+        if let Some(waiting) = s.shots.get_mut(&seq)
+            && let Some(entry) = waiting.pop_front()
+        {
+            if waiting.is_empty() {
+                s.shots.remove(&seq);
+            }
+            return Poll::Ready((entry, false));
+        }
+        self.poll_owned_locked(&mut s, seq, cx).map(|entry| (entry, true))
+    }
+}
+
+impl RingState {
+    /// Drops the results of `seq` nobody will take, closing the descriptors they made.
+    pub(super) fn forget_shots(&mut self, seq: u64, after: &mut AfterUnlock) {
+        if !self.shots.is_empty()
+            && let Some(waiting) = self.shots.remove(&seq)
+        {
+            close_made(waiting, after);
+        }
+    }
+
+    /// Drops every result waiting (the ring is destroyed).
+    pub(super) fn forget_all_shots(&mut self, after: &mut AfterUnlock) {
+        for (_, waiting) in self.shots.drain() {
+            close_made(waiting, after);
+        }
+    }
+}
+
+fn close_made(waiting: VecDeque<SyscallCompletionEntry>, after: &mut AfterUnlock) {
+    after.close_fds.extend(waiting.into_iter().filter_map(|e| e.result.new_fd()));
+}
