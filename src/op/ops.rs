@@ -144,11 +144,13 @@ pub enum SyscallOpType {
     /// accept (`IORING_ACCEPT_MULTISHOT` on io_uring). Submitted only with
     /// [`IoUringManager::submit_multishot`](crate::syscalls::IoUringManager::submit_multishot),
     /// whose stream yields each connection as [`OpResult::Accepted`], then the operation's own
-    /// completion: [`OpResult::None`] when it ended by itself (its results waited untaken, or a
-    /// descriptor place could not be had for the next one: submit it again for more), an error
-    /// (`EMFILE` at the descriptor limit), or cancelled. A place in the descriptor table is
-    /// taken before each connection, as for `Accept`; on io_uring the kernel may accept one
-    /// more while the operation is being stopped for the limit, which is then closed.
+    /// completion: [`OpResult::None`] when it stopped because its results waited untaken (or
+    /// the kernel ended it): submit it again for more; an error (`EMFILE` at the descriptor
+    /// limit); or cancelled. On the pools a place in the descriptor table is taken before each
+    /// accept, so at the limit the next connection stays queued. On io_uring the kernel accepts
+    /// whatever is queued at once, with one place taken ahead: connections it accepted past the
+    /// limit, or after the operation was told to stop, are closed (their clients see a reset),
+    /// and connections it accepted that their client had already reset are closed and skipped.
     AcceptMulti { sockfd: i32 },
     /// Connects a socket to `addr`. Result: [`OpResult::None`].
     Connect { sockfd: i32, addr: SocketAddr },

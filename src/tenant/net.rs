@@ -56,8 +56,11 @@ impl TcpListener {
 
     /// The connections as they come, as a `Stream`: one multishot accept
     /// ([`AcceptMulti`](crate::op::SyscallOpType::AcceptMulti)) takes them all, submitted again
-    /// whenever it stops (connections left untaken, an error, which the stream yields). Dropping
-    /// the stream closes the connections it had not yet handed on.
+    /// whenever it stops (connections left untaken, an error, which the stream yields).
+    ///
+    /// Dropping the stream closes the connections it had accepted and not yet handed on (their
+    /// clients see a reset): keep one `Incoming` for as long as connections are wanted, rather
+    /// than one per connection (for that, [`accept`](Self::accept) leaves the rest queued).
     pub fn incoming(&self) -> Incoming<'_> {
         Incoming { listener: self, accepts: None }
     }

@@ -40,7 +40,7 @@ macro_rules! conformance_tests {
             cancelled_accept_stops_and_leaks_nothing, submitter_thread_may_exit, dropping_the_manager_ends_waiting_ops, network_policy_enforced, bad_socket_ops, peer_address_and_shutdown,
             sockets_are_close_on_exec, owned_buffers_on_files, owned_buffers_on_sockets, owned_buffers_come_back_unrun,
             multishot_accept_streams_connections, multishot_accept_is_bounded_and_leaves_nothing,
-            multishot_accept_stops_at_the_descriptor_limit,
+            multishot_accept_stops_at_the_descriptor_limit, multishot_accept_outlives_a_reset_connection,
         );
         $crate::__async_checks!($make, $block_on;
             futures_resolve, stream_delivers_then_ends, woken_from_another_thread, async_echo_concurrent,

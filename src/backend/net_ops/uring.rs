@@ -299,17 +299,22 @@ impl NetKind {
     /// the place taken for it, the next place taken, as an [`OpResult::Accepted`] for its
     /// stream; `None` when it cannot be handed on (no place was left for it, or it cannot be
     /// set up: it is closed, and the request stops with that error). With whether the request
-    /// must be stopped: no place is left for the next one.
+    /// must be stopped: no place is left for the next one. A connection its client reset before
+    /// it could be set up is closed alone.
     pub(crate) fn shot(&mut self, fd: i32) -> (Option<OpResult>, bool) {
         // SAFETY: a successful ACCEPT returns a new descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let NetKind::AcceptMulti(many) = self else { return (None, false) };
-        let Some(place) = many.place.take() else { return (None, false) };
-        let installed = net_ops::bound_kernel_waits(&fd).and_then(|()| net_ops::peer_of(&fd)).and_then(|peer| {
-            Ok(OpResult::Accepted { fd: place.install(Descriptor::new(fd, DescriptorKind::Socket))?, peer })
-        });
-        let installed = match installed {
-            Ok(accepted) => accepted,
+        // No place: it is being stopped for the limit.
+        let Some(place) = many.place.take() else { return (None, true) };
+        // A connection its client reset before it was set up (`getpeername` then fails, where
+        // accept(2) still returned it) is closed alone: the place stays for the next one.
+        let Ok(peer) = net_ops::bound_kernel_waits(&fd).and_then(|()| net_ops::peer_of(&fd)) else {
+            many.place = Some(place);
+            return (None, false);
+        };
+        let installed = match place.install(Descriptor::new(fd, DescriptorKind::Socket)) {
+            Ok(fd) => OpResult::Accepted { fd, peer },
             Err(e) => {
                 many.stopping = Some(Err(e));
                 return (None, true);
@@ -352,9 +357,12 @@ impl NetKind {
             NetKind::AcceptMulti(many) => many.stopping,
             _ => None,
         };
+        let cancelled = -rustix::io::Errno::CANCELED.raw_os_error();
         match stopping {
+            // The kernel's own error wins over a stop for room.
+            Some(Ok(())) if result < 0 && result != cancelled => Err(errno_of(result)),
             Some(how) => how.map(|()| OpResult::None),
-            None if result < 0 => Err(OpError::from(rustix::io::Errno::from_raw_os_error(-result))),
+            None if result < 0 => Err(errno_of(result)),
             None => Ok(OpResult::None),
         }
     }
@@ -371,6 +379,11 @@ impl NetKind {
             _ => None,
         }
     }
+}
+
+/// The error a completion's negative `result` names.
+fn errno_of(result: i32) -> OpError {
+    OpError::from(rustix::io::Errno::from_raw_os_error(-result))
 }
 
 /// The outcome of a socket request that completed with `n` (not an error).

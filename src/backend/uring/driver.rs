@@ -742,7 +742,6 @@ impl Driver {
                     && let Some(kind) = op.prepared.multishot()
                 {
                     let (origin, seq) = (op.owner.origin(rings), op.owner.seq);
-                    let was_stopping = kind.stopping();
                     let (shot, stop) = kind.shot(result);
                     let mut goes_on = !stop;
                     if let Some(shot) = shot {
@@ -750,17 +749,24 @@ impl Driver {
                         goes_on &= more;
                         shots.push(origin.clone(), 0, delivered);
                     }
-                    if !goes_on {
+                    let more = io_uring::cqueue::more(c.flags());
+                    if !goes_on && more {
+                        // Asked again at each result while it lives: a cancellation that came
+                        // at a moment it could not take (`EALREADY`) is not the last word.
                         kind.stop();
-                        if !was_stopping {
-                            stops.push(user_data);
-                        }
+                        stops.push(user_data);
                     }
-                    if io_uring::cqueue::more(c.flags()) {
+                    if more {
                         continue;
                     }
-                    // Its last: the kernel ended it after this connection.
-                    ready.push((key_of(user_data), 0));
+                    // Its last: the kernel ended it after this connection (a full CQ, say).
+                    if origin.is_cancelled(seq) {
+                        kind.cancelled();
+                        result = -rustix::io::Errno::CANCELED.raw_os_error();
+                    } else {
+                        result = 0;
+                    }
+                    ready.push((key_of(user_data), result));
                     continue;
                 }
                 #[cfg(test)]

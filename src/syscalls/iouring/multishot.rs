@@ -19,11 +19,12 @@ use crate::op::SyscallCompletionEntry;
 /// operation ended; [`is_terminated`](FusedStream::is_terminated) tells the two apart once
 /// an item is taken. A multishot operation never puts anything in the ring's CQ.
 ///
-/// Results wait for the stream in the ring, at most
-/// [`SHOTS_WAITING`](super::SHOTS_WAITING) of them before the operation is stopped: one
-/// nobody takes ends with its completion ([`OpResult::None`](crate::op::OpResult::None) for an
-/// `AcceptMulti`), and is submitted again for more. Dropping the stream before its completion
-/// cancels the operation and closes the descriptors of results not taken.
+/// Results wait for the stream in the ring: once [`SHOTS_WAITING`](super::SHOTS_WAITING) wait
+/// untaken the operation is told to stop (a few more may arrive as it stops; each holds a place
+/// in the descriptor table), and it ends with its completion
+/// ([`OpResult::None`](crate::op::OpResult::None) for an `AcceptMulti`): the caller submits it
+/// again for more. Dropping the stream before its completion cancels the operation and closes
+/// the descriptors of results not taken: their connections are reset.
 #[must_use = "dropping a Multishot cancels its operation"]
 #[derive(Debug)]
 pub struct Multishot {

@@ -79,11 +79,14 @@ impl RingState {
         }
     }
 
-    /// Drops every result waiting (the ring is destroyed).
-    pub(super) fn forget_all_shots(&mut self, after: &mut AfterUnlock) {
-        for (_, waiting) in self.shots.drain() {
+    /// Drops every result waiting (the ring is destroyed); the operations that had some.
+    pub(super) fn forget_all_shots(&mut self, after: &mut AfterUnlock) -> Vec<u64> {
+        let mut had = Vec::new();
+        for (seq, waiting) in self.shots.drain() {
+            had.push(seq);
             close_made(waiting, after);
         }
+        had
     }
 }
 

@@ -141,7 +141,7 @@ impl SyscallCompletionRing {
         s.links.clear();
         s.forget_deadlines();
         let mut after = AfterUnlock { notify_waiters: true, ..AfterUnlock::default() };
-        s.forget_all_shots(&mut after);
+        let lost_shots = s.forget_all_shots(&mut after);
         let mut discarded = s.cq.len() - s.cq_stale;
         s.cq.clear();
         s.cq_stale = 0;
@@ -167,6 +167,10 @@ impl SyscallCompletionRing {
                         // hand out a number that names nothing (or, later, something else).
                         *entry = SyscallCompletionEntry::cancelled(seq, slot.user_data);
                         after.close_fds.push(fd);
+                    } else if lost_shots.contains(&seq) {
+                        // A multishot operation whose results were dropped with the ring does
+                        // not end as if its stream had had them all.
+                        done.insert(seq, SyscallCompletionEntry::cancelled(seq, slot.user_data));
                     }
                     true
                 }
