@@ -209,9 +209,12 @@
 //!         clients.push(tenant.tcp_connect(listener.local_addr()).await?);
 //!     }
 //!     let mut incoming = listener.incoming();
+//!     let mut servers = Vec::new();
 //!     for _ in 0..clients.len() {
 //!         let mut server = incoming.next().await.expect("it never ends")?;
 //!         server.write_all(b"hi").await?;
+//!         server.flush().await?; // written, not only taken
+//!         servers.push(server);
 //!     }
 //!     for client in &mut clients {
 //!         let mut hi = [0u8; 2];

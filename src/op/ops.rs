@@ -146,11 +146,12 @@ pub enum SyscallOpType {
     /// whose stream yields each connection as [`OpResult::Accepted`], then the operation's own
     /// completion: [`OpResult::None`] when it stopped because its results waited untaken (or
     /// the kernel ended it): submit it again for more; an error (`EMFILE` at the descriptor
-    /// limit); or cancelled. On the pools a place in the descriptor table is taken before each
-    /// accept, so at the limit the next connection stays queued. On io_uring the kernel accepts
-    /// whatever is queued at once, with one place taken ahead: connections it accepted past the
-    /// limit, or after the operation was told to stop, are closed (their clients see a reset),
-    /// and connections it accepted that their client had already reset are closed and skipped.
+    /// limit); or cancelled. A place in the descriptor table is taken before each accept, so at
+    /// the limit the next connection stays queued. On io_uring the kernel's multishot accept,
+    /// which takes whatever the listener has queued at once, is used only while the process has
+    /// room for all of it (its backlog); nearer the limit the operation stops with `None` and,
+    /// submitted again, accepts one connection at a time. A connection the kernel accepted
+    /// that its client had already reset is closed and skipped.
     AcceptMulti { sockfd: i32 },
     /// Connects a socket to `addr`. Result: [`OpResult::None`].
     Connect { sockfd: i32, addr: SocketAddr },

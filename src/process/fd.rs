@@ -296,6 +296,12 @@ impl FdTable {
     pub(crate) fn len(&self) -> usize {
         self.open
     }
+
+    /// How many more places [`reserve`](Self::reserve) would give under `limit`.
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    pub(crate) fn room(&self, limit: usize) -> usize {
+        if self.closed { 0 } else { limit.saturating_sub(self.open + self.reserved) }
+    }
 }
 
 fn slot_of(fd: i32) -> Option<usize> {

@@ -127,6 +127,13 @@ impl Process {
         Ok(FdSlot { process: self.clone(), used: false })
     }
 
+    /// How many more places [`reserve_fd`](Self::reserve_fd) would give under the limit of
+    /// `rights` now.
+    #[cfg(all(feature = "uring", target_os = "linux"))]
+    pub(crate) fn fd_room(&self, rights: &Sandbox) -> usize {
+        self.fds().room(rights.policy().open_fd_limit())
+    }
+
     /// Removes virtual `fd`; the kernel descriptor closes once no running operation uses it.
     pub fn close(&self, fd: i32) -> Result<(), OpError> {
         self.fds().remove(fd).map(drop)

@@ -72,6 +72,41 @@ pub(crate) struct Many {
     /// Set once it was asked to stop: what its completion reports then (nothing, the stream
     /// asking no more, or the error that stopped it).
     stopping: Option<Result<(), OpError>>,
+    /// The most connections the kernel may accept for it at once: all its listener can queue.
+    burst: usize,
+}
+
+/// The most connections listener `d` can queue (its backlog, as the kernel keeps it: one more
+/// than `listen(2)`'s), all of which a multishot accept takes in one wake-up; `None` for a
+/// socket that does not say (not a listening TCP socket).
+fn accept_burst(d: &Descriptor) -> Option<usize> {
+    // SAFETY: all-zero is a valid `tcp_info` (plain integers).
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `d` is an open descriptor, and `info` is writable for `len` bytes.
+    let got = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(d)),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    // A listening socket reports its backlog where a connected one reports SACKed segments.
+    // `TCP_LISTEN` in the kernel's `tcp_states.h`.
+    const TCP_LISTEN: u8 = 10;
+    let listening = info.tcpi_state == TCP_LISTEN;
+    (got == 0 && listening).then(|| info.tcpi_sacked as usize + 1)
+}
+
+/// Whether the kernel may accept for a multishot accept on listener `d` of `process`: only
+/// while the process has a descriptor place (under `rights`) for every connection the kernel
+/// could accept in one wake-up, and one taken ahead, so that none it accepts is closed for want
+/// of a place. Otherwise the accepts run one at a time, each place taken first, where a
+/// connection the process has no room for stays queued.
+pub(crate) fn kernel_may_accept_all(process: &Process, rights: &Sandbox, d: &Descriptor) -> bool {
+    accept_burst(d).is_some_and(|burst| process.fd_room(rights) > burst)
 }
 
 /// Room for the address the kernel writes (accept's peer).
@@ -158,11 +193,10 @@ pub(crate) fn prepare(
     if let SyscallOpType::AcceptMulti { sockfd } = op {
         let d = socket(process, sockfd)?;
         let rights = rights.ok_or_else(net_ops::without_rights)?;
+        let burst = accept_burst(&d).unwrap_or(usize::MAX);
         let place = Some(process.reserve_fd(&rights)?);
-        return Ok((
-            NetKind::AcceptMulti(Box::new(Many { process: process.clone(), rights, place, stopping: None })),
-            d,
-        ));
+        let many = Many { process: process.clone(), rights, place, stopping: None, burst };
+        return Ok((NetKind::AcceptMulti(Box::new(many)), d));
     }
     let rights = rights.as_deref();
     // Sizes were checked against the policy's limit, which fits a u32.
@@ -305,8 +339,10 @@ impl NetKind {
         // SAFETY: a successful ACCEPT returns a new descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let NetKind::AcceptMulti(many) = self else { return (None, false) };
-        // No place: it is being stopped for the limit.
-        let Some(place) = many.place.take() else { return (None, true) };
+        // No place taken ahead (it is being stopped): one is taken now if there is room.
+        let Some(place) = many.place.take().or_else(|| many.process.reserve_fd(&many.rights).ok()) else {
+            return (None, true);
+        };
         // A connection its client reset before it was set up (`getpeername` then fails, where
         // accept(2) still returned it) is closed alone: the place stays for the next one.
         let Ok(peer) = net_ops::bound_kernel_waits(&fd).and_then(|()| net_ops::peer_of(&fd)) else {
@@ -321,8 +357,16 @@ impl NetKind {
             }
         };
         match many.process.reserve_fd(&many.rights) {
-            Ok(next) => many.place = Some(next),
-            Err(e) => many.stopping = Some(Err(e)),
+            Ok(next) if many.stopping.is_none() => many.place = Some(next),
+            Ok(_) => {}
+            Err(e) => {
+                many.stopping.get_or_insert(Err(e));
+            }
+        }
+        // Too little room left for what the kernel could accept next: it stops (and completes
+        // `None`), to be submitted again where the accepts take their places one at a time.
+        if many.stopping.is_none() && many.process.fd_room(&many.rights) < many.burst {
+            many.stopping = Some(Ok(()));
         }
         (Some(installed), many.stopping.is_some())
     }

@@ -227,6 +227,11 @@ impl UringBackend {
                     None => self.file_route(op),
                 }
             }
+            // The kernel's multishot accept only while every connection it may take has room.
+            SyscallOpType::AcceptMulti { sockfd } => match fds.get(process, *sockfd) {
+                Ok(d) if net_ops::uring::kernel_may_accept_all(process, &process.sandbox(), &d) => self.net_route(op),
+                _ => Route::Fallback,
+            },
             _ if op.may_wait_on_peer() => self.net_route(op),
             _ => self.file_route(op),
         }

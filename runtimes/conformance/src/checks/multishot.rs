@@ -222,16 +222,49 @@ pub fn multishot_accept_outlives_a_reset_connection(make: MakeBackend) {
 }
 
 /// At the descriptor limit an `AcceptMulti` ends with `EMFILE` after the connections it had
-/// room for; it never holds more descriptors than the policy allows.
+/// room for, and leaves the rest queued for later accepts: it never holds more descriptors than
+/// the policy allows, and closes no connection for want of room. Near the limit (less room
+/// than the listener's backlog) the connections still come, each exactly once.
 pub fn multishot_accept_stops_at_the_descriptor_limit(make: MakeBackend) {
     let m = manager(make);
     m.set_policy(1, loopback_policy().max_open_fds(3)).unwrap();
     let (lfd, addr) = listener(&m, 1, V4);
     let mut shots = m.submit_multishot(1, Op::AcceptMulti { sockfd: lfd }).unwrap();
-    let _clients: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let clients: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
     let (fds, done) = drain(&mut shots);
     assert_eq!(fds.len(), 2, "room for two beside the listener");
     assert_eq!(done.errno(), Some(errno::EMFILE), "{done:?}");
     assert_eq!(open(&m), 3);
-    let _ = lfd;
+    // The other two are still queued.
+    for fd in fds {
+        run_op(&m, 1, Op::Close { fd });
+        let OpResult::Accepted { peer, .. } = run_op(&m, 1, Op::Accept { sockfd: lfd }).result else {
+            panic!("a connection past the limit was lost")
+        };
+        assert!(clients.iter().any(|c| c.local_addr().unwrap() == peer));
+    }
+
+    // Room for 149 more, the listener's backlog 128: every connection comes, once.
+    let m = manager(make);
+    m.set_policy(1, loopback_policy().max_open_fds(150)).unwrap();
+    let (lfd, addr) = listener(&m, 1, V4);
+    let clients: Vec<TcpStream> = (0..60).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut peers = Vec::new();
+    while peers.len() < clients.len() {
+        let mut shots = m.submit_multishot(1, Op::AcceptMulti { sockfd: lfd }).unwrap();
+        while peers.len() < clients.len() {
+            let done = next(&mut shots);
+            if shots.is_terminated() {
+                assert_eq!(done.result, OpResult::None, "stopped for room, not failed: {done:?}");
+                break;
+            }
+            let OpResult::Accepted { peer, .. } = done.result else { panic!("{done:?}") };
+            peers.push(peer);
+        }
+    }
+    let mut expected: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+    peers.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(peers, expected, "every connection once");
+    assert_eq!(open(&m), 1 + clients.len());
 }
