@@ -188,7 +188,9 @@
 //! ([`SyscallOpType::AcceptMulti`](crate::syscalls::SyscallOpType::AcceptMulti), one kernel
 //! request on io_uring). Below the handles,
 //! [`submit_multishot`](crate::syscalls::IoUringManager::submit_multishot) gives its results one
-//! by one, then its completion.
+//! by one, then its completion; the same call takes a
+//! [`RecvMulti`](crate::syscalls::SyscallOpType::RecvMulti), whose results are a connection's
+//! bytes as they come (into a ring of provided buffers on io_uring).
 //!
 //! ```
 //! # fn main() -> std::io::Result<()> {

@@ -21,7 +21,7 @@ pub use error::{IoUringError, OpError, Result, errno};
 #[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) use ops::Class;
 pub(crate) use ops::{FALLOC_MODES, Family};
-pub use ops::{MAX_DIR_PAGE, MAX_IOV, SyscallOpType};
+pub use ops::{MAX_DIR_PAGE, MAX_IOV, RECV_BUFFERS, RECV_SHARES, SyscallOpType};
 pub use result::{DirEntry, DirPage, EntryKind, FileStat, OpResult};
 
 /// A virtual process id: a tenant of the host, not an OS process.

@@ -6,6 +6,16 @@ use std::time::Duration;
 #[cfg(doc)]
 use super::OpResult;
 
+/// How many buffers of its `size` a [`RecvMulti`](SyscallOpType::RecvMulti) receives into at
+/// once (on io_uring, its ring of provided buffers).
+pub const RECV_BUFFERS: usize = 4;
+
+/// What a [`RecvMulti`](SyscallOpType::RecvMulti) counts against its process's buffer budget
+/// while it runs, in `size`s: its [`RECV_BUFFERS`] buffers, results waiting for its stream until
+/// they reach as many bytes (where it is told to stop: at most one more), and the results the
+/// kernel fills with the buffers it still had as it stops (one fewer).
+pub const RECV_SHARES: usize = 3 * RECV_BUFFERS;
+
 /// One syscall-like operation, as a process submits it.
 ///
 /// File descriptors (`fd`, `sockfd`) are the *virtual* descriptors of the submitting process:
@@ -159,6 +169,17 @@ pub enum SyscallOpType {
     Send { sockfd: i32, data: Vec<u8>, flags: u32 },
     /// Receives up to `size` bytes. Result: [`OpResult::Bytes`] (empty when the peer closed).
     Recv { sockfd: i32, size: usize, flags: u32 },
+    /// Receives data from a stream socket as it comes (`EINVAL` for any other), each result up
+    /// to `size` bytes of it, until stopped: a multishot receive (`IORING_RECV_MULTISHOT` with a ring of provided buffers on io_uring).
+    /// Submitted only with
+    /// [`IoUringManager::submit_multishot`](crate::syscalls::IoUringManager::submit_multishot),
+    /// whose stream yields each as [`OpResult::Bytes`], in order, then the operation's own
+    /// completion: an empty [`OpResult::Bytes`] when the peer closed; [`OpResult::None`] when
+    /// it stopped because its results waited untaken (or the kernel ended it): submit it again
+    /// for more; an error; or cancelled. It counts [`RECV_SHARES`] times `size` against the
+    /// buffer budget while it runs (its buffers, the results waiting, those on their way), and
+    /// the results waiting after it ended until they are taken.
+    RecvMulti { sockfd: i32, size: usize },
     /// Sends one datagram to `addr`. Result: [`OpResult::Count`].
     SendTo { sockfd: i32, data: Vec<u8>, addr: SocketAddr, flags: u32 },
     /// Receives one datagram of up to `size` bytes. Result: [`OpResult::Datagram`].
@@ -239,6 +260,7 @@ impl SyscallOpType {
             SyscallOpType::Connect { .. } => "connect",
             SyscallOpType::Send { .. } => "send",
             SyscallOpType::Recv { .. } => "recv",
+            SyscallOpType::RecvMulti { .. } => "recv_multishot",
             SyscallOpType::SendTo { .. } => "sendto",
             SyscallOpType::RecvFrom { .. } => "recvfrom",
             SyscallOpType::LocalAddr { .. } => "getsockname",
@@ -278,6 +300,7 @@ impl SyscallOpType {
             | SyscallOpType::Connect { sockfd, .. }
             | SyscallOpType::Send { sockfd, .. }
             | SyscallOpType::Recv { sockfd, .. }
+            | SyscallOpType::RecvMulti { sockfd, .. }
             | SyscallOpType::SendTo { sockfd, .. }
             | SyscallOpType::RecvFrom { sockfd, .. }
             | SyscallOpType::LocalAddr { sockfd }
@@ -337,7 +360,7 @@ impl SyscallOpType {
             SyscallOpType::Accept { .. } | SyscallOpType::AcceptMulti { .. } => (Sockets, Waits, true),
             SyscallOpType::Connect { .. } => (Sockets, Waits, false),
             SyscallOpType::Send { .. } => (Sockets, Waits, false),
-            SyscallOpType::Recv { .. } => (Sockets, Waits, false),
+            SyscallOpType::Recv { .. } | SyscallOpType::RecvMulti { .. } => (Sockets, Waits, false),
             SyscallOpType::SendTo { .. } => (Sockets, Waits, true),
             SyscallOpType::RecvFrom { .. } => (Sockets, Waits, false),
         };
@@ -363,7 +386,7 @@ impl SyscallOpType {
     /// whose stream takes them.
     #[inline]
     pub fn is_multishot(&self) -> bool {
-        matches!(self, SyscallOpType::AcceptMulti { .. })
+        matches!(self, SyscallOpType::AcceptMulti { .. } | SyscallOpType::RecvMulti { .. })
     }
 
     /// Whether executing the operation needs its process's rights (the sandbox it was submitted
@@ -386,6 +409,7 @@ impl SyscallOpType {
             | SyscallOpType::ReadAt { size, .. }
             | SyscallOpType::Recv { size, .. }
             | SyscallOpType::RecvFrom { size, .. } => *size,
+            SyscallOpType::RecvMulti { size, .. } => size.saturating_mul(RECV_SHARES),
             // The buffers' headers too: a thousand empty buffers hold memory.
             SyscallOpType::Readv { sizes, .. } | SyscallOpType::ReadvAt { sizes, .. } => {
                 sizes.iter().fold(sizes.len().saturating_mul(std::mem::size_of::<Vec<u8>>()), |sum: usize, size| {
@@ -463,6 +487,7 @@ impl SyscallOpType {
             | SyscallOpType::ReadAt { size, .. }
             | SyscallOpType::ReadInto { size, .. }
             | SyscallOpType::Recv { size, .. }
+            | SyscallOpType::RecvMulti { size, .. }
             | SyscallOpType::RecvFrom { size, .. } => *size,
             SyscallOpType::Readv { sizes, .. } | SyscallOpType::ReadvAt { sizes, .. } => {
                 sizes.iter().fold(0, |sum: usize, size| sum.saturating_add(*size))
@@ -562,6 +587,7 @@ impl SyscallOpType {
             SyscallOpType::Read { size, .. }
             | SyscallOpType::ReadAt { size, .. }
             | SyscallOpType::Recv { size, .. }
+            | SyscallOpType::RecvMulti { size, .. }
             | SyscallOpType::RecvFrom { size, .. } => *size = (*size).min(max),
             SyscallOpType::CopyRange { len, .. } => *len = (*len).min(max),
             SyscallOpType::Writev { bufs, .. } | SyscallOpType::WritevAt { bufs, .. } => {

@@ -258,6 +258,7 @@ fn decode_op(k: u8, arg: u8) -> Op {
             3 => Op::Rename { from: "f".into(), to: "f".into(), flags: u32::from(arg % 4) },
             _ => Op::Mkdir { path: "d".into(), mode: u32::from(arg) },
         },
+        13 if arg % 4 == 1 => Op::RecvMulti { sockfd: fd, size: usize::from(arg / 4 % 16) * 64 },
         13 if arg.is_multiple_of(2) => Op::Recv { sockfd: fd, size: 16, flags: 0 },
         13 => Op::Shutdown { sockfd: fd, how: i32::from(arg % 5) - 1 },
         14 if arg % 6 == 1 => Op::AcceptMulti { sockfd: fd },

@@ -41,6 +41,7 @@ macro_rules! conformance_tests {
             sockets_are_close_on_exec, owned_buffers_on_files, owned_buffers_on_sockets, owned_buffers_come_back_unrun,
             multishot_accept_streams_connections, multishot_accept_is_bounded_and_leaves_nothing,
             multishot_accept_stops_at_the_descriptor_limit, multishot_accept_outlives_a_reset_connection,
+            multishot_recv_streams_data, multishot_recv_counts_its_buffers, multishot_recv_many_at_once,
         );
         $crate::__async_checks!($make, $block_on;
             futures_resolve, stream_delivers_then_ends, woken_from_another_thread, async_echo_concurrent,

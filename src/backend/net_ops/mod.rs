@@ -10,6 +10,8 @@
 //! policy's rules for it are the sandbox's (`Policy::check_socket`).
 
 #[cfg(all(feature = "uring", target_os = "linux"))]
+pub(crate) mod provided;
+#[cfg(all(feature = "uring", target_os = "linux"))]
 pub(crate) mod uring;
 
 use std::future::Future;
@@ -54,8 +56,10 @@ pub async fn execute<R: Readiness>(mut op: Operation, ready: &R) -> OpOutcome {
         return with_buffer(&op, buf, ready).await;
     }
     let rights = op.needs_rights()?;
-    if let SyscallOpType::AcceptMulti { sockfd } = *op.op() {
-        return accept_many(&op, sockfd, rights.as_deref(), ready).await;
+    match *op.op() {
+        SyscallOpType::AcceptMulti { sockfd } => return accept_many(&op, sockfd, rights.as_deref(), ready).await,
+        SyscallOpType::RecvMulti { sockfd, size } => return recv_many(&op, sockfd, size, ready).await,
+        _ => {}
     }
     execute_ref(op.op(), op.process(), rights.as_deref(), ready).await
 }
@@ -66,7 +70,7 @@ pub async fn execute<R: Readiness>(mut op: Operation, ready: &R) -> OpOutcome {
 /// first (at the limit the operation ends with `EMFILE`, the connection left queued), installed
 /// and handed on in the poll that accepted it, so that no cancellation comes between. Any error
 /// ends the operation, as it ends a multishot accept in the kernel. A flood of connections
-/// taken as fast as they come holds its thread for at most [`ACCEPTS_IN_A_ROW`] at a time.
+/// taken as fast as they come holds its thread for at most [`RESULTS_IN_A_ROW`] at a time.
 async fn accept_many<R: Readiness>(op: &Operation, sockfd: i32, rights: Option<&Sandbox>, ready: &R) -> OpOutcome {
     let d = socket(op.process(), sockfd)?;
     let rights = rights.ok_or_else(without_rights)?;
@@ -75,16 +79,42 @@ async fn accept_many<R: Readiness>(op: &Operation, sockfd: i32, rights: Option<&
         if !op.more(Ok(accepted)) {
             break;
         }
-        if taken % ACCEPTS_IN_A_ROW == 0 {
+        if taken % RESULTS_IN_A_ROW == 0 {
             yield_once().await;
         }
     }
     if op.is_cancelled() { Err(OpError::cancelled()) } else { Ok(OpResult::None) }
 }
 
-/// How many connections a multishot accept on a pool takes before it lets its thread run
-/// other tasks.
-const ACCEPTS_IN_A_ROW: usize = 16;
+/// A `RecvMulti`: receives data as it comes, handing each receive (up to `size` bytes) to the
+/// operation's stream until told to stop, then ends with [`OpResult::None`] (cancelled, if it
+/// was); ends with an empty [`OpResult::Bytes`] when the peer closed. Each receive is handed
+/// on in the poll that took it from the socket, so that no cancellation comes between.
+async fn recv_many<R: Readiness>(op: &Operation, sockfd: i32, size: usize, ready: &R) -> OpOutcome {
+    let d = socket(op.process(), sockfd)?;
+    stream_socket(&d)?;
+    if size == 0 {
+        return Err(OpError::new(errno::EINVAL, "a multishot receive needs room for its results"));
+    }
+    for taken in 1.. {
+        match recv(&d, ready, size, 0).await? {
+            OpResult::Bytes(data) if data.is_empty() => return Ok(OpResult::Bytes(data)),
+            data => {
+                if !op.more(Ok(data)) {
+                    break;
+                }
+            }
+        }
+        if taken % RESULTS_IN_A_ROW == 0 {
+            yield_once().await;
+        }
+    }
+    if op.is_cancelled() { Err(OpError::cancelled()) } else { Ok(OpResult::None) }
+}
+
+/// How many results (connections, receives) a multishot operation on a pool takes before it
+/// lets its thread run other tasks.
+const RESULTS_IN_A_ROW: usize = 16;
 
 /// Lets the executor run other tasks once before going on.
 async fn yield_once() {
@@ -517,6 +547,15 @@ pub(crate) fn check_implicit_bind(d: &Descriptor, rights: Option<&Sandbox>, what
 /// The refusal of an operation that needs rights and was run without them (a backend bug).
 pub(crate) fn without_rights() -> OpError {
     OpError::new(errno::EINVAL, "the operation was run without the rights it was submitted with")
+}
+
+/// `EINVAL` unless `d` is a stream socket: a multishot receive ends at an empty receive, which
+/// on a datagram socket is an empty datagram, not the peer's close.
+pub(crate) fn stream_socket(d: &Descriptor) -> Result<(), OpError> {
+    match rustix::net::sockopt::socket_type(d)? {
+        SocketType::STREAM => Ok(()),
+        _ => Err(OpError::new(errno::EINVAL, "a multishot receive takes a stream socket (RecvFrom takes datagrams)")),
+    }
 }
 
 /// The address of the peer of connected socket `fd` (IPv4 or IPv6).

@@ -15,6 +15,7 @@ use rustix::net::SocketAddrAny;
 use rustix::net::addr::{SocketAddrLen, SocketAddrStorage};
 
 use crate::backend::file_ops;
+use crate::backend::net_ops::provided::Provided;
 use crate::backend::net_ops::{self, socket};
 use crate::op::{OpError, errno};
 use crate::op::{OpResult, SyscallOpType};
@@ -29,6 +30,12 @@ pub(crate) enum NetKind {
     /// A multishot accept (`AcceptMulti`): its results are taken with [`NetKind::shot`], its
     /// completion with [`NetKind::ended`].
     AcceptMulti(Box<Many>),
+    /// A multishot receive (`RecvMulti`) into its own ring of provided buffers, and, once it
+    /// was asked to stop, what its completion reports then (as [`Many::stopping`]).
+    RecvMulti {
+        provided: Box<Provided>,
+        stopping: Option<Result<(), OpError>>,
+    },
     Connect {
         addr: Box<SocketAddrAny>,
     },
@@ -172,7 +179,7 @@ pub(crate) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
         SyscallOpType::Accept { .. } | SyscallOpType::AcceptMulti { .. } => opcode::Accept::CODE,
         SyscallOpType::Connect { .. } => opcode::Connect::CODE,
         SyscallOpType::Send { .. } => opcode::Send::CODE,
-        SyscallOpType::Recv { .. } => opcode::Recv::CODE,
+        SyscallOpType::Recv { .. } | SyscallOpType::RecvMulti { .. } => opcode::Recv::CODE,
         SyscallOpType::SendTo { .. } => opcode::SendMsg::CODE,
         SyscallOpType::RecvFrom { .. } => opcode::RecvMsg::CODE,
         _ => None?,
@@ -197,6 +204,16 @@ pub(crate) fn prepare(
         let place = Some(process.reserve_fd(&rights)?);
         let many = Many { process: process.clone(), rights, place, stopping: None, burst };
         return Ok((NetKind::AcceptMulti(Box::new(many)), d));
+    }
+    if let SyscallOpType::RecvMulti { sockfd, size } = op {
+        let d = socket(process, sockfd)?;
+        if size == 0 {
+            return Err(OpError::new(errno::EINVAL, "a multishot receive needs room for its results"));
+        }
+        // Sizes were checked against the policy's limit, which fits a u32.
+        net_ops::stream_socket(&d)?;
+        let provided = Provided::new(net_ops::recv_capacity(&d, size))?;
+        return Ok((NetKind::RecvMulti { provided, stopping: None }, d));
     }
     let rights = rights.as_deref();
     // Sizes were checked against the policy's limit, which fits a u32.
@@ -307,6 +324,10 @@ impl NetKind {
                 let flags = (rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC).bits() as i32;
                 opcode::AcceptMulti::new(fd).flags(flags).build()
             }
+            // Registered before it is submitted (see `uring::driver`).
+            NetKind::RecvMulti { provided, .. } => {
+                opcode::RecvMulti::new(fd, provided.group.unwrap_or_default()).flags(recv_flags(0)).build()
+            }
             NetKind::Connect { addr } => opcode::Connect::new(fd, addr.as_ptr().cast(), addr.addr_len()).build(),
             NetKind::Send { data, start, len, flags, .. } => {
                 opcode::Send::new(fd, data[*start..].as_ptr(), *len).flags(*flags).build()
@@ -324,9 +345,57 @@ impl NetKind {
 }
 
 impl NetKind {
-    /// Whether it gives many results before its completion (a multishot accept).
+    /// Whether it gives many results before its completion (a multishot accept or receive).
     pub(crate) fn is_multishot(&self) -> bool {
-        matches!(self, NetKind::AcceptMulti(_))
+        matches!(self, NetKind::AcceptMulti(_) | NetKind::RecvMulti { .. })
+    }
+
+    /// Hands the buffer a completion's `flags` name back to a multishot receive's kernel ring.
+    pub(crate) fn give_back(&mut self, flags: u32) {
+        if let (NetKind::RecvMulti { provided, .. }, Some(bid)) = (self, io_uring::cqueue::buffer_select(flags)) {
+            provided.give_back(bid);
+        }
+    }
+
+    /// A multishot receive's buffers, to register and unregister.
+    pub(crate) fn provided(&mut self) -> Option<&mut Provided> {
+        match self {
+            NetKind::RecvMulti { provided, .. } => Some(provided),
+            _ => None,
+        }
+    }
+
+    /// Where a multishot request keeps why it is being stopped.
+    fn stopping_mut(&mut self) -> Option<&mut Option<Result<(), OpError>>> {
+        match self {
+            NetKind::AcceptMulti(many) => Some(&mut many.stopping),
+            NetKind::RecvMulti { stopping, .. } => Some(stopping),
+            _ => None,
+        }
+    }
+
+    /// A multishot request's result from a completion with a non-negative `result` and
+    /// `flags`: a connection (see [`shot`](Self::shot)) or received bytes (copied out of the
+    /// buffer the kernel chose; none at end of file). With whether the request must be stopped.
+    /// The buffer is handed back with [`give_back`](Self::give_back) only if the request goes
+    /// on: one being stopped runs out of buffers, so the kernel fills at most the ones it had.
+    pub(crate) fn result(&mut self, result: i32, flags: u32) -> (Option<OpResult>, bool) {
+        let NetKind::RecvMulti { provided, stopping } = self else { return self.shot(result) };
+        if result == 0 {
+            return (None, false);
+        }
+        let taken = io_uring::cqueue::buffer_select(flags).and_then(|bid| provided.copy_out(bid, result as usize));
+        match taken {
+            Some(Ok(bytes)) => (Some(OpResult::Bytes(bytes)), stopping.is_some()),
+            Some(Err(e)) => {
+                stopping.get_or_insert(Err(e));
+                (None, true)
+            }
+            None => {
+                stopping.get_or_insert(Err(OpError::new(errno::EIO, "the kernel named no buffer of the ring")));
+                (None, true)
+            }
+        }
     }
 
     /// A multishot accept's connection `fd` (a completion's non-negative result): installed in
@@ -374,22 +443,26 @@ impl NetKind {
     /// Records that a multishot accept is being stopped because its stream asks no more (unless
     /// an error stopped it first).
     pub(crate) fn stop(&mut self) {
-        if let NetKind::AcceptMulti(many) = self {
-            many.stopping.get_or_insert(Ok(()));
+        if let Some(stopping) = self.stopping_mut() {
+            stopping.get_or_insert(Ok(()));
         }
     }
 
     /// Whether a multishot accept is being stopped by this crate (not cancelled by the kernel on
     /// its own): its `ECANCELED` is its completion, not a reason to submit it again.
     pub(crate) fn stopping(&self) -> bool {
-        matches!(self, NetKind::AcceptMulti(many) if many.stopping.is_some())
+        match self {
+            NetKind::AcceptMulti(many) => many.stopping.is_some(),
+            NetKind::RecvMulti { stopping, .. } => stopping.is_some(),
+            _ => false,
+        }
     }
 
     /// Forgets why a multishot accept was being stopped: its cancellation was asked for, which
     /// its completion reports instead.
     pub(crate) fn cancelled(&mut self) {
-        if let NetKind::AcceptMulti(many) = self {
-            many.stopping = None;
+        if let Some(stopping) = self.stopping_mut() {
+            *stopping = None;
         }
     }
 
@@ -397,12 +470,19 @@ impl NetKind {
     /// stopped by this crate, [`OpResult::None`] (or the error that stopped it); ended by the
     /// kernel after a connection (handed on as a result), `None` too.
     pub(crate) fn ended(self, result: i32) -> Result<OpResult, OpError> {
-        let stopping = match self {
-            NetKind::AcceptMulti(many) => many.stopping,
-            _ => None,
+        let (stopping, receives) = match self {
+            NetKind::AcceptMulti(many) => (many.stopping, false),
+            NetKind::RecvMulti { stopping, .. } => (stopping, true),
+            _ => (None, false),
         };
         let cancelled = -rustix::io::Errno::CANCELED.raw_os_error();
         match stopping {
+            // The peer closed (a receive's end of file is its last completion).
+            _ if receives && result == 0 => Ok(OpResult::Bytes(Vec::new())),
+            // Out of buffers (the kernel outran this side's handing them back): stopped, unless
+            // an error stopped it first.
+            Some(Err(e)) if receives && result == -rustix::io::Errno::NOBUFS.raw_os_error() => Err(e),
+            _ if receives && result == -rustix::io::Errno::NOBUFS.raw_os_error() => Ok(OpResult::None),
             // The kernel's own error wins over a stop for room.
             Some(Ok(())) if result < 0 && result != cancelled => Err(errno_of(result)),
             Some(how) => how.map(|()| OpResult::None),
@@ -434,7 +514,7 @@ fn errno_of(result: i32) -> OpError {
 pub(crate) fn outcome(kind: NetKind, n: i32) -> Result<OpResult, OpError> {
     let len = n as usize;
     Ok(match kind {
-        kind @ NetKind::AcceptMulti(_) => return kind.ended(n),
+        kind @ (NetKind::AcceptMulti(_) | NetKind::RecvMulti { .. }) => return kind.ended(n),
         NetKind::Accept(out, place) => {
             // SAFETY: a successful ACCEPT returns a new descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(n) };

@@ -15,8 +15,11 @@ use std::os::fd::AsRawFd;
 
 use super::prepare::{self, Descriptors, Prepared};
 use crate::backend::Stop;
-use crate::backend::{Batch, BatchRuns, Completer, Dispatched, Freed, Origin, Queued};
+use crate::backend::net_ops::provided::Provided;
+use crate::backend::{Batch, BatchRuns, Completer, Dispatched, Freed, Origin, Queued, Submission};
+use crate::op::SyscallOpType;
 use crate::op::{OpError, errno};
+use crate::process::Process;
 
 /// `user_data` of the NOPs that wake whoever waits in the kernel (the reaper, a parked owner).
 const WAKE: u64 = u64::MAX;
@@ -144,6 +147,28 @@ thread_local! {
 /// waits for at most this many of a neighbour's, not for its whole batch.
 const ENTER_AT_MOST: usize = 32;
 
+/// The most rings of provided buffers (multishot receives, see `net_ops::provided`) one
+/// process may have registered with one kernel ring at once: past it, its multishot receives
+/// run on the pools, so that no tenant takes the ring's buffer group ids from the others.
+pub(super) const GROUPS_PER_PROCESS: usize = 16;
+
+/// The buffer group ids of a kernel ring's multishot receives: free ones, the next never used,
+/// and how many each process holds (by the address of its `Process`, alive while it holds one:
+/// its operations keep it).
+#[derive(Default)]
+struct Groups {
+    free: Vec<u16>,
+    next: u32,
+    held: rustc_hash::FxHashMap<usize, usize>,
+}
+
+impl Groups {
+    fn has_room(&self, process: usize) -> bool {
+        (!self.free.is_empty() || self.next <= u32::from(u16::MAX))
+            && self.held.get(&process).is_none_or(|&n| n < GROUPS_PER_PROCESS)
+    }
+}
+
 /// How often an operation is submitted again after the kernel cancelled it on its own (its
 /// submitting thread exited) before the cancellation is reported.
 const MAX_REQUEUES: u8 = 16;
@@ -168,6 +193,8 @@ pub(super) struct Driver {
     rouse: Condvar,
     /// Set on a thread's own ring (see [`Local`]); `None` on the shared rings.
     local: Option<Local>,
+    /// The buffer group ids of the multishot receives in flight.
+    groups: Mutex<Groups>,
     /// What the kernel sent back, counted for tests.
     #[cfg(test)]
     counts: Counts,
@@ -259,6 +286,7 @@ impl Driver {
                 passes: AtomicU64::new(0),
                 defer_all: AtomicBool::new(false),
             }),
+            groups: Mutex::new(Groups::default()),
             #[cfg(test)]
             counts: Counts::default(),
         });
@@ -276,6 +304,77 @@ impl Driver {
     /// release.
     pub(super) fn multishot_accept(&self) -> bool {
         self.supports(opcode::Socket::CODE)
+    }
+
+    /// Whether the kernel receives many times for one request into provided buffers
+    /// (`IORING_RECV_MULTISHOT`, Linux 6.0): asked of the probe through `IORING_OP_SEND_ZC`,
+    /// which came in the same release.
+    pub(super) fn multishot_recv(&self) -> bool {
+        self.supports(opcode::SendZc::CODE)
+    }
+
+    /// Whether `process` may register one more ring of provided buffers with this ring.
+    pub(super) fn has_group_for(&self, process: &Process) -> bool {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner()).has_room(process_key(process))
+    }
+
+    /// Registers `provided` under a free buffer group id, for `process`.
+    fn register_group(&self, process: &Process, provided: &mut Provided) -> Result<(), OpError> {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let key = process_key(process);
+        if !groups.has_room(key) {
+            return Err(OpError::new(
+                rustix::io::Errno::NOBUFS.raw_os_error(),
+                "no buffer group left for a multishot receive",
+            ));
+        }
+        let id = match groups.free.pop() {
+            Some(id) => id,
+            None => {
+                groups.next += 1;
+                (groups.next - 1) as u16
+            }
+        };
+        let (addr, entries) = provided.ring();
+        // SAFETY: the ring and the buffers it points to are owned by `provided`, which stays in
+        // the in-flight table until the request completes, and is freed only once unregistered
+        // (`unregister_group`; one that fails to unregister is never freed).
+        match unsafe { self.ring.submitter().register_buf_ring_with_flags(addr, entries, id, 0) } {
+            Ok(()) => {
+                provided.group = Some(id);
+                *groups.held.entry(key).or_default() += 1;
+                Ok(())
+            }
+            Err(e) => {
+                groups.free.push(id);
+                Err(OpError::from(e))
+            }
+        }
+    }
+
+    /// Unregisters the ring of provided buffers of a request the kernel is done with.
+    fn unregister_group(&self, process: &Process, provided: &mut Provided) {
+        let Some(id) = provided.group else { return };
+        let unregistered = loop {
+            match self.ring.submitter().unregister_buf_ring(id) {
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INTR.raw_os_error()) => continue,
+                done => break done.is_ok(),
+            }
+        };
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if unregistered {
+            provided.group = None;
+            groups.free.push(id);
+        }
+        // One left registered is never freed (see `Provided`'s drop) and its id never used
+        // again; the process's count goes down either way.
+        let key = process_key(process);
+        if let Some(n) = groups.held.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                groups.held.remove(&key);
+            }
+        }
     }
 
     /// Whether socket requests may go to the kernel.
@@ -306,20 +405,31 @@ impl Driver {
     /// Hands a batch to the kernel, [`ENTER_AT_MOST`] requests per `io_uring_enter`, each run's
     /// ring kept once for all its operations. An operation that cannot even be prepared (a bad
     /// descriptor, say) completes at once with its error.
-    pub(super) fn submit(self: &Arc<Self>, batch: Batch, fds: &mut Descriptors) {
+    /// Returns the operations to run elsewhere: multishot receives with no buffer group left
+    /// for their process on this ring.
+    #[must_use = "the operations returned must run elsewhere"]
+    pub(super) fn submit(self: &Arc<Self>, batch: Batch, fds: &mut Descriptors) -> Vec<Submission> {
+        let mut elsewhere = Vec::new();
         if batch.is_empty() {
-            return;
+            return elsewhere;
         }
         let (runs, ops) = batch.into_runs();
         let mut runs = Runs { runs: runs.into_iter(), pin: 0, left: 0 };
         let mut ops = ops.into_iter().peekable();
         while ops.peek().is_some() {
-            self.submit_some(ops.by_ref().take(ENTER_AT_MOST), &mut runs, fds);
+            self.submit_some(ops.by_ref().take(ENTER_AT_MOST), &mut runs, fds, &mut elsewhere);
         }
+        elsewhere
     }
 
     /// [`submit`](Self::submit) of at most [`ENTER_AT_MOST`] requests: one enter.
-    fn submit_some(self: &Arc<Self>, ops: impl Iterator<Item = Queued>, runs: &mut Runs, fds: &mut Descriptors) {
+    fn submit_some(
+        self: &Arc<Self>,
+        ops: impl Iterator<Item = Queued>,
+        runs: &mut Runs,
+        fds: &mut Descriptors,
+        elsewhere: &mut Vec<Submission>,
+    ) {
         // The requests pushed, for those still in flight after the enter (the thread's vector
         // from its last batch, so that each batch does not allocate one).
         let Scratch { mut submitted, runs: mut left_runs } = SCRATCH.try_with(|s| s.take()).unwrap_or_default();
@@ -343,8 +453,23 @@ impl Driver {
             let generation = self.generation.fetch_add(1, Ordering::Relaxed);
             for (Dispatched { seq, op }, counted) in ops {
                 let mut owner = Owner { pin: runs.pin_next(rings), seq, counted };
+                // A multishot receive holds no buffer: kept to run elsewhere if it must.
+                let receive = matches!(op, SyscallOpType::RecvMulti { .. }).then(|| op.clone());
                 match prepare::prepare(op, owner.origin(rings), seq, fds) {
-                    Ok(prepared) => {
+                    Ok(mut prepared) => {
+                        // A multishot receive's buffers, registered before it is submitted; with
+                        // no group left for its process here, it runs on the fallback.
+                        if let Some(provided) = prepared.provided()
+                            && let Err(e) = self.register_group(owner.origin(rings).process(), provided)
+                        {
+                            match receive {
+                                Some(op) if e.errno() == rustix::io::Errno::NOBUFS.raw_os_error() => {
+                                    elsewhere.push(Submission::new(owner.completer(rings), op))
+                                }
+                                _ => refused.push((owner.completer(rings), e)),
+                            }
+                            continue;
+                        }
                         // A `Read` or `Write` of a socket waits on its peer as a `Recv` does,
                         // which the executor could not tell: it holds no place in the window
                         // (given back once the locks here are let go).
@@ -742,7 +867,7 @@ impl Driver {
                     && let Some(kind) = op.prepared.multishot()
                 {
                     let (origin, seq) = (op.owner.origin(rings), op.owner.seq);
-                    let (shot, stop) = kind.shot(result);
+                    let (shot, stop) = kind.result(result, c.flags());
                     let mut goes_on = !stop;
                     if let Some(shot) = shot {
                         let (more, delivered) = origin.more_later(seq, Ok(shot));
@@ -750,6 +875,9 @@ impl Driver {
                         shots.push(origin.clone(), 0, delivered);
                     }
                     let more = io_uring::cqueue::more(c.flags());
+                    if goes_on && more {
+                        kind.give_back(c.flags());
+                    }
                     if !goes_on && more {
                         // Asked again at each result while it lives: a cancellation that came
                         // at a moment it could not take (`EALREADY`) is not the last word.
@@ -759,12 +887,11 @@ impl Driver {
                     if more {
                         continue;
                     }
-                    // Its last: the kernel ended it after this connection (a full CQ, say).
+                    // Its last: the kernel ended it after this result (a full CQ, say), or at a
+                    // receive's end of file.
                     if origin.is_cancelled(seq) {
                         kind.cancelled();
                         result = -rustix::io::Errno::CANCELED.raw_os_error();
-                    } else {
-                        result = 0;
                     }
                     ready.push((key_of(user_data), result));
                     continue;
@@ -776,8 +903,18 @@ impl Driver {
                 // Cancelled by the kernel, or a socket request it stopped waiting for: nothing was
                 // done, and unless the cancellation was asked for, the request goes back to the
                 // kernel (from this thread, the reaper mostly); if it was, it ends cancelled.
+                // A failed receive's buffer holds nothing: the kernel's again, for a request
+                // submitted again.
+                if let Some(kind) = op.prepared.multishot() {
+                    kind.give_back(c.flags());
+                }
                 let stopped = result == -rustix::io::Errno::CANCELED.raw_os_error();
-                let waits_again = result == -rustix::io::Errno::AGAIN.raw_os_error() && op.prepared.may_wait_again();
+                // A multishot receive the kernel outran (its buffers, all handed back by now, were
+                // full as more came) goes on, unless it is being stopped.
+                let rearm = result == -rustix::io::Errno::NOBUFS.raw_os_error()
+                    && op.prepared.multishot().is_some_and(|kind| !kind.stopping());
+                let waits_again =
+                    rearm || result == -rustix::io::Errno::AGAIN.raw_os_error() && op.prepared.may_wait_again();
                 if stopped || waits_again {
                     let (origin, seq) = (op.owner.origin(rings), op.owner.seq);
                     if origin.is_cancelled(seq) {
@@ -828,6 +965,10 @@ impl Driver {
                         return None;
                     }
                     ready.next();
+                    // The kernel is done with it: a multishot receive's buffers are let go.
+                    if let Some(provided) = op.prepared.provided() {
+                        self.unregister_group(origin.process(), provided);
+                    }
                     let outcome = prepare::outcome(&mut op.prepared, result);
                     let Owner { seq, counted: counts, .. } = table.remove(key).owner;
                     delivered += 1;
@@ -879,6 +1020,11 @@ impl Driver {
 /// nothing.
 fn stopped_is_cancelled(result: i32) -> i32 {
     if result == -rustix::io::Errno::INTR.raw_os_error() { -rustix::io::Errno::CANCELED.raw_os_error() } else { result }
+}
+
+/// A process's key among the buffer groups' holders.
+fn process_key(process: &Process) -> usize {
+    std::ptr::from_ref(process) as usize
 }
 
 /// The table slot a `user_data` names: its low half (the high half is the generation).

@@ -227,9 +227,18 @@ impl UringBackend {
                     None => self.file_route(op),
                 }
             }
+            // A process with a rate limit gets one result per submission: the kernel would give
+            // more before it could be stopped.
+            _ if op.is_multishot() && process.is_rate_limited() => Route::Fallback,
             // The kernel's multishot accept only while every connection it may take has room.
             SyscallOpType::AcceptMulti { sockfd } => match fds.get(process, *sockfd) {
                 Ok(d) if net_ops::uring::kernel_may_accept_all(process, &process.sandbox(), &d) => self.net_route(op),
+                _ => Route::Fallback,
+            },
+            // In the kernel only where it receives many times, and the process has a buffer
+            // group left there.
+            SyscallOpType::RecvMulti { .. } => match &self.net {
+                Some(net) if net.multishot_recv() && net.has_group_for(process) => self.net_route(op),
                 _ => Route::Fallback,
             },
             _ if op.may_wait_on_peer() => self.net_route(op),
@@ -305,10 +314,21 @@ impl UringBackend {
         // Everything answered at once (a socket's data was there): the drivers' locks are not
         // worth taking for nothing.
         if !kernel.is_empty() {
-            file.submit(kernel.into_iter().collect(), fds);
+            self.to_kernel(file, kernel.into_iter().collect(), fds);
         }
         if let (Some(driver), false) = (sockets, net.is_empty()) {
-            driver.submit(net.into_iter().collect(), fds);
+            self.to_kernel(driver, net.into_iter().collect(), fds);
+        }
+    }
+}
+
+impl UringBackend {
+    /// Hands `batch` to `driver`, and to the fallback what it cannot take (multishot receives
+    /// with no buffer group left there for their process).
+    fn to_kernel(&self, driver: &Arc<Driver>, batch: Batch, fds: &mut Descriptors) {
+        let elsewhere = driver.submit(batch, fds);
+        if !elsewhere.is_empty() {
+            self.fallback.submit(elsewhere.into_iter().collect());
         }
     }
 }
@@ -357,13 +377,13 @@ impl Backend for UringBackend {
             // where a call tried at once would mostly fail (a receive posted before its data
             // comes) and cost a system call of its own.
             if batch.iter().all(|(op, process)| self.as_is_to_own(op, process, &mut fds)) {
-                own.submit(batch, &mut fds);
+                self.to_kernel(&own, batch, &mut fds);
             } else {
                 let sockets = self.net.as_ref().map(|_| &own);
                 self.route_each(batch, &own, sockets, false, &mut fds);
             }
         } else if let Some(driver) = self.plain_ring_of(batch.iter(), &mut fds) {
-            driver.submit(batch, &mut fds);
+            self.to_kernel(driver, batch, &mut fds);
         } else {
             self.route_each(batch, &self.driver, self.net.as_ref(), true, &mut fds);
         }

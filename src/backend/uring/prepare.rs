@@ -168,7 +168,18 @@ impl Prepared {
         matches!(&self.kind, Kind::Net(kind) if kind.may_wait_again())
     }
 
-    /// The request, if it gives many results before its completion (a multishot accept).
+    /// A multishot receive's buffers, to register before it is submitted and to unregister once
+    /// the kernel is done with it.
+    #[inline]
+    pub(super) fn provided(&mut self) -> Option<&mut crate::backend::net_ops::provided::Provided> {
+        match &mut self.kind {
+            Kind::Net(kind) => kind.provided(),
+            Kind::File(_) => None,
+        }
+    }
+
+    /// The request, if it gives many results before its completion (a multishot accept or
+    /// receive).
     #[inline]
     pub(super) fn multishot(&mut self) -> Option<&mut NetKind> {
         match &mut self.kind {

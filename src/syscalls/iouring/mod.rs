@@ -18,8 +18,8 @@ mod throttle;
 
 pub use crate::op::{
     DirEntry, DirPage, EntryKind, FileStat, IntoSubmission, IoUringError, MAX_DIR_PAGE, MAX_IOV, OpError, OpResult,
-    Result, SyscallCompletionEntry, SyscallCompletionStatus, SyscallOpType, SyscallSubmissionEntry, UnexpectedResult,
-    errno, net_flags, open_flags,
+    RECV_BUFFERS, RECV_SHARES, Result, SyscallCompletionEntry, SyscallCompletionStatus, SyscallOpType,
+    SyscallSubmissionEntry, UnexpectedResult, errno, net_flags, open_flags,
 };
 pub use executor::IoUringExecutor;
 pub use future::CompletionFuture;

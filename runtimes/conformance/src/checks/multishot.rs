@@ -6,7 +6,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use ai_os_kernel::syscalls::{
-    IoUringManager, Multishot, OpResult, SHOTS_WAITING, SyscallCompletionEntry, SyscallOpType as Op, errno,
+    IoUringManager, Multishot, OpResult, RECV_SHARES, SHOTS_WAITING, SyscallCompletionEntry, SyscallOpType as Op,
+    errno, net_flags,
 };
 use futures::StreamExt;
 use futures::executor::block_on;
@@ -267,4 +268,171 @@ pub fn multishot_accept_stops_at_the_descriptor_limit(make: MakeBackend) {
     expected.sort_unstable();
     assert_eq!(peers, expected, "every connection once");
     assert_eq!(open(&m), 1 + clients.len());
+}
+
+/// A connection of process 1's, accepted from a `std` client: its descriptor, and the client.
+fn accepted_pair(m: &IoUringManager) -> (i32, TcpStream) {
+    let (lfd, addr) = listener(m, 1, V4);
+    let client = TcpStream::connect(addr).unwrap();
+    let fd = accepted(run_op(m, 1, Op::Accept { sockfd: lfd }));
+    run_op(m, 1, Op::Close { fd: lfd });
+    (fd, client)
+}
+
+/// A `RecvMulti` hands what arrives to its stream as it comes, in order, each result at most
+/// its `size`; stopped because its results waited (a slow reader), it completes
+/// [`OpResult::None`] and goes on when submitted again; when the peer closes, it completes
+/// with an empty result after the last bytes. Cancelled, it completes cancelled. Without room
+/// for results (`size` 0) it is `EINVAL`.
+pub fn multishot_recv_streams_data(make: MakeBackend) {
+    let m = manager(make);
+    m.set_policy(1, loopback_policy()).unwrap();
+    let (fd, mut client) = accepted_pair(&m);
+    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let sent = data.clone();
+    let writer = std::thread::spawn(move || {
+        client.write_all(&sent).unwrap();
+        // Closed: the stream's last completion says so.
+    });
+    let size = 4096;
+    let mut got = Vec::new();
+    let mut stops = 0;
+    let end = loop {
+        let mut shots = m.submit_multishot(1, Op::RecvMulti { sockfd: fd, size }).unwrap();
+        let (stopped, end) = loop {
+            let done = next(&mut shots);
+            if shots.is_terminated() {
+                break (done.result == OpResult::None, done);
+            }
+            let OpResult::Bytes(bytes) = done.result else { panic!("{done:?}") };
+            assert!(!bytes.is_empty() && bytes.len() <= size, "{} bytes", bytes.len());
+            got.extend(bytes);
+            if got.len() % (256 << 10) < size {
+                // A slow reader now and then: its results wait, and the receive stops.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        if !stopped {
+            break end;
+        }
+        stops += 1;
+    };
+    writer.join().unwrap();
+    assert_eq!(end.result, OpResult::Bytes(Vec::new()), "the peer closed: {end:?}");
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "the bytes, in order");
+    assert!(stops > 0, "the slow reader never made it stop");
+
+    // Cancelled while it waits.
+    let (fd, _client) = accepted_pair(&m);
+    let mut shots = m.submit_multishot(1, Op::RecvMulti { sockfd: fd, size }).unwrap();
+    m.cancel(1, shots.seq()).unwrap();
+    let (_, done) = drain_bytes(&mut shots);
+    assert!(done.status.is_cancelled(), "{done:?}");
+    let mut none = m.submit_multishot(1, Op::RecvMulti { sockfd: fd, size: 0 }).unwrap();
+    assert_eq!(next(&mut none).errno(), Some(errno::EINVAL));
+    // A datagram socket: an empty datagram is no end of file.
+    let OpResult::Fd(udp) =
+        run_op(&m, 1, Op::Socket { domain: libc::AF_INET, ty: libc::SOCK_DGRAM, protocol: 0 }).result
+    else {
+        panic!()
+    };
+    let mut datagrams = m.submit_multishot(1, Op::RecvMulti { sockfd: udp, size }).unwrap();
+    assert_eq!(next(&mut datagrams).errno(), Some(errno::EINVAL));
+}
+
+/// Takes results until the completion, which it returns with the bytes taken before it.
+fn drain_bytes(shots: &mut Multishot) -> (Vec<u8>, SyscallCompletionEntry) {
+    let mut got = Vec::new();
+    loop {
+        let done = next(shots);
+        if shots.is_terminated() {
+            return (got, done);
+        }
+        let OpResult::Bytes(bytes) = done.result else { panic!("{done:?}") };
+        got.extend(bytes);
+    }
+}
+
+/// A `RecvMulti` counts [`RECV_SHARES`] times its `size` against the buffer budget while it
+/// runs, and what its results hold once it completed until they are taken: past the budget it
+/// is refused (`ENOMEM`), and everything it held is given back.
+pub fn multishot_recv_counts_its_buffers(make: MakeBackend) {
+    let size = 1024;
+    let budget = RECV_SHARES * size;
+    let m = manager(make);
+    m.set_policy(1, loopback_policy().max_buffered_bytes(budget)).unwrap();
+    let (fd, mut client) = accepted_pair(&m);
+    let mut over = m.submit_multishot(1, Op::RecvMulti { sockfd: fd, size: size + 1 }).unwrap();
+    assert_eq!(next(&mut over).errno(), Some(libc::ENOMEM), "past the budget");
+    let peek = |n| run_op(&m, 1, Op::Recv { sockfd: fd, size: n, flags: net_flags::MSG_PEEK });
+
+    let mut shots = m.submit_multishot(1, Op::RecvMulti { sockfd: fd, size }).unwrap();
+    assert_eq!(peek(1).errno(), Some(libc::ENOMEM), "its reservation is the whole budget");
+    // Nobody reads: its results wait, and it stops for them.
+    let completed = m.stats_for(1).unwrap().completed;
+    let sent = 64 << 10;
+    client.write_all(&vec![7u8; sent]).unwrap();
+    eventually(T, "stopped for its results", || m.stats_for(1).unwrap().completed > completed);
+    assert_eq!(peek(budget).errno(), Some(libc::ENOMEM), "its results waiting are counted");
+    let (mut got, done) = drain_bytes(&mut shots);
+    assert_eq!(done.result, OpResult::None, "{done:?}");
+    assert!(!got.is_empty() && got.len() < sent);
+    // All given back: the whole budget is free again.
+    assert!(peek(budget).status.is_success());
+    while got.len() < sent {
+        let mut again = m.submit_multishot(1, Op::RecvMulti { sockfd: fd, size }).unwrap();
+        let (more, done) = drain_bytes_until(&mut again, sent - got.len());
+        got.extend(more);
+        drop(done);
+    }
+    assert!(got.iter().all(|&b| b == 7) && got.len() == sent);
+    // The last one was dropped running: once it ended, nothing is held.
+    eventually(T, "every operation ended", || m.stats_for(1).unwrap().in_flight == 0);
+    client.write_all(b"!").unwrap();
+    assert!(peek(budget).status.is_success(), "nothing held once taken and dropped");
+}
+
+/// Takes results until `want` bytes came or the completion did (returned if it came).
+fn drain_bytes_until(shots: &mut Multishot, want: usize) -> (Vec<u8>, Option<SyscallCompletionEntry>) {
+    let mut got = Vec::new();
+    while got.len() < want {
+        let done = next(shots);
+        if shots.is_terminated() {
+            return (got, Some(done));
+        }
+        let OpResult::Bytes(bytes) = done.result else { panic!("{done:?}") };
+        got.extend(bytes);
+    }
+    (got, None)
+}
+
+/// Many multishot receives of one process at once (more than io_uring lets one process
+/// register buffer rings for: the rest run on the pools): each gets its own socket's bytes,
+/// and all end cancelled when cancelled, leaving nothing behind.
+pub fn multishot_recv_many_at_once(make: MakeBackend) {
+    let m = manager(make);
+    m.set_policy(1, loopback_policy()).unwrap();
+    let pairs = super::net::connect_pairs(&m, 1, 1, V4, 24);
+    let mut streams: Vec<Multishot> = pairs
+        .iter()
+        .map(|&(server, _)| m.submit_multishot(1, Op::RecvMulti { sockfd: server, size: 64 }).unwrap())
+        .collect();
+    for (i, &(_, client)) in pairs.iter().enumerate() {
+        let data = format!("to {i}").into_bytes();
+        assert!(run_op(&m, 1, Op::Send { sockfd: client, data, flags: 0 }).status.is_success());
+    }
+    for (i, shots) in streams.iter_mut().enumerate() {
+        let want = format!("to {i}").into_bytes();
+        let (got, done) = drain_bytes_until(shots, want.len());
+        assert_eq!((got, done.map(|d| d.status)), (want, None));
+    }
+    for shots in &streams {
+        m.cancel(1, shots.seq()).unwrap();
+    }
+    for shots in &mut streams {
+        let (rest, done) = drain_bytes(shots);
+        assert!(rest.is_empty() && done.status.is_cancelled(), "{done:?}");
+    }
+    eventually(T, "every operation ended", || m.stats_for(1).unwrap().in_flight == 0);
 }

@@ -162,7 +162,7 @@ struct RingState {
     /// Futures' completions, until the future takes them.
     done: FxHashMap<u64, SyscallCompletionEntry>,
     /// The results multishot operations gave, until their stream takes them (see [`shots`]).
-    shots: FxHashMap<u64, VecDeque<SyscallCompletionEntry>>,
+    shots: FxHashMap<u64, shots::Waiting>,
     /// CQ-owned completions in completion order, taken from the front without a lookup.
     /// `wait_completion` takes one out of order by leaving a `None` behind, passed over or
     /// compacted later.

@@ -206,6 +206,7 @@ impl RingState {
         // What the read reserved becomes what its result holds (no more), until taken.
         let reserved = std::mem::take(&mut slot.get_mut().reserved);
         self.buffered -= reserved;
+        self.buffered += super::shots::waiting_bytes(&self.shots, seq);
         if !matches!(slot.get().owner, Owner::Nobody) {
             self.buffered += entry.hold(reserved);
         }
@@ -237,8 +238,9 @@ impl RingState {
     /// Drops a future's completion nobody will take (its future dropped or given up): what it
     /// holds is given back, a descriptor it made closed.
     fn forget_done(&mut self, seq: u64, counters: &Counters, after: &mut AfterUnlock) {
-        self.remove(seq);
+        // Before the slot goes: its results' bytes are counted on their own once it is done.
         self.forget_shots(seq, after);
+        self.remove(seq);
         if let Some(e) = self.done.remove(&seq) {
             self.buffered -= e.held();
             after.close_fds.extend(e.result.new_fd());

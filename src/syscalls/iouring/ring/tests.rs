@@ -305,6 +305,40 @@ fn iouring_reads_hold_no_more_than_the_buffer_budget() {
     assert_eq!(counters.snapshot(1, "t").pending, 0);
 }
 
+/// A multishot receive's results: covered by its reservation while it runs, told to stop at a
+/// third of it, counted on their own once it completed until taken, and given back when taken
+/// or dropped with the stream.
+#[test]
+fn iouring_multishot_results_hold_no_more_than_the_buffer_budget() {
+    use crate::op::RECV_SHARES;
+    use crate::process::ProcessTable;
+    use crate::sandbox::Policy;
+    let table = ProcessTable::new();
+    table.set_policy(1, Policy::default().max_buffered_bytes(RECV_SHARES * 10)).unwrap();
+    let counters = Arc::new(Counters::default());
+    let r = SyscallCompletionRing::new(1, 8, 8, table.get_or_create(1), counters.clone()).unwrap();
+    let multishot = Accept { to_future: true, multishot: true, ..Accept::default() };
+    let recv = || std::iter::once((SyscallOpType::RecvMulti { sockfd: 3, size: 10 }, 0));
+    let (seq, _) = r.enqueue(recv(), multishot).unwrap();
+    start_all(&r);
+    assert_eq!(r.lock().buffered, RECV_SHARES * 10);
+    let bytes = |n| Ok(OpResult::Bytes(Vec::with_capacity(n)));
+    // A third of the reservation is 40 bytes: the fourth result of 10 says stop.
+    assert!(r.more(seq, bytes(10)) && r.more(seq, bytes(10)) && r.more(seq, bytes(10)));
+    assert!(!r.more(seq, bytes(10)), "stopped at a third of the reservation");
+    assert_eq!(r.lock().buffered, RECV_SHARES * 10, "covered by the reservation while it runs");
+    r.complete(seq, Ok(OpResult::None));
+    assert_eq!(r.lock().buffered, 40, "counted on their own once it completed");
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    assert!(matches!(r.poll_shot(seq, &mut cx), std::task::Poll::Ready((_, false))));
+    assert_eq!(r.lock().buffered, 30, "a result taken is given back");
+    // Dropped with three results and its completion untaken: everything is given back.
+    r.abandon(seq);
+    assert_eq!(r.lock().buffered, 0);
+    assert_eq!(counters.snapshot(1, "t").pending, 0);
+}
+
 #[test]
 fn iouring_destroy_with_running_ops_then_late_completions() {
     let (r, counters) = ring(8, 8);
