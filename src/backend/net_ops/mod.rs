@@ -75,7 +75,13 @@ async fn accept_many<R: Readiness>(op: &Operation, sockfd: i32, rights: Option<&
     let d = socket(op.process(), sockfd)?;
     let rights = rights.ok_or_else(without_rights)?;
     for taken in 1.. {
-        let accepted = accept(op.process(), rights, &d, ready).await?;
+        // Tried at once first, as other operations are when they start (see `try_now`): a
+        // readiness that waits for an edge first would hold an accept on a socket that does
+        // not listen until something arrives, where the call fails at once.
+        let accepted = match accept(op.process(), rights, &d, &NoWait).await {
+            Err(e) if e.errno() == errno::EAGAIN => accept(op.process(), rights, &d, ready).await?,
+            tried => tried?,
+        };
         if !op.more(Ok(accepted)) {
             break;
         }
@@ -97,7 +103,12 @@ async fn recv_many<R: Readiness>(op: &Operation, sockfd: i32, size: usize, ready
         return Err(OpError::new(errno::EINVAL, "a multishot receive needs room for its results"));
     }
     for taken in 1.. {
-        match recv(&d, ready, size, 0).await? {
+        // Tried at once first (see `accept_many`).
+        let received = match recv(&d, &NoWait, size, 0).await {
+            Err(e) if e.errno() == errno::EAGAIN => recv(&d, ready, size, 0).await?,
+            tried => tried?,
+        };
+        match received {
             OpResult::Bytes(data) if data.is_empty() => return Ok(OpResult::Bytes(data)),
             data => {
                 if !op.more(Ok(data)) {

@@ -102,6 +102,11 @@ pub fn multishot_accept_streams_connections(make: MakeBackend) {
         let client = clients.iter_mut().find(|c| c.local_addr().unwrap() == *peer).unwrap();
         carries(&m, *fd, client, format!("to {fd}").as_bytes());
     }
+    // On a socket that does not listen, at once on every backend (not when data next comes).
+    let mut not_listening = m.submit_multishot(1, Op::AcceptMulti { sockfd: fds[0].0 }).unwrap();
+    assert_eq!(next(&mut not_listening).errno(), Some(errno::EINVAL));
+    let mut listening = m.submit_multishot(1, Op::RecvMulti { sockfd: lfd, size: 64 }).unwrap();
+    assert_eq!(next(&mut listening).errno(), Some(errno::ENOTCONN));
 
     // One more connects as the operation is cancelled.
     let late = TcpStream::connect(addr).unwrap();
