@@ -190,7 +190,8 @@
 //! [`submit_multishot`](crate::syscalls::IoUringManager::submit_multishot) gives its results one
 //! by one, then its completion; the same call takes a
 //! [`RecvMulti`](crate::syscalls::SyscallOpType::RecvMulti), whose results are a connection's
-//! bytes as they come (into a ring of provided buffers on io_uring).
+//! bytes as they come (into a ring of provided buffers on io_uring), which
+//! [`TcpStream::chunks`](crate::tenant::TcpStream::chunks) turns into a `Stream` of chunks.
 //!
 //! ```
 //! # fn main() -> std::io::Result<()> {

@@ -116,6 +116,55 @@ impl futures_core::Stream for Incoming<'_> {
     }
 }
 
+/// [`TcpStream::chunks`]: what the peer sends, in chunks, until it shuts its side.
+#[derive(Debug)]
+pub struct Chunks<'a> {
+    stream: &'a TcpStream,
+    size: usize,
+    receives: Option<Multishot>,
+    ended: bool,
+}
+
+impl futures_core::Stream for Chunks<'_> {
+    type Item = io::Result<Vec<u8>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<Vec<u8>>>> {
+        let this = self.get_mut();
+        loop {
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            let stream = &this.stream.stream;
+            let receives = match &mut this.receives {
+                Some(receives) => receives,
+                None => {
+                    let op = Op::RecvMulti { sockfd: stream.fd(), size: this.size };
+                    match stream.tenant().manager.submit_multishot_to(stream.ring(), op) {
+                        Ok(receives) => this.receives.insert(receives),
+                        Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                    }
+                }
+            };
+            let done = ready!(Pin::new(&mut *receives).poll_next(cx));
+            let last = receives.is_terminated() || done.is_none();
+            if last {
+                this.receives = None;
+            }
+            match done.map(|done| done.into_result()) {
+                // Stopped with nothing to report: submitted again.
+                None | Some(Ok(OpResult::None)) => continue,
+                Some(Ok(OpResult::Bytes(bytes))) if last && bytes.is_empty() => this.ended = true,
+                Some(Ok(OpResult::Bytes(bytes))) => return Poll::Ready(Some(Ok(bytes))),
+                Some(Ok(got)) => {
+                    let e = crate::op::UnexpectedResult { expected: "received bytes (Bytes)", got };
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+            }
+        }
+    }
+}
+
 /// A TCP connection of a tenant's. [`futures_io::AsyncRead`] and `AsyncWrite` (and tokio's
 /// with the `tokio` feature) make it a byte stream for codecs and HTTP servers; the traits'
 /// `close` (tokio's `shutdown`) shuts it down for writing, and the peer reads end of file.
@@ -163,6 +212,17 @@ impl TcpStream {
         }
         // Received into `buf` where it lies: no other buffer, no copy.
         self.tenant().run_lending(Op::ReadInto { fd: self.fd(), offset: None, buf, size }).await
+    }
+
+    /// The bytes as they come, as a `Stream` of chunks of at most `size` bytes (and at most the
+    /// process's transfer limit): one multishot receive
+    /// ([`RecvMulti`](crate::op::SyscallOpType::RecvMulti)) takes them, submitted again whenever
+    /// it stops. It ends when the peer has shut its side and everything was received. As
+    /// [`recv`](Self::recv), it does not see bytes a read through `AsyncRead` took and has not
+    /// handed out yet. Dropping it stops the receive; bytes it had received and not handed on
+    /// are lost with it.
+    pub fn chunks(&self, size: usize) -> Chunks<'_> {
+        Chunks { stream: self, size: size.min(self.stream.cap()).max(1), receives: None, ended: false }
     }
 
     /// Shuts down reading, writing or both (named so as not to hide the traits' `shutdown`

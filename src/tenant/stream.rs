@@ -89,6 +89,11 @@ impl Stream {
         &self.owned.tenant
     }
 
+    /// The ring its operations go to (its process's, from when it was made).
+    pub(super) fn ring(&self) -> &std::sync::Arc<crate::syscalls::SyscallCompletionRing> {
+        &self.owned.ring
+    }
+
     fn submit(&self, op: Op) -> io::Result<CompletionFuture> {
         let tenant = &self.owned.tenant;
         Ok(tenant.manager.submit_async(tenant.pid, op)?)
