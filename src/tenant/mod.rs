@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 pub use file::{File, OpenOptions};
-pub use net::{Incoming, TcpListener, TcpStream, UdpSocket};
+pub use net::{Chunks, Incoming, TcpListener, TcpStream, UdpSocket};
 
 use crate::op::{DirEntry, FileStat, IoUringError, OpResult, Pid, SyscallOpType as Op};
 use crate::syscalls::{CompletionFuture, IoUringManager, SyscallCompletionRing};

@@ -125,6 +125,12 @@ pub struct Chunks<'a> {
     ended: bool,
 }
 
+impl FusedStream for Chunks<'_> {
+    fn is_terminated(&self) -> bool {
+        self.ended
+    }
+}
+
 impl futures_core::Stream for Chunks<'_> {
     type Item = io::Result<Vec<u8>>;
 
@@ -141,7 +147,10 @@ impl futures_core::Stream for Chunks<'_> {
                     let op = Op::RecvMulti { sockfd: stream.fd(), size: this.size };
                     match stream.tenant().manager.submit_multishot_to(stream.ring(), op) {
                         Ok(receives) => this.receives.insert(receives),
-                        Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                        Err(e) => {
+                            this.ended = true;
+                            return Poll::Ready(Some(Err(e.into())));
+                        }
                     }
                 }
             };
@@ -155,11 +164,17 @@ impl futures_core::Stream for Chunks<'_> {
                 None | Some(Ok(OpResult::None)) => continue,
                 Some(Ok(OpResult::Bytes(bytes))) if last && bytes.is_empty() => this.ended = true,
                 Some(Ok(OpResult::Bytes(bytes))) => return Poll::Ready(Some(Ok(bytes))),
+                // An error ends it (what follows it in the byte stream cannot be trusted to join
+                // up): a new `chunks` may go on after one that passes.
                 Some(Ok(got)) => {
+                    this.ended = true;
                     let e = crate::op::UnexpectedResult { expected: "received bytes (Bytes)", got };
                     return Poll::Ready(Some(Err(e.into())));
                 }
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Some(Err(e)) => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
             }
         }
     }
@@ -215,14 +230,17 @@ impl TcpStream {
     }
 
     /// The bytes as they come, as a `Stream` of chunks of at most `size` bytes (and at most the
-    /// process's transfer limit): one multishot receive
+    /// process's transfer limit, and a [`RECV_SHARES`](crate::op::RECV_SHARES)th of its buffer
+    /// budget): one multishot receive
     /// ([`RecvMulti`](crate::op::SyscallOpType::RecvMulti)) takes them, submitted again whenever
-    /// it stops. It ends when the peer has shut its side and everything was received. As
+    /// it stops. It ends when the peer has shut its side and everything was received, or after
+    /// the first error it yields. As
     /// [`recv`](Self::recv), it does not see bytes a read through `AsyncRead` took and has not
     /// handed out yet. Dropping it stops the receive; bytes it had received and not handed on
     /// are lost with it.
     pub fn chunks(&self, size: usize) -> Chunks<'_> {
-        Chunks { stream: self, size: size.min(self.stream.cap()).max(1), receives: None, ended: false }
+        let budget = self.stream.ring().process().sandbox().policy().buffered_byte_limit() / crate::op::RECV_SHARES;
+        Chunks { stream: self, size: size.min(self.stream.cap()).min(budget).max(1), receives: None, ended: false }
     }
 
     /// Shuts down reading, writing or both (named so as not to hide the traits' `shutdown`

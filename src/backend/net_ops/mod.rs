@@ -75,12 +75,15 @@ async fn accept_many<R: Readiness>(op: &Operation, sockfd: i32, rights: Option<&
     let d = socket(op.process(), sockfd)?;
     let rights = rights.ok_or_else(without_rights)?;
     for taken in 1.. {
-        // Tried at once first, as other operations are when they start (see `try_now`): a
+        // The first tried at once, as other operations are when they start (see `try_now`): a
         // readiness that waits for an edge first would hold an accept on a socket that does
         // not listen until something arrives, where the call fails at once.
-        let accepted = match accept(op.process(), rights, &d, &NoWait).await {
-            Err(e) if e.errno() == errno::EAGAIN => accept(op.process(), rights, &d, ready).await?,
-            tried => tried?,
+        let accepted = match taken {
+            1 => match accept(op.process(), rights, &d, &NoWait).await {
+                Err(e) if e.errno() == errno::EAGAIN => accept(op.process(), rights, &d, ready).await?,
+                tried => tried?,
+            },
+            _ => accept(op.process(), rights, &d, ready).await?,
         };
         if !op.more(Ok(accepted)) {
             break;
@@ -104,9 +107,12 @@ async fn recv_many<R: Readiness>(op: &Operation, sockfd: i32, size: usize, ready
     }
     for taken in 1.. {
         // Tried at once first (see `accept_many`).
-        let received = match recv(&d, &NoWait, size, 0).await {
-            Err(e) if e.errno() == errno::EAGAIN => recv(&d, ready, size, 0).await?,
-            tried => tried?,
+        let received = match taken {
+            1 => match recv(&d, &NoWait, size, 0).await {
+                Err(e) if e.errno() == errno::EAGAIN => recv(&d, ready, size, 0).await?,
+                tried => tried?,
+            },
+            _ => recv(&d, ready, size, 0).await?,
         };
         match received {
             OpResult::Bytes(data) if data.is_empty() => return Ok(OpResult::Bytes(data)),

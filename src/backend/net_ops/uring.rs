@@ -385,16 +385,17 @@ impl NetKind {
             return (None, false);
         }
         let taken = io_uring::cqueue::buffer_select(flags).and_then(|bid| provided.copy_out(bid, result as usize));
+        // Bytes that cannot be handed on are lost: that error is the completion's, over a stop.
+        let mut lost = |e: OpError| {
+            if !matches!(stopping, Some(Err(_))) {
+                *stopping = Some(Err(e));
+            }
+            (None, true)
+        };
         match taken {
             Some(Ok(bytes)) => (Some(OpResult::Bytes(bytes)), stopping.is_some()),
-            Some(Err(e)) => {
-                stopping.get_or_insert(Err(e));
-                (None, true)
-            }
-            None => {
-                stopping.get_or_insert(Err(OpError::new(errno::EIO, "the kernel named no buffer of the ring")));
-                (None, true)
-            }
+            Some(Err(e)) => lost(e),
+            None => lost(OpError::new(errno::EIO, "the kernel named no buffer of the ring")),
         }
     }
 
@@ -477,8 +478,12 @@ impl NetKind {
         };
         let cancelled = -rustix::io::Errno::CANCELED.raw_os_error();
         match stopping {
+            // Received bytes were lost: never reported as an end of file or a stop.
+            Some(Err(e)) if receives => Err(e),
             // The peer closed (a receive's end of file is its last completion).
             _ if receives && result == 0 => Ok(OpResult::Bytes(Vec::new())),
+            // A receive being stopped that a kernel worker ran until its socket's timeout.
+            Some(Ok(())) if result == -rustix::io::Errno::AGAIN.raw_os_error() => Ok(OpResult::None),
             // Out of buffers (the kernel outran this side's handing them back): stopped, unless
             // an error stopped it first.
             Some(Err(e)) if receives && result == -rustix::io::Errno::NOBUFS.raw_os_error() => Err(e),

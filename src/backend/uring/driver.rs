@@ -912,6 +912,7 @@ impl Driver {
                 // A multishot receive the kernel outran (its buffers, all handed back by now, were
                 // full as more came) goes on, unless it is being stopped.
                 let rearm = result == -rustix::io::Errno::NOBUFS.raw_os_error()
+                    && op.prepared.provided().is_some()
                     && op.prepared.multishot().is_some_and(|kind| !kind.stopping());
                 let waits_again =
                     rearm || result == -rustix::io::Errno::AGAIN.raw_os_error() && op.prepared.may_wait_again();

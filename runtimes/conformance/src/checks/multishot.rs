@@ -328,25 +328,6 @@ pub fn multishot_recv_streams_data(make: MakeBackend) {
     assert!(got == data, "the bytes, in order");
     assert!(stops > 0, "the slow reader never made it stop");
 
-    // The tenant's handle: `TcpStream::chunks`, until the peer shuts its side.
-    let tenant = m.tenant(1);
-    block_on(async {
-        let listener = tenant.tcp_listen((std::net::Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr()).unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let part = &data[..100_000];
-        client.write_all(part).unwrap();
-        drop(client);
-        let mut got = Vec::new();
-        let mut chunks = server.chunks(4096);
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.unwrap();
-            assert!(!chunk.is_empty() && chunk.len() <= 4096);
-            got.extend(chunk);
-        }
-        assert!(got == part, "{} bytes of {}", got.len(), part.len());
-    });
-
     // Cancelled while it waits.
     let (fd, _client) = accepted_pair(&m);
     let mut shots = m.submit_multishot(1, Op::RecvMulti { sockfd: fd, size }).unwrap();
@@ -363,6 +344,34 @@ pub fn multishot_recv_streams_data(make: MakeBackend) {
     };
     let mut datagrams = m.submit_multishot(1, Op::RecvMulti { sockfd: udp, size }).unwrap();
     assert_eq!(next(&mut datagrams).errno(), Some(errno::EINVAL));
+
+    // The tenant's handle: `TcpStream::chunks`, until the peer shuts its side.
+    let tenant = m.tenant(1);
+    block_on(async {
+        let listener = tenant.tcp_listen((std::net::Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr()).unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let part = &data[..100_000];
+        client.write_all(part).unwrap();
+        drop(client);
+        let mut got = Vec::new();
+        // Any size: kept within the process's limits.
+        let mut chunks = server.chunks(usize::MAX);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.unwrap();
+            assert!(!chunk.is_empty());
+            got.extend(chunk);
+        }
+        assert!(got == part, "{} bytes of {}", got.len(), part.len());
+        assert!(chunks.is_terminated() && chunks.next().await.is_none());
+        // An error ends it: the next poll after it is the end, not the error again.
+        let _client = TcpStream::connect(listener.local_addr()).unwrap();
+        let (other, _) = listener.accept().await.unwrap();
+        m.destroy_ring(1).unwrap();
+        let mut chunks = other.chunks(64);
+        assert!(chunks.next().await.unwrap().is_err());
+        assert!(chunks.next().await.is_none());
+    });
 }
 
 /// Takes results until the completion, which it returns with the bytes taken before it.
