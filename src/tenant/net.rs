@@ -62,7 +62,7 @@ impl TcpListener {
     /// clients see a reset): keep one `Incoming` for as long as connections are wanted, rather
     /// than one per connection (for that, [`accept`](Self::accept) leaves the rest queued).
     pub fn incoming(&self) -> Incoming<'_> {
-        Incoming { listener: self, accepts: None }
+        Incoming { listener: self, accepts: Rearmed::default() }
     }
 }
 
@@ -73,11 +73,44 @@ fn accepted(owned: Owned, result: OpResult) -> io::Result<(TcpStream, SocketAddr
     }
 }
 
+/// A multishot operation a handle keeps going: submitted (again) whenever the last one
+/// completed with nothing to report (it stopped for its results, or the kernel ended it), so
+/// that its results run on. Polled, it gives each result, and each completion that reports
+/// something (an end, an error), with whether it was the completion.
+#[derive(Debug, Default)]
+struct Rearmed {
+    shots: Option<Multishot>,
+}
+
+impl Rearmed {
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        submit: impl Fn() -> crate::op::Result<Multishot>,
+    ) -> Poll<io::Result<(OpResult, bool)>> {
+        loop {
+            let shots = match &mut self.shots {
+                Some(shots) => shots,
+                None => self.shots.insert(submit()?),
+            };
+            let done = ready!(futures_core::Stream::poll_next(Pin::new(&mut *shots), cx));
+            let last = shots.is_terminated() || done.is_none();
+            if last {
+                self.shots = None;
+            }
+            match done.map(|done| done.into_result()) {
+                None | Some(Ok(OpResult::None)) => continue,
+                Some(result) => return Poll::Ready(result.map(|result| (result, last))),
+            }
+        }
+    }
+}
+
 /// [`TcpListener::incoming`]: each connection as it is accepted; it never ends by itself.
 #[derive(Debug)]
 pub struct Incoming<'a> {
     listener: &'a TcpListener,
-    accepts: Option<Multishot>,
+    accepts: Rearmed,
 }
 
 impl futures_core::Stream for Incoming<'_> {
@@ -86,33 +119,15 @@ impl futures_core::Stream for Incoming<'_> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<TcpStream>>> {
         let this = self.get_mut();
         let listener = &this.listener.owned;
-        loop {
-            let accepts = match &mut this.accepts {
-                Some(accepts) => accepts,
-                None => match listener
-                    .tenant
-                    .manager
-                    .submit_multishot_to(&listener.ring, Op::AcceptMulti { sockfd: listener.fd })
-                {
-                    Ok(accepts) => this.accepts.insert(accepts),
-                    Err(e) => return Poll::Ready(Some(Err(e.into()))),
-                },
-            };
-            let done = ready!(Pin::new(&mut *accepts).poll_next(cx));
-            if accepts.is_terminated() || done.is_none() {
-                this.accepts = None;
-            }
-            // Its completion: stopped with nothing to report (it is submitted again), or an
-            // error.
-            let result = match done.map(|done| done.into_result()) {
-                None | Some(Ok(OpResult::None)) => continue,
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                Some(Ok(result)) => result,
-            };
-            let fd = result.new_fd().unwrap_or(-1);
-            let owned = Owned { tenant: listener.tenant.clone(), ring: listener.ring.clone(), fd };
-            return Poll::Ready(Some(accepted(owned, result).map(|(stream, _)| stream)));
-        }
+        let op = || Op::AcceptMulti { sockfd: listener.fd };
+        let stream =
+            ready!(this.accepts.poll_next(cx, || listener.tenant.manager.submit_multishot_to(&listener.ring, op())))
+                .and_then(|(result, _)| {
+                    let fd = result.new_fd().unwrap_or(-1);
+                    let owned = Owned { tenant: listener.tenant.clone(), ring: listener.ring.clone(), fd };
+                    accepted(owned, result)
+                });
+        Poll::Ready(Some(stream.map(|(stream, _)| stream)))
     }
 }
 
@@ -121,7 +136,7 @@ impl futures_core::Stream for Incoming<'_> {
 pub struct Chunks<'a> {
     stream: &'a TcpStream,
     size: usize,
-    receives: Option<Multishot>,
+    receives: Rearmed,
     ended: bool,
 }
 
@@ -136,47 +151,22 @@ impl futures_core::Stream for Chunks<'_> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<Vec<u8>>>> {
         let this = self.get_mut();
-        loop {
-            if this.ended {
-                return Poll::Ready(None);
-            }
-            let stream = &this.stream.stream;
-            let receives = match &mut this.receives {
-                Some(receives) => receives,
-                None => {
-                    let op = Op::RecvMulti { sockfd: stream.fd(), size: this.size };
-                    match stream.tenant().manager.submit_multishot_to(stream.ring(), op) {
-                        Ok(receives) => this.receives.insert(receives),
-                        Err(e) => {
-                            this.ended = true;
-                            return Poll::Ready(Some(Err(e.into())));
-                        }
-                    }
-                }
-            };
-            let done = ready!(Pin::new(&mut *receives).poll_next(cx));
-            let last = receives.is_terminated() || done.is_none();
-            if last {
-                this.receives = None;
-            }
-            match done.map(|done| done.into_result()) {
-                // Stopped with nothing to report: submitted again.
-                None | Some(Ok(OpResult::None)) => continue,
-                Some(Ok(OpResult::Bytes(bytes))) if last && bytes.is_empty() => this.ended = true,
-                Some(Ok(OpResult::Bytes(bytes))) => return Poll::Ready(Some(Ok(bytes))),
-                // An error ends it (what follows it in the byte stream cannot be trusted to join
-                // up): a new `chunks` may go on after one that passes.
-                Some(Ok(got)) => {
-                    this.ended = true;
-                    let e = crate::op::UnexpectedResult { expected: "received bytes (Bytes)", got };
-                    return Poll::Ready(Some(Err(e.into())));
-                }
-                Some(Err(e)) => {
-                    this.ended = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
-            }
+        if this.ended {
+            return Poll::Ready(None);
         }
+        let stream = &this.stream.stream;
+        let op = Op::RecvMulti { sockfd: stream.fd(), size: this.size };
+        let submit = || stream.tenant().manager.submit_multishot_to(stream.ring(), op.clone());
+        // An error ends it (what follows it in the byte stream cannot be trusted to join up): a
+        // new `chunks` may go on after one that passes. So does the end of file.
+        let chunk = match ready!(this.receives.poll_next(cx, submit)) {
+            Ok((OpResult::Bytes(bytes), last)) if !(last && bytes.is_empty()) => return Poll::Ready(Some(Ok(bytes))),
+            Ok((OpResult::Bytes(_), _)) => None,
+            Ok((got, _)) => Some(Err(crate::op::UnexpectedResult { expected: "received bytes (Bytes)", got }.into())),
+            Err(e) => Some(Err(e)),
+        };
+        this.ended = true;
+        Poll::Ready(chunk)
     }
 }
 
@@ -240,7 +230,12 @@ impl TcpStream {
     /// are lost with it.
     pub fn chunks(&self, size: usize) -> Chunks<'_> {
         let budget = self.stream.ring().process().sandbox().policy().buffered_byte_limit() / crate::op::RECV_SHARES;
-        Chunks { stream: self, size: size.min(self.stream.cap()).min(budget).max(1), receives: None, ended: false }
+        Chunks {
+            stream: self,
+            size: size.min(self.stream.cap()).min(budget).max(1),
+            receives: Rearmed::default(),
+            ended: false,
+        }
     }
 
     /// Shuts down reading, writing or both (named so as not to hide the traits' `shutdown`

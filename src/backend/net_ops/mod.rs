@@ -75,16 +75,7 @@ async fn accept_many<R: Readiness>(op: &Operation, sockfd: i32, rights: Option<&
     let d = socket(op.process(), sockfd)?;
     let rights = rights.ok_or_else(without_rights)?;
     for taken in 1.. {
-        // The first tried at once, as other operations are when they start (see `try_now`): a
-        // readiness that waits for an edge first would hold an accept on a socket that does
-        // not listen until something arrives, where the call fails at once.
-        let accepted = match taken {
-            1 => match accept(op.process(), rights, &d, &NoWait).await {
-                Err(e) if e.errno() == errno::EAGAIN => accept(op.process(), rights, &d, ready).await?,
-                tried => tried?,
-            },
-            _ => accept(op.process(), rights, &d, ready).await?,
-        };
+        let accepted = accept(op.process(), rights, &d, &FirstAtOnce { ready, first: taken == 1 }).await?;
         if !op.more(Ok(accepted)) {
             break;
         }
@@ -106,15 +97,7 @@ async fn recv_many<R: Readiness>(op: &Operation, sockfd: i32, size: usize, ready
         return Err(OpError::new(errno::EINVAL, "a multishot receive needs room for its results"));
     }
     for taken in 1.. {
-        // Tried at once first (see `accept_many`).
-        let received = match taken {
-            1 => match recv(&d, &NoWait, size, 0).await {
-                Err(e) if e.errno() == errno::EAGAIN => recv(&d, ready, size, 0).await?,
-                tried => tried?,
-            },
-            _ => recv(&d, ready, size, 0).await?,
-        };
-        match received {
+        match recv(&d, &FirstAtOnce { ready, first: taken == 1 }, size, 0).await? {
             OpResult::Bytes(data) if data.is_empty() => return Ok(OpResult::Bytes(data)),
             data => {
                 if !op.more(Ok(data)) {
@@ -127,6 +110,32 @@ async fn recv_many<R: Readiness>(op: &Operation, sockfd: i32, size: usize, ready
         }
     }
     if op.is_cancelled() { Err(OpError::cancelled()) } else { Ok(OpResult::None) }
+}
+
+/// `ready`, with the call tried once at once before any wait when `first`: the first call of a
+/// multishot operation, which is not tried when it starts as others are (see [`try_now`]). A
+/// readiness that waits for an edge first (tokio's) would hold an accept on a socket that does
+/// not listen until something arrives, where the call fails at once.
+struct FirstAtOnce<'r, R> {
+    ready: &'r R,
+    first: bool,
+}
+
+impl<R: Readiness> Readiness for FirstAtOnce<'_, R> {
+    async fn retry<T: Send>(
+        &self,
+        d: &Descriptor,
+        interest: Interest,
+        mut attempt: impl FnMut() -> Result<T, Errno> + Send,
+    ) -> Result<T, OpError> {
+        if self.first {
+            match attempt() {
+                Err(Errno::AGAIN) => {}
+                done => return done.map_err(OpError::from),
+            }
+        }
+        self.ready.retry(d, interest, attempt).await
+    }
 }
 
 /// How many results (connections, receives) a multishot operation on a pool takes before it

@@ -484,9 +484,7 @@ impl NetKind {
             _ if receives && result == 0 => Ok(OpResult::Bytes(Vec::new())),
             // A receive being stopped that a kernel worker ran until its socket's timeout.
             Some(Ok(())) if result == -rustix::io::Errno::AGAIN.raw_os_error() => Ok(OpResult::None),
-            // Out of buffers (the kernel outran this side's handing them back): stopped, unless
-            // an error stopped it first.
-            Some(Err(e)) if receives && result == -rustix::io::Errno::NOBUFS.raw_os_error() => Err(e),
+            // Out of buffers (the kernel outran this side's handing them back): stopped.
             _ if receives && result == -rustix::io::Errno::NOBUFS.raw_os_error() => Ok(OpResult::None),
             // The kernel's own error wins over a stop for room.
             Some(Ok(())) if result < 0 && result != cancelled => Err(errno_of(result)),
@@ -511,7 +509,7 @@ impl NetKind {
 }
 
 /// The error a completion's negative `result` names.
-fn errno_of(result: i32) -> OpError {
+pub(crate) fn errno_of(result: i32) -> OpError {
     OpError::from(rustix::io::Errno::from_raw_os_error(-result))
 }
 

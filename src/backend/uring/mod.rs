@@ -231,8 +231,13 @@ impl UringBackend {
             // more before it could be stopped.
             _ if op.is_multishot() && process.is_rate_limited() => Route::Fallback,
             // The kernel's multishot accept only while every connection it may take has room.
-            SyscallOpType::AcceptMulti { sockfd } => match fds.get(process, *sockfd) {
-                Ok(d) if net_ops::uring::kernel_may_accept_all(process, &process.sandbox(), &d) => self.net_route(op),
+            SyscallOpType::AcceptMulti { sockfd } => match (&self.net, fds.get(process, *sockfd)) {
+                (Some(net), Ok(d))
+                    if net.multishot_accept()
+                        && net_ops::uring::kernel_may_accept_all(process, &process.sandbox(), &d) =>
+                {
+                    self.net_route(op)
+                }
                 _ => Route::Fallback,
             },
             // In the kernel only where it receives many times, and the process has a buffer
@@ -258,9 +263,7 @@ impl UringBackend {
     /// The socket ring, if there is one and the kernel has the opcode.
     fn net_route(&self, op: &SyscallOpType) -> Route {
         match (&self.net, prepare::opcode_of(op)) {
-            (Some(net), Some(code)) if net.supports(code) && (!op.is_multishot() || net.multishot_accept()) => {
-                Route::Net
-            }
+            (Some(net), Some(code)) if net.supports(code) => Route::Net,
             _ => Route::Fallback,
         }
     }

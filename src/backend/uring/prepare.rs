@@ -215,9 +215,7 @@ pub(super) fn outcome(prepared: &mut Prepared, result: i32) -> OpOutcome {
     match std::mem::replace(&mut prepared.kind, Kind::File(FileKind::Nop)) {
         Kind::File(kind) => files::outcome(kind, result),
         Kind::Net(kind) if kind.is_multishot() => kind.ended(result),
-        Kind::Net(kind) if result < 0 => {
-            Err(OpError::from(rustix::io::Errno::from_raw_os_error(-result)).giving_back(kind.into_lent()))
-        }
+        Kind::Net(kind) if result < 0 => Err(net::errno_of(result).giving_back(kind.into_lent())),
         Kind::Net(kind) => net::outcome(kind, result),
     }
 }
