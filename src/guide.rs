@@ -358,6 +358,7 @@
 //! | a 64 MiB copy (`Tenant::copy`) | as `std::fs::copy`: the kernel's |
 //! | a read's buffer | its size, counted against the policy's `max_buffered_bytes` until taken |
 //! | a read into the caller's buffer (`ReadInto`, a handle's `read_at`, `recv`) | no allocation if it has room; only what it grows by is counted |
+//! | a pool of registered buffers (`register_buffers`) | its buffers' memory, counted against `max_buffered_bytes` while it is registered; reads and writes of its buffers (`ReadFixed`, `WriteFixed`) allocate nothing |
 //! | a handle | one descriptor of the process (counted by `max_open_fds`), closed on drop |
 //!
 //! A tenant's reads hold at most `max_buffered_bytes` (256 MiB by default) at once, and each

@@ -26,6 +26,9 @@
 //!
 //! With defaults a run takes about two and a half minutes on two cores.
 //!
+//! With `PEERS_OURS_FIXED` set in the environment, `ours`' reads use buffers of a registered
+//! pool (`ReadFixed`, `READ_FIXED` on io_uring) in place of reused `Vec`s (`ReadInto`).
+//!
 //! # Workloads
 //!
 //! | workload | one operation | implementations |

@@ -10,7 +10,9 @@ use ai_os_kernel::Pid;
 use ai_os_kernel::backend::UringBackend;
 use ai_os_kernel::sandbox::{IpNet, Policy};
 use ai_os_kernel::syscalls::open_flags::{O_RDONLY, O_WRONLY};
-use ai_os_kernel::syscalls::{IoUringManager, OpResult, SyscallOpType as Op, SyscallSubmissionEntry as Entry};
+use ai_os_kernel::syscalls::{
+    IoUringManager, LentBuf, OpResult, SyscallOpType as Op, SyscallSubmissionEntry as Entry,
+};
 
 use crate::measure::{Env, FILE_SIZE, Offsets, Runner, Sample, WRITE_BATCH, WriteFile, on_threads};
 use crate::std_tokio::{current_thread, echo_server_pattern};
@@ -318,16 +320,31 @@ fn read4k(
 ) -> std::io::Result<Sample> {
     let fd = open_data(m, env, pid)?;
     let mut off = Offsets::new(stream);
-    // Owned buffers handed to each read and back, reused (`ReadInto`), as the peers' are.
-    let mut bufs: Vec<Vec<u8>> = (0..qd).map(|_| Vec::with_capacity(4096)).collect();
-    let read_into = |buf: Vec<u8>, off: &mut Offsets| {
-        let mut buf = buf;
-        buf.clear();
-        Op::read_into(fd, Some(off.next_offset()), buf)
+    // Owned buffers handed to each read and back, reused (`ReadInto`), as the peers' are; with
+    // `PEERS_OURS_FIXED` set, buffers of a registered pool (`ReadFixed`).
+    let mut bufs: Vec<LentBuf> = if std::env::var_os("PEERS_OURS_FIXED").is_some() {
+        let pool = m.register_buffers(pid, qd, 4096)?;
+        (0..qd).map(|_| LentBuf::Fixed(pool.take().expect("a buffer of the pool"))).collect()
+    } else {
+        (0..qd).map(|_| LentBuf::Vec(Vec::with_capacity(4096))).collect()
     };
-    let full = |bufs: &mut Vec<Vec<u8>>, r: OpResult| match r {
+    let read_into = |buf: LentBuf, off: &mut Offsets| match buf {
+        LentBuf::Fixed(mut buf) => {
+            buf.clear();
+            Op::read_fixed(fd, Some(off.next_offset()), buf)
+        }
+        LentBuf::Vec(mut buf) => {
+            buf.clear();
+            Op::read_into(fd, Some(off.next_offset()), buf)
+        }
+    };
+    let full = |bufs: &mut Vec<LentBuf>, r: OpResult| match r {
         OpResult::Buf { count: 4096, buf } => {
-            bufs.push(buf);
+            bufs.push(LentBuf::Vec(buf));
+            true
+        }
+        OpResult::Fixed { count: 4096, buf } => {
+            bufs.push(LentBuf::Fixed(buf));
             true
         }
         _ => false,

@@ -56,7 +56,7 @@ impl Operation {
 
     /// The caller's buffer a `ReadInto` or `WriteFrom` carries, taken out to run with and to
     /// give back with the outcome; `None` for other operations.
-    pub(crate) fn take_buffer(&mut self) -> Option<Vec<u8>> {
+    pub(crate) fn take_buffer(&mut self) -> Option<crate::op::LentBuf> {
         self.op.take_buffer()
     }
 
@@ -167,10 +167,11 @@ impl Submission {
         self.completer.seq
     }
 
-    /// The caller's buffer a `ReadInto` or `WriteFrom` carries, taken out of it (an empty one is
-    /// left), for a backend that ends the operation without running it: its error gives the
-    /// buffer back with [`OpError::giving_back`]. `None` for other operations.
-    pub fn take_buffer(&mut self) -> Option<Vec<u8>> {
+    /// The caller's buffer a `ReadInto`, `WriteFrom`, `ReadFixed` or `WriteFixed` carries, taken
+    /// out of it (an empty one is left), for a backend that ends the operation without running
+    /// it: its error gives the buffer back with [`OpError::giving_back`]. `None` for other
+    /// operations.
+    pub fn take_buffer(&mut self) -> Option<crate::op::LentBuf> {
         self.op.take_buffer()
     }
 

@@ -16,6 +16,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::FixedBuf;
 use super::entry::{SyscallCompletionEntry, SyscallCompletionStatus};
 use super::error::{IoUringError, OpError, errno};
 use super::result::{DirPage, FileStat, OpResult};
@@ -71,6 +72,25 @@ impl SyscallCompletionEntry {
         let (count, buf) = match self.result {
             OpResult::Buf { count, buf } => (Ok(count), buf),
             got => (Err(io::Error::from(UnexpectedResult { expected: "the caller's buffer (Buf)", got })), Vec::new()),
+        };
+        let moved = match self.status {
+            SyscallCompletionStatus::Success => count,
+            _ => Err(io::Error::from_raw_os_error(errno.unwrap_or(errno::EIO))),
+        };
+        (moved, buf)
+    }
+}
+
+impl SyscallCompletionEntry {
+    /// How a `ReadFixed` or `WriteFixed` ended: the count it moved, or its `errno` as an
+    /// [`io::Error`], and its buffer back, whatever the outcome ([`OpResult::Fixed`]). `None`
+    /// only where none came back (a backend that lost the operation: the buffer went back to its
+    /// pool), or for a completion of another operation (then the error says what it held).
+    pub fn into_fixed(self) -> (io::Result<usize>, Option<FixedBuf>) {
+        let errno = self.errno();
+        let (count, buf) = match self.result {
+            OpResult::Fixed { count, buf } => (Ok(count), Some(buf)),
+            got => (Err(io::Error::from(UnexpectedResult { expected: "a registered buffer (Fixed)", got })), None),
         };
         let moved = match self.status {
             SyscallCompletionStatus::Success => count,

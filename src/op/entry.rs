@@ -97,7 +97,8 @@ pub struct SyscallCompletionEntry {
     /// How the operation ended.
     pub status: SyscallCompletionStatus,
     /// What it produced: [`OpResult::None`] unless it succeeded, but for an operation that
-    /// carried the caller's buffer, which has it back in [`OpResult::Buf`] however it ended.
+    /// carried the caller's buffer, which has it back in [`OpResult::Buf`] (or
+    /// [`OpResult::Fixed`]) however it ended.
     pub result: OpResult,
     /// The value given to [`SyscallSubmissionEntry::new`](SyscallSubmissionEntry::new).
     pub user_data: u64,
@@ -130,7 +131,7 @@ impl SyscallCompletionEntry {
                 held: 0,
             },
             Err(mut e) => {
-                let result = e.take_buffer().map_or(OpResult::None, |buf| OpResult::Buf { count: 0, buf });
+                let result = e.take_buffer().map_or(OpResult::None, |buf| buf.into_result(0));
                 let status = if e.is_cancelled() {
                     SyscallCompletionStatus::Cancelled
                 } else {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use super::Pid;
+use super::{LentBuf, Pid};
 
 /// Why the manager refused a call. An accepted operation never fails this way: its failure is
 /// an `Error` completion (see [`OpError`]).
@@ -61,7 +61,7 @@ pub struct OpError {
     message: String,
     /// The caller's buffer of the operation that failed, given back with its completion (see
     /// [`OpResult::Buf`](super::OpResult::Buf)).
-    buf: Option<Vec<u8>>,
+    buf: Option<LentBuf>,
 }
 
 impl OpError {
@@ -106,15 +106,15 @@ impl OpError {
     /// For a backend that ends a `ReadInto` or `WriteFrom` with an error
     /// ([`Submission::take_buffer`](crate::backend::Submission::take_buffer) takes the buffer
     /// out of it).
-    pub fn giving_back(mut self, buf: Option<Vec<u8>>) -> Self {
-        if buf.is_some() {
-            self.buf = buf;
+    pub fn giving_back<B: Into<LentBuf>>(mut self, buf: Option<B>) -> Self {
+        if let Some(buf) = buf {
+            self.buf = Some(buf.into());
         }
         self
     }
 
     /// The caller's buffer it gives back, taken out of it.
-    pub(crate) fn take_buffer(&mut self) -> Option<Vec<u8>> {
+    pub(crate) fn take_buffer(&mut self) -> Option<LentBuf> {
         self.buf.take()
     }
 }

@@ -7,6 +7,7 @@
 //! the process table can speak of operations without depending on the rings or the backends. Its
 //! public names are re-exported by [`syscalls`](crate::syscalls), where users find them.
 
+mod buf;
 mod convert;
 mod entry;
 mod error;
@@ -15,6 +16,9 @@ pub mod open_flags;
 mod ops;
 mod result;
 
+pub use buf::{FixedBuf, FixedBuffers, LentBuf, MAX_FIXED_BUFFERS, MAX_FIXED_SIZE};
+#[cfg(all(feature = "uring", target_os = "linux"))]
+pub(crate) use buf::{Pool, retired_pools};
 pub use convert::UnexpectedResult;
 pub use entry::{IntoSubmission, SyscallCompletionEntry, SyscallCompletionStatus, SyscallSubmissionEntry};
 pub use error::{IoUringError, OpError, Result, errno};

@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::{FixedBuf, LentBuf};
+
 #[cfg(doc)]
 use super::OpResult;
 
@@ -135,6 +137,19 @@ pub enum SyscallOpType {
     /// however the operation ends. A range outside `buf` is `EINVAL`.
     /// [`write_from`](Self::write_from) writes all of it.
     WriteFrom { fd: i32, offset: Option<u64>, buf: Vec<u8>, range: std::ops::Range<usize> },
+    /// [`ReadInto`](Self::ReadInto) a buffer of the process's registered pool
+    /// ([`FixedBuf`], see [`IoUringManager::register_buffers`](crate::syscalls::IoUringManager::register_buffers)):
+    /// up to `size` bytes after its bytes, at most its spare capacity (it never grows: `EINVAL`
+    /// past it). On io_uring a file is read with `READ_FIXED` where the kernel ring has the pool
+    /// registered; elsewhere, and for a socket, FIFO or terminal, it is a plain read of the same
+    /// memory. A buffer of another process's pool is `EINVAL`. Result: [`OpResult::Fixed`], the
+    /// buffer back however the operation ends. [`read_fixed`](Self::read_fixed) fills the spare
+    /// capacity.
+    ReadFixed { fd: i32, offset: Option<u64>, buf: FixedBuf, size: usize },
+    /// [`WriteFrom`](Self::WriteFrom) a buffer of the process's registered pool: writes
+    /// `buf[range]` (`WRITE_FIXED` on io_uring where the kernel ring has the pool registered).
+    /// Result: [`OpResult::Fixed`], the count written and the buffer as it was.
+    WriteFixed { fd: i32, offset: Option<u64>, buf: FixedBuf, range: std::ops::Range<usize> },
     /// Copies up to `len` bytes from `fd_in` at `offset_in` to `fd_out` at `offset_out`, in the
     /// kernel (`copy_file_range`: no copy through memory, and a reflink where the file system
     /// shares blocks), moving neither position. Both are the process's regular files; across
@@ -221,6 +236,18 @@ impl SyscallOpType {
         SyscallOpType::WriteFrom { fd, offset, buf, range }
     }
 
+    /// A [`ReadFixed`](Self::ReadFixed) of as many bytes as `buf` has spare capacity for.
+    pub fn read_fixed(fd: i32, offset: Option<u64>, buf: FixedBuf) -> Self {
+        let size = buf.spare();
+        SyscallOpType::ReadFixed { fd, offset, buf, size }
+    }
+
+    /// A [`WriteFixed`](Self::WriteFixed) of all of `buf`.
+    pub fn write_fixed(fd: i32, offset: Option<u64>, buf: FixedBuf) -> Self {
+        let range = 0..buf.len();
+        SyscallOpType::WriteFixed { fd, offset, buf, range }
+    }
+
     /// The operation's name, as used in error messages (`"read"`, `"open"`, ...).
     pub fn name(&self) -> &'static str {
         match self {
@@ -251,6 +278,8 @@ impl SyscallOpType {
             SyscallOpType::WritevAt { .. } => "pwritev",
             SyscallOpType::ReadInto { .. } => "read_into",
             SyscallOpType::WriteFrom { .. } => "write_from",
+            SyscallOpType::ReadFixed { .. } => "read_fixed",
+            SyscallOpType::WriteFixed { .. } => "write_fixed",
             SyscallOpType::CopyRange { .. } => "copy_file_range",
             SyscallOpType::Socket { .. } => "socket",
             SyscallOpType::Bind { .. } => "bind",
@@ -290,7 +319,9 @@ impl SyscallOpType {
             | SyscallOpType::Writev { fd, .. }
             | SyscallOpType::WritevAt { fd, .. }
             | SyscallOpType::ReadInto { fd, .. }
-            | SyscallOpType::WriteFrom { fd, .. } => Some(fd),
+            | SyscallOpType::WriteFrom { fd, .. }
+            | SyscallOpType::ReadFixed { fd, .. }
+            | SyscallOpType::WriteFixed { fd, .. } => Some(fd),
             // The descriptor written to (the one read from is `fd_in`).
             SyscallOpType::CopyRange { fd_out, .. } => Some(fd_out),
             SyscallOpType::Bind { sockfd, .. }
@@ -328,6 +359,7 @@ impl SyscallOpType {
             SyscallOpType::Readv { .. } | SyscallOpType::ReadvAt { .. } => (Files, Ends, false),
             SyscallOpType::Writev { .. } | SyscallOpType::WritevAt { .. } => (Files, Ends, false),
             SyscallOpType::ReadInto { .. } | SyscallOpType::WriteFrom { .. } => (Files, Ends, false),
+            SyscallOpType::ReadFixed { .. } | SyscallOpType::WriteFixed { .. } => (Files, Ends, false),
             SyscallOpType::CopyRange { .. } => (Files, Ends, false),
             SyscallOpType::Fsync { .. } => (Files, Ends, false),
             SyscallOpType::Fdatasync { .. } => (Files, Ends, false),
@@ -400,7 +432,8 @@ impl SyscallOpType {
     /// The most memory the operation may allocate for its result: what a read (`Read`,
     /// `ReadAt`, `Readv`, `ReadvAt`, `Recv`, `RecvFrom`, `ReadLink`, `ReadDir`) may bring back,
     /// or what a `ReadInto` may grow the caller's buffer by (the caller's own memory is not
-    /// the crate's to count); 0 for any other operation. What it counts against its process's
+    /// the crate's to count; a `ReadFixed`'s pool is counted while registered); 0 for any other
+    /// operation. What it counts against its process's
     /// buffer budget until it completes (and its result, until taken).
     pub(crate) fn held_len(&self) -> usize {
         match self {
@@ -467,6 +500,7 @@ impl SyscallOpType {
             }
             // A range outside the buffer is refused at submission; until then it asks for none.
             SyscallOpType::WriteFrom { buf, range, .. } => Some(if range.end <= buf.len() { range.len() } else { 0 }),
+            SyscallOpType::WriteFixed { buf, range, .. } => Some(if range.end <= buf.len() { range.len() } else { 0 }),
             _ => None,
         }
     }
@@ -486,6 +520,7 @@ impl SyscallOpType {
             SyscallOpType::Read { size, .. }
             | SyscallOpType::ReadAt { size, .. }
             | SyscallOpType::ReadInto { size, .. }
+            | SyscallOpType::ReadFixed { size, .. }
             | SyscallOpType::Recv { size, .. }
             | SyscallOpType::RecvMulti { size, .. }
             | SyscallOpType::RecvFrom { size, .. } => *size,
@@ -500,20 +535,40 @@ impl SyscallOpType {
 }
 
 impl SyscallOpType {
-    /// The caller's buffer a `ReadInto` or `WriteFrom` carries, taken out of it (an empty `Vec`
-    /// is left behind), to be given back with the operation's completion; `None` for any other
-    /// operation.
-    pub(crate) fn take_buffer(&mut self) -> Option<Vec<u8>> {
+    /// The caller's buffer a `ReadInto`, `WriteFrom`, `ReadFixed` or `WriteFixed` carries, taken
+    /// out of it (an empty buffer of no pool is left behind), to be given back with the
+    /// operation's completion; `None` for any other operation.
+    pub(crate) fn take_buffer(&mut self) -> Option<LentBuf> {
         match self {
-            SyscallOpType::ReadInto { buf, .. } | SyscallOpType::WriteFrom { buf, .. } => Some(std::mem::take(buf)),
+            SyscallOpType::ReadInto { buf, .. } | SyscallOpType::WriteFrom { buf, .. } => {
+                Some(LentBuf::Vec(std::mem::take(buf)))
+            }
+            SyscallOpType::ReadFixed { buf, .. } | SyscallOpType::WriteFixed { buf, .. } => {
+                Some(LentBuf::Fixed(std::mem::replace(buf, FixedBuf::empty())))
+            }
             _ => None,
         }
     }
 
-    /// Whether it carries the caller's buffer (`ReadInto`, `WriteFrom`), given back with its
-    /// completion however it ends.
-    pub(crate) fn lends_buffer(&self) -> bool {
-        matches!(self, SyscallOpType::ReadInto { .. } | SyscallOpType::WriteFrom { .. })
+    /// Whether it carries the caller's buffer (`ReadInto`, `WriteFrom`, `ReadFixed`,
+    /// `WriteFixed`), given back with its completion however it ends.
+    pub fn lends_buffer(&self) -> bool {
+        matches!(
+            self,
+            SyscallOpType::ReadInto { .. }
+                | SyscallOpType::WriteFrom { .. }
+                | SyscallOpType::ReadFixed { .. }
+                | SyscallOpType::WriteFixed { .. }
+        )
+    }
+
+    /// The process whose pool the buffer of a `ReadFixed` or `WriteFixed` came from (`None`
+    /// for a copy of no pool, or another operation): it must be the submitter's.
+    pub(crate) fn fixed_owner(&self) -> Option<super::Pid> {
+        match self {
+            SyscallOpType::ReadFixed { buf, .. } | SyscallOpType::WriteFixed { buf, .. } => buf.pid(),
+            _ => None,
+        }
     }
 }
 
@@ -578,8 +633,10 @@ impl SyscallOpType {
     /// a read or receive asks for at most `max`; other operations are unchanged.
     pub(crate) fn limit_transfer(&mut self, max: usize) {
         match self {
-            SyscallOpType::WriteFrom { range, .. } => range.end = range.start.saturating_add(max).min(range.end),
-            SyscallOpType::ReadInto { size, .. } => *size = (*size).min(max),
+            SyscallOpType::WriteFrom { range, .. } | SyscallOpType::WriteFixed { range, .. } => {
+                range.end = range.start.saturating_add(max).min(range.end)
+            }
+            SyscallOpType::ReadInto { size, .. } | SyscallOpType::ReadFixed { size, .. } => *size = (*size).min(max),
             SyscallOpType::Write { data, .. }
             | SyscallOpType::WriteAt { data, .. }
             | SyscallOpType::Send { data, .. }

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use super::FixedBuf;
+
 #[cfg(doc)]
 use super::SyscallOpType;
 
@@ -52,6 +54,11 @@ pub enum OpResult {
     /// [`submit_from`](crate::syscalls::IoUringManager::submit_from), which leaves it with the
     /// caller (as a [`Tenant`](crate::tenant::Tenant)'s handles do).
     Buf { count: usize, buf: Vec<u8> },
+    /// A buffer of the process's registered pool given back, with the bytes the operation
+    /// moved: `ReadFixed` (`buf` with the `count` bytes read appended) and `WriteFixed` (`count`
+    /// bytes of its range written). It comes back however the operation ends, as
+    /// [`Buf`](Self::Buf) does; one that does not (a lost operation) goes back to its pool.
+    Fixed { count: usize, buf: FixedBuf },
 }
 
 /// One page of a directory, as [`SyscallOpType::ReadDir`] returns it.

@@ -347,6 +347,8 @@ impl Policy {
             }
             SyscallOpType::ReadInto { offset: Some(offset), .. }
             | SyscallOpType::WriteFrom { offset: Some(offset), .. }
+            | SyscallOpType::ReadFixed { offset: Some(offset), .. }
+            | SyscallOpType::WriteFixed { offset: Some(offset), .. }
                 if *offset > i64::MAX as u64 =>
             {
                 Err(OpError::new(errno::EINVAL, format!("{}: offset {offset} is past i64::MAX", op.name())))
@@ -357,6 +359,17 @@ impl Policy {
                     format!("write_from: range {range:?} is not within the buffer's {} bytes", buf.len()),
                 ))
             }
+            SyscallOpType::WriteFixed { buf, range, .. } if range.start > range.end || range.end > buf.len() => {
+                Err(OpError::new(
+                    errno::EINVAL,
+                    format!("write_fixed: range {range:?} is not within the buffer's {} bytes", buf.len()),
+                ))
+            }
+            // A registered buffer never grows: it is read into where it lies.
+            SyscallOpType::ReadFixed { buf, size, .. } if *size > buf.spare() => Err(OpError::new(
+                errno::EINVAL,
+                format!("read_fixed: {size} bytes do not fit the buffer's {} bytes of spare capacity", buf.spare()),
+            )),
             SyscallOpType::Readv { sizes, .. } | SyscallOpType::ReadvAt { sizes, .. }
                 if sizes.len() > crate::op::MAX_IOV =>
             {

@@ -6,9 +6,9 @@ mod registry;
 
 pub use iouring::{
     CompletionFuture, CompletionStream, DEFAULT_CQ_SIZE, DEFAULT_SQ_SIZE, DirEntry, DirPage, EntryKind, FileStat,
-    IntoSubmission, IoUringError, IoUringExecutor, IoUringHandler, IoUringManager, IoUringStats, MAX_DIR_PAGE, MAX_IOV,
-    Multishot, OpError, OpResult, Percentiles, ProcessStats, RECV_BUFFERS, RECV_SHARES, SHOTS_WAITING,
-    SyscallCompletionEntry, SyscallCompletionRing, SyscallCompletionStatus, SyscallOpType, SyscallSubmissionEntry,
-    UnexpectedResult, errno, net_flags, open_flags,
+    FixedBuf, FixedBuffers, IntoSubmission, IoUringError, IoUringExecutor, IoUringHandler, IoUringManager,
+    IoUringStats, LentBuf, MAX_DIR_PAGE, MAX_FIXED_BUFFERS, MAX_FIXED_SIZE, MAX_IOV, Multishot, OpError, OpResult,
+    Percentiles, ProcessStats, RECV_BUFFERS, RECV_SHARES, SHOTS_WAITING, SyscallCompletionEntry, SyscallCompletionRing,
+    SyscallCompletionStatus, SyscallOpType, SyscallSubmissionEntry, UnexpectedResult, errno, net_flags, open_flags,
 };
 pub use registry::{AsyncSyscallExecutor, Syscall, SyscallHandler, SyscallHandlerRegistry, SyscallResult};

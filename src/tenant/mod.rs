@@ -94,7 +94,13 @@ impl Tenant {
         let mut slot = Some(crate::op::SyscallSubmissionEntry::new(self.pid, op, 0));
         match self.manager.submit_async_from(self.pid, &mut slot) {
             Ok(future) => future.await.into_buf(),
-            Err(e) => (Err(e.into()), slot.and_then(|mut entry| entry.op.take_buffer()).unwrap_or_default()),
+            Err(e) => {
+                let buf = match slot.and_then(|mut entry| entry.op.take_buffer()) {
+                    Some(crate::op::LentBuf::Vec(buf)) => buf,
+                    _ => Vec::new(),
+                };
+                (Err(e.into()), buf)
+            }
         }
     }
 

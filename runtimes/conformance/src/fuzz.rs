@@ -24,8 +24,8 @@ use ai_os_kernel::backend::Backend;
 use ai_os_kernel::sandbox::Policy;
 use ai_os_kernel::syscalls::open_flags::*;
 use ai_os_kernel::syscalls::{
-    CompletionFuture, IoUringManager, Multishot, OpResult, SyscallCompletionEntry, SyscallOpType, SyscallOpType as Op,
-    SyscallSubmissionEntry,
+    CompletionFuture, FixedBuffers, IoUringManager, Multishot, OpResult, SyscallCompletionEntry, SyscallOpType,
+    SyscallOpType as Op, SyscallSubmissionEntry,
 };
 
 /// How long one completion may take before the case counts as a hang.
@@ -268,6 +268,45 @@ fn decode_op(k: u8, arg: u8) -> Op {
     }
 }
 
+/// A `ReadFixed` (`read`) or `WriteFixed` of `pid` with a buffer of a pool: its own (registered
+/// on first use, and again once its ring was destroyed) or, now and then, another pid's (which
+/// is refused); at an offset or the position, sizes within and past its room, ranges within and
+/// outside it. `Nop` when no buffer is free.
+fn fixed_op(
+    m: &IoUringManager,
+    pools: &std::cell::RefCell<[Option<FixedBuffers>; 4]>,
+    read: bool,
+    pid: u32,
+    arg: u8,
+) -> Op {
+    let owner = if arg % 32 == 31 { pid % 3 + 1 } else { pid };
+    let mut pools = pools.borrow_mut();
+    let slot = &mut pools[owner as usize];
+    let buf = match slot.as_ref().and_then(FixedBuffers::take) {
+        Some(buf) => buf,
+        None => {
+            if let Ok(pool) = m.register_buffers(owner, 4, 256) {
+                *slot = Some(pool);
+            }
+            match slot.as_ref().and_then(FixedBuffers::take) {
+                Some(buf) => buf,
+                None => return Op::Nop,
+            }
+        }
+    };
+    let fd = i32::from(arg / 8 % 8) - 1;
+    let offset = (arg > 128).then(|| u64::from(arg) * 512);
+    if read {
+        let size = if arg % 16 == 15 { 300 } else { usize::from(arg) };
+        Op::ReadFixed { fd, offset, buf, size }
+    } else {
+        let mut buf = buf;
+        buf.extend_from_slice(&[arg; 200]);
+        let range = usize::from(arg % 64)..usize::from(arg % 250);
+        Op::WriteFixed { fd, offset, buf, range }
+    }
+}
+
 /// The bits of a `user_data` above the fuzz byte: whether the operation carries the caller's
 /// buffer, its pid, and how often that pid's ring had been destroyed when it was submitted.
 fn lent(lends: bool, pid: u32, generation: u8) -> u64 {
@@ -284,7 +323,7 @@ fn gave_back(done: &SyscallCompletionEntry, destroyed: &[u8; 4]) {
     let (pid, generation) = ((done.user_data >> 40 & 0xff) as usize, (done.user_data >> 48) as u8);
     let ring_gone = done.status.is_cancelled() && destroyed[pid] != generation;
     assert!(
-        matches!(done.result, OpResult::Buf { .. }) || ring_gone,
+        matches!(done.result, OpResult::Buf { .. } | OpResult::Fixed { .. }) || ring_gone,
         "no buffer back: {:?} {:?}",
         done.status,
         done.result
@@ -303,6 +342,7 @@ pub fn op_sequence_case(data: &[u8]) {
     };
     let mut futures: Vec<CompletionFuture> = Vec::new();
     let mut shots: Vec<Multishot> = Vec::new();
+    let pools = std::cell::RefCell::new([None, None, None, None]);
     let mut last_seq = [0u64; 4];
     // How often each pid's ring was destroyed: an operation that carried a buffer and ran while
     // its ring was destroyed is the one that may end without it.
@@ -313,8 +353,13 @@ pub fn op_sequence_case(data: &[u8]) {
         let pid = u32::from(a % 3) + 1;
         let generation = destroyed[pid as usize];
         let entry = |k: u8, arg: u8| {
-            let op = decode_op(k, arg);
-            let lends = matches!(op, Op::ReadInto { .. } | Op::WriteFrom { .. });
+            let op = match (k % 16, arg % 8) {
+                // A buffer of a pool: this pid's, or another's (refused), at an offset or the
+                // position, sizes within and past its room, ranges within and outside.
+                (5, 7) | (6, 7) => fixed_op(&m, &pools, k % 16 == 5, pid, arg),
+                _ => decode_op(k, arg),
+            };
+            let lends = op.lends_buffer();
             SyscallSubmissionEntry::new(pid, op, u64::from(arg) | lent(lends, pid, generation))
         };
         let gave_back = |done: &SyscallCompletionEntry| gave_back(done, &destroyed);

@@ -39,6 +39,7 @@ macro_rules! conformance_tests {
             partial_sends_and_large_messages, parked_waits_hold_no_thread,
             cancelled_accept_stops_and_leaks_nothing, submitter_thread_may_exit, dropping_the_manager_ends_waiting_ops, network_policy_enforced, bad_socket_ops, peer_address_and_shutdown,
             sockets_are_close_on_exec, owned_buffers_on_files, owned_buffers_on_sockets, owned_buffers_come_back_unrun,
+            fixed_buffers_read_and_write_in_place, fixed_buffers_come_back_however_they_end, fixed_pools_keep_their_limits,
             multishot_accept_streams_connections, multishot_accept_is_bounded_and_leaves_nothing,
             multishot_accept_stops_at_the_descriptor_limit, multishot_accept_outlives_a_reset_connection,
             multishot_recv_streams_data, multishot_recv_counts_its_buffers, multishot_recv_many_at_once,

@@ -17,7 +17,7 @@ use rustix::fs::{FileType, SeekFrom};
 use rustix::io::Errno;
 
 use super::{OpOutcome, Operation, net_ops};
-use crate::op::{OpError, errno};
+use crate::op::{LentBuf, OpError, errno};
 use crate::op::{OpResult, SyscallOpType};
 use crate::process::{Descriptor, DescriptorKind};
 
@@ -188,16 +188,19 @@ pub fn seek_from(offset: i64, whence: i32) -> Result<SeekFrom, OpError> {
     }
 }
 
-/// Runs a `ReadInto` or `WriteFrom` of a file with the caller's buffer, taken out of `op`: it
-/// comes back in the outcome however the operation ends ([`give_back`]).
-fn with_buffer(op: &SyscallOpType, process: &crate::process::Process, mut buf: Vec<u8>) -> OpOutcome {
-    let had = buf.capacity();
+/// Runs a `ReadInto`, `WriteFrom`, `ReadFixed` or `WriteFixed` of a file with the caller's
+/// buffer, taken out of `op`: it comes back in the outcome however the operation ends
+/// ([`give_back`]).
+fn with_buffer(op: &SyscallOpType, process: &crate::process::Process, mut buf: LentBuf) -> OpOutcome {
+    let had = buf.vec_mut().capacity();
     let moved = match *op {
-        SyscallOpType::ReadInto { fd, offset, size, .. } => {
-            process.descriptor(fd).and_then(|d| read_file(&d, &mut buf, size, offset))
+        SyscallOpType::ReadInto { fd, offset, size, .. } | SyscallOpType::ReadFixed { fd, offset, size, .. } => {
+            let size = buf.read_size(size);
+            process.descriptor(fd).and_then(|d| read_file(&d, buf.vec_mut(), size, offset))
         }
-        SyscallOpType::WriteFrom { fd, offset, ref range, .. } => {
-            process.descriptor(fd).and_then(|d| write(&d, &buf[range.clone()], offset))
+        SyscallOpType::WriteFrom { fd, offset, ref range, .. }
+        | SyscallOpType::WriteFixed { fd, offset, ref range, .. } => {
+            process.descriptor(fd).and_then(|d| write(&d, &buf.as_slice()[range.clone()], offset))
         }
         _ => Err(OpError::new(errno::EINVAL, format!("{} carries no buffer", op.name()))),
     };
@@ -226,10 +229,10 @@ fn read_file(d: &Descriptor, buf: &mut Vec<u8>, size: usize, offset: Option<u64>
 /// The outcome of an operation that carried the caller's buffer (which came with `had` bytes of
 /// capacity): the buffer, without the room a read made in it and left empty
 /// ([`trim_growth`]), with the count the operation moved or with its error.
-pub(crate) fn give_back(moved: Result<usize, OpError>, mut buf: Vec<u8>, had: usize) -> OpOutcome {
-    trim_growth(&mut buf, had);
+pub(crate) fn give_back(moved: Result<usize, OpError>, mut buf: LentBuf, had: usize) -> OpOutcome {
+    trim_growth(buf.vec_mut(), had);
     match moved {
-        Ok(count) => Ok(OpResult::Buf { count, buf }),
+        Ok(count) => Ok(buf.into_result(count)),
         Err(e) => Err(e.giving_back(Some(buf))),
     }
 }
@@ -342,15 +345,16 @@ pub(crate) fn trim_growth(buf: &mut Vec<u8>, had: usize) {
 /// count (`lent`: the capacity it came with, see [`trim_growth`]), or a buffer of the crate's
 /// fitted to what it holds.
 #[cfg(all(feature = "uring", target_os = "linux"))]
-pub(crate) fn read_result(mut buf: Vec<u8>, n: usize, lent: Option<usize>) -> OpResult {
-    match lent {
-        Some(had) => {
-            trim_growth(&mut buf, had);
-            OpResult::Buf { count: n, buf }
+pub(crate) fn read_result(buf: LentBuf, n: usize, lent: Option<usize>) -> OpResult {
+    match (lent, buf) {
+        (None, LentBuf::Vec(mut own)) => {
+            fit(&mut own);
+            OpResult::Bytes(own)
         }
-        None => {
-            fit(&mut buf);
-            OpResult::Bytes(buf)
+        (had, mut buf) => {
+            let had = had.unwrap_or(buf.vec_mut().capacity());
+            trim_growth(buf.vec_mut(), had);
+            buf.into_result(n)
         }
     }
 }

@@ -15,7 +15,7 @@ use rustix::io::Errno;
 
 use super::{file_size_limited, fit, opened, read_buffer, read_capacity};
 use crate::backend::{OpOutcome, Origin};
-use crate::op::{OpError, errno};
+use crate::op::{LentBuf, OpError, errno};
 use crate::op::{OpResult, SyscallOpType};
 use crate::process::{Descriptor, FdSlot};
 use crate::sandbox::Sandbox;
@@ -38,12 +38,16 @@ pub(crate) const OPCODES: &[(&str, u8)] = &[
 pub(crate) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
     Some(match op {
         SyscallOpType::Nop => opcode::Nop::CODE,
-        SyscallOpType::Read { .. } | SyscallOpType::ReadAt { .. } | SyscallOpType::ReadInto { .. } => {
-            opcode::Read::CODE
-        }
-        SyscallOpType::Write { .. } | SyscallOpType::WriteAt { .. } | SyscallOpType::WriteFrom { .. } => {
-            opcode::Write::CODE
-        }
+        // A registered buffer's `READ_FIXED` (Linux 5.1) where its pool is registered, a `READ`
+        // where not: the kernel must have both.
+        SyscallOpType::Read { .. }
+        | SyscallOpType::ReadAt { .. }
+        | SyscallOpType::ReadInto { .. }
+        | SyscallOpType::ReadFixed { .. } => opcode::Read::CODE,
+        SyscallOpType::Write { .. }
+        | SyscallOpType::WriteAt { .. }
+        | SyscallOpType::WriteFrom { .. }
+        | SyscallOpType::WriteFixed { .. } => opcode::Write::CODE,
         SyscallOpType::Readv { .. } | SyscallOpType::ReadvAt { .. } => opcode::Readv::CODE,
         SyscallOpType::Writev { .. } | SyscallOpType::WritevAt { .. } => opcode::Writev::CODE,
         SyscallOpType::Fsync { .. } | SyscallOpType::Fdatasync { .. } => opcode::Fsync::CODE,
@@ -61,23 +65,27 @@ pub(crate) fn opcode_of(op: &SyscallOpType) -> Option<u8> {
 pub(crate) enum FileKind {
     Nop,
     /// `len` bytes into `buf`'s spare capacity, after its bytes (none: the read is answered
-    /// without the kernel's file). `lent`: `buf` is the caller's (a `ReadInto`), given back,
-    /// with the capacity it came with.
+    /// without the kernel's file). `lent`: `buf` is the caller's (a `ReadInto` or `ReadFixed`),
+    /// given back, with the capacity it came with. `fixed`: the index of a registered buffer in
+    /// the kernel ring's table, once the driver has its pool registered there (`READ_FIXED`).
     Read {
-        buf: Vec<u8>,
+        buf: LentBuf,
         len: u32,
         offset: u64,
         lent: Option<usize>,
+        fixed: Option<u16>,
     },
     /// `data[start..start + len]`. `worker`: submitted with `IOSQE_ASYNC`, so that an io-wq
-    /// worker runs it. `lent`: `data` is the caller's (a `WriteFrom`), given back.
+    /// worker runs it. `lent`: `data` is the caller's (a `WriteFrom` or `WriteFixed`), given
+    /// back. `fixed`: as for `Read` (`WRITE_FIXED`).
     Write {
-        data: Vec<u8>,
+        data: LentBuf,
         start: usize,
         len: u32,
         offset: u64,
         worker: bool,
         lent: bool,
+        fixed: Option<u16>,
     },
     Fsync {
         /// Data only (`fdatasync`).
@@ -266,34 +274,45 @@ fn read_at(d: &Descriptor, size: usize, offset: u64) -> Result<FileKind, OpError
     let len = read_capacity(d, size, (offset != CURRENT).then_some(offset));
     let buf = read_buffer(len)?;
     let len = len as u32;
-    Ok(FileKind::Read { buf, len, offset, lent: None })
+    Ok(FileKind::Read { buf: LentBuf::Vec(buf), len, offset, lent: None, fixed: None })
 }
 
 /// A `READ` of up to `size` bytes of `d` (not a socket) at `offset` ([`CURRENT`]: at its
-/// position) into the caller's `buf`, after its bytes (a `ReadInto`): the buffer comes back with
-/// an error if it cannot grow to what the read needs.
-pub(crate) fn read_into(d: &Descriptor, mut buf: Vec<u8>, size: usize, offset: u64) -> Result<FileKind, OpError> {
-    let had = buf.capacity();
-    match super::room_for(d, &mut buf, size, (offset != CURRENT).then_some(offset)) {
+/// position) into the caller's `buf`, after its bytes (a `ReadInto` or `ReadFixed`): the buffer
+/// comes back with an error if it cannot grow to what the read needs.
+pub(crate) fn read_into(d: &Descriptor, mut buf: LentBuf, size: usize, offset: u64) -> Result<FileKind, OpError> {
+    let had = buf.vec_mut().capacity();
+    let size = buf.read_size(size);
+    match super::room_for(d, buf.vec_mut(), size, (offset != CURRENT).then_some(offset)) {
         // Sizes were checked against MAX_IO_SIZE, which fits a u32.
-        Ok(len) => Ok(FileKind::Read { buf, len: len as u32, offset, lent: Some(had) }),
+        Ok(len) => Ok(FileKind::Read { buf, len: len as u32, offset, lent: Some(had), fixed: None }),
         Err(e) => Err(e.giving_back(Some(buf))),
     }
 }
 
 /// A `WRITE` of the caller's `buf[range]` to `d` (not a socket) at `offset` ([`CURRENT`]: at its
-/// position), a `WriteFrom`: as [`write_at`], the buffer given back with the outcome.
-pub(crate) fn write_from(d: &Descriptor, buf: Vec<u8>, range: std::ops::Range<usize>, offset: u64) -> FileKind {
+/// position), a `WriteFrom` or `WriteFixed`: as [`write_at`], the buffer given back with the
+/// outcome.
+pub(crate) fn write_from(d: &Descriptor, buf: LentBuf, range: std::ops::Range<usize>, offset: u64) -> FileKind {
     // The range was checked within the buffer, its length against MAX_IO_SIZE (a u32).
     let (start, len, worker) = (range.start, range.len() as u32, needs_worker(d));
-    FileKind::Write { data: buf, start, len, offset, worker, lent: true }
+    FileKind::Write { data: buf, start, len, offset, worker, lent: true, fixed: None }
 }
 
 /// A `WRITE` of `data` to `d` at `offset` ([`CURRENT`]: at its position).
 #[inline]
 fn write_at(d: &Descriptor, data: Vec<u8>, offset: u64) -> FileKind {
     // The length was checked against MAX_IO_SIZE, which fits a u32.
-    FileKind::Write { len: data.len() as u32, data, start: 0, offset, worker: needs_worker(d), lent: false }
+    let len = data.len() as u32;
+    FileKind::Write {
+        data: LentBuf::Vec(data),
+        len,
+        start: 0,
+        offset,
+        worker: needs_worker(d),
+        lent: false,
+        fixed: None,
+    }
 }
 
 /// Whether a write to `d` may raise a signal (SIGPIPE at a pipe without a reader; SIGXFSZ past
@@ -308,14 +327,26 @@ fn needs_worker(d: &Descriptor) -> bool {
 }
 
 impl FileKind {
-    /// The caller's buffer it carries (a `ReadInto` or `WriteFrom`), to give back with its
-    /// error (without the room the read made in it).
-    fn into_lent(self) -> Option<Vec<u8>> {
+    /// The caller's buffer it carries (a `ReadInto`, `WriteFrom`, `ReadFixed` or `WriteFixed`),
+    /// to give back with its error (without the room the read made in it).
+    fn into_lent(self) -> Option<LentBuf> {
         match self {
             FileKind::Write { data: buf, lent: true, .. } => Some(buf),
             FileKind::Read { mut buf, lent: Some(had), .. } => {
-                super::trim_growth(&mut buf, had);
+                super::trim_growth(buf.vec_mut(), had);
                 Some(buf)
+            }
+            _ => None,
+        }
+    }
+
+    /// A registered buffer's pool and index, with where its index in the kernel ring's table
+    /// goes once the driver has the pool registered there; `None` for any other request.
+    pub(crate) fn fixed(&mut self) -> Option<(&std::sync::Arc<crate::op::Pool>, u16, &mut Option<u16>)> {
+        match self {
+            FileKind::Read { buf: LentBuf::Fixed(buf), fixed, .. }
+            | FileKind::Write { data: LentBuf::Fixed(buf), fixed, .. } => {
+                buf.home().map(|(pool, index)| (pool, index, fixed))
             }
             _ => None,
         }
@@ -327,12 +358,20 @@ impl FileKind {
     pub(crate) fn sqe(&mut self, fd: types::Fd) -> squeue::Entry {
         match self {
             FileKind::Nop | FileKind::Read { len: 0, .. } => opcode::Nop::new().build(),
-            FileKind::Read { buf, len, offset, .. } => {
-                let room = buf.spare_capacity_mut().as_mut_ptr().cast::<u8>();
-                opcode::Read::new(fd, room, *len).offset(*offset).build()
+            FileKind::Read { buf, len, offset, fixed, .. } => {
+                let room = buf.vec_mut().spare_capacity_mut().as_mut_ptr().cast::<u8>();
+                match *fixed {
+                    // The room lies within the registered buffer: it never grows or moves.
+                    Some(index) => opcode::ReadFixed::new(fd, room, *len, index).offset(*offset).build(),
+                    None => opcode::Read::new(fd, room, *len).offset(*offset).build(),
+                }
             }
-            FileKind::Write { data, start, len, offset, worker, .. } => {
-                let sqe = opcode::Write::new(fd, data[*start..].as_ptr(), *len).offset(*offset).build();
+            FileKind::Write { data, start, len, offset, worker, fixed, .. } => {
+                let from = data.as_slice()[*start..].as_ptr();
+                let sqe = match *fixed {
+                    Some(index) => opcode::WriteFixed::new(fd, from, *len, index).offset(*offset).build(),
+                    None => opcode::Write::new(fd, from, *len).offset(*offset).build(),
+                };
                 if *worker { sqe.flags(squeue::Flags::ASYNC) } else { sqe }
             }
             FileKind::Vectored(v) if v.write => {
@@ -383,9 +422,10 @@ pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
         }
         FileKind::Read { mut buf, len, lent, .. } => {
             let n = n.min(len as usize);
+            let read = buf.vec_mut();
             // SAFETY: the kernel wrote `n` bytes (at most the `len` it was given, within the
             // spare capacity) at the start of the buffer's spare capacity.
-            unsafe { buf.set_len(buf.len() + n) };
+            unsafe { read.set_len(read.len() + n) };
             super::read_result(buf, n, lent)
         }
         FileKind::Vectored(v) if v.write => OpResult::Count(n),
@@ -403,7 +443,7 @@ pub(crate) fn outcome(kind: FileKind, result: i32) -> OpOutcome {
             }
             OpResult::Buffers(bufs)
         }
-        FileKind::Write { data, lent: true, .. } => OpResult::Buf { count: n, buf: data },
+        FileKind::Write { data, lent: true, .. } => data.into_result(n),
         FileKind::Write { data, .. } => {
             drop(data);
             OpResult::Count(n)

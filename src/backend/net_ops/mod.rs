@@ -23,7 +23,7 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, Protocol, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use super::{OpOutcome, Operation, file_ops};
-use crate::op::{OpError, errno};
+use crate::op::{LentBuf, OpError, errno};
 use crate::op::{OpResult, SyscallOpType};
 use crate::process::{Descriptor, DescriptorKind, Process};
 use crate::sandbox::Sandbox;
@@ -175,9 +175,9 @@ async fn accept<R: Readiness>(process: &Arc<Process>, rights: &Sandbox, d: &Desc
 /// buffer, taken out of `op`, raced against its cancellation here, where the buffer outlives the
 /// race: it comes back in the outcome however the operation ends (the pool's
 /// [`run_waiting`](super::run_waiting) lets this run answer a cancellation first).
-async fn with_buffer<R: Readiness>(op: &Operation, mut buf: Vec<u8>, ready: &R) -> OpOutcome {
+async fn with_buffer<R: Readiness>(op: &Operation, mut buf: LentBuf, ready: &R) -> OpOutcome {
     let cancel = op.cancel_token();
-    let had = buf.capacity();
+    let had = buf.vec_mut().capacity();
     let moved = {
         let mut run = std::pin::pin!(moved_with(op.op(), op.process(), &mut buf, ready));
         std::future::poll_fn(|cx| {
@@ -195,13 +195,16 @@ async fn with_buffer<R: Readiness>(op: &Operation, mut buf: Vec<u8>, ready: &R) 
 async fn moved_with<R: Readiness>(
     op: &SyscallOpType,
     process: &Process,
-    buf: &mut Vec<u8>,
+    buf: &mut LentBuf,
     ready: &R,
 ) -> Result<usize, OpError> {
     match *op {
-        SyscallOpType::ReadInto { fd, size, .. } => read_peer(&*process.descriptor(fd)?, ready, buf, size).await,
-        SyscallOpType::WriteFrom { fd, ref range, .. } => {
-            write_peer(&*process.descriptor(fd)?, ready, &buf[range.clone()]).await
+        SyscallOpType::ReadInto { fd, size, .. } | SyscallOpType::ReadFixed { fd, size, .. } => {
+            let size = buf.read_size(size);
+            read_peer(&*process.descriptor(fd)?, ready, buf.vec_mut(), size).await
+        }
+        SyscallOpType::WriteFrom { fd, ref range, .. } | SyscallOpType::WriteFixed { fd, ref range, .. } => {
+            write_peer(&*process.descriptor(fd)?, ready, &buf.as_slice()[range.clone()]).await
         }
         _ => Err(OpError::new(errno::EINVAL, format!("{} carries no buffer", op.name()))),
     }
@@ -287,8 +290,9 @@ pub fn may_wait_on_peer(op: &SyscallOpType, process: &Process) -> bool {
     op.may_wait_on_peer() || read_or_write_of_peer(op, |fd| process.descriptor(fd)).is_some()
 }
 
-/// The descriptor a `Read` or `Write` (or a `ReadInto` or `WriteFrom` at the position) names,
-/// if it waits on a peer (one descriptor lookup, with `lookup`).
+/// The descriptor a `Read` or `Write` (or a `ReadInto`, `WriteFrom`, `ReadFixed` or
+/// `WriteFixed` at the position) names, if it waits on a peer (one descriptor lookup, with
+/// `lookup`).
 pub(crate) fn read_or_write_of_peer(
     op: &SyscallOpType,
     lookup: impl FnOnce(i32) -> Result<Arc<Descriptor>, OpError>,
@@ -297,7 +301,9 @@ pub(crate) fn read_or_write_of_peer(
         SyscallOpType::Read { fd, .. }
         | SyscallOpType::Write { fd, .. }
         | SyscallOpType::ReadInto { fd, offset: None, .. }
-        | SyscallOpType::WriteFrom { fd, offset: None, .. } => lookup(*fd).ok().filter(|d| d.waits_on_peer()),
+        | SyscallOpType::WriteFrom { fd, offset: None, .. }
+        | SyscallOpType::ReadFixed { fd, offset: None, .. }
+        | SyscallOpType::WriteFixed { fd, offset: None, .. } => lookup(*fd).ok().filter(|d| d.waits_on_peer()),
         _ => None,
     }
 }

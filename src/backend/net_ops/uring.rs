@@ -17,7 +17,7 @@ use rustix::net::addr::{SocketAddrLen, SocketAddrStorage};
 use crate::backend::file_ops;
 use crate::backend::net_ops::provided::Provided;
 use crate::backend::net_ops::{self, socket};
-use crate::op::{OpError, errno};
+use crate::op::{LentBuf, OpError, errno};
 use crate::op::{OpResult, SyscallOpType};
 use crate::process::{Descriptor, DescriptorKind, FdSlot, Process};
 use crate::sandbox::Sandbox;
@@ -41,7 +41,7 @@ pub(crate) enum NetKind {
     },
     /// `data[start..start + len]`; `lent`: `data` is the caller's (a `WriteFrom`), given back.
     Send {
-        data: Vec<u8>,
+        data: LentBuf,
         start: usize,
         len: u32,
         flags: i32,
@@ -51,7 +51,7 @@ pub(crate) enum NetKind {
     /// other backends do); `lent`: `buf` is the caller's (a `ReadInto`), given back, with the
     /// capacity it came with.
     Recv {
-        buf: Vec<u8>,
+        buf: LentBuf,
         size: u32,
         flags: i32,
         lent: Option<usize>,
@@ -273,7 +273,7 @@ pub(crate) fn send(data: Vec<u8>, flags: u32) -> NetKind {
     // The length was checked against the policy's limit, which fits a u32.
     NetKind::Send {
         len: data.len() as u32,
-        data,
+        data: LentBuf::Vec(data),
         start: 0,
         flags: net_ops::send_flags(flags).bits() as i32,
         lent: false,
@@ -282,16 +282,17 @@ pub(crate) fn send(data: Vec<u8>, flags: u32) -> NetKind {
 
 /// A `SEND` of the caller's `buf[range]` (a `WriteFrom` of a socket), given back with the
 /// outcome.
-pub(crate) fn send_from(buf: Vec<u8>, range: std::ops::Range<usize>) -> NetKind {
+pub(crate) fn send_from(buf: LentBuf, range: std::ops::Range<usize>) -> NetKind {
     let flags = net_ops::send_flags(0).bits() as i32;
     NetKind::Send { data: buf, start: range.start, len: range.len() as u32, flags, lent: true }
 }
 
 /// A `RECV` of up to `size` bytes from socket `d` into the caller's `buf`, after its bytes (a
 /// `ReadInto` of a socket): the buffer comes back with an error if it cannot grow.
-pub(crate) fn recv_into(d: &Descriptor, mut buf: Vec<u8>, size: usize) -> Result<NetKind, OpError> {
-    let had = buf.capacity();
-    match file_ops::room_for(d, &mut buf, size, None) {
+pub(crate) fn recv_into(d: &Descriptor, mut buf: LentBuf, size: usize) -> Result<NetKind, OpError> {
+    let had = buf.vec_mut().capacity();
+    let size = buf.read_size(size);
+    match file_ops::room_for(d, buf.vec_mut(), size, None) {
         Ok(size) => Ok(NetKind::Recv { buf, size: size as u32, flags: 0, lent: Some(had) }),
         Err(e) => Err(e.giving_back(Some(buf))),
     }
@@ -302,7 +303,8 @@ pub(crate) fn recv_into(d: &Descriptor, mut buf: Vec<u8>, size: usize) -> Result
 pub(crate) fn recv(d: &Descriptor, size: usize, flags: u32) -> Result<NetKind, OpError> {
     let len = net_ops::recv_capacity(d, size);
     // Sizes were checked against the policy's limit, which fits a u32.
-    Ok(NetKind::Recv { buf: file_ops::read_buffer(len)?, size: len as u32, flags: recv_flags(flags), lent: None })
+    let buf = LentBuf::Vec(file_ops::read_buffer(len)?);
+    Ok(NetKind::Recv { buf, size: len as u32, flags: recv_flags(flags), lent: None })
 }
 
 impl NetKind {
@@ -330,12 +332,12 @@ impl NetKind {
             }
             NetKind::Connect { addr } => opcode::Connect::new(fd, addr.as_ptr().cast(), addr.addr_len()).build(),
             NetKind::Send { data, start, len, flags, .. } => {
-                opcode::Send::new(fd, data[*start..].as_ptr(), *len).flags(*flags).build()
+                opcode::Send::new(fd, data.as_slice()[*start..].as_ptr(), *len).flags(*flags).build()
             }
             // Nothing to wait for.
             NetKind::Recv { size: 0, .. } => opcode::Nop::new().build(),
             NetKind::Recv { buf, size, flags, .. } => {
-                let room = buf.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+                let room = buf.vec_mut().spare_capacity_mut().as_mut_ptr().cast::<u8>();
                 opcode::Recv::new(fd, room, *size).flags(*flags).build()
             }
             NetKind::SendTo { msg, flags, .. } => opcode::SendMsg::new(fd, &msg.hdr).flags(*flags).build(),
@@ -496,11 +498,11 @@ impl NetKind {
 
     /// The caller's buffer it carries (a `ReadInto` or `WriteFrom` of a socket), to give back
     /// with its error (without the room the receive made in it).
-    pub(crate) fn into_lent(self) -> Option<Vec<u8>> {
+    pub(crate) fn into_lent(self) -> Option<LentBuf> {
         match self {
             NetKind::Send { data: buf, lent: true, .. } => Some(buf),
             NetKind::Recv { mut buf, lent: Some(had), .. } => {
-                file_ops::trim_growth(&mut buf, had);
+                file_ops::trim_growth(buf.vec_mut(), had);
                 Some(buf)
             }
             _ => None,
@@ -529,13 +531,14 @@ pub(crate) fn outcome(kind: NetKind, n: i32) -> Result<OpResult, OpError> {
             OpResult::Accepted { fd: place.install(Descriptor::new(fd, DescriptorKind::Socket))?, peer }
         }
         NetKind::Connect { .. } => OpResult::None,
-        NetKind::Send { data, lent: true, .. } => OpResult::Buf { count: len, buf: data },
+        NetKind::Send { data, lent: true, .. } => data.into_result(len),
         NetKind::Send { .. } | NetKind::SendTo { .. } => OpResult::Count(len),
         NetKind::Recv { mut buf, size, lent, .. } => {
             let len = len.min(size as usize);
+            let read = buf.vec_mut();
             // SAFETY: the kernel wrote `len` bytes (at most the `size` it was given, within the
             // spare capacity) at the start of the buffer's spare capacity.
-            unsafe { buf.set_len(buf.len() + len) };
+            unsafe { read.set_len(read.len() + len) };
             file_ops::read_result(buf, len, lent)
         }
         NetKind::RecvFrom { msg, mut buf, size, .. } => {

@@ -195,6 +195,9 @@ pub(super) struct Driver {
     local: Option<Local>,
     /// The buffer group ids of the multishot receives in flight.
     groups: Mutex<Groups>,
+    /// The pools of registered buffers this ring registered. After `ring`: the kernel ring is
+    /// closed before they are let go.
+    fixed: Mutex<super::fixed::Registered>,
     /// What the kernel sent back, counted for tests.
     #[cfg(test)]
     counts: Counts,
@@ -242,6 +245,8 @@ pub(super) struct Counts {
     pub(super) taken_over: std::sync::atomic::AtomicUsize,
     /// Keeps the reaper from taking over a drive task's passes.
     pub(super) hold_watch: AtomicBool,
+    /// Requests prepared with a registered buffer (`READ_FIXED`, `WRITE_FIXED`).
+    pub(super) fixed: std::sync::atomic::AtomicUsize,
 }
 
 impl Driver {
@@ -287,6 +292,7 @@ impl Driver {
                 defer_all: AtomicBool::new(false),
             }),
             groups: Mutex::new(Groups::default()),
+            fixed: Mutex::new(super::fixed::Registered::default()),
             #[cfg(test)]
             counts: Counts::default(),
         });
@@ -457,6 +463,14 @@ impl Driver {
                 let receive = matches!(op, SyscallOpType::RecvMulti { .. }).then(|| op.clone());
                 match prepare::prepare(op, owner.origin(rings), seq, fds) {
                     Ok(mut prepared) => {
+                        // A registered buffer's index here, its pool registered first if it
+                        // must be (a plain read or write of the same memory where it cannot).
+                        if let Some((pool, index, fixed)) = prepared.fixed() {
+                            *fixed =
+                                self.fixed.lock().unwrap_or_else(|e| e.into_inner()).index(&self.ring, pool, index);
+                            #[cfg(test)]
+                            self.counts.fixed.fetch_add(usize::from(fixed.is_some()), Ordering::Relaxed);
+                        }
                         // A multishot receive's buffers, registered before it is submitted; with
                         // no group left for its process here, it runs on the fallback.
                         if let Some(provided) = prepared.provided()

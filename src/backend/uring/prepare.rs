@@ -11,8 +11,8 @@ use io_uring::{opcode, squeue, types};
 use crate::backend::file_ops::uring::{self as files, FileKind, Names};
 use crate::backend::net_ops::uring::{self as net, NetKind};
 use crate::backend::{OpOutcome, Origin};
-use crate::op::OpError;
 use crate::op::SyscallOpType;
+use crate::op::{LentBuf, OpError};
 use crate::process::{Descriptor, DescriptorKind, Process};
 use crate::sandbox::Sandbox;
 
@@ -98,10 +98,6 @@ pub(super) fn prepare(
 ) -> Result<Prepared, OpError> {
     let process = origin.process();
     let mut file = |fd: i32| fds.get(process, fd);
-    let with = |kind, d: Arc<Descriptor>| {
-        let fd = types::Fd(d.as_fd().as_raw_fd());
-        Prepared { kind, fd, _file: Some(d), _sandbox: None }
-    };
     // A `Read` or `Write` of a socket is a `RECV` or `SEND` (flags 0, `MSG_NOSIGNAL`): it waits
     // as read(2) and write(2) of a blocking socket do, and a closed peer is `EPIPE`, not SIGPIPE.
     // Of anything else, it is a file's `READ` or `WRITE`.
@@ -122,27 +118,11 @@ pub(super) fn prepare(
                 with(Kind::File(files::write(&d, data)), d)
             }
         }
-        SyscallOpType::ReadInto { fd, offset, buf, size } => {
-            let d = match file(fd) {
-                Ok(d) => d,
-                Err(e) => return Err(e.giving_back(Some(buf))),
-            };
-            match offset {
-                None if d.kind() == DescriptorKind::Socket => with(Kind::Net(net::recv_into(&d, buf, size)?), d),
-                Some(_) if d.is_stream() => return Err(files::no_offsets("pread").giving_back(Some(buf))),
-                _ => with(Kind::File(files::read_into(&d, buf, size, offset.unwrap_or(files::CURRENT))?), d),
-            }
-        }
-        SyscallOpType::WriteFrom { fd, offset, buf, range } => {
-            let d = match file(fd) {
-                Ok(d) => d,
-                Err(e) => return Err(e.giving_back(Some(buf))),
-            };
-            match offset {
-                None if d.kind() == DescriptorKind::Socket => with(Kind::Net(net::send_from(buf, range)), d),
-                Some(_) if d.is_stream() => return Err(files::no_offsets("pwrite").giving_back(Some(buf))),
-                _ => with(Kind::File(files::write_from(&d, buf, range, offset.unwrap_or(files::CURRENT))), d),
-            }
+        SyscallOpType::ReadInto { fd, offset, buf, size } => read_into(file(fd), LentBuf::Vec(buf), offset, size)?,
+        SyscallOpType::ReadFixed { fd, offset, buf, size } => read_into(file(fd), LentBuf::Fixed(buf), offset, size)?,
+        SyscallOpType::WriteFrom { fd, offset, buf, range } => write_from(file(fd), LentBuf::Vec(buf), offset, range)?,
+        SyscallOpType::WriteFixed { fd, offset, buf, range } => {
+            write_from(file(fd), LentBuf::Fixed(buf), offset, range)?
         }
         other if net::opcode_of(&other).is_some() => {
             let rights = origin.needed_rights(&other, seq)?;
@@ -161,7 +141,62 @@ pub(super) fn prepare(
     })
 }
 
+/// A request with the descriptor it names, kept open while the kernel holds it.
+fn with(kind: Kind, d: Arc<Descriptor>) -> Prepared {
+    let fd = types::Fd(d.as_fd().as_raw_fd());
+    Prepared { kind, fd, _file: Some(d), _sandbox: None }
+}
+
+/// A `ReadInto` or `ReadFixed` of descriptor `d` (as looked up): a socket's `RECV` at the
+/// position, a file's `READ` (`READ_FIXED` once the driver has a registered buffer's pool
+/// registered). The buffer comes back with any error.
+fn read_into(
+    d: Result<Arc<Descriptor>, OpError>,
+    buf: LentBuf,
+    offset: Option<u64>,
+    size: usize,
+) -> Result<Prepared, OpError> {
+    let d = match d {
+        Ok(d) => d,
+        Err(e) => return Err(e.giving_back(Some(buf))),
+    };
+    Ok(match offset {
+        None if d.kind() == DescriptorKind::Socket => with(Kind::Net(net::recv_into(&d, buf, size)?), d),
+        Some(_) if d.is_stream() => return Err(files::no_offsets("pread").giving_back(Some(buf))),
+        _ => with(Kind::File(files::read_into(&d, buf, size, offset.unwrap_or(files::CURRENT))?), d),
+    })
+}
+
+/// A `WriteFrom` or `WriteFixed` of `buf[range]` to descriptor `d` (as looked up): as
+/// [`read_into`], a `SEND` or a `WRITE` (`WRITE_FIXED`).
+fn write_from(
+    d: Result<Arc<Descriptor>, OpError>,
+    buf: LentBuf,
+    offset: Option<u64>,
+    range: std::ops::Range<usize>,
+) -> Result<Prepared, OpError> {
+    let d = match d {
+        Ok(d) => d,
+        Err(e) => return Err(e.giving_back(Some(buf))),
+    };
+    Ok(match offset {
+        None if d.kind() == DescriptorKind::Socket => with(Kind::Net(net::send_from(buf, range)), d),
+        Some(_) if d.is_stream() => return Err(files::no_offsets("pwrite").giving_back(Some(buf))),
+        _ => with(Kind::File(files::write_from(&d, buf, range, offset.unwrap_or(files::CURRENT))), d),
+    })
+}
+
 impl Prepared {
+    /// A registered buffer's pool and index, with where its index in the kernel ring's table
+    /// goes once the driver has the pool registered there (see [`FileKind::fixed`]).
+    #[inline]
+    pub(super) fn fixed(&mut self) -> Option<(&Arc<crate::op::Pool>, u16, &mut Option<u16>)> {
+        match &mut self.kind {
+            Kind::File(kind) => kind.fixed(),
+            Kind::Net(_) => None,
+        }
+    }
+
     /// Whether the kernel may be given it again to go on waiting for its socket (an accept, a
     /// send or a receive; a connect is started once and never again).
     pub(super) fn may_wait_again(&self) -> bool {

@@ -12,6 +12,7 @@ use super::rings::Rings;
 use super::stats::{Counters, IoUringStats};
 use super::stream::CompletionStream;
 use crate::backend::{self, Backend};
+use crate::op::FixedBuffers;
 use crate::op::Pid;
 use crate::op::SyscallCompletionEntry;
 use crate::op::{IntoSubmission, SyscallOpType, SyscallSubmissionEntry};
@@ -537,6 +538,54 @@ impl IoUringManager {
             process.close_all();
         }
         Ok(())
+    }
+
+    /// Registers a pool of `count` buffers of `size` bytes for `pid` (creating its ring with
+    /// default sizes if it has none): memory the process reads into and writes from with
+    /// [`ReadFixed`](SyscallOpType::ReadFixed) and [`WriteFixed`](SyscallOpType::WriteFixed)
+    /// and gets back with each completion. On io_uring each kernel ring that runs one of those
+    /// registers the pool once (`READ_FIXED`, `WRITE_FIXED`: no page lookup per request); where
+    /// it cannot, and on the other backends, they are plain reads and writes of the same memory.
+    ///
+    /// The pool's memory counts against the process's buffer budget
+    /// ([`Policy::max_buffered_bytes`](crate::sandbox::Policy::max_buffered_bytes)) until it is
+    /// unregistered or the ring destroyed. One pool per process: `EBUSY` if it has one; `ENOMEM`
+    /// past the budget (nothing is allocated) or if the memory cannot be had; `EINVAL` for a
+    /// `count` outside 1 to [`MAX_FIXED_BUFFERS`](crate::syscalls::MAX_FIXED_BUFFERS) or a `size`
+    /// outside 1 to [`MAX_FIXED_SIZE`](crate::syscalls::MAX_FIXED_SIZE).
+    ///
+    /// ```
+    /// use ai_os_kernel::sandbox::Policy;
+    /// use ai_os_kernel::syscalls::open_flags::{O_CREAT, O_RDWR};
+    /// use ai_os_kernel::syscalls::{IoUringManager, SyscallOpType};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let m = IoUringManager::new();
+    /// m.set_policy(1, Policy::rooted(dir.path()).read_write()).unwrap();
+    /// let seq = m.submit(1, SyscallOpType::open("f", O_CREAT | O_RDWR)).unwrap();
+    /// let fd = i32::try_from(m.wait_completion(1, seq).unwrap().result).unwrap();
+    /// let pool = m.register_buffers(1, 4, 4096).unwrap();
+    /// let mut buf = pool.take().unwrap();
+    /// buf.extend_from_slice(b"fixed");
+    /// let seq = m.submit(1, SyscallOpType::write_fixed(fd, Some(0), buf)).unwrap();
+    /// let (written, buf) = m.wait_completion(1, seq).unwrap().into_fixed();
+    /// assert_eq!(written.unwrap(), 5);
+    /// let mut buf = buf.unwrap();
+    /// buf.clear();
+    /// let seq = m.submit(1, SyscallOpType::read_fixed(fd, Some(0), buf)).unwrap();
+    /// let (read, buf) = m.wait_completion(1, seq).unwrap().into_fixed();
+    /// assert_eq!((read.unwrap(), &buf.unwrap()[..]), (5, &b"fixed"[..]));
+    /// ```
+    pub fn register_buffers(&self, pid: Pid, count: usize, size: usize) -> std::io::Result<FixedBuffers> {
+        Ok(self.ring_or_create(pid)?.register_buffers(count, size)?)
+    }
+
+    /// Unregisters the pool of `pid` (see [`register_buffers`](Self::register_buffers)): no
+    /// buffer is taken from it again, its memory leaves the buffer budget, and the kernel rings
+    /// let it go. Buffers still out stay the caller's, and are freed once all of them are
+    /// dropped. Whether it had one.
+    pub fn unregister_buffers(&self, pid: Pid) -> bool {
+        self.ring(pid).is_ok_and(|ring| ring.unregister_buffers())
     }
 
     /// A snapshot of the counters.

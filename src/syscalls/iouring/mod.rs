@@ -17,9 +17,10 @@ mod stream;
 mod throttle;
 
 pub use crate::op::{
-    DirEntry, DirPage, EntryKind, FileStat, IntoSubmission, IoUringError, MAX_DIR_PAGE, MAX_IOV, OpError, OpResult,
-    RECV_BUFFERS, RECV_SHARES, Result, SyscallCompletionEntry, SyscallCompletionStatus, SyscallOpType,
-    SyscallSubmissionEntry, UnexpectedResult, errno, net_flags, open_flags,
+    DirEntry, DirPage, EntryKind, FileStat, FixedBuf, FixedBuffers, IntoSubmission, IoUringError, LentBuf,
+    MAX_DIR_PAGE, MAX_FIXED_BUFFERS, MAX_FIXED_SIZE, MAX_IOV, OpError, OpResult, RECV_BUFFERS, RECV_SHARES, Result,
+    SyscallCompletionEntry, SyscallCompletionStatus, SyscallOpType, SyscallSubmissionEntry, UnexpectedResult, errno,
+    net_flags, open_flags,
 };
 pub use executor::IoUringExecutor;
 pub use future::CompletionFuture;

@@ -30,7 +30,10 @@ impl Link {
     /// Whether `outcome` of the operation this link follows lets the chain go on.
     pub(super) fn goes_on(&self, outcome: &Result<OpResult, OpError>) -> bool {
         match (outcome, self.whole) {
-            (Ok(OpResult::Count(n) | OpResult::Buf { count: n, .. }), Some(whole)) => *n == whole,
+            (
+                Ok(OpResult::Count(n) | OpResult::Buf { count: n, .. } | OpResult::Fixed { count: n, .. }),
+                Some(whole),
+            ) => *n == whole,
             (Ok(_), _) => true,
             (Err(_), _) => false,
         }
@@ -70,7 +73,7 @@ impl RingState {
 
     /// Takes queued or held operation `seq` out of the SQ (or its chain's hold), which it ends
     /// without running: the caller's buffer it carried, to give back with its completion.
-    pub(super) fn unqueue(&mut self, seq: u64) -> Option<Vec<u8>> {
+    pub(super) fn unqueue(&mut self, seq: u64) -> Option<crate::op::LentBuf> {
         let mut op = match self.held.remove(&seq) {
             Some(op) => op,
             None => {

@@ -25,6 +25,7 @@
 //! - [`wait`]: blocking waits, futures' and streams' polls, and the wakers they leave.
 //! - [`timing`]: the latency of one operation in [`SAMPLE_EVERY`](timing::SAMPLE_EVERY).
 //! - [`seq`]: sequence numbers, given to rings in blocks.
+//! - [`pool`]: the process's pool of registered buffers.
 //! - `test_support` and `tests`: what the unit tests and loom models build on, and the unit
 //!   tests.
 //!
@@ -35,6 +36,7 @@
 mod chain;
 mod cq;
 mod deadline;
+mod pool;
 mod seq;
 mod shots;
 mod slots;
@@ -193,6 +195,8 @@ struct RingState {
     links: FxHashMap<u64, chain::Link>,
     /// The timer task of each operation with a deadline, until it ends (see [`deadline`]).
     deadlines: FxHashMap<u64, crate::timer::TimerKey>,
+    /// The process's pool of registered buffers, counted in `buffered` (see [`pool`]).
+    pool: Option<crate::op::FixedBuffers>,
 }
 
 /// The wakers a pass wakes once the lock is let go: most wake one, which takes no allocation.

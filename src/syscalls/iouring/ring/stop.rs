@@ -134,9 +134,10 @@ impl SyscallCompletionRing {
             return;
         }
         s.destroyed = true;
+        s.retire_pool();
         // The buffers of queued operations go back to their futures, with their cancellation.
         let RingState { sq, held, .. } = &mut *s;
-        let mut bufs: rustc_hash::FxHashMap<u64, Vec<u8>> =
+        let mut bufs: rustc_hash::FxHashMap<u64, crate::op::LentBuf> =
             sq.drain(..).chain(held.drain()).filter_map(|(seq, mut op)| Some((seq, op.take_buffer()?))).collect();
         s.links.clear();
         s.forget_deadlines();

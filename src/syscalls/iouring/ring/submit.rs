@@ -146,6 +146,7 @@ impl SyscallCompletionRing {
             let reserved = op.held_len();
             let checked = match sandbox.check(&op) {
                 Ok(()) if op.is_multishot() && !multishot => Err(not_multishot(&op)),
+                Ok(()) if op.fixed_owner().is_some_and(|owner| owner != pid) => Err(super::pool::not_its_pool(&op)),
                 Ok(()) if reserved > 0 => s.reserve_buffer(&op, reserved, sandbox.policy().buffered_byte_limit()),
                 checked => checked,
             };
