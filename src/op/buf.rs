@@ -27,8 +27,8 @@ use super::{OpError, OpResult, Pid, errno};
 /// The most buffers one process's pool holds.
 pub const MAX_FIXED_BUFFERS: usize = 64;
 
-/// The largest buffer of a pool (the kernel registers at most 1 GiB per buffer).
-pub const MAX_FIXED_SIZE: usize = 1 << 30;
+/// The largest buffer of a pool (1 MiB).
+pub const MAX_FIXED_SIZE: usize = 1 << 20;
 
 /// Pools ever made, for their ids: an id is never used again, so a kernel ring's registration
 /// names one pool's memory only.
@@ -73,7 +73,7 @@ impl FixedBuffers {
                 errno::EINVAL,
                 format!(
                     "register_buffers: {count} buffers of {size} bytes (1 to {MAX_FIXED_BUFFERS} buffers of 1 byte to \
-                     1 GiB)"
+                     1 MiB)"
                 ),
             ));
         }
@@ -124,7 +124,13 @@ impl FixedBuffers {
         self.pool.owner
     }
 
-    /// The memory the pool holds, counted against its process's buffer budget while registered.
+    /// Whether this is the pool's last handle: no other handle, no buffer out, no kernel ring
+    /// holding it registered. Dropped, it frees the pool's memory.
+    pub(crate) fn is_last(&self) -> bool {
+        Arc::strong_count(&self.pool) == 1
+    }
+
+    /// The memory the pool holds, counted against its process's buffer budget until freed.
     pub(crate) fn bytes(&self) -> usize {
         self.pool.size * self.pool.addrs.len()
     }

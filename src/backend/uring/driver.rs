@@ -198,6 +198,8 @@ pub(super) struct Driver {
     /// The pools of registered buffers this ring registered. After `ring`: the kernel ring is
     /// closed before they are let go.
     fixed: Mutex<super::fixed::Registered>,
+    /// [`retired_pools`](super::fixed::retired_pools) at `fixed`'s last sweep.
+    fixed_swept: AtomicU64,
     /// What the kernel sent back, counted for tests.
     #[cfg(test)]
     counts: Counts,
@@ -293,6 +295,7 @@ impl Driver {
             }),
             groups: Mutex::new(Groups::default()),
             fixed: Mutex::new(super::fixed::Registered::default()),
+            fixed_swept: AtomicU64::new(0),
             #[cfg(test)]
             counts: Counts::default(),
         });
@@ -436,6 +439,11 @@ impl Driver {
         fds: &mut Descriptors,
         elsewhere: &mut Vec<Submission>,
     ) {
+        // Retired pools of registered buffers are let go at the first submission after.
+        if super::fixed::retired_pools() != self.fixed_swept.load(Ordering::Relaxed) {
+            let swept = self.fixed.lock().unwrap_or_else(|e| e.into_inner()).sweep(&self.ring);
+            self.fixed_swept.store(swept, Ordering::Relaxed);
+        }
         // The requests pushed, for those still in flight after the enter (the thread's vector
         // from its last batch, so that each batch does not allocate one).
         let Scratch { mut submitted, runs: mut left_runs } = SCRATCH.try_with(|s| s.take()).unwrap_or_default();

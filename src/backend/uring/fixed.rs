@@ -4,25 +4,32 @@
 //!
 //! The table has [`BLOCKS`] blocks of [`MAX_FIXED_BUFFERS`] slots, one block per pool, taken
 //! the first time one of the pool's requests is prepared on this ring. A pool this ring cannot
-//! register (no free block, no sparse table before Linux 5.13, the memory-lock limit) has its
+//! register (no free block, no sparse table before Linux 5.19, more than [`REGISTER_AT_MOST`]
+//! bytes, the memory-lock limit) has its
 //! requests read and write the same memory as plain `READ` and `WRITE`: registration is never
 //! the reason a request fails, and one tenant's pools cannot take more than one block of a ring.
 //!
 //! Invariant: the table holds each registered pool (an `Arc`) until it has cleared the pool's
 //! slots, and the pool frees its memory only once nothing holds it, so the kernel's slots always
-//! name memory that is allocated where it was registered. A retired pool's slots are cleared the
-//! next time this ring registers a pool, or prepares a request of a registered one, after a
-//! retirement; a ring dropped with pools registered is closed before it lets them go.
+//! name memory that is allocated where it was registered. A retired pool's slots are cleared at
+//! this ring's next submission after a retirement; a ring dropped with pools registered is
+//! closed before it lets them go. A request of a pool retired while it waited to be submitted
+//! may find its slot cleared: the kernel then fails it with `EFAULT` (it checks every request's
+//! memory against its slot), and touches no memory.
 
 use std::sync::{Arc, Weak};
 
 use io_uring::IoUring;
 use rustc_hash::FxHashMap;
 
-use crate::op::{MAX_FIXED_BUFFERS, Pool, retired_pools};
+pub(super) use crate::op::retired_pools;
+use crate::op::{MAX_FIXED_BUFFERS, Pool};
 
 /// Blocks of the table: pools one kernel ring registers at once.
 pub(super) const BLOCKS: usize = 64;
+
+/// The largest pool a kernel ring registers (16 MiB: 4,096 pages to pin).
+pub(super) const REGISTER_AT_MOST: usize = 16 << 20;
 
 /// What one kernel ring has registered.
 #[derive(Default)]
@@ -57,8 +64,8 @@ impl Registered {
         Some((block * MAX_FIXED_BUFFERS) as u16 + index)
     }
 
-    /// Registers `pool` in a free block: the block, or `None` (no table, no free block, the
-    /// kernel refused it).
+    /// Registers `pool` in a free block: the block, or `None` (no table, no free block, a pool
+    /// larger than [`REGISTER_AT_MOST`], the kernel refused it).
     fn register(&mut self, ring: &IoUring, pool: &Arc<Pool>) -> Option<usize> {
         let table = *self.table.get_or_insert_with(|| {
             let slots = (BLOCKS * MAX_FIXED_BUFFERS) as u32;
@@ -70,7 +77,11 @@ impl Registered {
                 }
             }
         });
-        if !table {
+        // Pinning a pool's pages takes the kernel ring's locks for as long as it takes: only
+        // pools small enough to pin in about a millisecond are registered.
+        let bytes: usize = pool.memory().map(|(_, len)| len).sum();
+        if !table || bytes > REGISTER_AT_MOST {
+            self.pools.insert(pool.id(), (Arc::downgrade(pool), None));
             return None;
         }
         if self.blocks.is_empty() {
@@ -78,46 +89,60 @@ impl Registered {
         }
         // No free block: asked again at the pool's next request, a block may be free by then.
         let block = self.blocks.iter().position(Option::is_none)?;
-        let iovecs: Vec<libc::iovec> = pool
-            .memory()
-            .map(|(addr, len)| libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: len })
-            .collect();
-        // SAFETY: each iovec is one of the pool's buffers, allocated at that address for the
-        // pool's whole life (they never grow), and the pool lives while `self.blocks` holds it,
-        // which it does until its slots are cleared (`sweep`) or the kernel ring is closed.
-        let registered = unsafe { ring.submitter().register_buffers_update(Self::base(block), &iovecs, None) };
-        let block = match registered {
-            Ok(()) => {
-                self.blocks[block] = Some(pool.clone());
-                Some(block)
+        // One buffer per update: the kernel may take some of an update's buffers and refuse the
+        // rest (the memory-lock limit) while reporting success.
+        let mut done = 0;
+        for (i, (addr, len)) in pool.memory().enumerate() {
+            let iovec = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: len };
+            // SAFETY: the iovec is one of the pool's buffers, allocated at that address for the
+            // pool's whole life (they never grow), and the pool lives while `self.blocks` holds
+            // it, which it does until its slots are cleared (`clear`) or the kernel ring is
+            // closed; a pool only partly registered is held until its slots are cleared.
+            match unsafe { ring.submitter().register_buffers_update(Self::base(block) + i as u32, &[iovec], None) } {
+                Ok(()) => done += 1,
+                Err(e) => {
+                    tracing::debug!(error = %e, "a pool of registered buffers could not be registered: plain reads");
+                    break;
+                }
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "a pool of registered buffers could not be registered: plain reads");
-                None
-            }
-        };
+        }
+        self.blocks[block] = Some(pool.clone());
+        let registered = done == pool.memory().len();
+        if !registered && Self::clear(ring, block, done) {
+            self.blocks[block] = None;
+        }
+        let block = registered.then_some(block);
         self.pools.insert(pool.id(), (Arc::downgrade(pool), block));
         block
     }
 
-    /// Clears the slots of retired pools and forgets the pools that are gone.
-    fn sweep(&mut self, ring: &IoUring) {
-        self.swept = retired_pools();
+    /// Clears the first `n` slots of `block`: whether the kernel cleared all of them.
+    fn clear(ring: &IoUring, block: usize, n: usize) -> bool {
         let empty = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_FIXED_BUFFERS];
+        // SAFETY: empty iovecs register nothing: they clear the slots. One slot per update, as
+        // an update may clear some and report success.
+        (0..n).all(|i| unsafe {
+            ring.submitter().register_buffers_update(Self::base(block) + i as u32, &empty[..1], None).is_ok()
+        })
+    }
+
+    /// Clears the slots of retired pools and forgets the pools that are gone: the count of
+    /// retirements it saw ([`retired_pools`]).
+    pub(super) fn sweep(&mut self, ring: &IoUring) -> u64 {
+        self.swept = retired_pools();
         for (block, held) in self.blocks.iter_mut().enumerate() {
             let Some(pool) = held.as_ref().filter(|pool| pool.is_retired()) else { continue };
-            let len = pool.memory().len();
-            // SAFETY: empty iovecs register nothing: they clear the slots.
-            if unsafe { ring.submitter().register_buffers_update(Self::base(block), &empty[..len], None) }.is_ok() {
-                *held = None;
-            }
             // One that could not be cleared keeps its pool, and so its memory, until the ring
             // is closed.
+            if Self::clear(ring, block, pool.memory().len()) {
+                *held = None;
+            }
         }
         let blocks = &self.blocks;
         self.pools.retain(|_, (pool, block)| {
             block.is_some_and(|b| blocks[b].is_some()) || pool.upgrade().is_some_and(|p| !p.is_retired())
         });
+        self.swept
     }
 
     /// The first slot of `block`.

@@ -549,7 +549,7 @@ impl IoUringManager {
     ///
     /// The pool's memory counts against the process's buffer budget
     /// ([`Policy::max_buffered_bytes`](crate::sandbox::Policy::max_buffered_bytes)) until it is
-    /// unregistered or the ring destroyed. One pool per process: `EBUSY` if it has one; `ENOMEM`
+    /// freed after [`unregister_buffers`](Self::unregister_buffers), or the ring destroyed. One pool per process: `EBUSY` if it has one; `ENOMEM`
     /// past the budget (nothing is allocated) or if the memory cannot be had; `EINVAL` for a
     /// `count` outside 1 to [`MAX_FIXED_BUFFERS`](crate::syscalls::MAX_FIXED_BUFFERS) or a `size`
     /// outside 1 to [`MAX_FIXED_SIZE`](crate::syscalls::MAX_FIXED_SIZE).
@@ -581,9 +581,10 @@ impl IoUringManager {
     }
 
     /// Unregisters the pool of `pid` (see [`register_buffers`](Self::register_buffers)): no
-    /// buffer is taken from it again, its memory leaves the buffer budget, and the kernel rings
-    /// let it go. Buffers still out stay the caller's, and are freed once all of them are
-    /// dropped. Whether it had one.
+    /// buffer is taken from it again, and the kernel rings let it go (each at its next
+    /// submission). Buffers still out stay the caller's, read and written as plain memory. The
+    /// pool's memory stays counted against the buffer budget until it is freed: once its
+    /// handles and buffers are dropped and no kernel ring holds it. Whether it had one.
     pub fn unregister_buffers(&self, pid: Pid) -> bool {
         self.ring(pid).is_ok_and(|ring| ring.unregister_buffers())
     }

@@ -197,6 +197,8 @@ struct RingState {
     deadlines: FxHashMap<u64, crate::timer::TimerKey>,
     /// The process's pool of registered buffers, counted in `buffered` (see [`pool`]).
     pool: Option<crate::op::FixedBuffers>,
+    /// Pools unregistered and not yet freed, still counted in `buffered`.
+    retired_pools: Vec<crate::op::FixedBuffers>,
 }
 
 /// The wakers a pass wakes once the lock is let go: most wake one, which takes no allocation.

@@ -1,6 +1,6 @@
-//! The process's pool of registered buffers ([`FixedBuffers`]): made here, its memory counted
-//! against the ring's buffer budget while it is registered, retired when it is unregistered or
-//! the ring destroyed. A `ReadFixed` or `WriteFixed` reads and writes a buffer it took from the
+//! The process's pool of registered buffers ([`FixedBuffers`]): made here, retired when it is
+//! unregistered or the ring destroyed, its memory counted against the ring's buffer budget until
+//! it is freed (a retired pool lives on while a handle, a buffer out or a kernel ring holds it). A `ReadFixed` or `WriteFixed` reads and writes a buffer it took from the
 //! pool; what it moves is not counted again (the pool's memory is).
 
 use super::{RingState, SyscallCompletionRing};
@@ -14,7 +14,11 @@ impl SyscallCompletionRing {
         let limit = self.process.sandbox().policy().buffered_byte_limit();
         let bytes = count.saturating_mul(size);
         // Refused before it is allocated: a tenant's terabyte is never asked of the allocator.
-        self.lock().room_for_pool(bytes, limit)?;
+        {
+            let mut s = self.lock();
+            s.reclaim_pools();
+            s.room_for_pool(bytes, limit)?;
+        }
         let pool = FixedBuffers::new(self.pid, count, size)?;
         let mut s = self.lock();
         s.room_for_pool(bytes, limit)?;
@@ -50,14 +54,29 @@ impl RingState {
         Ok(())
     }
 
-    /// Retires the pool: no buffer is taken from it again, its memory leaves the budget, and the
-    /// kernel rings let it go. Buffers still out stay the caller's memory, read and written as
-    /// plain memory if submitted again. Whether there was one.
+    /// Retires the pool: no buffer is taken from it again, and the kernel rings let it go.
+    /// Buffers still out stay the caller's memory, read and written as plain memory if submitted
+    /// again. Its memory stays counted until it is freed ([`reclaim_pools`](Self::reclaim_pools)),
+    /// so that pools made and unregistered in turn hold no more than the budget. Whether there
+    /// was one.
     pub(super) fn retire_pool(&mut self) -> bool {
         let Some(pool) = self.pool.take() else { return false };
-        self.buffered -= pool.bytes();
         pool.retire();
+        self.retired_pools.push(pool);
+        self.reclaim_pools();
         true
+    }
+
+    /// Gives back to the budget the memory of retired pools that nothing else holds (freed as
+    /// their last handle is dropped here). Asked only where the budget would refuse something.
+    pub(super) fn reclaim_pools(&mut self) {
+        let mut freed = 0;
+        self.retired_pools.retain(|pool| {
+            let last = pool.is_last();
+            freed += if last { pool.bytes() } else { 0 };
+            !last
+        });
+        self.buffered -= freed;
     }
 }
 

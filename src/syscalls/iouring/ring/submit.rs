@@ -264,7 +264,10 @@ impl RingState {
     #[inline]
     fn reserve_buffer(&mut self, op: &SyscallOpType, len: usize, limit: usize) -> std::result::Result<(), OpError> {
         if self.buffered + len > limit {
-            return Err(over_budget(op, len, limit));
+            self.reclaim_pools();
+            if self.buffered + len > limit {
+                return Err(over_budget(op, len, limit));
+            }
         }
         self.buffered += len;
         Ok(())
