@@ -10,9 +10,7 @@ use ai_os_kernel::Pid;
 use ai_os_kernel::backend::UringBackend;
 use ai_os_kernel::sandbox::{IpNet, Policy};
 use ai_os_kernel::syscalls::open_flags::{O_RDONLY, O_WRONLY};
-use ai_os_kernel::syscalls::{
-    IoUringManager, LentBuf, OpResult, SyscallOpType as Op, SyscallSubmissionEntry as Entry,
-};
+use ai_os_kernel::syscalls::{IoUringManager, LentBuf, OpResult, SyscallOpType as Op, SyscallSubmissionEntry as Entry};
 
 use crate::measure::{Env, FILE_SIZE, Offsets, Runner, Sample, WRITE_BATCH, WriteFile, on_threads};
 use crate::std_tokio::{current_thread, echo_server_pattern};
