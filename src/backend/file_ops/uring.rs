@@ -352,6 +352,15 @@ impl FileKind {
         }
     }
 
+    /// Makes a `READ_FIXED` or `WRITE_FIXED` a plain `READ` or `WRITE` of the same memory:
+    /// whether it was one.
+    pub(crate) fn unfix(&mut self) -> bool {
+        match self {
+            FileKind::Read { fixed, .. } | FileKind::Write { fixed, .. } => fixed.take().is_some(),
+            _ => false,
+        }
+    }
+
     /// The entry for `fd` (the descriptor the request names; the directory an open starts
     /// from), pointing into what `self` owns (the same each time it is built).
     #[inline]

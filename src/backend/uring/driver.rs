@@ -930,6 +930,14 @@ impl Driver {
                 if let Some(kind) = op.prepared.multishot() {
                     kind.give_back(c.flags());
                 }
+                // A registered buffer's request whose slot was cleared before the kernel took it
+                // (its pool retired meanwhile): the kernel found no such buffer there and
+                // touched nothing. It goes back as a plain request of the same memory, once.
+                if result == -rustix::io::Errno::FAULT.raw_os_error() && op.prepared.unfix() {
+                    resent.push((op.owner.origin(rings).clone(), op.owner.seq, user_data));
+                    again.push(op.prepared.sqe(user_data));
+                    continue;
+                }
                 let stopped = result == -rustix::io::Errno::CANCELED.raw_os_error();
                 // A multishot receive the kernel outran (its buffers, all handed back by now, were
                 // full as more came) goes on, unless it is being stopped.

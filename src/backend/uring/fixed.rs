@@ -15,7 +15,8 @@
 //! this ring's next submission after a retirement; a ring dropped with pools registered is
 //! closed before it lets them go. A request of a pool retired while it waited to be submitted
 //! may find its slot cleared: the kernel then fails it with `EFAULT` (it checks every request's
-//! memory against its slot), and touches no memory.
+//! memory against its slot) and touches no memory, and the driver submits it again as a plain
+//! request of the same memory.
 
 use std::sync::{Arc, Weak};
 

@@ -1213,6 +1213,43 @@ mod tests {
         assert_eq!(m.stats().pending, 0);
     }
 
+    /// A `ReadFixed` prepared with its pool's slot, whose pool is unregistered and its slot
+    /// cleared before the kernel takes the request (in `block_on`, submissions wait for the
+    /// thread's next enter): the kernel refuses the cleared slot (`EFAULT`), and the driver
+    /// submits the read again as a plain one of the same memory, which reads the file.
+    #[test]
+    fn iouring_a_registered_read_whose_slot_was_cleared_reads_plainly() {
+        use std::sync::atomic::Ordering;
+        let uring = match UringBackend::new() {
+            Ok(uring) => Arc::new(uring),
+            Err(e) => return eprintln!("io_uring unavailable ({e}): nothing to check here"),
+        };
+        let m = IoUringManager::with_backend(uring);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"plain after all").unwrap();
+        m.set_policy(1, policy(dir.path())).unwrap();
+        let run = |op| m.wait_completion_timeout(1, m.submit(1, op).unwrap(), Duration::from_secs(10)).unwrap();
+        let OpResult::Fd(fd) = run(Op::open("f", O_RDWR)).result else { panic!("open") };
+        let m2 = m.clone();
+        bounded("block_on", move || {
+            m2.block_on(async {
+                let own = super::local::only_own_ring().expect("this thread has a ring of its own");
+                let pool = m2.register_buffers(1, 1, 64).unwrap();
+                let fixed = own.counts().fixed.load(Ordering::Relaxed);
+                let read = m2.submit_async(1, Op::read_fixed(fd, Some(0), pool.take().unwrap())).unwrap();
+                assert_eq!(own.counts().fixed.load(Ordering::Relaxed), fixed + 1, "prepared with its slot");
+                assert!(m2.unregister_buffers(1));
+                // The next submission of the ring clears the retired pool's slot.
+                let nop = m2.submit_async(1, Op::Nop).unwrap();
+                let (n, buf) = read.await.into_fixed();
+                assert_eq!((n.unwrap(), &buf.unwrap()[..]), (15, &b"plain after all"[..]));
+                assert!(nop.await.status.is_success());
+            });
+            m2
+        });
+        assert_eq!(m.stats().pending, 0);
+    }
+
     /// A thread that blocks with a drive task on it (its executor cannot run the task) still
     /// gets what it submitted to be entered by the task: the ring's reaper enters and delivers it.
     #[test]

@@ -197,6 +197,15 @@ impl Prepared {
         }
     }
 
+    /// Makes a request with a registered buffer's index a plain one of the same memory (see
+    /// [`FileKind::unfix`]): whether it had an index.
+    pub(super) fn unfix(&mut self) -> bool {
+        match &mut self.kind {
+            Kind::File(kind) => kind.unfix(),
+            Kind::Net(_) => false,
+        }
+    }
+
     /// Whether the kernel may be given it again to go on waiting for its socket (an accept, a
     /// send or a receive; a connect is started once and never again).
     pub(super) fn may_wait_again(&self) -> bool {
