@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use super::stream::{Stream, read_write_traits};
 use super::{Tenant, path_of};
 use crate::op::open_flags::*;
-use crate::op::{FileStat, OpResult, SyscallOpType as Op};
+use crate::op::{FileStat, FixedBuf, OpResult, SyscallOpType as Op};
 
 /// How to open a file, as `std::fs::OpenOptions` says it: read, write, append, truncate,
 /// create, create new, and the mode of a file created (`0o644` by default, less the policy's
@@ -177,6 +177,25 @@ impl File {
         }
         // Read into `buf` where it lies: no other buffer, no copy.
         self.tenant().run_lending(Op::ReadInto { fd: self.fd(), offset: Some(pos), buf, size }).await
+    }
+
+    /// Reads at `pos` into a registered buffer's spare capacity (after its length), without
+    /// moving the position: the bytes read, and `buf` with them appended (`ReadFixed`; on
+    /// io_uring a `READ_FIXED` once the kernel ring has the pool registered, see
+    /// [`Tenant::register_buffers`]).
+    pub async fn read_fixed_at(&self, buf: FixedBuf, pos: u64) -> (io::Result<usize>, FixedBuf) {
+        let size = buf.spare().min(self.stream.cap());
+        if size == 0 {
+            return (Ok(0), buf);
+        }
+        self.tenant().run_fixed(Op::ReadFixed { fd: self.fd(), offset: Some(pos), buf, size }).await
+    }
+
+    /// Writes a registered buffer's bytes at `pos` without moving the position (`WriteFixed`):
+    /// the bytes written (perhaps fewer), and `buf` as it was.
+    pub async fn write_fixed_at(&self, buf: FixedBuf, pos: u64) -> (io::Result<usize>, FixedBuf) {
+        let range = 0..buf.len().min(self.stream.cap());
+        self.tenant().run_fixed(Op::WriteFixed { fd: self.fd(), offset: Some(pos), buf, range }).await
     }
 
     /// Reads at `pos` until `buf`'s spare capacity is full; `UnexpectedEof` if the file ends

@@ -43,7 +43,7 @@ use std::task::{Context, Poll};
 pub use file::{File, OpenOptions};
 pub use net::{Chunks, Incoming, TcpListener, TcpStream, UdpSocket};
 
-use crate::op::{DirEntry, FileStat, IoUringError, OpResult, Pid, SyscallOpType as Op};
+use crate::op::{DirEntry, FileStat, FixedBuf, FixedBuffers, IoUringError, OpResult, Pid, SyscallOpType as Op};
 use crate::syscalls::{CompletionFuture, IoUringManager, SyscallCompletionRing};
 
 /// One process (`pid`) of a manager, as a handle: its paths, files and sockets. Cheap to
@@ -102,6 +102,31 @@ impl Tenant {
                 (Err(e.into()), buf)
             }
         }
+    }
+
+    /// Runs a `ReadFixed` or `WriteFixed` and waits for it: the count it moved or its error, and
+    /// the buffer back, whatever the outcome, a refusal by the ring itself included. Only a lost
+    /// operation (its buffer went back to its pool) gives an empty buffer of no pool.
+    pub(crate) async fn run_fixed(&self, op: Op) -> (io::Result<usize>, FixedBuf) {
+        let mut slot = Some(crate::op::SyscallSubmissionEntry::new(self.pid, op, 0));
+        let (moved, buf) = match self.manager.submit_async_from(self.pid, &mut slot) {
+            Ok(future) => future.await.into_fixed(),
+            Err(e) => {
+                let buf = match slot.and_then(|mut entry| entry.op.take_buffer()) {
+                    Some(crate::op::LentBuf::Fixed(buf)) => Some(buf),
+                    _ => None,
+                };
+                (Err(e.into()), buf)
+            }
+        };
+        (moved, buf.unwrap_or_else(FixedBuf::empty))
+    }
+
+    /// A pool of `count` registered buffers of `size` bytes for this tenant
+    /// ([`IoUringManager::register_buffers`]): what [`File::read_fixed_at`] and
+    /// [`File::write_fixed_at`] read into and write from.
+    pub fn register_buffers(&self, count: usize, size: usize) -> io::Result<FixedBuffers> {
+        self.manager.register_buffers(self.pid, count, size)
     }
 
     /// Writes all of `bytes` to `fd`, at `pos` and on (at the descriptor's position when

@@ -46,7 +46,7 @@ macro_rules! conformance_tests {
         );
         $crate::__async_checks!($make, $block_on;
             futures_resolve, stream_delivers_then_ends, woken_from_another_thread, async_echo_concurrent,
-            handles_files, handles_sockets, handles_write_in_the_background,
+            handles_files, handles_fixed_buffers, handles_sockets, handles_write_in_the_background,
         );
         $crate::__isolation_checks!($make, $block_on);
         $crate::__hostile_checks!($make, $block_on);

@@ -22,6 +22,39 @@ fn settles_at(m: &IoUringManager, pid: u32, open: usize) {
 }
 
 /// Files and paths through the handles, checked on disk; errors keep their kinds.
+/// A file handle's reads and writes with a tenant's registered buffers: in place, at offsets,
+/// the buffer back each time (with a refusal too), home to its pool when dropped.
+pub async fn handles_fixed_buffers(make: MakeBackend) {
+    let m = manager(make);
+    let dir = tempfile::tempdir().unwrap();
+    m.set_policy(1, Policy::rooted(dir.path()).read_write()).unwrap();
+    let t = m.tenant(1);
+    let pool = t.register_buffers(2, 32).unwrap();
+    let f = t.open("fixed.txt", OpenOptions::new().read(true).write(true).create(true)).await.unwrap();
+    let mut out = pool.take().unwrap();
+    out.extend_from_slice(b"registered bytes");
+    let (n, out) = f.write_fixed_at(out, 4).await;
+    assert_eq!((n.unwrap(), &out[..]), (16, &b"registered bytes"[..]));
+    assert_eq!(std::fs::read(dir.path().join("fixed.txt")).unwrap(), b"\0\0\0\0registered bytes");
+    let mut into = pool.take().unwrap();
+    into.extend_from_slice(b">");
+    let at = into.as_ptr() as usize;
+    let (n, into) = f.read_fixed_at(into, 15).await;
+    assert_eq!((n.unwrap(), &into[..], into.as_ptr() as usize), (5, &b">bytes"[..], at), "in place");
+    // A refusal (a descriptor closed under it) gives the buffer back as it was.
+    let closed = t.create("other.txt").await.unwrap();
+    let fd = closed.fd();
+    m.submit(1, ai_os_kernel::syscalls::SyscallOpType::Close { fd })
+        .map(|seq| m.wait_completion(1, seq))
+        .unwrap()
+        .unwrap();
+    let (n, into) = closed.read_fixed_at(into, 0).await;
+    assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::EBADF));
+    assert_eq!(&into[..], b">bytes");
+    drop((out, into));
+    assert_eq!(pool.available(), 2, "both went home");
+}
+
 pub async fn handles_files(make: MakeBackend) {
     let m = manager(make);
     let dir = tempfile::tempdir().unwrap();
