@@ -58,8 +58,8 @@ pub(crate) struct Pool {
     size: usize,
     /// Each buffer's address, as registered: fixed at creation (the buffers never grow).
     addrs: Box<[usize]>,
-    /// The buffers not taken, by index.
-    free: Mutex<Vec<(u16, Vec<u8>)>>,
+    /// The buffers not taken (each found by its address in `addrs`).
+    free: Mutex<Vec<Vec<u8>>>,
     retired: AtomicBool,
 }
 
@@ -79,12 +79,12 @@ impl FixedBuffers {
         }
         let mut free = Vec::new();
         free.try_reserve_exact(count).map_err(|_| no_memory(count, size))?;
-        for index in 0..count {
+        for _ in 0..count {
             let mut buf = Vec::new();
             buf.try_reserve_exact(size).map_err(|_| no_memory(count, size))?;
-            free.push((index as u16, buf));
+            free.push(buf);
         }
-        let addrs = free.iter().map(|(_, buf)| buf.as_ptr() as usize).collect();
+        let addrs = free.iter().map(|buf| buf.as_ptr() as usize).collect();
         // Taken from the end: the first buffer first.
         free.reverse();
         let id = POOLS.fetch_add(1, Ordering::Relaxed);
@@ -99,9 +99,9 @@ impl FixedBuffers {
         if self.pool.retired.load(Ordering::Acquire) {
             return None;
         }
-        let (index, mut buf) = self.pool.free().pop()?;
+        let mut buf = self.pool.free().pop()?;
         buf.clear();
-        Some(FixedBuf { buf, home: Some((self.pool.clone(), index)) })
+        Some(FixedBuf { buf, pool: Some(self.pool.clone()) })
     }
 
     /// How many buffers the pool has.
@@ -158,8 +158,13 @@ impl fmt::Debug for FixedBuffers {
 
 #[cfg_attr(not(all(feature = "uring", target_os = "linux")), allow(dead_code))]
 impl Pool {
-    fn free(&self) -> std::sync::MutexGuard<'_, Vec<(u16, Vec<u8>)>> {
+    fn free(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
         self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The index of the buffer at `addr` (at most [`MAX_FIXED_BUFFERS`] to look through).
+    fn index_of(&self, addr: usize) -> Option<u16> {
+        self.addrs.iter().position(|&a| a == addr).map(|i| i as u16)
     }
 
     /// The id no other pool has had.
@@ -198,8 +203,9 @@ fn no_memory(count: usize, size: usize) -> OpError {
 /// pool, which those operations read and write as plain memory.
 pub struct FixedBuf {
     buf: Vec<u8>,
-    /// The pool it goes back to, and its index there.
-    home: Option<(Arc<Pool>, u16)>,
+    /// The pool it goes back to (its index there is its address's in the pool: a `FixedBuf`
+    /// is kept to 32 bytes, so that operations carrying one are no larger than the others).
+    pool: Option<Arc<Pool>>,
 }
 
 impl FixedBuf {
@@ -232,23 +238,23 @@ impl FixedBuf {
 
     /// Its index in its pool; `None` for a copy, of no pool.
     pub fn index(&self) -> Option<usize> {
-        self.home.as_ref().map(|(_, index)| usize::from(*index))
+        self.home().map(|(_, index)| usize::from(index))
     }
 
     /// The process whose pool it came from; `None` for a copy.
     pub fn pid(&self) -> Option<Pid> {
-        self.home.as_ref().map(|(pool, _)| pool.owner)
+        self.pool.as_ref().map(|pool| pool.owner)
     }
 
     /// An empty buffer of no pool: what an operation is left with once its buffer is taken out.
     pub(crate) fn empty() -> Self {
-        FixedBuf { buf: Vec::new(), home: None }
+        FixedBuf { buf: Vec::new(), pool: None }
     }
 
     /// Its pool and its index there, while it has one.
-    #[cfg(all(feature = "uring", target_os = "linux"))]
     pub(crate) fn home(&self) -> Option<(&Arc<Pool>, u16)> {
-        self.home.as_ref().map(|(pool, index)| (pool, *index))
+        let pool = self.pool.as_ref()?;
+        Some((pool, pool.index_of(self.buf.as_ptr() as usize)?))
     }
 
     /// Its memory, to read into and write from where it lies. Whoever holds it must not grow it
@@ -278,7 +284,7 @@ impl Clone for FixedBuf {
     fn clone(&self) -> Self {
         let mut buf = Vec::with_capacity(self.buf.capacity());
         buf.extend_from_slice(&self.buf);
-        FixedBuf { buf, home: None }
+        FixedBuf { buf, pool: None }
     }
 }
 
@@ -303,8 +309,8 @@ impl fmt::Debug for FixedBuf {
 
 impl Drop for FixedBuf {
     fn drop(&mut self) {
-        if let Some((pool, index)) = self.home.take() {
-            pool.free().push((index, std::mem::take(&mut self.buf)));
+        if let Some(pool) = self.pool.take() {
+            pool.free().push(std::mem::take(&mut self.buf));
         }
     }
 }
@@ -383,6 +389,12 @@ impl LentBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operations_carrying_a_registered_buffer_are_no_larger_than_the_others() {
+        assert_eq!(std::mem::size_of::<FixedBuf>(), 32);
+        assert!(std::mem::size_of::<super::super::SyscallOpType>() <= 72);
+    }
 
     #[test]
     fn buffers_go_back_to_their_pool_and_keep_their_memory() {
