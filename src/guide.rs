@@ -104,6 +104,35 @@
 //! # }
 //! ```
 //!
+//! A tenant that reads and writes the same few buffers over and over can register them: a
+//! pool ([`register_buffers`](crate::syscalls::IoUringManager::register_buffers)) whose memory
+//! counts against its buffer budget, and whose buffers ([`FixedBuf`](crate::syscalls::FixedBuf))
+//! `ReadFixed` and `WriteFixed` use where they lie. On io_uring the kernel ring registers the pool
+//! once and looks up no pages per request (`READ_FIXED`, `WRITE_FIXED`); elsewhere they are plain
+//! reads and writes of the same memory. A buffer goes back to its pool when dropped.
+//!
+//! ```
+//! # use ai_os_kernel::sandbox::Policy;
+//! # use ai_os_kernel::syscalls::IoUringManager;
+//! # fn main() -> std::io::Result<()> {
+//! # let dir = tempfile::tempdir()?;
+//! # let manager = IoUringManager::new();
+//! # manager.set_policy(1, Policy::rooted(dir.path()).read_write())?;
+//! let tenant = manager.tenant(1);
+//! let pool = tenant.register_buffers(8, 4096)?;
+//! futures::executor::block_on(async {
+//!     let file = tenant.create("log").await?;
+//!     let mut buf = pool.take().expect("a free buffer");
+//!     buf.extend_from_slice(b"registered");
+//!     let (wrote, buf) = file.write_fixed_at(buf, 0).await;
+//!     assert_eq!((wrote?, pool.available()), (10, 7));
+//!     drop(buf); // home to the pool
+//!     assert_eq!(pool.available(), 8);
+//!     std::io::Result::Ok(())
+//! })
+//! # }
+//! ```
+//!
 //! # An async TCP server, under tokio
 //!
 //! With the `tokio` feature a [`TcpStream`](crate::tenant::TcpStream) is a
