@@ -1176,6 +1176,29 @@ mod tests {
         assert_eq!(m.stats().pending, 0);
     }
 
+    /// A manager on a real io_uring (and its shared file ring's driver) whose pid 1 has a file
+    /// holding `contents` open (its descriptor), in a directory it may use; `None`, said out
+    /// loud, where io_uring is unavailable.
+    fn with_a_file(contents: &[u8]) -> Option<(Arc<Driver>, IoUringManager, tempfile::TempDir, i32)> {
+        let uring = match UringBackend::new() {
+            Ok(uring) => Arc::new(uring),
+            Err(e) => {
+                eprintln!("io_uring unavailable ({e}): nothing to check here");
+                return None;
+            }
+        };
+        let driver = uring.driver.clone();
+        let m = IoUringManager::with_backend(uring);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), contents).unwrap();
+        m.set_policy(1, policy(dir.path())).unwrap();
+        let seq = m.submit(1, Op::open("f", O_RDWR)).unwrap();
+        let OpResult::Fd(fd) = m.wait_completion_timeout(1, seq, Duration::from_secs(10)).unwrap().result else {
+            panic!("open")
+        };
+        Some((driver, m, dir, fd))
+    }
+
     /// A `ReadFixed` and a `WriteFixed` of a file are `READ_FIXED` and `WRITE_FIXED`: the pool
     /// is registered with the kernel ring the first time, and the bytes are right. Pools
     /// registered and unregistered one after another, more of them than the kernel ring's table
@@ -1183,18 +1206,8 @@ mod tests {
     #[test]
     fn iouring_registered_buffers_are_read_and_written_in_place() {
         use std::sync::atomic::Ordering;
-        let uring = match UringBackend::new() {
-            Ok(uring) => Arc::new(uring),
-            Err(e) => return eprintln!("io_uring unavailable ({e}): nothing to check here"),
-        };
-        let driver = uring.driver.clone();
-        let m = IoUringManager::with_backend(uring);
-        let dir = tempfile::tempdir().unwrap();
-        m.set_policy(1, policy(dir.path())).unwrap();
+        let Some((driver, m, _dir, fd)) = with_a_file(b"") else { return };
         let run = |op| m.wait_completion_timeout(1, m.submit(1, op).unwrap(), Duration::from_secs(10)).unwrap();
-        let OpResult::Fd(fd) = run(Op::open("f", O_RDWR | crate::op::open_flags::O_CREAT)).result else {
-            panic!("open")
-        };
         let fixed = || driver.counts().fixed.load(Ordering::Relaxed);
         for round in 0..super::fixed::BLOCKS + 8 {
             let pool = m.register_buffers(1, 2, 4096).unwrap();
@@ -1220,16 +1233,7 @@ mod tests {
     #[test]
     fn iouring_a_registered_read_whose_slot_was_cleared_reads_plainly() {
         use std::sync::atomic::Ordering;
-        let uring = match UringBackend::new() {
-            Ok(uring) => Arc::new(uring),
-            Err(e) => return eprintln!("io_uring unavailable ({e}): nothing to check here"),
-        };
-        let m = IoUringManager::with_backend(uring);
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("f"), b"plain after all").unwrap();
-        m.set_policy(1, policy(dir.path())).unwrap();
-        let run = |op| m.wait_completion_timeout(1, m.submit(1, op).unwrap(), Duration::from_secs(10)).unwrap();
-        let OpResult::Fd(fd) = run(Op::open("f", O_RDWR)).result else { panic!("open") };
+        let Some((_, m, _dir, fd)) = with_a_file(b"plain after all") else { return };
         let m2 = m.clone();
         bounded("block_on", move || {
             m2.block_on(async {
