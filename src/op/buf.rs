@@ -19,7 +19,7 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{OpError, OpResult, Pid, errno};
@@ -61,6 +61,8 @@ pub(crate) struct Pool {
     /// The buffers not taken (each found by its address in `addrs`).
     free: Mutex<Vec<Vec<u8>>>,
     retired: AtomicBool,
+    /// How many kernel rings hold it registered (see [`FixedBuffers::is_last`]).
+    kernel_holds: AtomicUsize,
 }
 
 impl FixedBuffers {
@@ -89,7 +91,15 @@ impl FixedBuffers {
         free.reverse();
         let id = POOLS.fetch_add(1, Ordering::Relaxed);
         Ok(FixedBuffers {
-            pool: Arc::new(Pool { id, owner, size, addrs, free: Mutex::new(free), retired: AtomicBool::new(false) }),
+            pool: Arc::new(Pool {
+                id,
+                owner,
+                size,
+                addrs,
+                free: Mutex::new(free),
+                retired: AtomicBool::new(false),
+                kernel_holds: AtomicUsize::new(0),
+            }),
         })
     }
 
@@ -124,10 +134,13 @@ impl FixedBuffers {
         self.pool.owner
     }
 
-    /// Whether this is the pool's last handle: no other handle, no buffer out, no kernel ring
-    /// holding it registered. Dropped, it frees the pool's memory.
+    /// Whether this is the pool's last handle but for the kernel rings that hold it registered
+    /// (each lets it go at its next submission): no other handle, no buffer out.
     pub(crate) fn is_last(&self) -> bool {
-        Arc::strong_count(&self.pool) == 1
+        // A kernel ring counts its hold after it took its clone and uncounts it before it drops
+        // it, so that a hold is never counted without its clone.
+        let kernel = self.pool.kernel_holds.load(Ordering::Acquire);
+        Arc::strong_count(&self.pool) <= 1 + kernel
     }
 
     /// The memory the pool holds, counted against its process's buffer budget until freed.
@@ -180,6 +193,16 @@ impl Pool {
     /// Whether it was unregistered (or its process destroyed).
     pub(crate) fn is_retired(&self) -> bool {
         self.retired.load(Ordering::Acquire)
+    }
+
+    /// A kernel ring holds it registered (counted after it took its clone).
+    pub(crate) fn kernel_holds(&self) {
+        self.kernel_holds.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A kernel ring lets it go (uncounted before it drops its clone).
+    pub(crate) fn kernel_lets_go(&self) {
+        self.kernel_holds.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

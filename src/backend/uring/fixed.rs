@@ -108,9 +108,10 @@ impl Registered {
             }
         }
         self.blocks[block] = Some(pool.clone());
+        pool.kernel_holds();
         let registered = done == pool.memory().len();
         if !registered && Self::clear(ring, block, done) {
-            self.blocks[block] = None;
+            Self::let_go(&mut self.blocks[block]);
         }
         let block = registered.then_some(block);
         self.pools.insert(pool.id(), (Arc::downgrade(pool), block));
@@ -136,7 +137,7 @@ impl Registered {
             // One that could not be cleared keeps its pool, and so its memory, until the ring
             // is closed.
             if Self::clear(ring, block, pool.memory().len()) {
-                *held = None;
+                Self::let_go(held);
             }
         }
         let blocks = &self.blocks;
@@ -146,8 +147,22 @@ impl Registered {
         self.swept
     }
 
+    /// Lets go of a block's pool, its slots cleared (or the kernel ring closed).
+    fn let_go(held: &mut Option<Arc<Pool>>) {
+        if let Some(pool) = held.take() {
+            pool.kernel_lets_go();
+        }
+    }
+
     /// The first slot of `block`.
     fn base(block: usize) -> u32 {
         (block * MAX_FIXED_BUFFERS) as u32
+    }
+}
+
+impl Drop for Registered {
+    /// The kernel ring was closed first (see the driver's fields): it holds nothing any more.
+    fn drop(&mut self) {
+        self.blocks.iter_mut().for_each(Self::let_go);
     }
 }

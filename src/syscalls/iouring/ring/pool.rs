@@ -67,9 +67,14 @@ impl RingState {
         true
     }
 
-    /// Gives back to the budget the memory of retired pools that nothing else holds (freed as
-    /// their last handle is dropped here). Asked only where the budget would refuse something.
+    /// Gives back to the budget the memory of retired pools that neither the caller nor the
+    /// tenant holds any more (a kernel ring may hold one registered until its next submission:
+    /// host memory for that while, at most one block of each ring per pool). Asked only where
+    /// the budget would refuse something.
     pub(super) fn reclaim_pools(&mut self) {
+        if self.destroyed {
+            return;
+        }
         let mut freed = 0;
         self.retired_pools.retain(|pool| {
             let last = pool.is_last();

@@ -135,6 +135,8 @@ impl SyscallCompletionRing {
         }
         s.destroyed = true;
         s.retire_pool();
+        // Nothing is counted once destroyed (`buffered` is set below): the pools are let go.
+        s.retired_pools.clear();
         // The buffers of queued operations go back to their futures, with their cancellation.
         let RingState { sq, held, .. } = &mut *s;
         let mut bufs: rustc_hash::FxHashMap<u64, crate::op::LentBuf> =

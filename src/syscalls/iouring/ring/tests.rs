@@ -487,3 +487,31 @@ fn a_cancellation_before_the_deadline_stays_a_cancellation() {
     r.complete(first, Err(OpError::cancelled()));
     assert!(r.reap(usize::MAX)[0].status.is_cancelled());
 }
+
+/// A pool's memory counts against the ring's budget while it is registered, and after it is
+/// unregistered while a handle or a buffer of it lives; once both are dropped it leaves the
+/// budget. A ring destroyed with a pool still held counts nothing, and registering on it
+/// afterwards is `ECANCELED` (the destroyed ring's counts are not touched again).
+#[test]
+fn pools_count_until_freed_and_nothing_once_destroyed() {
+    let (r, _) = super::test_support::ring(1, 8, 8);
+    let pool = r.register_buffers(2, 4096).unwrap();
+    assert_eq!(r.lock().buffered, 8192);
+    let buf = pool.take().unwrap();
+    assert!(r.unregister_buffers());
+    r.lock().reclaim_pools();
+    assert_eq!(r.lock().buffered, 8192, "a handle and a buffer live");
+    drop(pool);
+    r.lock().reclaim_pools();
+    assert_eq!(r.lock().buffered, 8192, "a buffer lives");
+    drop(buf);
+    r.lock().reclaim_pools();
+    assert_eq!(r.lock().buffered, 0, "freed");
+    let held = r.register_buffers(1, 4096).unwrap();
+    r.destroy();
+    assert_eq!(r.lock().buffered, 0);
+    drop(held);
+    let refused = r.register_buffers(1, 4096).unwrap_err();
+    assert!(refused.is_cancelled(), "{refused:?}");
+    assert_eq!(r.lock().buffered, 0);
+}
