@@ -583,8 +583,9 @@ impl IoUringManager {
     /// Unregisters the pool of `pid` (see [`register_buffers`](Self::register_buffers)): no
     /// buffer is taken from it again, and the kernel rings let it go (each at its next
     /// submission). Buffers still out stay the caller's, read and written as plain memory. The
-    /// pool's memory stays counted against the buffer budget until it is freed: once its
-    /// handles and buffers are dropped and no kernel ring holds it. Whether it had one.
+    /// pool's memory stays counted against the buffer budget until its handles and buffers are
+    /// all dropped (a kernel ring may hold it registered a little longer, until its next
+    /// submission). Whether it had one.
     pub fn unregister_buffers(&self, pid: Pid) -> bool {
         self.ring(pid).is_ok_and(|ring| ring.unregister_buffers())
     }

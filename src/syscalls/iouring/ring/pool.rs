@@ -1,7 +1,8 @@
 //! The process's pool of registered buffers ([`FixedBuffers`]): made here, retired when it is
 //! unregistered or the ring destroyed, its memory counted against the ring's buffer budget until
-//! it is freed (a retired pool lives on while a handle, a buffer out or a kernel ring holds it). A `ReadFixed` or `WriteFixed` reads and writes a buffer it took from the
-//! pool; what it moves is not counted again (the pool's memory is).
+//! its handles and buffers are all dropped (kernel rings that hold it registered let it go at
+//! their next submission). A `ReadFixed` or `WriteFixed` reads and writes a buffer it took from
+//! the pool; what it moves is not counted again (the pool's memory is).
 
 use super::{RingState, SyscallCompletionRing};
 use crate::op::{FixedBuffers, OpError, SyscallOpType, errno};
