@@ -106,7 +106,7 @@ impl FixedBuffers {
     /// A buffer of the pool, empty, or `None` if every one is taken (or the pool was
     /// unregistered). It goes back to the pool when dropped.
     pub fn take(&self) -> Option<FixedBuf> {
-        if self.pool.retired.load(Ordering::Acquire) {
+        if self.pool.is_retired() {
             return None;
         }
         let mut buf = self.pool.free().pop()?;
@@ -145,12 +145,12 @@ impl FixedBuffers {
 
     /// The memory the pool holds, counted against its process's buffer budget until freed.
     pub(crate) fn bytes(&self) -> usize {
-        self.pool.size * self.pool.addrs.len()
+        self.pool.bytes()
     }
 
     /// Ends the pool's registration: no buffer is taken from it again, and kernel rings let its
-    /// memory go (each when it next registers a pool, see [`retired_pools`]). Buffers still out
-    /// stay usable as plain memory, and are freed with the pool.
+    /// memory go (each at its next submission, see [`retired_pools`]). Buffers still out stay
+    /// usable as plain memory, and are freed with the pool.
     pub(crate) fn retire(&self) {
         if !self.pool.retired.swap(true, Ordering::AcqRel) {
             RETIRED.fetch_add(1, Ordering::Release);
@@ -183,6 +183,11 @@ impl Pool {
     /// The id no other pool has had.
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The memory of all its buffers.
+    pub(crate) fn bytes(&self) -> usize {
+        self.size * self.addrs.len()
     }
 
     /// Each buffer's address and length, by index: what a kernel ring registers.

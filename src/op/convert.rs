@@ -16,10 +16,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::FixedBuf;
 use super::entry::{SyscallCompletionEntry, SyscallCompletionStatus};
 use super::error::{IoUringError, OpError, errno};
 use super::result::{DirPage, FileStat, OpResult};
+use super::{FixedBuf, LentBuf};
 
 impl From<IoUringError> for io::Error {
     /// The kind that says what to do about it: a full ring is busy (take completions, then
@@ -68,29 +68,45 @@ impl SyscallCompletionEntry {
     /// that lost the operation (`EIO`), or a completion of another operation (then the error
     /// says what it held instead).
     pub fn into_buf(self) -> (io::Result<usize>, Vec<u8>) {
-        let errno = self.errno();
-        let (count, buf) = match self.result {
-            OpResult::Buf { count, buf } => (Ok(count), buf),
-            got => (Err(io::Error::from(UnexpectedResult { expected: "the caller's buffer (Buf)", got })), Vec::new()),
-        };
-        let moved = match self.status {
-            SyscallCompletionStatus::Success => count,
-            _ => Err(io::Error::from_raw_os_error(errno.unwrap_or(errno::EIO))),
-        };
-        (moved, buf)
+        let (moved, buf) = self.into_moved("the caller's buffer (Buf)", |result| match result {
+            OpResult::Buf { count, buf } => Ok((count, buf)),
+            got => Err(got),
+        });
+        (moved, buf.unwrap_or_default())
     }
-}
 
-impl SyscallCompletionEntry {
     /// How a `ReadFixed` or `WriteFixed` ended: the count it moved, or its `errno` as an
     /// [`io::Error`], and its buffer back, whatever the outcome ([`OpResult::Fixed`]). `None`
     /// only where none came back (a backend that lost the operation: the buffer went back to its
     /// pool), or for a completion of another operation (then the error says what it held).
     pub fn into_fixed(self) -> (io::Result<usize>, Option<FixedBuf>) {
+        self.into_moved("a registered buffer (Fixed)", |result| match result {
+            OpResult::Fixed { count, buf } => Ok((count, buf)),
+            got => Err(got),
+        })
+    }
+
+    /// [`into_buf`](Self::into_buf) or [`into_fixed`](Self::into_fixed), whichever the
+    /// operation carried.
+    pub(crate) fn into_lent(self) -> (io::Result<usize>, Option<LentBuf>) {
+        self.into_moved("the caller's buffer (Buf or Fixed)", |result| match result {
+            OpResult::Buf { count, buf } => Ok((count, LentBuf::Vec(buf))),
+            OpResult::Fixed { count, buf } => Ok((count, LentBuf::Fixed(buf))),
+            got => Err(got),
+        })
+    }
+
+    /// The count moved (or the operation's error) and the buffer `take` finds in the result
+    /// (or, if it finds none, the error that says what was there, `expected` having been asked).
+    fn into_moved<B>(
+        self,
+        expected: &'static str,
+        take: impl FnOnce(OpResult) -> Result<(usize, B), OpResult>,
+    ) -> (io::Result<usize>, Option<B>) {
         let errno = self.errno();
-        let (count, buf) = match self.result {
-            OpResult::Fixed { count, buf } => (Ok(count), Some(buf)),
-            got => (Err(io::Error::from(UnexpectedResult { expected: "a registered buffer (Fixed)", got })), None),
+        let (count, buf) = match take(self.result) {
+            Ok((count, buf)) => (Ok(count), Some(buf)),
+            Err(got) => (Err(io::Error::from(UnexpectedResult { expected, got })), None),
         };
         let moved = match self.status {
             SyscallCompletionStatus::Success => count,

@@ -43,7 +43,9 @@ use std::task::{Context, Poll};
 pub use file::{File, OpenOptions};
 pub use net::{Chunks, Incoming, TcpListener, TcpStream, UdpSocket};
 
-use crate::op::{DirEntry, FileStat, FixedBuf, FixedBuffers, IoUringError, OpResult, Pid, SyscallOpType as Op};
+use crate::op::{
+    DirEntry, FileStat, FixedBuf, FixedBuffers, IoUringError, LentBuf, OpResult, Pid, SyscallOpType as Op,
+};
 use crate::syscalls::{CompletionFuture, IoUringManager, SyscallCompletionRing};
 
 /// One process (`pid`) of a manager, as a handle: its paths, files and sockets. Cheap to
@@ -91,35 +93,29 @@ impl Tenant {
     /// (see [`SyscallCompletionEntry::into_buf`](crate::op::SyscallCompletionEntry::into_buf)),
     /// a refusal by the ring itself (full, destroyed) included.
     pub(crate) async fn run_lending(&self, op: Op) -> (io::Result<usize>, Vec<u8>) {
-        let mut slot = Some(crate::op::SyscallSubmissionEntry::new(self.pid, op, 0));
-        match self.manager.submit_async_from(self.pid, &mut slot) {
-            Ok(future) => future.await.into_buf(),
-            Err(e) => {
-                let buf = match slot.and_then(|mut entry| entry.op.take_buffer()) {
-                    Some(crate::op::LentBuf::Vec(buf)) => buf,
-                    _ => Vec::new(),
-                };
-                (Err(e.into()), buf)
-            }
+        match self.run_lent(op).await {
+            (moved, Some(LentBuf::Vec(buf))) => (moved, buf),
+            (moved, _) => (moved, Vec::new()),
         }
     }
 
-    /// Runs a `ReadFixed` or `WriteFixed` and waits for it: the count it moved or its error, and
-    /// the buffer back, whatever the outcome, a refusal by the ring itself included. Only a lost
+    /// [`run_lending`](Self::run_lending) of a `ReadFixed` or `WriteFixed`. Only a lost
     /// operation (its buffer went back to its pool) gives an empty buffer of no pool.
     pub(crate) async fn run_fixed(&self, op: Op) -> (io::Result<usize>, FixedBuf) {
+        match self.run_lent(op).await {
+            (moved, Some(LentBuf::Fixed(buf))) => (moved, buf),
+            (moved, _) => (moved, FixedBuf::empty()),
+        }
+    }
+
+    /// Submits an operation that carries a buffer and waits for it: the count it moved or its
+    /// error, and the buffer, which a ring that refuses the submission leaves in the entry.
+    async fn run_lent(&self, op: Op) -> (io::Result<usize>, Option<LentBuf>) {
         let mut slot = Some(crate::op::SyscallSubmissionEntry::new(self.pid, op, 0));
-        let (moved, buf) = match self.manager.submit_async_from(self.pid, &mut slot) {
-            Ok(future) => future.await.into_fixed(),
-            Err(e) => {
-                let buf = match slot.and_then(|mut entry| entry.op.take_buffer()) {
-                    Some(crate::op::LentBuf::Fixed(buf)) => Some(buf),
-                    _ => None,
-                };
-                (Err(e.into()), buf)
-            }
-        };
-        (moved, buf.unwrap_or_else(FixedBuf::empty))
+        match self.manager.submit_async_from(self.pid, &mut slot) {
+            Ok(future) => future.await.into_lent(),
+            Err(e) => (Err(e.into()), slot.and_then(|mut entry| entry.op.take_buffer())),
+        }
     }
 
     /// A pool of `count` registered buffers of `size` bytes for this tenant

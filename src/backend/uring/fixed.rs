@@ -42,18 +42,14 @@ pub(super) struct Registered {
     /// Each pool met (by id, kept while it lives): its block, or `None` if the kernel refused to
     /// register it (never asked again).
     pools: FxHashMap<u64, (Weak<Pool>, Option<usize>)>,
-    /// [`retired_pools`] when the table was last swept.
-    swept: u64,
 }
 
 impl Registered {
     /// The index in the kernel ring's table of buffer `index` of `pool`, the pool registered
     /// first if it is not yet; `None` where it cannot be (the request is then a plain `READ` or
-    /// `WRITE` of the same memory).
+    /// `WRITE` of the same memory). Retired pools were swept at the start of the submission
+    /// ([`sweep`](Self::sweep)).
     pub(super) fn index(&mut self, ring: &IoUring, pool: &Arc<Pool>, index: u16) -> Option<u16> {
-        if retired_pools() != self.swept {
-            self.sweep(ring);
-        }
         if pool.is_retired() {
             return None;
         }
@@ -80,8 +76,7 @@ impl Registered {
         });
         // Pinning a pool's pages takes the kernel ring's locks for as long as it takes: only
         // pools small enough to pin in about a millisecond are registered.
-        let bytes: usize = pool.memory().map(|(_, len)| len).sum();
-        if !table || bytes > REGISTER_AT_MOST {
+        if !table || pool.bytes() > REGISTER_AT_MOST {
             self.pools.insert(pool.id(), (Arc::downgrade(pool), None));
             return None;
         }
@@ -120,18 +115,18 @@ impl Registered {
 
     /// Clears the first `n` slots of `block`: whether the kernel cleared all of them.
     fn clear(ring: &IoUring, block: usize, n: usize) -> bool {
-        let empty = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_FIXED_BUFFERS];
-        // SAFETY: empty iovecs register nothing: they clear the slots. One slot per update, as
+        let empty = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        // SAFETY: an empty iovec registers nothing: it clears the slot. One slot per update, as
         // an update may clear some and report success.
         (0..n).all(|i| unsafe {
-            ring.submitter().register_buffers_update(Self::base(block) + i as u32, &empty[..1], None).is_ok()
+            ring.submitter().register_buffers_update(Self::base(block) + i as u32, &[empty], None).is_ok()
         })
     }
 
     /// Clears the slots of retired pools and forgets the pools that are gone: the count of
     /// retirements it saw ([`retired_pools`]).
     pub(super) fn sweep(&mut self, ring: &IoUring) -> u64 {
-        self.swept = retired_pools();
+        let seen = retired_pools();
         for (block, held) in self.blocks.iter_mut().enumerate() {
             let Some(pool) = held.as_ref().filter(|pool| pool.is_retired()) else { continue };
             // One that could not be cleared keeps its pool, and so its memory, until the ring
@@ -144,7 +139,7 @@ impl Registered {
         self.pools.retain(|_, (pool, block)| {
             block.is_some_and(|b| blocks[b].is_some()) || pool.upgrade().is_some_and(|p| !p.is_retired())
         });
-        self.swept
+        seen
     }
 
     /// Lets go of a block's pool, its slots cleared (or the kernel ring closed).

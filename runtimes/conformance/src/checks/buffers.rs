@@ -6,23 +6,14 @@ use std::time::Duration;
 
 use ai_os_kernel::sandbox::Policy;
 use ai_os_kernel::syscalls::open_flags::*;
-use ai_os_kernel::syscalls::{
-    IoUringManager, OpResult, SyscallCompletionEntry, SyscallOpType as Op, SyscallSubmissionEntry, errno,
-};
+use ai_os_kernel::syscalls::{OpResult, SyscallCompletionEntry, SyscallOpType as Op, SyscallSubmissionEntry, errno};
 use futures::executor::block_on;
 
 use super::net::{V4, connect_pairs, loopback_policy, recv_exact, send_all};
-use super::{entry, held, manager, mkfifo, rooted};
+use super::{entry, held, manager, mkfifo, open, rooted};
 use crate::support::{MakeBackend, eventually, run_op};
 
 const T: Duration = Duration::from_secs(30);
-
-fn open(m: &IoUringManager, pid: u32, path: &str, flags: u32) -> i32 {
-    match run_op(m, pid, Op::open(path, flags)).result {
-        OpResult::Fd(fd) => fd,
-        other => panic!("open {path}: {other:?}"),
-    }
-}
 
 /// The buffer a completion gives back, with its count; panics if it gives none.
 fn given_back(done: SyscallCompletionEntry) -> (usize, Vec<u8>) {

@@ -7,23 +7,15 @@ use std::time::Duration;
 use ai_os_kernel::sandbox::Policy;
 use ai_os_kernel::syscalls::open_flags::*;
 use ai_os_kernel::syscalls::{
-    FixedBuf, IoUringManager, MAX_FIXED_BUFFERS, MAX_FIXED_SIZE, OpResult, SyscallCompletionEntry, SyscallOpType as Op,
-    errno,
+    FixedBuf, MAX_FIXED_BUFFERS, MAX_FIXED_SIZE, OpResult, SyscallCompletionEntry, SyscallOpType as Op, errno,
 };
 use futures::executor::block_on;
 
 use super::net::{V4, connect_pairs, loopback_policy};
-use super::{entry, manager, rooted};
+use super::{entry, manager, open, rooted};
 use crate::support::{MakeBackend, eventually, run_op};
 
 const T: Duration = Duration::from_secs(30);
-
-fn open(m: &IoUringManager, pid: u32, path: &str, flags: u32) -> i32 {
-    match run_op(m, pid, Op::open(path, flags)).result {
-        OpResult::Fd(fd) => fd,
-        other => panic!("open {path}: {other:?}"),
-    }
-}
 
 /// The registered buffer a completion gives back, with its count; panics if it gives none.
 fn fixed_back(done: SyscallCompletionEntry) -> (usize, FixedBuf) {

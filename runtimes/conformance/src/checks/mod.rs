@@ -63,6 +63,14 @@ fn nop(pid: Pid) -> SyscallSubmissionEntry {
 }
 
 /// A temp dir as the read-write root of `pid`.
+/// Opens `path` for `pid` (beneath its root) and returns the descriptor; panics if it fails.
+fn open(m: &IoUringManager, pid: Pid, path: &str, flags: u32) -> i32 {
+    match crate::support::run_op(m, pid, SyscallOpType::open(path, flags)).result {
+        ai_os_kernel::syscalls::OpResult::Fd(fd) => fd,
+        other => panic!("open {path}: {other:?}"),
+    }
+}
+
 fn rooted(m: &IoUringManager, pid: Pid) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     m.set_policy(pid, Policy::rooted(dir.path()).read_write()).expect("policy");

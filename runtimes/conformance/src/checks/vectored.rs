@@ -2,17 +2,10 @@
 
 use ai_os_kernel::sandbox::Policy;
 use ai_os_kernel::syscalls::open_flags::*;
-use ai_os_kernel::syscalls::{IoUringManager, MAX_IOV, OpResult, SyscallOpType as Op, errno};
+use ai_os_kernel::syscalls::{MAX_IOV, OpResult, SyscallOpType as Op, errno};
 
-use super::{manager, mkfifo, rooted};
+use super::{manager, mkfifo, open, rooted};
 use crate::support::{MakeBackend, run_op};
-
-fn open(m: &IoUringManager, pid: u32, path: &str, flags: u32) -> i32 {
-    match run_op(m, pid, Op::open(path, flags)).result {
-        OpResult::Fd(fd) => fd,
-        other => panic!("open {path}: {other:?}"),
-    }
-}
 
 fn bufs(parts: &[&[u8]]) -> Vec<Vec<u8>> {
     parts.iter().map(|p| p.to_vec()).collect()
